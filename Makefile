@@ -1,0 +1,33 @@
+# Habitual entry points. The first target that needs it builds .venv: torch is installed alone
+# first, pinned, so a CPU-only machine takes the local CPU build and never pulls CUDA wheels.
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+
+.PHONY: setup demo test lint bench snapshot-update clean
+
+$(VENV_STAMP): pyproject.toml
+	python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(VENV_STAMP)
+
+setup: $(VENV_STAMP)
+
+demo: $(VENV_STAMP)
+	.venv/bin/nkd run ts_recon_cls_demo
+
+test: $(VENV_STAMP)
+	$(PY) -m pytest -q
+
+lint: $(VENV_STAMP)
+	.venv/bin/ruff check core nkd_tui tests bench examples
+
+bench: $(VENV_STAMP)
+	$(PY) bench/store_bench.py
+
+snapshot-update: $(VENV_STAMP)
+	$(PY) -m pytest -q --snapshot-update
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache

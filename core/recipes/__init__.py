@@ -1,0 +1,62 @@
+"""Built-in recipes by name. A recipe is `run(ctx: RunContext) -> None` in a module of its family.
+
+Recipes named in experiments.toml before their family is built are refused with a clear message
+when a run is asked for, before anything is written.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.control import Control
+from core.errors import RunError
+from core.reporter import Reporter
+
+# family.step -> "module:function". A family's module is added here when it is built.
+RECIPES: dict[str, str] = {}
+
+PLANNED = {
+    "noise": "noise classification and distillation (mark1-mark3, mark2.5-2.9)",
+    "separation": "music source separation (CRNN, U-Net CRNN, blends)",
+}
+
+
+@dataclass
+class RunContext:
+    """What a recipe gets: its settings, where to write, how to report, when to stop."""
+
+    run_id: str
+    params: dict[str, Any]
+    run_dir: Path
+    checkpoints_dir: Path
+    root: Path
+    reporter: Reporter
+    control: Control
+    resume: bool = False
+
+
+def available() -> list[str]:
+    return sorted(RECIPES)
+
+
+def check(recipe: str, where: str) -> None:
+    """Refuse a recipe that does not exist (yet), naming the experiment."""
+    if recipe in RECIPES:
+        return
+    family = recipe.split(".", 1)[0]
+    if family in PLANNED:
+        raise RunError(
+            f"{where}: recipe '{recipe}' is not built yet ({PLANNED[family]} recipes are "
+            f"planned); nothing was started"
+        )
+    known = ", ".join(available()) or "none yet; use a command experiment"
+    raise RunError(f"{where}: unknown recipe '{recipe}' (available: {known})")
+
+
+def load(recipe: str) -> Callable[[RunContext], None]:
+    module, _, func = RECIPES[recipe].partition(":")
+    return getattr(importlib.import_module(module), func)

@@ -1,0 +1,505 @@
+"""The experiment registry: parse, validate and resolve `experiments.toml`."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import RegistryError
+
+# ── key schema ──────────────────────────────────────────────────────────────────────────────
+# Every key an experiment may carry: its type and what it means. Types are checked on load and on
+# `--set`; the comment is shown by `nkd show --keys`.
+
+
+@dataclass(frozen=True)
+class Key:
+    kind: str  # str | int | float | bool | list[str] | str-or-list | classes | weights | table
+    help: str
+    choices: tuple[str, ...] = ()
+
+
+KEYS: dict[str, Key] = {
+    # identity and wiring
+    "group": Key("str", "group shown in the TUI tree (noise, kd, separation, ...)"),
+    "description": Key("str", "one line saying what the experiment is"),
+    "recipe": Key("str", "built-in recipe, e.g. noise.teacher or separation.train"),
+    "command": Key("list[str]", "the researcher's own script; {key} is replaced by that value"),
+    "cwd": Key("str", "working directory of a command experiment, relative to the registry"),
+    "env": Key("table", "extra environment variables for the worker"),
+    "params": Key("table", "free-form parameters of a command experiment"),
+    "extends": Key("str", "experiment whose settings this one starts from"),
+    "tags": Key("list[str]", "free labels"),
+    "reported": Key("table", "values the researcher reported before nkd (sdr_db, note, ...)"),
+    # references
+    "data": Key("str", "named data source ([data.NAME])"),
+    "val_data": Key("str", "named data source used for validation"),
+    "eval_data": Key("str", "named data source used for evaluation"),
+    "pretrained": Key("str", "weights to start from: experiment name, run:<run_id> or a file"),
+    "teacher": Key("str", "teacher: experiment name, run:<run_id> or a file"),
+    "sources": Key("weights", "blend sources and their weights, summing to 1"),
+    # common training settings
+    "seed": Key("int", "random seed; stored with the run"),
+    "device": Key("str", "auto (cuda if available), cpu, cuda or cuda:N"),
+    "epochs": Key("int", "maximum number of epochs"),
+    "lr": Key("float", "learning rate"),
+    "batch_size": Key("int", "batch size"),
+    "patience": Key("int", "early-stopping patience in epochs (0 = off)"),
+    "optimizer": Key("str", "optimizer", ("adam", "adamw", "sgd")),
+    "weight_decay": Key("float", "optimizer weight decay"),
+    "scheduler": Key("str", "learning-rate schedule", ("none", "plateau", "cosine")),
+    "num_workers": Key("int", "DataLoader worker processes"),
+    "amp": Key("bool", "bf16 autocast on CUDA"),
+    "checkpoint_every": Key("int", "write the last checkpoint every N epochs"),
+    # audio features
+    "sample_rate": Key("int", "sample rate in Hz"),
+    "n_fft": Key("int", "STFT size"),
+    "hop_length": Key("int", "STFT hop in samples"),
+    "n_mels": Key("int", "mel bins"),
+    "segment_seconds": Key("float", "length of one training segment in seconds"),
+    # noise classification / distillation
+    "classes": Key("classes", "class list, or a mapping new class -> [original classes]"),
+    "prompt": Key("str", "text prompt template for class embeddings, with {class}"),
+    "text_model": Key("str", "sentence-embedding model name or local path"),
+    "temperature": Key("float", "cosine-logit temperature of the ViLD heads"),
+    "background_embedding": Key("bool", "learn a background embedding beside the class texts"),
+    "alpha": Key("float", "hybrid KD weight of the soft (KL) term"),
+    "kd_temperature": Key("float", "hybrid KD softening temperature T"),
+    "teacher_checkpoint": Key("str", "which teacher weights (ESKD: best)", ("best", "last")),
+    "augment": Key(
+        "str", "augmentation", ("none", "removal", "noise", "shift", "mix1", "mix2")
+    ),
+    "augment_target": Key("str", "who is trained on augmented data", ("teacher", "student", "both")),
+    "noise_snr_db": Key("float", "SNR of injected Gaussian noise in dB"),
+    "cosine_weight": Key("float", "weight of the cosine term in the student's embedding loss"),
+    "ensemble": Key("str", "how teacher and student are combined", ("mean", "geometric")),
+    "ensemble_weight": Key("float", "teacher weight in the ensemble (ViLD lambda = 2/3)"),
+    "zero_shot_classes": Key("list[str]", "held-out noise types evaluated zero-shot"),
+    "embed_dim": Key("int", "embedding size of the audio encoder"),
+    # source separation
+    "model": Key("str", "separation model", ("crnn", "unet_crnn")),
+    "hidden_size": Key("int", "LSTM hidden size"),
+    "num_layers": Key("int", "LSTM layers"),
+    "dropout": Key("float", "dropout probability"),
+    "stems": Key("list[str]", "stems to separate"),
+    "target_stem": Key("str", "train on this stem only; the others are silent"),
+    "mask_scale": Key("float", "multiply predicted masks by this at inference"),
+    "threshold": Key("float", "zero mask values below this at inference"),
+    "gain_correction": Key("bool", "estimate per-stem output gain on the validation set"),
+    "remix_prob": Key("float", "probability of remixing stems from different tracks"),
+    "random_gain": Key("bool", "random gain per stem during training"),
+    "freeze": Key("list[str]", "parameter-name prefixes kept frozen"),
+    "rhythm_head": Key("bool", "add the onset (rhythm) head of the U-Net CRNN"),
+    "focal_gamma": Key("float", "focal-loss gamma of the rhythm head"),
+}
+
+DATA_KEYS: dict[str, Key] = {
+    "root": Key("str", "folder of audio files or track folders, relative to the registry"),
+    "kind": Key("str", "what the folder holds", ("noise", "separation", "audio")),
+    "label_from": Key("str", "where a clip's label comes from", ("folder", "prefix")),
+    "unlabeled": Key("bool", "material without labels (soft-label pool)"),
+    "synth": Key("str", "procedural generator for demo data", ("noise", "separation")),
+    "description": Key("str", "one line saying what the data is"),
+}
+
+TOP_LEVEL = ("defaults", "data", "experiments")
+REFERENCE_KEYS = ("pretrained", "teacher")
+DATA_REF_KEYS = ("data", "val_data", "eval_data")
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+
+
+# ── resolved objects ────────────────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class DataSource:
+    name: str
+    root: Path
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A pointer to weights: an experiment's latest run, one run, or a file."""
+
+    kind: str  # experiment | run | file
+    target: str
+    weight: float | None = None
+
+    def __str__(self) -> str:
+        return {"experiment": self.target, "run": f"run:{self.target}"}.get(self.kind, self.target)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    params: dict[str, Any]  # fully resolved: defaults <- extends chain <- own keys <- overrides
+    chain: tuple[str, ...]  # extends chain, this experiment first
+    references: dict[str, Reference] = field(default_factory=dict)
+    sources: tuple[Reference, ...] = ()
+
+    @property
+    def group(self) -> str:
+        return str(self.params.get("group", "other"))
+
+    @property
+    def recipe(self) -> str | None:
+        return self.params.get("recipe")
+
+    @property
+    def command(self) -> list[str] | None:
+        return self.params.get("command")
+
+    @property
+    def reported(self) -> dict[str, Any]:
+        return dict(self.params.get("reported", {}))
+
+
+@dataclass
+class Registry:
+    path: Path
+    defaults: dict[str, Any]
+    data: dict[str, DataSource]
+    raw: dict[str, dict[str, Any]]  # experiment name -> its own keys, as written
+    experiments: dict[str, Experiment]
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def get(self, name: str) -> Experiment:
+        if name not in self.experiments:
+            raise RegistryError(
+                f"{self.path}: unknown experiment '{name}'{_suggest(name, self.experiments)}"
+            )
+        return self.experiments[name]
+
+    def resolve(self, name: str, overrides: Iterable[str] = ()) -> Experiment:
+        """The experiment with `--set key=value` overrides applied and validated."""
+        base = self.get(name)
+        own = dict(self.raw[name])
+        params_table = dict(own.get("params", base.params.get("params", {})))
+        changed = False
+        for item in overrides:
+            key, value = parse_override(self.path, name, item)
+            if key.startswith("params."):
+                params_table[key.removeprefix("params.")] = value
+            elif key not in KEYS and key in params_table:
+                params_table[key] = value
+            else:
+                own[key] = value
+            changed = True
+        if not changed:
+            return base
+        if params_table:
+            own["params"] = params_table
+        raw = dict(self.raw)
+        raw[name] = own
+        return _build(self.path, self.defaults, self.data, raw, only=name)[name]
+
+    def groups(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for exp in self.experiments.values():
+            out.setdefault(exp.group, []).append(exp.name)
+        return out
+
+
+# ── loading ─────────────────────────────────────────────────────────────────────────────────
+
+
+def load_registry(path: str | Path) -> Registry:
+    """Parse and validate a registry file; raises RegistryError with one clear line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RegistryError(f"{path}: registry file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{path}: cannot read registry: {exc}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"{path}: TOML syntax error: {exc}") from None
+    return parse_registry(path, doc)
+
+
+def parse_registry(path: Path, doc: dict[str, Any]) -> Registry:
+    for top in doc:
+        if top not in TOP_LEVEL:
+            raise RegistryError(
+                f"{path}: unknown top-level table '{top}'{_suggest(top, TOP_LEVEL)}"
+            )
+    defaults = doc.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise RegistryError(f"{path}: [defaults] must be a table")
+    for key, value in defaults.items():
+        _check_key(path, "[defaults]", key, value, KEYS)
+    data = _parse_data(path, doc.get("data", {}))
+    experiments = doc.get("experiments", {})
+    if not isinstance(experiments, dict):
+        raise RegistryError(f"{path}: [experiments] must be a table of experiments")
+    raw: dict[str, dict[str, Any]] = {}
+    for name, table in experiments.items():
+        if not isinstance(table, dict):
+            raise RegistryError(f"{path}: experiment '{name}' must be a table")
+        raw[name] = table
+    built = _build(path, defaults, data, raw)
+    return Registry(path=path, defaults=defaults, data=data, raw=raw, experiments=built)
+
+
+def _parse_data(path: Path, tables: Any) -> dict[str, DataSource]:
+    if not isinstance(tables, dict):
+        raise RegistryError(f"{path}: [data] must be a table of named data sources")
+    out: dict[str, DataSource] = {}
+    for name, table in tables.items():
+        where = f"data source '{name}'"
+        if not isinstance(table, dict):
+            raise RegistryError(f"{path}: {where} must be a table")
+        for key, value in table.items():
+            _check_key(path, where, key, value, DATA_KEYS)
+        if "root" not in table:
+            raise RegistryError(f"{path}: {where}: missing required key 'root'")
+        root = Path(table["root"])
+        out[name] = DataSource(name, root if root.is_absolute() else path.parent / root, table)
+    return out
+
+
+def _build(
+    path: Path,
+    defaults: dict[str, Any],
+    data: dict[str, DataSource],
+    raw: dict[str, dict[str, Any]],
+    only: str | None = None,
+) -> dict[str, Experiment]:
+    names = [only] if only else list(raw)
+    out: dict[str, Experiment] = {}
+    for name in names:
+        where = f"experiment '{name}'"
+        for key, value in raw[name].items():
+            _check_key(path, where, key, value, KEYS)
+        chain = _extends_chain(path, name, raw)
+        params: dict[str, Any] = dict(defaults)
+        for ancestor in reversed(chain):
+            own = dict(raw[ancestor])
+            own.pop("extends", None)
+            # what an experiment *reported* belongs to that experiment alone
+            if ancestor != name:
+                own.pop("reported", None)
+                own.pop("description", None)
+            if "params" in own and "params" in params:
+                own["params"] = {**params["params"], **own["params"]}
+            params.update(own)
+        exp = _validate(path, name, params, chain, data, raw)
+        out[name] = exp
+    return out
+
+
+def _extends_chain(path: Path, name: str, raw: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+    chain = [name]
+    current = name
+    while "extends" in raw[current]:
+        parent = raw[current]["extends"]
+        if parent not in raw:
+            raise RegistryError(
+                f"{path}: experiment '{current}': key 'extends': unknown experiment "
+                f"'{parent}'{_suggest(parent, raw)}"
+            )
+        if parent in chain:
+            loop = " -> ".join([*chain[chain.index(parent) :], parent])
+            raise RegistryError(f"{path}: experiment '{name}': 'extends' cycle: {loop}")
+        chain.append(parent)
+        current = parent
+    return tuple(chain)
+
+
+def _validate(
+    path: Path,
+    name: str,
+    params: dict[str, Any],
+    chain: tuple[str, ...],
+    data: dict[str, DataSource],
+    raw: dict[str, dict[str, Any]],
+) -> Experiment:
+    where = f"{path}: experiment '{name}'"
+    has_recipe, has_command = "recipe" in params, "command" in params
+    if has_recipe == has_command:
+        what = "both" if has_recipe else "neither"
+        raise RegistryError(f"{where}: has {what} of 'recipe' and 'command'; give exactly one")
+    if has_command:
+        command = params["command"]
+        if not command:
+            raise RegistryError(f"{where}: key 'command': must not be empty")
+        for arg in command:
+            for placeholder in PLACEHOLDER.findall(arg):
+                if not _has_param(params, placeholder):
+                    raise RegistryError(
+                        f"{where}: key 'command': placeholder '{{{placeholder}}}' names no "
+                        f"setting of this experiment{_suggest(placeholder, _param_names(params))}"
+                    )
+    if has_recipe and not re.fullmatch(r"[a-z_]+\.[a-z_]+", params["recipe"]):
+        raise RegistryError(
+            f"{where}: key 'recipe': '{params['recipe']}' is not of the form family.step"
+        )
+    for key in DATA_REF_KEYS:
+        if key in params and params[key] not in data:
+            raise RegistryError(
+                f"{where}: key '{key}': unknown data source '{params[key]}'"
+                f"{_suggest(params[key], data)}"
+            )
+    references = {}
+    for key in REFERENCE_KEYS:
+        if key in params:
+            references[key] = _reference(where, key, params[key], raw, name)
+    sources: tuple[Reference, ...] = ()
+    if "sources" in params:
+        weights = params["sources"]
+        if len(weights) < 2:
+            raise RegistryError(f"{where}: key 'sources': a blend needs at least two sources")
+        for src, weight in weights.items():
+            if not 0 < weight <= 1:
+                raise RegistryError(
+                    f"{where}: key 'sources': weight of '{src}' is {weight}; must be in (0, 1]"
+                )
+        total = sum(weights.values())
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise RegistryError(
+                f"{where}: key 'sources': weights sum to {total:g}, not 1 "
+                f"({', '.join(f'{k}={v:g}' for k, v in weights.items())})"
+            )
+        sources = tuple(
+            Reference(r.kind, r.target, float(w))
+            for r, w in (
+                (_reference(where, "sources", src, raw, name), w) for src, w in weights.items()
+            )
+        )
+    classes = params.get("classes")
+    if isinstance(classes, dict):
+        seen: dict[str, str] = {}
+        for new, originals in classes.items():
+            for original in originals:
+                if original in seen:
+                    raise RegistryError(
+                        f"{where}: key 'classes': '{original}' is mapped to both "
+                        f"'{seen[original]}' and '{new}'"
+                    )
+                seen[original] = new
+    if isinstance(classes, list) and len(set(classes)) != len(classes):
+        raise RegistryError(f"{where}: key 'classes': a class is listed twice")
+    return Experiment(name, params, chain, references, sources)
+
+
+def _reference(where: str, key: str, value: str, raw: dict[str, Any], name: str) -> Reference:
+    if value.startswith("run:"):
+        run_id = value.removeprefix("run:")
+        if not run_id:
+            raise RegistryError(f"{where}: key '{key}': 'run:' needs a run id")
+        return Reference("run", run_id)
+    if value in raw:
+        if value == name:
+            raise RegistryError(f"{where}: key '{key}': an experiment cannot refer to itself")
+        return Reference("experiment", value)
+    if "/" in value or value.endswith((".pth", ".pt", ".safetensors")):
+        return Reference("file", value)
+    raise RegistryError(
+        f"{where}: key '{key}': unknown reference '{value}' (not an experiment, run:<id> or a "
+        f"file path){_suggest(value, raw)}"
+    )
+
+
+def _has_param(params: dict[str, Any], name: str) -> bool:
+    return name in params or name in params.get("params", {})
+
+
+def _param_names(params: dict[str, Any]) -> list[str]:
+    return [*params, *params.get("params", {})]
+
+
+# ── type checks ─────────────────────────────────────────────────────────────────────────────
+
+_KIND_NAMES = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "list[str]": "a list of strings",
+    "classes": "a list of class names or a table of class -> [classes]",
+    "weights": "a table of source -> weight",
+    "table": "a table",
+}
+
+
+def _is_kind(kind: str, value: Any) -> bool:
+    checks: dict[str, Callable[[Any], bool]] = {
+        "str": lambda v: isinstance(v, str),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "bool": lambda v: isinstance(v, bool),
+        "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        "table": lambda v: isinstance(v, dict),
+        "weights": lambda v: isinstance(v, dict)
+        and all(isinstance(w, int | float) and not isinstance(w, bool) for w in v.values()),
+        "classes": lambda v: (isinstance(v, list) and all(isinstance(x, str) for x in v) and v)
+        or (
+            isinstance(v, dict)
+            and bool(v)
+            and all(
+                isinstance(x, list) and x and all(isinstance(s, str) for s in x)
+                for x in v.values()
+            )
+        ),
+    }
+    return bool(checks[kind](value))
+
+
+def _check_key(path: Path, where: str, key: str, value: Any, schema: dict[str, Key]) -> None:
+    if key not in schema:
+        raise RegistryError(f"{path}: {where}: unknown key '{key}'{_suggest(key, schema)}")
+    spec = schema[key]
+    if not _is_kind(spec.kind, value):
+        raise RegistryError(
+            f"{path}: {where}: key '{key}' must be {_KIND_NAMES[spec.kind]}, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    if spec.choices and value not in spec.choices:
+        raise RegistryError(
+            f"{path}: {where}: key '{key}' must be one of {', '.join(spec.choices)}; got {value!r}"
+        )
+    if spec.kind in ("int", "float") and key not in ("seed",) and value < 0:
+        raise RegistryError(f"{path}: {where}: key '{key}' must not be negative, got {value}")
+
+
+def parse_override(path: Path, name: str, item: str) -> tuple[str, Any]:
+    """`key=value` from the command line; the value is read as TOML, else as a string."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise RegistryError(f"{path}: experiment '{name}': --set '{item}' is not key=value")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    if isinstance(value, float) and key in KEYS and KEYS[key].kind == "int" and value.is_integer():
+        value = int(value)
+    return key, value
+
+
+def _suggest(word: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def substitute_command(exp: Experiment) -> list[str]:
+    """The command line of a command experiment, placeholders replaced by resolved values."""
+
+    def value(match: re.Match[str]) -> str:
+        key = match.group(1)
+        found = exp.params[key] if key in exp.params else exp.params["params"][key]
+        return str(found).lower() if isinstance(found, bool) else str(found)
+
+    return [PLACEHOLDER.sub(value, arg) for arg in exp.command or []]

@@ -1,0 +1,246 @@
+"""The detached worker: `python -m core.worker runs/<run_id> [--resume]` runs one run to its end.
+
+It is started in its own session by the launcher, so it outlives the terminal, the TUI and the SSH
+connection that started it. Its stdout and stderr are the run's output.log.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from core import recipes
+from core.control import Control, StopRun, read_request
+from core.liveness import process_start_time
+from core.report import parse_line
+from core.reporter import Reporter
+from core.store import Store
+from core.workspace import read_json
+
+HEARTBEAT_S = 5.0
+STOP_GRACE_S = 10.0  # SIGINT, then this long before SIGTERM, then as long again before SIGKILL
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        print("usage: python -m core.worker RUN_DIR [--resume]", file=sys.stderr)
+        return 2
+    run_dir = Path(argv[0]).resolve()
+    resume = "--resume" in argv[1:]
+    config = read_json(run_dir / "config.json")
+    run_id = config["run_id"]
+    store = Store(config["db"])
+    reporter = Reporter(run_id, run_dir, store)
+    pid = os.getpid()
+    reporter.status(
+        "running", pid=pid, pid_start=process_start_time(pid), device=config.get("device")
+    )
+    try:
+        if config.get("command"):
+            status, code = CommandRun(config, run_dir, reporter).run()
+        else:
+            status, code = _run_recipe(config, run_dir, reporter, resume)
+        error = None if status != "failed" else f"command exited with status {code}"
+        reporter.status(status, exit_code=code, **({"error": error} if error else {}))
+        return 0 if status != "failed" else 1
+    except Exception as exc:
+        traceback.print_exc()
+        sys.stdout.flush()
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        reporter.status("failed", exit_code=1, error=message)
+        return 1
+    finally:
+        reporter.close()
+        store.close()
+
+
+def _heartbeat(db_path: str, run_id: str, stop: threading.Event) -> None:
+    store = Store(db_path)
+    try:
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                store.heartbeat(run_id)
+            except Exception:  # a busy database must never kill the run
+                pass
+    finally:
+        store.close()
+
+
+def _run_recipe(
+    config: dict[str, Any], run_dir: Path, reporter: Reporter, resume: bool
+) -> tuple[str, int]:
+    control = Control(run_dir, on_change=lambda state: reporter.status(state))
+    control.install()
+    stop = threading.Event()
+    beat = threading.Thread(
+        target=_heartbeat, args=(config["db"], config["run_id"], stop), daemon=True
+    )
+    beat.start()
+    ctx = recipes.RunContext(
+        run_id=config["run_id"],
+        params=config["params"],
+        run_dir=run_dir,
+        checkpoints_dir=Path(config["checkpoints_dir"]),
+        root=Path(config["root"]),
+        reporter=reporter,
+        control=control,
+        resume=resume,
+    )
+    try:
+        recipes.load(config["recipe"])(ctx)
+        return "finished", 0
+    except StopRun as req:
+        return ("suspended" if req.action == "suspend" else "stopped"), 0
+    finally:
+        stop.set()
+
+
+class CommandRun:
+    """Runs the researcher's own script in its own process group and follows its output."""
+
+    def __init__(self, config: dict[str, Any], run_dir: Path, reporter: Reporter) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.reporter = reporter
+        self.requests: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.stopping = False
+        self.paused = False
+
+    def _on_usr1(self, _signum: int, _frame: object) -> None:
+        action = read_request(self.run_dir)
+        if action:
+            self.requests.put(action)
+
+    def _on_stop(self, _signum: int, _frame: object) -> None:
+        self.requests.put("stop")
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def run(self) -> tuple[str, int]:
+        signal.signal(signal.SIGUSR1, self._on_usr1)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        env = {**os.environ, **self.config.get("env", {}), "PYTHONUNBUFFERED": "1",
+               "NKD_RUN_ID": self.config["run_id"], "NKD_RUN_DIR": str(self.run_dir),
+               "NKD_CHECKPOINT_DIR": self.config["checkpoints_dir"]}
+        self.proc = subprocess.Popen(
+            self.config["command"],
+            cwd=self.config.get("cwd") or self.config["root"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+            process_group=0,
+        )
+        (self.run_dir / "child.pid").write_text(str(self.proc.pid))
+        lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        reader = threading.Thread(target=self._read, args=(lines,), daemon=True)
+        reader.start()
+        next_beat = time.monotonic() + HEARTBEAT_S
+        deadlines: list[tuple[float, int]] = []
+        eof = False
+        while True:
+            try:
+                line = lines.get(timeout=0.1)
+                if line is None:
+                    eof = True
+                else:
+                    self._handle_line(line)
+                    continue  # drain output before anything else
+            except queue.Empty:
+                pass
+            while not self.requests.empty():
+                deadlines += self._handle_request(self.requests.get())
+            now = time.monotonic()
+            if deadlines and now >= deadlines[0][0]:
+                self._signal(deadlines.pop(0)[1])
+            if now >= next_beat:
+                next_beat = now + HEARTBEAT_S
+                try:
+                    self.reporter.store and self.reporter.store.heartbeat(self.config["run_id"])
+                except Exception:
+                    pass
+            if eof and self.proc.poll() is not None:
+                break
+        code = self.proc.wait()
+        if self.stopping:
+            return "stopped", code
+        return ("finished" if code == 0 else "failed"), code
+
+    def _read(self, lines: queue.SimpleQueue[str | None]) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    def _handle_line(self, line: str) -> None:
+        try:
+            event = parse_line(line)
+        except ValueError as exc:
+            print(f"nkd: ignored malformed @nkd line ({exc}): {line.rstrip()}", flush=True)
+            return
+        if event is None:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            return
+        if event["type"] == "checkpoint":
+            event = self._describe_checkpoint(event)
+        elif event["type"] == "meta":
+            return
+        self.reporter.event(event)
+
+    def _describe_checkpoint(self, event: dict[str, Any]) -> dict[str, Any]:
+        from core.checksum import sha256_file
+
+        path = Path(event["path"])
+        if not path.is_absolute():
+            path = Path(self.config.get("cwd") or self.config["root"]) / path
+        if path.is_file():
+            event["sha256"] = sha256_file(path)
+        event["path"] = str(path)
+        event.setdefault("role", "last")
+        return event
+
+    def _handle_request(self, action: str) -> list[tuple[float, int]]:
+        if action == "pause" and not self.paused and not self.stopping:
+            self._signal(signal.SIGSTOP)
+            self.paused = True
+            self.reporter.status("paused")
+        elif action == "resume" and self.paused:
+            self._signal(signal.SIGCONT)
+            self.paused = False
+            self.reporter.status("running")
+        elif action == "suspend":
+            print("nkd: suspend is not available for command experiments; use stop", flush=True)
+        elif action == "stop" and not self.stopping:
+            self.stopping = True
+            self.reporter.status("stopping")
+            if self.paused:
+                self._signal(signal.SIGCONT)
+                self.paused = False
+            self._signal(signal.SIGINT)
+            now = time.monotonic()
+            return [(now + STOP_GRACE_S, signal.SIGTERM), (now + 2 * STOP_GRACE_S, signal.SIGKILL)]
+        return []
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,372 @@
+"""The `nkd` command line: run experiments headless, list and follow runs, control them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from core.errors import NkdError
+from core.registry import KEYS, Registry, load_registry
+from core.store import FINAL, Store
+from core.workspace import Workspace
+
+STATUS_SYMBOL = {
+    "queued": "…", "starting": "…", "running": "▶", "paused": "⏸", "stopping": "■",
+    "suspending": "■", "suspended": "⏾", "finished": "✓", "stopped": "■", "failed": "✗",
+    "killed": "✗", "lost": "?",
+}
+
+
+def _registry_path(args: argparse.Namespace) -> Path:
+    return Path(args.registry or os.environ.get("NKD_REGISTRY") or "experiments.toml")
+
+
+def _open(args: argparse.Namespace) -> tuple[Registry, Workspace, Store]:
+    registry = load_registry(_registry_path(args))
+    ws = Workspace.at(registry.path)
+    return registry, ws, Store(ws.db_path)
+
+
+def _open_store(args: argparse.Namespace) -> tuple[Workspace, Store]:
+    """The store beside the registry file; the registry itself need not be valid to read runs."""
+    path = _registry_path(args)
+    if not path.is_file():
+        raise NkdError(f"{path}: registry file not found")
+    ws = Workspace.at(path)
+    return ws, Store(ws.db_path)
+
+
+def _fmt_time(t: float | None) -> str:
+    return datetime.fromtimestamp(t).strftime("%m-%d %H:%M") if t else "-"
+
+
+def _fmt_num(v: float | None, digits: int = 4) -> str:
+    return "-" if v is None else f"{v:.{digits}g}"
+
+
+def _duration(row: dict[str, Any]) -> str:
+    if not row.get("started_at"):
+        return "-"
+    seconds = int((row.get("ended_at") or time.time()) - row["started_at"])
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# ── commands ────────────────────────────────────────────────────────────────────────────────
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    registry = load_registry(_registry_path(args))
+    print(f"{registry.path}: {len(registry.experiments)} experiments, "
+          f"{len(registry.data)} data sources, all valid")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    registry, _ws, store = _open(args)
+    rows = []
+    for group, names in sorted(registry.groups().items()):
+        for name in names:
+            exp = registry.experiments[name]
+            latest = store.latest_run(name)
+            parents = [str(r) for r in exp.references.values()]
+            parents += [f"{s}×{s.weight:g}" for s in exp.sources]
+            reported = exp.reported.get("sdr_db", exp.reported.get("accuracy"))
+            rows.append([
+                group, name, exp.recipe or "command", ", ".join(parents) or "-",
+                "-" if reported is None else str(reported),
+                latest["status"] if latest else "-",
+            ])
+    if args.json:
+        keys = ["group", "experiment", "recipe", "parents", "reported", "latest_status"]
+        print(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=2))
+    else:
+        header = ["GROUP", "EXPERIMENT", "RECIPE", "FROM", "REPORTED", "LATEST"]
+        print(_table(rows, header))
+    return 0
+
+
+def cmd_keys(_args: argparse.Namespace) -> int:
+    for key, spec in KEYS.items():
+        choices = f" ({'/'.join(spec.choices)})" if spec.choices else ""
+        print(f"{key:22} {spec.kind:10} {spec.help}{choices}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from core.runner import launch
+
+    registry, ws, store = _open(args)
+    launched = launch(registry, args.experiment, args.set or [], store=store)
+    print(f"{launched.run_id}: started (pid {launched.pid}), folder {launched.run_dir}")
+    if args.detach:
+        return 0
+    return _follow_run(store, ws, launched.run_id)
+
+
+def _follow_run(store: Store, ws: Workspace, run_id: str) -> int:
+    """Show per-epoch progress until the run ends; Ctrl-C stops it, a second Ctrl-C kills it."""
+    from core.runner import kill, mark_lost, send
+
+    tty = sys.stdout.isatty()
+    shown = 0
+    interrupts = 0
+    while True:
+        try:
+            row = store.get_run(run_id)
+            assert row is not None
+            epochs = store.epochs(run_id)
+            for ep in epochs[shown:]:
+                line = _epoch_line(ep, row.get("epochs_total"))
+                print(("\r\033[K" if tty else "") + line, end="" if tty else "\n", flush=True)
+            shown = len(epochs)
+            status = mark_lost(store, ws, [row])[0]["status"]
+            if status in FINAL:
+                if tty:
+                    print()
+                return _report_end(store, run_id)
+            time.sleep(0.3)
+        except KeyboardInterrupt:
+            interrupts += 1
+            if interrupts == 1:
+                print("\nstopping the run (Ctrl-C again to kill it) ...", flush=True)
+                try:
+                    send(store, ws, run_id, "stop")
+                except NkdError as exc:
+                    print(f"nkd: {exc}", file=sys.stderr)
+            else:
+                print(kill(store, ws, run_id, grace=0), flush=True)
+
+
+def _epoch_line(ep: dict[str, Any], total: int | None) -> str:
+    n = ep["epoch"]
+    bar = ""
+    if total:
+        filled = int(20 * min(n, total) / total)
+        bar = f"[{'#' * filled}{'.' * (20 - filled)}] "
+    parts = [f"epoch {n}{f'/{total}' if total else ''}", bar.strip()]
+    parts.append(f"train {_fmt_num(ep['train_loss'])}")
+    if ep["val_loss"] is not None:
+        parts.append(f"val {_fmt_num(ep['val_loss'])}")
+    if ep["lr"] is not None:
+        parts.append(f"lr {ep['lr']:.2g}")
+    return "  ".join(p for p in parts if p)
+
+
+def _report_end(store: Store, run_id: str) -> int:
+    row = store.get_run(run_id)
+    assert row is not None
+    best = ""
+    if row["best_epoch"] is not None:
+        best = f", best epoch {row['best_epoch']} (val {_fmt_num(row['best_val_loss'])})"
+    error = f": {row['error']}" if row.get("error") else ""
+    print(f"{run_id}: {row['status']}{best}{error}")
+    return 0 if row["status"] in ("finished", "stopped", "suspended") else 1
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    from core.runner import mark_lost
+
+    ws, store = _open_store(args)
+    rows = store.list_runs(args.experiment, limit=None if args.all or args.json else 50)
+    rows = mark_lost(store, ws, rows)
+    if args.json:
+        keys = ("id", "experiment", "recipe", "status", "epoch", "epochs_total", "best_epoch",
+                "best_val_loss", "best_train_loss", "accuracy", "sdr", "pid", "started_at",
+                "ended_at", "device", "error")
+        print(json.dumps([{k: r[k] for k in keys} for r in rows], indent=2))
+        return 0
+    table = [
+        [r["id"], f"{STATUS_SYMBOL.get(r['status'], ' ')} {r['status']}",
+         f"{r['epoch'] or 0}/{r['epochs_total'] or '?'}", _fmt_num(r["best_val_loss"]),
+         _fmt_num(r["accuracy"]), _fmt_num(r["sdr"]), _fmt_time(r["started_at"]), _duration(r)]
+        for r in rows
+    ]
+    header = ["RUN", "STATUS", "EPOCH", "BEST VAL", "ACC", "SDR", "STARTED", "TIME"]
+    print(_table(table, header) if table else "no runs yet")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from core.runner import mark_lost, resolve_run
+
+    ws, store = _open_store(args)
+    run_id = resolve_run(store, args.run)
+    row = store.get_run(run_id)
+    assert row is not None
+    row["status"] = mark_lost(store, ws, [row])[0]["status"]
+    epochs = store.epochs(run_id)
+    metrics = store.metrics(run_id)
+    checkpoints = store.checkpoints(run_id)
+    if args.json:
+        out = {k: row[k] for k in row if k not in ("params",)}
+        out["params"] = row["params"]
+        out["epochs"] = [{k: e[k] for k in ("epoch", "train_loss", "val_loss", "lr")}
+                         for e in epochs]
+        out["metrics"] = metrics
+        out["checkpoints"] = checkpoints
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    print(f"run         {run_id}")
+    print(f"experiment  {row['experiment']}  ({row['recipe']})")
+    print(f"status      {STATUS_SYMBOL.get(row['status'], ' ')} {row['status']}"
+          + (f"  — {row['error']}" if row.get("error") else ""))
+    print(f"epochs      {row['epoch'] or 0}/{row['epochs_total'] or '?'}  best epoch "
+          f"{row['best_epoch'] if row['best_epoch'] is not None else '-'}  best val "
+          f"{_fmt_num(row['best_val_loss'])}  train {_fmt_num(row['best_train_loss'])}")
+    print(f"started     {_fmt_time(row['started_at'])}  time {_duration(row)}  pid {row['pid']}"
+          f"  host {row['host']}  device {row.get('device') or '-'}")
+    print(f"folder      {row['run_dir']}")
+    if metrics:
+        print("metrics")
+        for m in metrics:
+            where = " ".join(f"{k}={m[k]}" for k in ("stem", "track", "split") if m[k])
+            print(f"  {m['name']:<20} {m['value']:<12.6g} {where}")
+    if checkpoints:
+        print("checkpoints")
+        for c in checkpoints:
+            print(f"  {c['role'] or '-':<6} epoch {c['epoch'] if c['epoch'] is not None else '-'}"
+                  f"  {c['path']}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from core.runner import resolve_run
+
+    ws, store = _open_store(args)
+    run_id = resolve_run(store, args.run)
+    log = ws.run_dir(run_id) / "output.log"
+    if not log.is_file():
+        raise NkdError(f"run '{run_id}': no output.log in {log.parent}")
+    with open(log, encoding="utf-8", errors="replace") as fh:
+        sys.stdout.write(fh.read())
+        sys.stdout.flush()
+        if not args.follow:
+            return 0
+        try:
+            while True:
+                chunk = fh.read()
+                if chunk:
+                    sys.stdout.write(chunk)
+                    sys.stdout.flush()
+                    continue
+                row = store.get_run(run_id)
+                if row is None or row["status"] in FINAL:
+                    sys.stdout.write(fh.read())
+                    return 0
+                time.sleep(0.3)
+        except KeyboardInterrupt:
+            return 0
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    from core.runner import resolve_run, send
+
+    ws, store = _open_store(args)
+    print(send(store, ws, resolve_run(store, args.run), args.command))
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    from core.runner import kill, resolve_run
+
+    ws, store = _open_store(args)
+    print(kill(store, ws, resolve_run(store, args.run), grace=args.grace))
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    ws, store = _open_store(args)
+    if not ws.runs_dir.is_dir():
+        raise NkdError(f"{ws.runs_dir}: no runs folder to index")
+    n = store.reindex(ws.runs_dir)
+    print(f"{ws.db_path}: rebuilt from {n} run folders")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nkd", description="Experiment manager for audio distillation and separation runs."
+    )
+    parser.add_argument("--registry", "-r", help="experiments.toml (default ./experiments.toml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("check", help="validate the registry").set_defaults(func=cmd_check)
+    p = sub.add_parser("list", help="experiments in the registry, with their latest run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+    sub.add_parser("keys", help="every registry key and what it means").set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("run", help="start a run of an experiment")
+    p.add_argument("experiment")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting")
+    p.add_argument("--detach", "-d", action="store_true", help="return at once")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("ps", help="list runs")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--all", "-a", action="store_true", help="all runs, not the latest 50")
+    p.add_argument("--experiment", "-e")
+    p.set_defaults(func=cmd_ps)
+
+    p = sub.add_parser("show", help="one run: status, best values, metrics, checkpoints")
+    p.add_argument("run", help="run id, unique prefix, or experiment (its latest run)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("logs", help="a run's output log")
+    p.add_argument("run")
+    p.add_argument("--follow", "-f", action="store_true")
+    p.set_defaults(func=cmd_logs)
+
+    for action, text in (
+        ("pause", "pause at the next batch boundary"),
+        ("resume", "resume a paused or suspended run"),
+        ("suspend", "checkpoint, exit and free the GPU; resume later"),
+        ("stop", "finish the step, save the last checkpoint, status stopped"),
+    ):
+        p = sub.add_parser(action, help=text)
+        p.add_argument("run")
+        p.set_defaults(func=cmd_control)
+    p = sub.add_parser("kill", help="stop, then SIGKILL after a grace period")
+    p.add_argument("run")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds to wait for stop")
+    p.set_defaults(func=cmd_kill)
+
+    sub.add_parser("reindex", help="rebuild the database from runs/*/events.jsonl").set_defaults(
+        func=cmd_reindex
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args))
+    except NkdError as exc:
+        print(f"nkd: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
