@@ -75,7 +75,9 @@ KEYS: dict[str, Key] = {
     "augment": Key(
         "str", "augmentation", ("none", "removal", "noise", "shift", "mix1", "mix2")
     ),
-    "augment_target": Key("str", "who is trained on augmented data", ("teacher", "student", "both")),
+    "augment_target": Key(
+        "str", "who is trained on augmented data", ("teacher", "student", "both")
+    ),
     "noise_snr_db": Key("float", "SNR of injected Gaussian noise in dB"),
     "cosine_weight": Key("float", "weight of the cosine term in the student's embedding loss"),
     "ensemble": Key("str", "how teacher and student are combined", ("mean", "geometric")),

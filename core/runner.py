@@ -159,21 +159,31 @@ def effective_status(row: dict[str, Any], host: str | None = None) -> str:
     return status if is_alive(row["pid"], row.get("pid_start")) else "lost"
 
 
-def mark_lost(store: Store, ws: Workspace, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Give each row its effective status, recording `lost` for runs whose process vanished."""
+def _record_lost(store: Store, ws: Workspace, run_id: str) -> None:
+    run_dir = ws.run_dir(run_id)
+    if run_dir.is_dir():  # into events.jsonl too, so `nkd reindex` keeps it
+        reporter = Reporter(run_id, run_dir, store)
+        reporter.status("lost", error="worker process vanished without a final status")
+        reporter.close()
+    else:
+        store.set_status(run_id, "lost")
+
+
+def current_status(store: Store, ws: Workspace, row: dict[str, Any]) -> str:
+    """One run's effective status, recording `lost` when its process has vanished."""
+    status = effective_status(row)
+    if status == "lost" and row["status"] != "lost":
+        _record_lost(store, ws, row["id"])
+    return status
+
+
+def reconcile(store: Store, ws: Workspace) -> list[str]:
+    """Check every run that claims to be alive; record `lost` for those that are not."""
     host = socket.gethostname()
-    for row in rows:
-        status = effective_status(row, host)
-        if status == "lost" and row["status"] != "lost":
-            run_dir = ws.run_dir(row["id"])
-            if run_dir.is_dir():
-                reporter = Reporter(row["id"], run_dir, store)
-                reporter.status("lost", error="worker process vanished without a final status")
-                reporter.close()
-            else:
-                store.set_status(row["id"], "lost")
-            row["status"] = "lost"
-    return rows
+    lost = [r["id"] for r in store.active_runs() if effective_status(r, host) == "lost"]
+    for run_id in lost:
+        _record_lost(store, ws, run_id)
+    return lost
 
 
 def resolve_run(store: Store, ref: str) -> str:
@@ -200,7 +210,7 @@ def send(store: Store, ws: Workspace, run_id: str, action: str) -> str:
     row = store.get_run(run_id)
     if row is None:
         raise RunError(f"no run '{run_id}' in {store.path}")
-    status = mark_lost(store, ws, [dict(row)])[0]["status"]
+    status = current_status(store, ws, row)
     run_dir = ws.run_dir(run_id)
     if action == "resume" and status == "suspended":
         config = read_json(run_dir / "config.json")
@@ -249,7 +259,7 @@ def kill(store: Store, ws: Workspace, run_id: str, grace: float = KILL_GRACE_S) 
     row = store.get_run(run_id)
     if row is None:
         raise RunError(f"no run '{run_id}' in {store.path}")
-    status = mark_lost(store, ws, [dict(row)])[0]["status"]
+    status = current_status(store, ws, row)
     if status in FINAL:
         raise RunError(f"run '{run_id}' is not running (status {status})")
     if status != "stopping" and row.get("pid"):

@@ -14,7 +14,7 @@ from typing import Any
 
 from core.errors import NkdError
 from core.registry import KEYS, Registry, load_registry
-from core.store import FINAL, Store
+from core.store import FINAL, FULL_COLUMNS, Store
 from core.workspace import Workspace
 
 STATUS_SYMBOL = {
@@ -120,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _follow_run(store: Store, ws: Workspace, run_id: str) -> int:
     """Show per-epoch progress until the run ends; Ctrl-C stops it, a second Ctrl-C kills it."""
-    from core.runner import kill, mark_lost, send
+    from core.runner import current_status, kill, send
 
     tty = sys.stdout.isatty()
     shown = 0
@@ -134,7 +134,7 @@ def _follow_run(store: Store, ws: Workspace, run_id: str) -> int:
                 line = _epoch_line(ep, row.get("epochs_total"))
                 print(("\r\033[K" if tty else "") + line, end="" if tty else "\n", flush=True)
             shown = len(epochs)
-            status = mark_lost(store, ws, [row])[0]["status"]
+            status = current_status(store, ws, row)
             if status in FINAL:
                 if tty:
                     print()
@@ -179,11 +179,13 @@ def _report_end(store: Store, run_id: str) -> int:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    from core.runner import mark_lost
+    from core.runner import reconcile
 
     ws, store = _open_store(args)
-    rows = store.list_runs(args.experiment, limit=None if args.all or args.json else 50)
-    rows = mark_lost(store, ws, rows)
+    reconcile(store, ws)
+    rows = store.list_runs(
+        args.experiment, limit=None if args.all or args.json else 50, columns=FULL_COLUMNS
+    )
     if args.json:
         keys = ("id", "experiment", "recipe", "status", "epoch", "epochs_total", "best_epoch",
                 "best_val_loss", "best_train_loss", "accuracy", "sdr", "pid", "started_at",
@@ -202,13 +204,13 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from core.runner import mark_lost, resolve_run
+    from core.runner import current_status, resolve_run
 
     ws, store = _open_store(args)
     run_id = resolve_run(store, args.run)
     row = store.get_run(run_id)
     assert row is not None
-    row["status"] = mark_lost(store, ws, [row])[0]["status"]
+    row["status"] = current_status(store, ws, row)
     epochs = store.epochs(run_id)
     metrics = store.metrics(run_id)
     checkpoints = store.checkpoints(run_id)

@@ -1,0 +1,89 @@
+"""Shared fixtures: a throw-away workspace with a registry, and cleanup of its workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.store import FULL_COLUMNS, Store
+
+TESTS = Path(__file__).parent
+TICKER = TESTS / "scripts" / "ticker.py"
+
+BASE_REGISTRY = f"""
+[defaults]
+seed = 7
+
+[experiments.tick]
+group = "test"
+command = ["{sys.executable}", "{TICKER}", "--epochs", "{{epochs}}", "--delay", "{{delay}}",
+           "--fail-at", "{{fail_at}}"]
+epochs = 5
+params = {{ delay = 0.05, fail_at = 0 }}
+
+[experiments.slow]
+extends = "tick"
+epochs = 400
+params = {{ delay = 0.1 }}
+
+[experiments.broken]
+extends = "tick"
+params = {{ fail_at = 2 }}
+
+[experiments.mark1]
+group = "noise"
+recipe = "noise.teacher"
+epochs = 3
+"""
+
+
+class Workspace:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.registry = root / "experiments.toml"
+        self.registry.write_text(BASE_REGISTRY)
+
+    @property
+    def db(self) -> Path:
+        return self.root / "nkd.db"
+
+    def store(self) -> Store:
+        return Store(self.db)
+
+    def cleanup(self) -> None:
+        if not self.db.exists():
+            return
+        store = self.store()
+        for row in store.list_runs(columns=FULL_COLUMNS):
+            for pid in (row["pid"],):
+                if pid:
+                    try:
+                        os.killpg(pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            child = self.root / "runs" / row["id"] / "child.pid"
+            if child.is_file():
+                try:
+                    os.killpg(int(child.read_text()), signal.SIGKILL)
+                except (ProcessLookupError, PermissionError, ValueError):
+                    pass
+        store.close()
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Workspace]:
+    space = Workspace(tmp_path)
+    yield space
+    space.cleanup()
+
+
+def nkd(ws: Workspace, *args: str) -> int:
+    """Run the CLI in-process against the workspace's registry."""
+    from nkd_tui.cli import main
+
+    return main(["--registry", str(ws.registry), *args])

@@ -1,0 +1,37 @@
+"""Module boundaries, checked in fresh processes: core is UI-free, the CLI/TUI is torch-free."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _loaded_after(stmt: str) -> set[str]:
+    code = f"import sys\n{stmt}\nprint('\\n'.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    return {m.split(".")[0] for m in out.split()}
+
+
+def test_core_imports_no_ui() -> None:
+    loaded = _loaded_after(
+        "import core, core.registry, core.store, core.runner, core.worker, core.reporter, "
+        "core.report, core.recipes"
+    )
+    assert not loaded & {"textual", "textual_plotext", "rich"}, loaded & {"textual", "rich"}
+
+
+def test_cli_imports_no_torch() -> None:
+    loaded = _loaded_after("import nkd_tui, nkd_tui.cli, core.runner, core.worker")
+    assert "torch" not in loaded and "librosa" not in loaded
+
+
+def test_nkd_help_runs() -> None:
+    out = subprocess.run([sys.executable, "-m", "nkd_tui.cli", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    for command in ("run", "ps", "logs", "show", "pause", "resume", "suspend", "stop", "kill",
+                    "reindex"):
+        assert command in out

@@ -1,0 +1,234 @@
+"""Registry: resolution order, the shipped experiments.toml, and one clear line per bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.errors import RegistryError
+from core.registry import load_registry, substitute_command
+from nkd_tui.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD = """
+[defaults]
+seed = 42
+lr = 1e-3
+batch_size = 16
+
+[data.noise]
+root = "data/noise"
+
+[experiments.base]
+group = "noise"
+recipe = "noise.teacher"
+data = "noise"
+epochs = 10
+classes = ["a", "b", "c"]
+reported = { accuracy = 0.9 }
+
+[experiments.child]
+extends = "base"
+lr = 1e-4
+classes = { a = ["a"], other = ["b", "c"] }
+
+[experiments.grandchild]
+extends = "child"
+epochs = 3
+pretrained = "base"
+
+[experiments.script]
+command = ["python", "train.py", "--lr", "{lr}", "--warm", "{warm}", "--amp", "{amp}"]
+lr = 0.5
+amp = true
+params = { warm = 20 }
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "experiments.toml"
+    path.write_text(text)
+    return path
+
+
+def test_resolution_order(tmp_path: Path) -> None:
+    reg = load_registry(write(tmp_path, GOOD))
+    g = reg.get("grandchild")
+    assert g.chain == ("grandchild", "child", "base")
+    assert g.params["seed"] == 42  # from defaults
+    assert g.params["lr"] == 1e-4  # child overrides defaults
+    assert g.params["epochs"] == 3  # own key overrides base
+    assert g.params["batch_size"] == 16
+    assert g.params["classes"] == {"a": ["a"], "other": ["b", "c"]}
+    assert g.references["pretrained"].kind == "experiment"
+    assert g.reported == {}  # a parent's reported values are not inherited
+    assert reg.get("base").reported == {"accuracy": 0.9}
+    assert reg.data["noise"].root == tmp_path / "data/noise"
+
+    over = reg.resolve("grandchild", ["lr=0.01", "epochs=7", "optimizer=adamw", "device=cpu"])
+    assert (over.params["lr"], over.params["epochs"]) == (0.01, 7)
+    assert over.params["optimizer"] == "adamw"
+    assert over.params["device"] == "cpu"
+    assert reg.get("grandchild").params["epochs"] == 3  # the registry itself is unchanged
+
+
+def test_command_placeholders_and_params(tmp_path: Path) -> None:
+    reg = load_registry(write(tmp_path, GOOD))
+    exp = reg.resolve("script", ["warm=5"])
+    assert substitute_command(exp) == ["python", "train.py", "--lr", "0.5", "--warm", "5",
+                                       "--amp", "true"]
+    exp = reg.resolve("script", ["params.warm=7", "lr=2"])
+    assert substitute_command(exp)[3:6] == ["2", "--warm", "7"]
+
+
+def test_shipped_registry_has_the_researchers_experiments() -> None:
+    reg = load_registry(ROOT / "experiments.toml")
+    e = reg.experiments
+    for name in ("mark1", "mark1.soft_labels", "mark1.student", "mark1.ensemble", "mark2",
+                 "mark3", "mark2.5", "mark2.6", "mark2.7", "mark2.8", "mark2.9", "crnn_long",
+                 "crnn_large_finetune", "crnn_large_finetune_ver1", "crnn_large_final_tune",
+                 "crnn_large_merged", "crnn_large_ultimate_4db", "crnn_large_final_fix",
+                 "crnn_large_merged_0_8_0_2", "crnn_large_merged_0_9_0_1",
+                 "retrain_with_augmentation", "unet_crnn_rhythm", "ts_recon_cls"):
+        assert name in e, name
+    assert e["mark1"].params["classes"] == ["apartment_noise", "daily_noise", "background_noise"]
+    assert (e["mark1"].params["epochs"], e["mark1"].params["lr"]) == (100, 1e-4)
+    assert list(e["mark2"].params["classes"]) == ["apartment_noise", "other_noise"]
+    for mark in ("mark2.5", "mark2.6", "mark2.7", "mark2.8", "mark2.9"):
+        assert (e[mark].params["alpha"], e[mark].params["kd_temperature"]) == (0.7, 4.0)
+    assert (e["crnn_long"].params["hidden_size"], e["crnn_long"].params["num_layers"]) == (256, 3)
+    assert e["crnn_long"].reported["sdr_db"] == 3.20
+    ft = e["crnn_large_final_tune"].params
+    assert (ft["hidden_size"], ft["num_layers"], ft["batch_size"], ft["lr"]) == (512, 4, 8, 1e-4)
+    assert str(e["crnn_large_final_tune"].references["pretrained"]) == "crnn_large_finetune_ver1"
+    assert e["crnn_large_final_tune"].reported["sdr_db"] == 3.9331
+    ult = e["crnn_large_ultimate_4db"]
+    assert (ult.params["lr"], str(ult.references["pretrained"])) == (5e-5, "crnn_large_merged")
+    fix = e["crnn_large_final_fix"].params
+    assert (fix["lr"], fix["epochs"]) == (1e-5, 5)
+    blend = {s.target: s.weight for s in e["crnn_large_merged_0_8_0_2"].sources}
+    assert blend == {"crnn_large_final_tune": 0.8, "crnn_large_ultimate_4db": 0.2}
+    assert e["crnn_large_merged_0_8_0_2"].reported["sdr_db"] == 2.8281
+    blend = {s.target: s.weight for s in e["crnn_large_merged_0_9_0_1"].sources}
+    assert blend == {"crnn_large_final_tune": 0.9, "crnn_large_ultimate_4db": 0.1}
+    unet = e["unet_crnn_rhythm"].params
+    assert (unet["model"], unet["optimizer"], unet["weight_decay"]) == ("unet_crnn", "adamw", 1e-3)
+    assert unet["rhythm_head"] is True and unet["dropout"] == 0.4
+
+
+BAD = [
+    # (registry text, words the one-line message must contain)
+    ("[experiments.a\nrecipe = 'x.y'", ["TOML syntax error", "line 1"]),
+    ("[experiment.a]\nrecipe = 'x.y'", ["unknown top-level table 'experiment'",
+                                         "did you mean 'experiments'"]),
+    ("[experiments.a]\nrecipe = 'x.y'\nbatchsize = 8", ["experiment 'a'", "unknown key 'batchsize'",
+                                                        "did you mean 'batch_size'"]),
+    ("[experiments.a]\nrecipe = 'x.y'\nepochs = 'ten'", ["experiment 'a'", "key 'epochs'",
+                                                         "must be an integer"]),
+    ("[experiments.a]\nrecipe = 'x.y'\nlr = 'fast'", ["key 'lr' must be a number"]),
+    ("[experiments.a]\nrecipe = 'x.y'\nepochs = true", ["key 'epochs' must be an integer"]),
+    ("[experiments.a]\nrecipe = 'x.y'\noptimizer = 'adamm'", ["key 'optimizer' must be one of",
+                                                              "adamw"]),
+    ("[experiments.a]\nrecipe = 'x.y'\nepochs = -1", ["key 'epochs' must not be negative"]),
+    ("[experiments.a]\nextends = 'mark0'\nrecipe = 'x.y'", ["experiment 'a'", "key 'extends'",
+                                                            "unknown experiment 'mark0'"]),
+    ("[experiments.a]\nextends = 'b'\nrecipe = 'x.y'\n[experiments.b]\nextends = 'a'",
+     ["'extends' cycle", "a -> b -> a"]),
+    ("[experiments.a]\nextends = 'a'\nrecipe = 'x.y'", ["'extends' cycle", "a -> a"]),
+    ("[experiments.crnn_long]\nrecipe = 'x.y'\n[experiments.b]\nrecipe = 'x.y'\n"
+     "pretrained = 'crnn_lng'", ["experiment 'b'", "key 'pretrained'",
+                                 "unknown reference 'crnn_lng'", "did you mean 'crnn_long'"]),
+    ("[experiments.a]\nrecipe = 'x.y'\nteacher = 'a'", ["key 'teacher'", "cannot refer to itself"]),
+    ("[experiments.a]\nrecipe = 'x.y'\nteacher = 'run:'", ["'run:' needs a run id"]),
+    ("[data.noise]\nroot = 'd'\n[experiments.a]\nrecipe = 'x.y'\ndata = 'nois'",
+     ["key 'data'", "unknown data source 'nois'", "did you mean 'noise'"]),
+    ("[experiments.a]\nrecipe = 'x.y'\n[experiments.b]\nrecipe = 'x.y'\n[experiments.m]\n"
+     "recipe = 's.blend'\nsources = { a = 0.8, b = 0.1 }", ["experiment 'm'", "key 'sources'",
+                                                          "weights sum to 0.9, not 1"]),
+    ("[experiments.a]\nrecipe = 'x.y'\n[experiments.m]\nrecipe = 's.blend'\nsources = { a = 1.0 }",
+     ["at least two sources"]),
+    ("[experiments.a]\nrecipe = 'x.y'\n[experiments.b]\nrecipe = 'x.y'\n[experiments.m]\n"
+     "recipe = 's.blend'\nsources = { a = 1.5, b = -0.5 }", ["weight of 'a' is 1.5",
+                                                           "must be in (0, 1]"]),
+    ("[experiments.m]\nrecipe = 's.blend'\nsources = { a = 'half', b = 0.5 }",
+     ["key 'sources' must be a table of source -> weight"]),
+    ("[experiments.a]\nrecipe = 'x.y'\ncommand = ['python', 't.py']",
+     ["has both of 'recipe' and 'command'"]),
+    ("[experiments.a]\nepochs = 3", ["has neither of 'recipe' and 'command'"]),
+    ("[experiments.a]\ncommand = ['python', 't.py', '--lr', '{lrr}']\nlr = 0.1",
+     ["key 'command'", "placeholder '{lrr}'", "did you mean 'lr'"]),
+    ("[experiments.a]\ncommand = []", ["key 'command': must not be empty"]),
+    ("[experiments.a]\ncommand = ['python', 3]", ["key 'command' must be a list of strings"]),
+    ("[experiments.a]\nrecipe = 'x.y'\nclasses = ['a', 'b', 'a']", ["a class is listed twice"]),
+    ("[experiments.a]\nrecipe = 'x.y'\nclasses = { p = ['a'], q = ['a', 'b'] }",
+     ["'a' is mapped to both 'p' and 'q'"]),
+    ("[experiments.a]\nrecipe = 'x.y'\nclasses = 'a'", ["key 'classes' must be a list of class"]),
+    ("[data.noise]\nkind = 'noise'", ["data source 'noise'", "missing required key 'root'"]),
+    ("[data.noise]\nroot = 'd'\nlabel = 'folder'", ["data source 'noise'", "unknown key 'label'"]),
+    ("[experiments.a]\nrecipe = 'noise'", ["key 'recipe'", "not of the form family.step"]),
+    ("[experiments]\na = 3", ["experiment 'a' must be a table"]),
+    ("[defaults]\nsead = 1", ["[defaults]", "unknown key 'sead'", "did you mean 'seed'"]),
+    ("[experiments.a]\nrecipe = 'x.y'\nreported = 3.9", ["key 'reported' must be a table"]),
+]
+
+
+@pytest.mark.parametrize("text,words", BAD, ids=[f"bad{i:02d}" for i in range(len(BAD))])
+def test_bad_registry_gives_one_clear_line_and_exit_2(
+    tmp_path: Path, text: str, words: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(RegistryError) as info:
+        load_registry(path)
+    assert info.value.exit_code == 2
+    assert main(["--registry", str(path), "check"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # exactly one line
+    assert str(path) in err
+    for word in words:
+        assert word in err, (word, err)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "nkd.db").exists()
+
+
+def test_missing_registry_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--registry", str(tmp_path / "nope.toml"), "check"]) == 2
+    assert "registry file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "override,words",
+    [
+        ("epohcs=3", ["unknown key 'epohcs'", "did you mean 'epochs'"]),
+        ("epochs=ten", ["key 'epochs' must be an integer"]),
+        ("optimizer=lion", ["key 'optimizer' must be one of"]),
+        ("pretrained=nothing_here", ["unknown reference 'nothing_here'"]),
+        ("epochs", ["--set 'epochs' is not key=value"]),
+    ],
+)
+def test_bad_override_starts_nothing(
+    tmp_path: Path, override: str, words: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, GOOD)
+    assert main(["--registry", str(path), "run", "script", "--set", override, "--detach"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "experiment 'script'" in err
+    for word in words:
+        assert word in err, (word, err)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_recipe_not_built_yet_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, GOOD)
+    assert main(["--registry", str(path), "run", "base", "--detach"]) == 1
+    err = capsys.readouterr().err
+    assert "recipe 'noise.teacher' is not built yet" in err and "nothing was started" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_experiment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, GOOD)
+    assert main(["--registry", str(path), "run", "grandchld"]) == 2
+    assert "unknown experiment 'grandchld' (did you mean 'grandchild'?)" in capsys.readouterr().err

@@ -1,0 +1,170 @@
+"""Store: round trip, migration, best values on the run row, reindex, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+from pathlib import Path
+
+from core.reporter import Reporter
+from core.store import SCHEMA_VERSION, Store
+
+
+def _fill(store: Store, run_dir: Path, run_id: str = "r1") -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rep = Reporter(run_id, run_dir, store)
+    rep.event({"type": "run", "experiment": "crnn_long", "recipe": "separation.train",
+               "params": {"lr": 1e-4}, "epochs_total": 3, "host": "box", "seed": 42})
+    rep.status("running", pid=123, pid_start=1.5, device="cpu")
+    for epoch, (tr, va) in enumerate([(1.0, 0.9), (0.8, 0.7), (0.6, 0.75)], start=1):
+        rep.epoch(epoch, train_loss=tr, val_loss=va, lr=1e-4, sdr_hint=epoch)
+    rep.metric("sdr", 3.2, stem="mean", split="val", definition="bsseval_v4_images")
+    rep.metric("sdr", 2.1, stem="vocals", split="val", definition="bsseval_v4_images")
+    rep.metric("sdr", 3.5, stem="mean", split="val", track="track01")  # per-track, not the row
+    rep.metric("accuracy", 0.5, split="val")
+    rep.metric("accuracy", 0.8, split="val")
+    rep.checkpoint(str(run_dir / "best.pth"), "best", epoch=2, value=0.7, sha256="ab",
+                   parents=[{"checkpoint": "r0/best.pth", "relation": "pretrained"}])
+    rep.status("finished", exit_code=0)
+    rep.close()
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    store = Store(tmp_path / "nkd.db")
+    _fill(store, tmp_path / "runs" / "r1")
+    row = store.get_run("r1")
+    assert row is not None
+    assert (row["experiment"], row["status"], row["exit_code"]) == ("crnn_long", "finished", 0)
+    assert row["params"] == {"lr": 1e-4}
+    assert (row["epoch"], row["best_epoch"], row["best_val_loss"], row["best_train_loss"]) == (
+        3, 2, 0.7, 0.8)
+    assert row["sdr"] == 3.2  # mean over stems; the per-track 3.5 is not the run's value
+    assert row["accuracy"] == 0.8  # best kept
+    assert row["started_at"] and row["ended_at"] and row["device"] == "cpu"
+    epochs = store.epochs("r1")
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    assert epochs[0]["extra"] == '{"sdr_hint": 1}'
+    metrics = store.metrics("r1")
+    assert {(m["name"], m["stem"], m["value"]) for m in metrics} >= {
+        ("sdr", "mean", 3.2), ("sdr", "vocals", 2.1)}
+    assert metrics[0]["definition"] == "bsseval_v4_images"
+    ckpts = store.checkpoints("r1")
+    assert ckpts[0]["role"] == "best" and ckpts[0]["epoch"] == 2
+    assert store.lineage() == [{"child": ckpts[0]["id"], "parent": "r0/best.pth",
+                                "relation": "pretrained", "weight": None}]
+    listed = store.list_runs()
+    assert listed[0]["id"] == "r1" and listed[0]["best_val_loss"] == 0.7
+    store.close()
+    # any SQLite tool can read it
+    conn = sqlite3.connect(tmp_path / "nkd.db")
+    assert conn.execute("select count(*) from epochs").fetchone()[0] == 3
+    assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_migration_from_v1_keeps_rows(tmp_path: Path) -> None:
+    old = Store(tmp_path / "nkd.db", migrate_to=1)
+    assert old.version == 1
+    old.apply("r1", {"type": "run", "experiment": "mark1", "t": 1.0})
+    old.apply("r1", {"type": "epoch", "epoch": 1, "train_loss": 2.0, "t": 2.0})
+    cols = {c.name for c in old.db["metrics"].columns}
+    assert "definition" not in cols
+    old.close()
+
+    new = Store(tmp_path / "nkd.db")
+    assert new.version == SCHEMA_VERSION == 2
+    assert {c.name for c in new.db["metrics"].columns} >= {"definition"}
+    assert {c.name for c in new.db["runs"].columns} >= {"device"}
+    assert new.get_run("r1")["experiment"] == "mark1"
+    assert new.epochs("r1")[0]["train_loss"] == 2.0
+    versions = [r[0] for r in new.conn.execute("select version from schema_version order by 1")]
+    assert versions == [1, 2]
+    new.close()
+    assert Store(tmp_path / "nkd.db").version == 2  # reopening migrates nothing twice
+
+
+def _rows(store: Store) -> dict[str, list[tuple]]:
+    out = {}
+    for table, order in (("runs", "id"), ("epochs", "run, epoch"), ("metrics", "id"),
+                         ("checkpoints", "id"), ("lineage", "child, parent")):
+        cur = store.conn.execute(f"select * from {table} order by {order}")
+        names = [d[0] for d in cur.description]
+        keep = [i for i, n in enumerate(names) if n not in ("heartbeat_at",)]
+        out[table] = [tuple(r[i] for i in keep) for r in cur.fetchall()]
+    return out
+
+
+def test_reindex_reproduces_rows(tmp_path: Path) -> None:
+    store = Store(tmp_path / "nkd.db")
+    _fill(store, tmp_path / "runs" / "r1", "r1")
+    _fill(store, tmp_path / "runs" / "r2", "r2")
+    # a torn last line, as left by a worker killed mid-write, is skipped
+    with open(tmp_path / "runs" / "r2" / "events.jsonl", "a") as fh:
+        fh.write('{"type": "epoch", "epo')
+    before = _rows(store)
+    store.conn.execute("delete from epochs")
+    store.conn.execute("delete from runs")
+    assert store.reindex(tmp_path / "runs") == 2
+    assert _rows(store) == before
+
+    # and a brand-new database file rebuilt from the folders has the same rows
+    fresh = Store(tmp_path / "other.db")
+    fresh.reindex(tmp_path / "runs")
+    assert _rows(fresh) == before
+
+
+def _writer(db: str, run_dir: str, run_id: str, n: int, errors: mp.Queue) -> None:
+    try:
+        store = Store(db)
+        rep = Reporter(run_id, Path(run_dir), store)
+        rep.event({"type": "run", "experiment": "tick"})
+        for epoch in range(1, n + 1):
+            rep.epoch(epoch, train_loss=1.0 / epoch, val_loss=1.0 / epoch)
+            rep.metric("accuracy", epoch / n, split="val", epoch=epoch)
+            if epoch % 25 == 0:
+                store.heartbeat(run_id)
+        rep.status("finished")
+        rep.close()
+    except Exception as exc:  # pragma: no cover - reported through the queue
+        errors.put(f"{run_id}: {exc!r}")
+
+
+def _reader(db: str, stop: mp.Event, errors: mp.Queue) -> None:
+    try:
+        store = Store(db)
+        while not stop.is_set():
+            for row in store.list_runs():
+                store.epochs(row["id"])
+    except Exception as exc:  # pragma: no cover
+        errors.put(f"reader: {exc!r}")
+
+
+def test_four_writers_and_a_reader(tmp_path: Path) -> None:
+    db = str(tmp_path / "nkd.db")
+    Store(db).close()
+    ctx = mp.get_context("fork")
+    errors: mp.Queue = ctx.Queue()
+    stop = ctx.Event()
+    n = 150
+    reader = ctx.Process(target=_reader, args=(db, stop, errors))
+    reader.start()
+    writers = []
+    for i in range(4):
+        run_dir = tmp_path / "runs" / f"w{i}"
+        run_dir.mkdir(parents=True)
+        writers.append(ctx.Process(target=_writer, args=(db, str(run_dir), f"w{i}", n, errors)))
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(120)
+    stop.set()
+    reader.join(30)
+    assert all(w.exitcode == 0 for w in writers)
+    errs = []
+    while not errors.empty():
+        errs.append(errors.get())
+    assert errs == [], errs
+    store = Store(db)
+    for i in range(4):
+        assert len(store.epochs(f"w{i}")) == n
+        assert len(store.metrics(f"w{i}")) == n
+        assert store.get_run(f"w{i}")["status"] == "finished"

@@ -1,0 +1,271 @@
+"""Real detached workers: pause, resume, stop, kill, lost, a killed launcher, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Workspace, nkd
+
+from core.control import Control, StopRun, request
+from core.liveness import is_alive, process_start_time
+from core.registry import load_registry
+from core.report import parse_line
+from core.runner import launch, reconcile, wait_for
+from core.store import FINAL, Store
+from core.workspace import Workspace as Paths
+
+
+def _wait(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _epochs(store: Store, run_id: str) -> int:
+    return len(store.epochs(run_id))
+
+
+def _start(ws: Workspace, name: str, *overrides: str) -> tuple[str, Store]:
+    store = ws.store()
+    launched = launch(load_registry(ws.registry), name, overrides, store=store)
+    return launched.run_id, store
+
+
+def test_pause_resume_stop(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    run_id, store = _start(ws, "slow")
+    assert run_id.startswith("slow_") and len(run_id) == len("slow_20260101_000000")
+    _wait(lambda: _epochs(store, run_id) >= 2, what="first epochs")
+    row = store.get_run(run_id)
+    assert row["status"] == "running" and is_alive(row["pid"], row["pid_start"])
+
+    assert nkd(ws, "pause", run_id) == 0
+    assert wait_for(store, run_id, ["paused"], 10) == "paused"
+    time.sleep(0.3)  # a tick already past the boundary may still land
+    frozen = _epochs(store, run_id)
+    time.sleep(1.5)  # 15 ticks of the script's pace
+    assert _epochs(store, run_id) == frozen, "epochs advanced while paused"
+    # the database stays writable by another run while this one is paused
+    other = Store(ws.db)
+    other.apply("other_run", {"type": "run", "experiment": "x", "t": time.time()})
+    other.apply("other_run", {"type": "epoch", "epoch": 1, "train_loss": 1.0, "t": time.time()})
+    assert other.epochs("other_run")[0]["train_loss"] == 1.0
+
+    assert nkd(ws, "resume", run_id) == 0
+    assert wait_for(store, run_id, ["running"], 10) == "running"
+    _wait(lambda: _epochs(store, run_id) > frozen + 2, what="epochs after resume")
+
+    assert nkd(ws, "stop", run_id) == 0
+    assert wait_for(store, run_id, ["stopped"], 30) == "stopped"
+    row = store.get_run(run_id)
+    assert row["exit_code"] == 0 and row["ended_at"]
+    ckpts = store.checkpoints(run_id)
+    assert ckpts and ckpts[-1]["role"] == "last"  # the script's final state was recorded
+    assert ckpts[-1]["epoch"] == row["epoch"]
+    log = (ws.root / "runs" / run_id / "output.log").read_text()
+    assert "stopped by request" in log and "@nkd" not in log
+    _wait(lambda: not is_alive(row["pid"], row["pid_start"]), what="worker exit")
+    capsys.readouterr()
+    assert nkd(ws, "pause", run_id) == 1
+    assert "is not running (status stopped)" in capsys.readouterr().err
+
+
+def test_finished_run_records_everything(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    assert nkd(ws, "run", "tick") == 0  # foreground: follows to the end
+    out = capsys.readouterr().out
+    assert "epoch 5/5" in out and "finished" in out
+    store = ws.store()
+    run_id = store.list_runs()[0]["id"]
+    row = store.get_run(run_id)
+    assert (row["status"], row["epoch"], row["best_epoch"], row["seed"]) == ("finished", 5, 5, 7)
+    assert row["accuracy"] == 0.9
+    cfg = json.loads((ws.root / "runs" / run_id / "config.json").read_text())
+    assert cfg["command"][0] == sys.executable and cfg["params"]["epochs"] == 5
+
+    assert nkd(ws, "ps", "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed[0]["id"] == run_id and listed[0]["status"] == "finished"
+    assert listed[0]["best_val_loss"] == pytest.approx(0.3)
+    assert nkd(ws, "show", run_id, "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["metrics"] == [{"name": "accuracy", "value": 0.9, "stem": None, "track": None,
+                                 "split": "val", "definition": None, "epoch": None}]
+    assert len(shown["epochs"]) == 5 and shown["status"] == "finished"
+    assert nkd(ws, "show", "tick") == 0  # an experiment name means its latest run
+    assert run_id in capsys.readouterr().out
+    assert nkd(ws, "logs", run_id) == 0
+    assert "epoch 5 done" in capsys.readouterr().out
+
+
+def test_failed_script_is_recorded(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    assert nkd(ws, "run", "broken") == 1
+    store = ws.store()
+    row = store.get_run(store.list_runs()[0]["id"])
+    assert row["status"] == "failed" and row["exit_code"] == 3
+    assert "exited with status 3" in row["error"]
+    assert "ValueError: bad batch" in (Path(row["run_dir"]) / "output.log").read_text()
+    assert "failed" in capsys.readouterr().out
+
+
+def test_sigkilled_worker_is_lost(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    run_id, store = _start(ws, "slow")
+    _wait(lambda: _epochs(store, run_id) >= 1, what="first epoch")
+    pid = store.get_run(run_id)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    _wait(lambda: not is_alive(pid, store.get_run(run_id)["pid_start"]), what="worker death")
+    assert nkd(ws, "ps", "--json") == 0
+    listed = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert listed[run_id]["status"] == "lost"
+    assert store.get_run(run_id)["status"] == "lost"  # recorded, not only shown
+    events = (ws.root / "runs" / run_id / "events.jsonl").read_text()
+    assert '"lost"' in events  # so `nkd reindex` keeps it
+
+
+def test_reused_pid_is_not_mistaken_for_the_run() -> None:
+    me = os.getpid()
+    start = process_start_time(me)
+    assert is_alive(me, start)
+    assert not is_alive(me, start - 5.0)  # same pid, another process start: not our run
+    assert not is_alive(999_999_999, start)
+
+
+def test_launcher_killed_worker_survives(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "nkd_tui.cli", "--registry", str(ws.registry), "run", "slow"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    store = ws.store()
+    _wait(lambda: bool(store.list_runs()) and _epochs(store, store.list_runs()[0]["id"]) >= 1,
+          what="run started by the launcher")
+    launcher.kill()  # SIGKILL: no chance to clean up, like a dropped SSH session
+    launcher.wait()
+    run_id = store.list_runs()[0]["id"]
+    n = _epochs(store, run_id)
+    _wait(lambda: _epochs(store, run_id) > n + 2, what="epochs after the launcher died")
+    assert nkd(ws, "ps", "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed[0]["id"] == run_id and listed[0]["status"] == "running"
+    assert nkd(ws, "kill", run_id, "--grace", "5") == 0
+    assert store.get_run(run_id)["status"] in FINAL
+
+
+def test_kill_after_grace(ws: Workspace, tmp_path: Path) -> None:
+    # a script that ignores SIGINT and SIGTERM must still go away with `nkd kill`
+    stubborn = tmp_path / "stubborn.py"
+    stubborn.write_text(
+        "import signal, time, json\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('@nkd ' + json.dumps({'epoch': 1, 'train_loss': 1.0}), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    ws.registry.write_text(
+        ws.registry.read_text()
+        + f'\n[experiments.stubborn]\ncommand = ["{sys.executable}", "{stubborn}"]\n'
+    )
+    run_id, store = _start(ws, "stubborn")
+    _wait(lambda: _epochs(store, run_id) >= 1, what="first epoch")
+    child = int((ws.root / "runs" / run_id / "child.pid").read_text())
+    assert nkd(ws, "kill", run_id, "--grace", "1") == 0
+    row = store.get_run(run_id)
+    assert row["status"] == "killed"
+    _wait(lambda: not is_alive(child, process_start_time(child)), what="child death")
+
+
+def test_suspend_refused_for_command(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    run_id, store = _start(ws, "slow")
+    _wait(lambda: store.get_run(run_id)["status"] == "running", what="running")
+    assert nkd(ws, "suspend", run_id) == 1
+    assert "suspend needs a built-in recipe" in capsys.readouterr().err
+    assert nkd(ws, "stop", run_id) == 0
+    assert wait_for(store, run_id, ["stopped"], 30) == "stopped"
+
+
+def test_run_ids_never_collide(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from core.runner import allocate_run_dir
+
+    now = datetime(2025, 12, 28, 6, 31, 27)
+    a = allocate_run_dir(tmp_path, "crnn_large_final_tune", now)
+    b = allocate_run_dir(tmp_path, "crnn_large_final_tune", now)
+    assert a.name == "crnn_large_final_tune_20251228_063127"
+    assert b.name == "crnn_large_final_tune_20251228_063127_2"
+
+
+def test_unknown_run_is_one_clear_line(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    ws.store().close()
+    assert nkd(ws, "show", "nope") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no run or experiment with runs named 'nope'" in err
+
+
+def test_nkd_lines() -> None:
+    assert parse_line("loss 0.3\n") is None
+    assert parse_line('@nkd {"epoch": 3, "train_loss": 0.41}')["type"] == "epoch"
+    assert parse_line('@nkd {"checkpoint": "a.pth", "epoch": 3}') == {
+        "type": "checkpoint", "path": "a.pth", "epoch": 3}
+    assert parse_line('@nkd {"name": "sdr", "value": 3.9, "stem": "vocals"}')["type"] == "metric"
+    with pytest.raises(ValueError):
+        parse_line("@nkd [1, 2]")
+    with pytest.raises(ValueError):
+        parse_line('@nkd {"loss": 1}')
+
+
+def test_control_at_batch_boundaries(tmp_path: Path) -> None:
+    """The in-process side used by built-in recipes: real signals, real request file."""
+    states: list[str] = []
+    control = Control(tmp_path, on_change=states.append)
+    old = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT,
+                                            signal.SIGHUP)}
+    try:
+        control.install()
+        control.boundary()  # nothing asked: returns at once
+        request(tmp_path, "pause")
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert control.paused
+
+        def resume_soon() -> None:
+            time.sleep(0.3)
+            request(tmp_path, "resume")
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+        import threading
+
+        threading.Thread(target=resume_soon).start()
+        control.boundary()  # blocks until resumed
+        assert states == ["paused", "running"]
+        request(tmp_path, "suspend")
+        os.kill(os.getpid(), signal.SIGUSR1)
+        with pytest.raises(StopRun) as info:
+            control.boundary()
+        assert info.value.action == "suspend"
+        fresh = Control(tmp_path)
+        fresh.install()
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(StopRun) as info:
+            fresh.boundary()
+        assert info.value.action == "stop"
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def test_mark_lost_gives_a_queued_run_time_to_start(ws: Workspace) -> None:
+    store = ws.store()
+    now = time.time()
+    store.apply("q1", {"type": "run", "experiment": "tick", "t": now})
+    store.apply("q2", {"type": "run", "experiment": "tick", "t": now - 3600})
+    assert reconcile(store, Paths.at(ws.registry)) == ["q2"]
+    rows = {r["id"]: r for r in store.list_runs()}
+    assert rows["q1"]["status"] == "queued" and rows["q2"]["status"] == "lost"
