@@ -7,6 +7,7 @@ always be rebuilt from the run folders.
 
 from __future__ import annotations
 
+import heapq
 import json
 import sqlite3
 import time
@@ -338,12 +339,19 @@ class Store:
         with self.write() as conn:
             for table in ("lineage", "checkpoints", "metrics", "epochs", "runs"):
                 conn.execute(f"DELETE FROM {table}")
-            for folder in folders:
-                for event in read_events(folder / "events.jsonl"):
-                    handler = _HANDLERS.get(event.get("type", ""))
-                    if handler:
-                        handler(conn, folder.name, event)
+            # all runs' events in time order, as they were written live, so rows come back in
+            # the same order (metric ids included, up to events of one instant)
+            streams = [_timed_events(n, folder) for n, folder in enumerate(folders)]
+            for _t, _n, run_id, event in heapq.merge(*streams, key=lambda item: item[:2]):
+                handler = _HANDLERS.get(event.get("type", ""))
+                if handler:
+                    handler(conn, run_id, event)
         return len(folders)
+
+
+def _timed_events(n: int, folder: Path) -> Iterator[tuple[float, int, str, dict[str, Any]]]:
+    for event in read_events(folder / "events.jsonl"):
+        yield event.get("t", 0.0), n, folder.name, event
 
 
 def read_events(path: Path) -> Iterator[dict[str, Any]]:

@@ -84,11 +84,13 @@ def test_migration_from_v1_keeps_rows(tmp_path: Path) -> None:
 
 def _rows(store: Store) -> dict[str, list[tuple]]:
     out = {}
-    for table, order in (("runs", "id"), ("epochs", "run, epoch"), ("metrics", "id"),
+    for table, order in (("runs", "id"), ("epochs", "run, epoch"), ("metrics", "run, at, name"),
                          ("checkpoints", "id"), ("lineage", "child, parent")):
         cur = store.conn.execute(f"select * from {table} order by {order}")
         names = [d[0] for d in cur.description]
-        keep = [i for i, n in enumerate(names) if n not in ("heartbeat_at",)]
+        # heartbeats are not events; a metric's id is a surrogate key
+        skip = {"heartbeat_at"} | ({"id"} if table == "metrics" else set())
+        keep = [i for i, n in enumerate(names) if n not in skip]
         out[table] = [tuple(r[i] for i in keep) for r in cur.fetchall()]
     return out
 

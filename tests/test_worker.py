@@ -269,3 +269,49 @@ def test_mark_lost_gives_a_queued_run_time_to_start(ws: Workspace) -> None:
     assert reconcile(store, Paths.at(ws.registry)) == ["q2"]
     rows = {r["id"]: r for r in store.list_runs()}
     assert rows["q1"]["status"] == "queued" and rows["q2"]["status"] == "lost"
+
+
+def test_four_real_workers_a_reader_and_reindex(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_store import _rows
+
+    store = ws.store()
+    registry = load_registry(ws.registry)
+    ids = [launch(registry, "tick", ["epochs=120", "delay=0.0"], store=store).run_id
+           for _ in range(4)]
+    assert len(set(ids)) == 4  # same second, no collision
+    reads = 0
+    while any(store.get_run(i)["status"] not in FINAL for i in ids):
+        for row in store.list_runs():  # a reader polling like the TUI does
+            store.epochs(row["id"])
+        reads += 1
+        time.sleep(0.01)
+    assert reads > 0
+    for run_id in ids:
+        row = store.get_run(run_id)
+        assert row["status"] == "finished", row
+        assert [e["epoch"] for e in store.epochs(run_id)] == list(range(1, 121))
+        log = (ws.root / "runs" / run_id / "output.log").read_text()
+        assert "locked" not in log and "store write failed" not in log
+    before = _rows(store)
+    capsys.readouterr()
+    assert nkd(ws, "reindex") == 0
+    assert "rebuilt from 4 run folders" in capsys.readouterr().out
+    assert _rows(store) == before
+
+
+def test_ctrl_c_stops_a_foreground_run(ws: Workspace) -> None:
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "nkd_tui.cli", "--registry", str(ws.registry), "run", "slow"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    store = ws.store()
+    _wait(lambda: bool(store.list_runs()) and _epochs(store, store.list_runs()[0]["id"]) >= 2,
+          what="foreground run started")
+    launcher.send_signal(signal.SIGINT)
+    out, _ = launcher.communicate(timeout=60)
+    assert launcher.returncode == 0, out
+    assert "stopping the run" in out and ": stopped" in out
+    assert store.get_run(store.list_runs()[0]["id"])["status"] == "stopped"
