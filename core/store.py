@@ -307,6 +307,23 @@ class Store:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
+    def epochs_after(
+        self, run_id: str, after: int
+    ) -> list[tuple[int, float | None, float | None]]:
+        """(epoch, train_loss, val_loss) of the epochs after `after`, for live charts."""
+        return self.conn.execute(
+            "SELECT epoch, train_loss, val_loss FROM epochs WHERE run = ? AND epoch > ? "
+            "ORDER BY epoch",
+            (run_id, after),
+        ).fetchall()
+
+    def latest_statuses(self) -> dict[str, str]:
+        """Each experiment's latest run status (SQLite takes status from the max() row)."""
+        rows = self.conn.execute(
+            "SELECT experiment, status, max(created_at) FROM runs GROUP BY experiment"
+        )
+        return {experiment: status for experiment, status, _ in rows}
+
     def metrics(self, run_id: str) -> list[dict[str, Any]]:
         cur = self.conn.execute(
             "SELECT name, value, stem, track, split, definition, epoch FROM metrics "

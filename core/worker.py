@@ -26,7 +26,8 @@ from core.store import Store
 from core.workspace import read_json
 
 HEARTBEAT_S = 5.0
-STOP_GRACE_S = 10.0  # SIGINT, then this long before SIGTERM, then as long again before SIGKILL
+STOP_GRACE_S = 10.0
+MAX_LINES_PER_TICK = 500  # SIGINT, then this long before SIGTERM, then as long again before SIGKILL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,13 +159,19 @@ class CommandRun:
         deadlines: list[tuple[float, int]] = []
         eof = False
         while True:
+            # a bounded batch of output, then control: a chatty script cannot starve a pause
             try:
                 line = lines.get(timeout=0.1)
-                if line is None:
-                    eof = True
-                else:
+                handled = 0
+                while True:
+                    if line is None:
+                        eof = True
+                        break
                     self._handle_line(line)
-                    continue  # drain output before anything else
+                    handled += 1
+                    if handled >= MAX_LINES_PER_TICK:
+                        break
+                    line = lines.get_nowait()
             except queue.Empty:
                 pass
             while not self.requests.empty():

@@ -8,7 +8,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,7 @@ from core.errors import NkdError
 from core.registry import KEYS, Registry, load_registry
 from core.store import FINAL, FULL_COLUMNS, Store
 from core.workspace import Workspace
-
-STATUS_SYMBOL = {
-    "queued": "…", "starting": "…", "running": "▶", "paused": "⏸", "stopping": "■",
-    "suspending": "■", "suspended": "⏾", "finished": "✓", "stopped": "■", "failed": "✗",
-    "killed": "✗", "lost": "?",
-}
+from nkd_tui.format import duration, fmt_num, fmt_time, status_text
 
 
 def _registry_path(args: argparse.Namespace) -> Path:
@@ -41,22 +35,6 @@ def _open_store(args: argparse.Namespace) -> tuple[Workspace, Store]:
         raise NkdError(f"{path}: registry file not found")
     ws = Workspace.at(path)
     return ws, Store(ws.db_path)
-
-
-def _fmt_time(t: float | None) -> str:
-    return datetime.fromtimestamp(t).strftime("%m-%d %H:%M") if t else "-"
-
-
-def _fmt_num(v: float | None, digits: int = 4) -> str:
-    return "-" if v is None else f"{v:.{digits}g}"
-
-
-def _duration(row: dict[str, Any]) -> str:
-    if not row.get("started_at"):
-        return "-"
-    seconds = int((row.get("ended_at") or time.time()) - row["started_at"])
-    h, rest = divmod(seconds, 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -159,9 +137,9 @@ def _epoch_line(ep: dict[str, Any], total: int | None) -> str:
         filled = int(20 * min(n, total) / total)
         bar = f"[{'#' * filled}{'.' * (20 - filled)}] "
     parts = [f"epoch {n}{f'/{total}' if total else ''}", bar.strip()]
-    parts.append(f"train {_fmt_num(ep['train_loss'])}")
+    parts.append(f"train {fmt_num(ep['train_loss'])}")
     if ep["val_loss"] is not None:
-        parts.append(f"val {_fmt_num(ep['val_loss'])}")
+        parts.append(f"val {fmt_num(ep['val_loss'])}")
     if ep["lr"] is not None:
         parts.append(f"lr {ep['lr']:.2g}")
     return "  ".join(p for p in parts if p)
@@ -172,7 +150,7 @@ def _report_end(store: Store, run_id: str) -> int:
     assert row is not None
     best = ""
     if row["best_epoch"] is not None:
-        best = f", best epoch {row['best_epoch']} (val {_fmt_num(row['best_val_loss'])})"
+        best = f", best epoch {row['best_epoch']} (val {fmt_num(row['best_val_loss'])})"
     error = f": {row['error']}" if row.get("error") else ""
     print(f"{run_id}: {row['status']}{best}{error}")
     return 0 if row["status"] in ("finished", "stopped", "suspended") else 1
@@ -193,9 +171,9 @@ def cmd_ps(args: argparse.Namespace) -> int:
         print(json.dumps([{k: r[k] for k in keys} for r in rows], indent=2))
         return 0
     table = [
-        [r["id"], f"{STATUS_SYMBOL.get(r['status'], ' ')} {r['status']}",
-         f"{r['epoch'] or 0}/{r['epochs_total'] or '?'}", _fmt_num(r["best_val_loss"]),
-         _fmt_num(r["accuracy"]), _fmt_num(r["sdr"]), _fmt_time(r["started_at"]), _duration(r)]
+        [r["id"], status_text(r["status"]),
+         f"{r['epoch'] or 0}/{r['epochs_total'] or '?'}", fmt_num(r["best_val_loss"]),
+         fmt_num(r["accuracy"]), fmt_num(r["sdr"]), fmt_time(r["started_at"]), duration(r)]
         for r in rows
     ]
     header = ["RUN", "STATUS", "EPOCH", "BEST VAL", "ACC", "SDR", "STARTED", "TIME"]
@@ -225,12 +203,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     print(f"run         {run_id}")
     print(f"experiment  {row['experiment']}  ({row['recipe']})")
-    print(f"status      {STATUS_SYMBOL.get(row['status'], ' ')} {row['status']}"
+    print(f"status      {status_text(row['status'])}"
           + (f"  — {row['error']}" if row.get("error") else ""))
     print(f"epochs      {row['epoch'] or 0}/{row['epochs_total'] or '?'}  best epoch "
           f"{row['best_epoch'] if row['best_epoch'] is not None else '-'}  best val "
-          f"{_fmt_num(row['best_val_loss'])}  train {_fmt_num(row['best_train_loss'])}")
-    print(f"started     {_fmt_time(row['started_at'])}  time {_duration(row)}  pid {row['pid']}"
+          f"{fmt_num(row['best_val_loss'])}  train {fmt_num(row['best_train_loss'])}")
+    print(f"started     {fmt_time(row['started_at'])}  time {duration(row)}  pid {row['pid']}"
           f"  host {row['host']}  device {row.get('device') or '-'}")
     print(f"folder      {row['run_dir']}")
     if metrics:
@@ -300,12 +278,22 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tui(args: argparse.Namespace) -> int:
+    from nkd_tui.app import make_app
+
+    make_app(_registry_path(args)).run()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nkd", description="Experiment manager for audio distillation and separation runs."
     )
     parser.add_argument("--registry", "-r", help="experiments.toml (default ./experiments.toml)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("tui", help="the terminal interface (also: nkd with no command)").set_defaults(
+        func=cmd_tui
+    )
 
     sub.add_parser("check", help="validate the registry").set_defaults(func=cmd_check)
     p = sub.add_parser("list", help="experiments in the registry, with their latest run")
@@ -359,8 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+        args.func = cmd_tui
     try:
         return int(args.func(args))
     except NkdError as exc:

@@ -315,3 +315,13 @@ def test_ctrl_c_stops_a_foreground_run(ws: Workspace) -> None:
     assert launcher.returncode == 0, out
     assert "stopping the run" in out and ": stopped" in out
     assert store.get_run(store.list_runs()[0]["id"])["status"] == "stopped"
+
+
+def test_chatty_script_still_pauses(ws: Workspace) -> None:
+    """Control requests are handled between bounded batches of output, never starved by it."""
+    run_id, store = _start(ws, "tick", "epochs=1000000", "delay=0.0005")
+    _wait(lambda: _epochs(store, run_id) >= 50, what="a stream of epochs")
+    assert nkd(ws, "pause", run_id) == 0
+    assert wait_for(store, run_id, ["paused"], 10) == "paused"
+    assert nkd(ws, "stop", run_id) == 0
+    assert wait_for(store, run_id, ["stopped"], 30) == "stopped"

@@ -1,0 +1,292 @@
+"""The nkd Textual app: experiments, their runs, the highlighted run's live loss and log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Log, Static, Tree
+from textual_plotext import PlotextPlot
+
+from core.errors import NkdError
+from core.registry import Registry, load_registry
+from core.workspace import Workspace
+from nkd_tui.format import STATUS_SYMBOL
+from nkd_tui.poll import Poller, Snapshot
+from nkd_tui.screens import ConfirmScreen, HelpScreen, LaunchScreen
+
+POLL_S = 1.0  # bounded refresh: one store read a second, redraws only for what changed
+RUN_HEADERS = ("run", "status", "epoch", "best val", "score", "started", "time", "device")
+
+
+class LossChart(PlotextPlot):
+    """Train/val loss of one run; keeps the series and redraws decimated to the widget width."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.run_id: str | None = None
+        self.epochs: list[int] = []
+        self.train: list[float] = []
+        self.val: list[float] = []
+
+    def follow(self, run_id: str | None) -> None:
+        if run_id != self.run_id:
+            self.run_id = run_id
+            self.epochs, self.train, self.val = [], [], []
+            self.redraw()
+
+    def extend(self, rows: tuple[tuple[int, float | None, float | None], ...]) -> None:
+        nan = float("nan")
+        for epoch, train, val in rows:
+            self.epochs.append(epoch)
+            self.train.append(nan if train is None else train)
+            self.val.append(nan if val is None else val)
+        if rows:
+            self.redraw()
+
+    def redraw(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("loss" if self.run_id is None else f"loss · {self.run_id}")
+        if self.epochs:
+            from nkd_tui.chart import decimate
+
+            width = max(self.size.width - 10, 10)
+            for name, series in (("train", self.train), ("val", self.val)):
+                x, y = decimate(self.epochs, series, width)
+                if len(y):
+                    plt.plot(x.tolist(), y.tolist(), label=name, marker="braille")
+            plt.xlabel("epoch")
+        self.refresh()
+
+
+class NkdApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "nkd"
+    BINDINGS = [
+        Binding("l", "launch", "Launch", id="run.launch"),
+        Binding("p", "control('pause')", "Pause", id="run.pause"),
+        Binding("r", "control('resume')", "Resume", id="run.resume"),
+        Binding("u", "control('suspend')", "Suspend", id="run.suspend"),
+        Binding("s", "stop", "Stop", id="run.stop"),
+        Binding("K", "kill", "Kill", id="run.kill"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(
+        self, registry: Registry, workspace: Workspace, clock: Callable[[], float] = time.time,
+        poll: bool = True,
+    ) -> None:
+        super().__init__()
+        self.registry = registry
+        self.workspace = workspace
+        self.poller = Poller(workspace, clock)
+        self.poll_enabled = poll
+        self.experiment: str | None = None
+        self.run_id: str | None = None  # the highlighted run, followed by chart and log
+        self._rows: tuple = ()
+        self._log_text = ""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            yield Tree("experiments", id="experiments")
+            with Vertical(id="right"):
+                yield DataTable(id="runs", cursor_type="row", zebra_stripes=False)
+                with Horizontal(id="detail"):
+                    yield LossChart(id="chart")
+                    yield Log(id="log", highlight=False, auto_scroll=True)
+        yield Static("", id="status-line")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        tree = self.query_one(Tree)
+        tree.show_root = False
+        tree.guide_depth = 2
+        for group, names in sorted(self.registry.groups().items()):
+            branch = tree.root.add(group, expand=True, data=None)
+            for name in names:
+                branch.add_leaf(name, data=name)
+        table = self.query_one(DataTable)
+        for header in RUN_HEADERS:
+            table.add_column(header, key=header)
+        first = next(iter(self.registry.experiments), None)
+        if first:
+            self.experiment = first
+            for node in tree.root.children:
+                for leaf in node.children:
+                    if leaf.data == first:
+                        tree.move_cursor(leaf)
+        tree.focus()
+        self.refresh_data()
+        if self.poll_enabled:
+            self.set_interval(POLL_S, self.refresh_data)
+
+    # ── polling ─────────────────────────────────────────────────────────────────────────────
+
+    def refresh_data(self) -> None:
+        chart = self.query_one(LossChart)
+        after = chart.epochs[-1] if chart.run_id == self.run_id and chart.epochs else 0
+        self._poll(self.experiment, self.run_id, after)
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def _poll(self, experiment: str | None, run_id: str | None, after: int) -> None:
+        snap = self.poller.snapshot(experiment, run_id, after)
+        self.call_from_thread(self._apply, snap)
+
+    def _apply(self, snap: Snapshot) -> None:
+        if snap.experiment != self.experiment:
+            return  # the user moved on while this was read
+        with self.batch_update():
+            self._update_tree(snap.latest)
+            self._update_table(snap)
+            if self.run_id is None:
+                self.run_id = snap.run_id
+            if snap.run_id == self.run_id:
+                chart = self.query_one(LossChart)
+                chart.follow(self.run_id)
+                chart.extend(snap.new_epochs)
+                if snap.log_tail != self._log_text:
+                    self._log_text = snap.log_tail
+                    log = self.query_one(Log)
+                    log.clear()
+                    log.write(snap.log_tail)
+            for run_id in snap.lost:
+                self.notify(f"{run_id}: its worker vanished; shown as lost", severity="warning")
+
+    def _update_tree(self, latest: dict[str, str]) -> None:
+        for branch in self.query_one(Tree).root.children:
+            for leaf in branch.children:
+                status = latest.get(leaf.data)
+                symbol = STATUS_SYMBOL.get(status or "", " ")
+                label = leaf.data if status is None else f"{symbol} {leaf.data}"
+                if str(leaf.label) != label:
+                    leaf.set_label(label)
+
+    def _update_table(self, snap: Snapshot) -> None:
+        table = self.query_one(DataTable)
+        if snap.runs == self._rows:
+            return
+        keys = [r.run_id for r in snap.runs]
+        if [r.run_id for r in self._rows] == keys:
+            for old, new in zip(self._rows, snap.runs, strict=True):
+                for header, a, b in zip(RUN_HEADERS, old.cells, new.cells, strict=True):
+                    if a != b:
+                        table.update_cell(new.run_id, header, self._cell(header, b))
+        else:
+            selected = self.run_id
+            table.clear()
+            for row in snap.runs:
+                table.add_row(*(self._cell(h, c) for h, c in zip(RUN_HEADERS, row.cells,
+                                                                  strict=True)), key=row.run_id)
+            if selected in keys:
+                table.move_cursor(row=keys.index(selected), animate=False)
+        self._rows = snap.runs
+
+    @staticmethod
+    def _cell(header: str, value: str) -> str:
+        if header == "status":
+            return f"{STATUS_SYMBOL.get(value, ' ')} {value}"
+        return value
+
+    # ── selection ───────────────────────────────────────────────────────────────────────────
+
+    @on(Tree.NodeHighlighted, "#experiments")
+    def _experiment_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        name = event.node.data
+        if name and name != self.experiment:
+            self.experiment = name
+            self.run_id = None
+            self._rows = ()
+            self.query_one(DataTable).clear()
+            self.query_one(LossChart).follow(None)
+            self._log_text = ""
+            self.query_one(Log).clear()
+            self.refresh_data()
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def _run_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        run_id = event.row_key.value if event.row_key else None
+        if run_id and run_id != self.run_id:
+            self.run_id = run_id
+            self.query_one(LossChart).follow(run_id)
+            self._log_text = ""
+            self.refresh_data()
+
+    # ── actions ─────────────────────────────────────────────────────────────────────────────
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_launch(self) -> None:
+        if not self.experiment:
+            return
+        name = self.experiment
+
+        def launched(overrides: list[str] | None) -> None:
+            if overrides is not None:
+                self._launch(name, overrides)
+
+        self.push_screen(LaunchScreen(self.registry, name), launched)
+
+    @work(thread=True, group="control", exit_on_error=False)
+    def _launch(self, name: str, overrides: list[str]) -> None:
+        from core.runner import launch
+
+        try:
+            done = launch(self.registry, name, overrides, store=self.poller.store)
+        except NkdError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+            return
+        self.call_from_thread(self.notify, f"{done.run_id}: started")
+        self.call_from_thread(self.refresh_data)
+
+    def action_control(self, action: str) -> None:
+        if self.run_id:
+            self._control(self.run_id, action)
+
+    @work(thread=True, group="control", exit_on_error=False)
+    def _control(self, run_id: str, action: str) -> None:
+        from core.runner import kill, send
+
+        try:
+            if action == "kill":
+                message = kill(self.poller.store, self.workspace, run_id)
+            else:
+                message = send(self.poller.store, self.workspace, run_id, action)
+        except NkdError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.call_from_thread(self.notify, message)
+        self.call_from_thread(self.refresh_data)
+
+    def _confirm(self, question: str, action: str) -> None:
+        run_id = self.run_id
+        if not run_id:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._control(run_id, action)
+
+        self.push_screen(ConfirmScreen(question), answered)
+
+    def action_stop(self) -> None:
+        self._confirm(f"Stop {self.run_id}? It saves its last state.", "stop")
+
+    def action_kill(self) -> None:
+        self._confirm(f"Kill {self.run_id}? Unsaved progress is lost.", "kill")
+
+
+def make_app(
+    registry_path: str | Path, clock: Callable[[], float] = time.time, poll: bool = True
+) -> NkdApp:
+    """The app for one registry; raises RegistryError (one line) for a bad registry."""
+    registry = load_registry(registry_path)
+    return NkdApp(registry, Workspace.at(registry.path), clock=clock, poll=poll)

@@ -1,0 +1,33 @@
+"""How runs read on screen, shared by the command line and the TUI."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+STATUS_SYMBOL = {
+    "queued": "…", "starting": "…", "running": "▶", "paused": "⏸", "stopping": "■",
+    "suspending": "■", "suspended": "⏾", "finished": "✓", "stopped": "■", "failed": "✗",
+    "killed": "✗", "lost": "?",
+}
+
+
+def status_text(status: str) -> str:
+    return f"{STATUS_SYMBOL.get(status, ' ')} {status}"
+
+
+def fmt_time(t: float | None) -> str:
+    return datetime.fromtimestamp(t).strftime("%m-%d %H:%M") if t else "-"
+
+
+def fmt_num(v: float | None, digits: int = 4) -> str:
+    return "-" if v is None else f"{v:.{digits}g}"
+
+
+def duration(row: dict[str, Any], now: float | None = None) -> str:
+    if not row.get("started_at"):
+        return "-"
+    seconds = int((row.get("ended_at") or now or time.time()) - row["started_at"])
+    h, rest = divmod(max(seconds, 0), 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"

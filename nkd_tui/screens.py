@@ -1,0 +1,149 @@
+"""Dialogs: launch an experiment with edited settings, confirm a stop or kill, help."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static, TextArea
+
+from core.errors import NkdError
+from core.registry import Registry
+
+# Keys shown in the launch dialog are the ones a researcher tunes; wiring stays in the registry.
+HIDDEN_KEYS = ("group", "description", "command", "reported", "recipe", "env", "cwd", "tags")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }"
+    return repr(value)
+
+
+def editable_lines(params: dict[str, Any]) -> str:
+    lines = []
+    for key, value in params.items():
+        if key in HIDDEN_KEYS:
+            continue
+        if key == "params":
+            lines += [f"{k} = {_toml_value(v)}" for k, v in value.items()]
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines)
+
+
+def overrides_from(text: str, original: str) -> list[str]:
+    """`key=value` overrides for the lines that differ from the resolved settings."""
+    try:
+        edited = tomllib.loads(text)
+        before = tomllib.loads(original)
+    except tomllib.TOMLDecodeError as exc:
+        raise NkdError(f"launch dialog: {exc}") from None
+    return [f"{k}={_toml_value(v)}" for k, v in edited.items() if before.get(k, object()) != v]
+
+
+class LaunchScreen(ModalScreen[list[str] | None]):
+    """The resolved settings of one experiment, editable; validated by the registry on launch."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "launch", "Launch", id="launch.go"),
+        Binding("escape", "cancel", "Cancel", id="launch.cancel"),
+    ]
+
+    def __init__(self, registry: Registry, experiment: str) -> None:
+        super().__init__()
+        self.registry = registry
+        self.experiment = experiment
+        exp = registry.get(experiment)
+        self.original = editable_lines(exp.params)
+        self.what = exp.recipe or " ".join(exp.command or [])
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(f"Launch [b]{self.experiment}[/b]  ({self.what})", id="title")
+            yield TextArea(self.original, id="settings", language=None, soft_wrap=False)
+            yield Static("", id="error")
+            with Horizontal(id="buttons"):
+                yield Button("Launch (ctrl+s)", variant="primary", id="go")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "go":
+            self.action_launch()
+        else:
+            self.action_cancel()
+
+    def action_launch(self) -> None:
+        text = self.query_one("#settings", TextArea).text
+        try:
+            overrides = overrides_from(text, self.original)
+            self.registry.resolve(self.experiment, overrides)
+        except NkdError as exc:
+            self.query_one("#error", Static).update(f"[red]{exc}[/red]")
+            return
+        self.dismiss(overrides)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.question, id="title")
+            with Horizontal(id="buttons"):
+                yield Button("Yes (y)", variant="error", id="yes")
+                yield Button("No (n)", id="no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+HELP = """\
+[b]nkd[/b] — experiments on the left, their runs on the right, the highlighted run below.
+
+  [b]tab[/b]        move between experiments and runs
+  [b]l[/b]          launch the highlighted experiment (edit its settings first)
+  [b]p[/b] / [b]r[/b]      pause / resume the highlighted run
+  [b]u[/b]          suspend it (checkpoint, exit, free the GPU; [b]r[/b] restarts it)
+  [b]s[/b]          stop it (asks first): finish the step, save the last state
+  [b]K[/b]          kill it (asks first)
+  [b]q[/b]          quit — runs keep going; reopen nkd to see them again
+
+Runs started with `nkd run` in another terminal appear within a second.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss_help", "Close", id="help.close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(HELP)
+
+    def action_dismiss_help(self) -> None:
+        self.dismiss(None)
