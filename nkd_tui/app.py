@@ -53,7 +53,7 @@ class LossChart(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("loss" if self.run_id is None else f"loss · {self.run_id}")
+        plt.title("no run yet · l launches one" if self.run_id is None else f"loss · {self.run_id}")
         if self.epochs:
             from nkd_tui.chart import decimate
 
@@ -109,20 +109,18 @@ class NkdApp(App[None]):
         tree = self.query_one(Tree)
         tree.show_root = False
         tree.guide_depth = 2
-        for group, names in sorted(self.registry.groups().items()):
+        first_leaf = None
+        for group, names in self.registry.groups().items():  # in the registry's own order
             branch = tree.root.add(group, expand=True, data=None)
             for name in names:
-                branch.add_leaf(name, data=name)
+                leaf = branch.add_leaf(name, data=name)
+                first_leaf = first_leaf or leaf
         table = self.query_one(DataTable)
         for header in RUN_HEADERS:
             table.add_column(header, key=header)
-        first = next(iter(self.registry.experiments), None)
-        if first:
-            self.experiment = first
-            for node in tree.root.children:
-                for leaf in node.children:
-                    if leaf.data == first:
-                        tree.move_cursor(leaf)
+        if first_leaf is not None:
+            self.experiment = first_leaf.data
+            self.call_after_refresh(tree.move_cursor, first_leaf)  # lines exist after a refresh
         tree.focus()
         self.refresh_data()
         if self.poll_enabled:

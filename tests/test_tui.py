@@ -1,0 +1,207 @@
+"""The TUI: snapshots of each screen on a fixture store, and real workers driven by key."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TICKER
+from core.liveness import is_alive
+from core.reporter import Reporter
+from core.store import Store
+from nkd_tui.app import NkdApp, make_app
+
+T0 = 1_767_000_000.0  # a fixed clock for every snapshot
+SIZE = (100, 30)
+
+REGISTRY = f"""
+[experiments.tick]
+group = "timeseries"
+command = ["{sys.executable}", "{TICKER}", "--epochs", "{{epochs}}", "--delay", "{{delay}}"]
+epochs = 400
+params = {{ delay = 0.1 }}
+
+[experiments.crnn_long]
+group = "separation"
+recipe = "separation.train"
+hidden_size = 256
+num_layers = 3
+lr = 1e-4
+reported = {{ sdr_db = 3.20 }}
+
+[experiments.crnn_large]
+group = "separation"
+extends = "crnn_long"
+hidden_size = 512
+num_layers = 4
+pretrained = "crnn_long"
+"""
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+
+
+def _fixture_workspace(root: Path) -> Path:
+    registry = root / "experiments.toml"
+    registry.write_text(REGISTRY)
+    store = Store(root / "nkd.db")
+    for n, (status, epochs) in enumerate([("finished", 40), ("stopped", 12), ("failed", 3)]):
+        run_id = f"crnn_long_2026010{n + 1}_120000"
+        run_dir = root / "runs" / run_id
+        run_dir.mkdir(parents=True)
+        rep = Reporter(run_id, run_dir, store)
+        t = T0 + n * 86_400
+        rep.event({"type": "run", "experiment": "crnn_long", "recipe": "separation.train",
+                   "epochs_total": 40, "t": t, "host": "box"})
+        rep.event({"type": "status", "status": "running", "t": t + 1, "device": "cuda:0"})
+        for e in range(1, epochs + 1):
+            rep.event({"type": "epoch", "epoch": e, "train_loss": 2.0 / e + 0.1 * (n + 1),
+                       "val_loss": 2.2 / e + 0.15 * (n + 1) + 0.02 * (e % 3), "t": t + 10 * e})
+        if status == "finished":
+            for stem, value in (("mean", 3.91), ("vocals", 4.4)):
+                rep.event({"type": "metric", "name": "sdr", "value": value, "stem": stem,
+                           "split": "val", "t": t + 500})
+        rep.event({"type": "status", "status": status, "t": t + 10 * epochs + 5})
+        rep.close()
+        (run_dir / "output.log").write_text(
+            "".join(f"epoch {e}: train {2.0 / e:.3f}\n" for e in range(1, epochs + 1))
+        )
+    store.close()
+    return registry
+
+
+def _app(root: Path) -> NkdApp:
+    return make_app(_fixture_workspace(root), clock=lambda: T0 + 10 * 86_400, poll=False)
+
+
+async def _settle(pilot) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def _select_crnn_long(pilot) -> None:
+    await _settle(pilot)
+    await pilot.press("down", "down")  # timeseries > tick, separation, crnn_long
+    await _settle(pilot)
+
+
+def test_snapshot_main_screen(tmp_path: Path, snap_compare) -> None:
+    assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=_select_crnn_long)
+
+
+def test_snapshot_launch_dialog(tmp_path: Path, snap_compare) -> None:
+    async def open_dialog(pilot) -> None:
+        await _select_crnn_long(pilot)
+        await pilot.press("l")
+        await pilot.pause()
+
+    assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=open_dialog)
+
+
+def test_snapshot_stop_confirmation(tmp_path: Path, snap_compare) -> None:
+    async def ask(pilot) -> None:
+        await _select_crnn_long(pilot)
+        await pilot.press("s")
+        await pilot.pause()
+
+    assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=ask)
+
+
+def test_snapshot_help(tmp_path: Path, snap_compare) -> None:
+    async def ask(pilot) -> None:
+        await _settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(_app(tmp_path), terminal_size=(80, 24), run_before=ask)
+
+
+async def test_table_and_chart_follow_the_store(tmp_path: Path) -> None:
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _select_crnn_long(pilot)
+        table = app.query_one("#runs")
+        assert table.row_count == 3
+        assert app.run_id == "crnn_long_20260103_120000"  # newest first
+        assert app.query_one("#chart").epochs == [1, 2, 3]
+        await pilot.press("tab", "down", "down")  # to the finished run
+        await _settle(pilot)
+        assert app.run_id == "crnn_long_20260101_120000"
+        assert len(app.query_one("#chart").epochs) == 40
+        assert "epoch 40" in "\n".join(app.query_one("#log").lines)
+
+
+async def _until(pilot, predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError("timed out")
+
+
+async def test_keys_control_a_real_worker_and_quit_leaves_it_running(tmp_path: Path) -> None:
+    registry = tmp_path / "experiments.toml"
+    registry.write_text(REGISTRY)
+    store = Store(tmp_path / "nkd.db")
+    app = make_app(registry)
+
+    def status() -> str | None:
+        rows = store.list_runs("tick")
+        return rows[0]["status"] if rows else None
+
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await _settle(pilot)
+            assert app.experiment == "tick"
+            await pilot.press("l")
+            await pilot.pause()
+            await pilot.press("ctrl+s")  # launch with the settings as they are
+            await _until(pilot, lambda: status() == "running")
+            run_id = store.list_runs("tick")[0]["id"]
+            await _until(pilot, lambda: app.run_id == run_id)
+
+            await pilot.press("p")
+            await _until(pilot, lambda: status() == "paused")
+            await pilot.press("r")
+            await _until(pilot, lambda: status() == "running")
+            await pilot.press("s")
+            await pilot.pause()
+            await pilot.press("y")
+            await _until(pilot, lambda: status() == "stopped")
+
+            await pilot.press("l")
+            await pilot.pause()
+            await pilot.press("ctrl+s")
+            await _until(pilot, lambda: status() == "running")
+            second = store.list_runs("tick")[0]["id"]
+            await pilot.press("q")
+        row = store.get_run(second)
+        assert row["status"] == "running" and is_alive(row["pid"], row["pid_start"])
+
+        again = make_app(registry)  # re-attach: a new app shows the live run
+        async with again.run_test(size=SIZE) as pilot:
+            await _settle(pilot)
+            await _until(pilot, lambda: again.query_one("#runs").row_count == 2)
+            assert again.run_id == second
+            await _until(pilot, lambda: len(again.query_one("#chart").epochs) > 0)
+    finally:
+        for row in store.list_runs("tick"):
+            full = store.get_run(row["id"])
+            if full["pid"] and is_alive(full["pid"], full["pid_start"]):
+                os.killpg(full["pid"], 9)
+                child = tmp_path / "runs" / row["id"] / "child.pid"
+                if child.is_file():
+                    try:
+                        os.killpg(int(child.read_text()), 9)
+                    except ProcessLookupError:
+                        pass
