@@ -14,8 +14,10 @@ $(VENV_STAMP): pyproject.toml
 
 setup: $(VENV_STAMP)
 
+# the main job: a live demo run (procedurally made sensor data), then the TUI on the registry
 demo: $(VENV_STAMP)
-	.venv/bin/nkd run ts_recon_cls_demo
+	.venv/bin/nkd run ts_recon_cls_demo --detach
+	.venv/bin/nkd
 
 test: $(VENV_STAMP)
 	$(PY) -m pytest -q
@@ -25,6 +27,7 @@ lint: $(VENV_STAMP)
 
 bench: $(VENV_STAMP)
 	$(PY) bench/store_bench.py
+	$(PY) bench/tui_bench.py
 
 snapshot-update: $(VENV_STAMP)
 	$(PY) -m pytest -q --snapshot-update

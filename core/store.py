@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
-import sqlite_utils
+if TYPE_CHECKING:  # imported when a migration runs: it costs ~100 ms, the TUI starts without it
+    import sqlite_utils
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
@@ -168,7 +169,6 @@ class Store:
         )
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         if mode != "wal":
             with self._retry_busy():
@@ -179,8 +179,18 @@ class Store:
     # ── schema ──────────────────────────────────────────────────────────────────────────────
 
     @property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils' view of the same connection, for schema work and ad-hoc queries."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
+
+    @property
     def version(self) -> int:
-        if "schema_version" not in self.db.table_names():
+        exists = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        if not exists:
             return 0
         row = self.conn.execute("SELECT max(version) FROM schema_version").fetchone()
         return int(row[0] or 0)
@@ -188,12 +198,13 @@ class Store:
     def _migrate(self, target: int) -> None:
         if self.version >= target:
             return
+        db = self.db
         with self.write():
             current = self.version  # again, inside the lock: another process may have migrated
-            if "schema_version" not in self.db.table_names():
-                self.db["schema_version"].create({"version": int, "at": float}, pk="version")
+            if current == 0:
+                db["schema_version"].create({"version": int, "at": float}, pk="version")
             for version in range(current + 1, target + 1):
-                MIGRATIONS[version](self.db)
+                MIGRATIONS[version](db)
                 self.conn.execute(
                     "INSERT INTO schema_version (version, at) VALUES (?, ?)",
                     (version, time.time()),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,10 +20,12 @@ from core.registry import Registry, load_registry
 from core.workspace import Workspace
 from nkd_tui.format import STATUS_SYMBOL
 from nkd_tui.poll import Poller, Snapshot
-from nkd_tui.screens import ConfirmScreen, HelpScreen, LaunchScreen
 
 POLL_S = 1.0  # bounded refresh: one store read a second, redraws only for what changed
+PREFETCH_WAIT_S = 0.25  # how long the first paint waits for the prefetched snapshot
 RUN_HEADERS = ("run", "status", "epoch", "best val", "score", "started", "time", "device")
+# fixed widths: a DataTable measures every cell of auto-width columns, which dominates start-up
+RUN_WIDTHS = (17, 11, 9, 8, 6, 11, 8, 7)
 
 
 class LossChart(PlotextPlot):
@@ -30,14 +34,13 @@ class LossChart(PlotextPlot):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.run_id: str | None = None
-        self.epochs: list[int] = []
-        self.train: list[float] = []
-        self.val: list[float] = []
+        # arrays of doubles: appends are cheap and numpy reads them without a copy
+        self.epochs, self.train, self.val = array("d"), array("d"), array("d")
 
     def follow(self, run_id: str | None) -> None:
         if run_id != self.run_id:
             self.run_id = run_id
-            self.epochs, self.train, self.val = [], [], []
+            self.epochs, self.train, self.val = array("d"), array("d"), array("d")
             self.redraw()
 
     def extend(self, rows: tuple[tuple[int, float | None, float | None], ...]) -> None:
@@ -50,20 +53,31 @@ class LossChart(PlotextPlot):
             self.redraw()
 
     def redraw(self) -> None:
+        """Mark the plot stale; it is rebuilt at the next render, when the size is known."""
+        self._built_for = None
+        self.refresh()
+
+    def render(self):  # noqa: ANN201 - the plotext widget's renderable
+        key = (self.run_id, len(self.epochs), self.size.width)
+        if key != getattr(self, "_built_for", None):
+            self._built_for = key
+            self._build()
+        return super().render()
+
+    def _build(self) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
         plt.title("no run yet · l launches one" if self.run_id is None else f"loss · {self.run_id}")
-        if self.epochs:
+        if len(self.epochs):
             from nkd_tui.chart import decimate
 
             width = max(self.size.width - 10, 10)
             for name, series in (("train", self.train), ("val", self.val)):
                 x, y = decimate(self.epochs, series, width)
-                if len(y):
-                    plt.plot(x.tolist(), y.tolist(), label=name, marker="braille")
+                if y:
+                    plt.plot(x, y, label=name, marker="braille")
             plt.xlabel("epoch")
-        self.refresh()
 
 
 class NkdApp(App[None]):
@@ -92,7 +106,16 @@ class NkdApp(App[None]):
         self.experiment: str | None = None
         self.run_id: str | None = None  # the highlighted run, followed by chart and log
         self._rows: tuple = ()
+        self._table_generation = 0
         self._log_text = ""
+        # The first snapshot is read while Textual starts, so the first paint has the run table.
+        first = next(iter(registry.groups().values()), [None])[0]
+        self._prefetched: list[Snapshot] = []
+        self._prefetch = threading.Thread(
+            target=lambda: self._prefetched.append(self.poller.snapshot(first, None, 0, False)),
+            daemon=True,
+        )
+        self._prefetch.start()
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
@@ -116,13 +139,17 @@ class NkdApp(App[None]):
                 leaf = branch.add_leaf(name, data=name)
                 first_leaf = first_leaf or leaf
         table = self.query_one(DataTable)
-        for header in RUN_HEADERS:
-            table.add_column(header, key=header)
+        for header, width in zip(RUN_HEADERS, RUN_WIDTHS, strict=True):
+            table.add_column(header, key=header, width=width)
         if first_leaf is not None:
             self.experiment = first_leaf.data
             self.call_after_refresh(tree.move_cursor, first_leaf)  # lines exist after a refresh
         tree.focus()
-        self.refresh_data()
+        self._prefetch.join(PREFETCH_WAIT_S)
+        if self._prefetched and self._prefetched[0].experiment == self.experiment:
+            self._apply(self._prefetched[0])
+        else:
+            self.refresh_data()
         if self.poll_enabled:
             self.set_interval(POLL_S, self.refresh_data)
 
@@ -130,7 +157,7 @@ class NkdApp(App[None]):
 
     def refresh_data(self) -> None:
         chart = self.query_one(LossChart)
-        after = chart.epochs[-1] if chart.run_id == self.run_id and chart.epochs else 0
+        after = int(chart.epochs[-1]) if chart.run_id == self.run_id and len(chart.epochs) else 0
         self._poll(self.experiment, self.run_id, after)
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
@@ -178,14 +205,27 @@ class NkdApp(App[None]):
                     if a != b:
                         table.update_cell(new.run_id, header, self._cell(header, b))
         else:
-            selected = self.run_id
+            # A DataTable measures every cell it is given: rows that fill the screen go in now,
+            # the rest just after this paint (dropped if a newer snapshot replaced them).
             table.clear()
-            for row in snap.runs:
-                table.add_row(*(self._cell(h, c) for h, c in zip(RUN_HEADERS, row.cells,
-                                                                  strict=True)), key=row.run_id)
-            if selected in keys:
-                table.move_cursor(row=keys.index(selected), animate=False)
+            self._table_generation += 1
+            first = max(self.size.height, 24)  # never more rows than the terminal shows
+            self._add_rows(snap.runs[:first], self._table_generation)
+            if len(snap.runs) > first:
+                self.call_after_refresh(
+                    self._add_rows, snap.runs[first:], self._table_generation
+                )
         self._rows = snap.runs
+
+    def _add_rows(self, rows: tuple, generation: int) -> None:
+        if generation != self._table_generation:
+            return
+        table = self.query_one(DataTable)
+        for row in rows:
+            cells = (self._cell(h, c) for h, c in zip(RUN_HEADERS, row.cells, strict=True))
+            table.add_row(*cells, key=row.run_id)
+            if row.run_id == self.run_id:
+                table.move_cursor(row=table.row_count - 1, animate=False)
 
     @staticmethod
     def _cell(header: str, value: str) -> str:
@@ -220,11 +260,15 @@ class NkdApp(App[None]):
     # ── actions ─────────────────────────────────────────────────────────────────────────────
 
     def action_help(self) -> None:
+        from nkd_tui.screens import HelpScreen
+
         self.push_screen(HelpScreen())
 
     def action_launch(self) -> None:
         if not self.experiment:
             return
+        from nkd_tui.screens import LaunchScreen
+
         name = self.experiment
 
         def launched(overrides: list[str] | None) -> None:
@@ -265,6 +309,8 @@ class NkdApp(App[None]):
         self.call_from_thread(self.refresh_data)
 
     def _confirm(self, question: str, action: str) -> None:
+        from nkd_tui.screens import ConfirmScreen
+
         run_id = self.run_id
         if not run_id:
             return

@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.runner import reconcile
 from core.store import Store
 from core.workspace import Workspace
 from nkd_tui.format import duration, fmt_num, fmt_time
@@ -61,11 +60,18 @@ class Poller:
             store = self._local.store = Store(self.ws.db_path)
         return store
 
-    def snapshot(self, experiment: str | None, run_id: str | None, after_epoch: int) -> Snapshot:
+    def snapshot(
+        self, experiment: str | None, run_id: str | None, after_epoch: int,
+        reconcile_runs: bool = True,
+    ) -> Snapshot:
+        """What the screen shows. `reconcile_runs=False` skips the liveness check (and its
+        imports), for the snapshot read while the app starts; the next poll does it."""
         lost: tuple[str, ...] = ()
         now = time.monotonic()
-        if now >= self._next_reconcile:
+        if reconcile_runs and now >= self._next_reconcile:
             self._next_reconcile = now + RECONCILE_EVERY_S
+            from core.runner import reconcile  # psutil and friends, not needed to paint
+
             lost = tuple(reconcile(self.store, self.ws))
         runs = self.runs(experiment) if experiment else ()
         if run_id is None and runs:

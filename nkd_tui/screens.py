@@ -6,6 +6,7 @@ import json
 import tomllib
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -72,7 +73,8 @@ class LaunchScreen(ModalScreen[list[str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(f"Launch [b]{self.experiment}[/b]  ({self.what})", id="title")
+            yield Label(Text.assemble("Launch ", (self.experiment, "bold"), f"  ({self.what})"),
+                        id="title")
             yield TextArea(self.original, id="settings", language=None, soft_wrap=False)
             yield Static("", id="error")
             with Horizontal(id="buttons"):
@@ -123,19 +125,25 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-HELP = """\
-[b]nkd[/b] — experiments on the left, their runs on the right, the highlighted run below.
+HELP_KEYS = (
+    ("tab", "move between experiments and runs"),
+    ("l", "launch the highlighted experiment (edit its settings first)"),
+    ("p / r", "pause / resume the highlighted run"),
+    ("u", "suspend it: checkpoint, exit, free the GPU (r restarts it)"),
+    ("s", "stop it (asks first): finish the step, save the last state"),
+    ("K", "kill it (asks first)"),
+    ("q", "quit; runs keep going, reopen nkd to see them again"),
+)
 
-  [b]tab[/b]        move between experiments and runs
-  [b]l[/b]          launch the highlighted experiment (edit its settings first)
-  [b]p[/b] / [b]r[/b]      pause / resume the highlighted run
-  [b]u[/b]          suspend it (checkpoint, exit, free the GPU; [b]r[/b] restarts it)
-  [b]s[/b]          stop it (asks first): finish the step, save the last state
-  [b]K[/b]          kill it (asks first)
-  [b]q[/b]          quit — runs keep going; reopen nkd to see them again
 
-Runs started with `nkd run` in another terminal appear within a second.
-"""
+def help_text() -> Text:
+    text = Text.assemble(("nkd", "bold"), ": experiments on the left, their runs on the right, "
+                         "the highlighted run's loss and log below.\n\n")
+    for key, what in HELP_KEYS:
+        text.append(f"  {key:<7}", style="bold")
+        text.append(f"{what}\n")
+    text.append("\nRuns started with `nkd run` in another terminal appear within a second.")
+    return text
 
 
 class HelpScreen(ModalScreen[None]):
@@ -143,7 +151,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(HELP)
+            yield Static(help_text())
 
     def action_dismiss_help(self) -> None:
         self.dismiss(None)

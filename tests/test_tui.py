@@ -8,14 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import TICKER
+
 from core.liveness import is_alive
 from core.reporter import Reporter
 from core.store import Store
 from nkd_tui.app import NkdApp, make_app
 
-T0 = 1_767_000_000.0  # a fixed clock for every snapshot
+T0 = 1_767_268_800.0  # 2026-01-01 12:00 UTC: a fixed clock for every snapshot
 SIZE = (100, 30)
 
 REGISTRY = f"""
@@ -132,7 +132,7 @@ async def test_table_and_chart_follow_the_store(tmp_path: Path) -> None:
         table = app.query_one("#runs")
         assert table.row_count == 3
         assert app.run_id == "crnn_long_20260103_120000"  # newest first
-        assert app.query_one("#chart").epochs == [1, 2, 3]
+        assert list(app.query_one("#chart").epochs) == [1, 2, 3]
         await pilot.press("tab", "down", "down")  # to the finished run
         await _settle(pilot)
         assert app.run_id == "crnn_long_20260101_120000"
