@@ -328,6 +328,18 @@ class Store:
             (run_id, after),
         ).fetchall()
 
+    def focus_experiment(self) -> str | None:
+        """Where a person reopening the app wants to look: the newest live run's experiment,
+        else the newest run's."""
+        marks = ", ".join("?" * len(ACTIVE))
+        for where, args in ((f"WHERE status IN ({marks})", ACTIVE), ("", ())):
+            row = self.conn.execute(
+                f"SELECT experiment FROM runs {where} ORDER BY created_at DESC LIMIT 1", args
+            ).fetchone()
+            if row:
+                return row[0]
+        return None
+
     def latest_statuses(self) -> dict[str, str]:
         """Each experiment's latest run status (SQLite takes status from the max() row)."""
         rows = self.conn.execute(

@@ -13,6 +13,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Log, Static, Tree
+from textual.widgets.tree import TreeNode
 from textual_plotext import PlotextPlot
 
 from core.errors import NkdError
@@ -109,13 +110,15 @@ class NkdApp(App[None]):
         self._table_generation = 0
         self._log_text = ""
         # The first snapshot is read while Textual starts, so the first paint has the run table.
-        first = next(iter(registry.groups().values()), [None])[0]
         self._prefetched: list[Snapshot] = []
-        self._prefetch = threading.Thread(
-            target=lambda: self._prefetched.append(self.poller.snapshot(first, None, 0, False)),
-            daemon=True,
-        )
+        self._prefetch = threading.Thread(target=self._read_first, daemon=True)
         self._prefetch.start()
+
+    def _read_first(self) -> None:
+        first = next(iter(self.registry.groups().values()), [None])[0]
+        focus = self.poller.store.focus_experiment()
+        experiment = focus if focus in self.registry.experiments else first
+        self._prefetched.append(self.poller.snapshot(experiment, None, 0, False))
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
@@ -132,7 +135,7 @@ class NkdApp(App[None]):
         tree = self.query_one(Tree)
         tree.show_root = False
         tree.guide_depth = 2
-        first_leaf = None
+        first_leaf: TreeNode | None = None
         for group, names in self.registry.groups().items():  # in the registry's own order
             branch = tree.root.add(group, expand=True, data=None)
             for name in names:
@@ -141,13 +144,16 @@ class NkdApp(App[None]):
         table = self.query_one(DataTable)
         for header, width in zip(RUN_HEADERS, RUN_WIDTHS, strict=True):
             table.add_column(header, key=header, width=width)
-        if first_leaf is not None:
-            self.experiment = first_leaf.data
-            self.call_after_refresh(tree.move_cursor, first_leaf)  # lines exist after a refresh
-        tree.focus()
         self._prefetch.join(PREFETCH_WAIT_S)
-        if self._prefetched and self._prefetched[0].experiment == self.experiment:
-            self._apply(self._prefetched[0])
+        prefetched = self._prefetched[0] if self._prefetched else None
+        focus = prefetched.experiment if prefetched else (first_leaf and first_leaf.data)
+        leaves = {leaf.data: leaf for branch in tree.root.children for leaf in branch.children}
+        if focus in leaves:
+            self.experiment = focus
+            self.call_after_refresh(tree.move_cursor, leaves[focus])  # lines exist after a refresh
+        tree.focus()
+        if prefetched is not None:
+            self._apply(prefetched)
         else:
             self.refresh_data()
         if self.poll_enabled:

@@ -89,9 +89,10 @@ async def _settle(pilot) -> None:
 
 
 async def _select_crnn_long(pilot) -> None:
+    """The app opens on the experiment of the newest run: crnn_long in the fixture store."""
     await _settle(pilot)
-    await pilot.press("down", "down")  # timeseries > tick, separation, crnn_long
-    await _settle(pilot)
+    assert pilot.app.experiment == "crnn_long"
+    assert pilot.app.query_one("#experiments").cursor_node.data == "crnn_long"
 
 
 def test_snapshot_main_screen(tmp_path: Path, snap_compare) -> None:
