@@ -69,7 +69,7 @@ class LossChart(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("no run yet · l launches one" if self.run_id is None else f"loss · {self.run_id}")
+        plt.title("no run yet · l launches one" if self.run_id is None else "train / val loss")
         if len(self.epochs):
             from nkd_tui.chart import decimate
 
