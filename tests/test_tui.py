@@ -99,31 +99,26 @@ def test_snapshot_main_screen(tmp_path: Path, snap_compare) -> None:
     assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=_select_crnn_long)
 
 
-def test_snapshot_launch_dialog(tmp_path: Path, snap_compare) -> None:
-    async def open_dialog(pilot) -> None:
+def _after_key(key: str):
+    async def run_before(pilot) -> None:
         await _select_crnn_long(pilot)
-        await pilot.press("l")
+        await pilot.press(key)
         await pilot.pause()
 
-    assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=open_dialog)
+    return run_before
+
+
+def test_snapshot_launch_dialog(tmp_path: Path, snap_compare) -> None:
+    assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=_after_key("l"))
 
 
 def test_snapshot_stop_confirmation(tmp_path: Path, snap_compare) -> None:
-    async def ask(pilot) -> None:
-        await _select_crnn_long(pilot)
-        await pilot.press("s")
-        await pilot.pause()
-
-    assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=ask)
+    assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=_after_key("s"))
 
 
 def test_snapshot_help(tmp_path: Path, snap_compare) -> None:
-    async def ask(pilot) -> None:
-        await _settle(pilot)
-        await pilot.press("question_mark")
-        await pilot.pause()
-
-    assert snap_compare(_app(tmp_path), terminal_size=(80, 24), run_before=ask)
+    app = _app(tmp_path)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=_after_key("question_mark"))
 
 
 async def test_table_and_chart_follow_the_store(tmp_path: Path) -> None:

@@ -41,6 +41,19 @@ def _start(ws: Workspace, name: str, *overrides: str) -> tuple[str, Store]:
     return launched.run_id, store
 
 
+def _foreground_run(ws: Workspace, epochs: int) -> tuple[subprocess.Popen, Store]:
+    """`nkd run slow` in its own process, as typed in a terminal, once `epochs` are recorded."""
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "nkd_tui.cli", "--registry", str(ws.registry), "run", "slow"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    store = ws.store()
+    _wait(lambda: bool(store.list_runs()) and _epochs(store, store.list_runs()[0]["id"]) >= epochs,
+          what="the foreground run's first epochs")
+    return launcher, store
+
+
 def test_pause_resume_stop(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
     run_id, store = _start(ws, "slow")
     assert run_id.startswith("slow_") and len(run_id) == len("slow_20260101_000000")
@@ -139,14 +152,7 @@ def test_reused_pid_is_not_mistaken_for_the_run() -> None:
 
 
 def test_launcher_killed_worker_survives(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "nkd_tui.cli", "--registry", str(ws.registry), "run", "slow"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    store = ws.store()
-    _wait(lambda: bool(store.list_runs()) and _epochs(store, store.list_runs()[0]["id"]) >= 1,
-          what="run started by the launcher")
+    launcher, store = _foreground_run(ws, epochs=1)
     launcher.kill()  # SIGKILL: no chance to clean up, like a dropped SSH session
     launcher.wait()
     run_id = store.list_runs()[0]["id"]
@@ -302,14 +308,7 @@ def test_four_real_workers_a_reader_and_reindex(
 
 
 def test_ctrl_c_stops_a_foreground_run(ws: Workspace) -> None:
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "nkd_tui.cli", "--registry", str(ws.registry), "run", "slow"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    store = ws.store()
-    _wait(lambda: bool(store.list_runs()) and _epochs(store, store.list_runs()[0]["id"]) >= 2,
-          what="foreground run started")
+    launcher, store = _foreground_run(ws, epochs=2)
     launcher.send_signal(signal.SIGINT)
     out, _ = launcher.communicate(timeout=60)
     assert launcher.returncode == 0, out
