@@ -170,9 +170,8 @@ class Store:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self.conn = conn
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        if mode != "wal":
-            with self._retry_busy():
-                conn.execute("PRAGMA journal_mode = WAL")
+        if mode != "wal":  # waits out other openers through the busy timeout
+            conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         self._migrate(migrate_to)
 
@@ -209,17 +208,6 @@ class Store:
                     "INSERT INTO schema_version (version, at) VALUES (?, ?)",
                     (version, time.time()),
                 )
-
-    @contextmanager
-    def _retry_busy(self) -> Iterator[None]:
-        for attempt in range(50):
-            try:
-                yield
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 49:
-                    raise
-                time.sleep(0.05)
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
