@@ -42,6 +42,7 @@ FULL_COLUMNS = (
     "device", "created_at", "started_at", "ended_at", "heartbeat_at", "exit_code", "error",
 )
 LIVENESS_COLUMNS = ("id", "status", "pid", "pid_start", "host", "created_at")
+_IS_ACTIVE = f"status IN ({', '.join('?' * len(ACTIVE))})"  # bind ACTIVE as its arguments
 
 
 class RunList(Sequence[dict[str, Any]]):
@@ -266,9 +267,8 @@ class Store:
 
     def active_runs(self) -> list[dict[str, Any]]:
         """Runs that claim to be alive, with what is needed to check that they are."""
-        marks = ", ".join("?" * len(ACTIVE))
         cur = self.conn.execute(
-            f"SELECT {', '.join(LIVENESS_COLUMNS)} FROM runs WHERE status IN ({marks})", ACTIVE
+            f"SELECT {', '.join(LIVENESS_COLUMNS)} FROM runs WHERE {_IS_ACTIVE}", ACTIVE
         )
         return [dict(zip(LIVENESS_COLUMNS, row, strict=True)) for row in cur.fetchall()]
 
@@ -319,8 +319,7 @@ class Store:
     def focus_experiment(self) -> str | None:
         """Where a person reopening the app wants to look: the newest live run's experiment,
         else the newest run's."""
-        marks = ", ".join("?" * len(ACTIVE))
-        for where, args in ((f"WHERE status IN ({marks})", ACTIVE), ("", ())):
+        for where, args in ((f"WHERE {_IS_ACTIVE}", ACTIVE), ("", ())):
             row = self.conn.execute(
                 f"SELECT experiment FROM runs {where} ORDER BY created_at DESC LIMIT 1", args
             ).fetchone()

@@ -26,8 +26,8 @@ from core.store import Store
 from core.workspace import read_json
 
 HEARTBEAT_S = 5.0
-STOP_GRACE_S = 10.0
-MAX_LINES_PER_TICK = 500  # SIGINT, then this long before SIGTERM, then as long again before SIGKILL
+STOP_GRACE_S = 10.0  # SIGINT, then this long before SIGTERM, then as long again before SIGKILL
+MAX_LINES_PER_TICK = 500  # output lines handled before control requests are looked at again
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,14 +12,14 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Log, Static, Tree
+from textual.widgets import DataTable, Footer, Log, Tree
 from textual.widgets.tree import TreeNode
 from textual_plotext import PlotextPlot
 
 from core.errors import NkdError
 from core.registry import Registry, load_registry
 from core.workspace import Workspace
-from nkd_tui.format import STATUS_SYMBOL
+from nkd_tui.format import STATUS_SYMBOL, status_text
 from nkd_tui.poll import Poller, Snapshot
 
 POLL_S = 1.0  # bounded refresh: one store read a second, redraws only for what changed
@@ -128,7 +128,6 @@ class NkdApp(App[None]):
                 with Horizontal(id="detail"):
                     yield LossChart(id="chart")
                     yield Log(id="log", highlight=False, auto_scroll=True)
-        yield Static("", id="status-line")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -235,9 +234,7 @@ class NkdApp(App[None]):
 
     @staticmethod
     def _cell(header: str, value: str) -> str:
-        if header == "status":
-            return f"{STATUS_SYMBOL.get(value, ' ')} {value}"
-        return value
+        return status_text(value) if header == "status" else value
 
     # ── selection ───────────────────────────────────────────────────────────────────────────
 
