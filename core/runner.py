@@ -18,7 +18,7 @@ from typing import Any
 from core import control, recipes
 from core.errors import RunError
 from core.liveness import is_alive
-from core.registry import Registry, substitute_command
+from core.registry import DATA_REF_KEYS, Registry, substitute_command
 from core.reporter import Reporter
 from core.store import ACTIVE, FINAL, Store
 from core.workspace import Workspace, atomic_write_json, read_json
@@ -94,8 +94,18 @@ def launch(
             "root": str(ws.root),
             "db": str(ws.db_path),
             "checkpoints_dir": str(ws.checkpoints_dir / run_id),
-            "references": {k: str(r) for k, r in exp.references.items()},
+            "references": {
+                k: {"kind": r.kind, "target": r.target} for k, r in exp.references.items()
+            },
             "sources": [{"ref": str(s), "weight": s.weight} for s in exp.sources],
+            "data_sources": {
+                exp.params[key]: {
+                    **registry.data[exp.params[key]].settings,
+                    "root": str(registry.data[exp.params[key]].root.resolve()),
+                }
+                for key in DATA_REF_KEYS
+                if key in exp.params
+            },
             "created_at": time.time(),
         }
         atomic_write_json(run_dir / "config.json", config)

@@ -297,6 +297,14 @@ class Store:
         row = self.conn.execute(sql + " ORDER BY created_at DESC LIMIT 1", args).fetchone()
         return self.get_run(row[0]) if row else None
 
+    def runs_of_recipe(self, recipe: str, status: str = "finished") -> list[str]:
+        """Ids of a recipe's runs with `status`, newest first."""
+        cur = self.conn.execute(
+            "SELECT id FROM runs WHERE recipe = ? AND status = ? ORDER BY created_at DESC",
+            (recipe, status),
+        )
+        return [r[0] for r in cur]
+
     def epochs(self, run_id: str) -> list[dict[str, Any]]:
         cur = self.conn.execute(
             "SELECT epoch, train_loss, val_loss, lr, extra, seconds, at FROM epochs "

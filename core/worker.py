@@ -95,6 +95,7 @@ def _run_recipe(
         reporter=reporter,
         control=control,
         resume=resume,
+        config=config,
     )
     try:
         recipes.load(config["recipe"])(ctx)

@@ -278,6 +278,36 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    registry = load_registry(_registry_path(args))
+    if args.kind == "noise":
+        from core.noise.synth import synthesize
+
+        synthesize(registry, per_class=args.per_class, seed=args.seed)
+        return 0
+    raise NkdError(f"nkd data synth {args.kind}: not built yet (available: noise)")
+
+
+def cmd_data_index(args: argparse.Namespace) -> int:
+    registry = load_registry(_registry_path(args))
+    if args.source not in registry.data:
+        known = ", ".join(registry.data) or "none"
+        raise NkdError(f"{registry.path}: no data source '{args.source}' (known: {known})")
+    from core.noise import dataset
+
+    src = registry.data[args.source]
+    source = dataset.Source.from_config(src.name, {**src.settings, "root": str(src.root)})
+    rows, skipped = dataset.build(source, args.sample_rate, args.segment_seconds)
+    path = dataset.write(source, rows, skipped)
+    splits: dict[str, int] = {}
+    for r in rows:
+        splits[r.split] = splits.get(r.split, 0) + 1
+    print(f"{path}: {len(rows)} segments ({', '.join(f'{k} {v}' for k, v in sorted(splits.items()))})")
+    for rel, reason in skipped:
+        print(f"  skipped {rel}: {reason}")
+    return 0
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     from nkd_tui.app import make_app
 
@@ -340,6 +370,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("reindex", help="rebuild the database from runs/*/events.jsonl").set_defaults(
         func=cmd_reindex
     )
+
+    data = sub.add_parser("data", help="demo data and dataset indexes").add_subparsers(
+        dest="data_command", metavar="ACTION", required=True
+    )
+    p = data.add_parser("synth", help="write a procedural demo data set for the registry's sources")
+    p.add_argument("kind", choices=["noise", "separation"])
+    p.add_argument("--per-class", type=int, default=40, help="files per class (default 40)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_data_synth)
+    p = data.add_parser("index", help="scan a data source and write its dataset_index.csv")
+    p.add_argument("source", help="data source name in the registry")
+    p.add_argument("--sample-rate", type=int, default=16000)
+    p.add_argument("--segment-seconds", type=float, default=1.0)
+    p.set_defaults(func=cmd_data_index)
     return parser
 
 

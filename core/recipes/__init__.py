@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,12 @@ from core.errors import RunError
 from core.reporter import Reporter
 
 # family.step -> "module:function". A family's module is added here when it is built.
-RECIPES: dict[str, str] = {}
+RECIPES: dict[str, str] = {
+    f"noise.{step}": f"core.noise.recipes:{step}"
+    for step in ("index", "teacher", "soft_labels", "student", "ensemble", "hybrid_kd")
+}
 
 PLANNED = {
-    "noise": "noise classification and distillation (mark1-mark3, mark2.5-2.9)",
     "separation": "music source separation (CRNN, U-Net CRNN, blends)",
 }
 
@@ -37,6 +39,18 @@ class RunContext:
     reporter: Reporter
     control: Control
     resume: bool = False
+    config: dict[str, Any] = field(default_factory=dict)  # the run's config.json
+
+    def data_source(self, key: str) -> tuple[str, dict[str, Any]]:
+        """The named data source a data key (data, val_data, eval_data) points at."""
+        name = self.params.get(key)
+        if not name:
+            raise RunError(f"run '{self.run_id}': key '{key}' is not set")
+        return name, self.config.get("data_sources", {})[name]
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.config["db"])
 
 
 def available() -> list[str]:

@@ -1,0 +1,107 @@
+"""Log-mel features, batched in torch: one implementation for the CPU and the GPU.
+
+torch.stft (or torchaudio's spectrogram when torchaudio imports) and librosa's Slaney mel filter
+bank, so the numbers agree with `librosa.power_to_db(librosa.feature.melspectrogram(...))`.
+A 1 s clip at 16 kHz with hop 160 gives [1, n_mels, 101].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+AMIN = 1e-10  # librosa.power_to_db's floor
+SEGMENT_FRAMES = 101  # frames of one model input (1 s at hop 160)
+SEGMENT_HOP = 50  # hop between the inputs cut from a longer clip
+MAX_SEGMENTS = 5
+
+
+def _torchaudio_spectrogram():  # pragma: no cover - depends on the machine
+    try:
+        import torchaudio.functional as F  # noqa: N812
+
+        return F.spectrogram
+    except Exception:  # not installed, or its wheel links a CUDA this machine lacks
+        return None
+
+
+@dataclass(frozen=True)
+class MelSettings:
+    sample_rate: int = 16000
+    n_fft: int = 512
+    hop_length: int = 160
+    n_mels: int = 64
+
+    @classmethod
+    def from_params(cls, params: dict) -> MelSettings:
+        return cls(
+            int(params.get("sample_rate", 16000)),
+            int(params.get("n_fft", 512)),
+            int(params.get("hop_length", 160)),
+            int(params.get("n_mels", 64)),
+        )
+
+    def frames(self, samples: int) -> int:
+        return samples // self.hop_length + 1
+
+
+class LogMel:
+    """Batched log-mel in dB: waves [B, n] -> [B, 1, n_mels, frames], on the waves' device."""
+
+    def __init__(self, settings: MelSettings, use_torchaudio: bool = True) -> None:
+        import librosa
+
+        self.settings = settings
+        fb = librosa.filters.mel(sr=settings.sample_rate, n_fft=settings.n_fft, n_mels=settings.n_mels)
+        self._fb = torch.from_numpy(fb)  # [n_mels, n_fft // 2 + 1]
+        self._window = torch.hann_window(settings.n_fft, periodic=True)
+        self._spectrogram = _torchaudio_spectrogram() if use_torchaudio else None
+        self.backend = "torchaudio" if self._spectrogram else "torch.stft"
+
+    def power(self, waves: torch.Tensor) -> torch.Tensor:
+        s = self.settings
+        window = self._window.to(waves.device, waves.dtype)
+        if self._spectrogram is not None:
+            return self._spectrogram(
+                waves, pad=0, window=window, n_fft=s.n_fft, hop_length=s.hop_length,
+                win_length=s.n_fft, power=2.0, normalized=False, center=True,
+                pad_mode="constant", onesided=True,
+            )
+        spec = torch.stft(
+            waves, s.n_fft, s.hop_length, window=window, center=True, pad_mode="constant",
+            return_complex=True,
+        )
+        return spec.real.square() + spec.imag.square()
+
+    @torch.no_grad()
+    def __call__(self, waves: torch.Tensor) -> torch.Tensor:
+        squeeze = waves.dim() == 1
+        waves = waves.reshape(1, -1) if squeeze else waves
+        fb = self._fb.to(waves.device, waves.dtype)
+        mel = torch.matmul(fb, self.power(waves))
+        out = (10.0 * torch.log10(mel.clamp_min(AMIN))).unsqueeze(1)
+        return out[0] if squeeze else out
+
+
+def segment_count(frames: int) -> int:
+    """How many model inputs a clip of `frames` frames gives (windows of 101, hop 50, at most 5)."""
+    if frames <= SEGMENT_FRAMES:
+        return 1
+    return min(MAX_SEGMENTS, 1 + math.ceil((frames - SEGMENT_FRAMES) / SEGMENT_HOP))
+
+
+def segments(mel: torch.Tensor) -> torch.Tensor:
+    """[B, 1, M, T] -> [B, S, 1, M, 101]: a longer clip as several 101-frame inputs.
+
+    Short clips are padded with their minimum value (silence in dB); the last window of a long
+    clip is aligned to the clip's end so no frame is dropped before the fifth window.
+    """
+    frames = mel.shape[-1]
+    if frames < SEGMENT_FRAMES:
+        fill = mel.amin(dim=(-1, -2), keepdim=True).expand(*mel.shape[:-1], SEGMENT_FRAMES - frames)
+        return torch.cat([mel, fill], dim=-1).unsqueeze(1)
+    count = segment_count(frames)
+    starts = [min(i * SEGMENT_HOP, frames - SEGMENT_FRAMES) for i in range(count)]
+    return torch.stack([mel[..., s : s + SEGMENT_FRAMES] for s in starts], dim=1)

@@ -1,0 +1,504 @@
+"""The noise recipes: index, teacher (ViLD-text), soft_labels, student (ViLD-image), ensemble,
+hybrid_kd (mark2.5-2.9). Each is `run(ctx)`; all training goes through core.training.Trainer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from core import refs
+from core.checksum import sha256_file
+from core.errors import RunError
+from core.features import MelSettings
+from core.noise import dataset, text
+from core.noise.clips import Norm, model_input
+from core.noise.kd import ensemble as combine
+from core.noise.kd import group_logits, hybrid_kd_loss
+from core.noise.models import STUDENT_CHANNELS, TEACHER_CHANNELS, AudioEncoder, FlatStudent, TextHead
+from core.noise.parts import (
+    Inputs,
+    Teacher,
+    check_classes,
+    clips,
+    embed_and_classify,
+    eval_rows,
+    evaluate,
+    load_teacher,
+    log,
+    logits_of,
+    mel_meta,
+    rows_of,
+)
+from core.recipes import RunContext
+from core.store import Store
+from core.training import Batcher, Trainer, pick_device
+
+SOFT_LABELS = "soft_labels.npz"
+
+
+def _seconds(p: dict[str, Any]) -> float:
+    return float(p.get("segment_seconds", 1.0))
+
+
+def _augment_for(p: dict[str, Any], who: str) -> str:
+    kind = p.get("augment", "none")
+    return kind if p.get("augment_target", "student") in (who, "both") else "none"
+
+
+def _labels(y: list[int]) -> torch.Tensor:
+    return torch.tensor(y, dtype=torch.long)
+
+
+# ── noise.index ──────────────────────────────────────────────────────────────────────────────
+
+
+def index(ctx: RunContext) -> None:
+    """Index every data source the experiment names; record segment counts per split."""
+    p = ctx.params
+    rate, seconds = int(p.get("sample_rate", 16000)), _seconds(p)
+    for key in ("data", "val_data", "eval_data"):
+        if key not in p:
+            continue
+        src, rows = rows_of(ctx, key, rate, seconds)
+        for split in sorted({r.split for r in rows}):
+            ctx.reporter.metric("segments", sum(r.split == split for r in rows), split=split,
+                                track=src.name)
+        skipped = src.root / dataset.SKIPPED_NAME
+        ctx.reporter.metric("skipped_files", len(skipped.read_text().splitlines()) - 1
+                            if skipped.is_file() else 0, track=src.name)
+
+
+# ── noise.teacher (mark1, mark2, mark3) ─────────────────────────────────────────────────────
+
+
+def teacher(ctx: RunContext) -> None:
+    p = ctx.params
+    device = pick_device(p.get("device", "auto"))
+    settings, seconds = MelSettings.from_params(p), _seconds(p)
+    src, rows = rows_of(ctx, "data", settings.sample_rate, seconds)
+    names, _ = dataset.class_map(p["classes"])
+    train_rows, ytr = dataset.select(rows, p["classes"], src.name, ("train",))
+    val_rows, yva = dataset.select(rows, p["classes"], src.name, ("val",))
+    if not val_rows:
+        raise RunError(f"data source '{src.name}': no validation clips for classes {names}")
+    tr = clips(ctx, train_rows, settings, seconds, device)
+    va = clips(ctx, val_rows, settings, seconds, device)
+    norm = Norm.fit(tr.mels)
+    dim = int(p.get("embed_dim", 384))
+    emb = text.embed(names, p.get("prompt", "a sound of {class} in the room"),
+                     p.get("text_model", "all-MiniLM-L6-v2"), dim, warn=log)
+    encoder = AudioEncoder(dim, TEACHER_CHANNELS)
+    head = TextHead(emb.vectors, float(p.get("temperature", 0.07)), bool(p.get("background_embedding")))
+    inputs = Inputs(settings, norm, _augment_for(p, "teacher"), float(p.get("noise_snr_db", 20.0)))
+    train = Batcher({"x": tr.mels, "w": tr.waves, "y": _labels(ytr)}, int(p.get("batch_size", 16)), device)
+    val = Batcher({"x": va.mels, "y": _labels(yva)}, 256, device)
+    generator_box: list[torch.Generator] = []
+
+    def step(batch: dict[str, torch.Tensor], is_train: bool):
+        x = inputs(batch, generator_box[0] if is_train else None, is_train)
+        logits = head(encoder(x))
+        loss = F.cross_entropy(logits.float(), batch["y"])
+        correct = (logits[:, : len(names)].argmax(1) == batch["y"]).sum()
+        return loss, batch["y"].numel(), {"accuracy": correct}
+
+    def train_batches(g: torch.Generator):
+        generator_box[:] = [g]
+        return train.batches(g)
+
+    meta = {
+        "recipe": "noise.teacher", "experiment": ctx.config.get("experiment"),
+        "architecture": "AudioEncoder+TextHead", "embed_dim": dim, "channels": list(TEACHER_CHANNELS),
+        "classes": names, "class_map": _class_map(p["classes"]), "prompt": p.get("prompt"),
+        "prompts": emb.prompts, "text_model": emb.model, "text_hash": emb.digest,
+        "temperature": float(p.get("temperature", 0.07)), "seed": int(p.get("seed", 0)),
+        **mel_meta(settings, seconds, norm),
+    }
+    trainer = Trainer(ctx, "teacher", {"encoder": encoder, "classifier": head}, step,
+                      train_batches, val.batches, meta, device)
+    result = trainer.fit()
+    trainer.load_best()
+    ctx.reporter.metric("best_epoch", result["best_epoch"])
+    test_rows, yte, split = eval_rows(rows, p["classes"], src.name)
+    te = clips(ctx, test_rows, settings, seconds, device)
+    _, probs = embed_and_classify(encoder, head, te.mels, norm, device)
+    evaluate(ctx, probs.numpy(), np.array(yte), names, test_rows, split)
+    _zero_shot(ctx, encoder, head, emb, norm, settings, seconds, device)
+
+
+def _class_map(classes: Any) -> dict[str, list[str]]:
+    return {k: list(v) for k, v in classes.items()} if isinstance(classes, dict) else {c: [c] for c in classes}
+
+
+def _zero_shot(ctx: RunContext, encoder, head, emb: text.TextEmbeddings, norm: Norm,
+               settings: MelSettings, seconds: float, device: torch.device) -> None:
+    p = ctx.params
+    new = list(p.get("zero_shot_classes", []))
+    if not new or "eval_data" not in p:
+        return
+    if not emb.zero_shot:
+        log("zero-shot evaluation skipped: fixed class embeddings cannot name unseen classes")
+        return
+    src, rows = rows_of(ctx, "eval_data", settings.sample_rate, seconds)
+    chosen = [r for r in rows if r.label in new]
+    if not chosen:
+        raise RunError(f"data source '{src.name}': no clips of zero-shot classes {new}")
+    names = emb.classes + new
+    vectors = text.embed(names, p.get("prompt", "a sound of {class} in the room"), emb.model,
+                         emb.vectors.shape[1]).vectors
+    ev = clips(ctx, chosen, settings, seconds, device)
+    _, probs = embed_and_classify(encoder, head, ev.mels, norm, device, text=vectors)
+    y = np.array([names.index(r.label) for r in chosen])
+    pred = probs.numpy().argmax(1)
+    accuracy = float((pred == y).mean())
+    ctx.reporter.metric("zero_shot_accuracy", accuracy, split="zero_shot")
+    for c in new:
+        mask = y == names.index(c)
+        ctx.reporter.metric("zero_shot_accuracy", float((pred[mask] == y[mask]).mean()),
+                            split="zero_shot", stem=c)
+    log(f"zero-shot on {src.name} ({', '.join(new)} among {len(names)} classes): "
+        f"accuracy {accuracy:.4f} over {len(y)} clips (chance {1 / len(names):.3f})")
+    from core.noise.parts import write_details
+
+    write_details(ctx.run_dir / "zero_shot_predictions.csv", chosen, y, probs.numpy(), names)
+
+
+# ── noise.soft_labels ───────────────────────────────────────────────────────────────────────
+
+
+def soft_labels(ctx: RunContext) -> None:
+    """Teacher embeddings and probabilities for a clip pool, saved as npz (never pickle)."""
+    p = ctx.params
+    device = pick_device(p.get("device", "auto"))
+    t = load_teacher(ctx, p.get("teacher_checkpoint", "best")).to(device)
+    if "classes" in p:
+        check_classes(t, dataset.class_map(p["classes"])[0], None, f"experiment '{ctx.config.get('experiment')}'")
+    seconds = float(t.meta["segment_seconds"])
+    src, rows = rows_of(ctx, "data", t.settings.sample_rate, seconds)
+    if not rows:
+        raise RunError(f"data source '{src.name}': no usable clips to label")
+    pool = clips(ctx, rows, t.settings, seconds, device)
+    embs, probs = embed_and_classify(t.encoder, t.head, pool.mels, t.norm, device)
+    path = ctx.checkpoints_dir / SOFT_LABELS
+    save_soft_labels(path, rows, embs, probs, t)
+    ctx.reporter.checkpoint(str(path), "soft_labels", sha256=sha256_file(path), parents=[t.parent()])
+    ctx.reporter.metric("clips", len(rows))
+    ctx.reporter.metric("mean_confidence", float(probs.max(1).values.mean()))
+    for i, name in enumerate(t.classes):
+        ctx.reporter.metric("share", float((probs.argmax(1) == i).float().mean()), stem=name)
+    log(f"soft labels for {len(rows)} clips of {src.name} -> {path}")
+
+
+def save_soft_labels(path, rows, embs: torch.Tensor, probs: torch.Tensor, t: Teacher) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".soft_labels.", suffix=".npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez(
+            tmp,
+            embeddings=embs.numpy().astype(np.float32),
+            probabilities=probs.numpy().astype(np.float32),
+            source_file=np.array([r.source_file for r in rows]),
+            offset=np.array([r.offset for r in rows], dtype=np.float64),
+            classes=np.array(t.classes),
+            prompts=np.array(t.meta["prompts"]),
+            text_hash=np.array(t.meta["text_hash"]),
+            teacher_sha256=np.array(t.sha256),
+            teacher_checkpoint=np.array(str(t.encoder_path)),
+        )
+        os.replace(tmp, path)
+    except BaseException:
+        from pathlib import Path
+
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_soft_labels(path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _find_soft_labels(ctx: RunContext, t: Teacher) -> tuple[str, dict[str, np.ndarray]] | None:
+    """The newest finished soft-labels run made from exactly this teacher checkpoint."""
+    store = Store(ctx.db_path)
+    try:
+        candidates = store.runs_of_recipe("noise.soft_labels")
+    finally:
+        store.close()
+    base = ctx.checkpoints_dir.parent
+    for run_id in candidates:
+        path = base / run_id / SOFT_LABELS
+        if not path.is_file():
+            continue
+        data = load_soft_labels(path)
+        if str(data["teacher_sha256"]) != t.sha256:
+            continue
+        if list(data["classes"]) != t.classes or str(data["text_hash"]) != t.meta["text_hash"]:
+            raise RunError(
+                f"soft labels {path}: class order {list(data['classes'])} / embedding hash "
+                f"{data['text_hash']} do not match teacher {t.encoder_path.parent.name}"
+            )
+        return run_id, data
+    return None
+
+
+# ── noise.student (ViLD-image) ──────────────────────────────────────────────────────────────
+
+
+def student(ctx: RunContext) -> None:
+    p = ctx.params
+    device = pick_device(p.get("device", "auto"))
+    t = load_teacher(ctx, p.get("teacher_checkpoint", "best")).to(device)
+    names = dataset.class_map(p["classes"])[0] if "classes" in p else t.classes
+    check_classes(t, names, None, f"experiment '{ctx.config.get('experiment')}'")
+    settings, seconds, norm = t.settings, float(t.meta["segment_seconds"]), t.norm
+    src, rows = rows_of(ctx, "data", settings.sample_rate, seconds)
+    pool = clips(ctx, rows, settings, seconds, device)
+    found = _find_soft_labels(ctx, t)
+    targets = None
+    if found:
+        run_id, data = found
+        where = {(f, round(float(o), 6)): i for i, (f, o) in enumerate(zip(data["source_file"], data["offset"], strict=True))}
+        index = [where.get((r.source_file, round(r.offset, 6))) for r in rows]
+        if all(i is not None for i in index):
+            targets = torch.from_numpy(data["embeddings"][index])
+            log(f"soft labels: run {run_id} ({len(rows)} clips, teacher sha256 {t.sha256[:12]})")
+        else:
+            log(f"soft labels of run {run_id} cover {sum(i is not None for i in index)} of "
+                f"{len(rows)} clips; computing them from the teacher")
+    if targets is None:
+        if not found:
+            log("no soft-labels run of this teacher checkpoint; computing soft labels from the teacher")
+        targets, _ = embed_and_classify(t.encoder, t.head, pool.mels, norm, device)
+    vsrc, vrows = rows_of(ctx, "val_data" if "val_data" in p else "data", settings.sample_rate, seconds)
+    val_rows, yva = dataset.select(vrows, p.get("classes", t.classes), vsrc.name, ("val",))
+    va = clips(ctx, val_rows, settings, seconds, device)
+    vtargets, _ = embed_and_classify(t.encoder, t.head, va.mels, norm, device)
+
+    dim = int(t.meta["embed_dim"])
+    encoder = AudioEncoder(dim, STUDENT_CHANNELS)
+    head = TextHead(t.head.text.cpu(), t.head.temperature, t.head.background is not None)
+    head.load_state_dict(t.head.state_dict())
+    for q in head.parameters():
+        q.requires_grad_(False)
+    cosine_weight = float(p.get("cosine_weight", 0.0))
+    inputs = Inputs(settings, norm, _augment_for(p, "student"), float(p.get("noise_snr_db", 20.0)))
+    train = Batcher({"x": pool.mels, "w": pool.waves, "e": targets}, int(p.get("batch_size", 16)), device)
+    val = Batcher({"x": va.mels, "e": vtargets, "y": _labels(yva)}, 256, device)
+    box: list[torch.Generator] = []
+
+    def step(batch: dict[str, torch.Tensor], is_train: bool):
+        e = encoder(inputs(batch, box[0] if is_train else None, is_train)).float()
+        loss = F.l1_loss(e, batch["e"])
+        if cosine_weight:
+            loss = loss + cosine_weight * (1 - F.cosine_similarity(e, batch["e"], dim=1)).mean()
+        extra = {}
+        if "y" in batch:
+            extra["accuracy"] = (head.class_logits(e).argmax(1) == batch["y"]).sum()
+        return loss, e.shape[0], extra
+
+    def train_batches(g: torch.Generator):
+        box[:] = [g]
+        return train.batches(g)
+
+    meta = {
+        **{k: t.meta[k] for k in ("classes", "class_map", "prompt", "prompts", "text_model",
+                                  "text_hash", "temperature", "embed_dim")},
+        "recipe": "noise.student", "experiment": ctx.config.get("experiment"),
+        "architecture": "AudioEncoder+TextHead", "channels": list(STUDENT_CHANNELS),
+        "teacher_sha256": t.sha256, "teacher_checkpoint": str(t.encoder_path),
+        "seed": int(p.get("seed", 0)), **mel_meta(settings, seconds, norm),
+    }
+    trainer = Trainer(ctx, "student", {"encoder": encoder, "head": head}, step, train_batches,
+                      val.batches, meta, device, parents=[t.parent()],
+                      trainable=list(encoder.parameters()))
+    result = trainer.fit()
+    trainer.load_best()
+    ctx.reporter.metric("best_epoch", result["best_epoch"])
+    test_rows, yte, split = eval_rows(vrows, p.get("classes", t.classes), vsrc.name)
+    te = clips(ctx, test_rows, settings, seconds, device)
+    _, probs = embed_and_classify(encoder, head, te.mels, norm, device)
+    evaluate(ctx, probs.numpy(), np.array(yte), names, test_rows, split)
+
+
+# ── noise.ensemble (ViLD-ensemble) ──────────────────────────────────────────────────────────
+
+
+def _find_student(ctx: RunContext, t: Teacher) -> tuple[str, AudioEncoder, TextHead, dict]:
+    from core import checkpoint
+
+    store = Store(ctx.db_path)
+    try:
+        candidates = store.runs_of_recipe("noise.student")
+    finally:
+        store.close()
+    base = ctx.checkpoints_dir.parent
+    for run_id in candidates:
+        enc_path = base / run_id / "best_student_encoder.pth"
+        if not enc_path.is_file():
+            continue
+        enc = checkpoint.load(enc_path, kind="student_encoder")
+        if enc["meta"].get("teacher_sha256") != t.sha256:
+            continue
+        head_ck = checkpoint.load(base / run_id / "best_student_head.pth", kind="student_head")
+        meta = enc["meta"]
+        if meta["classes"] != t.classes or head_ck["meta"]["text_hash"] != t.meta["text_hash"]:
+            raise RunError(
+                f"student {run_id}: class order / text embeddings differ from teacher "
+                f"{t.encoder_path.parent.name}; retrain the student from this teacher"
+            )
+        encoder = AudioEncoder(int(meta["embed_dim"]), tuple(meta["channels"]))
+        encoder.load_state_dict(enc["state_dict"])
+        head = TextHead(head_ck["state_dict"]["text"], float(meta["temperature"]),
+                        "background" in head_ck["state_dict"])
+        head.load_state_dict(head_ck["state_dict"])
+        return run_id, encoder, head, meta
+    raise RunError(
+        f"no finished student of teacher {t.encoder_path.parent.name} "
+        f"(sha256 {t.sha256[:12]}); run its student experiment first"
+    )
+
+
+def ensemble(ctx: RunContext) -> None:
+    p = ctx.params
+    device = pick_device(p.get("device", "auto"))
+    t = load_teacher(ctx, p.get("teacher_checkpoint", "best")).to(device)
+    names = dataset.class_map(p["classes"])[0] if "classes" in p else t.classes
+    check_classes(t, names, None, f"experiment '{ctx.config.get('experiment')}'")
+    run_id, s_enc, s_head, _ = _find_student(ctx, t)
+    log(f"student: run {run_id}")
+    seconds = float(t.meta["segment_seconds"])
+    src, rows = rows_of(ctx, "data", t.settings.sample_rate, seconds)
+    test_rows, y, split = eval_rows(rows, p.get("classes", t.classes), src.name)
+    te = clips(ctx, test_rows, t.settings, seconds, device)
+    _, pt = embed_and_classify(t.encoder, t.head, te.mels, t.norm, device)
+    _, ps = embed_and_classify(s_enc, s_head, te.mels, t.norm, device)
+    weight, how = float(p.get("ensemble_weight", 2 / 3)), p.get("ensemble", "mean")
+    pe = combine(pt, ps, weight, how)
+    y = np.array(y)
+    table = [["model", "accuracy", "macro_f1", "roc_auc"]]
+    for prefix, probs in (("teacher_", pt), ("student_", ps), ("", pe)):
+        values = evaluate(ctx, probs.numpy(), y, names, test_rows, split, prefix, files=not prefix)
+        table.append([prefix.rstrip("_") or f"ensemble ({how}, w={weight:g})",
+                      *[f"{values[k]:.4f}" for k in ("accuracy", "macro_f1", "roc_auc")]])
+    from core.noise.parts import _csv
+    from core.workspace import atomic_write_text
+
+    atomic_write_text(ctx.run_dir / "ensemble_comparison.csv", _csv(table))
+    for row in table:
+        log("  ".join(f"{c:<28}" if i == 0 else f"{c:>9}" for i, c in enumerate(row)))
+
+
+# ── noise.hybrid_kd (mark2.5-2.9) ───────────────────────────────────────────────────────────
+
+
+def _teacher_logits_fn(t: Teacher, classes: Any, where: str):
+    """Teacher logits over the experiment's classes, from its text head.
+
+    The same classes in the same order: the head as is. Otherwise each class is a group of fine
+    labels: every fine label's prompt is embedded with the teacher's text model and the group's
+    logit is the log of its labels' summed probability.
+    """
+    names, _ = dataset.class_map(classes)
+    if names == t.classes:
+        return lambda e: t.head.class_logits(e)
+    groups_map = _class_map(classes)
+    fine = [label for group in groups_map.values() for label in group]
+    if t.meta.get("text_model") == text.FIXED:
+        raise RunError(
+            f"{where}: teacher {t.encoder_path.parent.name} knows only {t.classes} (fixed class "
+            f"embeddings, no text model), so it cannot score {fine}; train the teacher with a "
+            f"text model or on these classes"
+        )
+    emb = text.embed(fine, t.meta.get("prompt") or "a sound of {class} in the room",
+                     t.meta["text_model"], int(t.meta["embed_dim"]))
+    vectors = emb.vectors
+    groups, at = [], 0
+    for group in groups_map.values():
+        groups.append(list(range(at, at + len(group))))
+        at += len(group)
+    log(f"teacher scores {names} through the prompts of {fine}")
+    return lambda e: group_logits(t.head.class_logits(e, vectors.to(e.device)), groups)
+
+
+def hybrid_kd(ctx: RunContext) -> None:
+    p = ctx.params
+    device = pick_device(p.get("device", "auto"))
+    which = p.get("teacher_checkpoint", "best")
+    t = load_teacher(ctx, which).to(device)
+    log(f"ESKD: using the teacher's {'early-stopped best' if which == 'best' else 'last'} checkpoint")
+    where = f"experiment '{ctx.config.get('experiment')}'"
+    teacher_logits = _teacher_logits_fn(t, p["classes"], where)
+    settings, seconds = MelSettings.from_params(p), _seconds(p)
+    src, rows = rows_of(ctx, "data", settings.sample_rate, seconds)
+    names, _ = dataset.class_map(p["classes"])
+    train_rows, ytr = dataset.select(rows, p["classes"], src.name, ("train",))
+    val_rows, yva = dataset.select(rows, p["classes"], src.name, ("val",))
+    if not val_rows:
+        raise RunError(f"data source '{src.name}': no validation clips for classes {names}")
+    tr = clips(ctx, train_rows, settings, seconds, device)
+    va = clips(ctx, val_rows, settings, seconds, device)
+    norm = Norm.fit(tr.mels)
+    t_inputs = Inputs(t.settings, t.norm, _augment_for(p, "teacher"), float(p.get("noise_snr_db", 20.0)))
+
+    @torch.no_grad()
+    def teacher_on(waves: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+        out = []
+        for i in range(0, waves.shape[0], 256):
+            x = t_inputs.from_waves(waves[i : i + 256].to(device), g)
+            out.append(teacher_logits(t.encoder(x).float()).float())
+        return torch.cat(out)
+
+    tl_train, tl_val = teacher_on(tr.waves).cpu(), teacher_on(va.waves).cpu()
+    model = FlatStudent(len(names), settings.n_mels, model_input(tr.mels[:1]).shape[-1])
+    inputs = Inputs(settings, norm, _augment_for(p, "student"), float(p.get("noise_snr_db", 20.0)))
+    alpha, temp = float(p.get("alpha", 0.7)), float(p.get("kd_temperature", 4.0))
+    train = Batcher({"x": tr.mels, "w": tr.waves, "y": _labels(ytr), "t": tl_train},
+                    int(p.get("batch_size", 16)), device)
+    val = Batcher({"x": va.mels, "y": _labels(yva), "t": tl_val}, 256, device)
+    box: list[torch.Generator] = []
+    teacher_augmented = t_inputs.kind != "none"
+
+    def step(batch: dict[str, torch.Tensor], is_train: bool):
+        g = box[0] if is_train else None
+        logits = model(inputs(batch, g, is_train)).float()
+        target = teacher_on(batch["w"], g) if (is_train and teacher_augmented) else batch["t"]
+        loss = hybrid_kd_loss(logits, target, batch["y"], alpha, temp)
+        return loss, batch["y"].numel(), {"accuracy": (logits.argmax(1) == batch["y"]).sum()}
+
+    def train_batches(g: torch.Generator):
+        box[:] = [g]
+        return train.batches(g)
+
+    meta = {
+        "recipe": "noise.hybrid_kd", "experiment": ctx.config.get("experiment"),
+        "architecture": "FlatStudent", "channels": list(STUDENT_CHANNELS[:3]),
+        "classes": names, "class_map": _class_map(p["classes"]), "alpha": alpha,
+        "kd_temperature": temp, "teacher_sha256": t.sha256, "teacher_checkpoint": str(t.encoder_path),
+        "teacher_which": which, "augment": p.get("augment", "none"),
+        "augment_target": p.get("augment_target", "student"), "seed": int(p.get("seed", 0)),
+        **mel_meta(settings, seconds, norm),
+    }
+    trainer = Trainer(ctx, "student", {"encoder": model.encoder, "head": model.head}, step,
+                      train_batches, val.batches, meta, device, parents=[t.parent()])
+    result = trainer.fit()
+    trainer.load_best()
+    ctx.reporter.metric("best_epoch", result["best_epoch"])
+    test_rows, yte, split = eval_rows(rows, p["classes"], src.name)
+    te = clips(ctx, test_rows, settings, seconds, device)
+    y = np.array(yte)
+    probs = logits_of(model, te.mels, norm, device).softmax(1).numpy()
+    evaluate(ctx, probs, y, names, test_rows, split)
+    tprobs = teacher_on(te.waves).softmax(1).cpu().numpy()
+    evaluate(ctx, tprobs, y, names, test_rows, split, prefix="teacher_", files=False)
+
+
+__all__ = ["asdict", "ensemble", "hybrid_kd", "index", "refs", "soft_labels", "student", "teacher"]

@@ -1,0 +1,71 @@
+"""Finding the weights a run refers to: `teacher`, `pretrained` (an experiment, a run or a file).
+
+An experiment means its newest finished run; `run:<id>` means that run; anything else is a file,
+relative to the registry's folder. Every failure names the key and what is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from core.errors import RunError
+from core.recipes import RunContext
+from core.store import Store
+
+
+def reference(ctx: RunContext, key: str) -> dict[str, str]:
+    ref = ctx.config.get("references", {}).get(key)
+    if not ref:
+        raise RunError(f"run '{ctx.run_id}': key '{key}' is not set")
+    return ref
+
+
+def source_run(ctx: RunContext, key: str) -> dict[str, Any] | None:
+    """The run a reference points at (None for a file reference)."""
+    ref = reference(ctx, key)
+    if ref["kind"] == "file":
+        return None
+    store = Store(ctx.db_path)
+    try:
+        if ref["kind"] == "run":
+            run = store.get_run(ref["target"])
+            if run is None:
+                raise RunError(f"{key} 'run:{ref['target']}': no such run")
+            return run
+        run = store.latest_run(ref["target"], status="finished")
+        if run is None:
+            raise RunError(
+                f"{key} '{ref['target']}' has no finished run yet; run `nkd run {ref['target']}` first"
+            )
+        return run
+    finally:
+        store.close()
+
+
+def checkpoint_path(ctx: RunContext, key: str, prefix: str, part: str, which: str = "best") -> Path:
+    """The checkpoint file `<best_><prefix>_<part>.pth` of the referenced run (or file)."""
+    ref = reference(ctx, key)
+    name = f"{'best_' if which == 'best' else ''}{prefix}_{part}.pth"
+    if ref["kind"] == "file":
+        given = Path(ref["target"])
+        given = given if given.is_absolute() else ctx.root / given
+        path = given if given.name.endswith(f"_{part}.pth") else given.parent / name
+        for other in ("encoder", "classifier", "head"):
+            if given.name.endswith(f"_{other}.pth") and other != part:
+                path = given.with_name(given.name.replace(f"_{other}.pth", f"_{part}.pth"))
+    else:
+        run = source_run(ctx, key)
+        path = Path(ctx.config["checkpoints_dir"]).parent / run["id"] / name
+    if not path.is_file():
+        raise RunError(f"{key} '{_describe(ref)}': checkpoint {path} not found")
+    return path
+
+
+def checkpoint_id(path: Path) -> str:
+    """The store's id of a checkpoint file: <run_id>/<file name>."""
+    return f"{path.parent.name}/{path.name}"
+
+
+def _describe(ref: dict[str, str]) -> str:
+    return {"run": f"run:{ref['target']}"}.get(ref["kind"], ref["target"])

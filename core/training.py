@@ -1,0 +1,318 @@
+"""The shared training loop of the noise and separation recipes.
+
+One `Trainer.fit()` gives every recipe the same behaviour: train and validation loss each epoch
+into the store, early stopping with patience, best checkpoints (`best_<prefix>_<part>.pth`) and
+last ones (`<prefix>_<part>.pth`) under checkpoints/<run_id>/, `loss_curve_train_val.png` in the
+run folder, a resumable state file written at every epoch end (model, optimiser, scheduler, RNG
+states, counters) so that a suspended run continues exactly where it stopped, bf16 autocast on
+CUDA, and pause / stop / suspend at batch boundaries.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from core import checkpoint
+from core.checksum import sha256_file
+from core.control import StopRun
+from core.recipes import RunContext
+
+Batch = Any
+# step(batch, train) -> (mean loss, examples in the batch, sums of extra per-example counts)
+Step = Callable[[Batch, bool], tuple[torch.Tensor, int, dict[str, float]]]
+RESIDENT_BYTES = 1 << 30  # data smaller than this lives on the GPU for the whole run
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name in ("auto", "", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from core.errors import RunError
+
+        raise RunError(f"device '{name}' asked for, but CUDA is not available on this machine")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Batcher:
+    """Mini-batches of in-memory tensors on the training device.
+
+    Small data moves to the GPU once; larger data stays in pinned host memory and each batch is
+    gathered into a pinned buffer and copied asynchronously. On the CPU batches are plain slices.
+    """
+
+    def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, device: torch.device):
+        self.n = next(iter(tensors.values())).shape[0]
+        self.batch_size = max(1, batch_size)
+        self.device = device
+        size = sum(t.numel() * t.element_size() for t in tensors.values())
+        self.resident = device.type != "cuda" or size <= RESIDENT_BYTES
+        if self.resident:
+            self.tensors = {k: t.to(device) for k, t in tensors.items()}
+        else:
+            self.tensors = {k: t.pin_memory() for k, t in tensors.items()}
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def batches(self, generator: torch.Generator | None = None) -> Iterator[dict[str, torch.Tensor]]:
+        order = torch.randperm(self.n, generator=generator) if generator is not None else torch.arange(self.n)
+        for start in range(0, self.n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            if self.resident:
+                idx = idx.to(self.device)
+                yield {k: t.index_select(0, idx) for k, t in self.tensors.items()}
+            else:
+                yield {
+                    k: torch.index_select(t, 0, idx, out=torch.empty(
+                        (idx.numel(), *t.shape[1:]), dtype=t.dtype).pin_memory()
+                    ).to(self.device, non_blocking=True)
+                    for k, t in self.tensors.items()
+                }
+
+
+@dataclass
+class Trainer:
+    ctx: RunContext
+    prefix: str  # teacher -> teacher_encoder.pth, best_teacher_encoder.pth, teacher_state.pt
+    parts: dict[str, nn.Module]  # saved one checkpoint file per part
+    step: Step
+    train_batches: Callable[[torch.Generator], Iterable[Batch]]
+    val_batches: Callable[[], Iterable[Batch]]
+    meta: dict[str, Any]  # written into every checkpoint beside the weights
+    device: torch.device
+    parents: list[dict[str, Any]] = field(default_factory=list)  # lineage of every checkpoint
+    params: dict[str, Any] = field(default_factory=dict)
+    trainable: list[nn.Parameter] | None = None  # default: every parameter of every part
+
+    def __post_init__(self) -> None:
+        p = self.params or self.ctx.params
+        self.params = p
+        self.epochs = int(p.get("epochs", 10))
+        self.patience = int(p.get("patience", 0))
+        self.amp = bool(p.get("amp", True)) and self.device.type == "cuda"
+        params = self.trainable if self.trainable is not None else [
+            q for m in self.parts.values() for q in m.parameters() if q.requires_grad
+        ]
+        self.optimizer = _optimizer(params, p)
+        self.scheduler = _scheduler(self.optimizer, p, self.epochs)
+        self.generator = torch.Generator().manual_seed(int(p.get("seed", 0)))
+        self.epoch = 0
+        self.best = math.inf
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
+        self.dir = self.ctx.checkpoints_dir
+        self.state_path = self.dir / f"{self.prefix}_state.pt"
+
+    # ── checkpoints ──────────────────────────────────────────────────────────────────────────
+
+    def path(self, part: str, best: bool) -> Path:
+        return self.dir / f"{'best_' if best else ''}{self.prefix}_{part}.pth"
+
+    def _save_parts(self, best: bool, value: float) -> None:
+        for name, module in self.parts.items():
+            path = self.path(name, best)
+            meta = {**self.meta, "part": name, "epoch": self.epoch, "val_loss": value,
+                    "run_id": self.ctx.run_id, "role": "best" if best else "last"}
+            checkpoint.save(path, f"{self.prefix}_{name}", module.state_dict(), meta)
+            self.ctx.reporter.checkpoint(
+                str(path), "best" if best else "last", epoch=self.epoch, value=value,
+                sha256=sha256_file(path), parents=self.parents,
+            )
+
+    def _save_state(self) -> None:
+        checkpoint.save_payload(self.state_path, {
+            "format": checkpoint.FORMAT,
+            "kind": f"{self.prefix}_state",
+            "parts": {k: m.state_dict() for k, m in self.parts.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else {},
+            "counters": {"epoch": self.epoch, "best": self.best, "best_epoch": self.best_epoch,
+                         "bad_epochs": self.bad_epochs},
+            "history": self.history,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "generator": self.generator.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": _numpy_state(),
+                "python": repr(random.getstate()),
+            },
+        })
+
+    def _load_state(self) -> None:
+        state = checkpoint.load(self.state_path, kind=f"{self.prefix}_state")
+        for k, m in self.parts.items():
+            m.load_state_dict(state["parts"][k])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler and state["scheduler"]:
+            self.scheduler.load_state_dict(state["scheduler"])
+        c = state["counters"]
+        self.epoch, self.best, self.best_epoch, self.bad_epochs = (
+            int(c["epoch"]), float(c["best"]), int(c["best_epoch"]), int(c["bad_epochs"]))
+        self.history = {k: list(v) for k, v in state["history"].items()}
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.generator.set_state(rng["generator"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        _set_numpy_state(rng["numpy"])
+        random.setstate(_literal(rng["python"]))
+
+    # ── the loop ─────────────────────────────────────────────────────────────────────────────
+
+    def fit(self) -> dict[str, Any]:
+        """Train to the last epoch or to early stopping; returns what happened."""
+        if self.ctx.resume and self.state_path.is_file():
+            self._load_state()
+            print(f"resumed {self.prefix} after epoch {self.epoch} (best {self.best:.4f} at "
+                  f"epoch {self.best_epoch})", flush=True)
+        else:
+            seed_everything(int(self.params.get("seed", 0)))
+            self.generator.manual_seed(int(self.params.get("seed", 0)))
+        for m in self.parts.values():
+            m.to(self.device)
+        _optimizer_to(self.optimizer, self.device)
+        stopped_early = False
+        try:
+            while self.epoch < self.epochs:
+                if self.patience and self.bad_epochs >= self.patience:
+                    stopped_early = True
+                    break
+                self._one_epoch()
+        finally:
+            self.plot()
+        if stopped_early:
+            print(f"early stop after epoch {self.epoch}: no better validation loss for "
+                  f"{self.patience} epochs (best {self.best:.4f} at epoch {self.best_epoch})", flush=True)
+        return {"epochs": self.epoch, "best_epoch": self.best_epoch, "best_val_loss": self.best,
+                "early_stopped": stopped_early}
+
+    def _run(self, batches: Iterable[Batch], train: bool) -> tuple[float, dict[str, float]]:
+        for m in self.parts.values():
+            m.train(train)
+        total, count, sums = 0.0, 0, {}
+        with torch.set_grad_enabled(train):
+            for batch in batches:
+                self.ctx.control.boundary()
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+                    loss, n, extra = self.step(batch, train)
+                if train:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+                total += float(loss.detach()) * n
+                count += n
+                for k, v in extra.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+        count = max(count, 1)
+        return total / count, {k: v / count for k, v in sums.items()}
+
+    def _one_epoch(self) -> None:
+        started = time.perf_counter()
+        train_loss, train_extra = self._run(self.train_batches(self.generator), train=True)
+        val_loss, val_extra = self._run(self.val_batches(), train=False)
+        self.epoch += 1
+        lr = self.optimizer.param_groups[0]["lr"]
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(val_loss)
+        elif self.scheduler is not None:
+            self.scheduler.step()
+        self.history["train_loss"].append(train_loss)
+        self.history["val_loss"].append(val_loss)
+        improved = val_loss < self.best
+        if improved:
+            self.best, self.best_epoch, self.bad_epochs = val_loss, self.epoch, 0
+        else:
+            self.bad_epochs += 1
+        extra = {f"train_{k}": v for k, v in train_extra.items()}
+        extra |= {f"val_{k}": v for k, v in val_extra.items()}
+        self.ctx.reporter.epoch(
+            self.epoch, train_loss=train_loss, val_loss=val_loss, lr=lr,
+            seconds=round(time.perf_counter() - started, 4), **extra,
+        )
+        print(f"{self.prefix} epoch {self.epoch}/{self.epochs} train {train_loss:.4f} "
+              f"val {val_loss:.4f}" + "".join(f" {k} {v:.4f}" for k, v in extra.items())
+              + (" *best*" if improved else ""), flush=True)
+        if improved:
+            self._save_parts(best=True, value=val_loss)
+        every = max(1, int(self.params.get("checkpoint_every", 1)))
+        if self.epoch % every == 0 or self.epoch == self.epochs:
+            self._save_parts(best=False, value=val_loss)
+        self._save_state()
+
+    def plot(self) -> Path | None:
+        if not self.history["train_loss"]:
+            return None
+        from core.plots import loss_curve
+
+        return loss_curve(self.ctx.run_dir / "loss_curve_train_val.png", self.history,
+                          f"{self.ctx.run_id} ({self.prefix})")
+
+    def load_best(self) -> None:
+        """Put the best epoch's weights back into the parts (for evaluation after fit)."""
+        for name, module in self.parts.items():
+            path = self.path(name, best=True)
+            if path.is_file():
+                module.load_state_dict(checkpoint.load(path)["state_dict"])
+
+
+def _optimizer(params: list[nn.Parameter], p: dict[str, Any]) -> torch.optim.Optimizer:
+    name, lr, wd = p.get("optimizer", "adam"), float(p.get("lr", 1e-3)), float(p.get("weight_decay", 0.0))
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+    return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+
+
+def _scheduler(opt: torch.optim.Optimizer, p: dict[str, Any], epochs: int):
+    name = p.get("scheduler", "none")
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=3)
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
+    return None
+
+
+def _optimizer_to(opt: torch.optim.Optimizer, device: torch.device) -> None:
+    for state in opt.state.values():
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor) and k != "step":
+                state[k] = v.to(device)
+
+
+def _numpy_state() -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _set_numpy_state(s: dict[str, Any]) -> None:
+    keys = s["keys"].numpy().astype(np.uint32)
+    np.random.set_state((s["name"], keys, s["pos"], s["has_gauss"], s["cached"]))
+
+
+def _literal(text: str) -> Any:
+    import ast
+
+    return ast.literal_eval(text)
+
+
+__all__ = ["Batcher", "StopRun", "Trainer", "pick_device", "seed_everything"]
