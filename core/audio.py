@@ -30,7 +30,9 @@ def read(path: Path, sample_rate: int, mono: bool = True) -> np.ndarray:
         try:
             data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
         except Exception as exc:
-            raise AudioError(f"{path}: unreadable audio ({str(exc).splitlines()[0][:160]})") from None
+            raise AudioError(
+                f"{path}: unreadable audio ({str(exc).splitlines()[0][:160]})"
+            ) from None
         data = data.T  # [channels, n]
     if data.shape[-1] == 0:
         raise AudioError(f"{path}: empty audio (no samples)")

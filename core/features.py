@@ -54,7 +54,9 @@ class LogMel:
         import librosa
 
         self.settings = settings
-        fb = librosa.filters.mel(sr=settings.sample_rate, n_fft=settings.n_fft, n_mels=settings.n_mels)
+        fb = librosa.filters.mel(
+            sr=settings.sample_rate, n_fft=settings.n_fft, n_mels=settings.n_mels
+        )
         self._fb = torch.from_numpy(fb)  # [n_mels, n_fft // 2 + 1]
         self._window = torch.hann_window(settings.n_fft, periodic=True)
         self._spectrogram = _torchaudio_spectrogram() if use_torchaudio else None
@@ -65,12 +67,25 @@ class LogMel:
         window = self._window.to(waves.device, waves.dtype)
         if self._spectrogram is not None:
             return self._spectrogram(
-                waves, pad=0, window=window, n_fft=s.n_fft, hop_length=s.hop_length,
-                win_length=s.n_fft, power=2.0, normalized=False, center=True,
-                pad_mode="constant", onesided=True,
+                waves,
+                pad=0,
+                window=window,
+                n_fft=s.n_fft,
+                hop_length=s.hop_length,
+                win_length=s.n_fft,
+                power=2.0,
+                normalized=False,
+                center=True,
+                pad_mode="constant",
+                onesided=True,
             )
         spec = torch.stft(
-            waves, s.n_fft, s.hop_length, window=window, center=True, pad_mode="constant",
+            waves,
+            s.n_fft,
+            s.hop_length,
+            window=window,
+            center=True,
+            pad_mode="constant",
             return_complex=True,
         )
         return spec.real.square() + spec.imag.square()

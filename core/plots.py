@@ -43,8 +43,15 @@ def confusion(path: Path, matrix: list[list[int]], classes: list[str], title: st
     top = max(max(r) for r in matrix) if matrix else 0
     for i, row in enumerate(matrix):
         for j, v in enumerate(row):
-            ax.text(j, i, str(v), ha="center", va="center",
-                    color="white" if v > top / 2 else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                str(v),
+                ha="center",
+                va="center",
+                color="white" if v > top / 2 else "black",
+                fontsize=8,
+            )
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     _save(fig, path)

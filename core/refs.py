@@ -36,7 +36,8 @@ def source_run(ctx: RunContext, key: str) -> dict[str, Any] | None:
         run = store.latest_run(ref["target"], status="finished")
         if run is None:
             raise RunError(
-                f"{key} '{ref['target']}' has no finished run yet; run `nkd run {ref['target']}` first"
+                f"{key} '{ref['target']}' has no finished run yet; "
+                f"run `nkd run {ref['target']}` first"
             )
         return run
     finally:

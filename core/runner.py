@@ -108,7 +108,7 @@ def launch(
             },
             "created_at": time.time(),
         }
-        atomic_write_json(run_dir / "config.json", config)
+        atomic_write_json(run_dir / "config.json", config, sort_keys=False)  # class order matters
         reporter = Reporter(run_id, run_dir, store)
         reporter.event(
             {

@@ -71,8 +71,14 @@ class Batcher:
     def __len__(self) -> int:
         return math.ceil(self.n / self.batch_size)
 
-    def batches(self, generator: torch.Generator | None = None) -> Iterator[dict[str, torch.Tensor]]:
-        order = torch.randperm(self.n, generator=generator) if generator is not None else torch.arange(self.n)
+    def batches(
+        self, generator: torch.Generator | None = None
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        order = (
+            torch.randperm(self.n, generator=generator)
+            if generator is not None
+            else torch.arange(self.n)
+        )
         for start in range(0, self.n, self.batch_size):
             idx = order[start : start + self.batch_size]
             if self.resident:
@@ -80,8 +86,11 @@ class Batcher:
                 yield {k: t.index_select(0, idx) for k, t in self.tensors.items()}
             else:
                 yield {
-                    k: torch.index_select(t, 0, idx, out=torch.empty(
-                        (idx.numel(), *t.shape[1:]), dtype=t.dtype).pin_memory()
+                    k: torch.index_select(
+                        t,
+                        0,
+                        idx,
+                        out=torch.empty((idx.numel(), *t.shape[1:]), dtype=t.dtype).pin_memory(),
                     ).to(self.device, non_blocking=True)
                     for k, t in self.tensors.items()
                 }
@@ -107,9 +116,11 @@ class Trainer:
         self.epochs = int(p.get("epochs", 10))
         self.patience = int(p.get("patience", 0))
         self.amp = bool(p.get("amp", True)) and self.device.type == "cuda"
-        params = self.trainable if self.trainable is not None else [
-            q for m in self.parts.values() for q in m.parameters() if q.requires_grad
-        ]
+        params = (
+            self.trainable
+            if self.trainable is not None
+            else [q for m in self.parts.values() for q in m.parameters() if q.requires_grad]
+        )
         self.optimizer = _optimizer(params, p)
         self.scheduler = _scheduler(self.optimizer, p, self.epochs)
         self.generator = torch.Generator().manual_seed(int(p.get("seed", 0)))
@@ -129,32 +140,49 @@ class Trainer:
     def _save_parts(self, best: bool, value: float) -> None:
         for name, module in self.parts.items():
             path = self.path(name, best)
-            meta = {**self.meta, "part": name, "epoch": self.epoch, "val_loss": value,
-                    "run_id": self.ctx.run_id, "role": "best" if best else "last"}
+            meta = {
+                **self.meta,
+                "part": name,
+                "epoch": self.epoch,
+                "val_loss": value,
+                "run_id": self.ctx.run_id,
+                "role": "best" if best else "last",
+            }
             checkpoint.save(path, f"{self.prefix}_{name}", module.state_dict(), meta)
             self.ctx.reporter.checkpoint(
-                str(path), "best" if best else "last", epoch=self.epoch, value=value,
-                sha256=sha256_file(path), parents=self.parents,
+                str(path),
+                "best" if best else "last",
+                epoch=self.epoch,
+                value=value,
+                sha256=sha256_file(path),
+                parents=self.parents,
             )
 
     def _save_state(self) -> None:
-        checkpoint.save_payload(self.state_path, {
-            "format": checkpoint.FORMAT,
-            "kind": f"{self.prefix}_state",
-            "parts": {k: m.state_dict() for k, m in self.parts.items()},
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler else {},
-            "counters": {"epoch": self.epoch, "best": self.best, "best_epoch": self.best_epoch,
-                         "bad_epochs": self.bad_epochs},
-            "history": self.history,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "generator": self.generator.get_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": _numpy_state(),
-                "python": repr(random.getstate()),
+        checkpoint.save_payload(
+            self.state_path,
+            {
+                "format": checkpoint.FORMAT,
+                "kind": f"{self.prefix}_state",
+                "parts": {k: m.state_dict() for k, m in self.parts.items()},
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else {},
+                "counters": {
+                    "epoch": self.epoch,
+                    "best": self.best,
+                    "best_epoch": self.best_epoch,
+                    "bad_epochs": self.bad_epochs,
+                },
+                "history": self.history,
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "generator": self.generator.get_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                    "numpy": _numpy_state(),
+                    "python": repr(random.getstate()),
+                },
             },
-        })
+        )
 
     def _load_state(self) -> None:
         state = checkpoint.load(self.state_path, kind=f"{self.prefix}_state")
@@ -165,7 +193,11 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         c = state["counters"]
         self.epoch, self.best, self.best_epoch, self.bad_epochs = (
-            int(c["epoch"]), float(c["best"]), int(c["best_epoch"]), int(c["bad_epochs"]))
+            int(c["epoch"]),
+            float(c["best"]),
+            int(c["best_epoch"]),
+            int(c["bad_epochs"]),
+        )
         self.history = {k: list(v) for k, v in state["history"].items()}
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
@@ -181,8 +213,11 @@ class Trainer:
         """Train to the last epoch or to early stopping; returns what happened."""
         if self.ctx.resume and self.state_path.is_file():
             self._load_state()
-            print(f"resumed {self.prefix} after epoch {self.epoch} (best {self.best:.4f} at "
-                  f"epoch {self.best_epoch})", flush=True)
+            print(
+                f"resumed {self.prefix} after epoch {self.epoch} (best {self.best:.4f} at "
+                f"epoch {self.best_epoch})",
+                flush=True,
+            )
         else:
             seed_everything(int(self.params.get("seed", 0)))
             self.generator.manual_seed(int(self.params.get("seed", 0)))
@@ -199,10 +234,17 @@ class Trainer:
         finally:
             self.plot()
         if stopped_early:
-            print(f"early stop after epoch {self.epoch}: no better validation loss for "
-                  f"{self.patience} epochs (best {self.best:.4f} at epoch {self.best_epoch})", flush=True)
-        return {"epochs": self.epoch, "best_epoch": self.best_epoch, "best_val_loss": self.best,
-                "early_stopped": stopped_early}
+            print(
+                f"early stop after epoch {self.epoch}: no better validation loss for "
+                f"{self.patience} epochs (best {self.best:.4f} at epoch {self.best_epoch})",
+                flush=True,
+            )
+        return {
+            "epochs": self.epoch,
+            "best_epoch": self.best_epoch,
+            "best_val_loss": self.best,
+            "early_stopped": stopped_early,
+        }
 
     def _run(self, batches: Iterable[Batch], train: bool) -> tuple[float, dict[str, float]]:
         for m in self.parts.values():
@@ -244,12 +286,20 @@ class Trainer:
         extra = {f"train_{k}": v for k, v in train_extra.items()}
         extra |= {f"val_{k}": v for k, v in val_extra.items()}
         self.ctx.reporter.epoch(
-            self.epoch, train_loss=train_loss, val_loss=val_loss, lr=lr,
-            seconds=round(time.perf_counter() - started, 4), **extra,
+            self.epoch,
+            train_loss=train_loss,
+            val_loss=val_loss,
+            lr=lr,
+            seconds=round(time.perf_counter() - started, 4),
+            **extra,
         )
-        print(f"{self.prefix} epoch {self.epoch}/{self.epochs} train {train_loss:.4f} "
-              f"val {val_loss:.4f}" + "".join(f" {k} {v:.4f}" for k, v in extra.items())
-              + (" *best*" if improved else ""), flush=True)
+        print(
+            f"{self.prefix} epoch {self.epoch}/{self.epochs} train {train_loss:.4f} "
+            f"val {val_loss:.4f}"
+            + "".join(f" {k} {v:.4f}" for k, v in extra.items())
+            + (" *best*" if improved else ""),
+            flush=True,
+        )
         if improved:
             self._save_parts(best=True, value=val_loss)
         every = max(1, int(self.params.get("checkpoint_every", 1)))
@@ -262,8 +312,11 @@ class Trainer:
             return None
         from core.plots import loss_curve
 
-        return loss_curve(self.ctx.run_dir / "loss_curve_train_val.png", self.history,
-                          f"{self.ctx.run_id} ({self.prefix})")
+        return loss_curve(
+            self.ctx.run_dir / "loss_curve_train_val.png",
+            self.history,
+            f"{self.ctx.run_id} ({self.prefix})",
+        )
 
     def load_best(self) -> None:
         """Put the best epoch's weights back into the parts (for evaluation after fit)."""
@@ -274,7 +327,11 @@ class Trainer:
 
 
 def _optimizer(params: list[nn.Parameter], p: dict[str, Any]) -> torch.optim.Optimizer:
-    name, lr, wd = p.get("optimizer", "adam"), float(p.get("lr", 1e-3)), float(p.get("weight_decay", 0.0))
+    name, lr, wd = (
+        p.get("optimizer", "adam"),
+        float(p.get("lr", 1e-3)),
+        float(p.get("weight_decay", 0.0)),
+    )
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
     if name == "sgd":
@@ -300,8 +357,13 @@ def _optimizer_to(opt: torch.optim.Optimizer, device: torch.device) -> None:
 
 def _numpy_state() -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached": float(cached)}
+    return {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
 
 
 def _set_numpy_state(s: dict[str, Any]) -> None:

@@ -49,8 +49,10 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     registry = load_registry(_registry_path(args))
-    print(f"{registry.path}: {len(registry.experiments)} experiments, "
-          f"{len(registry.data)} data sources, all valid")
+    print(
+        f"{registry.path}: {len(registry.experiments)} experiments, "
+        f"{len(registry.data)} data sources, all valid"
+    )
     return 0
 
 
@@ -64,11 +66,16 @@ def cmd_list(args: argparse.Namespace) -> int:
             parents = [str(r) for r in exp.references.values()]
             parents += [f"{s}×{s.weight:g}" for s in exp.sources]
             reported = exp.reported.get("sdr_db", exp.reported.get("accuracy"))
-            rows.append([
-                group, name, exp.recipe or "command", ", ".join(parents) or "-",
-                "-" if reported is None else str(reported),
-                latest["status"] if latest else "-",
-            ])
+            rows.append(
+                [
+                    group,
+                    name,
+                    exp.recipe or "command",
+                    ", ".join(parents) or "-",
+                    "-" if reported is None else str(reported),
+                    latest["status"] if latest else "-",
+                ]
+            )
     if args.json:
         keys = ["group", "experiment", "recipe", "parents", "reported", "latest_status"]
         print(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=2))
@@ -165,15 +172,37 @@ def cmd_ps(args: argparse.Namespace) -> int:
         args.experiment, limit=None if args.all or args.json else 50, columns=FULL_COLUMNS
     )
     if args.json:
-        keys = ("id", "experiment", "recipe", "status", "epoch", "epochs_total", "best_epoch",
-                "best_val_loss", "best_train_loss", "accuracy", "sdr", "pid", "started_at",
-                "ended_at", "device", "error")
+        keys = (
+            "id",
+            "experiment",
+            "recipe",
+            "status",
+            "epoch",
+            "epochs_total",
+            "best_epoch",
+            "best_val_loss",
+            "best_train_loss",
+            "accuracy",
+            "sdr",
+            "pid",
+            "started_at",
+            "ended_at",
+            "device",
+            "error",
+        )
         print(json.dumps([{k: r[k] for k in keys} for r in rows], indent=2))
         return 0
     table = [
-        [r["id"], status_text(r["status"]),
-         f"{r['epoch'] or 0}/{r['epochs_total'] or '?'}", fmt_num(r["best_val_loss"]),
-         fmt_num(r["accuracy"]), fmt_num(r["sdr"]), fmt_time(r["started_at"]), duration(r)]
+        [
+            r["id"],
+            status_text(r["status"]),
+            f"{r['epoch'] or 0}/{r['epochs_total'] or '?'}",
+            fmt_num(r["best_val_loss"]),
+            fmt_num(r["accuracy"]),
+            fmt_num(r["sdr"]),
+            fmt_time(r["started_at"]),
+            duration(r),
+        ]
         for r in rows
     ]
     header = ["RUN", "STATUS", "EPOCH", "BEST VAL", "ACC", "SDR", "STARTED", "TIME"]
@@ -195,21 +224,28 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         out = {k: row[k] for k in row if k not in ("params",)}
         out["params"] = row["params"]
-        out["epochs"] = [{k: e[k] for k in ("epoch", "train_loss", "val_loss", "lr")}
-                         for e in epochs]
+        out["epochs"] = [
+            {k: e[k] for k in ("epoch", "train_loss", "val_loss", "lr")} for e in epochs
+        ]
         out["metrics"] = metrics
         out["checkpoints"] = checkpoints
         print(json.dumps(out, indent=2, default=str))
         return 0
     print(f"run         {run_id}")
     print(f"experiment  {row['experiment']}  ({row['recipe']})")
-    print(f"status      {status_text(row['status'])}"
-          + (f"  — {row['error']}" if row.get("error") else ""))
-    print(f"epochs      {row['epoch'] or 0}/{row['epochs_total'] or '?'}  best epoch "
-          f"{row['best_epoch'] if row['best_epoch'] is not None else '-'}  best val "
-          f"{fmt_num(row['best_val_loss'])}  train {fmt_num(row['best_train_loss'])}")
-    print(f"started     {fmt_time(row['started_at'])}  time {duration(row)}  pid {row['pid']}"
-          f"  host {row['host']}  device {row.get('device') or '-'}")
+    print(
+        f"status      {status_text(row['status'])}"
+        + (f"  — {row['error']}" if row.get("error") else "")
+    )
+    print(
+        f"epochs      {row['epoch'] or 0}/{row['epochs_total'] or '?'}  best epoch "
+        f"{row['best_epoch'] if row['best_epoch'] is not None else '-'}  best val "
+        f"{fmt_num(row['best_val_loss'])}  train {fmt_num(row['best_train_loss'])}"
+    )
+    print(
+        f"started     {fmt_time(row['started_at'])}  time {duration(row)}  pid {row['pid']}"
+        f"  host {row['host']}  device {row.get('device') or '-'}"
+    )
     print(f"folder      {row['run_dir']}")
     if metrics:
         print("metrics")
@@ -219,8 +255,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if checkpoints:
         print("checkpoints")
         for c in checkpoints:
-            print(f"  {c['role'] or '-':<6} epoch {c['epoch'] if c['epoch'] is not None else '-'}"
-                  f"  {c['path']}")
+            print(
+                f"  {c['role'] or '-':<6} epoch {c['epoch'] if c['epoch'] is not None else '-'}"
+                f"  {c['path']}"
+            )
     return 0
 
 
@@ -302,7 +340,9 @@ def cmd_data_index(args: argparse.Namespace) -> int:
     splits: dict[str, int] = {}
     for r in rows:
         splits[r.split] = splits.get(r.split, 0) + 1
-    print(f"{path}: {len(rows)} segments ({', '.join(f'{k} {v}' for k, v in sorted(splits.items()))})")
+    print(
+        f"{path}: {len(rows)} segments ({', '.join(f'{k} {v}' for k, v in sorted(splits.items()))})"
+    )
     for rel, reason in skipped:
         print(f"  skipped {rel}: {reason}")
     return 0

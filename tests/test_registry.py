@@ -221,10 +221,10 @@ def test_bad_override_starts_nothing(
 def test_recipe_not_built_yet_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write(tmp_path, GOOD)
+    path = write(tmp_path, GOOD.replace('recipe = "noise.teacher"', 'recipe = "separation.train"'))
     assert main(["--registry", str(path), "run", "base", "--detach"]) == 1
     err = capsys.readouterr().err
-    assert "recipe 'noise.teacher' is not built yet" in err and "nothing was started" in err
+    assert "recipe 'separation.train' is not built yet" in err and "nothing was started" in err
     assert not (tmp_path / "runs").exists()
 
 

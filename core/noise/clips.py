@@ -32,8 +32,13 @@ def _key(rows: list[Row], settings: MelSettings, samples: int) -> str:
     return digest.hexdigest()[:20]
 
 
-def load(rows: list[Row], settings: MelSettings, segment_seconds: float, cache_dir: Path,
-         device: torch.device | None = None) -> Clips:
+def load(
+    rows: list[Row],
+    settings: MelSettings,
+    segment_seconds: float,
+    cache_dir: Path,
+    device: torch.device | None = None,
+) -> Clips:
     samples = int(round(segment_seconds * settings.sample_rate))
     path = cache_dir / f"{_key(rows, settings, samples)}.pt"
     if path.is_file():
@@ -41,9 +46,12 @@ def load(rows: list[Row], settings: MelSettings, segment_seconds: float, cache_d
         return Clips(rows, cached["state_dict"]["waves"], cached["state_dict"]["mels"])
     waves = read_waves(rows, settings.sample_rate, samples)
     mels = compute(waves, settings, device)
-    checkpoint.save(path, "features", {"waves": waves, "mels": mels},
-                    {"settings": asdict(settings), "segment_seconds": segment_seconds,
-                     "clips": len(rows)})
+    checkpoint.save(
+        path,
+        "features",
+        {"waves": waves, "mels": mels},
+        {"settings": asdict(settings), "segment_seconds": segment_seconds, "clips": len(rows)},
+    )
     return Clips(rows, waves, mels)
 
 
@@ -61,11 +69,17 @@ def read_waves(rows: list[Row], sample_rate: int, samples: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def compute(waves: torch.Tensor, settings: MelSettings, device: torch.device | None = None) -> torch.Tensor:
+def compute(
+    waves: torch.Tensor, settings: MelSettings, device: torch.device | None = None
+) -> torch.Tensor:
     mel = LogMel(settings)
     device = device or torch.device("cpu")
     parts = [mel(waves[i : i + CHUNK].to(device)).cpu() for i in range(0, waves.shape[0], CHUNK)]
-    return torch.cat(parts) if parts else torch.zeros(0, 1, settings.n_mels, settings.frames(waves.shape[1]))
+    return (
+        torch.cat(parts)
+        if parts
+        else torch.zeros(0, 1, settings.n_mels, settings.frames(waves.shape[1]))
+    )
 
 
 @dataclass

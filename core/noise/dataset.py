@@ -77,11 +77,17 @@ def audio_files(root: Path) -> list[Path]:
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files += [Path(dirpath) / f for f in sorted(filenames) if Path(f).suffix.lower() in audio.EXTENSIONS]
+        files += [
+            Path(dirpath) / f
+            for f in sorted(filenames)
+            if Path(f).suffix.lower() in audio.EXTENSIONS
+        ]
     return files
 
 
-def build(source: Source, sample_rate: int, segment_seconds: float) -> tuple[list[Row], list[tuple[str, str]]]:
+def build(
+    source: Source, sample_rate: int, segment_seconds: float
+) -> tuple[list[Row], list[tuple[str, str]]]:
     """Scan the folder: rows for every usable segment, and (file, reason) for every skipped file."""
     if not source.root.is_dir():
         raise RunError(
@@ -110,7 +116,17 @@ def build(source: Source, sample_rate: int, segment_seconds: float) -> tuple[lis
         offset = 0.0
         while seconds - offset >= min(MIN_SECONDS, segment_seconds) - 1e-9:
             duration = min(segment_seconds, seconds - offset)
-            rows.append(Row(rel.as_posix(), label, split, str(path), round(offset, 6), round(duration, 6), digest))
+            rows.append(
+                Row(
+                    rel.as_posix(),
+                    label,
+                    split,
+                    str(path),
+                    round(offset, 6),
+                    round(duration, 6),
+                    digest,
+                )
+            )
             offset += segment_seconds
             if seconds - offset < MIN_SECONDS:
                 break
@@ -141,14 +157,21 @@ def _csv(rows: list[list[Any]]) -> str:
 def read(source: Source) -> list[Row]:
     with open(source.root / INDEX_NAME, newline="", encoding="utf-8") as fh:
         return [
-            Row(r["path"], r["label"], r["split"], r["source_file"], float(r["offset"]),
-                float(r["duration"]), r["content_hash"])
+            Row(
+                r["path"],
+                r["label"],
+                r["split"],
+                r["source_file"],
+                float(r["offset"]),
+                float(r["duration"]),
+                r["content_hash"],
+            )
             for r in csv.DictReader(fh)
         ]
 
 
 def ensure(source: Source, sample_rate: int, segment_seconds: float, log=print) -> list[Row]:
-    """The folder's index, rebuilt when files or the segment settings changed since it was written."""
+    """The folder's index, rebuilt when its files or segment settings changed since written."""
     from core.workspace import atomic_write_json, read_json
 
     index, settings_path = source.root / INDEX_NAME, source.root / SETTINGS_NAME
@@ -190,8 +213,9 @@ def class_map(classes: list[str] | dict[str, list[str]]) -> tuple[list[str], dic
     return list(classes), {name: i for i, name in enumerate(classes)}
 
 
-def select(rows: list[Row], classes: list[str] | dict[str, list[str]], source: str,
-           splits: tuple[str, ...]) -> tuple[list[Row], list[int]]:
+def select(
+    rows: list[Row], classes: list[str] | dict[str, list[str]], source: str, splits: tuple[str, ...]
+) -> tuple[list[Row], list[int]]:
     """Rows of `splits` whose label belongs to the experiment's classes, with their class index.
 
     A class with no examples in the data is an error that names the class and the source.

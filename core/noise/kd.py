@@ -6,15 +6,24 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 
-def hybrid_kd_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
-                   alpha: float, temperature: float) -> torch.Tensor:
+def hybrid_kd_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    alpha: float,
+    temperature: float,
+) -> torch.Tensor:
     """alpha·T²·KL(teacher_T || student_T) + (1 − alpha)·CE(student, y), batch mean.
 
     The T² factor keeps the soft term's gradients on the scale of the hard term's as T grows.
     """
     t = temperature
-    soft = F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
-                    reduction="batchmean", log_target=True)
+    soft = F.kl_div(
+        F.log_softmax(student / t, dim=1),
+        F.log_softmax(teacher / t, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    )
     hard = F.cross_entropy(student, labels)
     return alpha * t * t * soft + (1.0 - alpha) * hard
 

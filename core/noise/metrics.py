@@ -20,8 +20,9 @@ def macro_f1(y: np.ndarray, pred: np.ndarray, n: int) -> float:
     tp = np.diag(m).astype(float)
     precision = np.divide(tp, m.sum(0), out=np.zeros(n), where=m.sum(0) > 0)
     recall = np.divide(tp, m.sum(1), out=np.zeros(n), where=m.sum(1) > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n),
-                   where=(precision + recall) > 0)
+    f1 = np.divide(
+        2 * precision * recall, precision + recall, out=np.zeros(n), where=(precision + recall) > 0
+    )
     present = m.sum(1) > 0
     return float(f1[present].mean()) if present.any() else float("nan")
 
@@ -57,5 +58,8 @@ def roc_auc(y: np.ndarray, probs: np.ndarray) -> float:
 def summary(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     pred = probs.argmax(1)
     n = probs.shape[1]
-    return {"accuracy": accuracy(y, pred), "macro_f1": macro_f1(y, pred, n),
-            "roc_auc": roc_auc(y, probs)}
+    return {
+        "accuracy": accuracy(y, pred),
+        "macro_f1": macro_f1(y, pred, n),
+        "roc_auc": roc_auc(y, probs),
+    }

@@ -69,7 +69,9 @@ class TextHead(nn.Module):
             classes = torch.cat([classes, F.normalize(self.background, dim=0)[None]], dim=0)
         return F.normalize(embedding, dim=1) @ classes.T / self.temperature
 
-    def class_logits(self, embedding: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+    def class_logits(
+        self, embedding: torch.Tensor, text: torch.Tensor | None = None
+    ) -> torch.Tensor:
         logits = self(embedding, text)
         return logits[:, :-1] if self.background is not None else logits
 
@@ -77,8 +79,13 @@ class TextHead(nn.Module):
 class FlatStudent(nn.Module):
     """The mark2.5-2.9 student: conv encoder -> flatten -> linear head."""
 
-    def __init__(self, n_classes: int, n_mels: int = 64, frames: int = 101,
-                 channels: tuple[int, ...] = STUDENT_CHANNELS[:3]) -> None:
+    def __init__(
+        self,
+        n_classes: int,
+        n_mels: int = 64,
+        frames: int = 101,
+        channels: tuple[int, ...] = STUDENT_CHANNELS[:3],
+    ) -> None:
         super().__init__()
         layers, cin = [], 1
         for cout in channels:

@@ -1,4 +1,4 @@
-"""What the noise recipes share: loading data as tensors, loading a teacher, predicting, evaluating."""
+"""What the noise recipes share: data as tensors, loading a teacher, predicting, evaluating."""
 
 from __future__ import annotations
 
@@ -29,18 +29,30 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+def device_of(ctx: RunContext) -> torch.device:
+    """The device this run trains on, recorded on the run (auto -> cuda or cpu)."""
+    from core.training import pick_device
+
+    device = pick_device(ctx.params.get("device", "auto"))
+    ctx.reporter.status("running", device=str(device))
+    return device
+
+
 def source(ctx: RunContext, key: str = "data") -> dataset.Source:
     name, table = ctx.data_source(key)
     return dataset.Source.from_config(name, table)
 
 
-def rows_of(ctx: RunContext, key: str, sample_rate: int, seconds: float) -> tuple[dataset.Source, list]:
+def rows_of(
+    ctx: RunContext, key: str, sample_rate: int, seconds: float
+) -> tuple[dataset.Source, list]:
     src = source(ctx, key)
     return src, dataset.ensure(src, sample_rate, seconds, log=log)
 
 
-def clips(ctx: RunContext, rows: list, settings: MelSettings, seconds: float,
-          device: torch.device) -> Clips:
+def clips(
+    ctx: RunContext, rows: list, settings: MelSettings, seconds: float, device: torch.device
+) -> Clips:
     return load_clips(rows, settings, seconds, ctx.root / "cache" / "features", device)
 
 
@@ -60,13 +72,16 @@ class Inputs:
     def __post_init__(self) -> None:
         self.logmel = LogMel(self.settings)
 
-    def from_waves(self, waves: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def from_waves(
+        self, waves: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         if generator is not None and self.kind != "none":
             waves = augment.apply(self.kind, waves, generator, self.snr_db)
         return model_input(self.norm(self.logmel(waves)))
 
-    def __call__(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None,
-                 train: bool) -> torch.Tensor:
+    def __call__(
+        self, batch: dict[str, torch.Tensor], generator: torch.Generator | None, train: bool
+    ) -> torch.Tensor:
         if train and self.kind != "none":
             return self.from_waves(batch["w"], generator)
         return model_input(self.norm(batch["x"]))
@@ -113,23 +128,30 @@ def load_teacher(ctx: RunContext, which: str = "best") -> Teacher:
     if cls["meta"].get("text_hash") != meta.get("text_hash"):
         raise RunError(
             f"teacher {enc_path.parent.name}: encoder and classifier come from different "
-            f"trainings (text embedding hash {meta.get('text_hash')} vs {cls['meta'].get('text_hash')})"
+            f"trainings (text embedding hash {meta.get('text_hash')} vs "
+            f"{cls['meta'].get('text_hash')})"
         )
     encoder = AudioEncoder(int(meta["embed_dim"]), tuple(meta["channels"]))
     encoder.load_state_dict(enc["state_dict"])
-    head = TextHead(cls["state_dict"]["text"], float(meta["temperature"]),
-                    background="background" in cls["state_dict"])
+    head = TextHead(
+        cls["state_dict"]["text"],
+        float(meta["temperature"]),
+        background="background" in cls["state_dict"],
+    )
     head.load_state_dict(cls["state_dict"])
     ref = refs.reference(ctx, "teacher")
     log(f"teacher: {enc_path} ({which}, epoch {meta.get('epoch')}, classes {meta['classes']})")
     return Teacher(encoder, head, meta, enc_path, sha256_file(enc_path), ref["target"])
 
 
-def check_classes(teacher: Teacher, names: list[str], prompts: list[str] | None, where: str) -> None:
+def check_classes(
+    teacher: Teacher, names: list[str], prompts: list[str] | None, where: str
+) -> None:
     """Seed 000's warning: label order -> prompts -> embeddings must be the teacher's exactly."""
     if names != teacher.classes:
         raise RunError(
-            f"{where}: class order {names} differs from teacher {teacher.encoder_path.parent.name}'s "
+            f"{where}: class order {names} differs from teacher "
+            f"{teacher.encoder_path.parent.name}'s "
             f"{teacher.classes}; the text embeddings would not line up (use the teacher's classes)"
         )
     if prompts is not None and prompts != teacher.meta["prompts"]:
@@ -139,9 +161,14 @@ def check_classes(teacher: Teacher, names: list[str], prompts: list[str] | None,
 
 
 @torch.no_grad()
-def embed_and_classify(encoder: torch.nn.Module, head: TextHead, mels: torch.Tensor, norm: Norm,
-                       device: torch.device, text: torch.Tensor | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+def embed_and_classify(
+    encoder: torch.nn.Module,
+    head: TextHead,
+    mels: torch.Tensor,
+    norm: Norm,
+    device: torch.device,
+    text: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings [N, D] and class probabilities [N, C] of cached mels, in batches."""
     encoder.to(device).eval()
     head.to(device).eval()
@@ -155,35 +182,60 @@ def embed_and_classify(encoder: torch.nn.Module, head: TextHead, mels: torch.Ten
 
 
 @torch.no_grad()
-def logits_of(model: torch.nn.Module, mels: torch.Tensor, norm: Norm, device: torch.device) -> torch.Tensor:
+def logits_of(
+    model: torch.nn.Module, mels: torch.Tensor, norm: Norm, device: torch.device
+) -> torch.Tensor:
     model.to(device).eval()
-    out = [model(model_input(norm(mels[i : i + PREDICT_BATCH].to(device)))).float().cpu()
-           for i in range(0, mels.shape[0], PREDICT_BATCH)]
+    out = [
+        model(model_input(norm(mels[i : i + PREDICT_BATCH].to(device)))).float().cpu()
+        for i in range(0, mels.shape[0], PREDICT_BATCH)
+    ]
     return torch.cat(out)
 
 
-def evaluate(ctx: RunContext, probs: np.ndarray, y: np.ndarray, names: list[str], rows: list,
-             split: str, prefix: str = "", files: bool = True) -> dict[str, float]:
+def evaluate(
+    ctx: RunContext,
+    probs: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    rows: list,
+    split: str,
+    prefix: str = "",
+    files: bool = True,
+) -> dict[str, float]:
     """Record accuracy, macro-F1 and ROC AUC as metrics; write the confusion matrix and details."""
     values = metrics.summary(y, probs)
     for name, value in values.items():
         if not np.isnan(value):
             ctx.reporter.metric(f"{prefix}{name}", value, split=split)
-    log(f"{prefix or 'model '}{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items())
-        + f" ({len(y)} clips)")
+    log(
+        f"{prefix or 'model '}{split}: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in values.items())
+        + f" ({len(y)} clips)"
+    )
     if not files:
         return values
     tag = f"{prefix}" if prefix else ""
     matrix = metrics.confusion_matrix(y, probs.argmax(1), len(names)).tolist()
-    atomic_write_text(ctx.run_dir / f"{tag}confusion_matrix.csv",
-                      _csv([["true \\ predicted", *names]] + [[n, *r] for n, r in zip(names, matrix, strict=True)]))
-    confusion(ctx.run_dir / f"{tag}confusion_matrix.png", matrix, names,
-              f"{ctx.run_id} {tag}{split} (accuracy {values['accuracy']:.3f})")
+    atomic_write_text(
+        ctx.run_dir / f"{tag}confusion_matrix.csv",
+        _csv(
+            [["true \\ predicted", *names]] + [[n, *r] for n, r in zip(names, matrix, strict=True)]
+        ),
+    )
+    confusion(
+        ctx.run_dir / f"{tag}confusion_matrix.png",
+        matrix,
+        names,
+        f"{ctx.run_id} {tag}{split} (accuracy {values['accuracy']:.3f})",
+    )
     write_details(ctx.run_dir / f"{tag}prediction_details.csv", rows, y, probs, names)
     return values
 
 
-def write_details(path: Path, rows: list, y: np.ndarray, probs: np.ndarray, names: list[str]) -> None:
+def write_details(
+    path: Path, rows: list, y: np.ndarray, probs: np.ndarray, names: list[str]
+) -> None:
     table = [["path", "offset", "label", "predicted", "correct", *[f"p_{n}" for n in names]]]
     pred = probs.argmax(1)
     for r, t, p, pr in zip(rows, y, pred, probs, strict=True):

@@ -19,12 +19,19 @@ from core.noise import dataset, text
 from core.noise.clips import Norm, model_input
 from core.noise.kd import ensemble as combine
 from core.noise.kd import group_logits, hybrid_kd_loss
-from core.noise.models import STUDENT_CHANNELS, TEACHER_CHANNELS, AudioEncoder, FlatStudent, TextHead
+from core.noise.models import (
+    STUDENT_CHANNELS,
+    TEACHER_CHANNELS,
+    AudioEncoder,
+    FlatStudent,
+    TextHead,
+)
 from core.noise.parts import (
     Inputs,
     Teacher,
     check_classes,
     clips,
+    device_of,
     embed_and_classify,
     eval_rows,
     evaluate,
@@ -36,7 +43,7 @@ from core.noise.parts import (
 )
 from core.recipes import RunContext
 from core.store import Store
-from core.training import Batcher, Trainer, pick_device
+from core.training import Batcher, Trainer
 
 SOFT_LABELS = "soft_labels.npz"
 
@@ -66,11 +73,15 @@ def index(ctx: RunContext) -> None:
             continue
         src, rows = rows_of(ctx, key, rate, seconds)
         for split in sorted({r.split for r in rows}):
-            ctx.reporter.metric("segments", sum(r.split == split for r in rows), split=split,
-                                track=src.name)
+            ctx.reporter.metric(
+                "segments", sum(r.split == split for r in rows), split=split, track=src.name
+            )
         skipped = src.root / dataset.SKIPPED_NAME
-        ctx.reporter.metric("skipped_files", len(skipped.read_text().splitlines()) - 1
-                            if skipped.is_file() else 0, track=src.name)
+        ctx.reporter.metric(
+            "skipped_files",
+            len(skipped.read_text().splitlines()) - 1 if skipped.is_file() else 0,
+            track=src.name,
+        )
 
 
 # ── noise.teacher (mark1, mark2, mark3) ─────────────────────────────────────────────────────
@@ -78,7 +89,7 @@ def index(ctx: RunContext) -> None:
 
 def teacher(ctx: RunContext) -> None:
     p = ctx.params
-    device = pick_device(p.get("device", "auto"))
+    device = device_of(ctx)
     settings, seconds = MelSettings.from_params(p), _seconds(p)
     src, rows = rows_of(ctx, "data", settings.sample_rate, seconds)
     names, _ = dataset.class_map(p["classes"])
@@ -90,12 +101,21 @@ def teacher(ctx: RunContext) -> None:
     va = clips(ctx, val_rows, settings, seconds, device)
     norm = Norm.fit(tr.mels)
     dim = int(p.get("embed_dim", 384))
-    emb = text.embed(names, p.get("prompt", "a sound of {class} in the room"),
-                     p.get("text_model", "all-MiniLM-L6-v2"), dim, warn=log)
+    emb = text.embed(
+        names,
+        p.get("prompt", "a sound of {class} in the room"),
+        p.get("text_model", "all-MiniLM-L6-v2"),
+        dim,
+        warn=log,
+    )
     encoder = AudioEncoder(dim, TEACHER_CHANNELS)
-    head = TextHead(emb.vectors, float(p.get("temperature", 0.07)), bool(p.get("background_embedding")))
+    head = TextHead(
+        emb.vectors, float(p.get("temperature", 0.07)), bool(p.get("background_embedding"))
+    )
     inputs = Inputs(settings, norm, _augment_for(p, "teacher"), float(p.get("noise_snr_db", 20.0)))
-    train = Batcher({"x": tr.mels, "w": tr.waves, "y": _labels(ytr)}, int(p.get("batch_size", 16)), device)
+    train = Batcher(
+        {"x": tr.mels, "w": tr.waves, "y": _labels(ytr)}, int(p.get("batch_size", 16)), device
+    )
     val = Batcher({"x": va.mels, "y": _labels(yva)}, 256, device)
     generator_box: list[torch.Generator] = []
 
@@ -111,15 +131,31 @@ def teacher(ctx: RunContext) -> None:
         return train.batches(g)
 
     meta = {
-        "recipe": "noise.teacher", "experiment": ctx.config.get("experiment"),
-        "architecture": "AudioEncoder+TextHead", "embed_dim": dim, "channels": list(TEACHER_CHANNELS),
-        "classes": names, "class_map": _class_map(p["classes"]), "prompt": p.get("prompt"),
-        "prompts": emb.prompts, "text_model": emb.model, "text_hash": emb.digest,
-        "temperature": float(p.get("temperature", 0.07)), "seed": int(p.get("seed", 0)),
+        "recipe": "noise.teacher",
+        "experiment": ctx.config.get("experiment"),
+        "architecture": "AudioEncoder+TextHead",
+        "embed_dim": dim,
+        "channels": list(TEACHER_CHANNELS),
+        "classes": names,
+        "class_map": _class_map(p["classes"]),
+        "prompt": p.get("prompt"),
+        "prompts": emb.prompts,
+        "text_model": emb.model,
+        "text_hash": emb.digest,
+        "temperature": float(p.get("temperature", 0.07)),
+        "seed": int(p.get("seed", 0)),
         **mel_meta(settings, seconds, norm),
     }
-    trainer = Trainer(ctx, "teacher", {"encoder": encoder, "classifier": head}, step,
-                      train_batches, val.batches, meta, device)
+    trainer = Trainer(
+        ctx,
+        "teacher",
+        {"encoder": encoder, "classifier": head},
+        step,
+        train_batches,
+        val.batches,
+        meta,
+        device,
+    )
     result = trainer.fit()
     trainer.load_best()
     ctx.reporter.metric("best_epoch", result["best_epoch"])
@@ -131,11 +167,23 @@ def teacher(ctx: RunContext) -> None:
 
 
 def _class_map(classes: Any) -> dict[str, list[str]]:
-    return {k: list(v) for k, v in classes.items()} if isinstance(classes, dict) else {c: [c] for c in classes}
+    return (
+        {k: list(v) for k, v in classes.items()}
+        if isinstance(classes, dict)
+        else {c: [c] for c in classes}
+    )
 
 
-def _zero_shot(ctx: RunContext, encoder, head, emb: text.TextEmbeddings, norm: Norm,
-               settings: MelSettings, seconds: float, device: torch.device) -> None:
+def _zero_shot(
+    ctx: RunContext,
+    encoder,
+    head,
+    emb: text.TextEmbeddings,
+    norm: Norm,
+    settings: MelSettings,
+    seconds: float,
+    device: torch.device,
+) -> None:
     p = ctx.params
     new = list(p.get("zero_shot_classes", []))
     if not new or "eval_data" not in p:
@@ -148,8 +196,9 @@ def _zero_shot(ctx: RunContext, encoder, head, emb: text.TextEmbeddings, norm: N
     if not chosen:
         raise RunError(f"data source '{src.name}': no clips of zero-shot classes {new}")
     names = emb.classes + new
-    vectors = text.embed(names, p.get("prompt", "a sound of {class} in the room"), emb.model,
-                         emb.vectors.shape[1]).vectors
+    vectors = text.embed(
+        names, p.get("prompt", "a sound of {class} in the room"), emb.model, emb.vectors.shape[1]
+    ).vectors
     ev = clips(ctx, chosen, settings, seconds, device)
     _, probs = embed_and_classify(encoder, head, ev.mels, norm, device, text=vectors)
     y = np.array([names.index(r.label) for r in chosen])
@@ -158,10 +207,13 @@ def _zero_shot(ctx: RunContext, encoder, head, emb: text.TextEmbeddings, norm: N
     ctx.reporter.metric("zero_shot_accuracy", accuracy, split="zero_shot")
     for c in new:
         mask = y == names.index(c)
-        ctx.reporter.metric("zero_shot_accuracy", float((pred[mask] == y[mask]).mean()),
-                            split="zero_shot", stem=c)
-    log(f"zero-shot on {src.name} ({', '.join(new)} among {len(names)} classes): "
-        f"accuracy {accuracy:.4f} over {len(y)} clips (chance {1 / len(names):.3f})")
+        ctx.reporter.metric(
+            "zero_shot_accuracy", float((pred[mask] == y[mask]).mean()), split="zero_shot", stem=c
+        )
+    log(
+        f"zero-shot on {src.name} ({', '.join(new)} among {len(names)} classes): "
+        f"accuracy {accuracy:.4f} over {len(y)} clips (chance {1 / len(names):.3f})"
+    )
     from core.noise.parts import write_details
 
     write_details(ctx.run_dir / "zero_shot_predictions.csv", chosen, y, probs.numpy(), names)
@@ -173,10 +225,15 @@ def _zero_shot(ctx: RunContext, encoder, head, emb: text.TextEmbeddings, norm: N
 def soft_labels(ctx: RunContext) -> None:
     """Teacher embeddings and probabilities for a clip pool, saved as npz (never pickle)."""
     p = ctx.params
-    device = pick_device(p.get("device", "auto"))
+    device = device_of(ctx)
     t = load_teacher(ctx, p.get("teacher_checkpoint", "best")).to(device)
     if "classes" in p:
-        check_classes(t, dataset.class_map(p["classes"])[0], None, f"experiment '{ctx.config.get('experiment')}'")
+        check_classes(
+            t,
+            dataset.class_map(p["classes"])[0],
+            None,
+            f"experiment '{ctx.config.get('experiment')}'",
+        )
     seconds = float(t.meta["segment_seconds"])
     src, rows = rows_of(ctx, "data", t.settings.sample_rate, seconds)
     if not rows:
@@ -185,7 +242,9 @@ def soft_labels(ctx: RunContext) -> None:
     embs, probs = embed_and_classify(t.encoder, t.head, pool.mels, t.norm, device)
     path = ctx.checkpoints_dir / SOFT_LABELS
     save_soft_labels(path, rows, embs, probs, t)
-    ctx.reporter.checkpoint(str(path), "soft_labels", sha256=sha256_file(path), parents=[t.parent()])
+    ctx.reporter.checkpoint(
+        str(path), "soft_labels", sha256=sha256_file(path), parents=[t.parent()]
+    )
     ctx.reporter.metric("clips", len(rows))
     ctx.reporter.metric("mean_confidence", float(probs.max(1).values.mean()))
     for i, name in enumerate(t.classes):
@@ -255,7 +314,7 @@ def _find_soft_labels(ctx: RunContext, t: Teacher) -> tuple[str, dict[str, np.nd
 
 def student(ctx: RunContext) -> None:
     p = ctx.params
-    device = pick_device(p.get("device", "auto"))
+    device = device_of(ctx)
     t = load_teacher(ctx, p.get("teacher_checkpoint", "best")).to(device)
     names = dataset.class_map(p["classes"])[0] if "classes" in p else t.classes
     check_classes(t, names, None, f"experiment '{ctx.config.get('experiment')}'")
@@ -266,19 +325,29 @@ def student(ctx: RunContext) -> None:
     targets = None
     if found:
         run_id, data = found
-        where = {(f, round(float(o), 6)): i for i, (f, o) in enumerate(zip(data["source_file"], data["offset"], strict=True))}
+        where = {
+            (f, round(float(o), 6)): i
+            for i, (f, o) in enumerate(zip(data["source_file"], data["offset"], strict=True))
+        }
         index = [where.get((r.source_file, round(r.offset, 6))) for r in rows]
         if all(i is not None for i in index):
             targets = torch.from_numpy(data["embeddings"][index])
             log(f"soft labels: run {run_id} ({len(rows)} clips, teacher sha256 {t.sha256[:12]})")
         else:
-            log(f"soft labels of run {run_id} cover {sum(i is not None for i in index)} of "
-                f"{len(rows)} clips; computing them from the teacher")
+            log(
+                f"soft labels of run {run_id} cover {sum(i is not None for i in index)} of "
+                f"{len(rows)} clips; computing them from the teacher"
+            )
     if targets is None:
         if not found:
-            log("no soft-labels run of this teacher checkpoint; computing soft labels from the teacher")
+            log(
+                "no soft-labels run of this teacher checkpoint; "
+                "computing soft labels from the teacher"
+            )
         targets, _ = embed_and_classify(t.encoder, t.head, pool.mels, norm, device)
-    vsrc, vrows = rows_of(ctx, "val_data" if "val_data" in p else "data", settings.sample_rate, seconds)
+    vsrc, vrows = rows_of(
+        ctx, "val_data" if "val_data" in p else "data", settings.sample_rate, seconds
+    )
     val_rows, yva = dataset.select(vrows, p.get("classes", t.classes), vsrc.name, ("val",))
     va = clips(ctx, val_rows, settings, seconds, device)
     vtargets, _ = embed_and_classify(t.encoder, t.head, va.mels, norm, device)
@@ -291,7 +360,9 @@ def student(ctx: RunContext) -> None:
         q.requires_grad_(False)
     cosine_weight = float(p.get("cosine_weight", 0.0))
     inputs = Inputs(settings, norm, _augment_for(p, "student"), float(p.get("noise_snr_db", 20.0)))
-    train = Batcher({"x": pool.mels, "w": pool.waves, "e": targets}, int(p.get("batch_size", 16)), device)
+    train = Batcher(
+        {"x": pool.mels, "w": pool.waves, "e": targets}, int(p.get("batch_size", 16)), device
+    )
     val = Batcher({"x": va.mels, "e": vtargets, "y": _labels(yva)}, 256, device)
     box: list[torch.Generator] = []
 
@@ -310,16 +381,40 @@ def student(ctx: RunContext) -> None:
         return train.batches(g)
 
     meta = {
-        **{k: t.meta[k] for k in ("classes", "class_map", "prompt", "prompts", "text_model",
-                                  "text_hash", "temperature", "embed_dim")},
-        "recipe": "noise.student", "experiment": ctx.config.get("experiment"),
-        "architecture": "AudioEncoder+TextHead", "channels": list(STUDENT_CHANNELS),
-        "teacher_sha256": t.sha256, "teacher_checkpoint": str(t.encoder_path),
-        "seed": int(p.get("seed", 0)), **mel_meta(settings, seconds, norm),
+        **{
+            k: t.meta[k]
+            for k in (
+                "classes",
+                "class_map",
+                "prompt",
+                "prompts",
+                "text_model",
+                "text_hash",
+                "temperature",
+                "embed_dim",
+            )
+        },
+        "recipe": "noise.student",
+        "experiment": ctx.config.get("experiment"),
+        "architecture": "AudioEncoder+TextHead",
+        "channels": list(STUDENT_CHANNELS),
+        "teacher_sha256": t.sha256,
+        "teacher_checkpoint": str(t.encoder_path),
+        "seed": int(p.get("seed", 0)),
+        **mel_meta(settings, seconds, norm),
     }
-    trainer = Trainer(ctx, "student", {"encoder": encoder, "head": head}, step, train_batches,
-                      val.batches, meta, device, parents=[t.parent()],
-                      trainable=list(encoder.parameters()))
+    trainer = Trainer(
+        ctx,
+        "student",
+        {"encoder": encoder, "head": head},
+        step,
+        train_batches,
+        val.batches,
+        meta,
+        device,
+        parents=[t.parent()],
+        trainable=list(encoder.parameters()),
+    )
     result = trainer.fit()
     trainer.load_best()
     ctx.reporter.metric("best_epoch", result["best_epoch"])
@@ -357,8 +452,11 @@ def _find_student(ctx: RunContext, t: Teacher) -> tuple[str, AudioEncoder, TextH
             )
         encoder = AudioEncoder(int(meta["embed_dim"]), tuple(meta["channels"]))
         encoder.load_state_dict(enc["state_dict"])
-        head = TextHead(head_ck["state_dict"]["text"], float(meta["temperature"]),
-                        "background" in head_ck["state_dict"])
+        head = TextHead(
+            head_ck["state_dict"]["text"],
+            float(meta["temperature"]),
+            "background" in head_ck["state_dict"],
+        )
         head.load_state_dict(head_ck["state_dict"])
         return run_id, encoder, head, meta
     raise RunError(
@@ -369,7 +467,7 @@ def _find_student(ctx: RunContext, t: Teacher) -> tuple[str, AudioEncoder, TextH
 
 def ensemble(ctx: RunContext) -> None:
     p = ctx.params
-    device = pick_device(p.get("device", "auto"))
+    device = device_of(ctx)
     t = load_teacher(ctx, p.get("teacher_checkpoint", "best")).to(device)
     names = dataset.class_map(p["classes"])[0] if "classes" in p else t.classes
     check_classes(t, names, None, f"experiment '{ctx.config.get('experiment')}'")
@@ -387,8 +485,12 @@ def ensemble(ctx: RunContext) -> None:
     table = [["model", "accuracy", "macro_f1", "roc_auc"]]
     for prefix, probs in (("teacher_", pt), ("student_", ps), ("", pe)):
         values = evaluate(ctx, probs.numpy(), y, names, test_rows, split, prefix, files=not prefix)
-        table.append([prefix.rstrip("_") or f"ensemble ({how}, w={weight:g})",
-                      *[f"{values[k]:.4f}" for k in ("accuracy", "macro_f1", "roc_auc")]])
+        table.append(
+            [
+                prefix.rstrip("_") or f"ensemble ({how}, w={weight:g})",
+                *[f"{values[k]:.4f}" for k in ("accuracy", "macro_f1", "roc_auc")],
+            ]
+        )
     from core.noise.parts import _csv
     from core.workspace import atomic_write_text
 
@@ -404,22 +506,31 @@ def _teacher_logits_fn(t: Teacher, classes: Any, where: str):
     """Teacher logits over the experiment's classes, from its text head.
 
     The same classes in the same order: the head as is. Otherwise each class is a group of fine
-    labels: every fine label's prompt is embedded with the teacher's text model and the group's
-    logit is the log of its labels' summed probability.
+    labels, and a group's logit is the log of its labels' summed probability: the labels are the
+    teacher's own classes when it was trained on them, or else their prompts are embedded with
+    the teacher's text model (zero-shot scoring, weaker).
     """
     names, _ = dataset.class_map(classes)
     if names == t.classes:
         return lambda e: t.head.class_logits(e)
     groups_map = _class_map(classes)
     fine = [label for group in groups_map.values() for label in group]
+    if all(label in t.classes for label in fine):
+        own = [[t.classes.index(label) for label in group] for group in groups_map.values()]
+        log(f"teacher scores {names} by grouping its classes {t.classes}")
+        return lambda e: group_logits(t.head.class_logits(e), own)
     if t.meta.get("text_model") == text.FIXED:
         raise RunError(
             f"{where}: teacher {t.encoder_path.parent.name} knows only {t.classes} (fixed class "
             f"embeddings, no text model), so it cannot score {fine}; train the teacher with a "
             f"text model or on these classes"
         )
-    emb = text.embed(fine, t.meta.get("prompt") or "a sound of {class} in the room",
-                     t.meta["text_model"], int(t.meta["embed_dim"]))
+    emb = text.embed(
+        fine,
+        t.meta.get("prompt") or "a sound of {class} in the room",
+        t.meta["text_model"],
+        int(t.meta["embed_dim"]),
+    )
     vectors = emb.vectors
     groups, at = [], 0
     for group in groups_map.values():
@@ -431,10 +542,13 @@ def _teacher_logits_fn(t: Teacher, classes: Any, where: str):
 
 def hybrid_kd(ctx: RunContext) -> None:
     p = ctx.params
-    device = pick_device(p.get("device", "auto"))
+    device = device_of(ctx)
     which = p.get("teacher_checkpoint", "best")
     t = load_teacher(ctx, which).to(device)
-    log(f"ESKD: using the teacher's {'early-stopped best' if which == 'best' else 'last'} checkpoint")
+    log(
+        "ESKD: using the teacher's "
+        f"{'early-stopped best' if which == 'best' else 'last'} checkpoint"
+    )
     where = f"experiment '{ctx.config.get('experiment')}'"
     teacher_logits = _teacher_logits_fn(t, p["classes"], where)
     settings, seconds = MelSettings.from_params(p), _seconds(p)
@@ -447,7 +561,9 @@ def hybrid_kd(ctx: RunContext) -> None:
     tr = clips(ctx, train_rows, settings, seconds, device)
     va = clips(ctx, val_rows, settings, seconds, device)
     norm = Norm.fit(tr.mels)
-    t_inputs = Inputs(t.settings, t.norm, _augment_for(p, "teacher"), float(p.get("noise_snr_db", 20.0)))
+    t_inputs = Inputs(
+        t.settings, t.norm, _augment_for(p, "teacher"), float(p.get("noise_snr_db", 20.0))
+    )
 
     @torch.no_grad()
     def teacher_on(waves: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
@@ -461,8 +577,11 @@ def hybrid_kd(ctx: RunContext) -> None:
     model = FlatStudent(len(names), settings.n_mels, model_input(tr.mels[:1]).shape[-1])
     inputs = Inputs(settings, norm, _augment_for(p, "student"), float(p.get("noise_snr_db", 20.0)))
     alpha, temp = float(p.get("alpha", 0.7)), float(p.get("kd_temperature", 4.0))
-    train = Batcher({"x": tr.mels, "w": tr.waves, "y": _labels(ytr), "t": tl_train},
-                    int(p.get("batch_size", 16)), device)
+    train = Batcher(
+        {"x": tr.mels, "w": tr.waves, "y": _labels(ytr), "t": tl_train},
+        int(p.get("batch_size", 16)),
+        device,
+    )
     val = Batcher({"x": va.mels, "y": _labels(yva), "t": tl_val}, 256, device)
     box: list[torch.Generator] = []
     teacher_augmented = t_inputs.kind != "none"
@@ -479,16 +598,33 @@ def hybrid_kd(ctx: RunContext) -> None:
         return train.batches(g)
 
     meta = {
-        "recipe": "noise.hybrid_kd", "experiment": ctx.config.get("experiment"),
-        "architecture": "FlatStudent", "channels": list(STUDENT_CHANNELS[:3]),
-        "classes": names, "class_map": _class_map(p["classes"]), "alpha": alpha,
-        "kd_temperature": temp, "teacher_sha256": t.sha256, "teacher_checkpoint": str(t.encoder_path),
-        "teacher_which": which, "augment": p.get("augment", "none"),
-        "augment_target": p.get("augment_target", "student"), "seed": int(p.get("seed", 0)),
+        "recipe": "noise.hybrid_kd",
+        "experiment": ctx.config.get("experiment"),
+        "architecture": "FlatStudent",
+        "channels": list(STUDENT_CHANNELS[:3]),
+        "classes": names,
+        "class_map": _class_map(p["classes"]),
+        "alpha": alpha,
+        "kd_temperature": temp,
+        "teacher_sha256": t.sha256,
+        "teacher_checkpoint": str(t.encoder_path),
+        "teacher_which": which,
+        "augment": p.get("augment", "none"),
+        "augment_target": p.get("augment_target", "student"),
+        "seed": int(p.get("seed", 0)),
         **mel_meta(settings, seconds, norm),
     }
-    trainer = Trainer(ctx, "student", {"encoder": model.encoder, "head": model.head}, step,
-                      train_batches, val.batches, meta, device, parents=[t.parent()])
+    trainer = Trainer(
+        ctx,
+        "student",
+        {"encoder": model.encoder, "head": model.head},
+        step,
+        train_batches,
+        val.batches,
+        meta,
+        device,
+        parents=[t.parent()],
+    )
     result = trainer.fit()
     trainer.load_best()
     ctx.reporter.metric("best_epoch", result["best_epoch"])

@@ -77,7 +77,9 @@ def floor_impact(rng: np.random.Generator, n: int) -> np.ndarray:
             x += _thump(rng, n, at, rng.uniform(35, 70), rng.uniform(0.04, 0.09))
     else:  # one or two impacts
         for _ in range(rng.integers(1, 3)):
-            x += _thump(rng, n, int(rng.uniform(0, 0.7) * n), rng.uniform(40, 110), rng.uniform(0.08, 0.2))
+            x += _thump(
+                rng, n, int(rng.uniform(0, 0.7) * n), rng.uniform(40, 110), rng.uniform(0.08, 0.2)
+            )
     return _lowpass(_room(rng, x, 0.3), 300.0)
 
 
@@ -91,10 +93,16 @@ def speech(rng: np.random.Generator, n: int) -> np.ndarray:
     spectrum = np.fft.rfft(source)
     freqs = np.fft.rfftfreq(n, 1 / SR)
     shape = np.zeros_like(freqs)
-    for centre, width in ((rng.uniform(400, 800), 90), (rng.uniform(1100, 1900), 120), (rng.uniform(2300, 3000), 160)):
+    for centre, width in (
+        (rng.uniform(400, 800), 90),
+        (rng.uniform(1100, 1900), 120),
+        (rng.uniform(2300, 3000), 160),
+    ):
         shape += 1.0 / (1.0 + ((freqs - centre) / width) ** 2)
     voiced = np.fft.irfft(spectrum * shape, n)
-    syllables = np.clip(np.sin(2 * np.pi * rng.uniform(3, 5.5) * t + rng.uniform(0, 6.28)), 0, None) ** 2
+    syllables = (
+        np.clip(np.sin(2 * np.pi * rng.uniform(3, 5.5) * t + rng.uniform(0, 6.28)), 0, None) ** 2
+    )
     return _room(rng, voiced * syllables, 0.2)
 
 
@@ -189,7 +197,9 @@ def generator_for(label: str) -> Gen:
         if any(k in label.lower() for k in keywords):
             return gen
     known = ", ".join(k[0] for k, _ in GENERATORS)
-    raise RunError(f"no synthetic generator for class '{label}' (class names must contain one of: {known})")
+    raise RunError(
+        f"no synthetic generator for class '{label}' (class names must contain one of: {known})"
+    )
 
 
 def _seed(*parts: object) -> int:
@@ -207,7 +217,9 @@ def clip(label: str, index: int, seconds: float, seed: int = 0) -> np.ndarray:
     return (y / max(1.0, np.abs(y).max() / 0.95)).astype(np.float32)
 
 
-def write_labeled(root: Path, labels: list[str], per_class: int, label_from: str, seed: int = 0) -> int:
+def write_labeled(
+    root: Path, labels: list[str], per_class: int, label_from: str, seed: int = 0
+) -> int:
     """Write `per_class` files per label: <root>/<label>/<label>_NNN.wav or <root>/<label>_NNN.wav.
 
     Lengths vary from 1 to 3 s, and one file in five is 22.05 kHz stereo, so indexing exercises
@@ -254,15 +266,20 @@ def plan(registry) -> dict[str, dict]:
     for name, src in registry.data.items():
         if src.settings.get("synth") != "noise":
             continue
-        out[name] = {"root": src.root, "label_from": src.settings.get("label_from", "folder"),
-                     "unlabeled": bool(src.settings.get("unlabeled")), "labels": []}
+        out[name] = {
+            "root": src.root,
+            "label_from": src.settings.get("label_from", "folder"),
+            "unlabeled": bool(src.settings.get("unlabeled")),
+            "labels": [],
+        }
     pool: list[str] = []
     for exp in registry.experiments.values():
         p = exp.params
         classes = p.get("classes")
         originals = (
             [label for group in classes.values() for label in group]
-            if isinstance(classes, dict) else list(classes or [])
+            if isinstance(classes, dict)
+            else list(classes or [])
         )
         for key in ("data", "val_data"):
             entry = out.get(p.get(key, ""))
@@ -270,7 +287,9 @@ def plan(registry) -> dict[str, dict]:
                 entry["labels"] += [c for c in originals if c not in entry["labels"]]
         entry = out.get(p.get("eval_data", ""))
         if entry is not None:
-            entry["labels"] += [c for c in p.get("zero_shot_classes", []) if c not in entry["labels"]]
+            entry["labels"] += [
+                c for c in p.get("zero_shot_classes", []) if c not in entry["labels"]
+            ]
         if p.get("data") in out and not out[p["data"]]["unlabeled"]:
             pool += [c for c in originals if c not in pool]
     for entry in out.values():
@@ -304,7 +323,9 @@ def synthesize(registry, per_class: int = 40, seed: int = 0, log=print) -> list[
 
             shutil.rmtree(root)  # our own earlier demo set, with other settings
         if entry["unlabeled"]:
-            count = write_unlabeled(root, entry["labels"], per_class * len(entry["labels"]) // 2, seed)
+            count = write_unlabeled(
+                root, entry["labels"], per_class * len(entry["labels"]) // 2, seed
+            )
         else:
             count = write_labeled(root, entry["labels"], per_class, entry["label_from"], seed)
         (root / MARKER).write_text(stamp)

@@ -80,8 +80,10 @@ def sentence_model(name: str):
     return _MODELS[name]
 
 
-def embed(classes: list[str], template: str, model_name: str, dim: int, warn=None) -> TextEmbeddings:
-    """Unit text embeddings for the classes' prompts; fixed vectors (with a warning) without a model."""
+def embed(
+    classes: list[str], template: str, model_name: str, dim: int, warn=None
+) -> TextEmbeddings:
+    """Unit embeddings of the classes' prompts; fixed vectors (and a warning) without a model."""
     prompts = prompts_for(classes, template)
     model = sentence_model(model_name)
     if model is None:
