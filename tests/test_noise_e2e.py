@@ -1,0 +1,186 @@
+"""End to end on the CPU: the project's own registry, a synthesized noise set, real workers.
+
+mark1 teacher -> soft labels -> student -> ensemble, then the hybrid-KD line (kd_teacher ->
+mark2.5), each started with `nkd run` as a researcher would and checked in the store and on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.store import Store
+from nkd_tui.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Space:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.registry = root / "experiments.toml"
+        self.outputs: dict[str, str] = {}
+
+    def nkd(self, *args: str) -> int:
+        return main(["--registry", str(self.registry), *args])
+
+    def store(self) -> Store:
+        return Store(self.root / "nkd.db")
+
+    def latest(self, experiment: str) -> dict:
+        store = self.store()
+        try:
+            run = store.latest_run(experiment)
+            assert run is not None, f"no run of {experiment}"
+            return run
+        finally:
+            store.close()
+
+    def metrics(self, run_id: str) -> dict[tuple[str, str | None, str | None], float]:
+        store = self.store()
+        try:
+            return {(m["name"], m["split"], m["stem"]): m["value"] for m in store.metrics(run_id)}
+        finally:
+            store.close()
+
+    def epochs(self, run_id: str) -> list[dict]:
+        store = self.store()
+        try:
+            return store.epochs(run_id)
+        finally:
+            store.close()
+
+
+CHAIN = [
+    ("mark1", ["epochs=8", "lr=1e-3"]),
+    ("mark1.soft_labels", []),
+    ("mark1.student", ["epochs=10", "lr=1e-3"]),
+    ("mark1.ensemble", []),
+    ("kd_teacher", ["epochs=6", "lr=1e-3"]),
+    ("mark2.5", ["epochs=6", "lr=1e-3"]),
+]
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Space]:
+    root = tmp_path_factory.mktemp("noise")
+    shutil.copy(ROOT / "experiments.toml", root / "experiments.toml")
+    s = Space(root)
+    assert s.nkd("data", "synth", "noise", "--per-class", "16") == 0
+    for name, sets in CHAIN:
+        code = s.nkd("run", name, *[a for kv in sets for a in ("--set", kv)], "--set", "device=cpu")
+        run = s.latest(name)
+        output = (Path(run["run_dir"]) / "output.log").read_text()
+        s.outputs[name] = output
+        assert code == 0 and run["status"] == "finished", f"{name}: {run['error']}\n{output[-3000:]}"
+    yield s
+
+
+def test_teacher_learns_and_records_everything(space: Space) -> None:
+    run = space.latest("mark1")
+    epochs = space.epochs(run["id"])
+    assert len(epochs) == 8 and all(e["val_loss"] is not None for e in epochs)
+    best = min(epochs, key=lambda e: e["val_loss"])
+    assert json.loads(best["extra"])["val_accuracy"] >= 0.7  # three classes: chance is 0.33
+    m = space.metrics(run["id"])
+    assert m[("accuracy", "test", None)] >= 0.7
+    assert {("macro_f1", "test", None), ("roc_auc", "test", None)} <= set(m)
+    assert ("zero_shot_accuracy", "zero_shot", None) in m  # the text model is installed in tests
+    ckpt = space.root / "checkpoints" / run["id"]
+    for name in ("best_teacher_encoder.pth", "best_teacher_classifier.pth", "teacher_encoder.pth",
+                 "teacher_classifier.pth", "teacher_state.pt"):
+        assert (ckpt / name).is_file(), name
+    folder = Path(run["run_dir"])
+    for name in ("loss_curve_train_val.png", "confusion_matrix.csv", "confusion_matrix.png",
+                 "prediction_details.csv", "zero_shot_predictions.csv"):
+        assert (folder / name).stat().st_size > 0, name
+    assert run["accuracy"] == m[("accuracy", "test", None)]
+    assert run["device"] == "cpu"
+
+
+def test_teacher_checkpoint_describes_itself(space: Space) -> None:
+    from core import checkpoint
+
+    run = space.latest("mark1")
+    payload = checkpoint.load(space.root / "checkpoints" / run["id"] / "best_teacher_encoder.pth")
+    meta = payload["meta"]
+    assert meta["classes"] == ["apartment_noise", "daily_noise", "background_noise"]
+    assert meta["prompts"][0] == "a sound of apartment noise in the room"
+    assert len(meta["text_hash"]) == 16 and meta["norm_mean"].shape == (64,)
+    assert meta["mel"] == {"sample_rate": 16000, "n_fft": 512, "hop_length": 160, "n_mels": 64}
+
+
+def test_soft_labels_are_npz_with_provenance(space: Space) -> None:
+    from core.checksum import sha256_file
+
+    teacher = space.latest("mark1")
+    run = space.latest("mark1.soft_labels")
+    path = space.root / "checkpoints" / run["id"] / "soft_labels.npz"
+    with np.load(path, allow_pickle=False) as data:
+        assert data["embeddings"].shape[1] == 384
+        assert np.allclose(data["probabilities"].sum(1), 1, atol=1e-4)
+        assert list(data["classes"]) == ["apartment_noise", "daily_noise", "background_noise"]
+        best = space.root / "checkpoints" / teacher["id"] / "best_teacher_encoder.pth"
+        assert str(data["teacher_sha256"]) == sha256_file(best)
+    store = space.store()
+    try:
+        lineage = {(r["child"], r["parent"], r["relation"]) for r in store.lineage()}
+    finally:
+        store.close()
+    assert (f"{run['id']}/soft_labels.npz", f"{teacher['id']}/best_teacher_encoder.pth",
+            "teacher") in lineage
+
+
+def test_student_follows_the_teacher(space: Space) -> None:
+    run = space.latest("mark1.student")
+    assert "soft labels: run mark1.soft_labels_" in space.outputs["mark1.student"]
+    val = [e["val_loss"] for e in space.epochs(run["id"])]
+    assert val[-1] < val[0] * 0.7, val  # validation L1 to the teacher's embeddings falls
+    ckpt = space.root / "checkpoints" / run["id"]
+    assert {"best_student_encoder.pth", "best_student_head.pth", "student_encoder.pth",
+            "student_head.pth"} <= {p.name for p in ckpt.iterdir()}
+
+
+def test_ensemble_reports_three_models_side_by_side(space: Space) -> None:
+    run = space.latest("mark1.ensemble")
+    m = space.metrics(run["id"])
+    for prefix in ("teacher_", "student_", ""):
+        for name in ("accuracy", "macro_f1", "roc_auc"):
+            assert (f"{prefix}{name}", "test", None) in m
+    table = (Path(run["run_dir"]) / "ensemble_comparison.csv").read_text().splitlines()
+    assert table[0] == "model,accuracy,macro_f1,roc_auc" and len(table) == 4
+
+
+def test_hybrid_kd_trains_a_binary_student(space: Space) -> None:
+    run = space.latest("mark2.5")
+    out = space.outputs["mark2.5"]
+    assert "ESKD: using the teacher's early-stopped best checkpoint" in out
+    assert "by grouping its classes" in out
+    m = space.metrics(run["id"])
+    assert m[("accuracy", "test", None)] > 0.5 and ("teacher_accuracy", "test", None) in m
+    epochs = space.epochs(run["id"])
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    from core import checkpoint
+
+    meta = checkpoint.load(space.root / "checkpoints" / run["id"] / "best_student_head.pth")["meta"]
+    assert meta["classes"] == ["thumping", "other"]  # registry order, not alphabetical
+    assert (meta["alpha"], meta["kd_temperature"]) == (0.7, 4.0)
+
+
+def test_class_order_mismatch_is_refused(space: Space) -> None:
+    code = space.nkd("run", "mark1.ensemble", "--set",
+                     'classes=["daily_noise", "apartment_noise", "background_noise"]')
+    run = space.latest("mark1.ensemble")
+    assert code != 0 and run["status"] == "failed"
+    assert "class order" in run["error"] and "differs from teacher" in run["error"]
+
+
+def test_missing_teacher_run_is_a_clear_error(space: Space) -> None:
+    assert space.nkd("run", "mark2.soft_labels") != 0
+    run = space.latest("mark2.soft_labels")
+    assert "teacher 'mark2' has no finished run yet; run `nkd run mark2` first" in run["error"]
