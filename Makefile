@@ -28,6 +28,7 @@ lint: $(VENV_STAMP)
 bench: $(VENV_STAMP)
 	$(PY) bench/store_bench.py
 	$(PY) bench/tui_bench.py
+	$(PY) bench/features_bench.py
 
 snapshot-update: $(VENV_STAMP)
 	$(PY) -m pytest -q --snapshot-update

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 
 AMIN = 1e-10  # librosa.power_to_db's floor
+TOP_DB = 80.0  # and its dynamic range: nothing more than 80 dB below the clip's peak
+CPU_CHUNK = 64  # clips per STFT on the CPU: the spectra of a chunk stay in cache
 SEGMENT_FRAMES = 101  # frames of one model input (1 s at hop 160)
 SEGMENT_HOP = 50  # hop between the inputs cut from a longer clip
 MAX_SEGMENTS = 5
@@ -57,14 +59,19 @@ class LogMel:
         fb = librosa.filters.mel(
             sr=settings.sample_rate, n_fft=settings.n_fft, n_mels=settings.n_mels
         )
-        self._fb = torch.from_numpy(fb)  # [n_mels, n_fft // 2 + 1]
-        self._window = torch.hann_window(settings.n_fft, periodic=True)
+        self._fb = torch.from_numpy(fb)  # [n_mels, n_fft // 2 + 1], float32 as librosa's
+        self._windows: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
         self._spectrogram = _torchaudio_spectrogram() if use_torchaudio else None
         self.backend = "torchaudio" if self._spectrogram else "torch.stft"
 
     def power(self, waves: torch.Tensor) -> torch.Tensor:
         s = self.settings
-        window = self._window.to(waves.device, waves.dtype)
+        key = (waves.device, waves.dtype)
+        if key not in self._windows:  # made in the waves' precision, not cast from float32
+            self._windows[key] = torch.hann_window(
+                s.n_fft, periodic=True, dtype=waves.dtype, device=waves.device
+            )
+        window = self._windows[key]
         if self._spectrogram is not None:
             return self._spectrogram(
                 waves,
@@ -92,11 +99,19 @@ class LogMel:
 
     @torch.no_grad()
     def __call__(self, waves: torch.Tensor) -> torch.Tensor:
+        """As `librosa.power_to_db(librosa.feature.melspectrogram(y, ...))` with its defaults
+        (power 2, centred frames padded with zeros, ref 1.0, amin 1e-10, top_db 80), per clip."""
         squeeze = waves.dim() == 1
         waves = waves.reshape(1, -1) if squeeze else waves
         fb = self._fb.to(waves.device, waves.dtype)
-        mel = torch.matmul(fb, self.power(waves))
-        out = (10.0 * torch.log10(mel.clamp_min(AMIN))).unsqueeze(1)
+        step = CPU_CHUNK if waves.device.type == "cpu" else max(1, waves.shape[0])
+        parts = []
+        for i in range(0, waves.shape[0], step):
+            db = 10.0 * torch.log10(
+                torch.matmul(fb, self.power(waves[i : i + step])).clamp_min(AMIN)
+            )
+            parts.append(torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - TOP_DB))
+        out = torch.cat(parts).unsqueeze(1)
         return out[0] if squeeze else out
 
 

@@ -77,7 +77,9 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Space]:
         run = s.latest(name)
         output = (Path(run["run_dir"]) / "output.log").read_text()
         s.outputs[name] = output
-        assert code == 0 and run["status"] == "finished", f"{name}: {run['error']}\n{output[-3000:]}"
+        assert code == 0 and run["status"] == "finished", (
+            f"{name}: {run['error']}\n{output[-3000:]}"
+        )
     yield s
 
 
@@ -92,12 +94,22 @@ def test_teacher_learns_and_records_everything(space: Space) -> None:
     assert {("macro_f1", "test", None), ("roc_auc", "test", None)} <= set(m)
     assert ("zero_shot_accuracy", "zero_shot", None) in m  # the text model is installed in tests
     ckpt = space.root / "checkpoints" / run["id"]
-    for name in ("best_teacher_encoder.pth", "best_teacher_classifier.pth", "teacher_encoder.pth",
-                 "teacher_classifier.pth", "teacher_state.pt"):
+    for name in (
+        "best_teacher_encoder.pth",
+        "best_teacher_classifier.pth",
+        "teacher_encoder.pth",
+        "teacher_classifier.pth",
+        "teacher_state.pt",
+    ):
         assert (ckpt / name).is_file(), name
     folder = Path(run["run_dir"])
-    for name in ("loss_curve_train_val.png", "confusion_matrix.csv", "confusion_matrix.png",
-                 "prediction_details.csv", "zero_shot_predictions.csv"):
+    for name in (
+        "loss_curve_train_val.png",
+        "confusion_matrix.csv",
+        "confusion_matrix.png",
+        "prediction_details.csv",
+        "zero_shot_predictions.csv",
+    ):
         assert (folder / name).stat().st_size > 0, name
     assert run["accuracy"] == m[("accuracy", "test", None)]
     assert run["device"] == "cpu"
@@ -132,8 +144,11 @@ def test_soft_labels_are_npz_with_provenance(space: Space) -> None:
         lineage = {(r["child"], r["parent"], r["relation"]) for r in store.lineage()}
     finally:
         store.close()
-    assert (f"{run['id']}/soft_labels.npz", f"{teacher['id']}/best_teacher_encoder.pth",
-            "teacher") in lineage
+    assert (
+        f"{run['id']}/soft_labels.npz",
+        f"{teacher['id']}/best_teacher_encoder.pth",
+        "teacher",
+    ) in lineage
 
 
 def test_student_follows_the_teacher(space: Space) -> None:
@@ -142,8 +157,12 @@ def test_student_follows_the_teacher(space: Space) -> None:
     val = [e["val_loss"] for e in space.epochs(run["id"])]
     assert val[-1] < val[0] * 0.7, val  # validation L1 to the teacher's embeddings falls
     ckpt = space.root / "checkpoints" / run["id"]
-    assert {"best_student_encoder.pth", "best_student_head.pth", "student_encoder.pth",
-            "student_head.pth"} <= {p.name for p in ckpt.iterdir()}
+    assert {
+        "best_student_encoder.pth",
+        "best_student_head.pth",
+        "student_encoder.pth",
+        "student_head.pth",
+    } <= {p.name for p in ckpt.iterdir()}
 
 
 def test_ensemble_reports_three_models_side_by_side(space: Space) -> None:
@@ -173,8 +192,12 @@ def test_hybrid_kd_trains_a_binary_student(space: Space) -> None:
 
 
 def test_class_order_mismatch_is_refused(space: Space) -> None:
-    code = space.nkd("run", "mark1.ensemble", "--set",
-                     'classes=["daily_noise", "apartment_noise", "background_noise"]')
+    code = space.nkd(
+        "run",
+        "mark1.ensemble",
+        "--set",
+        'classes=["daily_noise", "apartment_noise", "background_noise"]',
+    )
     run = space.latest("mark1.ensemble")
     assert code != 0 and run["status"] == "failed"
     assert "class order" in run["error"] and "differs from teacher" in run["error"]
