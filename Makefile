@@ -14,9 +14,10 @@ $(VENV_STAMP): pyproject.toml
 
 setup: $(VENV_STAMP)
 
-# the main job: a live demo run (procedurally made sensor data), then the TUI on the registry
+# the main job: a procedurally made noise set, a live mark1 teacher run, then the TUI
 demo: $(VENV_STAMP)
-	.venv/bin/nkd run ts_recon_cls_demo --detach
+	.venv/bin/nkd data synth noise
+	.venv/bin/nkd run mark1 --detach
 	.venv/bin/nkd
 
 test: $(VENV_STAMP)
