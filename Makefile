@@ -30,6 +30,7 @@ bench: $(VENV_STAMP)
 	$(PY) bench/store_bench.py
 	$(PY) bench/tui_bench.py
 	$(PY) bench/features_bench.py
+	$(PY) bench/sdr_bench.py
 
 snapshot-update: $(VENV_STAMP)
 	$(PY) -m pytest -q --snapshot-update
