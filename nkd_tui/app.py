@@ -81,6 +81,12 @@ class LossChart(PlotextPlot):
             plt.xlabel("epoch")
 
 
+class ExperimentTree(Tree):
+    """The experiments tree; space marks the highlighted run (enter still folds a group)."""
+
+    BINDINGS = [Binding("space", "app.mark", "Mark", show=False)]
+
+
 class NkdApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "nkd"
@@ -91,6 +97,8 @@ class NkdApp(App[None]):
         Binding("u", "control('suspend')", "Suspend", id="run.suspend"),
         Binding("s", "stop", "Stop", id="run.stop"),
         Binding("K", "kill", "Kill", id="run.kill"),
+        Binding("space", "mark", "Mark", id="run.mark"),
+        Binding("c", "compare", "Compare", id="run.compare"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
@@ -106,6 +114,7 @@ class NkdApp(App[None]):
         self.poll_enabled = poll
         self.experiment: str | None = None
         self.run_id: str | None = None  # the highlighted run, followed by chart and log
+        self.marked: list[str] = []  # runs marked for the compare screen, in marking order
         self._rows: tuple = ()
         self._table_generation = 0
         self._log_text = ""
@@ -122,7 +131,7 @@ class NkdApp(App[None]):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
-            yield Tree("experiments", id="experiments")
+            yield ExperimentTree("experiments", id="experiments")
             with Vertical(id="right"):
                 yield DataTable(id="runs", cursor_type="row", zebra_stripes=False)
                 with Horizontal(id="detail"):
@@ -208,7 +217,7 @@ class NkdApp(App[None]):
             for old, new in zip(self._rows, snap.runs, strict=True):
                 for header, a, b in zip(RUN_HEADERS, old.cells, new.cells, strict=True):
                     if a != b:
-                        table.update_cell(new.run_id, header, self._cell(header, b))
+                        table.update_cell(new.run_id, header, self._cell(header, b, new.run_id))
         else:
             # A DataTable measures every cell it is given: rows that fill the screen go in now,
             # the rest just after this paint (dropped if a newer snapshot replaced them).
@@ -227,14 +236,19 @@ class NkdApp(App[None]):
             return
         table = self.query_one(DataTable)
         for row in rows:
-            cells = (self._cell(h, c) for h, c in zip(RUN_HEADERS, row.cells, strict=True))
+            cells = (
+                self._cell(h, c, row.run_id) for h, c in zip(RUN_HEADERS, row.cells, strict=True)
+            )
             table.add_row(*cells, key=row.run_id)
             if row.run_id == self.run_id:
                 table.move_cursor(row=table.row_count - 1, animate=False)
 
-    @staticmethod
-    def _cell(header: str, value: str) -> str:
-        return status_text(value) if header == "status" else value
+    def _cell(self, header: str, value: str, run_id: str) -> str:
+        if header == "status":
+            return status_text(value)
+        if header == "run" and run_id in self.marked:
+            return f"● {value}"
+        return value
 
     # ── selection ───────────────────────────────────────────────────────────────────────────
 
@@ -323,6 +337,38 @@ class NkdApp(App[None]):
                 self._control(run_id, action)
 
         self.push_screen(ConfirmScreen(question), answered)
+
+    RUN_ACTIONS = frozenset({"launch", "control", "stop", "kill", "mark", "compare"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Run keys act on the main screen only (they are hidden on the compare screen)."""
+        if action in self.RUN_ACTIONS and len(self.screen_stack) > 1:
+            return False
+        return True
+
+    def action_mark(self) -> None:
+        """Mark the highlighted run for comparison (again: unmark it)."""
+        run_id = self.run_id
+        if not run_id:
+            return
+        if run_id in self.marked:
+            self.marked.remove(run_id)
+        else:
+            self.marked.append(run_id)
+        row = next((r for r in self._rows if r.run_id == run_id), None)
+        if row is not None:
+            self.query_one(DataTable).update_cell(
+                run_id, "run", self._cell("run", row.cells[0], run_id)
+            )
+
+    def action_compare(self) -> None:
+        if len(self.marked) < 2:
+            self.notify("mark two or more runs with space, then press c", severity="warning")
+            return
+        from nkd_tui.compare_screen import CompareScreen
+
+        self.push_screen(CompareScreen(self.workspace.db_path, list(self.marked),
+                                       self.workspace.root / "exports", clock=self.poller.clock))
 
     def action_stop(self) -> None:
         self._confirm(f"Stop {self.run_id}? It saves its last state.", "stop")

@@ -132,6 +132,8 @@ HELP_KEYS = (
     ("u", "suspend it: checkpoint, exit, free the GPU (r restarts it)"),
     ("s", "stop it (asks first): finish the step, save the last state"),
     ("K", "kill it (asks first)"),
+    ("space", "mark / unmark the run for comparison (any experiments)"),
+    ("c", "compare the marked runs: metrics, loss curves, differing settings"),
     ("q", "quit; runs keep going, reopen nkd to see them again"),
 )
 

@@ -72,6 +72,10 @@ def sentence_model(name: str):
     path = _model_path(name)
     if path is None:
         return None
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no progress bars in run logs
+    os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:

@@ -1,0 +1,155 @@
+"""Side-by-side comparison of runs, read from the store: no Textual here, so it is easy to test.
+
+One row per run with its best values and headline metrics (accuracy / macro-F1 / ROC AUC for
+noise runs, SDR per stem for separation runs), the score delta of a fine-tune or student against
+its parent (`pretrained` or `teacher`: that run, or that experiment's newest finished run), the
+parameters that differ, and each run's loss curve.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.store import Store
+
+FIXED = ["run", "experiment", "status", "epochs", "best val", "best ep"]
+METRIC_ORDER = [
+    "accuracy",
+    "macro_f1",
+    "roc_auc",
+    "teacher_accuracy",
+    "student_accuracy",
+    "zero_shot_accuracy",
+    "sdr bass",
+    "sdr drums",
+    "sdr other",
+    "sdr vocals",
+    "sdr mean",
+]
+SPLIT_PREFERENCE = {"test": 0, "val": 1, None: 2}
+IGNORED_PARAMS = {"description", "group", "reported", "tags"}
+
+
+@dataclass
+class Comparison:
+    run_ids: list[str]
+    columns: list[str]
+    rows: list[list[Any]]  # raw values in `columns` order, one list per run
+    params: list[tuple[str, list[Any], bool]]  # key, value per run, whether they differ
+    curves: dict[str, list[tuple[int, float | None, float | None]]] = field(default_factory=dict)
+
+    def sorted_rows(self, column: str, reverse: bool = False) -> list[list[Any]]:
+        """Rows sorted by one column; missing values last either way."""
+        i = self.columns.index(column)
+        present = [r for r in self.rows if r[i] is not None]
+        missing = [r for r in self.rows if r[i] is None]
+        return sorted(present, key=lambda r: _sort_key(r[i]), reverse=reverse) + missing
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        out = csv.writer(buf, lineterminator="\n")
+        out.writerow(self.columns)
+        out.writerows([["" if v is None else v for v in row] for row in self.rows])
+        out.writerow([])
+        out.writerow(["parameter", *self.run_ids])
+        for key, values, _ in self.params:
+            out.writerow([key, *[param_text(v) for v in values]])
+        return buf.getvalue()
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    return (0, value) if isinstance(value, int | float) else (1, str(value))
+
+
+def param_text(value: Any) -> str:
+    if value is None:
+        return "-"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _headline(metrics: list[dict[str, Any]]) -> dict[str, float]:
+    """The value of each (name, stem) to show: test split first, then val, then none; newest."""
+    chosen: dict[str, tuple[int, int, float]] = {}
+    for order, m in enumerate(metrics):  # the store returns them oldest first
+        if m.get("track"):
+            continue
+        name = m["name"] if not m.get("stem") else f"{m['name']} {m['stem']}"
+        if m["name"] == "zero_shot_accuracy" and m.get("stem"):
+            continue
+        rank = (SPLIT_PREFERENCE.get(m.get("split"), 3), -order)
+        if name not in chosen or rank < chosen[name][:2]:
+            chosen[name] = (*rank, m["value"])
+    return {k: v[2] for k, v in chosen.items()}
+
+
+def score(run: dict[str, Any]) -> float | None:
+    return run.get("sdr") if run.get("sdr") is not None else run.get("accuracy")
+
+
+def _params(run: dict[str, Any]) -> dict[str, Any]:
+    value = run.get("params") or {}
+    return json.loads(value) if isinstance(value, str) else dict(value)
+
+
+def _parent(store: Store, params: dict[str, Any]) -> dict[str, Any] | None:
+    ref = params.get("pretrained") or params.get("teacher")
+    if not isinstance(ref, str):
+        return None
+    if ref.startswith("run:"):
+        return store.get_run(ref[4:])
+    return store.latest_run(ref, status="finished")
+
+
+def compare(store: Store, run_ids: list[str]) -> Comparison:
+    runs = [store.get_run(r) for r in run_ids]
+    missing = [r for r, run in zip(run_ids, runs, strict=True) if run is None]
+    if missing:
+        raise KeyError(f"no such run: {', '.join(missing)}")
+    params = [_params(run) for run in runs]
+    headlines = [_headline(store.metrics(r)) for r in run_ids]
+    names = [n for n in METRIC_ORDER if any(n in h for h in headlines)]
+    columns = FIXED + names + ["score", "Δ vs parent"]
+    rows = []
+    for run, p, h in zip(runs, params, headlines, strict=True):
+        parent = _parent(store, p)
+        delta = None
+        if parent is not None and score(run) is not None and score(parent) is not None:
+            delta = round(score(run) - score(parent), 6)
+        rows.append(
+            [
+                run["id"],
+                run["experiment"],
+                run["status"],
+                run.get("epoch"),
+                run.get("best_val_loss"),
+                run.get("best_epoch"),
+                *[h.get(n) for n in names],
+                score(run),
+                delta,
+            ]
+        )
+    keys = sorted({k for p in params for k in p} - IGNORED_PARAMS)
+    table = []
+    for key in keys:
+        values = [p.get(key) for p in params]
+        table.append((key, values, any(v != values[0] for v in values[1:])))
+    table.sort(key=lambda t: (not t[2], t[0]))  # differences first
+    curves = {
+        r: [(e["epoch"], e["train_loss"], e["val_loss"]) for e in store.epochs(r)] for r in run_ids
+    }
+    return Comparison(list(run_ids), columns, rows, table, curves)
+
+
+def fmt(value: Any, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isinf(value) or math.isnan(value):
+            return str(value)
+        return f"{value:+.4g}" if signed else f"{value:.4g}"
+    return str(value)
