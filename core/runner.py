@@ -18,7 +18,7 @@ from typing import Any
 from core import control, recipes
 from core.errors import RunError
 from core.liveness import is_alive
-from core.registry import DATA_REF_KEYS, Registry, substitute_command
+from core.registry import DATA_REF_KEYS, Experiment, Registry, substitute_command
 from core.reporter import Reporter
 from core.store import ACTIVE, FINAL, Store
 from core.workspace import Workspace, atomic_write_json, read_json
@@ -65,7 +65,13 @@ def launch(
     store: Store | None = None,
 ) -> Launched:
     """Resolve, record and start one run; raises RegistryError/RunError before writing anything."""
-    exp = registry.resolve(name, list(overrides))
+    return launch_experiment(registry, registry.resolve(name, list(overrides)), store)
+
+
+def launch_experiment(registry: Registry, exp: Experiment, store: Store | None = None) -> Launched:
+    """Record and start a run of a resolved experiment (one from the registry, or an ad-hoc
+    one such as `nkd blend` makes)."""
+    name = exp.name
     where = f"{registry.path}: experiment '{name}'"
     if exp.recipe:
         recipes.check(exp.recipe, where)

@@ -44,6 +44,13 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
+def run_device(ctx: RunContext) -> torch.device:
+    """The device a run uses (auto -> cuda when there is one), recorded on the run."""
+    device = pick_device(ctx.params.get("device", "auto"))
+    ctx.reporter.status("running", device=str(device))
+    return device
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -323,7 +323,10 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
         synthesize(registry, per_class=args.per_class, seed=args.seed)
         return 0
-    raise NkdError(f"nkd data synth {args.kind}: not built yet (available: noise)")
+    from core.separation.synth import synthesize as synth_tracks
+
+    synth_tracks(registry, tracks=args.tracks, seconds=args.seconds, seed=args.seed)
+    return 0
 
 
 def cmd_data_index(args: argparse.Namespace) -> int:
@@ -346,6 +349,62 @@ def cmd_data_index(args: argparse.Namespace) -> int:
     for rel, reason in skipped:
         print(f"  skipped {rel}: {reason}")
     return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from core.lineage import render
+    from core.runner import resolve_run
+
+    ws, store = _open_store(args)
+    run_id = resolve_run(store, args.run)
+    for line in render(store, run_id):
+        print(line)
+    return 0
+
+
+def cmd_blend(args: argparse.Namespace) -> int:
+    from core.registry import Experiment, Reference
+    from core.runner import launch_experiment
+
+    registry, ws, store = _open(args)
+    if len(args.sources) < 2:
+        raise NkdError("blend: give at least two sources (experiments, run ids or files)")
+    try:
+        weights = [float(w) for w in args.weights.split(",")]
+    except ValueError:
+        raise NkdError(f"blend: --weights '{args.weights}' is not a list of numbers") from None
+    if len(weights) != len(args.sources):
+        raise NkdError(f"blend: {len(args.sources)} sources but {len(weights)} weights")
+    if abs(sum(weights) - 1) > 1e-6 or any(w <= 0 for w in weights):
+        raise NkdError(f"blend: weights {args.weights} must be positive and sum to 1 "
+                       f"(they sum to {sum(weights):g})")
+    refs, val_data = [], args.val_data
+    for src, w in zip(args.sources, weights, strict=True):
+        if src.startswith("run:") or store.get_run(src) is not None:
+            refs.append(Reference("run", src.removeprefix("run:"), w))
+        elif src in registry.experiments:
+            refs.append(Reference("experiment", src, w))
+            val_data = val_data or registry.experiments[src].params.get("val_data")
+        elif (ws.root / src).is_file() or Path(src).is_file():
+            refs.append(Reference("file", src, w))
+        else:
+            raise NkdError(f"blend: '{src}' is not an experiment, a run or a file")
+    if not val_data:
+        raise NkdError("blend: no validation data known for these sources; use --val-data")
+    if val_data not in registry.data:
+        raise NkdError(f"blend: no data source '{val_data}' in {registry.path}")
+    name = args.name or "blend_" + "_".join(
+        f"{r.target.split('/')[-1].removesuffix('.pth')}_{r.weight:g}" for r in refs
+    ).replace(".", "_")
+    params = {"group": "separation", "recipe": "separation.blend", "val_data": val_data,
+              "mask_scale": args.mask_scale, "threshold": args.threshold,
+              "sources": {str(r): r.weight for r in refs}}
+    exp = Experiment(name, params, (name,), {}, tuple(refs))
+    launched = launch_experiment(registry, exp, store=store)
+    print(f"{launched.run_id}: started (pid {launched.pid}), folder {launched.run_dir}")
+    if args.detach:
+        return 0
+    return _follow_run(store, ws, launched.run_id)
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -411,12 +470,28 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_reindex
     )
 
+    p = sub.add_parser("lineage", help="checkpoint family tree of a run or experiment, with SDR")
+    p.add_argument("run", help="run id, unique prefix, or experiment (its latest run)")
+    p.set_defaults(func=cmd_lineage)
+
+    p = sub.add_parser("blend", help="weighted average of separator checkpoints, then evaluate")
+    p.add_argument("sources", nargs="+", help="experiments, run ids (or run:<id>) or files")
+    p.add_argument("--weights", required=True, help="comma-separated, summing to 1: 0.8,0.2")
+    p.add_argument("--name", help="name of the blend's runs (default from the sources)")
+    p.add_argument("--val-data", help="data source to evaluate on (default: the sources')")
+    p.add_argument("--mask-scale", type=float, default=1.0)
+    p.add_argument("--threshold", type=float, default=0.0)
+    p.add_argument("--detach", "-d", action="store_true")
+    p.set_defaults(func=cmd_blend)
+
     data = sub.add_parser("data", help="demo data and dataset indexes").add_subparsers(
         dest="data_command", metavar="ACTION", required=True
     )
     p = data.add_parser("synth", help="write a procedural demo data set for the registry's sources")
     p.add_argument("kind", choices=["noise", "separation"])
-    p.add_argument("--per-class", type=int, default=40, help="files per class (default 40)")
+    p.add_argument("--per-class", type=int, default=40, help="noise: files per class (40)")
+    p.add_argument("--tracks", type=int, default=8, help="separation: training tracks (8)")
+    p.add_argument("--seconds", type=float, default=8.0, help="separation: track length (8 s)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_data_synth)
     p = data.add_parser("index", help="scan a data source and write its dataset_index.csv")

@@ -219,12 +219,15 @@ def test_bad_override_starts_nothing(
 
 
 def test_recipe_not_built_yet_is_a_clear_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = write(tmp_path, GOOD.replace('recipe = "noise.teacher"', 'recipe = "separation.train"'))
+    from core import recipes
+
+    monkeypatch.setitem(recipes.PLANNED, "vocoder", "neural vocoders")
+    path = write(tmp_path, GOOD.replace('recipe = "noise.teacher"', 'recipe = "vocoder.train"'))
     assert main(["--registry", str(path), "run", "base", "--detach"]) == 1
     err = capsys.readouterr().err
-    assert "recipe 'separation.train' is not built yet" in err and "nothing was started" in err
+    assert "recipe 'vocoder.train' is not built yet" in err and "nothing was started" in err
     assert not (tmp_path / "runs").exists()
 
 

@@ -30,12 +30,9 @@ def log(message: str) -> None:
 
 
 def device_of(ctx: RunContext) -> torch.device:
-    """The device this run trains on, recorded on the run (auto -> cuda or cpu)."""
-    from core.training import pick_device
+    from core.training import run_device
 
-    device = pick_device(ctx.params.get("device", "auto"))
-    ctx.reporter.status("running", device=str(device))
-    return device
+    return run_device(ctx)
 
 
 def source(ctx: RunContext, key: str = "data") -> dataset.Source:

@@ -20,11 +20,12 @@ from core.reporter import Reporter
 RECIPES: dict[str, str] = {
     f"noise.{step}": f"core.noise.recipes:{step}"
     for step in ("index", "teacher", "soft_labels", "student", "ensemble", "hybrid_kd")
+} | {
+    f"separation.{step}": f"core.separation.recipes:{step}"
+    for step in ("train", "evaluate", "blend")
 }
 
-PLANNED = {
-    "separation": "music source separation (CRNN, U-Net CRNN, blends)",
-}
+PLANNED: dict[str, str] = {}  # families named in a registry before their recipes are built
 
 
 @dataclass

@@ -1,0 +1,129 @@
+"""Weighted averages of separator checkpoints, refused when they cannot be averaged."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core import checkpoint, refs
+from core.errors import RunError
+from core.recipes import RunContext
+from core.store import Store
+
+KIND = "separator_model"
+BEST = f"best_{KIND}.pth"
+ARCH_KEYS = ("model", "stems", "hidden_size", "num_layers", "rhythm_head", "stft")
+
+
+def check_compatible(items: list[tuple[str, dict[str, Any]]]) -> None:
+    """Same architecture everywhere: model, stems, sizes and STFT, named where they differ."""
+    first_name, first = items[0]
+    for name, meta in items[1:]:
+        for key in ARCH_KEYS:
+            if meta.get(key) != first.get(key):
+                raise RunError(
+                    f"different architectures: {key} is {first.get(key)!r} in {first_name} "
+                    f"but {meta.get(key)!r} in {name}"
+                )
+
+
+def average(
+    states: list[tuple[str, dict[str, torch.Tensor]]], weights: list[float]
+) -> dict[str, torch.Tensor]:
+    """Σ wᵢ·θᵢ over identical key sets and shapes; integer buffers come from the first source."""
+    total = sum(weights)
+    if not math.isclose(total, 1.0, abs_tol=1e-6):
+        raise RunError(f"blend weights {weights} sum to {total:g}, not 1")
+    if any(w <= 0 for w in weights):
+        raise RunError(f"blend weights {weights} must all be positive")
+    first_name, first = states[0]
+    for name, state in states[1:]:
+        missing, extra = sorted(set(first) - set(state)), sorted(set(state) - set(first))
+        if missing or extra:
+            key = (missing or extra)[0]
+            raise RunError(
+                f"key '{key}' is in {first_name if missing else name} but not in "
+                f"{name if missing else first_name}"
+            )
+        for key, tensor in first.items():
+            if state[key].shape != tensor.shape:
+                raise RunError(
+                    f"key '{key}': shape {tuple(tensor.shape)} in {first_name} but "
+                    f"{tuple(state[key].shape)} in {name}"
+                )
+    out = {}
+    for key, tensor in first.items():
+        if not tensor.is_floating_point():
+            out[key] = tensor.clone()  # e.g. BatchNorm's num_batches_tracked
+            continue
+        out[key] = sum(w * s[key].double() for w, (_n, s) in zip(weights, states, strict=True)).to(
+            tensor.dtype
+        )
+    return out
+
+
+def source_path(ctx: RunContext, ref: str) -> Path:
+    """A blend source (experiment, run:<id> or file) -> its best separator checkpoint."""
+    if ref.startswith("run:"):
+        kind, target = "run", ref[4:]
+    elif (ctx.root / ref).is_file() or Path(ref).is_file():
+        kind, target = "file", ref
+    else:
+        kind, target = "experiment", ref
+    ctx.config.setdefault("references", {})[f"source {ref}"] = {"kind": kind, "target": target}
+    return refs.checkpoint_path(ctx, f"source {ref}", "separator", "model", "best")
+
+
+def ancestors(store: Store, checkpoint_id: str) -> set[str]:
+    seen, todo = set(), [checkpoint_id]
+    while todo:
+        node = todo.pop()
+        for row in store.conn.execute("SELECT parent FROM lineage WHERE child = ?", (node,)):
+            if row[0] not in seen:
+                seen.add(row[0])
+                todo.append(row[0])
+    return seen
+
+
+def _run_of(checkpoint_id: str) -> str:
+    return checkpoint_id.split("/", 1)[0]
+
+
+def write_blend(
+    paths: list[Path], weights: list[float], out: Path, ctx: RunContext
+) -> dict[str, Any]:
+    payloads = [checkpoint.load(p, kind=KIND) for p in paths]
+    check_compatible([(str(p), pl["meta"]) for p, pl in zip(paths, payloads, strict=True)])
+    state = average(
+        [(str(p), pl["state_dict"]) for p, pl in zip(paths, payloads, strict=True)], weights
+    )
+    store = Store(ctx.db_path)
+    try:
+        ids = [refs.checkpoint_id(p) for p in paths]
+        lines = [ancestors(store, i) | {i} for i in ids]
+    finally:
+        store.close()
+    runs = [{_run_of(c) for c in line} for line in lines]
+    if not set.intersection(*runs):
+        print(
+            "warning: the blend sources share no ancestor; averages of unrelated trainings "
+            "rarely work",
+            flush=True,
+        )
+    meta = {
+        **payloads[0]["meta"],
+        "recipe": "separation.blend",
+        "experiment": ctx.config.get("experiment"),
+        "blend": [{"checkpoint": str(p), "weight": w} for p, w in zip(paths, weights, strict=True)],
+    }
+    checkpoint.save(out, KIND, state, meta)
+    print(
+        "blended "
+        + " + ".join(f"{w:g} x {p}" for p, w in zip(paths, weights, strict=True))
+        + f" -> {out}",
+        flush=True,
+    )
+    return meta

@@ -1,0 +1,256 @@
+"""Separation: models, STFT, data checks, training through real workers, fine-tune, freezing,
+blends, gain-corrected evaluation and lineage, on a small synthesized multitrack set."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core import checkpoint
+from core.errors import RunError
+from core.separation import data
+from core.separation.blend import average
+from core.separation.models import CRNN, UNetCRNN, focal_loss
+from core.separation.spectral import Stft
+from core.store import Store
+from nkd_tui.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = [
+    "--set",
+    "hidden_size=32",
+    "--set",
+    "num_layers=1",
+    "--set",
+    "segment_seconds=1.0",
+    "--set",
+    "device=cpu",
+]
+
+
+# ── units ───────────────────────────────────────────────────────────────────────────────────
+
+
+def test_model_shapes() -> None:
+    x = torch.randn(2, 1, 512, 40)
+    torch.set_grad_enabled(False)
+    assert CRNN(4, 32, 2)(x).shape == (2, 4, 512, 40)
+    masks, onsets = UNetCRNN(4, 32, 1, rhythm_head=True)(x)
+    assert masks.shape == (2, 4, 512, 40) and onsets.shape == (2, 40)
+    assert 0 <= float(masks.min()) and float(masks.max()) <= 1
+    masks, onsets = UNetCRNN(4, 32, 1, rhythm_head=False)(x)
+    torch.set_grad_enabled(True)
+    assert onsets is None
+
+
+def test_focal_loss_down_weights_easy_frames() -> None:
+    target = torch.tensor([1.0, 0.0])
+    easy, hard = torch.tensor([4.0, -4.0]), torch.tensor([-1.0, 1.0])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    assert focal_loss(easy, target) / bce(easy, target) < focal_loss(hard, target) / bce(
+        hard, target
+    )
+
+
+def test_stft_drops_and_restores_the_nyquist_bin() -> None:
+    stft = Stft(22050, 1024, 256)
+    t = torch.arange(22050) / 22050
+    wave = torch.sin(2 * torch.pi * 440 * t)[None].repeat(2, 1)
+    spec = stft.spec(wave)
+    assert spec.shape == (2, 512, 22050 // 256 + 1)
+    back = stft.wave(spec, wave.shape[-1])
+    assert torch.allclose(back[:, 1024:-1024], wave[:, 1024:-1024], atol=1e-4)
+    with pytest.raises(ValueError, match="n_fft 2048 gives 1025 bins"):
+        Stft(22050, 2048, 256).spec(wave)
+
+
+def _track(folder: Path, stems: list[str], n: int = 2205) -> None:
+    from core import audio
+
+    folder.mkdir(parents=True)
+    for name in ["mixture", *stems]:
+        audio.write(folder / f"{name}.wav", np.zeros((2, n), np.float32) + 0.01, 22050)
+
+
+def test_stem_files_are_checked_by_track_and_name(tmp_path: Path) -> None:
+    stems = ("bass", "drums", "other", "vocals")
+    _track(tmp_path / "ok" / "song_a", list(stems))
+    assert len(data.load(tmp_path / "ok", "musdb", stems, 22050)) == 1
+    _track(tmp_path / "missing" / "song_b", ["bass", "drums", "other"])
+    with pytest.raises(RunError, match="track 'song_b' is missing vocals.wav"):
+        data.load(tmp_path / "missing", "musdb", stems, 22050)
+    _track(tmp_path / "extra" / "song_c", [*stems, "piano"])
+    with pytest.raises(RunError, match="track 'song_c' has unexpected stem file.*piano.wav"):
+        data.load(tmp_path / "extra", "musdb", stems, 22050)
+    _track(tmp_path / "short" / "song_d", list(stems))
+    from core import audio
+
+    audio.write(tmp_path / "short" / "song_d" / "drums.wav", np.zeros((2, 100), np.float32), 22050)
+    with pytest.raises(RunError, match="song_d': stems differ in length"):
+        data.load(tmp_path / "short", "musdb", stems, 22050)
+
+
+def test_blend_arithmetic_and_refusals() -> None:
+    a = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}
+    b = {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(5)}
+    same = average([("a", a), ("a2", {k: v.clone() for k, v in a.items()})], [0.5, 0.5])
+    assert torch.equal(same["w"], a["w"])  # equal checkpoints blend to themselves
+    mixed = average([("a", a), ("b", b)], [0.8, 0.2])
+    assert torch.allclose(mixed["w"], torch.tensor([1.4, 2.8])) and int(mixed["n"]) == 3
+    with pytest.raises(RunError, match=r"sum to 1.1, not 1"):
+        average([("a", a), ("b", b)], [0.9, 0.2])
+    with pytest.raises(RunError, match=r"key 'w': shape \(2,\) in a but \(3,\) in c"):
+        average([("a", a), ("c", {"w": torch.zeros(3), "n": torch.tensor(1)})], [0.5, 0.5])
+    with pytest.raises(RunError, match="key 'n' is in a but not in d"):
+        average([("a", a), ("d", {"w": torch.zeros(2)})], [0.5, 0.5])
+
+
+# ── through real workers ────────────────────────────────────────────────────────────────────
+
+
+class Space:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.registry = root / "experiments.toml"
+
+    def nkd(self, *args: str) -> int:
+        return main(["--registry", str(self.registry), *args])
+
+    def run(self, name: str) -> dict:
+        store = Store(self.root / "nkd.db")
+        try:
+            return store.latest_run(name)
+        finally:
+            store.close()
+
+    def best(self, name: str) -> Path:
+        return self.root / "checkpoints" / self.run(name)["id"] / "best_separator_model.pth"
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Space]:
+    root = tmp_path_factory.mktemp("sep")
+    shutil.copy(ROOT / "experiments.toml", root / "experiments.toml")
+    s = Space(root)
+    assert s.nkd("data", "synth", "separation", "--tracks", "3", "--seconds", "4") == 0
+    steps = [
+        ("crnn_long", ["--set", "epochs=3", "--set", "lr=2e-3"]),
+        ("crnn_large_finetune", ["--set", "epochs=1"]),
+        ("crnn_large_finetune_ver1", ["--set", "epochs=1"]),
+        ("crnn_large_final_tune", ["--set", "epochs=1"]),
+        (
+            "retrain_frozen_output",
+            ["--set", "epochs=1", "--set", "pretrained=crnn_large_finetune_ver1"],
+        ),
+    ]
+    for name, extra in steps:
+        code = s.nkd("run", name, *SMALL, *extra)
+        assert code == 0, f"{name}: {s.run(name)['error']}"
+    assert s.nkd("run", "crnn_large_merged") == 0, s.run("crnn_large_merged")["error"]
+    assert (
+        s.nkd("run", "crnn_large_merged_0_8_0_2_gain", "--set", "pretrained=crnn_large_merged") == 0
+    )
+    yield s
+
+
+def test_training_lowers_validation_loss_and_scores_every_stem(space: Space) -> None:
+    run = space.run("crnn_long")
+    store = Store(space.root / "nkd.db")
+    epochs = store.epochs(run["id"])
+    metrics = store.metrics(run["id"])
+    store.close()
+    assert epochs[-1]["val_loss"] < epochs[0]["val_loss"]
+    stems = {m["stem"] for m in metrics if m["name"] == "sdr" and m["track"] is None}
+    assert stems == {"bass", "drums", "other", "vocals", "mean"}
+    assert {m["definition"] for m in metrics if m["name"] in ("sdr", "sar")} == {
+        "bsseval_v4_images"
+    }
+    assert {m["definition"] for m in metrics if m["name"] == "si_sdr"} == {"si_sdr"}
+    assert run["sdr"] is not None
+    csv_text = (Path(run["run_dir"]) / "eval_result_vocals.csv").read_text().splitlines()
+    assert csv_text[0] == "track,sdr,isr,sir,sar,si_sdr" and len(csv_text) == 3  # 2 val tracks
+    meta = checkpoint.load(space.best("crnn_long"))["meta"]
+    assert meta["stft"] == {"sample_rate": 22050, "n_fft": 1024, "hop_length": 256}
+    assert meta["norm_mean"].shape == (512,)
+
+
+def test_fine_tune_starts_from_its_parent(space: Space) -> None:
+    out = (Path(space.run("crnn_large_finetune_ver1")["run_dir"]) / "output.log").read_text()
+    assert "fine-tuning from" in out and "crnn_large_finetune_" in out
+
+
+def test_frozen_layers_stay_bit_identical(space: Space) -> None:
+    before = checkpoint.load(space.best("crnn_large_finetune_ver1"))["state_dict"]
+    after = checkpoint.load(space.best("retrain_frozen_output"))["state_dict"]
+    frozen = [k for k in before if k.startswith(("encoder", "lstm"))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert not torch.equal(before["decoder.weight"], after["decoder.weight"])
+
+
+def test_blend_records_lineage_and_its_evaluation(space: Space) -> None:
+    blend_run = space.run("crnn_large_merged")
+    payload = checkpoint.load(space.best("crnn_large_merged"))
+    a = checkpoint.load(space.best("crnn_large_finetune_ver1"))["state_dict"]
+    b = checkpoint.load(space.best("crnn_large_final_tune"))["state_dict"]
+    key = "decoder.weight"
+    assert torch.allclose(payload["state_dict"][key], 0.5 * a[key] + 0.5 * b[key], atol=1e-6)
+    store = Store(space.root / "nkd.db")
+    rows = {
+        (r["parent"].split("/")[0], r["relation"], r["weight"])
+        for r in store.lineage()
+        if r["child"].startswith(blend_run["id"])
+    }
+    store.close()
+    assert rows == {
+        (space.run("crnn_large_finetune_ver1")["id"], "blend", 0.5),
+        (space.run("crnn_large_final_tune")["id"], "blend", 0.5),
+    }
+    assert blend_run["sdr"] is not None  # evaluated as part of the blend run
+
+
+def test_gain_corrected_evaluation(space: Space) -> None:
+    run = space.run("crnn_large_merged_0_8_0_2_gain")
+    store = Store(space.root / "nkd.db")
+    gains = [m for m in store.metrics(run["id"]) if m["name"] == "gain"]
+    store.close()
+    assert {g["stem"] for g in gains} == {"bass", "drums", "other", "vocals"}
+    assert all(g["value"] > 0 for g in gains)
+
+
+def test_blend_command_checks_weights_and_warns_about_strangers(space: Space, capsys) -> None:
+    assert space.nkd("blend", "crnn_long", "crnn_large_finetune", "--weights", "0.9,0.2") == 1
+    assert (
+        "weights 0.9,0.2 must be positive and sum to 1 (they sum to 1.1)" in capsys.readouterr().err
+    )
+    assert space.nkd("blend", "crnn_long", "crnn_large_finetune", "--weights", "0.5,0.5") == 0
+    run = space.run("blend_crnn_long_0_5_crnn_large_finetune_0_5")
+    out = (Path(run["run_dir"]) / "output.log").read_text()
+    assert "share no ancestor" in out and run["sdr"] is not None
+
+
+def test_different_architectures_are_refused_by_name() -> None:
+    from core.separation.blend import check_compatible
+
+    base = {"model": "crnn", "stems": ["bass"], "hidden_size": 256, "num_layers": 3}
+    with pytest.raises(RunError, match="hidden_size is 256 in a.pth but 512 in b.pth"):
+        check_compatible([("a.pth", base), ("b.pth", {**base, "hidden_size": 512})])
+
+
+def test_lineage_reads_as_the_history(space: Space, capsys) -> None:
+    capsys.readouterr()
+    assert space.nkd("lineage", "crnn_large_merged_0_8_0_2_gain") == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith(space.run("crnn_large_finetune")["id"])
+    for piece in (
+        "pretrained → crnn_large_finetune_ver1_",
+        "blend 0.5 → crnn_large_merged_",
+        "evaluated → crnn_large_merged_0_8_0_2_gain_",
+        "◀",
+        "SDR",
+    ):
+        assert piece in out
