@@ -9,23 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import checkpoint
 from core.errors import RunError
 from core.recipes import RunContext
 from core.separation import bsseval
 from core.separation.data import Track
-from core.separation.models import build, masks_of
+from core.separation.models import masks_of
 from core.separation.spectral import MagNorm, Stft
 from core.workspace import atomic_write_text
 
 METRICS = ("sdr", "isr", "sir", "sar", "si_sdr")
-
-
-def load_separator(path: Path) -> tuple[torch.nn.Module, dict]:
-    payload = checkpoint.load(path, kind="separator")
-    model = build(payload["meta"])
-    model.load_state_dict(payload["state_dict"])
-    return model, payload["meta"]
 
 
 @torch.no_grad()

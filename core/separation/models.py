@@ -147,3 +147,29 @@ def focal_loss(
     p_t = p * target + (1 - p) * (1 - target)
     a_t = alpha * target + (1 - alpha) * (1 - target)
     return (a_t * (1 - p_t) ** gamma * ce).mean()
+
+
+def load_weights(model: nn.Module, state: dict, where: str) -> None:
+    """load_state_dict with a one-line error naming the checkpoint and the first odd keys."""
+    missing, unexpected = (
+        model.state_dict().keys() - state.keys(),
+        state.keys() - model.state_dict().keys(),
+    )
+    if missing or unexpected:
+        from core.errors import RunError
+
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(sorted(missing)[:3])}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(sorted(unexpected)[:3])}")
+        raise RunError(f"{where}: weights do not fit a {type(model).__name__} ({'; '.join(parts)})")
+    for key, tensor in model.state_dict().items():
+        if state[key].shape != tensor.shape:
+            from core.errors import RunError
+
+            raise RunError(
+                f"{where}: key '{key}' has shape {tuple(state[key].shape)}, the model "
+                f"needs {tuple(tensor.shape)}"
+            )
+    model.load_state_dict(state)

@@ -17,7 +17,7 @@ from core.recipes import RunContext
 from core.separation import blend as blending
 from core.separation.data import STEMS, Track, load
 from core.separation.evaluate import score
-from core.separation.models import build, focal_loss, masks_of
+from core.separation.models import build, focal_loss, load_weights, masks_of
 from core.separation.spectral import MagNorm, Stft
 from core.training import Trainer, run_device
 
@@ -137,7 +137,7 @@ def train(ctx: RunContext) -> None:
         path = separator_path(ctx, "pretrained")
         source = checkpoint.load(path, kind=KIND)
         blending.check_compatible([(str(path), source["meta"]), ("this experiment", meta)])
-        model.load_state_dict(source["state_dict"])
+        load_weights(model, source["state_dict"], str(path))
         norm = MagNorm.from_meta(source["meta"])  # the statistics the weights were trained with
         parents.append({"checkpoint": refs.checkpoint_id(path), "relation": "pretrained"})
         print(f"fine-tuning from {path}", flush=True)
@@ -237,7 +237,7 @@ def evaluate(ctx: RunContext) -> None:
     path = separator_path(ctx, "pretrained")
     payload = checkpoint.load(path, kind=KIND)
     model = build(payload["meta"])
-    model.load_state_dict(payload["state_dict"])
+    load_weights(model, payload["state_dict"], str(path))
     meta = payload["meta"]
     tracks = _tracks(ctx, "val_data", tuple(meta["stems"]), int(meta["stft"]["sample_rate"]))
     record_evaluation(ctx, path)
@@ -283,7 +283,7 @@ def blend(ctx: RunContext) -> None:
         ],
     )
     model = build(meta)
-    model.load_state_dict(checkpoint.load(out, kind=KIND)["state_dict"])
+    load_weights(model, checkpoint.load(out, kind=KIND)["state_dict"], str(out))
     tracks = _tracks(ctx, "val_data", tuple(meta["stems"]), int(meta["stft"]["sample_rate"]))
     score(
         ctx,
