@@ -8,14 +8,13 @@ loaded, checked and evaluated without the run that wrote it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from core.errors import RunError
+from core.workspace import atomic_write
 
 FORMAT = "nkd.checkpoint/1"
 
@@ -27,19 +26,7 @@ def save(path: Path, kind: str, state_dict: dict[str, Any], meta: dict[str, Any]
 
 
 def save_payload(path: Path, payload: dict[str, Any]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
 def load(path: str | Path, kind: str | None = None) -> dict[str, Any]:

@@ -60,15 +60,6 @@ def confusion(path: Path, matrix: list[list[int]], classes: list[str], title: st
 
 
 def _save(fig, path: Path) -> None:
-    import os
-    import tempfile
+    from core.workspace import atomic_write
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png"), suffix=".png")

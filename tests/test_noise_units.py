@@ -376,3 +376,18 @@ def test_without_a_text_model_fixed_embeddings_and_a_warning() -> None:
     assert "zero-shot evaluation is off" in said[0]
     again = embed(["a", "b"], "a sound of {class}", "no-such-model", 32, warn=said.append)
     assert again.digest == emb.digest
+
+
+def test_demo_data_never_overwrites_real_recordings(tmp_path: Path) -> None:
+    from core import demo_data
+
+    real = tmp_path / "noise"
+    _write(real / "thump" / "mine.wav", clip("apartment_noise", 0, 1.0))
+    with pytest.raises(RunError, match="already holds files that nkd did not write"):
+        demo_data.claim(real, "noise", "noise per_class=4 seed=0\n", log=lambda _m: None)
+    assert (real / "thump" / "mine.wav").is_file()
+    ours = tmp_path / "demo"
+    assert demo_data.claim(ours, "demo", "a\n", log=lambda _m: None)
+    demo_data.seal(ours, "a\n")
+    assert not demo_data.claim(ours, "demo", "a\n", log=lambda _m: None)  # up to date
+    assert demo_data.claim(ours, "demo", "b\n", log=lambda _m: None)  # other settings: rewrite

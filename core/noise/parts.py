@@ -128,17 +128,74 @@ def load_teacher(ctx: RunContext, which: str = "best") -> Teacher:
             f"trainings (text embedding hash {meta.get('text_hash')} vs "
             f"{cls['meta'].get('text_hash')})"
         )
-    encoder = AudioEncoder(int(meta["embed_dim"]), tuple(meta["channels"]))
-    encoder.load_state_dict(enc["state_dict"])
-    head = TextHead(
-        cls["state_dict"]["text"],
-        float(meta["temperature"]),
-        background="background" in cls["state_dict"],
-    )
-    head.load_state_dict(cls["state_dict"])
+    encoder, head = encoder_and_head(enc, cls)
     ref = refs.reference(ctx, "teacher")
     log(f"teacher: {enc_path} ({which}, epoch {meta.get('epoch')}, classes {meta['classes']})")
     return Teacher(encoder, head, meta, enc_path, sha256_file(enc_path), ref["target"])
+
+
+def encoder_and_head(encoder_ckpt: dict, head_ckpt: dict) -> tuple[AudioEncoder, TextHead]:
+    """An audio encoder and its ViLD-text head, rebuilt from their checkpoints."""
+    meta = encoder_ckpt["meta"]
+    encoder = AudioEncoder(int(meta["embed_dim"]), tuple(meta["channels"]))
+    encoder.load_state_dict(encoder_ckpt["state_dict"])
+    state = head_ckpt["state_dict"]
+    head = TextHead(state["text"], float(meta["temperature"]), background="background" in state)
+    head.load_state_dict(state)
+    return encoder, head
+
+
+@dataclass
+class Splits:
+    """A labelled source's train and validation clips, as the experiment's classes see them."""
+
+    settings: MelSettings
+    seconds: float
+    source: dataset.Source
+    rows: list
+    names: list[str]
+    train: Clips
+    val: Clips
+    y_train: torch.Tensor
+    y_val: torch.Tensor
+    norm: Norm
+
+
+def labeled_splits(ctx: RunContext, device: torch.device) -> Splits:
+    p = ctx.params
+    settings, seconds = MelSettings.from_params(p), float(p.get("segment_seconds", 1.0))
+    src, rows = rows_of(ctx, "data", settings.sample_rate, seconds)
+    names, _ = dataset.class_map(p["classes"])
+    train_rows, ytr = dataset.select(rows, p["classes"], src.name, ("train",))
+    val_rows, yva = dataset.select(rows, p["classes"], src.name, ("val",))
+    if not val_rows:
+        raise RunError(f"data source '{src.name}': no validation clips for classes {names}")
+    tr = clips(ctx, train_rows, settings, seconds, device)
+    va = clips(ctx, val_rows, settings, seconds, device)
+    return Splits(
+        settings,
+        seconds,
+        src,
+        rows,
+        names,
+        tr,
+        va,
+        torch.tensor(ytr),
+        torch.tensor(yva),
+        Norm.fit(tr.mels),
+    )
+
+
+class Feed:
+    """An epoch's training batches, keeping the epoch's generator for the augmentations."""
+
+    def __init__(self, batcher) -> None:
+        self.batcher = batcher
+        self.generator: torch.Generator | None = None
+
+    def __call__(self, generator: torch.Generator):
+        self.generator = generator
+        return self.batcher.batches(generator)
 
 
 def check_classes(

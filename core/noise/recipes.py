@@ -27,14 +27,17 @@ from core.noise.models import (
     TextHead,
 )
 from core.noise.parts import (
+    Feed,
     Inputs,
     Teacher,
     check_classes,
     clips,
     device_of,
     embed_and_classify,
+    encoder_and_head,
     eval_rows,
     evaluate,
+    labeled_splits,
     load_teacher,
     log,
     logits_of,
@@ -90,16 +93,8 @@ def index(ctx: RunContext) -> None:
 def teacher(ctx: RunContext) -> None:
     p = ctx.params
     device = device_of(ctx)
-    settings, seconds = MelSettings.from_params(p), _seconds(p)
-    src, rows = rows_of(ctx, "data", settings.sample_rate, seconds)
-    names, _ = dataset.class_map(p["classes"])
-    train_rows, ytr = dataset.select(rows, p["classes"], src.name, ("train",))
-    val_rows, yva = dataset.select(rows, p["classes"], src.name, ("val",))
-    if not val_rows:
-        raise RunError(f"data source '{src.name}': no validation clips for classes {names}")
-    tr = clips(ctx, train_rows, settings, seconds, device)
-    va = clips(ctx, val_rows, settings, seconds, device)
-    norm = Norm.fit(tr.mels)
+    d = labeled_splits(ctx, device)
+    settings, seconds, names, norm = d.settings, d.seconds, d.names, d.norm
     dim = int(p.get("embed_dim", 384))
     emb = text.embed(
         names,
@@ -113,22 +108,21 @@ def teacher(ctx: RunContext) -> None:
         emb.vectors, float(p.get("temperature", 0.07)), bool(p.get("background_embedding"))
     )
     inputs = Inputs(settings, norm, _augment_for(p, "teacher"), float(p.get("noise_snr_db", 20.0)))
-    train = Batcher(
-        {"x": tr.mels, "w": tr.waves, "y": _labels(ytr)}, int(p.get("batch_size", 16)), device
+    feed = Feed(
+        Batcher(
+            {"x": d.train.mels, "w": d.train.waves, "y": d.y_train},
+            int(p.get("batch_size", 16)),
+            device,
+        )
     )
-    val = Batcher({"x": va.mels, "y": _labels(yva)}, 256, device)
-    generator_box: list[torch.Generator] = []
+    val = Batcher({"x": d.val.mels, "y": d.y_val}, 256, device)
 
     def step(batch: dict[str, torch.Tensor], is_train: bool):
-        x = inputs(batch, generator_box[0] if is_train else None, is_train)
+        x = inputs(batch, feed.generator if is_train else None, is_train)
         logits = head(encoder(x))
         loss = F.cross_entropy(logits.float(), batch["y"])
         correct = (logits[:, : len(names)].argmax(1) == batch["y"]).sum()
         return loss, batch["y"].numel(), {"accuracy": correct}
-
-    def train_batches(g: torch.Generator):
-        generator_box[:] = [g]
-        return train.batches(g)
 
     meta = {
         "recipe": "noise.teacher",
@@ -151,7 +145,7 @@ def teacher(ctx: RunContext) -> None:
         "teacher",
         {"encoder": encoder, "classifier": head},
         step,
-        train_batches,
+        feed,
         val.batches,
         meta,
         device,
@@ -159,7 +153,7 @@ def teacher(ctx: RunContext) -> None:
     result = trainer.fit()
     trainer.load_best()
     ctx.reporter.metric("best_epoch", result["best_epoch"])
-    test_rows, yte, split = eval_rows(rows, p["classes"], src.name)
+    test_rows, yte, split = eval_rows(d.rows, p["classes"], d.source.name)
     te = clips(ctx, test_rows, settings, seconds, device)
     _, probs = embed_and_classify(encoder, head, te.mels, norm, device)
     evaluate(ctx, probs.numpy(), np.array(yte), names, test_rows, split)
@@ -253,31 +247,20 @@ def soft_labels(ctx: RunContext) -> None:
 
 
 def save_soft_labels(path, rows, embs: torch.Tensor, probs: torch.Tensor, t: Teacher) -> None:
-    import os
-    import tempfile
+    from core.workspace import atomic_write
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".soft_labels.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(
-            tmp,
-            embeddings=embs.numpy().astype(np.float32),
-            probabilities=probs.numpy().astype(np.float32),
-            source_file=np.array([r.source_file for r in rows]),
-            offset=np.array([r.offset for r in rows], dtype=np.float64),
-            classes=np.array(t.classes),
-            prompts=np.array(t.meta["prompts"]),
-            text_hash=np.array(t.meta["text_hash"]),
-            teacher_sha256=np.array(t.sha256),
-            teacher_checkpoint=np.array(str(t.encoder_path)),
-        )
-        os.replace(tmp, path)
-    except BaseException:
-        from pathlib import Path
-
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    arrays = {
+        "embeddings": embs.numpy().astype(np.float32),
+        "probabilities": probs.numpy().astype(np.float32),
+        "source_file": np.array([r.source_file for r in rows]),
+        "offset": np.array([r.offset for r in rows], dtype=np.float64),
+        "classes": np.array(t.classes),
+        "prompts": np.array(t.meta["prompts"]),
+        "text_hash": np.array(t.meta["text_hash"]),
+        "teacher_sha256": np.array(t.sha256),
+        "teacher_checkpoint": np.array(str(t.encoder_path)),
+    }
+    atomic_write(path, lambda fh: np.savez(fh, **arrays), suffix=".npz")
 
 
 def load_soft_labels(path) -> dict[str, np.ndarray]:
@@ -360,14 +343,15 @@ def student(ctx: RunContext) -> None:
         q.requires_grad_(False)
     cosine_weight = float(p.get("cosine_weight", 0.0))
     inputs = Inputs(settings, norm, _augment_for(p, "student"), float(p.get("noise_snr_db", 20.0)))
-    train = Batcher(
-        {"x": pool.mels, "w": pool.waves, "e": targets}, int(p.get("batch_size", 16)), device
+    feed = Feed(
+        Batcher(
+            {"x": pool.mels, "w": pool.waves, "e": targets}, int(p.get("batch_size", 16)), device
+        )
     )
     val = Batcher({"x": va.mels, "e": vtargets, "y": _labels(yva)}, 256, device)
-    box: list[torch.Generator] = []
 
     def step(batch: dict[str, torch.Tensor], is_train: bool):
-        e = encoder(inputs(batch, box[0] if is_train else None, is_train)).float()
+        e = encoder(inputs(batch, feed.generator if is_train else None, is_train)).float()
         loss = F.l1_loss(e, batch["e"])
         if cosine_weight:
             loss = loss + cosine_weight * (1 - F.cosine_similarity(e, batch["e"], dim=1)).mean()
@@ -375,10 +359,6 @@ def student(ctx: RunContext) -> None:
         if "y" in batch:
             extra["accuracy"] = (head.class_logits(e).argmax(1) == batch["y"]).sum()
         return loss, e.shape[0], extra
-
-    def train_batches(g: torch.Generator):
-        box[:] = [g]
-        return train.batches(g)
 
     meta = {
         **{
@@ -408,7 +388,7 @@ def student(ctx: RunContext) -> None:
         "student",
         {"encoder": encoder, "head": head},
         step,
-        train_batches,
+        feed,
         val.batches,
         meta,
         device,
@@ -450,14 +430,7 @@ def _find_student(ctx: RunContext, t: Teacher) -> tuple[str, AudioEncoder, TextH
                 f"student {run_id}: class order / text embeddings differ from teacher "
                 f"{t.encoder_path.parent.name}; retrain the student from this teacher"
             )
-        encoder = AudioEncoder(int(meta["embed_dim"]), tuple(meta["channels"]))
-        encoder.load_state_dict(enc["state_dict"])
-        head = TextHead(
-            head_ck["state_dict"]["text"],
-            float(meta["temperature"]),
-            "background" in head_ck["state_dict"],
-        )
-        head.load_state_dict(head_ck["state_dict"])
+        encoder, head = encoder_and_head(enc, head_ck)
         return run_id, encoder, head, meta
     raise RunError(
         f"no finished student of teacher {t.encoder_path.parent.name} "
@@ -551,16 +524,8 @@ def hybrid_kd(ctx: RunContext) -> None:
     )
     where = f"experiment '{ctx.config.get('experiment')}'"
     teacher_logits = _teacher_logits_fn(t, p["classes"], where)
-    settings, seconds = MelSettings.from_params(p), _seconds(p)
-    src, rows = rows_of(ctx, "data", settings.sample_rate, seconds)
-    names, _ = dataset.class_map(p["classes"])
-    train_rows, ytr = dataset.select(rows, p["classes"], src.name, ("train",))
-    val_rows, yva = dataset.select(rows, p["classes"], src.name, ("val",))
-    if not val_rows:
-        raise RunError(f"data source '{src.name}': no validation clips for classes {names}")
-    tr = clips(ctx, train_rows, settings, seconds, device)
-    va = clips(ctx, val_rows, settings, seconds, device)
-    norm = Norm.fit(tr.mels)
+    d = labeled_splits(ctx, device)
+    settings, seconds, names, norm, tr, va = d.settings, d.seconds, d.names, d.norm, d.train, d.val
     t_inputs = Inputs(
         t.settings, t.norm, _augment_for(p, "teacher"), float(p.get("noise_snr_db", 20.0))
     )
@@ -577,25 +542,22 @@ def hybrid_kd(ctx: RunContext) -> None:
     model = FlatStudent(len(names), settings.n_mels, model_input(tr.mels[:1]).shape[-1])
     inputs = Inputs(settings, norm, _augment_for(p, "student"), float(p.get("noise_snr_db", 20.0)))
     alpha, temp = float(p.get("alpha", 0.7)), float(p.get("kd_temperature", 4.0))
-    train = Batcher(
-        {"x": tr.mels, "w": tr.waves, "y": _labels(ytr), "t": tl_train},
-        int(p.get("batch_size", 16)),
-        device,
+    feed = Feed(
+        Batcher(
+            {"x": tr.mels, "w": tr.waves, "y": d.y_train, "t": tl_train},
+            int(p.get("batch_size", 16)),
+            device,
+        )
     )
-    val = Batcher({"x": va.mels, "y": _labels(yva), "t": tl_val}, 256, device)
-    box: list[torch.Generator] = []
+    val = Batcher({"x": va.mels, "y": d.y_val, "t": tl_val}, 256, device)
     teacher_augmented = t_inputs.kind != "none"
 
     def step(batch: dict[str, torch.Tensor], is_train: bool):
-        g = box[0] if is_train else None
+        g = feed.generator if is_train else None
         logits = model(inputs(batch, g, is_train)).float()
         target = teacher_on(batch["w"], g) if (is_train and teacher_augmented) else batch["t"]
         loss = hybrid_kd_loss(logits, target, batch["y"], alpha, temp)
         return loss, batch["y"].numel(), {"accuracy": (logits.argmax(1) == batch["y"]).sum()}
-
-    def train_batches(g: torch.Generator):
-        box[:] = [g]
-        return train.batches(g)
 
     meta = {
         "recipe": "noise.hybrid_kd",
@@ -619,7 +581,7 @@ def hybrid_kd(ctx: RunContext) -> None:
         "student",
         {"encoder": model.encoder, "head": model.head},
         step,
-        train_batches,
+        feed,
         val.batches,
         meta,
         device,
@@ -628,7 +590,7 @@ def hybrid_kd(ctx: RunContext) -> None:
     result = trainer.fit()
     trainer.load_best()
     ctx.reporter.metric("best_epoch", result["best_epoch"])
-    test_rows, yte, split = eval_rows(rows, p["classes"], src.name)
+    test_rows, yte, split = eval_rows(d.rows, p["classes"], d.source.name)
     te = clips(ctx, test_rows, settings, seconds, device)
     y = np.array(yte)
     probs = logits_of(model, te.mels, norm, device).softmax(1).numpy()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core import audio
+from core import audio, demo_data
 from core.errors import RunError
 
 SR = 16000
@@ -298,37 +298,24 @@ def plan(registry) -> dict[str, dict]:
     return out
 
 
-MARKER = ".nkd_synth"
-
-
 def synthesize(registry, per_class: int = 40, seed: int = 0, log=print) -> list[str]:
     """Write every noise demo source that is missing; never touch a folder of real recordings."""
     written = []
     for name, entry in plan(registry).items():
         root: Path = entry["root"]
         stamp = f"noise per_class={per_class} seed={seed}\n"
-        if (root / MARKER).is_file() and (root / MARKER).read_text() == stamp:
-            log(f"{name}: {root} is up to date")
-            continue
-        if root.exists() and any(root.iterdir()) and not (root / MARKER).is_file():
-            raise RunError(
-                f"data source '{name}': {root} already holds files that nkd did not write; "
-                f"not overwriting them (move them or point the source elsewhere)"
-            )
         if not entry["labels"]:
             log(f"{name}: no experiment uses it with classes; skipped")
             continue
-        if root.exists():
-            import shutil
-
-            shutil.rmtree(root)  # our own earlier demo set, with other settings
+        if not demo_data.claim(root, name, stamp, log):
+            continue
         if entry["unlabeled"]:
             count = write_unlabeled(
                 root, entry["labels"], per_class * len(entry["labels"]) // 2, seed
             )
         else:
             count = write_labeled(root, entry["labels"], per_class, entry["label_from"], seed)
-        (root / MARKER).write_text(stamp)
+        demo_data.seal(root, stamp)
         log(f"{name}: wrote {count} files to {root} ({', '.join(entry['labels'])})")
         written.append(name)
     return written

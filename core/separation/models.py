@@ -14,6 +14,17 @@ from torch import nn
 BINS = 512
 
 
+def _bilstm(hidden_size: int, num_layers: int, dropout: float) -> nn.LSTM:
+    return nn.LSTM(
+        hidden_size,
+        hidden_size,
+        num_layers,
+        batch_first=True,
+        bidirectional=True,
+        dropout=dropout if num_layers > 1 else 0.0,
+    )
+
+
 def _conv(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
 
@@ -38,14 +49,7 @@ class CRNN(nn.Module):
             nn.MaxPool2d((2, 1)),
         )
         self.encoder_proj = nn.Linear(channels * BINS // 4, hidden_size)  # part of the encoder
-        self.lstm = nn.LSTM(
-            hidden_size,
-            hidden_size,
-            num_layers,
-            batch_first=True,
-            bidirectional=True,
-            dropout=dropout if num_layers > 1 else 0.0,
-        )
+        self.lstm = _bilstm(hidden_size, num_layers, dropout)
         self.decoder = nn.Linear(2 * hidden_size, stems * BINS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,14 +81,7 @@ class UNetCRNN(nn.Module):
         self.pool = nn.MaxPool2d((2, 1))
         bottom = 2 * c * BINS // 4
         self.encoder_proj = nn.Linear(bottom, hidden_size)
-        self.lstm = nn.LSTM(
-            hidden_size,
-            hidden_size,
-            num_layers,
-            batch_first=True,
-            bidirectional=True,
-            dropout=dropout if num_layers > 1 else 0.0,
-        )
+        self.lstm = _bilstm(hidden_size, num_layers, dropout)
         self.decoder_lift = nn.Linear(2 * hidden_size, bottom)
         self.decoder_up = nn.ModuleList(
             [

@@ -210,16 +210,7 @@ def train(ctx: RunContext) -> None:
     )
     trainer.fit()
     trainer.load_best()
-    score(
-        ctx,
-        model,
-        full_meta,
-        val_tracks,
-        device,
-        float(p.get("mask_scale", 1.0)),
-        float(p.get("threshold", 0.0)),
-        bool(p.get("gain_correction", False)),
-    )
+    _score(ctx, model, full_meta, device)
 
 
 def onset_targets(drum_mag: torch.Tensor) -> torch.Tensor:
@@ -230,17 +221,18 @@ def onset_targets(drum_mag: torch.Tensor) -> torch.Tensor:
     return (flux > limit).float()
 
 
-def evaluate(ctx: RunContext) -> None:
-    """Score a checkpoint (`pretrained`) with this experiment's mask_scale, threshold, gain."""
-    p = ctx.params
-    device = run_device(ctx)
-    path = separator_path(ctx, "pretrained")
+def _score_checkpoint(ctx: RunContext, path: Path, device: torch.device) -> None:
+    """Separate the validation tracks with a checkpoint and score them with this run's
+    mask_scale, threshold and gain correction."""
     payload = checkpoint.load(path, kind=KIND)
     model = build(payload["meta"])
     load_weights(model, payload["state_dict"], str(path))
-    meta = payload["meta"]
+    _score(ctx, model, payload["meta"], device)
+
+
+def _score(ctx: RunContext, model: torch.nn.Module, meta: dict[str, Any], device) -> None:
+    p = ctx.params
     tracks = _tracks(ctx, "val_data", tuple(meta["stems"]), int(meta["stft"]["sample_rate"]))
-    record_evaluation(ctx, path)
     score(
         ctx,
         model,
@@ -251,6 +243,14 @@ def evaluate(ctx: RunContext) -> None:
         float(p.get("threshold", 0.0)),
         bool(p.get("gain_correction", False)),
     )
+
+
+def evaluate(ctx: RunContext) -> None:
+    """Score a checkpoint (`pretrained`) with this experiment's mask_scale, threshold, gain."""
+    device = run_device(ctx)
+    path = separator_path(ctx, "pretrained")
+    record_evaluation(ctx, path)
+    _score_checkpoint(ctx, path, device)
 
 
 def record_evaluation(ctx: RunContext, path: Path) -> None:
@@ -266,13 +266,12 @@ def record_evaluation(ctx: RunContext, path: Path) -> None:
 
 def blend(ctx: RunContext) -> None:
     """Average the sources' weights, record where they came from, evaluate the result."""
-    p = ctx.params
     device = run_device(ctx)
     sources = ctx.config.get("sources", [])
     paths = [blending.source_path(ctx, s["ref"]) for s in sources]
     weights = [float(s["weight"]) for s in sources]
     out = ctx.checkpoints_dir / BEST
-    meta = blending.write_blend(paths, weights, out, ctx)
+    blending.write_blend(paths, weights, out, ctx)
     ctx.reporter.checkpoint(
         str(out),
         "best",
@@ -282,16 +281,4 @@ def blend(ctx: RunContext) -> None:
             for q, w in zip(paths, weights, strict=True)
         ],
     )
-    model = build(meta)
-    load_weights(model, checkpoint.load(out, kind=KIND)["state_dict"], str(out))
-    tracks = _tracks(ctx, "val_data", tuple(meta["stems"]), int(meta["stft"]["sample_rate"]))
-    score(
-        ctx,
-        model,
-        meta,
-        tracks,
-        device,
-        float(p.get("mask_scale", 1.0)),
-        float(p.get("threshold", 0.0)),
-        bool(p.get("gain_correction", False)),
-    )
+    _score_checkpoint(ctx, out, device)

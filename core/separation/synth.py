@@ -4,16 +4,13 @@ a chord pad, each panned, mixed at varied gains, written as MUSDB18-style track 
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from core import audio
-from core.errors import RunError
+from core import audio, demo_data
 
 SR = 22050
-MARKER = ".nkd_synth"
 SCALE = np.array([0, 2, 3, 5, 7, 8, 10])  # natural minor
 
 
@@ -137,16 +134,8 @@ def synthesize(registry, tracks: int = 8, seconds: float = 8.0, seed: int = 0, l
         )
         count = tracks if is_train else max(2, tracks // 3)
         stamp = f"separation tracks={count} seconds={seconds} seed={seed}\n"
-        if (root / MARKER).is_file() and (root / MARKER).read_text() == stamp:
-            log(f"{name}: {root} is up to date")
+        if not demo_data.claim(root, name, stamp, log):
             continue
-        if root.exists() and any(root.iterdir()) and not (root / MARKER).is_file():
-            raise RunError(
-                f"data source '{name}': {root} already holds files that nkd did not write; "
-                f"not overwriting them"
-            )
-        if root.exists():
-            shutil.rmtree(root)
         write(root, count, seconds, seed, "train" if is_train else "val")
-        (root / MARKER).write_text(stamp)
+        demo_data.seal(root, stamp)
         log(f"{name}: wrote {count} tracks of {seconds:g} s to {root}")
