@@ -198,6 +198,26 @@ class Feed:
         return self.batcher.batches(generator)
 
 
+def fit_best(
+    ctx: RunContext,
+    prefix: str,
+    parts: dict,
+    step,
+    feed: Feed,
+    val,
+    meta: dict,
+    device: torch.device,
+    **options,
+) -> None:
+    """Train through the shared loop, put the best epoch's weights back, record which it was."""
+    from core.training import Trainer
+
+    trainer = Trainer(ctx, prefix, parts, step, feed, val.batches, meta, device, **options)
+    result = trainer.fit()
+    trainer.load_best()
+    ctx.reporter.metric("best_epoch", result["best_epoch"])
+
+
 def check_classes(
     teacher: Teacher, names: list[str], prompts: list[str] | None, where: str
 ) -> None:

@@ -37,6 +37,7 @@ from core.noise.parts import (
     encoder_and_head,
     eval_rows,
     evaluate,
+    fit_best,
     labeled_splits,
     load_teacher,
     log,
@@ -46,7 +47,7 @@ from core.noise.parts import (
 )
 from core.recipes import RunContext
 from core.store import Store
-from core.training import Batcher, Trainer
+from core.training import Batcher
 
 SOFT_LABELS = "soft_labels.npz"
 
@@ -140,19 +141,9 @@ def teacher(ctx: RunContext) -> None:
         "seed": int(p.get("seed", 0)),
         **mel_meta(settings, seconds, norm),
     }
-    trainer = Trainer(
-        ctx,
-        "teacher",
-        {"encoder": encoder, "classifier": head},
-        step,
-        feed,
-        val.batches,
-        meta,
-        device,
+    fit_best(
+        ctx, "teacher", {"encoder": encoder, "classifier": head}, step, feed, val, meta, device
     )
-    result = trainer.fit()
-    trainer.load_best()
-    ctx.reporter.metric("best_epoch", result["best_epoch"])
     test_rows, yte, split = eval_rows(d.rows, p["classes"], d.source.name)
     te = clips(ctx, test_rows, settings, seconds, device)
     _, probs = embed_and_classify(encoder, head, te.mels, norm, device)
@@ -383,21 +374,18 @@ def student(ctx: RunContext) -> None:
         "seed": int(p.get("seed", 0)),
         **mel_meta(settings, seconds, norm),
     }
-    trainer = Trainer(
+    fit_best(
         ctx,
         "student",
         {"encoder": encoder, "head": head},
         step,
         feed,
-        val.batches,
+        val,
         meta,
         device,
         parents=[t.parent()],
         trainable=list(encoder.parameters()),
     )
-    result = trainer.fit()
-    trainer.load_best()
-    ctx.reporter.metric("best_epoch", result["best_epoch"])
     test_rows, yte, split = eval_rows(vrows, p.get("classes", t.classes), vsrc.name)
     te = clips(ctx, test_rows, settings, seconds, device)
     _, probs = embed_and_classify(encoder, head, te.mels, norm, device)
@@ -576,20 +564,17 @@ def hybrid_kd(ctx: RunContext) -> None:
         "seed": int(p.get("seed", 0)),
         **mel_meta(settings, seconds, norm),
     }
-    trainer = Trainer(
+    fit_best(
         ctx,
         "student",
         {"encoder": model.encoder, "head": model.head},
         step,
         feed,
-        val.batches,
+        val,
         meta,
         device,
         parents=[t.parent()],
     )
-    result = trainer.fit()
-    trainer.load_best()
-    ctx.reporter.metric("best_epoch", result["best_epoch"])
     test_rows, yte, split = eval_rows(d.rows, p["classes"], d.source.name)
     te = clips(ctx, test_rows, settings, seconds, device)
     y = np.array(yte)
