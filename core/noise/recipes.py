@@ -5,6 +5,7 @@ hybrid_kd (mark2.5-2.9). Each is `run(ctx)`; all training goes through core.trai
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -259,18 +260,21 @@ def load_soft_labels(path) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def _find_soft_labels(ctx: RunContext, t: Teacher) -> tuple[str, dict[str, np.ndarray]] | None:
-    """The newest finished soft-labels run made from exactly this teacher checkpoint."""
+def _finished_files(ctx: RunContext, recipe: str, name: str) -> list[tuple[str, Path]]:
+    """(run id, file) of a recipe's finished runs that wrote checkpoints/<run>/<name>, newest
+    first."""
     store = Store(ctx.db_path)
     try:
-        candidates = store.runs_of_recipe("noise.soft_labels")
+        candidates = store.runs_of_recipe(recipe)
     finally:
         store.close()
     base = ctx.checkpoints_dir.parent
-    for run_id in candidates:
-        path = base / run_id / SOFT_LABELS
-        if not path.is_file():
-            continue
+    return [(r, base / r / name) for r in candidates if (base / r / name).is_file()]
+
+
+def _find_soft_labels(ctx: RunContext, t: Teacher) -> tuple[str, dict[str, np.ndarray]] | None:
+    """The newest finished soft-labels run made from exactly this teacher checkpoint."""
+    for run_id, path in _finished_files(ctx, "noise.soft_labels", SOFT_LABELS):
         data = load_soft_labels(path)
         if str(data["teacher_sha256"]) != t.sha256:
             continue
@@ -398,20 +402,11 @@ def student(ctx: RunContext) -> None:
 def _find_student(ctx: RunContext, t: Teacher) -> tuple[str, AudioEncoder, TextHead, dict]:
     from core import checkpoint
 
-    store = Store(ctx.db_path)
-    try:
-        candidates = store.runs_of_recipe("noise.student")
-    finally:
-        store.close()
-    base = ctx.checkpoints_dir.parent
-    for run_id in candidates:
-        enc_path = base / run_id / "best_student_encoder.pth"
-        if not enc_path.is_file():
-            continue
+    for run_id, enc_path in _finished_files(ctx, "noise.student", "best_student_encoder.pth"):
         enc = checkpoint.load(enc_path, kind="student_encoder")
         if enc["meta"].get("teacher_sha256") != t.sha256:
             continue
-        head_ck = checkpoint.load(base / run_id / "best_student_head.pth", kind="student_head")
+        head_ck = checkpoint.load(enc_path.with_name("best_student_head.pth"), kind="student_head")
         meta = enc["meta"]
         if meta["classes"] != t.classes or head_ck["meta"]["text_hash"] != t.meta["text_hash"]:
             raise RunError(
