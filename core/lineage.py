@@ -8,7 +8,7 @@ key metric (mean SDR, else accuracy); an edge shows how the child came from the 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.store import Store
 
@@ -51,45 +51,64 @@ def component(all_edges: list[Edge], run_id: str) -> tuple[list[str], dict[str, 
     return roots, children
 
 
-def render(store: Store, run_id: str) -> list[str]:
-    """Text lines of the tree containing `run_id` (marked with ◀)."""
+@dataclass
+class Node:
+    """One run in the family tree, reached from its parent by `via` (e.g. "blend 0.8")."""
+
+    run_id: str
+    label: str  # run id, experiment, status and key metric
+    via: str  # "" for a root
+    repeated: bool = False  # already shown under another parent (a blend has several)
+    children: list[Node] = field(default_factory=list)
+
+
+def describe(store: Store, run_id: str) -> str:
+    row = store.get_run(run_id)
+    if row is None:
+        return f"{run_id} (not in the store)"
+    if row.get("sdr") is not None:
+        metric = f"SDR {row['sdr']:.3f} dB"
+    elif row.get("accuracy") is not None:
+        metric = f"acc {row['accuracy']:.3f}"
+    else:
+        metric = "-"
+    return f"{run_id}  [{row['experiment']}, {row['status']}]  {metric}"
+
+
+def tree(store: Store, run_id: str) -> list[Node]:
+    """The roots of the family `run_id` belongs to, each with its descendants."""
     roots, children = component(edges(store), run_id)
-    if not roots:
-        roots = [run_id]
-    info: dict[str, str] = {}
-
-    def label(rid: str) -> str:
-        if rid not in info:
-            row = store.get_run(rid)
-            if row is None:
-                info[rid] = f"{rid} (not in the store)"
-            else:
-                metric = (
-                    f"SDR {row['sdr']:.3f} dB"
-                    if row.get("sdr") is not None
-                    else f"acc {row['accuracy']:.3f}"
-                    if row.get("accuracy") is not None
-                    else "-"
-                )
-                info[rid] = f"{rid}  [{row['experiment']}, {row['status']}]  {metric}"
-        return info[rid] + ("  ◀" if rid == run_id else "")
-
-    lines: list[str] = []
+    labels: dict[str, str] = {}
     shown: set[str] = set()
 
-    def walk(rid: str, prefix: str, via: str) -> None:
-        again = rid in shown
-        lines.append(f"{prefix}{via}{label(rid)}" + ("  (shown above)" if again else ""))
-        if again:
-            return
+    def build(rid: str, via: str) -> Node:
+        if rid not in labels:
+            labels[rid] = describe(store, rid)
+        node = Node(rid, labels[rid], via, repeated=rid in shown)
+        if node.repeated:
+            return node
         shown.add(rid)
-        kids = sorted(children[rid], key=lambda e: (e.child, e.relation))
-        for i, e in enumerate(kids):
-            last = i == len(kids) - 1
-            branch = prefix.replace("├─ ", "│  ").replace("└─ ", "   ")
+        for e in sorted(children[rid], key=lambda e: (e.child, e.relation)):
             weight = f" {e.weight:g}" if e.weight is not None else ""
-            walk(e.child, branch + ("└─ " if last else "├─ "), f"{e.relation}{weight} → ")
+            node.children.append(build(e.child, f"{e.relation}{weight}"))
+        return node
 
-    for root in roots:
+    return [build(root, "") for root in roots or [run_id]]
+
+
+def render(store: Store, run_id: str) -> list[str]:
+    """Text lines of the tree containing `run_id` (marked with ◀)."""
+    lines: list[str] = []
+
+    def walk(node: Node, prefix: str, branch: str) -> None:
+        via = f"{node.via} → " if node.via else ""
+        mark = "  ◀" if node.run_id == run_id else ""
+        again = "  (shown above)" if node.repeated else ""
+        lines.append(f"{prefix}{branch}{via}{node.label}{mark}{again}")
+        inner = prefix + {"├─ ": "│  ", "└─ ": "   "}.get(branch, "")
+        for i, child in enumerate(node.children):
+            walk(child, inner, "└─ " if i == len(node.children) - 1 else "├─ ")
+
+    for root in tree(store, run_id):
         walk(root, "", "")
     return lines

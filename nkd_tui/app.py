@@ -99,6 +99,7 @@ class NkdApp(App[None]):
         Binding("K", "kill", "Kill", id="run.kill"),
         Binding("space", "mark", "Mark", id="run.mark"),
         Binding("c", "compare", "Compare", id="run.compare"),
+        Binding("L", "lineage", "Lineage", id="run.lineage"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
@@ -338,7 +339,7 @@ class NkdApp(App[None]):
 
         self.push_screen(ConfirmScreen(question), answered)
 
-    RUN_ACTIONS = frozenset({"launch", "control", "stop", "kill", "mark", "compare"})
+    RUN_ACTIONS = frozenset({"launch", "control", "stop", "kill", "mark", "compare", "lineage"})
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Run keys act on the main screen only (they are hidden on the compare screen)."""
@@ -369,6 +370,14 @@ class NkdApp(App[None]):
 
         self.push_screen(CompareScreen(self.workspace.db_path, list(self.marked),
                                        self.workspace.root / "exports", clock=self.poller.clock))
+
+    def action_lineage(self) -> None:
+        if not self.run_id:
+            self.notify("no run highlighted", severity="warning")
+            return
+        from nkd_tui.lineage_screen import LineageScreen
+
+        self.push_screen(LineageScreen(self.registry, self.workspace.db_path, self.run_id))
 
     def action_stop(self) -> None:
         self._confirm(f"Stop {self.run_id}? It saves its last state.", "stop")

@@ -363,43 +363,21 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_blend(args: argparse.Namespace) -> int:
-    from core.registry import Experiment, Reference
+    from core.blends import blend_experiment, parse_weights
     from core.runner import launch_experiment
 
     registry, ws, store = _open(args)
-    if len(args.sources) < 2:
-        raise NkdError("blend: give at least two sources (experiments, run ids or files)")
-    try:
-        weights = [float(w) for w in args.weights.split(",")]
-    except ValueError:
-        raise NkdError(f"blend: --weights '{args.weights}' is not a list of numbers") from None
-    if len(weights) != len(args.sources):
-        raise NkdError(f"blend: {len(args.sources)} sources but {len(weights)} weights")
-    if abs(sum(weights) - 1) > 1e-6 or any(w <= 0 for w in weights):
-        raise NkdError(f"blend: weights {args.weights} must be positive and sum to 1 "
-                       f"(they sum to {sum(weights):g})")
-    refs, val_data = [], args.val_data
-    for src, w in zip(args.sources, weights, strict=True):
-        if src.startswith("run:") or store.get_run(src) is not None:
-            refs.append(Reference("run", src.removeprefix("run:"), w))
-        elif src in registry.experiments:
-            refs.append(Reference("experiment", src, w))
-            val_data = val_data or registry.experiments[src].params.get("val_data")
-        elif (ws.root / src).is_file() or Path(src).is_file():
-            refs.append(Reference("file", src, w))
-        else:
-            raise NkdError(f"blend: '{src}' is not an experiment, a run or a file")
-    if not val_data:
-        raise NkdError("blend: no validation data known for these sources; use --val-data")
-    if val_data not in registry.data:
-        raise NkdError(f"blend: no data source '{val_data}' in {registry.path}")
-    name = args.name or "blend_" + "_".join(
-        f"{r.target.split('/')[-1].removesuffix('.pth')}_{r.weight:g}" for r in refs
-    ).replace(".", "_")
-    params = {"group": "separation", "recipe": "separation.blend", "val_data": val_data,
-              "mask_scale": args.mask_scale, "threshold": args.threshold,
-              "sources": {str(r): r.weight for r in refs}}
-    exp = Experiment(name, params, (name,), {}, tuple(refs))
+    weights = parse_weights(args.weights, len(args.sources))
+    exp = blend_experiment(
+        registry,
+        store,
+        args.sources,
+        weights,
+        args.name,
+        args.val_data,
+        args.mask_scale,
+        args.threshold,
+    )
     launched = launch_experiment(registry, exp, store=store)
     print(f"{launched.run_id}: started (pid {launched.pid}), folder {launched.run_dir}")
     if args.detach:

@@ -134,6 +134,7 @@ HELP_KEYS = (
     ("K", "kill it (asks first)"),
     ("space", "mark / unmark the run for comparison (any experiments)"),
     ("c", "compare the marked runs: metrics, loss curves, differing settings"),
+    ("L", "lineage of the run: fine-tunes, blends, evaluations; b blends marked nodes"),
     ("q", "quit; runs keep going, reopen nkd to see them again"),
 )
 
