@@ -101,6 +101,81 @@ def _gram(p: torch.Tensor, taps: int) -> torch.Tensor:
     return full[:, :, idx].permute(0, 2, 1, 3).reshape(m * taps, m * taps)
 
 
+def block_levinson(r: torch.Tensor, d: torch.Tensor) -> torch.Tensor | None:
+    """Solve T x = d for a symmetric positive definite block Toeplitz T, T[i, j] = R(j − i),
+    R(−k) = R(k)ᵀ (Whittle's multichannel Levinson recursion): O(N² M³) instead of Cholesky's
+    O(N³ M³) on the assembled matrix.
+
+    r: [..., N, M, M] the blocks R(0) .. R(N−1); d: [..., N, M, K]. Returns x like d, or None
+    when a prediction-error matrix stops being positive definite (then solve densely).
+    Every sum over past blocks is one matrix product: the blocks are laid out [..., M, N·M].
+    """
+    *batch, n_blocks, m, _ = r.shape
+    k = d.shape[-1]
+    flat = (*batch, n_blocks * m)
+    # rows[..., a, (j, b)] = R(n − j)ᵀ[a, b] for the last n blocks; cols: R(j + 1)[a, b]
+    rows_all = r.transpose(-1, -2).flip(-3).transpose(-3, -2).reshape(*batch, m, n_blocks * m)
+    cols_all = r.transpose(-3, -2).reshape(*batch, m, n_blocks * m)
+    fwd = torch.zeros(*flat, m, dtype=r.dtype, device=r.device)  # stacked blocks F[j]
+    bwd = torch.zeros_like(fwd)
+    x = torch.zeros(*flat, k, dtype=r.dtype, device=r.device)
+    eye = torch.eye(m, dtype=r.dtype, device=r.device)
+    fwd[..., :m, :] = eye
+    bwd[..., :m, :] = eye
+    e_f = r[..., 0, :, :].clone()
+    e_b = e_f.clone()
+    chol, info = torch.linalg.cholesky_ex(e_b)
+    if bool(info.any()):
+        return None
+    x[..., :m, :] = torch.cholesky_solve(d[..., 0, :, :], chol)
+    for n in range(1, n_blocks):
+        past = slice(0, n * m)
+        rows = rows_all[..., (n_blocks - 1 - n) * m : (n_blocks - 1) * m]
+        delta_f = rows @ fwd[..., past, :]
+        delta_b = cols_all[..., m : (n + 1) * m] @ bwd[..., past, :]
+        eps_x = rows @ x[..., past, :]
+        alpha = -torch.linalg.solve(e_b, delta_f)
+        beta = -torch.linalg.solve(e_f, delta_b)
+        from_b = bwd[..., past, :] @ alpha
+        from_f = fwd[..., past, :] @ beta
+        shifted = bwd[..., past, :].clone()
+        fwd[..., m : (n + 1) * m, :] += from_b
+        bwd[..., past, :] = from_f
+        bwd[..., m : (n + 1) * m, :] += shifted
+        e_f = e_f + delta_b @ alpha
+        e_b = e_b + delta_f @ beta
+        chol, info = torch.linalg.cholesky_ex(0.5 * (e_b + e_b.transpose(-1, -2)))
+        if bool(info.any()):
+            return None
+        gamma = torch.cholesky_solve(d[..., n, :, :] - eps_x, chol)
+        x[..., : (n + 1) * m, :] += bwd[..., : (n + 1) * m, :] @ gamma
+    out = x.reshape(*batch, n_blocks, m, k)
+    return out if bool(torch.isfinite(out).all()) else None
+
+
+def _filters(
+    p: torch.Tensor, q: torch.Tensor, nsrc: int, nchan: int, taps: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares distortion filters of every estimate on all references (c_all:
+    [ref signal, tap, est source, chan]) and on its own reference (c_own: [source, ref chan,
+    tap, est chan]), from p = reference correlations [M, M, taps] and q = estimate-reference
+    correlations [M, M, taps]."""
+    m = nsrc * nchan
+    r = p.permute(2, 0, 1).clone()  # R(k)[i, j] = r_ij(k): [taps, M, M]
+    r[0] += EPS * torch.eye(m, dtype=r.dtype, device=r.device)  # museval's eps on the diagonal
+    d = q.permute(2, 1, 0)  # d[a, i, c] = <x_i delayed a, e_c>: [taps, M, M]
+    c_all = block_levinson(r, d)
+    if c_all is None:  # not positive definite in floating point: a dense solve
+        rhs = q.permute(1, 2, 0).reshape(m * taps, m)
+        c_all = _solve(_gram(p, taps), rhs).reshape(m, taps, m).permute(1, 0, 2)
+    own = []  # each estimate on its own reference only: small systems, solved densely
+    for j in range(nsrc):
+        sl = slice(j * nchan, (j + 1) * nchan)
+        rhs = q[sl, sl].permute(1, 2, 0).reshape(nchan * taps, nchan)
+        own.append(_solve(_gram(p[sl, sl], taps), rhs).reshape(nchan, taps, nchan))
+    return c_all.permute(1, 0, 2).reshape(m, taps, nsrc, nchan), torch.stack(own)
+
+
 def _solve(g: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     g = g + EPS * torch.eye(g.shape[0], dtype=g.dtype, device=g.device)
     chol, info = torch.linalg.cholesky_ex(g)
@@ -133,17 +208,7 @@ def bss_eval(
     # filters fitted on the whole track (v4): one pass gives the references' correlations
     # (the Gram matrix) and q[c, k, a] = Σ_t e_c(t + a) x_k(t) = <x_k delayed a, e_c>
     corr = _correlations(torch.cat([x, e]), x, taps)
-    g = _gram(corr[:m], taps)
-    rhs = corr[m:].permute(1, 2, 0).reshape(m * taps, m)  # columns: (estimate source, channel)
-    c_all = _solve(g, rhs).reshape(m, taps, nsrc, nchan)  # [ref signal, tap, est source, chan]
-    c_own = []
-    for j in range(nsrc):
-        rows = slice(j * nchan * taps, (j + 1) * nchan * taps)
-        c_own.append(
-            _solve(g[rows, rows], rhs[rows, j * nchan : (j + 1) * nchan]).reshape(
-                nchan, taps, nchan
-            )
-        )
+    c_all, c_own = _filters(corr[:m], corr[m:], nsrc, nchan, taps)
 
     # framewise decomposition in the frequency domain: every component is a linear convolution
     # shorter than nfft, so its energy follows from its spectrum (Parseval)
@@ -153,7 +218,7 @@ def bss_eval(
     ef = e.unfold(-1, w, hop if len(spans) > 1 else w)[:, : len(spans)].transpose(0, 1)
     nfft = _fast_len(w + taps - 1)
     all_spec = torch.fft.rfft(c_all, n=nfft, dim=1).permute(0, 2, 3, 1)  # [M, S, C, F]
-    own_spec = torch.fft.rfft(torch.stack(c_own), n=nfft, dim=2).permute(0, 1, 3, 2)
+    own_spec = torch.fft.rfft(c_own, n=nfft, dim=2).permute(0, 1, 3, 2)
     # Parseval for a real signal's rfft: the bins between DC and Nyquist count twice
     root = torch.full((nfft // 2 + 1,), (2.0 / nfft) ** 0.5, dtype=torch.float64, device=device)
     root[0] = nfft**-0.5
