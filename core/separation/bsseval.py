@@ -69,24 +69,46 @@ def _db(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(den == 0, torch.full_like(out, math.inf), out)
 
 
-def _correlations(a: torch.Tensor, b: torch.Tensor, taps: int, nfft: int = 16384) -> torch.Tensor:
-    """r[i, j, k] = Σ_t a_i(t + k) · b_j(t) for lags 0 <= k < taps: [A, B, taps].
+CORR_NFFT = 16384  # block FFT size of the correlations
+
+
+def _correlations(
+    signals: list[torch.Tensor], b: torch.Tensor, taps: int, nfft: int = CORR_NFFT
+) -> list[torch.Tensor]:
+    """For each a in `signals`: r[i, j, k] = Σ_t a_i(t + k) · b_j(t), lags 0 <= k < taps.
 
     Overlap-save in blocks: block k of b (length nfft − taps, zero padded) against the same span
-    of a plus `taps` samples more; the cross-spectra are summed over blocks before one inverse FFT.
+    of a plus `taps` samples more; the cross-spectra are summed over blocks (one small matrix
+    product per frequency, on contiguous operands) before one inverse FFT.
     """
     step = nfft - taps
-    n = a.shape[-1]
+    n = b.shape[-1]
     blocks = math.ceil(n / step)
-    pa = torch.nn.functional.pad(a, (0, blocks * step + taps - n))
-    pb = torch.nn.functional.pad(b, (0, blocks * step - n))
-    fa = torch.fft.rfft(pa.unfold(-1, nfft, step), n=nfft)  # [A, blocks, F]
+    pb = _padded(b, blocks * step)
     fb = torch.fft.rfft(pb.reshape(b.shape[0], blocks, step), n=nfft)  # [B, blocks, F]
-    # one small matrix product per frequency, on contiguous operands (einsum would loop)
-    cross = torch.bmm(
-        fa.permute(2, 0, 1).contiguous(), fb.conj().resolve_conj().permute(2, 1, 0).contiguous()
-    )
-    return torch.fft.irfft(cross.permute(1, 2, 0), n=nfft)[..., :taps]
+    fb = fb.conj().resolve_conj().permute(2, 1, 0).contiguous()  # [F, blocks, B]
+    out = []
+    for a in signals:
+        pa = _padded(a, blocks * step + taps)
+        fa = torch.fft.rfft(pa.unfold(-1, nfft, step), n=nfft)  # [A, blocks, F]
+        cross = torch.bmm(fa.permute(2, 0, 1).contiguous(), fb)
+        out.append(torch.fft.irfft(cross.permute(1, 2, 0), n=nfft)[..., :taps])
+    return out
+
+
+def _padded(x: torch.Tensor, length: int) -> torch.Tensor:
+    """x [..., n] zero padded to `length`: a view when x is a prefix of a longer zeroed buffer
+    (as bss_eval's signals are), a copy otherwise."""
+    n = x.shape[-1]
+    base = x.untyped_storage().nbytes() // x.element_size()
+    if (
+        x.dim() == 2
+        and x.stride() == (x.stride(0), 1)
+        and x.storage_offset() == 0
+        and (x.stride(0) >= length and base >= (x.shape[0] - 1) * x.stride(0) + length)
+    ):
+        return x.as_strided((x.shape[0], length), (x.stride(0), 1))
+    return torch.nn.functional.pad(x, (0, length - n))
 
 
 def _gram(p: torch.Tensor, taps: int) -> torch.Tensor:
@@ -202,13 +224,18 @@ def bss_eval(
         raise ValueError(f"references {tuple(ref.shape)} and estimates {tuple(est.shape)} differ")
     nsrc, n, nchan = ref.shape
     m = nsrc * nchan
-    x = ref.permute(0, 2, 1).reshape(m, n)  # signal index = source * nchan + channel
-    e = est.permute(0, 2, 1).reshape(m, n)
+    # signals [M, n] (index = source * nchan + channel), each row followed by zeros so that the
+    # block correlations read their padding without copying the tracks again
+    spare = 2 * CORR_NFFT
+    buffer = torch.zeros(2, m, n + spare, dtype=torch.float64, device=device)
+    buffer[0, :, :n] = ref.permute(0, 2, 1).reshape(m, n)
+    buffer[1, :, :n] = est.permute(0, 2, 1).reshape(m, n)
+    x, e = buffer[0, :, :n], buffer[1, :, :n]
 
     # filters fitted on the whole track (v4): one pass gives the references' correlations
     # (the Gram matrix) and q[c, k, a] = Σ_t e_c(t + a) x_k(t) = <x_k delayed a, e_c>
-    corr = _correlations(torch.cat([x, e]), x, taps)
-    c_all, c_own = _filters(corr[:m], corr[m:], nsrc, nchan, taps)
+    p, q = _correlations([x, e], x, taps)
+    c_all, c_own = _filters(p, q, nsrc, nchan, taps)
 
     # framewise decomposition in the frequency domain: every component is a linear convolution
     # shorter than nfft, so its energy follows from its spectrum (Parseval)
@@ -254,24 +281,27 @@ def _frame_scores(
     xspec = torch.fft.rfft(xf, n=nfft).mul_(root)  # [T, M, F], scaled for Parseval
     xs = xspec.view(t, nsrc, nchan, -1)
     espec = torch.fft.rfft(ef, n=nfft).mul_(root).view(t, nsrc, nchan, -1)
-    p_all = torch.zeros_like(espec)
-    for k in range(xspec.shape[1]):
+    p_all = xspec[:, 0, None, None, :] * all_spec[0]
+    for k in range(1, xspec.shape[1]):
         p_all.addcmul_(xspec[:, k, None, None, :], all_spec[k])
-    p_own = torch.zeros_like(espec)
-    for r in range(nchan):
+    p_own = xs[:, :, 0, None, :] * own_spec[:, 0]
+    for r in range(1, nchan):
         p_own.addcmul_(xs[:, :, r, None, :], own_spec[:, r])
 
     def energy(v: torch.Tensor) -> torch.Tensor:
         return torch.linalg.vector_norm(torch.view_as_real(v), dim=(-1, -2, -3)).square()
 
-    e_true = energy(xs)
-    sdr = _db(e_true, energy(espec - xs))
+    # SDR and SI-SDR need no projection: computed on the samples, so that a perfect estimate
+    # is exactly +inf
+    x_t = xf.reshape(t, nsrc, nchan, -1)
+    e_t = ef.reshape(t, nsrc, nchan, -1)
+    e_true = x_t.square().sum(dim=(-1, -2))
+    sdr = _db(e_true, (e_t - x_t).square().sum(dim=(-1, -2)))
+    alpha = (e_t * x_t).sum(dim=(-1, -2)) / e_true  # the scale that best fits the reference
+    si = _db(alpha.square() * e_true, (e_t - alpha[..., None, None] * x_t).square().sum((-1, -2)))
     isr = _db(e_true, energy(p_own - xs))
     sir = _db(energy(p_own), energy(p_all - p_own))
     sar = _db(energy(p_all), energy(espec - p_all))
-    dot = torch.view_as_real(espec).mul(torch.view_as_real(xs)).sum(dim=(-1, -2, -3))
-    alpha = dot / e_true  # [T, S]: the scale that best fits the reference to the estimate
-    si = _db(alpha.square() * e_true, energy(espec - alpha[..., None, None] * xs))
     return sdr, isr, sir, sar, si
 
 
