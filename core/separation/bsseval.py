@@ -97,18 +97,18 @@ def _correlations(
 
 
 def _padded(x: torch.Tensor, length: int) -> torch.Tensor:
-    """x [..., n] zero padded to `length`: a view when x is a prefix of a longer zeroed buffer
-    (as bss_eval's signals are), a copy otherwise."""
-    n = x.shape[-1]
-    base = x.untyped_storage().nbytes() // x.element_size()
+    """x [rows, n] zero padded to `length`: a view when x is the start of the rows of a longer
+    zeroed buffer (as bss_eval's signals are), a copy otherwise."""
+    offset, (row, col) = x.storage_offset(), x.stride()
+    end = offset + (x.shape[0] - 1) * row + length
     if (
         x.dim() == 2
-        and x.stride() == (x.stride(0), 1)
-        and x.storage_offset() == 0
-        and (x.stride(0) >= length and base >= (x.shape[0] - 1) * x.stride(0) + length)
+        and col == 1
+        and row >= length
+        and x.untyped_storage().nbytes() >= end * x.element_size()
     ):
-        return x.as_strided((x.shape[0], length), (x.stride(0), 1))
-    return torch.nn.functional.pad(x, (0, length - n))
+        return x.as_strided((x.shape[0], length), (row, 1), offset)
+    return torch.nn.functional.pad(x, (0, length - x.shape[-1]))
 
 
 def _gram(p: torch.Tensor, taps: int) -> torch.Tensor:
