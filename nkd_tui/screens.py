@@ -127,14 +127,14 @@ class ConfirmScreen(ModalScreen[bool]):
 
 HELP_KEYS = (
     ("tab", "move between experiments and runs"),
-    ("l", "launch the highlighted experiment (edit its settings first)"),
+    ("l", "launch the experiment, its settings editable first"),
     ("p / r", "pause / resume the highlighted run"),
-    ("u", "suspend it: checkpoint, exit, free the GPU (r restarts it)"),
-    ("s", "stop it (asks first): finish the step, save the last state"),
+    ("u", "suspend: checkpoint, exit, free the GPU (r restarts)"),
+    ("s", "stop (asks first): finish the step, save the state"),
     ("K", "kill it (asks first)"),
-    ("space", "mark / unmark the run for comparison (any experiments)"),
-    ("c", "compare the marked runs: metrics, loss curves, differing settings"),
-    ("L", "lineage of the run: fine-tunes, blends, evaluations; b blends marked nodes"),
+    ("space", "mark / unmark a run for compare (any experiment)"),
+    ("c", "compare the marked runs: metrics, curves, settings"),
+    ("L", "lineage: fine-tunes, blends, evaluations; b blends"),
     ("q", "quit; runs keep going, reopen nkd to see them again"),
 )
 
