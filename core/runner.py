@@ -221,6 +221,30 @@ def resolve_run(store: Store, ref: str) -> str:
 # ── control ─────────────────────────────────────────────────────────────────────────────────
 
 
+RESTARTABLE = ("stopped", "failed", "lost", "suspended")
+
+
+def restart(store: Store, ws: Workspace, run_id: str) -> str:
+    """Start an ended run again from its last checkpointed state (the end of its last completed
+    epoch): after a stop, a crash or a reboot the run goes on as the same run."""
+    row = store.get_run(run_id)
+    if row is None:
+        raise RunError(f"no run '{run_id}' in {store.path}")
+    status = current_status(store, ws, row)
+    if status not in RESTARTABLE:
+        raise RunError(f"run '{run_id}' is {status}; only {', '.join(RESTARTABLE)} runs restart")
+    if row["recipe"] == "command":
+        raise RunError(f"run '{run_id}': a command experiment keeps no restart state")
+    states = sorted((ws.checkpoints_dir / run_id).glob("*_state.pt"))
+    if not states:
+        raise RunError(
+            f"run '{run_id}' has no checkpointed state yet (it ended in its first epoch)"
+        )
+    store.set_status(run_id, "starting")
+    pid = start_worker(ws.run_dir(run_id), resume=True)
+    return f"{run_id}: restarted from {states[-1].name} (pid {pid})"
+
+
 def send(store: Store, ws: Workspace, run_id: str, action: str) -> str:
     """pause | resume | suspend | stop a run; returns a one-line description of what was done."""
     row = store.get_run(run_id)
@@ -256,9 +280,7 @@ def send(store: Store, ws: Workspace, run_id: str, action: str) -> str:
     return f"{run_id}: {action} requested"
 
 
-def wait_for(
-    store: Store, run_id: str, statuses: Iterable[str], timeout: float
-) -> str | None:
+def wait_for(store: Store, run_id: str, statuses: Iterable[str], timeout: float) -> str | None:
     """Poll the store until the run reaches one of `statuses`; returns it, or None on timeout."""
     wanted = set(statuses)
     deadline = time.monotonic() + timeout

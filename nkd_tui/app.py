@@ -100,6 +100,7 @@ class NkdApp(App[None]):
         Binding("space", "mark", "Mark", id="run.mark"),
         Binding("c", "compare", "Compare", id="run.compare"),
         Binding("L", "lineage", "Lineage", id="run.lineage"),
+        Binding("R", "control('restart')", "Restart", id="run.restart", show=False),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
@@ -313,11 +314,13 @@ class NkdApp(App[None]):
 
     @work(thread=True, group="control", exit_on_error=False)
     def _control(self, run_id: str, action: str) -> None:
-        from core.runner import kill, send
+        from core.runner import kill, restart, send
 
         try:
             if action == "kill":
                 message = kill(self.poller.store, self.workspace, run_id)
+            elif action == "restart":
+                message = restart(self.poller.store, self.workspace, run_id)
             else:
                 message = send(self.poller.store, self.workspace, run_id, action)
         except NkdError as exc:

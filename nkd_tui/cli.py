@@ -299,6 +299,17 @@ def cmd_control(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restart(args: argparse.Namespace) -> int:
+    from core.runner import resolve_run, restart
+
+    ws, store = _open_store(args)
+    run_id = resolve_run(store, args.run)
+    print(restart(store, ws, run_id))
+    if args.detach:
+        return 0
+    return _follow_run(store, ws, run_id)
+
+
 def cmd_kill(args: argparse.Namespace) -> int:
     from core.runner import kill, resolve_run
 
@@ -439,6 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(action, help=text)
         p.add_argument("run")
         p.set_defaults(func=cmd_control)
+    p = sub.add_parser("restart", help="continue a stopped, failed or lost run from its last state")
+    p.add_argument("run")
+    p.add_argument("--detach", "-d", action="store_true")
+    p.set_defaults(func=cmd_restart)
     p = sub.add_parser("kill", help="stop, then SIGKILL after a grace period")
     p.add_argument("run")
     p.add_argument("--grace", type=float, default=10.0, help="seconds to wait for stop")

@@ -254,3 +254,33 @@ def test_lineage_reads_as_the_history(space: Space, capsys) -> None:
         "SDR",
     ):
         assert piece in out
+
+
+def test_a_stopped_run_restarts_from_its_last_epoch(space: Space) -> None:
+    import time
+
+    from core.runner import resolve_run
+
+    assert space.nkd("run", "crnn_long", *SMALL, "--set", "epochs=4", "--detach") == 0
+    store = Store(space.root / "nkd.db")
+    try:
+        run_id = resolve_run(store, "crnn_long")
+        deadline = time.monotonic() + 120
+        while len(store.epochs(run_id)) < 1:
+            assert time.monotonic() < deadline, "no epoch"
+            time.sleep(0.2)
+        assert space.nkd("stop", run_id) == 0
+        while store.get_run(run_id)["status"] != "stopped":
+            assert time.monotonic() < deadline, store.get_run(run_id)["status"]
+            time.sleep(0.2)
+        done = len(store.epochs(run_id))
+        assert done < 4
+        assert space.nkd("restart", run_id) == 0  # follows it to the end
+        row = store.get_run(run_id)
+        assert row["status"] == "finished", row["error"]
+        assert [e["epoch"] for e in store.epochs(run_id)] == [1, 2, 3, 4]
+        log = (Path(row["run_dir"]) / "output.log").read_text()
+        assert f"resumed separator after epoch {done}" in log
+    finally:
+        store.close()
+    assert space.nkd("restart", run_id) == 1  # finished: nothing to restart
