@@ -131,7 +131,7 @@ HELP_KEYS = (
     ("p / r", "pause / resume the highlighted run"),
     ("u", "suspend: checkpoint, exit, free the GPU (r restarts)"),
     ("s", "stop (asks first): finish the step, save the state"),
-    ("K / R", "kill it (asks first) / restart an ended run from its state"),
+    ("K / R", "kill (asks first) / restart an ended run from its state"),
     ("space", "mark / unmark a run for compare (any experiment)"),
     ("c", "compare the marked runs: metrics, curves, settings"),
     ("L", "lineage: fine-tunes, blends, evaluations; b blends"),
