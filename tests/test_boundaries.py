@@ -19,13 +19,17 @@ def _loaded_after(stmt: str) -> set[str]:
 def test_core_imports_no_ui() -> None:
     loaded = _loaded_after(
         "import core, core.registry, core.store, core.runner, core.worker, core.reporter, "
-        "core.report, core.recipes"
+        "core.report, core.recipes, core.training, core.features, core.noise.recipes, "
+        "core.separation.recipes, core.separation.bsseval, core.lineage, core.blends"
     )
     assert not loaded & {"textual", "textual_plotext", "rich"}, loaded & {"textual", "rich"}
 
 
 def test_cli_imports_no_torch() -> None:
-    loaded = _loaded_after("import nkd_tui, nkd_tui.cli, core.runner, core.worker")
+    loaded = _loaded_after(
+        "import nkd_tui, nkd_tui.cli, nkd_tui.app, nkd_tui.compare_screen, "
+        "nkd_tui.lineage_screen, core.runner, core.worker, core.lineage, core.blends"
+    )
     assert "torch" not in loaded and "librosa" not in loaded
 
 
@@ -33,5 +37,5 @@ def test_nkd_help_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "nkd_tui.cli", "--help"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     for command in ("run", "ps", "logs", "show", "pause", "resume", "suspend", "stop", "kill",
-                    "reindex"):
+                    "restart", "reindex", "data", "blend", "lineage"):
         assert command in out
