@@ -348,17 +348,19 @@ def cmd_data_index(args: argparse.Namespace) -> int:
     from core.noise import dataset
 
     src = registry.data[args.source]
-    source = dataset.Source.from_config(src.name, {**src.settings, "root": str(src.root)})
-    rows, skipped = dataset.build(source, args.sample_rate, args.segment_seconds)
-    path = dataset.write(source, rows, skipped)
+    if src.settings.get("kind") == "separation":
+        raise NkdError(
+            f"{registry.path}: data source '{args.source}' holds track folders; `nkd data index` "
+            f"is for clip folders (separation tracks are checked stem by stem when a run starts)"
+        )
+    root = str(src.root.resolve())
+    source = dataset.Source.from_config(src.name, {**src.settings, "root": root})
+    rows = dataset.ensure(source, args.sample_rate, args.segment_seconds, force=True)
     splits: dict[str, int] = {}
     for r in rows:
         splits[r.split] = splits.get(r.split, 0) + 1
-    print(
-        f"{path}: {len(rows)} segments ({', '.join(f'{k} {v}' for k, v in sorted(splits.items()))})"
-    )
-    for rel, reason in skipped:
-        print(f"  skipped {rel}: {reason}")
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))
+    print(f"{source.root / dataset.INDEX_NAME}: {len(rows)} segments by split ({counts})")
     return 0
 
 

@@ -170,13 +170,17 @@ def read(source: Source) -> list[Row]:
         ]
 
 
-def ensure(source: Source, sample_rate: int, segment_seconds: float, log=print) -> list[Row]:
-    """The folder's index, rebuilt when its files or segment settings changed since written."""
+def ensure(
+    source: Source, sample_rate: int, segment_seconds: float, log=print, force: bool = False
+) -> list[Row]:
+    """The folder's index, rebuilt when its files or segment settings changed since written
+    (or always, with `force`)."""
     from core.workspace import atomic_write_json, read_json
 
     index, settings_path = source.root / INDEX_NAME, source.root / SETTINGS_NAME
     settings = {"sample_rate": sample_rate, "segment_seconds": segment_seconds}
-    if index.is_file() and settings_path.is_file() and read_json(settings_path) == settings:
+    fresh = not force and index.is_file() and settings_path.is_file()
+    if fresh and read_json(settings_path) == settings:
         rows = read(source)
         built = index.stat().st_mtime
         files = audio_files(source.root)

@@ -84,6 +84,11 @@ class Segments:
             raise RunError(f"key 'target_stem': '{target}' is not one of the stems {list(names)}")
         self.keep = None if not target else torch.tensor([s == target for s in names])
         n_tracks, _, n = stems.shape
+        if n < seg:
+            raise RunError(
+                f"tracks are {n} samples long but segment_seconds asks for {seg}; "
+                f"use longer tracks or a shorter segment_seconds"
+            )
         self.per_epoch = max(1, n_tracks * (n // seg))
 
     def batch(self, g: torch.Generator, size: int) -> dict[str, torch.Tensor]:
