@@ -77,22 +77,44 @@ def _correlations(
 ) -> list[torch.Tensor]:
     """For each a in `signals`: r[i, j, k] = Σ_t a_i(t + k) · b_j(t), lags 0 <= k < taps.
 
-    Overlap-save in blocks: block k of b (length nfft − taps, zero padded) against the same span
-    of a plus `taps` samples more; the cross-spectra are summed over blocks (one small matrix
-    product per frequency, on contiguous operands) before one inverse FFT.
+    The track is cut into blocks of nfft − taps samples. Pairs (t, t + k) inside one block come
+    from the blocks' zero-padded spectra (the same spectra serve a signal as `a` and as `b`);
+    pairs that straddle a block boundary come from short spectra of the `taps` samples either
+    side of each boundary. The cross-spectra are summed over blocks (one small matrix product
+    per frequency, on contiguous operands) before the inverse FFTs.
     """
     step = nfft - taps
     n = b.shape[-1]
     blocks = math.ceil(n / step)
-    pb = _padded(b, blocks * step)
-    fb = torch.fft.rfft(pb.reshape(b.shape[0], blocks, step), n=nfft)  # [B, blocks, F]
-    fb = fb.conj().resolve_conj().permute(2, 1, 0).contiguous()  # [F, blocks, B]
+
+    def spectra(x: torch.Tensor) -> torch.Tensor:  # [rows, blocks, F]
+        return torch.fft.rfft(_padded(x, blocks * step).reshape(x.shape[0], blocks, step), n=nfft)
+
+    def heads(x: torch.Tensor) -> torch.Tensor:  # the `taps` samples after each boundary
+        x = _padded(x, blocks * step)
+        return x[:, step:].unfold(-1, taps, step)[:, : blocks - 1]
+
+    def tails(x: torch.Tensor) -> torch.Tensor:  # the `taps` samples before each boundary
+        x = _padded(x, blocks * step)
+        return x[:, step - taps :].unfold(-1, taps, step)[:, : blocks - 1]
+
+    spectra_b = {id(b): spectra(b)}
+    fb = spectra_b[id(b)].conj().resolve_conj().permute(2, 1, 0).contiguous()  # [F, blocks, B]
+    if blocks > 1:
+        tb = torch.fft.rfft(tails(b), n=2 * taps).conj().resolve_conj()
+        tb = tb.permute(2, 1, 0).contiguous()  # [F2, boundaries, B]
     out = []
     for a in signals:
-        pa = _padded(a, blocks * step + taps)
-        fa = torch.fft.rfft(pa.unfold(-1, nfft, step), n=nfft)  # [A, blocks, F]
-        cross = torch.bmm(fa.permute(2, 0, 1).contiguous(), fb)
-        out.append(torch.fft.irfft(cross.permute(1, 2, 0), n=nfft)[..., :taps])
+        fa = spectra_b.get(id(a))
+        fa = spectra(a) if fa is None else fa
+        inner = torch.bmm(fa.permute(2, 0, 1).contiguous(), fb)  # [F, A, B]
+        r = torch.fft.irfft(inner.permute(1, 2, 0), n=nfft)[..., :taps]
+        if blocks > 1:
+            # a's head placed after b's tail: lag k pairs b's last samples with a's first
+            ha = torch.fft.rfft(torch.nn.functional.pad(heads(a), (taps, 0)), n=2 * taps)
+            cross = torch.bmm(ha.permute(2, 0, 1).contiguous(), tb)
+            r = r + torch.fft.irfft(cross.permute(1, 2, 0), n=2 * taps)[..., :taps]
+        out.append(r)
     return out
 
 
