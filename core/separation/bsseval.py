@@ -160,9 +160,10 @@ def block_levinson(r: torch.Tensor, d: torch.Tensor) -> torch.Tensor | None:
     # rows[..., a, (j, b)] = R(n − j)ᵀ[a, b] for the last n blocks; cols: R(j + 1)[a, b]
     rows_all = r.transpose(-1, -2).flip(-3).transpose(-3, -2).reshape(*batch, m, n_blocks * m)
     cols_all = r.transpose(-3, -2).reshape(*batch, m, n_blocks * m)
-    fwd = torch.zeros(*flat, m, dtype=r.dtype, device=r.device)  # stacked blocks F[j]
-    bwd = torch.zeros_like(fwd)
-    x = torch.zeros(*flat, k, dtype=r.dtype, device=r.device)
+    # the forward predictor F and the solution x side by side: one product gives both sums
+    fx = torch.zeros(*flat, m + k, dtype=r.dtype, device=r.device)
+    fwd, x = fx[..., :m], fx[..., m:]
+    bwd = torch.zeros(*flat, m, dtype=r.dtype, device=r.device)
     eye = torch.eye(m, dtype=r.dtype, device=r.device)
     fwd[..., :m, :] = eye
     bwd[..., :m, :] = eye
@@ -175,9 +176,9 @@ def block_levinson(r: torch.Tensor, d: torch.Tensor) -> torch.Tensor | None:
     for n in range(1, n_blocks):
         past = slice(0, n * m)
         rows = rows_all[..., (n_blocks - 1 - n) * m : (n_blocks - 1) * m]
-        delta_f = rows @ fwd[..., past, :]
+        sums = rows @ fx[..., past, :]
+        delta_f, eps_x = sums[..., :m], sums[..., m:]
         delta_b = cols_all[..., m : (n + 1) * m] @ bwd[..., past, :]
-        eps_x = rows @ x[..., past, :]
         alpha = -torch.linalg.solve(e_b, delta_f)
         beta = -torch.linalg.solve(e_f, delta_b)
         from_b = bwd[..., past, :] @ alpha
@@ -193,7 +194,7 @@ def block_levinson(r: torch.Tensor, d: torch.Tensor) -> torch.Tensor | None:
             return None
         gamma = torch.cholesky_solve(d[..., n, :, :] - eps_x, chol)
         x[..., : (n + 1) * m, :] += bwd[..., : (n + 1) * m, :] @ gamma
-    out = x.reshape(*batch, n_blocks, m, k)
+    out = x.contiguous().reshape(*batch, n_blocks, m, k)
     return out if bool(torch.isfinite(out).all()) else None
 
 
