@@ -290,12 +290,19 @@ def _find_soft_labels(ctx: RunContext, t: Teacher) -> tuple[str, dict[str, np.nd
 # ── noise.student (ViLD-image) ──────────────────────────────────────────────────────────────
 
 
-def student(ctx: RunContext) -> None:
+def _teacher_and_classes(ctx: RunContext) -> tuple[torch.device, Teacher, list[str]]:
+    """The device, the teacher (on it) and the class names, which must be the teacher's own."""
     p = ctx.params
     device = device_of(ctx)
     t = load_teacher(ctx, p.get("teacher_checkpoint", "best")).to(device)
     names = dataset.class_map(p["classes"])[0] if "classes" in p else t.classes
     check_classes(t, names, None, f"experiment '{ctx.config.get('experiment')}'")
+    return device, t, names
+
+
+def student(ctx: RunContext) -> None:
+    p = ctx.params
+    device, t, names = _teacher_and_classes(ctx)
     settings, seconds, norm = t.settings, float(t.meta["segment_seconds"]), t.norm
     src, rows = rows_of(ctx, "data", settings.sample_rate, seconds)
     pool = clips(ctx, rows, settings, seconds, device)
@@ -423,10 +430,7 @@ def _find_student(ctx: RunContext, t: Teacher) -> tuple[str, AudioEncoder, TextH
 
 def ensemble(ctx: RunContext) -> None:
     p = ctx.params
-    device = device_of(ctx)
-    t = load_teacher(ctx, p.get("teacher_checkpoint", "best")).to(device)
-    names = dataset.class_map(p["classes"])[0] if "classes" in p else t.classes
-    check_classes(t, names, None, f"experiment '{ctx.config.get('experiment')}'")
+    device, t, names = _teacher_and_classes(ctx)
     run_id, s_enc, s_head, _ = _find_student(ctx, t)
     log(f"student: run {run_id}")
     seconds = float(t.meta["segment_seconds"])
