@@ -23,7 +23,10 @@ def reference(ctx: RunContext, key: str) -> dict[str, str]:
 
 def source_run(ctx: RunContext, key: str) -> dict[str, Any] | None:
     """The run a reference points at (None for a file reference)."""
-    ref = reference(ctx, key)
+    return _run_of(ctx, reference(ctx, key), key)
+
+
+def _run_of(ctx: RunContext, ref: dict[str, str], key: str) -> dict[str, Any] | None:
     if ref["kind"] == "file":
         return None
     store = Store(ctx.db_path)
@@ -46,7 +49,13 @@ def source_run(ctx: RunContext, key: str) -> dict[str, Any] | None:
 
 def checkpoint_path(ctx: RunContext, key: str, prefix: str, part: str, which: str = "best") -> Path:
     """The checkpoint file `<best_><prefix>_<part>.pth` of the referenced run (or file)."""
-    ref = reference(ctx, key)
+    return checkpoint_path_of(ctx, reference(ctx, key), key, prefix, part, which)
+
+
+def checkpoint_path_of(
+    ctx: RunContext, ref: dict[str, str], key: str, prefix: str, part: str, which: str = "best"
+) -> Path:
+    """As checkpoint_path, for a reference given as {kind, target}; `key` names it in errors."""
     name = f"{'best_' if which == 'best' else ''}{prefix}_{part}.pth"
     if ref["kind"] == "file":
         given = Path(ref["target"])
@@ -56,7 +65,7 @@ def checkpoint_path(ctx: RunContext, key: str, prefix: str, part: str, which: st
             if given.name.endswith(f"_{other}.pth") and other != part:
                 path = given.with_name(given.name.replace(f"_{other}.pth", f"_{part}.pth"))
     else:
-        run = source_run(ctx, key)
+        run = _run_of(ctx, ref, key)
         path = Path(ctx.config["checkpoints_dir"]).parent / run["id"] / name
     if not path.is_file():
         raise RunError(f"{key} '{_describe(ref)}': checkpoint {path} not found")

@@ -103,7 +103,10 @@ def launch_experiment(registry: Registry, exp: Experiment, store: Store | None =
             "references": {
                 k: {"kind": r.kind, "target": r.target} for k, r in exp.references.items()
             },
-            "sources": [{"ref": str(s), "weight": s.weight} for s in exp.sources],
+            "sources": [
+                {"ref": str(s), "kind": s.kind, "target": s.target, "weight": s.weight}
+                for s in exp.sources
+            ],
             "data_sources": {
                 exp.params[key]: {
                     **registry.data[exp.params[key]].settings,

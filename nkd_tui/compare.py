@@ -11,11 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.store import Store
+from nkd_tui.format import fmt_num
 
 FIXED = ["run", "experiment", "status", "epochs", "best val", "best ep"]
 METRIC_ORDER = [
@@ -91,11 +91,6 @@ def score(run: dict[str, Any]) -> float | None:
     return run.get("sdr") if run.get("sdr") is not None else run.get("accuracy")
 
 
-def _params(run: dict[str, Any]) -> dict[str, Any]:
-    value = run.get("params") or {}
-    return json.loads(value) if isinstance(value, str) else dict(value)
-
-
 def _parent(store: Store, params: dict[str, Any]) -> dict[str, Any] | None:
     ref = params.get("pretrained") or params.get("teacher")
     if not isinstance(ref, str):
@@ -110,7 +105,7 @@ def compare(store: Store, run_ids: list[str]) -> Comparison:
     missing = [r for r, run in zip(run_ids, runs, strict=True) if run is None]
     if missing:
         raise KeyError(f"no such run: {', '.join(missing)}")
-    params = [_params(run) for run in runs]
+    params = [run["params"] for run in runs]  # the store parses them
     headlines = [_headline(store.metrics(r)) for r in run_ids]
     names = [n for n in METRIC_ORDER if any(n in h for h in headlines)]
     columns = FIXED + names + ["score", "Δ vs parent"]
@@ -146,10 +141,6 @@ def compare(store: Store, run_ids: list[str]) -> Comparison:
 
 
 def fmt(value: Any, signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        if math.isinf(value) or math.isnan(value):
-            return str(value)
-        return f"{value:+.4g}" if signed else f"{value:.4g}"
-    return str(value)
+    if isinstance(value, float) and signed:
+        return f"{value:+.4g}"
+    return fmt_num(value) if value is None or isinstance(value, float) else str(value)

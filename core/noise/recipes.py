@@ -4,7 +4,6 @@ hybrid_kd (mark2.5-2.9). Each is `run(ctx)`; all training goes through core.trai
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from core import refs
 from core.checksum import sha256_file
 from core.errors import RunError
 from core.features import MelSettings
@@ -583,4 +581,4 @@ def hybrid_kd(ctx: RunContext) -> None:
     evaluate(ctx, tprobs, y, names, test_rows, split, prefix="teacher_", files=False)
 
 
-__all__ = ["asdict", "ensemble", "hybrid_kd", "index", "refs", "soft_labels", "student", "teacher"]
+__all__ = ["ensemble", "hybrid_kd", "index", "soft_labels", "student", "teacher"]

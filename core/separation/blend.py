@@ -65,16 +65,10 @@ def average(
     return out
 
 
-def source_path(ctx: RunContext, ref: str) -> Path:
-    """A blend source (experiment, run:<id> or file) -> its best separator checkpoint."""
-    if ref.startswith("run:"):
-        kind, target = "run", ref[4:]
-    elif (ctx.root / ref).is_file() or Path(ref).is_file():
-        kind, target = "file", ref
-    else:
-        kind, target = "experiment", ref
-    ctx.config.setdefault("references", {})[f"source {ref}"] = {"kind": kind, "target": target}
-    return refs.checkpoint_path(ctx, f"source {ref}", "separator", "model", "best")
+def source_path(ctx: RunContext, source: dict[str, Any]) -> Path:
+    """A blend source of the run's config (experiment, run or file) -> its best separator
+    checkpoint."""
+    return refs.checkpoint_path_of(ctx, source, f"source '{source['ref']}'", "separator", "model")
 
 
 def ancestors(store: Store, checkpoint_id: str) -> set[str]:

@@ -48,12 +48,9 @@ class Scores:
 
 
 def _nanmedian(x: torch.Tensor) -> np.ndarray:
-    return np.array(
-        [
-            np.nanmedian(r) if np.isfinite(r).any() or np.isinf(r).any() else np.nan
-            for r in x.double().cpu().numpy()
-        ]
-    )
+    """Median of each row over its defined (non-NaN) values; NaN for a row without any."""
+    rows = x.double().cpu().numpy()
+    return np.array([np.nanmedian(r) if (~np.isnan(r)).any() else np.nan for r in rows])
 
 
 def frames(length: int, window: int, hop: int) -> list[tuple[int, int]]:

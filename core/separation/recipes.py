@@ -215,7 +215,7 @@ def train(ctx: RunContext) -> None:
     )
     trainer.fit()
     trainer.load_best()
-    _score(ctx, model, full_meta, device)
+    _score(ctx, model, full_meta, device, val_tracks)
 
 
 def onset_targets(drum_mag: torch.Tensor) -> torch.Tensor:
@@ -235,9 +235,16 @@ def _score_checkpoint(ctx: RunContext, path: Path, device: torch.device) -> None
     _score(ctx, model, payload["meta"], device)
 
 
-def _score(ctx: RunContext, model: torch.nn.Module, meta: dict[str, Any], device) -> None:
+def _score(
+    ctx: RunContext,
+    model: torch.nn.Module,
+    meta: dict[str, Any],
+    device,
+    tracks: list[Track] | None = None,
+) -> None:
     p = ctx.params
-    tracks = _tracks(ctx, "val_data", tuple(meta["stems"]), int(meta["stft"]["sample_rate"]))
+    if tracks is None:
+        tracks = _tracks(ctx, "val_data", tuple(meta["stems"]), int(meta["stft"]["sample_rate"]))
     score(
         ctx,
         model,
@@ -273,7 +280,7 @@ def blend(ctx: RunContext) -> None:
     """Average the sources' weights, record where they came from, evaluate the result."""
     device = run_device(ctx)
     sources = ctx.config.get("sources", [])
-    paths = [blending.source_path(ctx, s["ref"]) for s in sources]
+    paths = [blending.source_path(ctx, s) for s in sources]
     weights = [float(s["weight"]) for s in sources]
     out = ctx.checkpoints_dir / BEST
     blending.write_blend(paths, weights, out, ctx)
