@@ -63,6 +63,16 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
+def csv_text(rows: list[list[Any]]) -> str:
+    """Rows as CSV text with plain newlines."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
 def atomic_write_json(path: Path, data: Any, sort_keys: bool = True) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=sort_keys) + "\n")
 

@@ -8,13 +8,12 @@ parameters that differ, and each run's loss curve.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.store import Store
+from core.workspace import csv_text
 from nkd_tui.format import fmt_num
 
 FIXED = ["run", "experiment", "status", "epochs", "best val", "best ep"]
@@ -51,15 +50,15 @@ class Comparison:
         return sorted(present, key=lambda r: _sort_key(r[i]), reverse=reverse) + missing
 
     def to_csv(self) -> str:
-        buf = io.StringIO()
-        out = csv.writer(buf, lineterminator="\n")
-        out.writerow(self.columns)
-        out.writerows([["" if v is None else v for v in row] for row in self.rows])
-        out.writerow([])
-        out.writerow(["parameter", *self.run_ids])
-        for key, values, _ in self.params:
-            out.writerow([key, *[param_text(v) for v in values]])
-        return buf.getvalue()
+        return csv_text(
+            [
+                self.columns,
+                *[["" if v is None else v for v in row] for row in self.rows],
+                [],
+                ["parameter", *self.run_ids],
+                *[[key, *[param_text(v) for v in values]] for key, values, _ in self.params],
+            ]
+        )
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

@@ -134,24 +134,16 @@ def build(
 
 
 def write(source: Source, rows: list[Row], skipped: list[tuple[str, str]]) -> Path:
-    from core.workspace import atomic_write_text
+    from core.workspace import atomic_write_text, csv_text
 
     out = source.root / INDEX_NAME
-    atomic_write_text(out, _csv([FIELDS] + [[getattr(r, f) for f in FIELDS] for r in rows]))
+    atomic_write_text(out, csv_text([FIELDS] + [[getattr(r, f) for f in FIELDS] for r in rows]))
     skipped_path = source.root / SKIPPED_NAME
     if skipped:
-        atomic_write_text(skipped_path, _csv([["path", "reason"], *skipped]))
+        atomic_write_text(skipped_path, csv_text([["path", "reason"], *skipped]))
     else:
         skipped_path.unlink(missing_ok=True)
     return out
-
-
-def _csv(rows: list[list[Any]]) -> str:
-    import io
-
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    return buf.getvalue()
 
 
 def read(source: Source) -> list[Row]:

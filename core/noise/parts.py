@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from core.noise.clips import load as load_clips
 from core.noise.models import AudioEncoder, TextHead
 from core.plots import confusion
 from core.recipes import RunContext
-from core.workspace import atomic_write_text
+from core.workspace import atomic_write_text, csv_text
 
 PREDICT_BATCH = 256
 
@@ -293,7 +291,7 @@ def evaluate(
     matrix = metrics.confusion_matrix(y, probs.argmax(1), len(names)).tolist()
     atomic_write_text(
         ctx.run_dir / f"{tag}confusion_matrix.csv",
-        _csv(
+        csv_text(
             [["true \\ predicted", *names]] + [[n, *r] for n, r in zip(names, matrix, strict=True)]
         ),
     )
@@ -314,13 +312,7 @@ def write_details(
     pred = probs.argmax(1)
     for r, t, p, pr in zip(rows, y, pred, probs, strict=True):
         table.append([r.path, r.offset, names[t], names[p], int(t == p), *[f"{v:.5f}" for v in pr]])
-    atomic_write_text(path, _csv(table))
-
-
-def _csv(rows: list[list[Any]]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    return buf.getvalue()
+    atomic_write_text(path, csv_text(table))
 
 
 def eval_rows(rows: list, classes: Any, name: str) -> tuple[list, list[int], str]:

@@ -449,10 +449,9 @@ def ensemble(ctx: RunContext) -> None:
                 *[f"{values[k]:.4f}" for k in ("accuracy", "macro_f1", "roc_auc")],
             ]
         )
-    from core.noise.parts import _csv
-    from core.workspace import atomic_write_text
+    from core.workspace import atomic_write_text, csv_text
 
-    atomic_write_text(ctx.run_dir / "ensemble_comparison.csv", _csv(table))
+    atomic_write_text(ctx.run_dir / "ensemble_comparison.csv", csv_text(table))
     for row in table:
         log("  ".join(f"{c:<28}" if i == 0 else f"{c:>9}" for i, c in enumerate(row)))
 

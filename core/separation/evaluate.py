@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ from core.separation import bsseval
 from core.separation.data import Track
 from core.separation.models import masks_of
 from core.separation.spectral import MagNorm, Stft
-from core.workspace import atomic_write_text
+from core.workspace import atomic_write_text, csv_text
 
 METRICS = ("sdr", "isr", "sir", "sar", "si_sdr")
 
@@ -120,9 +118,5 @@ def _definition(metric: str) -> str:
 
 
 def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
-    buf = io.StringIO()
-    out = csv.writer(buf, lineterminator="\n")
-    out.writerow(["track", *METRICS])
-    for r in rows:
-        out.writerow([r["track"], *[f"{r[k]:.4f}" for k in METRICS]])
-    atomic_write_text(path, buf.getvalue())
+    table = [["track", *METRICS]] + [[r["track"], *[f"{r[k]:.4f}" for k in METRICS]] for r in rows]
+    atomic_write_text(path, csv_text(table))
