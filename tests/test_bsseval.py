@@ -6,8 +6,10 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from scipy.signal import lfilter
 
+from core.separation import bsseval
 from core.separation.bsseval import bss_eval, frames
 
 SR = 8000
@@ -112,3 +114,44 @@ def test_agrees_with_museval() -> None:
     for name, ref in zip(("sdr", "isr", "sir", "sar"), theirs, strict=True):
         diff = np.abs(getattr(ours, name).numpy() - ref)
         assert diff.max() < 0.01, (name, diff.max())
+
+
+def _direct_correlations(x: np.ndarray, y: np.ndarray, taps: int) -> np.ndarray:
+    """r[i, j, k] = Σ_t x_i(t + k) · y_j(t), rows of [signals, n], summed by hand."""
+    n = x.shape[1]
+    return np.stack([x[:, k:] @ y[:, : n - k].T for k in range(taps)], axis=-1)
+
+
+def test_block_correlations_match_direct_sums(monkeypatch: pytest.MonkeyPatch) -> None:
+    # small blocks and groups, and a length that is no multiple of either: every block
+    # boundary, a partial group and the zero padding past the end are exercised
+    monkeypatch.setattr(bsseval, "CORR_NFFT", 64)
+    monkeypatch.setattr(bsseval, "CORR_GROUP", 3)
+    rng = np.random.default_rng(3)
+    ref, est = rng.standard_normal((2, 3, 1001, 2))
+    p, q = bsseval._correlations(torch.as_tensor(ref), torch.as_tensor(est), 16)
+    x = ref.transpose(0, 2, 1).reshape(6, -1)  # rows ordered (source, channel)
+    e = est.transpose(0, 2, 1).reshape(6, -1)
+    assert np.allclose(p.numpy(), _direct_correlations(x, x, 16), atol=1e-10)
+    assert np.allclose(q.numpy(), _direct_correlations(e, x, 16), atol=1e-10)
+
+
+def test_block_levinson_matches_a_dense_solve() -> None:
+    rng = np.random.default_rng(4)
+    signals = rng.standard_normal((3, 400))
+    signals[1] += 0.5 * np.roll(signals[0], 2)  # correlated channels
+    p = _direct_correlations(signals, signals, 24)
+    r = p.transpose(2, 0, 1)  # R(k)[i, j] = r_ij(k)
+    d = rng.standard_normal((24, 3, 2))
+    dense = np.linalg.solve(bsseval._gram(p, 24), d.transpose(1, 0, 2).reshape(72, 2))
+    x = bsseval.block_levinson(r, d)
+    assert x is not None
+    assert np.allclose(x.transpose(1, 0, 2).reshape(72, 2), dense, atol=1e-9)
+    batched = bsseval.block_levinson(np.stack([r, r]), np.stack([d, 2 * d]))
+    assert batched is not None and np.allclose(batched[1], 2 * x, atol=1e-9)
+
+
+def test_block_levinson_refuses_an_indefinite_matrix() -> None:
+    r = np.zeros((4, 2, 2))
+    r[0] = np.diag([1.0, -1.0])
+    assert bsseval.block_levinson(r, np.ones((4, 2, 1))) is None

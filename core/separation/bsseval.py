@@ -66,83 +66,89 @@ def _db(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(den == 0, torch.full_like(out, math.inf), out)
 
 
-CORR_NFFT = 16384  # block FFT size of the correlations
+CORR_NFFT = 4096  # block FFT size of the correlations (grown for longer filters)
+CORR_GROUP = 8  # blocks transformed together, in buffers reused from group to group
+FRAME_CHUNK_BYTES = 64 << 20  # frames decomposed together, likewise
 
 
 def _correlations(
-    signals: list[torch.Tensor], b: torch.Tensor, taps: int, nfft: int = CORR_NFFT
-) -> list[torch.Tensor]:
-    """For each a in `signals`: r[i, j, k] = Σ_t a_i(t + k) · b_j(t), lags 0 <= k < taps.
+    ref: torch.Tensor, est: torch.Tensor, taps: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Correlations of the references with themselves and of the estimates with the
+    references, for lags 0 <= k < taps, from tracks [sources, n, channels]; rows and columns
+    are signals ordered (source, channel):
 
-    The track is cut into blocks of nfft − taps samples. Pairs (t, t + k) inside one block come
-    from the blocks' zero-padded spectra (the same spectra serve a signal as `a` and as `b`);
-    pairs that straddle a block boundary come from short spectra of the `taps` samples either
-    side of each boundary. The cross-spectra are summed over blocks (one small matrix product
-    per frequency, on contiguous operands) before the inverse FFTs.
+        p[i, j, k] = Σ_t x_i(t + k) · x_j(t)        q[c, j, k] = Σ_t e_c(t + k) · x_j(t)
+
+    The track is cut into blocks of `step` samples. Each block of x is zero padded to nfft,
+    and the `a` side (x and e) reads nfft samples from the block's start, so every pair
+    (t, t + k) with t in the block is inside one circular correlation of length nfft. The
+    cross-spectra are summed over blocks (one small matrix product per frequency) before the
+    inverse FFT. Blocks go through in small groups whose buffers are reused: fresh memory
+    costs more here than the FFTs.
     """
+    nsrc, n, nchan = ref.shape
+    m = nsrc * nchan
+    nfft = max(CORR_NFFT, 4 << (taps - 1).bit_length())
     step = nfft - taps
-    n = b.shape[-1]
     blocks = math.ceil(n / step)
-
-    def spectra(x: torch.Tensor) -> torch.Tensor:  # [rows, blocks, F]
-        return torch.fft.rfft(_padded(x, blocks * step).reshape(x.shape[0], blocks, step), n=nfft)
-
-    def heads(x: torch.Tensor) -> torch.Tensor:  # the `taps` samples after each boundary
-        x = _padded(x, blocks * step)
-        return x[:, step:].unfold(-1, taps, step)[:, : blocks - 1]
-
-    def tails(x: torch.Tensor) -> torch.Tensor:  # the `taps` samples before each boundary
-        x = _padded(x, blocks * step)
-        return x[:, step - taps :].unfold(-1, taps, step)[:, : blocks - 1]
-
-    spectra_b = {id(b): spectra(b)}
-    fb = spectra_b[id(b)].conj().resolve_conj().permute(2, 1, 0).contiguous()  # [F, blocks, B]
-    if blocks > 1:
-        tb = torch.fft.rfft(tails(b), n=2 * taps).conj().resolve_conj()
-        tb = tb.permute(2, 1, 0).contiguous()  # [F2, boundaries, B]
-    out = []
-    for a in signals:
-        fa = spectra_b.get(id(a))
-        fa = spectra(a) if fa is None else fa
-        inner = torch.bmm(fa.permute(2, 0, 1).contiguous(), fb)  # [F, A, B]
-        r = torch.fft.irfft(inner.permute(1, 2, 0), n=nfft)[..., :taps]
-        if blocks > 1:
-            # a's head placed after b's tail: lag k pairs b's last samples with a's first
-            ha = torch.fft.rfft(torch.nn.functional.pad(heads(a), (taps, 0)), n=2 * taps)
-            cross = torch.bmm(ha.permute(2, 0, 1).contiguous(), tb)
-            r = r + torch.fft.irfft(cross.permute(1, 2, 0), n=2 * taps)[..., :taps]
-        out.append(r)
-    return out
+    rows = 3 * m  # x and e read as `a`, then x zero padded as `b`
+    group = max(1, min(blocks, CORR_GROUP))
+    opts = {"dtype": torch.float64, "device": ref.device}
+    pad = torch.zeros(rows, group, nfft, **opts)
+    spec = torch.empty(rows, group, nfft // 2 + 1, dtype=torch.complex128, device=ref.device)
+    by_freq = torch.empty(nfft // 2 + 1, rows, group, dtype=spec.dtype, device=ref.device)
+    inner = torch.zeros(nfft // 2 + 1, 2 * m, m, dtype=by_freq.dtype, device=ref.device)
+    views = [v.view(nsrc, nchan, group, nfft) for v in pad.split(m)]  # x, e, padded x
+    for first in range(0, blocks, group):
+        count = min(group, blocks - first)
+        if count < group:
+            pad.zero_()
+        for view, track, length in (
+            (views[0], ref, nfft),
+            (views[1], est, nfft),
+            (views[2], ref, step),
+        ):
+            _blocks_into(view[:, :, :count, :length], track, first * step, step)
+        torch.fft.rfft(pad, out=spec)
+        by_freq[:, : 2 * m].copy_(spec[: 2 * m].permute(2, 0, 1))
+        by_freq[:, 2 * m :].copy_(spec[2 * m :].permute(2, 0, 1).conj())
+        inner.baddbmm_(by_freq[:, : 2 * m], by_freq[:, 2 * m :].mT)
+    r = torch.fft.irfft(inner, n=nfft, dim=0)[:taps]  # [taps, a signal, b signal]
+    return r[:, :m].permute(1, 2, 0), r[:, m:].permute(1, 2, 0)
 
 
-def _padded(x: torch.Tensor, length: int) -> torch.Tensor:
-    """x [rows, n] zero padded to `length`: a view when x is the start of the rows of a longer
-    zeroed buffer (as bss_eval's signals are), a copy otherwise."""
-    offset, (row, col) = x.storage_offset(), x.stride()
-    end = offset + (x.shape[0] - 1) * row + length
-    if (
-        x.dim() == 2
-        and col == 1
-        and row >= length
-        and x.untyped_storage().nbytes() >= end * x.element_size()
-    ):
-        return x.as_strided((x.shape[0], length), (row, 1), offset)
-    return torch.nn.functional.pad(x, (0, length - x.shape[-1]))
+def _blocks_into(dst: torch.Tensor, track: torch.Tensor, start: int, step: int) -> None:
+    """dst [sources, chans, count, length] <- the track's samples from start + i·step, zero
+    past its end; track [sources, n, chans], contiguous."""
+    nsrc, n, nchan = track.shape
+    count, length = dst.shape[-2:]
+    whole = min(count, max(0, (n - length - start) // step + 1))  # blocks inside the track
+    if whole:
+        src = track.as_strided(
+            (nsrc, nchan, whole, length), (n * nchan, 1, step * nchan, nchan), start * nchan
+        )
+        dst[:, :, :whole].copy_(src)
+    for i in range(whole, count):  # the last blocks run past the end
+        begin = start + i * step
+        have = max(0, min(length, n - begin))
+        dst[:, :, i, :have].copy_(track[:, begin : begin + have].transpose(1, 2))
+        dst[:, :, i, have:].zero_()
 
 
-def _gram(p: torch.Tensor, taps: int) -> torch.Tensor:
+def _gram(p: np.ndarray, taps: int) -> np.ndarray:
     """Gram matrix of delayed signals, rows and columns ordered (signal, delay).
 
     G[(m, a), (n, b)] = Σ_t x_m(t − a) x_n(t − b) = r_mn(b − a), with r_mn(−d) = r_nm(d).
     """
     m = p.shape[0]
-    full = torch.cat([p.transpose(0, 1).flip(-1)[..., :-1], p], dim=-1)  # lags −(L−1) .. L−1
-    d = torch.arange(taps, device=p.device)
+    full = np.concatenate([p.swapaxes(0, 1)[..., :0:-1], p], axis=-1)  # lags −(L−1) .. L−1
+    d = np.arange(taps)
     idx = d[None, :] - d[:, None] + taps - 1  # [a, b] -> b − a
-    return full[:, :, idx].permute(0, 2, 1, 3).reshape(m * taps, m * taps)
+    return full[:, :, idx].transpose(0, 2, 1, 3).reshape(m * taps, m * taps)
 
 
-def block_levinson(r: torch.Tensor, d: torch.Tensor) -> torch.Tensor | None:
+def block_levinson(r: np.ndarray, d: np.ndarray) -> np.ndarray | None:
     """Solve T x = d for a symmetric positive definite block Toeplitz T, T[i, j] = R(j − i),
     R(−k) = R(k)ᵀ (Whittle's multichannel Levinson recursion): O(N² M³) instead of Cholesky's
     O(N³ M³) on the assembled matrix.
@@ -150,80 +156,89 @@ def block_levinson(r: torch.Tensor, d: torch.Tensor) -> torch.Tensor | None:
     r: [..., N, M, M] the blocks R(0) .. R(N−1); d: [..., N, M, K]. Returns x like d, or None
     when a prediction-error matrix stops being positive definite (then solve densely).
     Every sum over past blocks is one matrix product: the blocks are laid out [..., M, N·M].
+    In numpy: its small matrix products and solves cost a fraction of torch's on the CPU.
     """
     *batch, n_blocks, m, _ = r.shape
     k = d.shape[-1]
-    flat = (*batch, n_blocks * m)
     # rows[..., a, (j, b)] = R(n − j)ᵀ[a, b] for the last n blocks; cols: R(j + 1)[a, b]
-    rows_all = r.transpose(-1, -2).flip(-3).transpose(-3, -2).reshape(*batch, m, n_blocks * m)
-    cols_all = r.transpose(-3, -2).reshape(*batch, m, n_blocks * m)
+    rows_all = np.swapaxes(np.swapaxes(r, -1, -2)[..., ::-1, :, :], -3, -2)
+    rows_all = np.ascontiguousarray(rows_all).reshape(*batch, m, n_blocks * m)
+    cols_all = np.ascontiguousarray(np.swapaxes(r, -3, -2)).reshape(*batch, m, n_blocks * m)
     # the forward predictor F and the solution x side by side: one product gives both sums
-    fx = torch.zeros(*flat, m + k, dtype=r.dtype, device=r.device)
+    fx = np.zeros((*batch, n_blocks * m, m + k))
     fwd, x = fx[..., :m], fx[..., m:]
-    bwd = torch.zeros(*flat, m, dtype=r.dtype, device=r.device)
-    eye = torch.eye(m, dtype=r.dtype, device=r.device)
-    fwd[..., :m, :] = eye
-    bwd[..., :m, :] = eye
-    e_f = r[..., 0, :, :].clone()
-    e_b = e_f.clone()
-    chol, info = torch.linalg.cholesky_ex(e_b)
-    if bool(info.any()):
+    bwd = np.zeros((*batch, n_blocks * m, m))  # the backward predictor, and its next value
+    spare = np.zeros_like(bwd)
+    fwd[..., :m, :] = np.eye(m)
+    bwd[..., :m, :] = np.eye(m)
+    e_f = r[..., 0, :, :].copy()
+    e_b = e_f.copy()
+    try:
+        np.linalg.cholesky(e_b)
+        x[..., :m, :] = np.linalg.solve(e_b, d[..., 0, :, :])
+        for n in range(1, n_blocks):
+            past = n * m
+            sums = rows_all[..., (n_blocks - 1 - n) * m : (n_blocks - 1) * m] @ fx[..., :past, :]
+            delta_f, eps_x = sums[..., :m], sums[..., m:]
+            delta_b = cols_all[..., m : past + m] @ bwd[..., :past, :]
+            alpha = np.linalg.solve(e_b, -delta_f)
+            beta = np.linalg.solve(e_f, -delta_b)
+            # B' = [F·beta; 0] + [0; B] and F' = F + [0; B·alpha], both from the old F and B
+            np.matmul(fwd[..., :past, :], beta, out=spare[..., :past, :])
+            spare[..., past : past + m, :] = 0
+            spare[..., m : past + m, :] += bwd[..., :past, :]
+            fwd[..., m : past + m, :] += bwd[..., :past, :] @ alpha
+            bwd, spare = spare, bwd
+            e_f += delta_b @ alpha
+            e_b += delta_f @ beta
+            sym = 0.5 * (e_b + np.swapaxes(e_b, -1, -2))
+            np.linalg.cholesky(sym)  # raises when no longer positive definite
+            gamma = np.linalg.solve(sym, d[..., n, :, :] - eps_x)
+            x[..., : past + m, :] += bwd[..., : past + m, :] @ gamma
+    except np.linalg.LinAlgError:
         return None
-    x[..., :m, :] = torch.cholesky_solve(d[..., 0, :, :], chol)
-    for n in range(1, n_blocks):
-        past = slice(0, n * m)
-        rows = rows_all[..., (n_blocks - 1 - n) * m : (n_blocks - 1) * m]
-        sums = rows @ fx[..., past, :]
-        delta_f, eps_x = sums[..., :m], sums[..., m:]
-        delta_b = cols_all[..., m : (n + 1) * m] @ bwd[..., past, :]
-        alpha = -torch.linalg.solve(e_b, delta_f)
-        beta = -torch.linalg.solve(e_f, delta_b)
-        from_b = bwd[..., past, :] @ alpha
-        from_f = fwd[..., past, :] @ beta
-        shifted = bwd[..., past, :].clone()
-        fwd[..., m : (n + 1) * m, :] += from_b
-        bwd[..., past, :] = from_f
-        bwd[..., m : (n + 1) * m, :] += shifted
-        e_f = e_f + delta_b @ alpha
-        e_b = e_b + delta_f @ beta
-        chol, info = torch.linalg.cholesky_ex(0.5 * (e_b + e_b.transpose(-1, -2)))
-        if bool(info.any()):
-            return None
-        gamma = torch.cholesky_solve(d[..., n, :, :] - eps_x, chol)
-        x[..., : (n + 1) * m, :] += bwd[..., : (n + 1) * m, :] @ gamma
-    out = x.contiguous().reshape(*batch, n_blocks, m, k)
-    return out if bool(torch.isfinite(out).all()) else None
+    out = np.ascontiguousarray(x).reshape(*batch, n_blocks, m, k)
+    return out if np.isfinite(out).all() else None
 
 
-def _filters(
-    p: torch.Tensor, q: torch.Tensor, nsrc: int, nchan: int, taps: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _filters(p: np.ndarray, q: np.ndarray, nsrc: int, nchan: int) -> tuple[np.ndarray, ...]:
     """Least-squares distortion filters of every estimate on all references (c_all:
     [ref signal, tap, est source, chan]) and on its own reference (c_own: [source, ref chan,
     tap, est chan]), from p = reference correlations [M, M, taps] and q = estimate-reference
     correlations [M, M, taps]."""
-    m = nsrc * nchan
-    r = p.permute(2, 0, 1).clone()  # R(k)[i, j] = r_ij(k): [taps, M, M]
-    r[0] += EPS * torch.eye(m, dtype=r.dtype, device=r.device)  # museval's eps on the diagonal
-    d = q.permute(2, 1, 0)  # d[a, i, c] = <x_i delayed a, e_c>: [taps, M, M]
+    m, taps = nsrc * nchan, p.shape[-1]
+    r = p.transpose(2, 0, 1).copy()  # R(k)[i, j] = r_ij(k): [taps, M, M]
+    r[0] += EPS * np.eye(m)  # museval's eps on the diagonal of the Gram
+    d = np.ascontiguousarray(q.transpose(2, 1, 0))  # d[a, i, c] = <x_i delayed a, e_c>
     c_all = block_levinson(r, d)
     if c_all is None:  # not positive definite in floating point: a dense solve
-        rhs = q.permute(1, 2, 0).reshape(m * taps, m)
-        c_all = _solve(_gram(p, taps), rhs).reshape(m, taps, m).permute(1, 0, 2)
-    own = []  # each estimate on its own reference only: small systems, solved densely
-    for j in range(nsrc):
-        sl = slice(j * nchan, (j + 1) * nchan)
-        rhs = q[sl, sl].permute(1, 2, 0).reshape(nchan * taps, nchan)
-        own.append(_solve(_gram(p[sl, sl], taps), rhs).reshape(nchan, taps, nchan))
-    return c_all.permute(1, 0, 2).reshape(m, taps, nsrc, nchan), torch.stack(own)
+        rhs = q.transpose(1, 2, 0).reshape(m * taps, m)
+        c_all = _solve(_gram(p, taps), rhs).reshape(m, taps, m).transpose(1, 0, 2)
+    # each estimate on its own reference only: the diagonal blocks, one system per source
+    own_sl = [slice(j * nchan, (j + 1) * nchan) for j in range(nsrc)]
+    c_own = block_levinson(
+        np.stack([r[:, sl, sl] for sl in own_sl]), np.stack([d[:, sl, sl] for sl in own_sl])
+    )
+    if c_own is None:
+        c_own = np.stack(
+            [
+                _solve(
+                    _gram(p[sl, sl], taps), q[sl, sl].transpose(1, 2, 0).reshape(-1, nchan)
+                ).reshape(nchan, taps, nchan)
+                for sl in own_sl
+            ]
+        ).transpose(0, 2, 1, 3)
+    all_out = c_all.transpose(1, 0, 2).reshape(m, taps, nsrc, nchan)
+    return all_out, c_own.transpose(0, 2, 1, 3)  # [source, ref chan, tap, est chan]
 
 
-def _solve(g: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    g = g + EPS * torch.eye(g.shape[0], dtype=g.dtype, device=g.device)
-    chol, info = torch.linalg.cholesky_ex(g)
-    if int(info) == 0:
-        return torch.cholesky_solve(d, chol)
-    return torch.linalg.lstsq(g, d).solution  # singular: a silent reference, as museval falls back
+def _solve(g: np.ndarray, d: np.ndarray) -> np.ndarray:
+    g = g + EPS * np.eye(g.shape[0])
+    try:
+        np.linalg.cholesky(g)
+        return np.linalg.solve(g, d)
+    except np.linalg.LinAlgError:  # singular: a silent reference, as museval falls back
+        return np.linalg.lstsq(g, d, rcond=None)[0]
 
 
 def bss_eval(
@@ -242,87 +257,113 @@ def bss_eval(
         ref, est = ref[..., None], est[..., None]
     if ref.shape != est.shape:
         raise ValueError(f"references {tuple(ref.shape)} and estimates {tuple(est.shape)} differ")
+    ref, est = ref.contiguous(), est.contiguous()
     nsrc, n, nchan = ref.shape
-    m = nsrc * nchan
-    # signals [M, n] (index = source * nchan + channel), each row followed by zeros so that the
-    # block correlations read their padding without copying the tracks again
-    spare = 2 * CORR_NFFT
-    buffer = torch.zeros(2, m, n + spare, dtype=torch.float64, device=device)
-    buffer[0, :, :n] = ref.permute(0, 2, 1).reshape(m, n)
-    buffer[1, :, :n] = est.permute(0, 2, 1).reshape(m, n)
-    x, e = buffer[0, :, :n], buffer[1, :, :n]
 
-    # filters fitted on the whole track (v4): one pass gives the references' correlations
-    # (the Gram matrix) and q[c, k, a] = Σ_t e_c(t + a) x_k(t) = <x_k delayed a, e_c>
-    p, q = _correlations([x, e], x, taps)
-    c_all, c_own = _filters(p, q, nsrc, nchan, taps)
+    # filters fitted on the whole track (v4): the references' correlations (the Gram matrix)
+    # and q[c, k, a] = Σ_t e_c(t + a) x_k(t) = <x_k delayed a, e_c>; solved on the CPU, where
+    # a sequence of small steps is fastest
+    p, q = _correlations(ref, est, taps)
+    c_all, c_own = (
+        torch.from_numpy(c).to(device)
+        for c in _filters(p.cpu().numpy(), q.cpu().numpy(), nsrc, nchan)
+    )
 
     # framewise decomposition in the frequency domain: every component is a linear convolution
     # shorter than nfft, so its energy follows from its spectrum (Parseval)
     spans = frames(n, window, hop)
     w = spans[0][1] - spans[0][0]
-    xf = x.unfold(-1, w, hop if len(spans) > 1 else w)[:, : len(spans)].transpose(0, 1)
-    ef = e.unfold(-1, w, hop if len(spans) > 1 else w)[:, : len(spans)].transpose(0, 1)
     nfft = _fast_len(w + taps - 1)
-    all_spec = torch.fft.rfft(c_all, n=nfft, dim=1).permute(0, 2, 3, 1)  # [M, S, C, F]
-    own_spec = torch.fft.rfft(c_own, n=nfft, dim=2).permute(0, 1, 3, 2)
-    # Parseval for a real signal's rfft: the bins between DC and Nyquist count twice
-    root = torch.full((nfft // 2 + 1,), (2.0 / nfft) ** 0.5, dtype=torch.float64, device=device)
-    root[0] = nfft**-0.5
-    if nfft % 2 == 0:
-        root[-1] = nfft**-0.5
-    step = max(1, FRAME_CHUNK_BYTES // (16 * m * (nfft // 2 + 1) * 4))
+    frame_bytes = 7 * nsrc * nchan * nfft * 8  # samples, spectra and projections of a frame
+    work = _FrameWork(ref, est, c_all, c_own, nfft, w, max(1, FRAME_CHUNK_BYTES // frame_bytes))
     parts = [
-        _frame_scores(xf[t : t + step], ef[t : t + step], all_spec, own_spec, root, nfft, nsrc)
-        for t in range(0, len(spans), step)
+        work.scores(t, min(t + work.chunk, len(spans)), hop)
+        for t in range(0, len(spans), work.chunk)
     ]
-    scores = [torch.cat(k) for k in zip(*parts, strict=True)]  # each [T, S]
-    silent = _any_silent(xf.reshape(len(spans), nsrc, nchan, w)) | _any_silent(
-        ef.reshape(len(spans), nsrc, nchan, w)
-    )
+    scores = [torch.cat(k) for k in zip(*parts, strict=True)]  # each [T, S]; then "silent"
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=device)
-    return Scores(*(torch.where(silent[:, None], nan, v).T.contiguous() for v in scores))
+    return Scores(*(torch.where(scores[-1][:, None], nan, v).T.contiguous() for v in scores[:-1]))
 
 
-FRAME_CHUNK_BYTES = 48 << 20  # frames decomposed together: their spectra stay in cache
+class _FrameWork:
+    """Buffers for decomposing a few frames at a time, reused from chunk to chunk."""
+
+    def __init__(
+        self,
+        ref: torch.Tensor,
+        est: torch.Tensor,
+        c_all: torch.Tensor,
+        c_own: torch.Tensor,
+        nfft: int,
+        w: int,
+        chunk: int,
+    ) -> None:
+        self.ref, self.est, self.nfft, self.w, self.chunk = ref, est, nfft, w, chunk
+        nsrc, _, nchan = ref.shape
+        m, bins, dev = nsrc * nchan, nfft // 2 + 1, ref.device
+        cplx = {"dtype": torch.complex128, "device": dev}
+        self.all_spec = torch.fft.rfft(c_all.permute(0, 2, 3, 1), n=nfft)  # [M, S, C, F]
+        self.own_spec = torch.fft.rfft(c_own.permute(0, 1, 3, 2), n=nfft)  # [S, r, C, F]
+        # Parseval for a real signal's rfft: the bins between DC and Nyquist count twice
+        self.root = torch.full((bins,), (2.0 / nfft) ** 0.5, dtype=torch.float64, device=dev)
+        self.root[0] = nfft**-0.5
+        if nfft % 2 == 0:
+            self.root[-1] = nfft**-0.5
+        self.samples = torch.zeros(2, chunk, m, nfft, dtype=torch.float64, device=dev)
+        self.diff = torch.empty(chunk, m, nfft, dtype=torch.float64, device=dev)
+        self.spectra = torch.empty(2, chunk, m, bins, **cplx)
+        self.p_all = torch.empty(chunk, nsrc, nchan, bins, **cplx)
+        self.p_own = torch.empty_like(self.p_all)
+        self.tmp = torch.empty_like(self.p_all)
+
+    def scores(self, first: int, last: int, hop: int) -> tuple[torch.Tensor, ...]:
+        """SDR, ISR, SIR, SAR, SI-SDR [frames, sources] and "a source is silent" [frames]."""
+        t, w, nfft = last - first, self.w, self.nfft
+        nsrc, n, nchan = self.ref.shape
+        for buf, track in zip(self.samples, (self.ref, self.est), strict=True):
+            src = track.as_strided(
+                (t, nsrc, nchan, w), (hop * nchan, n * nchan, 1, nchan), first * hop * nchan
+            )
+            buf[:t].view(t, nsrc, nchan, nfft)[..., :w].copy_(src)
+        x_t, e_t = (b[:t].view(t, nsrc, nchan * nfft) for b in self.samples)
+        xspec, espec = (
+            torch.fft.rfft(b[:t], out=s[:t]).mul_(self.root)
+            for b, s in zip(self.samples, self.spectra, strict=True)
+        )
+        xs = xspec.view(t, nsrc, nchan, -1)
+        espec = espec.view(t, nsrc, nchan, -1)
+        p_all, p_own, tmp = self.p_all[:t], self.p_own[:t], self.tmp[:t]
+        torch.mul(xspec[:, 0, None, None, :], self.all_spec[0], out=p_all)
+        for k in range(1, xspec.shape[1]):
+            p_all.addcmul_(xspec[:, k, None, None, :], self.all_spec[k])
+        torch.mul(xs[:, :, 0, None, :], self.own_spec[:, 0], out=p_own)
+        for r in range(1, nchan):
+            p_own.addcmul_(xs[:, :, r, None, :], self.own_spec[:, r])
+
+        def energy(v: torch.Tensor) -> torch.Tensor:
+            return torch.linalg.vector_norm(torch.view_as_real(v), dim=(-1, -2, -3)).square()
+
+        def energy_of_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return energy(torch.sub(a, b, out=tmp))
+
+        # SDR and SI-SDR need no projection: computed on the samples, so that a perfect
+        # estimate is exactly +inf
+        diff = self.diff[:t].view(t, nsrc, nchan * nfft)
+        e_true = _dot(x_t, x_t)
+        sdr = _db(e_true, torch.linalg.vector_norm(torch.sub(e_t, x_t, out=diff), dim=-1).square())
+        alpha = _dot(e_t, x_t) / e_true  # the scale that best fits the reference
+        torch.mul(x_t, alpha[..., None], out=diff).sub_(e_t)
+        si = _db(alpha.square() * e_true, torch.linalg.vector_norm(diff, dim=-1).square())
+        isr = _db(e_true, energy_of_difference(p_own, xs))
+        sir = _db(energy(p_own), energy_of_difference(p_all, p_own))
+        sar = _db(energy(p_all), energy_of_difference(espec, p_all))
+        silent = torch.stack([s.view(t, nsrc, nchan, nfft).sum(2) == 0 for s in (x_t, e_t)])
+        return sdr, isr, sir, sar, si, silent.all(-1).any(-1).any(0)
 
 
-def _frame_scores(
-    xf: torch.Tensor,
-    ef: torch.Tensor,
-    all_spec: torch.Tensor,
-    own_spec: torch.Tensor,
-    root: torch.Tensor,
-    nfft: int,
-    nsrc: int,
-) -> tuple[torch.Tensor, ...]:
-    """SDR, ISR, SIR, SAR and SI-SDR [frames, sources] of a few frames [T, M, w]."""
-    t, nchan = xf.shape[0], xf.shape[1] // nsrc
-    xspec = torch.fft.rfft(xf, n=nfft).mul_(root)  # [T, M, F], scaled for Parseval
-    xs = xspec.view(t, nsrc, nchan, -1)
-    espec = torch.fft.rfft(ef, n=nfft).mul_(root).view(t, nsrc, nchan, -1)
-    p_all = xspec[:, 0, None, None, :] * all_spec[0]
-    for k in range(1, xspec.shape[1]):
-        p_all.addcmul_(xspec[:, k, None, None, :], all_spec[k])
-    p_own = xs[:, :, 0, None, :] * own_spec[:, 0]
-    for r in range(1, nchan):
-        p_own.addcmul_(xs[:, :, r, None, :], own_spec[:, r])
-
-    def energy(v: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.vector_norm(torch.view_as_real(v), dim=(-1, -2, -3)).square()
-
-    # SDR and SI-SDR need no projection: computed on the samples, so that a perfect estimate
-    # is exactly +inf
-    x_t = xf.reshape(t, nsrc, nchan, -1)
-    e_t = ef.reshape(t, nsrc, nchan, -1)
-    e_true = x_t.square().sum(dim=(-1, -2))
-    sdr = _db(e_true, (e_t - x_t).square().sum(dim=(-1, -2)))
-    alpha = (e_t * x_t).sum(dim=(-1, -2)) / e_true  # the scale that best fits the reference
-    si = _db(alpha.square() * e_true, (e_t - alpha[..., None, None] * x_t).square().sum((-1, -2)))
-    isr = _db(e_true, energy(p_own - xs))
-    sir = _db(energy(p_own), energy(p_all - p_own))
-    sar = _db(energy(p_all), energy(espec - p_all))
-    return sdr, isr, sir, sar, si
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Σ a·b over the last dimension, without a temporary of a's size."""
+    return (a.unsqueeze(-2) @ b.unsqueeze(-1))[..., 0, 0]
 
 
 def _fast_len(n: int) -> int:
@@ -339,8 +380,3 @@ def _fast_len(n: int) -> int:
             p35 *= 3
         p5 *= 5
     return best
-
-
-def _any_silent(frames_: torch.Tensor) -> torch.Tensor:
-    """[frames, sources, chans, w] -> [frames]: some source is exactly zero throughout."""
-    return (frames_.sum(dim=2) == 0).all(dim=-1).any(dim=-1)
