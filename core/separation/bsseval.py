@@ -5,8 +5,8 @@ For references s and estimates ŝ, shaped [sources, samples, channels]:
 
 * distortion filters of 512 taps are fitted once over the whole track (v4), by least squares of
   each estimate on the delayed copies of all references (for SIR) and of its own reference (for
-  ISR); the Gram matrix of delayed references is built from block-FFT correlations and solved
-  once with a Cholesky factorisation for every estimate and channel at the same time;
+  ISR); the correlations come from block FFTs, and the block Toeplitz normal equations are
+  solved by a block Levinson recursion for every estimate and channel at the same time;
 * every frame (1 s windows and hops by default; a trailing partial window is dropped, as museval
   does) is decomposed into s_true, e_spat, e_interf and e_artif, with both channels pooled:
   SDR = 10·log10(Σ s² / Σ (ŝ − s)²), ISR = Σ s² / Σ e_spat², SIR = Σ (s + e_spat)² / Σ e_interf²,
@@ -126,7 +126,9 @@ def _blocks_into(dst: torch.Tensor, track: torch.Tensor, start: int, step: int) 
     whole = min(count, max(0, (n - length - start) // step + 1))  # blocks inside the track
     if whole:
         src = track.as_strided(
-            (nsrc, nchan, whole, length), (n * nchan, 1, step * nchan, nchan), start * nchan
+            (nsrc, nchan, whole, length),
+            (n * nchan, 1, step * nchan, nchan),
+            track.storage_offset() + start * nchan,
         )
         dst[:, :, :whole].copy_(src)
     for i in range(whole, count):  # the last blocks run past the end
@@ -322,7 +324,9 @@ class _FrameWork:
         nsrc, n, nchan = self.ref.shape
         for buf, track in zip(self.samples, (self.ref, self.est), strict=True):
             src = track.as_strided(
-                (t, nsrc, nchan, w), (hop * nchan, n * nchan, 1, nchan), first * hop * nchan
+                (t, nsrc, nchan, w),
+                (hop * nchan, n * nchan, 1, nchan),
+                track.storage_offset() + first * hop * nchan,
             )
             buf[:t].view(t, nsrc, nchan, nfft)[..., :w].copy_(src)
         x_t, e_t = (b[:t].view(t, nsrc, nchan * nfft) for b in self.samples)
