@@ -98,7 +98,13 @@ def _run_recipe(
         config=config,
     )
     try:
-        recipes.load(config["recipe"])(ctx)
+        recipe = recipes.load(config["recipe"])
+        # the run's seed before the recipe builds its models: torch seeds each process at
+        # random, so without this two runs of the same settings start from different weights
+        from core.training import seed_everything  # the recipes have imported torch already
+
+        seed_everything(int(config["params"].get("seed", 0)))
+        recipe(ctx)
         return "finished", 0
     except StopRun as req:
         return ("suspended" if req.action == "suspend" else "stopped"), 0

@@ -184,6 +184,20 @@ def test_fine_tune_starts_from_its_parent(space: Space) -> None:
     assert "fine-tuning from" in out and "crnn_large_finetune_" in out
 
 
+def test_the_same_settings_train_the_same_model(space: Space) -> None:
+    runs = []
+    for _ in range(2):
+        assert space.nkd("run", "unet_crnn_rhythm", *SMALL, "--set", "epochs=1") == 0
+        runs.append(space.run("unet_crnn_rhythm"))
+    assert runs[0]["id"] != runs[1]["id"]
+    store = Store(space.root / "nkd.db")
+    try:
+        losses = [[(e["train_loss"], e["val_loss"]) for e in store.epochs(r["id"])] for r in runs]
+    finally:
+        store.close()
+    assert losses[0] and losses[0] == losses[1]  # seeded before the model is built
+
+
 def test_frozen_layers_stay_bit_identical(space: Space) -> None:
     before = checkpoint.load(space.best("crnn_large_finetune_ver1"))["state_dict"]
     after = checkpoint.load(space.best("retrain_frozen_output"))["state_dict"]
