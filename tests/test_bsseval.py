@@ -156,3 +156,15 @@ def test_block_levinson_refuses_an_indefinite_matrix() -> None:
     r = np.zeros((4, 2, 2))
     r[0] = np.diag([1.0, -1.0])
     assert bsseval.block_levinson(r, np.ones((4, 2, 1))) is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_gives_the_cpu_values() -> None:
+    refs = _sources(3.0, seed=6)
+    ests = refs + 0.05 * np.random.default_rng(7).standard_normal(refs.shape)  # no perfect one
+    ests[0] = 0.8 * lfilter([1, 0.3], [1], refs[0], axis=0) + 0.05 * refs[2]
+    cpu = bss_eval(refs, ests, window=SR, hop=SR)
+    gpu = bss_eval(refs, ests, window=SR, hop=SR, device="cuda")
+    for name in ("sdr", "isr", "sir", "sar", "si_sdr"):
+        a, b = getattr(cpu, name).numpy(), getattr(gpu, name).cpu().numpy()
+        assert np.allclose(a, b, atol=1e-6, equal_nan=True), name
