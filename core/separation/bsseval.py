@@ -94,8 +94,7 @@ def _correlations(
     blocks = math.ceil(n / step)
     rows = 3 * m  # x and e read as `a`, then x zero padded as `b`
     group = max(1, min(blocks, CORR_GROUP))
-    opts = {"dtype": torch.float64, "device": ref.device}
-    pad = torch.zeros(rows, group, nfft, **opts)
+    pad = torch.zeros(rows, group, nfft, dtype=torch.float64, device=ref.device)
     spec = torch.empty(rows, group, nfft // 2 + 1, dtype=torch.complex128, device=ref.device)
     by_freq = torch.empty(nfft // 2 + 1, rows, group, dtype=spec.dtype, device=ref.device)
     inner = torch.zeros(nfft // 2 + 1, 2 * m, m, dtype=by_freq.dtype, device=ref.device)
@@ -214,24 +213,24 @@ def _filters(p: np.ndarray, q: np.ndarray, nsrc: int, nchan: int) -> tuple[np.nd
     d = np.ascontiguousarray(q.transpose(2, 1, 0))  # d[a, i, c] = <x_i delayed a, e_c>
     c_all = block_levinson(r, d)
     if c_all is None:  # not positive definite in floating point: a dense solve
-        rhs = q.transpose(1, 2, 0).reshape(m * taps, m)
-        c_all = _solve(_gram(p, taps), rhs).reshape(m, taps, m).transpose(1, 0, 2)
+        c_all = _dense_filters(p, q)
     # each estimate on its own reference only: the diagonal blocks, one system per source
     own_sl = [slice(j * nchan, (j + 1) * nchan) for j in range(nsrc)]
     c_own = block_levinson(
         np.stack([r[:, sl, sl] for sl in own_sl]), np.stack([d[:, sl, sl] for sl in own_sl])
     )
     if c_own is None:
-        c_own = np.stack(
-            [
-                _solve(
-                    _gram(p[sl, sl], taps), q[sl, sl].transpose(1, 2, 0).reshape(-1, nchan)
-                ).reshape(nchan, taps, nchan)
-                for sl in own_sl
-            ]
-        ).transpose(0, 2, 1, 3)
+        c_own = np.stack([_dense_filters(p[sl, sl], q[sl, sl]) for sl in own_sl])
     all_out = c_all.transpose(1, 0, 2).reshape(m, taps, nsrc, nchan)
     return all_out, c_own.transpose(0, 2, 1, 3)  # [source, ref chan, tap, est chan]
+
+
+def _dense_filters(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The same least-squares filters as block_levinson gives ([tap, ref signal, estimate]),
+    from the assembled Gram matrix."""
+    m, k, taps = p.shape[0], q.shape[0], p.shape[-1]
+    rhs = q.transpose(1, 2, 0).reshape(m * taps, k)  # rows (ref signal, tap)
+    return _solve(_gram(p, taps), rhs).reshape(m, taps, k).transpose(1, 0, 2)
 
 
 def _solve(g: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -274,13 +273,9 @@ def bss_eval(
     # framewise decomposition in the frequency domain: every component is a linear convolution
     # shorter than nfft, so its energy follows from its spectrum (Parseval)
     spans = frames(n, window, hop)
-    w = spans[0][1] - spans[0][0]
-    nfft = _fast_len(w + taps - 1)
-    frame_bytes = 7 * nsrc * nchan * nfft * 8  # samples, spectra and projections of a frame
-    work = _FrameWork(ref, est, c_all, c_own, nfft, w, max(1, FRAME_CHUNK_BYTES // frame_bytes))
+    work = _FrameWork(ref, est, c_all, c_own, spans[0][1] - spans[0][0], hop)
     parts = [
-        work.scores(t, min(t + work.chunk, len(spans)), hop)
-        for t in range(0, len(spans), work.chunk)
+        work.scores(t, min(t + work.chunk, len(spans))) for t in range(0, len(spans), work.chunk)
     ]
     scores = [torch.cat(k) for k in zip(*parts, strict=True)]  # each [T, S]; then "silent"
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=device)
@@ -296,12 +291,14 @@ class _FrameWork:
         est: torch.Tensor,
         c_all: torch.Tensor,
         c_own: torch.Tensor,
-        nfft: int,
         w: int,
-        chunk: int,
+        hop: int,
     ) -> None:
-        self.ref, self.est, self.nfft, self.w, self.chunk = ref, est, nfft, w, chunk
         nsrc, _, nchan = ref.shape
+        nfft = _fast_len(w + c_all.shape[1] - 1)  # linear convolutions of a frame and a filter
+        frame_bytes = 7 * nsrc * nchan * nfft * 8  # samples, spectra and projections of a frame
+        chunk = max(1, FRAME_CHUNK_BYTES // frame_bytes)
+        self.ref, self.est, self.w, self.hop, self.nfft, self.chunk = ref, est, w, hop, nfft, chunk
         m, bins, dev = nsrc * nchan, nfft // 2 + 1, ref.device
         cplx = {"dtype": torch.complex128, "device": dev}
         self.all_spec = torch.fft.rfft(c_all.permute(0, 2, 3, 1), n=nfft)  # [M, S, C, F]
@@ -318,9 +315,9 @@ class _FrameWork:
         self.p_own = torch.empty_like(self.p_all)
         self.tmp = torch.empty_like(self.p_all)
 
-    def scores(self, first: int, last: int, hop: int) -> tuple[torch.Tensor, ...]:
+    def scores(self, first: int, last: int) -> tuple[torch.Tensor, ...]:
         """SDR, ISR, SIR, SAR, SI-SDR [frames, sources] and "a source is silent" [frames]."""
-        t, w, nfft = last - first, self.w, self.nfft
+        t, w, hop, nfft = last - first, self.w, self.hop, self.nfft
         nsrc, n, nchan = self.ref.shape
         for buf, track in zip(self.samples, (self.ref, self.est), strict=True):
             src = track.as_strided(
