@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from core.errors import NkdError
+from core.names import NAME_MAX, check_name
 from core.registry import Experiment, Reference, Registry
 from core.store import Store
 
@@ -63,9 +65,12 @@ def blend_experiment(
         raise NkdError("blend: no validation data known for these sources; use --val-data")
     if val_data not in registry.data:
         raise NkdError(f"blend: no data source '{val_data}' in {registry.path}")
-    name = name or "blend_" + "_".join(
-        f"{n}_{r.weight:g}" for n, r in zip(short, refs, strict=True)
-    ).replace(".", "_")
+    if name is not None:
+        check_name(name, "blend: --name", NkdError)
+    else:  # from the sources' names, made safe as one folder name
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", "blend_" + "_".join(
+            f"{n}_{r.weight:g}" for n, r in zip(short, refs, strict=True)
+        ))[:NAME_MAX]
     params = {
         "group": "separation",
         "recipe": "separation.blend",

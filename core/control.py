@@ -56,6 +56,10 @@ class Control:
         self.on_change = on_change or (lambda _state: None)
         self.paused = False
         self.pending: str | None = None  # stop | suspend
+        # Set by the training loop: a suspend waits for the end of the epoch, where the loop
+        # saves its state, so the work of the epoch is kept (stop does not wait).
+        self.defer_suspend = False
+        self._told = False
 
     def install(self) -> None:
         signal.signal(signal.SIGUSR1, self._on_usr1)
@@ -85,5 +89,16 @@ class Control:
                 time.sleep(0.05)
             if not self.pending:
                 self.on_change("running")
+        if self.pending == "suspend" and self.defer_suspend:
+            if not self._told:
+                self._told = True
+                print("suspend: finishing this epoch first, so its work is kept", flush=True)
+                self.on_change("suspending")
+            return
+        if self.pending:
+            raise StopRun(self.pending)
+
+    def epoch_end(self) -> None:
+        """Called by the training loop after it saved the epoch's state."""
         if self.pending:
             raise StopRun(self.pending)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def _pyplot():
@@ -14,6 +17,22 @@ def _pyplot():
     return plt
 
 
+def _never_fatal(draw: Callable[..., Path]) -> Callable[..., Path | None]:
+    """A plot is never worth a failed run: a full disk or a read-only folder costs one line."""
+
+    @functools.wraps(draw)
+    def wrapper(path: Path, *args: Any, **kwargs: Any) -> Path | None:
+        try:
+            return draw(path, *args, **kwargs)
+        except Exception as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            print(f"nkd: {Path(path).name} not written ({reason})", flush=True)
+            return None
+
+    return wrapper
+
+
+@_never_fatal
 def loss_curve(path: Path, history: dict[str, list[float]], title: str) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
@@ -31,6 +50,7 @@ def loss_curve(path: Path, history: dict[str, list[float]], title: str) -> Path:
     return path
 
 
+@_never_fatal
 def confusion(path: Path, matrix: list[list[int]], classes: list[str], title: str) -> Path:
     plt = _pyplot()
     size = 2.5 + 0.6 * len(classes)

@@ -1,13 +1,21 @@
-"""The worker's one reporter: every event goes to runs/<id>/events.jsonl (flushed) and the store."""
+"""The worker's one reporter: every event goes to runs/<id>/events.jsonl (flushed) and the store.
+
+The file is the durable record and is written first; the store is an index of it. Neither a full
+disk, a read-only folder nor a replaced database stops the run: what cannot be written is said
+once in output.log, and the final status carries it.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from core.events import FINAL, BadEvent
+from core.names import open_append, run_path
 from core.store import Store
 
 
@@ -16,19 +24,75 @@ class Reporter:
 
     def __init__(self, run_id: str, run_dir: Path, store: Store | None) -> None:
         self.run_id = run_id
+        self.run_dir = run_dir
         self.store = store
-        self._fh = open(run_dir / "events.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self.write_errors: list[str] = []  # one entry per distinct failure, for the final status
+        path = run_path(run_dir, "events.jsonl")
+        self._fd = open_append(path)
+        self._mend_torn_line(path)
+
+    def _mend_torn_line(self, path: Path) -> None:
+        """A writer killed mid-line leaves no newline at the end: start on a fresh line, so the
+        next event is not glued onto the torn one."""
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                if fh.tell() == 0:
+                    return
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    os.write(self._fd, b"\n")
+        except OSError as exc:
+            self._failed("events.jsonl", exc)
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0] or type(exc).__name__
+        message = f"{what}: {reason}"
+        if message not in self.write_errors:
+            self.write_errors.append(message)
+            print(f"nkd: {self.run_id}: cannot write {message}", file=sys.stderr, flush=True)
 
     def event(self, event: dict[str, Any]) -> dict[str, Any]:
         event = {"t": time.time(), **event}
-        self._fh.write(json.dumps(event, sort_keys=True) + "\n")
-        self._fh.flush()
-        if self.store is not None:
-            try:
-                self.store.apply(self.run_id, event)
-            except Exception as exc:  # the JSONL line is kept; `nkd reindex` restores the row
-                print(f"nkd: store write failed for {self.run_id}: {exc}", file=sys.stderr)
+        if event.get("type") == "status" and event.get("status") in FINAL and self.write_errors:
+            said = [event["error"]] if event.get("error") else []
+            event["error"] = "; ".join(said + self.write_errors)[:8000]
+        try:
+            os.write(self._fd, (json.dumps(event, sort_keys=True) + "\n").encode("utf-8"))
+        except OSError as exc:  # the store still gets it; `nkd reindex` cannot, so say so
+            self._failed("events.jsonl", exc)
+        self._apply(event)
         return event
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        if self.store is None:
+            return
+        if self.store.replaced() and not self._reopen():
+            return
+        try:
+            self.store.apply(self.run_id, event)
+        except BadEvent as exc:
+            print(f"nkd: {self.run_id}: event not recorded ({exc})", file=sys.stderr, flush=True)
+        except Exception as exc:  # the JSONL line is kept; `nkd reindex` restores the row
+            self._failed(f"the store {self.store.path.name}", exc)
+
+    def _reopen(self) -> bool:
+        """The database was deleted or replaced (reindex moved a broken one aside): write to
+        the new one, after replaying this run's events into it so nothing written meanwhile is
+        missing. While there is none, the events file alone records the run."""
+        assert self.store is not None
+        path = self.store.path
+        if not path.is_file():
+            return False
+        try:
+            fresh = Store(path)
+            fresh.reindex(self.run_dir.parent, only=self.run_id)
+        except Exception as exc:
+            self._failed(f"the store {path.name}", exc)
+            return False
+        self.store.close()
+        self.store = fresh
+        return False  # the replay already holds the event just appended to the file
 
     def status(self, status: str, **fields: Any) -> None:
         self.event({"type": "status", "status": status, **fields})
@@ -43,4 +107,4 @@ class Reporter:
         self.event({"type": "checkpoint", "path": path, "role": role, **fields})
 
     def close(self) -> None:
-        self._fh.close()
+        os.close(self._fd)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,11 +18,14 @@ from typing import Any
 
 from core import control, recipes
 from core.errors import RunError
-from core.liveness import is_alive
+from core.events import final_status
+from core.liveness import identity, is_alive
+from core.names import check_name, inside, open_append, run_path
+from core.procs import MARK, kill_all, run_processes
 from core.registry import DATA_REF_KEYS, Experiment, Registry, substitute_command
 from core.reporter import Reporter
 from core.store import ACTIVE, FINAL, Store
-from core.workspace import Workspace, atomic_write_json, read_json
+from core.workspace import Workspace, atomic_write_json
 
 KILL_GRACE_S = 10.0
 # a run that is queued but whose worker has not reported yet is given this long before "lost"
@@ -38,16 +42,25 @@ class Launched:
 
 def allocate_run_dir(runs_dir: Path, experiment: str, now: datetime | None = None) -> Path:
     """`runs/<experiment>_<YYYYMMDD_HHMMSS>`, with a suffix on collision; claimed atomically."""
+    check_name(experiment, f"{runs_dir}: experiment", RunError)
     stamp = (now or datetime.now()).strftime("%Y%m%d_%H%M%S")
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{runs_dir}: cannot create the runs folder ({exc.strerror})") from None
     base = f"{experiment}_{stamp}"
     for n in range(1, 1000):
         candidate = runs_dir / (base if n == 1 else f"{base}_{n}")
         try:
             candidate.mkdir()
-            return candidate
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise RunError(f"{candidate}: cannot create the run folder ({exc.strerror})") from None
+        if not inside(candidate, runs_dir):  # one more guard: the name rule keeps it inside
+            candidate.rmdir()
+            raise RunError(f"{candidate}: lies outside {runs_dir}; nothing was started")
+        return candidate
     raise RunError(f"{runs_dir}: cannot allocate a run folder for '{experiment}'")
 
 
@@ -133,21 +146,27 @@ def launch_experiment(registry: Registry, exp: Experiment, store: Store | None =
             }
         )
         reporter.close()
-        pid = start_worker(run_dir)
+        pid = start_worker(run_dir, store=store)
         return Launched(run_id, run_dir, pid)
     finally:
         if own_store:
             store.close()
 
 
-def start_worker(run_dir: Path, resume: bool = False) -> int:
-    """Start `python -m core.worker` in its own session; its output is the run's output.log."""
+def start_worker(run_dir: Path, store: Store, resume: bool = False) -> int:
+    """Start `python -m core.worker` in its own session; its output is the run's output.log.
+
+    The worker's process (pid and kernel start ticks) is recorded at once, so the run can be
+    told alive or gone from its first moment; every process it starts carries the run's mark.
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
     )
+    env[MARK] = run_dir.name
     argv = [sys.executable, "-m", "core.worker", str(run_dir)] + (["--resume"] if resume else [])
-    with open(run_dir / "output.log", "ab") as log:
+    log = open_append(run_path(run_dir, "output.log"))
+    try:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -157,52 +176,115 @@ def start_worker(run_dir: Path, resume: bool = False) -> int:
             cwd=run_dir,
             env=env,
         )
+    finally:
+        os.close(log)
     # reap it when it ends, so a long-lived launcher (the TUI) leaves no zombie behind
     threading.Thread(target=proc.wait, daemon=True).start()
+    reporter = Reporter(run_dir.name, run_dir, store)
+    try:
+        reporter.event({"type": "worker", **identity(proc.pid)})
+    finally:
+        reporter.close()
     return proc.pid
 
 
 # ── finding runs ────────────────────────────────────────────────────────────────────────────
 
 
+def _gone(row: dict[str, Any], now: float) -> bool:
+    """Is the process of an active row gone? A run whose worker has not been recorded yet
+    (launched or restarted a moment ago) gets START_GRACE_S from its last status change."""
+    if row.get("pid") is None:
+        since = row.get("status_at") or row.get("created_at") or 0
+        return now - since >= START_GRACE_S
+    return not is_alive(row["pid"], row.get("pid_start"), row.get("pid_ticks"))
+
+
 def effective_status(row: dict[str, Any], host: str | None = None) -> str:
-    """The status to show: an active run whose process is gone is `lost`."""
+    """The status to show: an active run whose process is gone reads `lost` (not recorded;
+    `record_if_lost` decides that, under the write lock)."""
     status = row["status"]
     if status not in ACTIVE:
         return status
     if row.get("host") and row["host"] != (host or socket.gethostname()):
         return status  # another machine's process cannot be checked from here
-    if row.get("pid") is None:
-        started = row.get("created_at") or 0
-        return status if time.time() - started < START_GRACE_S else "lost"
-    return status if is_alive(row["pid"], row.get("pid_start")) else "lost"
+    return "lost" if _gone(row, time.time()) else status
 
 
-def _record_lost(store: Store, ws: Workspace, run_id: str) -> None:
+LOST_RECHECK_S = 0.2  # the second look, before `lost` is written
+
+
+def record_if_lost(store: Store, ws: Workspace, run_id: str) -> bool:
+    """Record `lost` for a run only if, at the moment of writing, its row is still active, its
+    process is still gone (a second look, after a pause) and its events file holds no final
+    status. The check and the write happen under the store's write lock, so a worker that
+    records its end meanwhile wins, and so does a restart that has just started a new worker."""
+    time.sleep(LOST_RECHECK_S)
+    return _end_if_active(
+        store, ws, run_id, "lost", "worker process vanished without a final status",
+        unless=lambda row: not _gone(row, time.time()),
+    )
+
+
+def _end_if_active(
+    store: Store,
+    ws: Workspace,
+    run_id: str,
+    status: str,
+    error: str,
+    unless: Callable[[dict[str, Any]], bool] = lambda _row: False,
+) -> bool:
+    """Write a final status (file and store) only if the row is still active at that moment."""
+    from core.store.apply import HANDLERS
+
     run_dir = ws.run_dir(run_id)
-    if run_dir.is_dir():  # into events.jsonl too, so `nkd reindex` keeps it
-        reporter = Reporter(run_id, run_dir, store)
-        reporter.status("lost", error="worker process vanished without a final status")
-        reporter.close()
-    else:
-        store.set_status(run_id, "lost")
+    with store.write() as conn:
+        cur = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
+        found = cur.fetchone()
+        if found is None:
+            return False
+        row = dict(zip([d[0] for d in cur.description], found, strict=True))
+        if row["status"] not in ACTIVE or unless(row):
+            return False
+        final = final_status(run_dir / "events.jsonl") if run_dir.is_dir() else None
+        if final is not None:
+            # the worker wrote its end to the file but not to the store: take it from there
+            HANDLERS["status"](conn, run_id, final)
+            return False
+        event = {"type": "status", "status": status, "t": time.time(), "error": error}
+        try:  # into events.jsonl too, so `nkd reindex` keeps it
+            reporter = Reporter(run_id, run_dir, None)
+            reporter.event(event)
+            reporter.close()
+        except (RunError, OSError):
+            pass  # a folder that cannot be written: the store still says it
+        HANDLERS["status"](conn, run_id, event)
+        return True
 
 
 def current_status(store: Store, ws: Workspace, row: dict[str, Any]) -> str:
-    """One run's effective status, recording `lost` when its process has vanished."""
-    status = effective_status(row)
-    if status == "lost" and row["status"] != "lost":
-        _record_lost(store, ws, row["id"])
-    return status
+    """One run's status now, read again from the store (a row read earlier may be stale);
+    records `lost` when `record_if_lost` confirms it."""
+    fresh = store.get_run(row["id"]) or row
+    if fresh["status"] in ACTIVE and effective_status(fresh) == "lost":
+        if _try_record_lost(store, ws, row["id"]):
+            return "lost"
+        fresh = store.get_run(row["id"]) or fresh
+    return str(fresh["status"])
+
+
+def _try_record_lost(store: Store, ws: Workspace, run_id: str) -> bool:
+    try:
+        return record_if_lost(store, ws, run_id)
+    except sqlite3.Error:  # a read-only or full database: show it as it is, record nothing
+        return False
 
 
 def reconcile(store: Store, ws: Workspace) -> list[str]:
-    """Check every run that claims to be alive; record `lost` for those that are not."""
+    """Check every run that claims to be alive; record `lost` for those that are."""
     host = socket.gethostname()
-    lost = [r["id"] for r in store.active_runs() if effective_status(r, host) == "lost"]
-    for run_id in lost:
-        _record_lost(store, ws, run_id)
-    return lost
+    suspects = [r["id"] for r in store.active_runs() if effective_status(r, host) == "lost"]
+    return [run_id for run_id in suspects if _try_record_lost(store, ws, run_id)]
 
 
 def resolve_run(store: Store, ref: str) -> str:
@@ -224,15 +306,32 @@ def resolve_run(store: Store, ref: str) -> str:
 # ── control ─────────────────────────────────────────────────────────────────────────────────
 
 
-RESTARTABLE = ("stopped", "failed", "lost", "suspended")
+RESTARTABLE = ("stopped", "failed", "lost", "suspended", "killed")
+
+
+def _get(store: Store, run_id: str) -> dict[str, Any]:
+    row = store.get_run(run_id)
+    if row is None:
+        raise RunError(f"no run '{run_id}' in {store.path}")
+    return row
+
+
+def _start_again(store: Store, ws: Workspace, run_id: str) -> int:
+    """A new worker for an ended run, resuming from its state. `starting` is recorded first
+    with no process, so nothing mistakes the old, gone worker for the new one."""
+    run_dir = ws.run_dir(run_id)
+    reporter = Reporter(run_id, run_dir, store)
+    try:
+        reporter.status("starting", pid=None, pid_start=None, pid_ticks=None)
+    finally:
+        reporter.close()
+    return start_worker(run_dir, store, resume=True)
 
 
 def restart(store: Store, ws: Workspace, run_id: str) -> str:
     """Start an ended run again from its last checkpointed state (the end of its last completed
     epoch): after a stop, a crash or a reboot the run goes on as the same run."""
-    row = store.get_run(run_id)
-    if row is None:
-        raise RunError(f"no run '{run_id}' in {store.path}")
+    row = _get(store, run_id)
     status = current_status(store, ws, row)
     if status not in RESTARTABLE:
         raise RunError(f"run '{run_id}' is {status}; only {', '.join(RESTARTABLE)} runs restart")
@@ -243,25 +342,23 @@ def restart(store: Store, ws: Workspace, run_id: str) -> str:
         raise RunError(
             f"run '{run_id}' has no checkpointed state yet (it ended in its first epoch)"
         )
-    store.set_status(run_id, "starting")
-    pid = start_worker(ws.run_dir(run_id), resume=True)
+    pid = _start_again(store, ws, run_id)
     return f"{run_id}: restarted from {states[-1].name} (pid {pid})"
 
 
 def send(store: Store, ws: Workspace, run_id: str, action: str) -> str:
     """pause | resume | suspend | stop a run; returns a one-line description of what was done."""
-    row = store.get_run(run_id)
-    if row is None:
-        raise RunError(f"no run '{run_id}' in {store.path}")
+    row = _get(store, run_id)
     status = current_status(store, ws, row)
+    row = _get(store, run_id)
     run_dir = ws.run_dir(run_id)
     if action == "resume" and status == "suspended":
-        config = read_json(run_dir / "config.json")
-        if config.get("command"):
+        if row["recipe"] == "command":
             raise RunError(f"run '{run_id}': a command experiment cannot be resumed")
-        store.set_status(run_id, "starting")
-        pid = start_worker(run_dir, resume=True)
-        return f"{run_id}: restarted from its suspend checkpoint (pid {pid})"
+        states = sorted((ws.checkpoints_dir / run_id).glob("*_state.pt"))
+        pid = _start_again(store, ws, run_id)
+        where = f"its suspend state {states[-1].name}" if states else "the start (no state saved)"
+        return f"{run_id}: resumed from {where} (pid {pid})"
     if status in FINAL:
         raise RunError(f"run '{run_id}' is not running (status {status})")
     if action == "suspend" and row["recipe"] == "command":
@@ -275,9 +372,18 @@ def send(store: Store, ws: Workspace, run_id: str, action: str) -> str:
         return f"{run_id}: already paused"
     if action == "resume" and status != "paused":
         return f"{run_id}: not paused (status {status})"
-    control.request(run_dir, action)
+    signum = signal.SIGUSR1
     try:
-        os.kill(row["pid"], signal.SIGUSR1)
+        control.request(run_dir, action)
+    except OSError as exc:
+        if action != "stop":
+            raise RunError(
+                f"run '{run_id}': cannot write {run_dir / control.CONTROL_FILE} "
+                f"({exc.strerror}); {action} needs it, stop and kill do not"
+            ) from None
+        signum = signal.SIGTERM  # the worker's own meaning of SIGTERM is stop
+    try:
+        os.kill(row["pid"], signum)
     except ProcessLookupError:
         raise RunError(f"run '{run_id}': its worker (pid {row['pid']}) is gone") from None
     return f"{run_id}: {action} requested"
@@ -296,28 +402,36 @@ def wait_for(store: Store, run_id: str, statuses: Iterable[str], timeout: float)
 
 
 def kill(store: Store, ws: Workspace, run_id: str, grace: float = KILL_GRACE_S) -> str:
-    """Ask the run to stop; if it has not ended within `grace` seconds, SIGKILL its groups."""
-    row = store.get_run(run_id)
-    if row is None:
-        raise RunError(f"no run '{run_id}' in {store.path}")
+    """Ask the run to stop; if it has not ended within `grace` seconds, SIGKILL every process
+    it started (its worker's and script's groups and everything carrying the run's mark).
+    An ended run's leftovers (a script's children after its worker was killed) are killed too."""
+    row = _get(store, run_id)
     status = current_status(store, ws, row)
     if status in FINAL:
-        raise RunError(f"run '{run_id}' is not running (status {status})")
+        leftovers = run_processes(run_id)
+        if not leftovers:
+            raise RunError(f"run '{run_id}' is not running (status {status})")
+        return f"{run_id}: {status}; killed {kill_all(leftovers)} leftover process(es)"
     if status != "stopping" and row.get("pid"):
-        send(store, ws, run_id, "stop")
+        try:
+            send(store, ws, run_id, "stop")
+        except RunError:
+            pass  # gone or unreachable: SIGKILL below does not depend on it
     if wait_for(store, run_id, FINAL, grace):
         return f"{run_id}: stopped within the grace period"
-    groups = [row["pid"]]
-    child = ws.run_dir(run_id) / "child.pid"
-    if child.is_file():
-        groups.append(int(child.read_text().strip() or 0))
-    for pgid in groups:
+    for pgid in (row.get("pid"), _child_pid(ws.run_dir(run_id))):
         if pgid:
             try:
                 os.killpg(pgid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-    reporter = Reporter(run_id, ws.run_dir(run_id), store)
-    reporter.status("killed", error=f"killed after {grace:g} s without stopping")
-    reporter.close()
+    kill_all(run_processes(run_id))
+    _end_if_active(store, ws, run_id, "killed", f"killed after {grace:g} s without stopping")
     return f"{run_id}: killed"
+
+
+def _child_pid(run_dir: Path) -> int | None:
+    try:
+        return int((run_dir / "child.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None

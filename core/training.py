@@ -232,13 +232,16 @@ class Trainer:
             m.to(self.device)
         _optimizer_to(self.optimizer, self.device)
         stopped_early = False
+        self.ctx.control.defer_suspend = True
         try:
             while self.epoch < self.epochs:
                 if self.patience and self.bad_epochs >= self.patience:
                     stopped_early = True
                     break
                 self._one_epoch()
+                self.ctx.control.epoch_end()
         finally:
+            self.ctx.control.defer_suspend = False
             self.plot()
         if stopped_early:
             print(
@@ -315,6 +318,7 @@ class Trainer:
         self._save_state()
 
     def plot(self) -> Path | None:
+        """The loss curve PNG; a plot is never worth a failed run, so a failure is one line."""
         if not self.history["train_loss"]:
             return None
         from core.plots import loss_curve

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from core import recipes
+from core.capture.records import RecordError, parse_record
 from core.control import Control, StopRun, read_request
-from core.liveness import process_start_time
-from core.report import parse_line
+from core.liveness import identity
+from core.procs import become_subreaper, end_processes, run_processes
 from core.reporter import Reporter
 from core.store import Store
 from core.workspace import read_json
@@ -37,22 +38,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_dir = Path(argv[0]).resolve()
     resume = "--resume" in argv[1:]
+    # output.log may fill a disk or vanish: a lost log line must never end the run
+    sys.stdout = _Tolerant(sys.stdout)
+    sys.stderr = _Tolerant(sys.stderr)
     config = read_json(run_dir / "config.json")
     run_id = config["run_id"]
-    store = Store(config["db"])
+    try:
+        store: Store | None = Store(config["db"])
+    except Exception as exc:  # the events file alone records the run; reindex restores it
+        print(f"nkd: {run_id}: store not opened ({exc}); writing events.jsonl only", flush=True)
+        store = None
     reporter = Reporter(run_id, run_dir, store)
-    pid = os.getpid()
-    reporter.status(
-        "running", pid=pid, pid_start=process_start_time(pid), device=config.get("device")
-    )
+    reporter.status("running", **identity(os.getpid()), device=config.get("device"))
     try:
         if config.get("command"):
             status, code = CommandRun(config, run_dir, reporter).run()
         else:
             status, code = _run_recipe(config, run_dir, reporter, resume)
-        error = None if status != "failed" else f"command exited with status {code}"
+        error = {
+            "failed": f"command exited with status {code}",
+            "killed": "the script did not stop within the grace period and was killed",
+        }.get(status)
         reporter.status(status, exit_code=code, **({"error": error} if error else {}))
-        return 0 if status != "failed" else 1
+        return 0 if status not in ("failed", "killed") else 1
     except Exception as exc:
         traceback.print_exc()
         sys.stdout.flush()
@@ -60,20 +68,54 @@ def main(argv: list[str] | None = None) -> int:
         reporter.status("failed", exit_code=1, error=message)
         return 1
     finally:
+        # nothing the run started outlives it (a script's background or setsid children)
+        leftovers = run_processes(run_id)
+        if leftovers:
+            print(f"nkd: ending {len(leftovers)} leftover process(es) of the run", flush=True)
+            end_processes(leftovers)
         reporter.close()
-        store.close()
+        if reporter.store is not None:
+            reporter.store.close()
 
 
-def _heartbeat(db_path: str, run_id: str, stop: threading.Event) -> None:
-    store = Store(db_path)
+class _Tolerant:
+    """A text stream whose write errors (a full disk, a removed log) are dropped, not raised."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.dropped = 0
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            self.dropped += len(text)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _heartbeat(reporter: Reporter, stop: threading.Event) -> None:
+    store: Store | None = None
     try:
         while not stop.wait(HEARTBEAT_S):
-            try:
-                store.heartbeat(run_id)
-            except Exception:  # a busy database must never kill the run
-                pass
+            try:  # its own connection, to the database the reporter writes now
+                if (store is None or store.replaced()) and reporter.store is not None:
+                    store = Store(reporter.store.path)
+                if store is not None:
+                    store.heartbeat(reporter.run_id)
+            except Exception:  # a busy or broken database must never kill the run
+                store = None
     finally:
-        store.close()
+        if store is not None:
+            store.close()
 
 
 def _run_recipe(
@@ -82,9 +124,7 @@ def _run_recipe(
     control = Control(run_dir, on_change=lambda state: reporter.status(state))
     control.install()
     stop = threading.Event()
-    beat = threading.Thread(
-        target=_heartbeat, args=(config["db"], config["run_id"], stop), daemon=True
-    )
+    beat = threading.Thread(target=_heartbeat, args=(reporter, stop), daemon=True)
     beat.start()
     ctx = recipes.RunContext(
         run_id=config["run_id"],
@@ -121,7 +161,11 @@ class CommandRun:
         self.reporter = reporter
         self.requests: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.stopping = False
+        self.killed = False
         self.paused = False
+        self.refused = 0  # @nkd records refused, each with one warning line
+        self.cwd = Path(config.get("cwd") or config["root"])
+        self.folders = (run_dir, Path(config["checkpoints_dir"]))
 
     def _on_usr1(self, _signum: int, _frame: object) -> None:
         action = read_request(self.run_dir)
@@ -142,6 +186,7 @@ class CommandRun:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        become_subreaper()
         env = {**os.environ, **self.config.get("env", {}), "PYTHONUNBUFFERED": "1",
                "NKD_RUN_ID": self.config["run_id"], "NKD_RUN_DIR": str(self.run_dir),
                "NKD_CHECKPOINT_DIR": self.config["checkpoints_dir"]}
@@ -158,7 +203,10 @@ class CommandRun:
             bufsize=1,
             process_group=0,
         )
-        (self.run_dir / "child.pid").write_text(str(self.proc.pid))
+        try:
+            (self.run_dir / "child.pid").write_text(str(self.proc.pid))
+        except OSError:
+            pass  # kill finds the script by the run's mark in its environment as well
         lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         reader = threading.Thread(target=self._read, args=(lines,), daemon=True)
         reader.start()
@@ -185,7 +233,9 @@ class CommandRun:
                 deadlines += self._handle_request(self.requests.get())
             now = time.monotonic()
             if deadlines and now >= deadlines[0][0]:
-                self._signal(deadlines.pop(0)[1])
+                sig = deadlines.pop(0)[1]
+                self.killed = self.killed or sig == signal.SIGKILL
+                self._signal(sig)
             if now >= next_beat:
                 next_beat = now + HEARTBEAT_S
                 try:
@@ -195,6 +245,10 @@ class CommandRun:
             if eof and self.proc.poll() is not None:
                 break
         code = self.proc.wait()
+        if self.refused:
+            print(f"nkd: {self.refused} @nkd record(s) refused in this run", flush=True)
+        if self.killed:
+            return "killed", code
         if self.stopping:
             return "stopped", code
         return ("finished" if code == 0 else "failed"), code
@@ -207,31 +261,31 @@ class CommandRun:
 
     def _handle_line(self, line: str) -> None:
         try:
-            event = parse_line(line)
-        except ValueError as exc:
-            print(f"nkd: ignored malformed @nkd line ({exc}): {line.rstrip()}", flush=True)
+            event = parse_record(line.rstrip("\n"), self.cwd, self.folders)
+        except RecordError as exc:
+            self.refused += 1
+            shown = line.strip()
+            shown = shown if len(shown) <= 120 else shown[:117] + "..."
+            print(f"nkd: refused @nkd record ({exc}): {shown}", flush=True)
             return
         if event is None:
             sys.stdout.write(line)
             sys.stdout.flush()
             return
-        if event["type"] == "checkpoint":
-            event = self._describe_checkpoint(event)
-        elif event["type"] == "meta":
+        if event["type"] == "meta":
             return
+        if event["type"] == "checkpoint":
+            self._describe_checkpoint(event)
         self.reporter.event(event)
 
-    def _describe_checkpoint(self, event: dict[str, Any]) -> dict[str, Any]:
+    def _describe_checkpoint(self, event: dict[str, Any]) -> None:
         from core.checksum import sha256_file
 
-        path = Path(event["path"])
-        if not path.is_absolute():
-            path = Path(self.config.get("cwd") or self.config["root"]) / path
-        if path.is_file():
-            event["sha256"] = sha256_file(path)
-        event["path"] = str(path)
-        event.setdefault("role", "last")
-        return event
+        try:  # a regular file only: a FIFO named as a checkpoint would block the worker
+            if Path(event["path"]).is_file():
+                event["sha256"] = sha256_file(event["path"])
+        except OSError:
+            pass  # announced before it was written, or already gone: recorded without a hash
 
     def _handle_request(self, action: str) -> list[tuple[float, int]]:
         if action == "pause" and not self.paused and not self.stopping:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core.errors import NkdError
+from core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, EXIT_RUN_FAILED, NkdError
 from core.registry import KEYS, Registry, load_registry
 from core.store import FINAL, FULL_COLUMNS, Store
+from core.store.recover import open_store
 from core.workspace import Workspace
 from nkd_tui.format import duration, fmt_num, fmt_time, status_text
 
@@ -25,7 +27,7 @@ def _registry_path(args: argparse.Namespace) -> Path:
 def _open(args: argparse.Namespace) -> tuple[Registry, Workspace, Store]:
     registry = load_registry(_registry_path(args))
     ws = Workspace.at(registry.path)
-    return registry, ws, Store(ws.db_path)
+    return registry, ws, open_store(ws)
 
 
 def _open_store(args: argparse.Namespace) -> tuple[Workspace, Store]:
@@ -34,7 +36,7 @@ def _open_store(args: argparse.Namespace) -> tuple[Workspace, Store]:
     if not path.is_file():
         raise NkdError(f"{path}: registry file not found")
     ws = Workspace.at(path)
-    return ws, Store(ws.db_path)
+    return ws, open_store(ws)
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -123,7 +125,8 @@ def _follow_run(store: Store, ws: Workspace, run_id: str) -> int:
             if status in FINAL:
                 if tty:
                     print()
-                return _report_end(store, run_id)
+                code = _report_end(store, run_id)
+                return EXIT_INTERRUPTED if interrupts else code
             time.sleep(0.3)
         except KeyboardInterrupt:
             interrupts += 1
@@ -160,7 +163,7 @@ def _report_end(store: Store, run_id: str) -> int:
         best = f", best epoch {row['best_epoch']} (val {fmt_num(row['best_val_loss'])})"
     error = f": {row['error']}" if row.get("error") else ""
     print(f"{run_id}: {row['status']}{best}{error}")
-    return 0 if row["status"] in ("finished", "stopped", "suspended") else 1
+    return EXIT_OK if row["status"] in ("finished", "stopped", "suspended") else EXIT_RUN_FAILED
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
@@ -251,7 +254,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print("metrics")
         for m in metrics:
             where = " ".join(f"{k}={m[k]}" for k in ("stem", "track", "split") if m[k])
-            print(f"  {m['name']:<20} {m['value']:<12.6g} {where}")
+            print(f"  {m['name']:<20} {fmt_num(m['value']):<12} {where}")
     if checkpoints:
         print("checkpoints")
         for c in checkpoints:
@@ -319,11 +322,21 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
-    ws, store = _open_store(args)
+    from core.store.recover import rebuild
+
+    path = _registry_path(args)
+    if not path.is_file():
+        raise NkdError(f"{path}: registry file not found")
+    ws = Workspace.at(path)
     if not ws.runs_dir.is_dir():
         raise NkdError(f"{ws.runs_dir}: no runs folder to index")
-    n = store.reindex(ws.runs_dir)
-    print(f"{ws.db_path}: rebuilt from {n} run folders")
+    report, moved = rebuild(ws)
+    if moved:
+        print(f"{ws.db_path}: could not be opened; moved aside to {moved.name}")
+    skipped = f", {report.skipped_lines} bad lines skipped" if report.skipped_lines else ""
+    print(f"{ws.db_path}: rebuilt from {report.runs} run folders{skipped}")
+    for line in report.lines():
+        print(f"  {line}")
     return 0
 
 
@@ -409,36 +422,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nkd", description="Experiment manager for audio distillation and separation runs."
     )
-    parser.add_argument("--registry", "-r", help="experiments.toml (default ./experiments.toml)")
+    registry_help = "experiments.toml (default ./experiments.toml or $NKD_REGISTRY)"
+    parser.add_argument("--registry", "-r", help=registry_help)
+    # the same option after the command too (`nkd ps --registry X`); SUPPRESS keeps a value
+    # given before the command when none is given after it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--registry", "-r", default=argparse.SUPPRESS, help=registry_help)
+
+    def add(group: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return group.add_parser(name, parents=[common], **kwargs)
+
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("tui", help="the terminal interface (also: nkd with no command)").set_defaults(
+    add(sub, "tui", help="the terminal interface (also: nkd with no command)").set_defaults(
         func=cmd_tui
     )
 
-    sub.add_parser("check", help="validate the registry").set_defaults(func=cmd_check)
-    p = sub.add_parser("list", help="experiments in the registry, with their latest run")
+    add(sub, "check", help="validate the registry").set_defaults(func=cmd_check)
+    p = add(sub, "list", help="experiments in the registry, with their latest run")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
-    sub.add_parser("keys", help="every registry key and what it means").set_defaults(func=cmd_keys)
+    add(sub, "keys", help="every registry key and what it means").set_defaults(func=cmd_keys)
 
-    p = sub.add_parser("run", help="start a run of an experiment")
+    p = add(sub, "run", help="start a run of an experiment")
     p.add_argument("experiment")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting")
     p.add_argument("--detach", "-d", action="store_true", help="return at once")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("ps", help="list runs")
+    p = add(sub, "ps", help="list runs")
     p.add_argument("--json", action="store_true")
     p.add_argument("--all", "-a", action="store_true", help="all runs, not the latest 50")
     p.add_argument("--experiment", "-e")
     p.set_defaults(func=cmd_ps)
 
-    p = sub.add_parser("show", help="one run: status, best values, metrics, checkpoints")
+    p = add(sub, "show", help="one run: status, best values, metrics, checkpoints")
     p.add_argument("run", help="run id, unique prefix, or experiment (its latest run)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("logs", help="a run's output log")
+    p = add(sub, "logs", help="a run's output log")
     p.add_argument("run")
     p.add_argument("--follow", "-f", action="store_true")
     p.set_defaults(func=cmd_logs)
@@ -449,27 +471,27 @@ def build_parser() -> argparse.ArgumentParser:
         ("suspend", "checkpoint, exit and free the GPU; resume later"),
         ("stop", "finish the step, save the last checkpoint, status stopped"),
     ):
-        p = sub.add_parser(action, help=text)
+        p = add(sub, action, help=text)
         p.add_argument("run")
         p.set_defaults(func=cmd_control)
-    p = sub.add_parser("restart", help="continue a stopped, failed or lost run from its last state")
+    p = add(sub, "restart", help="continue a stopped, failed or lost run from its last state")
     p.add_argument("run")
     p.add_argument("--detach", "-d", action="store_true")
     p.set_defaults(func=cmd_restart)
-    p = sub.add_parser("kill", help="stop, then SIGKILL after a grace period")
+    p = add(sub, "kill", help="stop, then SIGKILL after a grace period")
     p.add_argument("run")
     p.add_argument("--grace", type=float, default=10.0, help="seconds to wait for stop")
     p.set_defaults(func=cmd_kill)
 
-    sub.add_parser("reindex", help="rebuild the database from runs/*/events.jsonl").set_defaults(
+    add(sub, "reindex", help="rebuild the database from runs/*/events.jsonl").set_defaults(
         func=cmd_reindex
     )
 
-    p = sub.add_parser("lineage", help="checkpoint family tree of a run or experiment, with SDR")
+    p = add(sub, "lineage", help="checkpoint family tree of a run or experiment, with SDR")
     p.add_argument("run", help="run id, unique prefix, or experiment (its latest run)")
     p.set_defaults(func=cmd_lineage)
 
-    p = sub.add_parser("blend", help="weighted average of separator checkpoints, then evaluate")
+    p = add(sub, "blend", help="weighted average of separator checkpoints, then evaluate")
     p.add_argument("sources", nargs="+", help="experiments, run ids (or run:<id>) or files")
     p.add_argument("--weights", required=True, help="comma-separated, summing to 1: 0.8,0.2")
     p.add_argument("--name", help="name of the blend's runs (default from the sources)")
@@ -482,14 +504,14 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="demo data and dataset indexes").add_subparsers(
         dest="data_command", metavar="ACTION", required=True
     )
-    p = data.add_parser("synth", help="write a procedural demo data set for the registry's sources")
+    p = add(data, "synth", help="write a procedural demo data set for the registry's sources")
     p.add_argument("kind", choices=["noise", "separation"])
     p.add_argument("--per-class", type=int, default=40, help="noise: files per class (40)")
     p.add_argument("--tracks", type=int, default=8, help="separation: training tracks (8)")
     p.add_argument("--seconds", type=float, default=8.0, help="separation: track length (8 s)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_data_synth)
-    p = data.add_parser("index", help="scan a data source and write its dataset_index.csv")
+    p = add(data, "index", help="scan a data source and write its dataset_index.csv")
     p.add_argument("source", help="data source name in the registry")
     p.add_argument("--sample-rate", type=int, default=16000)
     p.add_argument("--segment-seconds", type=float, default=1.0)
@@ -508,7 +530,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nkd: {exc}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:
-        return 0
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("nkd: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except sqlite3.Error as exc:  # a database that broke under us: one line and the way out
+        where = args.registry if getattr(args, "registry", None) else "the workspace"
+        print(f"nkd: run database of {where}: {exc}; `nkd reindex` rebuilds it from the run "
+              f"folders", file=sys.stderr)
+        return EXIT_REFUSED
+    except OSError as exc:
+        print(f"nkd: {exc.filename or 'a file'}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_REFUSED
 
 
 if __name__ == "__main__":

@@ -225,7 +225,7 @@ def test_recipe_not_built_yet_is_a_clear_error(
 
     monkeypatch.setitem(recipes.PLANNED, "vocoder", "neural vocoders")
     path = write(tmp_path, GOOD.replace('recipe = "noise.teacher"', 'recipe = "vocoder.train"'))
-    assert main(["--registry", str(path), "run", "base", "--detach"]) == 1
+    assert main(["--registry", str(path), "run", "base", "--detach"]) == 2
     err = capsys.readouterr().err
     assert "recipe 'vocoder.train' is not built yet" in err and "nothing was started" in err
     assert not (tmp_path / "runs").exists()

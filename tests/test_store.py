@@ -71,15 +71,15 @@ def test_migration_from_v1_keeps_rows(tmp_path: Path) -> None:
     old.close()
 
     new = Store(tmp_path / "nkd.db")
-    assert new.version == SCHEMA_VERSION == 2
+    assert new.version == SCHEMA_VERSION == 3
     assert {c.name for c in new.db["metrics"].columns} >= {"definition"}
     assert {c.name for c in new.db["runs"].columns} >= {"device"}
     assert new.get_run("r1")["experiment"] == "mark1"
     assert new.epochs("r1")[0]["train_loss"] == 2.0
     versions = [r[0] for r in new.conn.execute("select version from schema_version order by 1")]
-    assert versions == [1, 2]
+    assert versions == [1, 2, 3]
     new.close()
-    assert Store(tmp_path / "nkd.db").version == 2  # reopening migrates nothing twice
+    assert Store(tmp_path / "nkd.db").version == 3  # reopening migrates nothing twice
 
 
 def _rows(store: Store) -> dict[str, list[tuple]]:
@@ -105,7 +105,8 @@ def test_reindex_reproduces_rows(tmp_path: Path) -> None:
     before = _rows(store)
     store.conn.execute("delete from epochs")
     store.conn.execute("delete from runs")
-    assert store.reindex(tmp_path / "runs") == 2
+    report = store.reindex(tmp_path / "runs")
+    assert report.runs == 2 and report.skipped_lines == 1 and list(report.skipped) == ["r2"]
     assert _rows(store) == before
 
     # and a brand-new database file rebuilt from the folders has the same rows

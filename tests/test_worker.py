@@ -16,7 +16,7 @@ from conftest import Workspace, nkd
 from core.control import Control, StopRun, request
 from core.liveness import is_alive, process_start_time
 from core.registry import load_registry
-from core.report import parse_line
+from core.capture.records import RecordError, parse_record
 from core.runner import launch, reconcile, wait_for
 from core.store import FINAL, Store
 from core.workspace import Workspace as Paths
@@ -88,7 +88,7 @@ def test_pause_resume_stop(ws: Workspace, capsys: pytest.CaptureFixture[str]) ->
     assert "stopped by request" in log and "@nkd" not in log
     _wait(lambda: not is_alive(row["pid"], row["pid_start"]), what="worker exit")
     capsys.readouterr()
-    assert nkd(ws, "pause", run_id) == 1
+    assert nkd(ws, "pause", run_id) == 2
     assert "is not running (status stopped)" in capsys.readouterr().err
 
 
@@ -191,7 +191,7 @@ def test_kill_after_grace(ws: Workspace, tmp_path: Path) -> None:
 def test_suspend_refused_for_command(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
     run_id, store = _start(ws, "slow")
     _wait(lambda: store.get_run(run_id)["status"] == "running", what="running")
-    assert nkd(ws, "suspend", run_id) == 1
+    assert nkd(ws, "suspend", run_id) == 2
     assert "suspend needs a built-in recipe" in capsys.readouterr().err
     assert nkd(ws, "stop", run_id) == 0
     assert wait_for(store, run_id, ["stopped"], 30) == "stopped"
@@ -211,20 +211,24 @@ def test_run_ids_never_collide(tmp_path: Path) -> None:
 
 def test_unknown_run_is_one_clear_line(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
     ws.store().close()
-    assert nkd(ws, "show", "nope") == 1
+    assert nkd(ws, "show", "nope") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no run or experiment with runs named 'nope'" in err
 
 
-def test_nkd_lines() -> None:
+def test_nkd_lines(tmp_path: Path) -> None:
+    def parse_line(line: str):
+        return parse_record(line, tmp_path, (tmp_path,))
+
     assert parse_line("loss 0.3\n") is None
     assert parse_line('@nkd {"epoch": 3, "train_loss": 0.41}')["type"] == "epoch"
     assert parse_line('@nkd {"checkpoint": "a.pth", "epoch": 3}') == {
-        "type": "checkpoint", "path": "a.pth", "epoch": 3}
+        "type": "checkpoint", "path": str(tmp_path / "a.pth"), "epoch": 3, "role": "last",
+        "value": None}
     assert parse_line('@nkd {"name": "sdr", "value": 3.9, "stem": "vocals"}')["type"] == "metric"
-    with pytest.raises(ValueError):
+    with pytest.raises(RecordError):
         parse_line("@nkd [1, 2]")
-    with pytest.raises(ValueError):
+    with pytest.raises(RecordError):
         parse_line('@nkd {"loss": 1}')
 
 
@@ -311,7 +315,7 @@ def test_ctrl_c_stops_a_foreground_run(ws: Workspace) -> None:
     launcher, store = _foreground_run(ws, epochs=2)
     launcher.send_signal(signal.SIGINT)
     out, _ = launcher.communicate(timeout=60)
-    assert launcher.returncode == 0, out
+    assert launcher.returncode == 130, out  # interrupted, per the exit-code scheme
     assert "stopping the run" in out and ": stopped" in out
     assert store.get_run(store.list_runs()[0]["id"])["status"] == "stopped"
 

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -25,7 +26,8 @@ for epoch in range(1, args.epochs + 1):
     print("@nkd " + json.dumps({"epoch": epoch, "train_loss": loss, "val_loss": loss + 0.1}),
           flush=True)
     if stop["asked"]:
-        print("@nkd " + json.dumps({"checkpoint": "last.pth", "role": "last", "epoch": epoch}),
+        last = os.path.join(os.environ.get("NKD_CHECKPOINT_DIR", "."), "last.pth")
+        print("@nkd " + json.dumps({"checkpoint": last, "role": "last", "epoch": epoch}),
               flush=True)
         print("stopped by request", flush=True)
         sys.exit(0)

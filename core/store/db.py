@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import heapq
 import json
+import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
+
+from core.errors import StoreError
+from core.events import ACTIVE, FINAL, BadEvent, EventLog, check
+from core.store.apply import HANDLERS
+from core.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:  # imported when a migration runs: it costs ~100 ms, the TUI starts without it
     import sqlite_utils
 
-SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
-ACTIVE = ("queued", "starting", "running", "paused", "stopping", "suspending")
-FINAL = ("finished", "stopped", "suspended", "failed", "killed", "lost")
 
 # What a listing reads: eight plain columns served by one covering index, no JSON. Python's sqlite3
 # spends about 0.9 ms per column per 10,000 rows building objects, so every column here costs;
@@ -32,16 +36,14 @@ LIST_COLUMNS = (
     "id", "status", "epoch", "epochs_total", "best_val_loss",
     "coalesce(sdr, accuracy) AS score", "started_at", "ended_at",
 )
-LIST_INDEX = (
-    "created_at DESC", "id", "experiment", "status", "epoch", "epochs_total", "best_val_loss",
-    "sdr", "accuracy", "started_at", "ended_at",
-)
 FULL_COLUMNS = (
     "id", "experiment", "recipe", "status", "epoch", "epochs_total", "best_epoch",
     "best_val_loss", "best_train_loss", "accuracy", "sdr", "pid", "pid_start", "host",
     "device", "created_at", "started_at", "ended_at", "heartbeat_at", "exit_code", "error",
 )
-LIVENESS_COLUMNS = ("id", "status", "pid", "pid_start", "host", "created_at")
+LIVENESS_COLUMNS = (
+    "id", "status", "pid", "pid_start", "pid_ticks", "host", "created_at", "status_at",
+)
 _IS_ACTIVE = f"status IN ({', '.join('?' * len(ACTIVE))})"  # bind ACTIVE as its arguments
 
 
@@ -66,115 +68,34 @@ class RunList(Sequence[dict[str, Any]]):
         return dict(zip(self.names, self.rows[index], strict=True))
 
 
-def _v1(db: sqlite_utils.Database) -> None:
-    db["runs"].create(
-        {
-            "id": str,
-            "experiment": str,
-            "recipe": str,
-            "status": str,
-            "params": str,
-            "run_dir": str,
-            "seed": int,
-            "pid": int,
-            "pid_start": float,
-            "host": str,
-            "created_at": float,
-            "started_at": float,
-            "ended_at": float,
-            "heartbeat_at": float,
-            "exit_code": int,
-            "error": str,
-            "epoch": int,
-            "epochs_total": int,
-            "best_epoch": int,
-            "best_val_loss": float,
-            "best_train_loss": float,
-            "accuracy": float,
-            "sdr": float,
-        },
-        pk="id",
-    )
-    db["epochs"].create(
-        {
-            "run": str,
-            "epoch": int,
-            "train_loss": float,
-            "val_loss": float,
-            "lr": float,
-            "extra": str,
-            "seconds": float,
-            "at": float,
-        },
-        pk=("run", "epoch"),
-    )
-    db["metrics"].create(
-        {
-            "id": int,
-            "run": str,
-            "name": str,
-            "value": float,
-            "stem": str,
-            "track": str,
-            "split": str,
-            "epoch": int,
-            "at": float,
-        },
-        pk="id",
-    )
-    db["checkpoints"].create(
-        {
-            "id": str,
-            "run": str,
-            "path": str,
-            "role": str,
-            "epoch": int,
-            "value": float,
-            "sha256": str,
-            "at": float,
-        },
-        pk="id",
-    )
-    db["lineage"].create(
-        {"child": str, "parent": str, "relation": str, "weight": float},
-        pk=("child", "parent", "relation"),
-    )
-    db["runs"].create_index(["experiment", "created_at"])
-    db["runs"].create_index(["status"])
-    db["metrics"].create_index(["run", "name"])
-    db["checkpoints"].create_index(["run"])
-    db["lineage"].create_index(["parent"])
-
-
-def _v2(db: sqlite_utils.Database) -> None:
-    # v2: which device a run used, and which definition a metric value follows (e.g. SDR
-    # "bsseval_v4_images" vs "sources"), since different definitions give different numbers.
-    db["runs"].add_column("device", str)
-    db["metrics"].add_column("definition", str)
-    # listing every run reads only this index, never the wide rows with their params
-    db.execute(f"CREATE INDEX idx_runs_list ON runs ({', '.join(LIST_INDEX)})")
-
-
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2}
-
-
 class Store:
     """One connection to the run database. Cheap to open; open one per process or thread."""
 
     def __init__(self, path: str | Path, *, migrate_to: int = SCHEMA_VERSION) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-            check_same_thread=False,
-        )
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self.created = not self.path.exists()
+        try:
+            if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
+                raise sqlite3.DatabaseError("not a regular file")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                check_same_thread=False,
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(_problem(self.path, exc)) from None
         self.conn = conn
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        if mode != "wal":  # waits out other openers through the busy timeout
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        self._migrate(migrate_to)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode != "wal":  # waits out other openers through the busy timeout
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate(migrate_to)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(_problem(self.path, exc)) from None
+        self.identity = _file_identity(self.path)
 
     # ── schema ──────────────────────────────────────────────────────────────────────────────
 
@@ -224,11 +145,17 @@ class Store:
     def close(self) -> None:
         self.conn.close()
 
+    def replaced(self) -> bool:
+        """Has the file this connection opened been deleted or replaced (e.g. by `nkd reindex`
+        after moving a corrupt one aside)? A connection to a replaced file writes to nothing."""
+        return _file_identity(self.path) != self.identity
+
     # ── writing: one event at a time ────────────────────────────────────────────────────────
 
     def apply(self, run_id: str, event: dict[str, Any]) -> None:
-        """Apply one event from a run's events.jsonl to the database, in one transaction."""
-        handler = _HANDLERS.get(event.get("type", ""))
+        """Apply one event from a run's events.jsonl to the database, in one transaction.
+        An event that breaks the schema raises BadEvent and changes nothing."""
+        handler = HANDLERS.get(check(event)["type"])
         if handler is None:
             return
         with self.write() as conn:
@@ -283,8 +210,8 @@ class Store:
 
     def find_runs(self, prefix: str) -> list[str]:
         rows = self.conn.execute(
-            "SELECT id FROM runs WHERE id = ? OR id LIKE ? ORDER BY created_at DESC",
-            (prefix, prefix.replace("%", r"\%").replace("_", r"\_") + "%"),
+            "SELECT id FROM runs WHERE id = ? OR id LIKE ? ESCAPE '\\' ORDER BY created_at DESC",
+            (prefix, _like_prefix(prefix)),
         )
         return [r[0] for r in rows]
 
@@ -367,170 +294,157 @@ class Store:
 
     # ── rebuilding ──────────────────────────────────────────────────────────────────────────
 
-    def reindex(self, runs_dir: str | Path) -> int:
-        """Rebuild every row from runs/*/events.jsonl; returns the number of runs indexed."""
-        runs_dir = Path(runs_dir)
-        folders = sorted(p for p in runs_dir.iterdir() if (p / "events.jsonl").is_file())
+    def reindex(self, runs_dir: str | Path, only: str | None = None) -> ReindexReport:
+        """Rebuild the rows from runs/*/events.jsonl (or those of the run `only`).
+
+        Any bytes in any events file are survived: a line that is not a valid event is skipped
+        and counted in the report, never applied half-way, never fatal for the other runs.
+        """
+        report = ReindexReport()
+        folders = _run_folders(Path(runs_dir), report, only)
         with self.write() as conn:
-            for table in ("lineage", "checkpoints", "metrics", "epochs", "runs"):
-                conn.execute(f"DELETE FROM {table}")
+            if only is None:
+                for table in ("lineage", "checkpoints", "metrics", "epochs", "runs"):
+                    conn.execute(f"DELETE FROM {table}")
+            else:
+                _delete_run(conn, only)
+            for folder in folders:
+                _placeholder(conn, folder)
             # all runs' events in time order, as they were written live, so rows come back in
             # the same order (metric ids included, up to events of one instant)
-            streams = [_timed_events(n, folder) for n, folder in enumerate(folders)]
+            logs = {folder.name: EventLog(folder / "events.jsonl") for folder in folders}
+            streams = [_timed(n, name, log) for n, (name, log) in enumerate(logs.items())]
             for _t, _n, run_id, event in heapq.merge(*streams, key=lambda item: item[:2]):
-                handler = _HANDLERS.get(event.get("type", ""))
-                if handler:
+                handler = HANDLERS.get(event["type"])
+                if handler is None:
+                    continue
+                conn.execute("SAVEPOINT event")
+                try:
                     handler(conn, run_id, event)
-        return len(folders)
+                except (sqlite3.Error, LookupError, TypeError, ValueError) as exc:
+                    conn.execute("ROLLBACK TO event")
+                    logs[run_id].skipped.append((0, f"{event['type']} event: {exc}"))
+                conn.execute("RELEASE event")
+            for folder in folders:
+                _last_seen(conn, folder)
+            report.runs = len(folders)
+            report.skipped = {name: log.skipped for name, log in logs.items() if log.skipped}
+        return report
 
 
-def _timed_events(n: int, folder: Path) -> Iterator[tuple[float, int, str, dict[str, Any]]]:
-    for event in read_events(folder / "events.jsonl"):
-        yield event.get("t", 0.0), n, folder.name, event
+@dataclass
+class ReindexReport:
+    """What a reindex did: runs indexed, lines skipped per run, folders left out and why."""
+
+    runs: int = 0
+    skipped: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def skipped_lines(self) -> int:
+        return sum(len(v) for v in self.skipped.values())
+
+    def lines(self) -> list[str]:
+        """One line per problem, for the user."""
+        out = []
+        for run_id, problems in sorted(self.skipped.items()):
+            line, reason = problems[0]
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            where = f"line {line}: " if line else ""
+            out.append(f"runs/{run_id}/events.jsonl: skipped {len(problems)} bad "
+                       f"line{'s' if len(problems) > 1 else ''}; {where}{reason}{more}")
+        return out + self.ignored
+
+
+def _run_folders(runs_dir: Path, report: ReindexReport, only: str | None) -> list[Path]:
+    from core.names import NAME
+
+    try:
+        entries = sorted(runs_dir.iterdir()) if only is None else [runs_dir / only]
+    except OSError as exc:
+        raise StoreError(f"{runs_dir}: cannot read the runs folder ({exc.strerror})") from None
+    folders = []
+    for entry in entries:
+        events = entry / "events.jsonl"
+        if entry.is_symlink() or events.is_symlink():
+            report.ignored.append(f"{entry}: a symbolic link; not indexed")
+        elif not NAME.fullmatch(entry.name):
+            if (entry / "events.jsonl").is_file():
+                report.ignored.append(f"{entry}: not a valid run folder name; not indexed")
+        elif entry.is_dir() and events.is_file():
+            folders.append(entry)
+    return folders
+
+
+def _delete_run(conn: sqlite3.Connection, run_id: str) -> None:
+    conn.execute(
+        "DELETE FROM lineage WHERE child IN (SELECT id FROM checkpoints WHERE run = ?)", (run_id,)
+    )
+    for table, column in (("checkpoints", "run"), ("metrics", "run"), ("epochs", "run"),
+                          ("runs", "id")):
+        conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
+
+
+def _placeholder(conn: sqlite3.Connection, folder: Path) -> None:
+    """A row from config.json, so a run whose first line was lost still appears (its `run`
+    event, when readable, replaces it)."""
+    try:
+        with open(folder / "config.json", encoding="utf-8") as fh:
+            config = json.load(fh)
+        experiment = str(config["experiment"])
+        created = float(config.get("created_at") or 0)
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return
+    conn.execute(
+        "INSERT OR IGNORE INTO runs (id, experiment, recipe, status, params, run_dir, created_at,"
+        " epoch) VALUES (?, ?, ?, 'queued', '{}', ?, ?, 0)",
+        (folder.name, experiment, config.get("recipe") or "command", str(folder), created),
+    )
+
+
+def _last_seen(conn: sqlite3.Connection, folder: Path) -> None:
+    """heartbeat_at is not an event: the newest write to the run folder stands in for it."""
+    times = []
+    for name in ("events.jsonl", "output.log"):
+        try:
+            times.append((folder / name).stat().st_mtime)
+        except OSError:
+            pass
+    if times:
+        conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (max(times), folder.name))
+
+
+def _timed(
+    n: int, run_id: str, log: EventLog
+) -> Iterator[tuple[float, int, str, dict[str, Any]]]:
+    for event in log:
+        yield event["t"], n, run_id, event
 
 
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
-    """Events of one run; a torn last line (the writer was killed mid-write) is skipped."""
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
+    """Valid events of one run; bad or torn lines are skipped."""
+    yield from EventLog(path)
 
 
-# ── event handlers (each runs inside one transaction) ───────────────────────────────────────
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching ids that start with `prefix` literally (_ and % included)."""
+    return prefix.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
 
 
-def _on_run(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
-    conn.execute(
-        "INSERT OR REPLACE INTO runs (id, experiment, recipe, status, params, run_dir, seed, "
-        "host, created_at, epochs_total, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-        (
-            run_id,
-            ev["experiment"],
-            ev.get("recipe"),
-            ev.get("status", "queued"),
-            json.dumps(ev.get("params", {}), sort_keys=True),
-            ev.get("run_dir"),
-            ev.get("seed"),
-            ev.get("host"),
-            ev["t"],
-            ev.get("epochs_total"),
-        ),
-    )
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
-_STATUS_FIELDS = ("pid", "pid_start", "exit_code", "error", "device", "seed")
+def _problem(path: Path, exc: BaseException) -> str:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, sqlite3.DatabaseError) and "readonly" not in reason:
+        return (f"{path}: not a usable run database ({reason}); `nkd reindex` moves it aside "
+                f"and rebuilds it from the run folders")
+    return f"{path}: cannot open the run database ({reason})"
 
 
-def _on_status(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
-    status = ev["status"]
-    sets = ["status = ?"]
-    args: list[Any] = [status]
-    for key in _STATUS_FIELDS:
-        if key in ev:
-            sets.append(f"{key} = ?")
-            args.append(ev[key])
-    if status == "running":
-        sets.append("started_at = coalesce(started_at, ?)")
-        args.append(ev["t"])
-    if status in FINAL:
-        sets.append("ended_at = ?")
-        args.append(ev["t"])
-    elif status in ("starting", "running"):
-        sets.append("ended_at = NULL")
-    conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*args, run_id))
-
-
-def _on_epoch(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
-    known = {"type", "t", "epoch", "train_loss", "val_loss", "lr", "seconds"}
-    extra = {k: v for k, v in ev.items() if k not in known}
-    epoch = int(ev["epoch"])
-    conn.execute(
-        "INSERT OR REPLACE INTO epochs (run, epoch, train_loss, val_loss, lr, extra, seconds, at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            run_id,
-            epoch,
-            ev.get("train_loss"),
-            ev.get("val_loss"),
-            ev.get("lr"),
-            json.dumps(extra) if extra else None,
-            ev.get("seconds"),
-            ev["t"],
-        ),
-    )
-    # The best epoch is the lowest validation loss (train loss when a run has no validation).
-    score = ev.get("val_loss", ev.get("train_loss"))
-    column = "best_val_loss" if "val_loss" in ev else "best_train_loss"
-    conn.execute("UPDATE runs SET epoch = max(coalesce(epoch, 0), ?) WHERE id = ?", (epoch, run_id))
-    if score is not None:
-        conn.execute(
-            f"UPDATE runs SET best_epoch = ?, best_val_loss = ?, best_train_loss = ? "
-            f"WHERE id = ? AND ({column} IS NULL OR {column} > ?)",
-            (epoch, ev.get("val_loss"), ev.get("train_loss"), run_id, score),
-        )
-
-
-# Metrics whose best value is kept on the run row for listings.
-_ROW_METRICS = {("accuracy", None): "accuracy", ("sdr", "mean"): "sdr"}
-
-
-def _on_metric(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
-    conn.execute(
-        "INSERT INTO metrics (run, name, value, stem, track, split, epoch, definition, at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            run_id,
-            ev["name"],
-            ev["value"],
-            ev.get("stem"),
-            ev.get("track"),
-            ev.get("split"),
-            ev.get("epoch"),
-            ev.get("definition"),
-            ev["t"],
-        ),
-    )
-    column = _ROW_METRICS.get((ev["name"], ev.get("stem")))
-    if column and ev.get("track") is None:
-        conn.execute(
-            f"UPDATE runs SET {column} = ? WHERE id = ? AND ({column} IS NULL OR {column} < ?)",
-            (ev["value"], run_id, ev["value"]),
-        )
-
-
-def _on_checkpoint(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
-    ckpt_id = ev.get("id") or f"{run_id}/{Path(ev['path']).name}"
-    conn.execute(
-        "INSERT OR REPLACE INTO checkpoints (id, run, path, role, epoch, value, sha256, at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            ckpt_id,
-            run_id,
-            ev["path"],
-            ev.get("role"),
-            ev.get("epoch"),
-            ev.get("value"),
-            ev.get("sha256"),
-            ev["t"],
-        ),
-    )
-    for parent in ev.get("parents", []):
-        conn.execute(
-            "INSERT OR REPLACE INTO lineage (child, parent, relation, weight) VALUES (?, ?, ?, ?)",
-            (ckpt_id, parent["checkpoint"], parent["relation"], parent.get("weight")),
-        )
-
-
-_HANDLERS: dict[str, Callable[[sqlite3.Connection, str, dict[str, Any]], None]] = {
-    "run": _on_run,
-    "status": _on_status,
-    "epoch": _on_epoch,
-    "metric": _on_metric,
-    "checkpoint": _on_checkpoint,
-}
+__all__ = ["ACTIVE", "FINAL", "BadEvent", "ReindexReport", "Store", "read_events"]

@@ -1,0 +1,62 @@
+"""The one rule for names that become paths (experiments, blends, run ids), and the check that a
+path a run writes stays inside its own folders."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from core.errors import RegistryError, RunError
+
+NAME_MAX = 80
+# letters, digits, then also . _ - ; no slash, no leading dot, never "." or ".."
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+# <experiment>_<YYYYMMDD>_<HHMMSS>, with an optional _<n> collision suffix
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}_\d{8}_\d{6}(_\d{1,3})?")
+
+
+def name_problem(name: object) -> str | None:
+    """Why `name` cannot name an experiment or a blend, or None when it can."""
+    if not isinstance(name, str) or not name:
+        return "a name must be a non-empty string"
+    if not NAME.fullmatch(name):
+        if len(name) > NAME_MAX:
+            return f"a name has at most {NAME_MAX} characters"
+        return ("a name may hold only letters, digits, '.', '_' and '-', and starts with a "
+                "letter or digit (it becomes a folder name)")
+    return None
+
+
+def check_name(name: object, where: str, error: type[Exception] = RegistryError) -> str:
+    problem = name_problem(name)
+    if problem:
+        raise error(f"{where}: '{name}' is not a valid name: {problem}")
+    return str(name)
+
+
+def inside(path: str | Path, *roots: Path) -> bool:
+    """Does `path` (made absolute, links resolved) lie inside one of `roots`?"""
+    real = Path(os.path.realpath(path))
+    return any(real.is_relative_to(os.path.realpath(r)) for r in roots)
+
+
+def run_path(run_dir: Path, name: str) -> Path:
+    """A file of a run folder, refused if it would leave the folder or go through a link."""
+    path = run_dir / name
+    if path.is_symlink():
+        raise RunError(f"{path}: is a symbolic link; nkd never writes through one")
+    if not inside(path, run_dir):
+        raise RunError(f"{path}: lies outside its run folder {run_dir}")
+    return path
+
+
+def open_append(path: Path) -> int:
+    """An O_APPEND descriptor for a run file that never follows a symbolic link."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as exc:
+        if path.is_symlink():
+            raise RunError(f"{path}: is a symbolic link; nkd never writes through one") from None
+        raise RunError(f"{path}: cannot be written ({exc.strerror})") from None

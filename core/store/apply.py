@@ -1,0 +1,152 @@
+"""How each event changes the store: one handler per event type, run inside a transaction."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.events import FINAL
+
+
+def _on_run(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO runs (id, experiment, recipe, status, params, run_dir, seed, "
+        "host, created_at, epochs_total, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+        (
+            run_id,
+            ev["experiment"],
+            ev.get("recipe"),
+            ev.get("status", "queued"),
+            json.dumps(ev.get("params", {}), sort_keys=True),
+            ev.get("run_dir"),
+            ev.get("seed"),
+            ev.get("host"),
+            ev["t"],
+            ev.get("epochs_total"),
+        ),
+    )
+
+
+_STATUS_FIELDS = ("pid", "pid_start", "pid_ticks", "exit_code", "error", "device", "seed")
+_PROCESS_FIELDS = ("pid", "pid_start", "pid_ticks")
+
+
+def _on_status(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
+    status = ev["status"]
+    sets = ["status = ?", "status_at = ?"]
+    args: list[Any] = [status, ev["t"]]
+    for key in _STATUS_FIELDS:
+        if key in ev:
+            sets.append(f"{key} = ?")
+            args.append(ev[key])
+    if status == "running":
+        sets.append("started_at = coalesce(started_at, ?)")
+        args.append(ev["t"])
+    if status in FINAL:
+        sets.append("ended_at = ?")
+        args.append(ev["t"])
+    elif status in ("starting", "running"):
+        sets.append("ended_at = NULL")
+    conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*args, run_id))
+
+
+def _on_worker(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
+    """The launcher's note of the worker it started: which process to watch, status unchanged."""
+    conn.execute(
+        f"UPDATE runs SET {', '.join(f'{k} = ?' for k in _PROCESS_FIELDS)} WHERE id = ?",
+        (*(ev.get(k) for k in _PROCESS_FIELDS), run_id),
+    )
+
+
+def _on_epoch(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
+    known = {"type", "t", "epoch", "train_loss", "val_loss", "lr", "seconds"}
+    extra = {k: v for k, v in ev.items() if k not in known}
+    epoch = int(ev["epoch"])
+    conn.execute(
+        "INSERT OR REPLACE INTO epochs (run, epoch, train_loss, val_loss, lr, extra, seconds, at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            run_id,
+            epoch,
+            ev.get("train_loss"),
+            ev.get("val_loss"),
+            ev.get("lr"),
+            json.dumps(extra) if extra else None,
+            ev.get("seconds"),
+            ev["t"],
+        ),
+    )
+    # The best epoch is the lowest validation loss (train loss when a run has no validation).
+    score = ev.get("val_loss", ev.get("train_loss"))
+    column = "best_val_loss" if "val_loss" in ev else "best_train_loss"
+    conn.execute("UPDATE runs SET epoch = max(coalesce(epoch, 0), ?) WHERE id = ?", (epoch, run_id))
+    if score is not None:
+        conn.execute(
+            f"UPDATE runs SET best_epoch = ?, best_val_loss = ?, best_train_loss = ? "
+            f"WHERE id = ? AND ({column} IS NULL OR {column} > ?)",
+            (epoch, ev.get("val_loss"), ev.get("train_loss"), run_id, score),
+        )
+
+
+# Metrics whose best value is kept on the run row for listings.
+_ROW_METRICS = {("accuracy", None): "accuracy", ("sdr", "mean"): "sdr"}
+
+
+def _on_metric(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO metrics (run, name, value, stem, track, split, epoch, definition,"
+        " at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            run_id,
+            ev["name"],
+            ev["value"],
+            ev.get("stem"),
+            ev.get("track"),
+            ev.get("split"),
+            ev.get("epoch"),
+            ev.get("definition"),
+            ev["t"],
+        ),
+    )
+    column = _ROW_METRICS.get((ev["name"], ev.get("stem")))
+    if column and ev.get("track") is None:
+        conn.execute(
+            f"UPDATE runs SET {column} = ? WHERE id = ? AND ({column} IS NULL OR {column} < ?)",
+            (ev["value"], run_id, ev["value"]),
+        )
+
+
+def _on_checkpoint(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
+    ckpt_id = ev.get("id") or f"{run_id}/{Path(ev['path']).name}"
+    conn.execute(
+        "INSERT OR REPLACE INTO checkpoints (id, run, path, role, epoch, value, sha256, at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            ckpt_id,
+            run_id,
+            ev["path"],
+            ev.get("role"),
+            ev.get("epoch"),
+            ev.get("value"),
+            ev.get("sha256"),
+            ev["t"],
+        ),
+    )
+    for parent in ev.get("parents", []):
+        conn.execute(
+            "INSERT OR REPLACE INTO lineage (child, parent, relation, weight) VALUES (?, ?, ?, ?)",
+            (ckpt_id, parent["checkpoint"], parent["relation"], parent.get("weight")),
+        )
+
+
+HANDLERS: dict[str, Callable[[sqlite3.Connection, str, dict[str, Any]], None]] = {
+    "run": _on_run,
+    "status": _on_status,
+    "worker": _on_worker,
+    "epoch": _on_epoch,
+    "metric": _on_metric,
+    "checkpoint": _on_checkpoint,
+}

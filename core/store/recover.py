@@ -1,0 +1,79 @@
+"""Opening a workspace's store so that it can always be trusted or repaired: a missing or empty
+database is rebuilt from the run folders, a broken one is moved aside (never deleted) by
+`nkd reindex` and rebuilt."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from core.errors import StoreError
+from core.store.db import ReindexReport, Store
+from core.workspace import Workspace
+
+
+def _has_run_folders(runs_dir: Path) -> bool:
+    try:
+        return any((p / "events.jsonl").is_file() for p in runs_dir.iterdir())
+    except OSError:
+        return False
+
+
+def open_store(ws: Workspace) -> Store:
+    """The workspace's store. When the database is missing (or holds no run) while run folders
+    exist, it is rebuilt from them first, with one line saying so."""
+    store = Store(ws.db_path)
+    try:
+        empty = store.conn.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is None
+    except Exception as exc:
+        store.close()
+        raise StoreError(f"{ws.db_path}: cannot read the run database ({exc})") from None
+    if empty and _has_run_folders(ws.runs_dir):
+        try:
+            report = store.reindex(ws.runs_dir)
+        except Exception as exc:  # a read-only database: say what to do, show what there is
+            print(f"nkd: {ws.db_path} holds no runs but {ws.runs_dir} does; `nkd reindex` "
+                  f"rebuilds it ({exc})", file=sys.stderr)
+            return store
+        what = "was missing" if store.created else "held no runs"
+        print(f"nkd: {ws.db_path} {what}; rebuilt from {report.runs} run folders",
+              file=sys.stderr)
+        for line in report.lines():
+            print(f"nkd: {line}", file=sys.stderr)
+    return store
+
+
+def move_aside(db_path: Path) -> Path:
+    """Rename a broken database (and its -wal/-shm files) to `<name>.broken-<time>`."""
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    target = db_path.with_name(f"{db_path.name}.broken-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = db_path.with_name(f"{db_path.name}.broken-{stamp}_{n}")
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(f"{db_path}{suffix}")
+        if src.exists() or src.is_symlink():
+            os.replace(src, Path(f"{target}{suffix}"))
+    return target
+
+
+def rebuild(ws: Workspace) -> tuple[ReindexReport, Path | None]:
+    """`nkd reindex`: rebuild the store from runs/*/events.jsonl, moving a database that cannot
+    be opened aside first. Returns the report and where the broken file went (if it did)."""
+    moved = None
+    try:
+        store = Store(ws.db_path)
+    except StoreError as exc:
+        if "not a usable run database" not in str(exc):
+            raise  # permissions, a read-only folder: moving the file would not help
+        moved = move_aside(ws.db_path)
+        store = Store(ws.db_path)
+    try:
+        if not ws.runs_dir.is_dir():
+            return ReindexReport(), moved
+        return store.reindex(ws.runs_dir), moved
+    finally:
+        store.close()

@@ -1,0 +1,128 @@
+"""The store's tables and their migrations, one function per schema version."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported when a migration runs: it costs ~100 ms, the TUI starts without it
+    import sqlite_utils
+# the listing's covering index (see LIST_COLUMNS in db.py)
+LIST_INDEX = (
+    "created_at DESC", "id", "experiment", "status", "epoch", "epochs_total", "best_val_loss",
+    "sdr", "accuracy", "started_at", "ended_at",
+)
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db["runs"].create(
+        {
+            "id": str,
+            "experiment": str,
+            "recipe": str,
+            "status": str,
+            "params": str,
+            "run_dir": str,
+            "seed": int,
+            "pid": int,
+            "pid_start": float,
+            "host": str,
+            "created_at": float,
+            "started_at": float,
+            "ended_at": float,
+            "heartbeat_at": float,
+            "exit_code": int,
+            "error": str,
+            "epoch": int,
+            "epochs_total": int,
+            "best_epoch": int,
+            "best_val_loss": float,
+            "best_train_loss": float,
+            "accuracy": float,
+            "sdr": float,
+        },
+        pk="id",
+    )
+    db["epochs"].create(
+        {
+            "run": str,
+            "epoch": int,
+            "train_loss": float,
+            "val_loss": float,
+            "lr": float,
+            "extra": str,
+            "seconds": float,
+            "at": float,
+        },
+        pk=("run", "epoch"),
+    )
+    db["metrics"].create(
+        {
+            "id": int,
+            "run": str,
+            "name": str,
+            "value": float,
+            "stem": str,
+            "track": str,
+            "split": str,
+            "epoch": int,
+            "at": float,
+        },
+        pk="id",
+    )
+    db["checkpoints"].create(
+        {
+            "id": str,
+            "run": str,
+            "path": str,
+            "role": str,
+            "epoch": int,
+            "value": float,
+            "sha256": str,
+            "at": float,
+        },
+        pk="id",
+    )
+    db["lineage"].create(
+        {"child": str, "parent": str, "relation": str, "weight": float},
+        pk=("child", "parent", "relation"),
+    )
+    db["runs"].create_index(["experiment", "created_at"])
+    db["runs"].create_index(["status"])
+    db["metrics"].create_index(["run", "name"])
+    db["checkpoints"].create_index(["run"])
+    db["lineage"].create_index(["parent"])
+
+
+def _v2(db: sqlite_utils.Database) -> None:
+    # v2: which device a run used, and which definition a metric value follows (e.g. SDR
+    # "bsseval_v4_images" vs "sources"), since different definitions give different numbers.
+    db["runs"].add_column("device", str)
+    db["metrics"].add_column("definition", str)
+    # listing every run reads only this index, never the wide rows with their params
+    db.execute(f"CREATE INDEX idx_runs_list ON runs ({', '.join(LIST_INDEX)})")
+
+
+def _v3(db: sqlite_utils.Database) -> None:
+    # v3: the kernel's start ticks of a run's process (liveness that no clock jump can fool),
+    # when the status last changed (a restarted run's grace period before its worker reports),
+    # and one row per metric key, so replaying an event (reindex, restart) never duplicates it.
+    db["runs"].add_column("pid_ticks", int)
+    db["runs"].add_column("status_at", float)
+    db.execute(
+        "DELETE FROM metrics WHERE id NOT IN (SELECT max(id) FROM metrics GROUP BY run, name, "
+        "coalesce(stem, ''), coalesce(track, ''), coalesce(split, ''), coalesce(epoch, -1), "
+        "coalesce(definition, ''))"
+    )
+    db.execute(f"CREATE UNIQUE INDEX idx_metrics_key ON metrics ({', '.join(METRIC_KEY)})")
+
+
+# what makes a metric row unique: a replayed event replaces its row instead of adding one
+METRIC_KEY = (
+    "run", "name", "coalesce(stem, '')", "coalesce(track, '')", "coalesce(split, '')",
+    "coalesce(epoch, -1)", "coalesce(definition, '')",
+)
+SCHEMA_VERSION = 3
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3}
+
+
