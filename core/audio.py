@@ -27,6 +27,10 @@ def read(path: Path, sample_rate: int, mono: bool = True) -> np.ndarray:
     else:
         import soundfile
 
+        if suffix == ".wav":
+            truncated = wav_truncation(path)
+            if truncated:
+                raise AudioError(f"{path}: {truncated}")
         try:
             data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
         except Exception as exc:
@@ -46,6 +50,33 @@ def read(path: Path, sample_rate: int, mono: bool = True) -> np.ndarray:
         else:
             data = soxr.resample(data.T, rate, sample_rate).T
     return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def wav_truncation(path: Path) -> str | None:
+    """Why a RIFF/WAVE file is cut short (its data chunk claims more bytes than the file
+    holds, as a copy interrupted part-way leaves it), or None. libsndfile reads such a file
+    without a word, so a half-copied clip would silently train as a shorter one."""
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None  # not RIFF/WAVE (RF64, or not a wav at all): libsndfile decides
+            size = path.stat().st_size
+            pos = 12
+            while pos + 8 <= size:
+                fh.seek(pos)
+                chunk_id, length = struct.unpack("<4sI", fh.read(8))
+                if chunk_id == b"data":
+                    if pos + 8 + length > size:
+                        return (f"truncated wav: its data chunk declares {length} bytes, the "
+                                f"file holds {size - pos - 8}")
+                    return None
+                pos += 8 + length + (length & 1)
+    except OSError:
+        return None
+    return "truncated wav: no data chunk"
 
 
 def _read_ffmpeg(path: Path) -> tuple[np.ndarray, int]:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import RegistryError
+from core.errors import RegistryError, RunError
+from core.names import name_problem
 
 # ── key schema ──────────────────────────────────────────────────────────────────────────────
 # Every key an experiment may carry: its type and what it means. Types are checked on load and on
@@ -22,6 +23,30 @@ class Key:
     kind: str  # str | int | float | bool | list[str] | str-or-list | classes | weights | table
     help: str
     choices: tuple[str, ...] = ()
+    lo: float | None = None  # smallest allowed value (numbers)
+    hi: float | None = None  # largest allowed value
+    lo_open: bool = False  # lo itself is not allowed (lr > 0)
+    hi_open: bool = False
+
+    def range_text(self) -> str:
+        if self.lo is None and self.hi is None:
+            return ""
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '≥'} {self.lo:g}"
+        if self.lo is None:
+            return f"{'<' if self.hi_open else '≤'} {self.hi:g}"
+        return (f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}"
+                f"{')' if self.hi_open else ']'}")
+
+    def out_of_range(self, value: float) -> bool:
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            return True
+        return self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi))
+
+
+def _pos(kind: str, help: str, lo: float = 0, lo_open: bool = True, hi: float | None = None,
+         hi_open: bool = False) -> Key:
+    return Key(kind, help, lo=lo, lo_open=lo_open, hi=hi, hi_open=hi_open)
 
 
 KEYS: dict[str, Key] = {
@@ -44,32 +69,32 @@ KEYS: dict[str, Key] = {
     "teacher": Key("str", "teacher: experiment name, run:<run_id> or a file"),
     "sources": Key("weights", "blend sources and their weights, summing to 1"),
     # common training settings
-    "seed": Key("int", "random seed; stored with the run"),
+    "seed": _pos("int", "random seed; stored with the run", lo_open=False),
     "device": Key("str", "auto (cuda if available), cpu, cuda or cuda:N"),
-    "epochs": Key("int", "maximum number of epochs"),
-    "lr": Key("float", "learning rate"),
-    "batch_size": Key("int", "batch size"),
-    "patience": Key("int", "early-stopping patience in epochs (0 = off)"),
+    "epochs": _pos("int", "maximum number of epochs"),
+    "lr": _pos("float", "learning rate"),
+    "batch_size": _pos("int", "batch size"),
+    "patience": _pos("int", "early-stopping patience in epochs (0 = off)", lo_open=False),
     "optimizer": Key("str", "optimizer", ("adam", "adamw", "sgd")),
-    "weight_decay": Key("float", "optimizer weight decay"),
+    "weight_decay": _pos("float", "optimizer weight decay", lo_open=False),
     "scheduler": Key("str", "learning-rate schedule", ("none", "plateau", "cosine")),
-    "num_workers": Key("int", "DataLoader worker processes"),
+    "num_workers": _pos("int", "DataLoader worker processes", lo_open=False),
     "amp": Key("bool", "bf16 autocast on CUDA"),
-    "checkpoint_every": Key("int", "write the last checkpoint every N epochs"),
+    "checkpoint_every": _pos("int", "write the last checkpoint every N epochs"),
     # audio features
-    "sample_rate": Key("int", "sample rate in Hz"),
-    "n_fft": Key("int", "STFT size"),
-    "hop_length": Key("int", "STFT hop in samples"),
-    "n_mels": Key("int", "mel bins"),
-    "segment_seconds": Key("float", "length of one training segment in seconds"),
+    "sample_rate": _pos("int", "sample rate in Hz", lo=1000, lo_open=False),
+    "n_fft": _pos("int", "STFT size", lo=16, lo_open=False),
+    "hop_length": _pos("int", "STFT hop in samples"),
+    "n_mels": _pos("int", "mel bins"),
+    "segment_seconds": _pos("float", "length of one training segment in seconds"),
     # noise classification / distillation
     "classes": Key("classes", "class list, or a mapping new class -> [original classes]"),
     "prompt": Key("str", "text prompt template for class embeddings, with {class}"),
     "text_model": Key("str", "sentence-embedding model name or local path"),
-    "temperature": Key("float", "cosine-logit temperature of the ViLD heads"),
+    "temperature": _pos("float", "cosine-logit temperature of the ViLD heads"),
     "background_embedding": Key("bool", "learn a background embedding beside the class texts"),
-    "alpha": Key("float", "hybrid KD weight of the soft (KL) term"),
-    "kd_temperature": Key("float", "hybrid KD softening temperature T"),
+    "alpha": _pos("float", "hybrid KD weight of the soft (KL) term", lo_open=False, hi=1),
+    "kd_temperature": _pos("float", "hybrid KD softening temperature T"),
     "teacher_checkpoint": Key("str", "which teacher weights (ESKD: best)", ("best", "last")),
     "augment": Key(
         "str", "augmentation", ("none", "removal", "noise", "shift", "mix1", "mix2")
@@ -78,26 +103,34 @@ KEYS: dict[str, Key] = {
         "str", "who is trained on augmented data", ("teacher", "student", "both")
     ),
     "noise_snr_db": Key("float", "SNR of injected Gaussian noise in dB"),
-    "cosine_weight": Key("float", "weight of the cosine term in the student's embedding loss"),
+    "cosine_weight": _pos(
+        "float", "weight of the cosine term in the student's embedding loss", lo_open=False
+    ),
     "ensemble": Key("str", "how teacher and student are combined", ("mean", "geometric")),
-    "ensemble_weight": Key("float", "teacher weight in the ensemble (ViLD lambda = 2/3)"),
+    "ensemble_weight": _pos(
+        "float", "teacher weight in the ensemble (ViLD lambda = 2/3)", lo_open=False, hi=1
+    ),
     "zero_shot_classes": Key("list[str]", "held-out noise types evaluated zero-shot"),
-    "embed_dim": Key("int", "embedding size of the audio encoder"),
+    "embed_dim": _pos("int", "embedding size of the audio encoder"),
     # source separation
     "model": Key("str", "separation model", ("crnn", "unet_crnn")),
-    "hidden_size": Key("int", "LSTM hidden size"),
-    "num_layers": Key("int", "LSTM layers"),
-    "dropout": Key("float", "dropout probability"),
+    "hidden_size": _pos("int", "LSTM hidden size"),
+    "num_layers": _pos("int", "LSTM layers"),
+    "dropout": _pos("float", "dropout probability", lo_open=False, hi=1, hi_open=True),
     "stems": Key("list[str]", "stems to separate"),
     "target_stem": Key("str", "train on this stem only; the others are silent"),
-    "mask_scale": Key("float", "multiply predicted masks by this at inference"),
-    "threshold": Key("float", "zero mask values below this at inference"),
+    "mask_scale": _pos("float", "multiply predicted masks by this at inference"),
+    "threshold": _pos(
+        "float", "zero mask values below this at inference", lo_open=False, hi=1, hi_open=True
+    ),
     "gain_correction": Key("bool", "estimate per-stem output gain on the validation set"),
-    "remix_prob": Key("float", "probability of remixing stems from different tracks"),
+    "remix_prob": _pos(
+        "float", "probability of remixing stems from different tracks", lo_open=False, hi=1
+    ),
     "random_gain": Key("bool", "random gain per stem during training"),
     "freeze": Key("list[str]", "parameter-name prefixes kept frozen"),
     "rhythm_head": Key("bool", "add the onset (rhythm) head of the U-Net CRNN"),
-    "focal_gamma": Key("float", "focal-loss gamma of the rhythm head"),
+    "focal_gamma": _pos("float", "focal-loss gamma of the rhythm head", lo_open=False),
 }
 
 DATA_KEYS: dict[str, Key] = {
@@ -107,6 +140,19 @@ DATA_KEYS: dict[str, Key] = {
     "unlabeled": Key("bool", "material without labels (soft-label pool)"),
     "synth": Key("str", "procedural generator for demo data", ("noise", "separation")),
     "description": Key("str", "one line saying what the data is"),
+}
+
+# what each built-in recipe cannot run without; checked by `nkd check`, `--set` and the TUI
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "noise.index": ("data",),
+    "noise.teacher": ("classes", "data"),
+    "noise.soft_labels": ("teacher", "data"),
+    "noise.student": ("teacher", "data"),
+    "noise.ensemble": ("teacher", "data"),
+    "noise.hybrid_kd": ("classes", "data"),
+    "separation.train": ("data",),
+    "separation.evaluate": ("pretrained", "val_data"),
+    "separation.blend": ("sources", "val_data"),
 }
 
 TOP_LEVEL = ("defaults", "data", "experiments")
@@ -231,41 +277,57 @@ def load_registry(path: str | Path) -> Registry:
 
 
 def parse_registry(path: Path, doc: dict[str, Any]) -> Registry:
+    """Every problem of the file is reported, one line each, not only the first."""
+    problems: list[str] = []
     for top in doc:
         if top not in TOP_LEVEL:
-            raise RegistryError(
-                f"{path}: unknown top-level table '{top}'{_suggest(top, TOP_LEVEL)}"
-            )
+            problems.append(f"{path}: unknown top-level table '{top}'{_suggest(top, TOP_LEVEL)}")
     defaults = doc.get("defaults", {})
     if not isinstance(defaults, dict):
-        raise RegistryError(f"{path}: [defaults] must be a table")
-    for key, value in defaults.items():
-        _check_key(path, "[defaults]", key, value, KEYS)
-    data = _parse_data(path, doc.get("data", {}))
+        problems.append(f"{path}: [defaults] must be a table")
+        defaults = {}
+    _check_keys(path, "[defaults]", defaults, KEYS, problems)
+    data = _parse_data(path, doc.get("data", {}), problems)
     experiments = doc.get("experiments", {})
     if not isinstance(experiments, dict):
-        raise RegistryError(f"{path}: [experiments] must be a table of experiments")
+        problems.append(f"{path}: [experiments] must be a table of experiments")
+        experiments = {}
     raw: dict[str, dict[str, Any]] = {}
     for name, table in experiments.items():
-        if not isinstance(table, dict):
-            raise RegistryError(f"{path}: experiment '{name}' must be a table")
-        raw[name] = table
-    built = _build(path, defaults, data, raw)
+        problem = name_problem(name)
+        if problem:
+            problems.append(f"{path}: experiment '{name}': not a valid name: {problem}")
+        elif not isinstance(table, dict):
+            problems.append(f"{path}: experiment '{name}' must be a table")
+        else:
+            raw[name] = table
+    built = {}
+    if not problems or raw:
+        try:
+            built = _build(path, defaults, data, raw)
+        except RegistryError as exc:
+            problems += str(exc).splitlines()
+    if problems:
+        raise RegistryError("\n".join(problems))
     return Registry(path=path, defaults=defaults, data=data, raw=raw, experiments=built)
 
 
-def _parse_data(path: Path, tables: Any) -> dict[str, DataSource]:
+def _parse_data(path: Path, tables: Any, problems: list[str]) -> dict[str, DataSource]:
     if not isinstance(tables, dict):
-        raise RegistryError(f"{path}: [data] must be a table of named data sources")
+        problems.append(f"{path}: [data] must be a table of named data sources")
+        return {}
     out: dict[str, DataSource] = {}
     for name, table in tables.items():
         where = f"data source '{name}'"
         if not isinstance(table, dict):
-            raise RegistryError(f"{path}: {where} must be a table")
-        for key, value in table.items():
-            _check_key(path, where, key, value, DATA_KEYS)
+            problems.append(f"{path}: {where} must be a table")
+            continue
+        before = len(problems)
+        _check_keys(path, where, table, DATA_KEYS, problems)
         if "root" not in table:
-            raise RegistryError(f"{path}: {where}: missing required key 'root'")
+            problems.append(f"{path}: {where}: missing required key 'root'")
+        if len(problems) > before:
+            continue
         root = Path(table["root"])
         out[name] = DataSource(name, root if root.is_absolute() else path.parent / root, table)
     return out
@@ -280,25 +342,60 @@ def _build(
 ) -> dict[str, Experiment]:
     names = [only] if only else list(raw)
     out: dict[str, Experiment] = {}
+    problems: list[str] = []
+    told: dict[str, list[str]] = {}  # experiment -> its problems, without the "where" part
     for name in names:
         where = f"experiment '{name}'"
-        for key, value in raw[name].items():
-            _check_key(path, where, key, value, KEYS)
-        chain = _extends_chain(path, name, raw)
-        params: dict[str, Any] = dict(defaults)
-        for ancestor in reversed(chain):
-            own = dict(raw[ancestor])
-            own.pop("extends", None)
-            # what an experiment *reported* belongs to that experiment alone
-            if ancestor != name:
-                own.pop("reported", None)
-                own.pop("description", None)
-            if "params" in own and "params" in params:
-                own["params"] = {**params["params"], **own["params"]}
-            params.update(own)
-        exp = _validate(path, name, params, chain, data, raw)
-        out[name] = exp
+        before = len(problems)
+        _check_keys(path, where, raw[name], KEYS, problems)
+        if len(problems) > before:
+            continue
+        chain: tuple[str, ...] = (name,)
+        try:
+            chain = _extends_chain(path, name, raw)
+            params: dict[str, Any] = dict(defaults)
+            for ancestor in reversed(chain):
+                own = dict(raw[ancestor])
+                own.pop("extends", None)
+                # what an experiment *reported* belongs to that experiment alone
+                if ancestor != name:
+                    own.pop("reported", None)
+                    own.pop("description", None)
+                if "params" in own and "params" in params:
+                    own["params"] = {**params["params"], **own["params"]}
+                params.update(own)
+            out[name] = _validate(path, name, params, chain, data, raw)
+        except RegistryError as exc:
+            prefix = f"{path}: {where}: "
+            own = [line.removeprefix(prefix) for line in str(exc).splitlines()]
+            told[name] = own
+            # a problem inherited through `extends` is told at the experiment that wrote it
+            inherited = {p for ancestor in chain[1:] for p in _own_problems(
+                path, ancestor, defaults, data, raw, told)}
+            problems += [prefix + line if not line.startswith(str(path)) else line
+                         for line in own if line not in inherited]
+    if problems:
+        raise RegistryError("\n".join(dict.fromkeys(problems)))
     return out
+
+
+def _own_problems(
+    path: Path,
+    name: str,
+    defaults: dict[str, Any],
+    data: dict[str, DataSource],
+    raw: dict[str, dict[str, Any]],
+    told: dict[str, list[str]],
+) -> list[str]:
+    """An ancestor's problems (validated now if it was not yet)."""
+    if name not in told:
+        try:
+            _build(path, defaults, data, raw, only=name)
+            told[name] = []
+        except RegistryError as exc:
+            prefix = f"{path}: experiment '{name}': "
+            told[name] = [line.removeprefix(prefix) for line in str(exc).splitlines()]
+    return told[name]
 
 
 def _extends_chain(path: Path, name: str, raw: dict[str, dict[str, Any]]) -> tuple[str, ...]:
@@ -312,8 +409,11 @@ def _extends_chain(path: Path, name: str, raw: dict[str, dict[str, Any]]) -> tup
                 f"'{parent}'{_suggest(parent, raw)}"
             )
         if parent in chain:
-            loop = " -> ".join([*chain[chain.index(parent) :], parent])
-            raise RegistryError(f"{path}: experiment '{name}': 'extends' cycle: {loop}")
+            # told once, from its alphabetically first member, however it was reached
+            members = chain[chain.index(parent) :]
+            start = members.index(min(members))
+            loop = " -> ".join([*members[start:], *members[:start], min(members)])
+            raise RegistryError(f"{path}: experiment '{min(members)}': 'extends' cycle: {loop}")
         chain.append(parent)
         current = parent
     return tuple(chain)
@@ -343,10 +443,6 @@ def _validate(
                         f"{where}: key 'command': placeholder '{{{placeholder}}}' names no "
                         f"setting of this experiment{_suggest(placeholder, _param_names(params))}"
                     )
-    if has_recipe and not re.fullmatch(r"[a-z_]+\.[a-z_]+", params["recipe"]):
-        raise RegistryError(
-            f"{where}: key 'recipe': '{params['recipe']}' is not of the form family.step"
-        )
     for key in DATA_REF_KEYS:
         if key in params and params[key] not in data:
             raise RegistryError(
@@ -392,7 +488,27 @@ def _validate(
                 seen[original] = new
     if isinstance(classes, list) and len(set(classes)) != len(classes):
         raise RegistryError(f"{where}: key 'classes': a class is listed twice")
+    if classes is not None and len(classes) < 2:
+        raise RegistryError(f"{where}: key 'classes': a classifier needs at least two classes")
+    if has_recipe:  # last, so a specific problem of a key is told before a missing one
+        _check_recipe(where, params)
     return Experiment(name, params, chain, references, sources)
+
+
+def _check_recipe(where: str, params: dict[str, Any]) -> None:
+    from core import recipes  # the table of built-in recipes (no heavy imports)
+
+    recipe = params["recipe"]
+    try:
+        recipes.check(recipe, where)
+    except RunError as exc:
+        raise RegistryError(str(exc)) from None
+    missing = [k for k in REQUIRED.get(recipe, ()) if k not in params]
+    if missing:
+        raise RegistryError(
+            f"{where}: recipe '{recipe}' needs key{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(k) for k in missing)}"
+        )
 
 
 def _reference(where: str, key: str, value: str, raw: dict[str, Any], name: str) -> Reference:
@@ -471,8 +587,27 @@ def _check_key(path: Path, where: str, key: str, value: Any, schema: dict[str, K
         raise RegistryError(
             f"{path}: {where}: key '{key}' must be one of {', '.join(spec.choices)}; got {value!r}"
         )
-    if spec.kind in ("int", "float") and key not in ("seed",) and value < 0:
-        raise RegistryError(f"{path}: {where}: key '{key}' must not be negative, got {value}")
+    if spec.kind == "float" and not math.isfinite(value):
+        raise RegistryError(f"{path}: {where}: key '{key}' must be a finite number, got {value}")
+    if spec.kind in ("int", "float") and spec.out_of_range(value):
+        raise RegistryError(
+            f"{path}: {where}: key '{key}' must be {spec.range_text()}, got {value}"
+        )
+    if spec.kind == "weights":
+        for src, weight in value.items():
+            if not math.isfinite(weight):
+                raise RegistryError(f"{path}: {where}: key '{key}': weight of '{src}' is {weight}")
+
+
+def _check_keys(
+    path: Path, where: str, table: dict[str, Any], schema: dict[str, Key], problems: list[str]
+) -> None:
+    """Every bad key of one table, each as its own line in `problems`."""
+    for key, value in table.items():
+        try:
+            _check_key(path, where, key, value, schema)
+        except RegistryError as exc:
+            problems.append(str(exc))
 
 
 def parse_override(path: Path, name: str, item: str) -> tuple[str, Any]:

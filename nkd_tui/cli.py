@@ -88,9 +88,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(_args: argparse.Namespace) -> int:
+    from core.registry import REQUIRED
+
     for key, spec in KEYS.items():
         choices = f" ({'/'.join(spec.choices)})" if spec.choices else ""
-        print(f"{key:22} {spec.kind:10} {spec.help}{choices}")
+        limits = f" [{spec.range_text()}]" if spec.range_text() else ""
+        needed = [r for r, keys in REQUIRED.items() if key in keys]
+        needed_by = f"; required by {', '.join(needed)}" if needed else ""
+        print(f"{key:22} {spec.kind:10} {spec.help}{choices}{limits}{needed_by}")
     return 0
 
 
@@ -527,7 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except NkdError as exc:
-        print(f"nkd: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"nkd: {line}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:
         return EXIT_OK

@@ -35,9 +35,14 @@ params = {{ delay = 0.1 }}
 extends = "tick"
 params = {{ fail_at = 2 }}
 
+[data.noise]
+root = "data/noise"
+
 [experiments.mark1]
 group = "noise"
 recipe = "noise.teacher"
+classes = ["apartment_noise", "daily_noise"]
+data = "noise"
 epochs = 3
 """
 

@@ -328,13 +328,28 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path: Path) -> None:
     interrupted._one_epoch = one_epoch
     with pytest.raises(StopRun):
         interrupted.fit()
-    assert interrupted.epoch == 2
+    assert interrupted.epoch == 3  # the epoch under way when suspend came is finished and kept
 
     resumed = _trainer(_context(tmp_path / "b", resume=True), epochs=4)
     resumed.fit()
     assert resumed.history == straight.history  # bit-identical losses for epochs 3 and 4
     assert (tmp_path / "b" / "ckpt" / "best_toy_model.pth").is_file()
     assert (tmp_path / "b" / "run" / "loss_curve_train_val.png").is_file()
+
+
+def test_suspend_in_the_first_epoch_keeps_it(tmp_path: Path) -> None:
+    from core.control import StopRun
+
+    straight = _trainer(_context(tmp_path / "a"), epochs=3)
+    straight.fit()
+    first = _trainer(_context(tmp_path / "b"), epochs=3)
+    first.ctx.control.handle("suspend")  # before any state exists
+    with pytest.raises(StopRun):
+        first.fit()
+    assert first.epoch == 1 and first.state_path.is_file()
+    resumed = _trainer(_context(tmp_path / "b", resume=True), epochs=3)
+    resumed.fit()
+    assert resumed.history == straight.history
 
 
 def test_early_stopping_and_best_checkpoint(tmp_path: Path) -> None:

@@ -113,6 +113,12 @@ def build(
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         split = "unlabeled" if source.unlabeled else split_of(rel.as_posix())
         seconds = samples.size / sample_rate
+        if seconds < min(MIN_SECONDS, segment_seconds) - 1e-9:
+            skipped.append(
+                (str(rel), f"too short: {seconds:.2f} s (a segment needs at least "
+                           f"{min(MIN_SECONDS, segment_seconds):.2f} s)")
+            )
+            continue
         offset = 0.0
         while seconds - offset >= min(MIN_SECONDS, segment_seconds) - 1e-9:
             duration = min(segment_seconds, seconds - offset)
@@ -130,7 +136,29 @@ def build(
             offset += segment_seconds
             if seconds - offset < MIN_SECONDS:
                 break
+    _check_trainable(source, rows, skipped)
     return rows, skipped
+
+
+def _check_trainable(source: Source, rows: list[Row], skipped: list[tuple[str, str]]) -> None:
+    """A set nothing can be trained on is an error, named, with why its files were skipped."""
+    if not rows:
+        why = ""
+        if skipped:
+            reasons = Counter(reason.split(":")[0] for _, reason in skipped)
+            why = " (" + ", ".join(f"{n} {r}" for r, n in reasons.most_common(3)) + ")"
+        found = f"{len(skipped)} audio files, all skipped{why}" if skipped else "no audio files"
+        raise RunError(f"data source '{source.name}': {source.root} holds {found}")
+
+
+
+def one_class_warning(source: Source, rows: list[Row]) -> str | None:
+    """A labelled set with one class can only be evaluated, not trained on: said once."""
+    labels = sorted({r.label for r in rows if r.label})
+    if source.unlabeled or len(labels) != 1:
+        return None
+    return (f"note: data source '{source.name}' holds one class only ('{labels[0]}'); training "
+            f"a classifier on it needs at least two")
 
 
 def write(source: Source, rows: list[Row], skipped: list[tuple[str, str]]) -> Path:
@@ -190,6 +218,9 @@ def ensure(
     )
     for rel, reason in skipped:
         log(f"  skipped {rel}: {reason}")
+    warning = one_class_warning(source, rows)
+    if warning:
+        log(warning)
     return rows
 
 
