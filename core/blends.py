@@ -36,6 +36,8 @@ def blend_experiment(
     threshold: float = 0.0,
 ) -> Experiment:
     """Sources are experiments, run ids (or run:<id>) or checkpoint files."""
+    if name is not None:
+        check_name(name, "blend: --name", NkdError)
     if len(sources) < 2:
         raise NkdError("blend: give at least two sources (experiments, run ids or files)")
     refs, short = [], []
@@ -65,9 +67,7 @@ def blend_experiment(
         raise NkdError("blend: no validation data known for these sources; use --val-data")
     if val_data not in registry.data:
         raise NkdError(f"blend: no data source '{val_data}' in {registry.path}")
-    if name is not None:
-        check_name(name, "blend: --name", NkdError)
-    else:  # from the sources' names, made safe as one folder name
+    if name is None:  # from the sources' names, made safe as one folder name
         name = re.sub(r"[^A-Za-z0-9_-]", "_", "blend_" + "_".join(
             f"{n}_{r.weight:g}" for n, r in zip(short, refs, strict=True)
         ))[:NAME_MAX]

@@ -37,10 +37,33 @@ def load(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated file, a pickle with objects, not a torch file at all
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunError(f"{path}: not a readable checkpoint ({first[:200]})") from None
+        raise RunError(f"{path}: {_why_unreadable(path, exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        if isinstance(payload, dict) and payload and all(
+            isinstance(v, torch.Tensor) for v in payload.values()
+        ):
+            raise RunError(
+                f"{path}: a bare state_dict, not an nkd checkpoint (it does not say which "
+                f"model or settings it belongs to)"
+            )
         raise RunError(f"{path}: not an nkd checkpoint (no '{FORMAT}' format marker)")
     if kind is not None and payload.get("kind") != kind:
         raise RunError(f"{path}: a '{payload.get('kind')}' checkpoint where '{kind}' was expected")
     return payload
+
+
+def _why_unreadable(path: Path, exc: Exception) -> str:
+    """What the file is not, in nkd's words (torch's own advice, to load it with
+    weights_only=False, would execute whatever the file holds: never)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        return "an empty file, not a checkpoint"
+    if head[:2] != b"PK" and head[:1] != b"\x80":
+        return "not a PyTorch checkpoint file (neither a zip archive nor a pickle)"
+    text = str(exc)
+    if "weights_only" in text or "Unsupported global" in text or "Unpickl" in type(exc).__name__:
+        return ("holds pickled Python objects, which nkd never loads; only checkpoints of "
+                "tensors and plain values are read")
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"not a readable checkpoint (damaged or truncated: {first[:120]})"

@@ -60,10 +60,19 @@ def checkpoint_path_of(
     if ref["kind"] == "file":
         given = Path(ref["target"])
         given = given if given.is_absolute() else ctx.root / given
-        path = given if given.name.endswith(f"_{part}.pth") else given.parent / name
+        if not given.is_file():
+            raise RunError(f"{key} '{ref['target']}': file {given} not found")
+        path = given
         for other in ("encoder", "classifier", "head"):
             if given.name.endswith(f"_{other}.pth") and other != part:
+                # one file of a pair was named: its sibling holds the other part
                 path = given.with_name(given.name.replace(f"_{other}.pth", f"_{part}.pth"))
+                if not path.is_file():
+                    raise RunError(
+                        f"{key} '{ref['target']}': the {part} checkpoint {path.name} that "
+                        f"belongs with it is not beside it in {given.parent}"
+                    )
+        return path
     else:
         run = _run_of(ctx, ref, key)
         path = Path(ctx.config["checkpoints_dir"]).parent / run["id"] / name

@@ -333,8 +333,6 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise NkdError(f"{path}: registry file not found")
     ws = Workspace.at(path)
-    if not ws.runs_dir.is_dir():
-        raise NkdError(f"{ws.runs_dir}: no runs folder to index")
     report, moved = rebuild(ws)
     if moved:
         print(f"{ws.db_path}: could not be opened; moved aside to {moved.name}")

@@ -237,7 +237,7 @@ def test_gain_corrected_evaluation(space: Space) -> None:
 
 
 def test_blend_command_checks_weights_and_warns_about_strangers(space: Space, capsys) -> None:
-    assert space.nkd("blend", "crnn_long", "crnn_large_finetune", "--weights", "0.9,0.2") == 1
+    assert space.nkd("blend", "crnn_long", "crnn_large_finetune", "--weights", "0.9,0.2") == 2
     assert (
         "weights 0.9,0.2 must be positive and sum to 1 (they sum to 1.1)" in capsys.readouterr().err
     )
@@ -297,4 +297,4 @@ def test_a_stopped_run_restarts_from_its_last_epoch(space: Space) -> None:
         assert f"resumed separator after epoch {done}" in log
     finally:
         store.close()
-    assert space.nkd("restart", run_id) == 1  # finished: nothing to restart
+    assert space.nkd("restart", run_id) == 2  # finished: nothing to restart

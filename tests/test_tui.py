@@ -25,9 +25,14 @@ command = ["{sys.executable}", "{TICKER}", "--epochs", "{{epochs}}", "--delay", 
 epochs = 400
 params = {{ delay = 0.1 }}
 
+[data.musdb]
+root = "data/musdb"
+kind = "separation"
+
 [experiments.crnn_long]
 group = "separation"
 recipe = "separation.train"
+data = "musdb"
 hidden_size = 256
 num_layers = 3
 lr = 1e-4

@@ -87,6 +87,9 @@ class Store:
         self.conn = conn
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            if tables and "schema_version" not in tables:  # another program's file: untouched
+                raise sqlite3.DatabaseError("an SQLite file, but not nkd's: no schema_version")
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
             if mode != "wal":  # waits out other openers through the busy timeout
                 conn.execute("PRAGMA journal_mode = WAL")

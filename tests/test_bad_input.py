@@ -1,0 +1,281 @@
+"""Every bad input gets one clear line, the documented exit status, and changes nothing recorded.
+
+One table, run against a workspace that already holds a finished run: registry files, `--set`
+values, names, run ids, control of ended runs, audio folders, checkpoint files and broken
+databases. Each case asserts: exit status 2 (bad input or refused), exactly one line on stderr
+that names the file, key or run, no traceback, and every run folder, checkpoint folder and store
+row byte-identical afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import BASE_REGISTRY, Workspace
+from test_registry import BAD as BAD_REGISTRIES
+
+from core.errors import RunError
+from nkd_tui.cli import main
+
+
+@dataclass
+class Case:
+    id: str
+    argv: list[str]  # after `--registry <the workspace's registry>`; {reg} = a bad registry
+    words: list[str]  # each must appear in the one line
+    registry: str | None = None  # a bad registry file's text, written as bad.toml
+    db: Callable[[Path], None] | None = None  # breaks nkd.db before the command
+
+
+SHARED = BASE_REGISTRY + """
+[data.empty]
+root = "data/empty"
+[data.missing]
+root = "data/missing"
+[data.short]
+root = "data/short"
+[data.torn]
+root = "data/torn"
+[data.tracks]
+root = "data/tracks"
+kind = "separation"
+"""
+
+
+def _wav(path: Path, seconds: float, truncate: int = 0) -> None:
+    import soundfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    soundfile.write(str(path), 0.3 * rng.standard_normal(int(16000 * seconds)), 16000,
+                    subtype="PCM_16")
+    if truncate:
+        data = path.read_bytes()
+        path.write_bytes(data[:-truncate])
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("bad_input")
+    workspace = Workspace(root)
+    workspace.registry.write_text(SHARED)
+    (root / "data" / "empty").mkdir(parents=True)
+    _wav(root / "data" / "short" / "a" / "blip.wav", 0.2)
+    _wav(root / "data" / "short" / "b" / "blip.wav", 0.1)
+    _wav(root / "data" / "torn" / "a" / "cut.wav", 1.0, truncate=4000)
+    _wav(root / "data" / "torn" / "b" / "cut.wav", 1.0, truncate=4000)
+    (root / "data" / "tracks").mkdir(parents=True)
+    reg = str(root / "experiments.toml")
+    assert main(["--registry", reg, "run", "tick"]) == 0
+    assert main(["--registry", reg, "run", "tick"]) == 0  # two runs: a prefix can be ambiguous
+    from core.store import Store
+
+    store = Store(root / "nkd.db")
+    run_id = store.list_runs()[0]["id"]
+    store.close()
+    yield root, run_id
+    workspace.cleanup()
+
+
+def _garbage(db: Path) -> None:
+    db.write_bytes(b"this is not a database\n" * 200)
+
+
+def _directory(db: Path) -> None:
+    db.unlink()
+    db.mkdir()
+
+
+def _foreign(db: Path) -> None:
+    db.unlink()
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE runs (x)")  # another program's file of the same name
+    conn.commit()
+    conn.close()
+
+
+def _truncated_db(db: Path) -> None:
+    db.write_bytes(db.read_bytes()[:100])
+
+
+def _cases() -> list[Case]:
+    cases: list[Case] = []
+    # registry files: `check` and `run` both refuse, nothing is started
+    for i, (text, words) in enumerate(BAD_REGISTRIES):
+        cases.append(Case(f"registry{i:02d}-check", ["check"], words, registry=text))
+    for i in (2, 3, 7, 8, 12, 16):
+        text, words = BAD_REGISTRIES[i]
+        cases.append(Case(f"registry{i:02d}-run", ["run", "a"], words, registry=text))
+    # --set values
+    for value, words in [
+        ("batch_size=0", ["key 'batch_size' must be > 0"]),
+        ("lr=nan", ["key 'lr' must be a finite number"]),
+        ("lr=0", ["key 'lr' must be > 0"]),
+        ("epochs=0", ["key 'epochs' must be > 0"]),
+        ("epochs=-2", ["key 'epochs' must be > 0"]),
+        ("epochs=abc", ["key 'epochs' must be an integer"]),
+        ("seed=-1", ["key 'seed' must be ≥ 0"]),
+        ("optimizer=adamm", ["key 'optimizer' must be one of"]),
+        ("batchsize=8", ["unknown key 'batchsize'", "did you mean 'batch_size'"]),
+        ("=5", ["--set '=5' is not key=value"]),
+        ("lr", ["--set 'lr' is not key=value"]),
+        ("lr=inf", ["key 'lr' must be a finite number"]),
+        ("alpha=2", ["key 'alpha' must be in [0, 1]"]),
+        ("dropout=1", ["key 'dropout' must be in [0, 1)"]),
+        ("classes=['x']", ["key 'classes'", "at least two classes"]),
+    ]:
+        cases.append(Case(f"set-{value}", ["run", "tick", "--set", value],
+                          ["experiment 'tick'", *words]))
+    cases.append(Case("set-recipe-key-missing", ["run", "mark1", "--set", "data=nope"],
+                      ["key 'data'", "unknown data source 'nope'"]))
+    cases.append(Case("unknown-experiment", ["run", "tik"],
+                      ["unknown experiment 'tik'", "did you mean 'tick'"]))
+    # names that become paths
+    for name in ("../x", "a/b", ".hidden", "x" * 81, "a b", "..", "/abs"):
+        cases.append(Case(f"blend-name-{name[:8]}", ["blend", "tick", "slow", "--weights",
+                                                    "0.5,0.5", "--name", name],
+                          ["blend: --name", "not a valid name"]))
+    # run ids
+    for ref in ("nope", "tick_1999", "slow", "x" * 300):
+        for command in ("show", "logs", "pause", "kill", "restart", "lineage"):
+            if ref != "nope" and command not in ("show", "pause"):
+                continue
+            cases.append(Case(f"run-{command}-{ref[:10]}", [command, ref],
+                              ["no run or experiment with runs named", ref[:20]]))
+    cases.append(Case("run-ambiguous", ["show", "tick_2"], ["run 'tick_2' is ambiguous",
+                                                             "2 runs match"]))
+    # control of a run that has ended ({run} is the finished run)
+    for command, words in [
+        ("pause", ["is not running (status finished)"]),
+        ("resume", ["is not running (status finished)"]),
+        ("suspend", ["is not running (status finished)"]),
+        ("stop", ["is not running (status finished)"]),
+        ("kill", ["is not running (status finished)"]),
+        ("restart", ["is finished; only", "runs restart"]),
+    ]:
+        cases.append(Case(f"ended-{command}", [command, "{run}"], ["{run}", *words]))
+    # audio folders
+    for source, words in [
+        ("empty", ["data source 'empty'", "holds no audio files"]),
+        ("missing", ["data source 'missing'", "does not exist"]),
+        ("short", ["data source 'short'", "all skipped", "too short"]),
+        ("torn", ["data source 'torn'", "all skipped", "truncated wav"]),
+        ("tracks", ["data source 'tracks' holds track folders"]),
+        ("nosuch", ["no data source 'nosuch'"]),
+    ]:
+        cases.append(Case(f"data-{source}", ["data", "index", source], words))
+    # broken databases: every command names the file and the way out
+    for label, breaker in [("garbage", _garbage), ("directory", _directory),
+                           ("foreign", _foreign), ("truncated", _truncated_db)]:
+        for argv in (["ps"], ["show", "{run}"], ["list"], ["run", "tick"], ["pause", "{run}"],
+                     ["kill", "{run}"], ["logs", "{run}"], ["lineage", "{run}"]):
+            words = ["nkd.db", "nkd reindex"]
+            cases.append(Case(f"db-{label}-{argv[0]}", argv, words, db=breaker))
+    return cases
+
+
+CASES = _cases()
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """sha256 of every file under runs/ and checkpoints/, and the store's rows."""
+    out = {}
+    for top in ("runs", "checkpoints"):
+        for path in sorted((root / top).rglob("*")):
+            if path.is_file():
+                out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    db = root / "nkd.db"
+    if db.is_file():
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            for table in ("runs", "epochs", "metrics", "checkpoints", "lineage"):
+                rows = conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+                out[f"table:{table}"] = hashlib.sha256(repr(rows).encode()).hexdigest()
+            conn.close()
+        except sqlite3.Error:
+            out["db-bytes"] = hashlib.sha256(db.read_bytes()).hexdigest()
+    return out
+
+
+def test_the_table_is_large_enough() -> None:
+    assert len(CASES) >= 100
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(
+    case: Case, space: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shared, run_id = space
+    root = shared
+    if case.db is not None:  # a copy of the workspace, so its database can be broken
+        root = tmp_path / "ws"
+        shutil.copytree(shared, root, symlinks=True)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{root / 'nkd.db'}{suffix}").unlink(missing_ok=True)
+        sqlite3.connect(shared / "nkd.db").execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+        shutil.copy(shared / "nkd.db", root / "nkd.db")
+        case.db(root / "nkd.db")
+    registry = root / "experiments.toml"
+    if case.registry is not None:
+        registry = root / "bad.toml"
+        registry.write_text(case.registry)
+    before = _tree(root)
+    argv = [a.replace("{run}", run_id) for a in case.argv]
+    capsys.readouterr()
+    code = main(["--registry", str(registry), *argv])
+    err = capsys.readouterr().err
+    assert code == 2, (code, err)
+    assert err.count("\n") == 1, err  # one line
+    assert "Traceback" not in err
+    for word in case.words:
+        assert word.replace("{run}", run_id) in err, (word, err)
+    if case.registry is not None:
+        assert str(registry) in err
+    assert _tree(root) == before, "something recorded changed"
+    if case.db is not None and case.db is not _directory:
+        assert (root / "nkd.db").is_file()  # never deleted
+
+
+BAD_CHECKPOINTS: list[tuple[str, Callable[[Path], None], str]] = [
+    ("missing", lambda p: None, "checkpoint not found"),
+    ("empty", lambda p: p.write_bytes(b""), "an empty file, not a checkpoint"),
+    ("text", lambda p: p.write_text("hello\n"), "not a PyTorch checkpoint file"),
+    ("object", lambda p: _torch_save(p, {"x": Path("/")}), "pickled Python objects"),
+    ("bare", lambda p: _torch_save(p, {"w": _tensor()}), "a bare state_dict"),
+    ("truncated", lambda p: (_torch_save(p, {"format": "x", "w": _tensor()}),
+                             p.write_bytes(p.read_bytes()[:200])), "damaged or truncated"),
+    ("foreign", lambda p: _torch_save(p, {"format": "other", "state_dict": {}}),
+     "not an nkd checkpoint"),
+]
+
+
+def _tensor():
+    import torch
+
+    return torch.zeros(3)
+
+
+def _torch_save(path: Path, obj: object) -> None:
+    import torch
+
+    torch.save(obj, path)
+
+
+@pytest.mark.parametrize("label,make,words", BAD_CHECKPOINTS, ids=[c[0] for c in BAD_CHECKPOINTS])
+def test_bad_checkpoint_file_is_named(tmp_path: Path, label: str, make, words: str) -> None:
+    from core import checkpoint
+
+    path = tmp_path / f"{label}_model.pth"
+    make(path)
+    with pytest.raises(RunError) as info:
+        checkpoint.load(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and words in message and "\n" not in message
+    assert "weights_only=False" not in message
