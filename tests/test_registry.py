@@ -123,8 +123,8 @@ BAD = [
     ("[experiments.a\ncommand = ['t']", ["TOML syntax error", "line 1"]),
     ("[experiment.a]\ncommand = ['t']", ["unknown top-level table 'experiment'",
                                          "did you mean 'experiments'"]),
-    ("[experiments.a]\ncommand = ['t']\nbatchsize = 8", ["experiment 'a'", "unknown key 'batchsize'",
-                                                        "did you mean 'batch_size'"]),
+    ("[experiments.a]\ncommand = ['t']\nbatchsize = 8",
+     ["experiment 'a'", "unknown key 'batchsize'", "did you mean 'batch_size'"]),
     ("[experiments.a]\ncommand = ['t']\nepochs = 'ten'", ["experiment 'a'", "key 'epochs'",
                                                          "must be an integer"]),
     ("[experiments.a]\ncommand = ['t']\nlr = 'fast'", ["key 'lr' must be a number"]),
@@ -140,15 +140,16 @@ BAD = [
     ("[experiments.crnn_long]\ncommand = ['t']\n[experiments.b]\ncommand = ['t']\n"
      "pretrained = 'crnn_lng'", ["experiment 'b'", "key 'pretrained'",
                                  "unknown reference 'crnn_lng'", "did you mean 'crnn_long'"]),
-    ("[experiments.a]\ncommand = ['t']\nteacher = 'a'", ["key 'teacher'", "cannot refer to itself"]),
+    ("[experiments.a]\ncommand = ['t']\nteacher = 'a'",
+     ["key 'teacher'", "cannot refer to itself"]),
     ("[experiments.a]\ncommand = ['t']\nteacher = 'run:'", ["'run:' needs a run id"]),
     ("[data.noise]\nroot = 'd'\n[experiments.a]\ncommand = ['t']\ndata = 'nois'",
      ["key 'data'", "unknown data source 'nois'", "did you mean 'noise'"]),
     ("[experiments.a]\ncommand = ['t']\n[experiments.b]\ncommand = ['t']\n[experiments.m]\n"
-     "recipe = 'separation.blend'\nsources = { a = 0.8, b = 0.1 }", ["experiment 'm'", "key 'sources'",
-                                                          "weights sum to 0.9, not 1"]),
-    ("[experiments.a]\ncommand = ['t']\n[experiments.m]\nrecipe = 'separation.blend'\nsources = { a = 1.0 }",
-     ["at least two sources"]),
+     "recipe = 'separation.blend'\nsources = { a = 0.8, b = 0.1 }",
+     ["experiment 'm'", "key 'sources'", "weights sum to 0.9, not 1"]),
+    ("[experiments.a]\ncommand = ['t']\n[experiments.m]\nrecipe = 'separation.blend'\n"
+     "sources = { a = 1.0 }", ["at least two sources"]),
     ("[experiments.a]\ncommand = ['t']\n[experiments.b]\ncommand = ['t']\n[experiments.m]\n"
      "recipe = 'separation.blend'\nsources = { a = 1.5, b = -0.5 }", ["weight of 'a' is 1.5",
                                                            "must be in (0, 1]"]),
@@ -175,7 +176,8 @@ BAD = [
 # values that could only fail later, names that would leave runs/, recipes without their keys
 T = "[data.d]\nroot = 'd'\n[experiments.a]\nrecipe = 'noise.teacher'\ndata = 'd'\n"
 BAD += [
-    (T + "classes = ['x', 'y']\nbatch_size = 0", ["experiment 'a'", "key 'batch_size' must be > 0"]),
+    (T + "classes = ['x', 'y']\nbatch_size = 0",
+     ["experiment 'a'", "key 'batch_size' must be > 0"]),
     (T + "classes = ['x', 'y']\nlr = nan", ["key 'lr' must be a finite number"]),
     (T + "classes = ['x', 'y']\nlr = inf", ["key 'lr' must be a finite number"]),
     (T + "classes = ['x', 'y']\nlr = 0", ["key 'lr' must be > 0, got 0"]),
