@@ -7,8 +7,10 @@ once in output.log, and the final status carries it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -17,6 +19,9 @@ from typing import Any
 from core.events import FINAL, BadEvent
 from core.names import open_append, run_path
 from core.store import Store
+
+RESERVE_NAME = ".nkd-reserve"
+RESERVE_BYTES = 1 << 20
 
 
 class Reporter:
@@ -30,6 +35,31 @@ class Reporter:
         path = run_path(run_dir, "events.jsonl")
         self._fd = open_append(path)
         self._mend_torn_line(path)
+        self._reserve: Path | None = None
+
+    def reserve(self, size: int = RESERVE_BYTES) -> None:
+        """Set disk space aside for the final status: on a full disk it is freed just before
+        that status is written, so the run's end is recorded even when nothing else fits."""
+        path = run_path(self.run_dir, RESERVE_NAME)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            finally:
+                os.close(fd)
+            self._reserve = path
+        except (OSError, AttributeError):
+            path.unlink(missing_ok=True)
+
+    def _release_reserve(self) -> bool:
+        if self._reserve is None:
+            return False
+        path, self._reserve = self._reserve, None
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            return False  # a folder turned read-only: nothing to free, nothing to clean
+        return True
 
     def _mend_torn_line(self, path: Path) -> None:
         """A writer killed mid-line leaves no newline at the end: start on a fresh line, so the
@@ -43,9 +73,10 @@ class Reporter:
                 if fh.read(1) != b"\n":
                     os.write(self._fd, b"\n")
         except OSError as exc:
-            self._failed("events.jsonl", exc)
+            self.failed("events.jsonl", exc)
 
-    def _failed(self, what: str, exc: BaseException) -> None:
+    def failed(self, what: str, exc: BaseException) -> None:
+        """Note a write that failed, once per kind; the final status will carry it."""
         reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0] or type(exc).__name__
         message = f"{what}: {reason}"
         if message not in self.write_errors:
@@ -57,12 +88,24 @@ class Reporter:
         if event.get("type") == "status" and event.get("status") in FINAL and self.write_errors:
             said = [event["error"]] if event.get("error") else []
             event["error"] = "; ".join(said + self.write_errors)[:8000]
+        final = event.get("type") == "status" and event.get("status") in FINAL
+        line = (json.dumps(event, sort_keys=True) + "\n").encode("utf-8")
         try:
-            os.write(self._fd, (json.dumps(event, sort_keys=True) + "\n").encode("utf-8"))
+            self._write(line, final)
         except OSError as exc:  # the store still gets it; `nkd reindex` cannot, so say so
-            self._failed("events.jsonl", exc)
+            self.failed("events.jsonl", exc)
         self._apply(event)
+        if final:
+            self._release_reserve()
         return event
+
+    def _write(self, line: bytes, final: bool) -> None:
+        try:
+            os.write(self._fd, line)
+        except OSError as exc:
+            if not (final and exc.errno == errno.ENOSPC and self._release_reserve()):
+                raise
+            os.write(self._fd, line)
 
     def _apply(self, event: dict[str, Any]) -> None:
         if self.store is None:
@@ -71,10 +114,19 @@ class Reporter:
             return
         try:
             self.store.apply(self.run_id, event)
+        except sqlite3.OperationalError as exc:
+            final = event.get("type") == "status" and event.get("status") in FINAL
+            if final and "full" in str(exc) and self._release_reserve():
+                try:
+                    self.store.apply(self.run_id, event)
+                    return
+                except Exception as again:
+                    exc = again  # type: ignore[assignment]
+            self.failed(f"the store {self.store.path.name}", exc)
         except BadEvent as exc:
             print(f"nkd: {self.run_id}: event not recorded ({exc})", file=sys.stderr, flush=True)
         except Exception as exc:  # the JSONL line is kept; `nkd reindex` restores the row
-            self._failed(f"the store {self.store.path.name}", exc)
+            self.failed(f"the store {self.store.path.name}", exc)
 
     def _reopen(self) -> bool:
         """The database was deleted or replaced (reindex moved a broken one aside): write to
@@ -88,7 +140,7 @@ class Reporter:
             fresh = Store(path)
             fresh.reindex(self.run_dir.parent, only=self.run_id)
         except Exception as exc:
-            self._failed(f"the store {path.name}", exc)
+            self.failed(f"the store {path.name}", exc)
             return False
         self.store.close()
         self.store = fresh
@@ -108,3 +160,4 @@ class Reporter:
 
     def close(self) -> None:
         os.close(self._fd)
+        self._release_reserve()

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ from core.store import Store
 from core.workspace import read_json
 
 HEARTBEAT_S = 5.0
-STOP_GRACE_S = 10.0  # SIGINT, then this long before SIGTERM, then as long again before SIGKILL
+# SIGINT, then this long before SIGTERM, then as long again before SIGKILL
+STOP_GRACE_S = float(os.environ.get("NKD_STOP_GRACE_S", "10"))
+OUTPUT_DRAIN_S = 1.0  # after the script exits, how long its leftovers' output is still read
 MAX_LINES_PER_TICK = 500  # output lines handled before control requests are looked at again
 
 
@@ -49,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nkd: {run_id}: store not opened ({exc}); writing events.jsonl only", flush=True)
         store = None
     reporter = Reporter(run_id, run_dir, store)
+    reporter.reserve()
+    for stream in (sys.stdout, sys.stderr):  # a lost log line is said in the final status
+        stream.on_error = lambda exc: reporter.failed("output.log", exc)
     reporter.status("running", **identity(os.getpid()), device=config.get("device"))
     try:
         if config.get("command"):
@@ -84,12 +90,14 @@ class _Tolerant:
     def __init__(self, stream: Any) -> None:
         self._stream = stream
         self.dropped = 0
+        self.on_error: Callable[[BaseException], None] = lambda _exc: None
 
     def write(self, text: str) -> int:
         try:
             return self._stream.write(text)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
             self.dropped += len(text)
+            self.on_error(exc)
             return len(text)
 
     def flush(self) -> None:
@@ -213,6 +221,7 @@ class CommandRun:
         next_beat = time.monotonic() + HEARTBEAT_S
         deadlines: list[tuple[float, int]] = []
         eof = False
+        exited_at = 0.0
         while True:
             # a bounded batch of output, then control: a chatty script cannot starve a pause
             try:
@@ -242,8 +251,14 @@ class CommandRun:
                     self.reporter.store and self.reporter.store.heartbeat(self.config["run_id"])
                 except Exception:
                     pass
-            if eof and self.proc.poll() is not None:
-                break
+            if self.proc.poll() is not None:
+                if eof:
+                    break
+                # the script has exited, but a child it left running holds its output open:
+                # read what is already there, then end the run (the leftovers are ended after)
+                exited_at = exited_at or now
+                if now - exited_at > OUTPUT_DRAIN_S and lines.empty():
+                    break
         code = self.proc.wait()
         if self.refused:
             print(f"nkd: {self.refused} @nkd record(s) refused in this run", flush=True)

@@ -1,0 +1,513 @@
+"""Fault injection with real workers, real SQLite files and real signals.
+
+kill -9 at random moments (a built-in recipe and a command experiment), the follower/reconcile
+race, hostile `@nkd` lines, garbage, deleted and replaced databases under live runs, a full disk
+and a read-only runs/ folder (tmpfs; skipped where this process cannot mount), process trees with
+`setsid` children, and symbolic links in a run folder.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Workspace, nkd
+
+from core.events import EventLog
+from core.liveness import identity
+from core.procs import run_processes
+from core.registry import load_registry
+from core.reporter import Reporter
+from core.runner import current_status, launch, reconcile, wait_for
+from core.store import FINAL, Store
+from core.workspace import Workspace as Paths
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _add(ws: Workspace, text: str) -> None:
+    ws.registry.write_text(ws.registry.read_text() + "\n" + text)
+
+
+def _script(ws: Workspace, name: str, body: str) -> Path:
+    path = ws.root / f"{name}.py"
+    path.write_text(body)
+    _add(ws, f'[experiments.{name}]\ncommand = ["{sys.executable}", "{path}"]\n')
+    return path
+
+
+def _events(ws: Workspace, run_id: str) -> list[dict]:
+    return list(EventLog(ws.root / "runs" / run_id / "events.jsonl"))
+
+
+def _statuses(ws: Workspace, run_id: str) -> list[str]:
+    return [e["status"] for e in _events(ws, run_id) if e["type"] == "status"]
+
+
+# ── the follower / reconcile race ───────────────────────────────────────────────────────────
+
+
+def test_a_row_read_before_the_end_never_makes_a_finished_run_lost(ws: Workspace) -> None:
+    """The race as it happened: a follower reads the row (running), the worker records its end
+    and exits, the follower then finds the process gone. 200 times, with a tight reconcile loop
+    beside it as `nkd ps` or the TUI would run it: not one false `lost`."""
+    store = ws.store()
+    paths = Paths.at(ws.registry)
+    stop = threading.Event()
+    reconciled: list[str] = []
+
+    def reconcile_loop() -> None:
+        own = ws.store()
+        while not stop.is_set():
+            reconciled.extend(reconcile(own, paths))
+        own.close()
+
+    beside = threading.Thread(target=reconcile_loop, daemon=True)
+    beside.start()
+    false_lost = 0
+    try:
+        for n in range(200):
+            run_id = f"race_20260101_000000_{n}"
+            run_dir = ws.root / "runs" / run_id
+            run_dir.mkdir(parents=True)
+            worker = subprocess.Popen(["sleep", "0.05"])
+            rep = Reporter(run_id, run_dir, store)
+            rep.event({"type": "run", "experiment": "race", "status": "queued"})
+            rep.status("running", **identity(worker.pid))
+            stale = store.get_run(run_id)  # the follower's earlier read
+            rep.status("finished", exit_code=0)  # the worker records its end ...
+            rep.close()
+            worker.wait()  # ... and exits
+            if current_status(store, paths, stale) == "lost":
+                false_lost += 1
+            if "lost" in _statuses(ws, run_id) or store.get_run(run_id)["status"] != "finished":
+                false_lost += 1
+    finally:
+        stop.set()
+        beside.join()
+    assert false_lost == 0 and not reconciled
+
+
+def test_a_restarted_run_is_not_lost_while_its_new_worker_starts(ws: Workspace) -> None:
+    """`starting` is recorded without the old worker's pid, so the gone old process is never
+    taken for the new run (the false "lost" after a Ctrl-C stop and `nkd restart`)."""
+    store = ws.store()
+    paths = Paths.at(ws.registry)
+    run_dir = ws.root / "runs" / "again_20260101_000000"
+    run_dir.mkdir(parents=True)
+    old = subprocess.Popen(["true"])
+    old.wait()
+    rep = Reporter(run_dir.name, run_dir, store)
+    rep.event({"type": "run", "experiment": "again", "status": "queued"})
+    rep.status("running", **identity(old.pid))
+    rep.status("stopped", exit_code=0)
+    rep.status("starting", pid=None, pid_start=None, pid_ticks=None)  # as restart does
+    rep.close()
+    assert current_status(store, paths, store.get_run(run_dir.name)) == "starting"
+    assert reconcile(store, paths) == []
+
+
+def test_fast_foreground_runs_all_end_finished(ws: Workspace) -> None:
+    """Thousands of short epochs, followed by `nkd run` in the foreground: exit 0, no `lost`."""
+    _add(ws, '[experiments.fast]\nextends = "tick"\nepochs = 1500\nparams = { delay = 0.0 }\n')
+    for _ in range(5):
+        proc = subprocess.run(
+            [sys.executable, "-m", "nkd_tui.cli", "--registry", str(ws.registry), "run", "fast"],
+            capture_output=True, text=True, cwd=ROOT, timeout=120,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = ws.store()
+    for row in store.list_runs():
+        assert row["status"] == "finished"
+        assert "lost" not in _statuses(ws, row["id"])
+        assert row["epoch"] == 1500
+
+
+# ── kill -9 at random moments ───────────────────────────────────────────────────────────────
+
+SMALL = ["--set", "hidden_size=32", "--set", "num_layers=1", "--set", "segment_seconds=1.0",
+         "--set", "batch_size=4", "--set", "epochs=4", "--set", "lr=2e-3"]
+
+
+@pytest.fixture(scope="module")
+def separation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("sep_faults")
+    shutil.copy(ROOT / "experiments.toml", root / "experiments.toml")
+    reg = str(root / "experiments.toml")
+    from nkd_tui.cli import main
+
+    assert main(["--registry", reg, "data", "synth", "separation", "--tracks", "3",
+                 "--seconds", "4"]) == 0
+    yield root
+    space = Workspace.__new__(Workspace)
+    space.root, space.registry = root, root / "experiments.toml"
+    space.cleanup()
+
+
+def test_sigkill_of_a_recipe_worker_then_restart_equals_an_uninterrupted_run(
+    separation: Path,
+) -> None:
+    from nkd_tui.cli import main
+
+    reg = str(separation / "experiments.toml")
+    assert main(["--registry", reg, "run", "crnn_long", *SMALL]) == 0
+    store = Store(separation / "nkd.db")
+    straight = store.latest_run("crnn_long")["id"]
+    want = [(e["epoch"], e["train_loss"], e["val_loss"]) for e in store.epochs(straight)]
+    assert [w[0] for w in want] == [1, 2, 3, 4]
+
+    rng = random.Random(7)
+    assert main(["--registry", reg, "run", "crnn_long", *SMALL, "--detach"]) == 0
+    run_id = store.latest_run("crnn_long")["id"]
+    _wait(lambda: len(store.epochs(run_id)) >= 1, 120, "a first epoch")
+    time.sleep(rng.uniform(0.0, 1.5))  # somewhere inside a later epoch, or at its end
+    row = store.get_run(run_id)
+    os.killpg(row["pid"], signal.SIGKILL)
+    _wait(lambda: current_status(store, Paths.at(reg), store.get_run(run_id)) == "lost", 30,
+          "lost")
+    committed = {e["epoch"] for e in _events_of(separation, run_id) if e["type"] == "epoch"}
+    assert committed == {e["epoch"] for e in store.epochs(run_id)}  # none lost from the store
+    if len(committed) < 4:
+        assert main(["--registry", reg, "restart", run_id]) == 0
+    got = [(e["epoch"], e["train_loss"], e["val_loss"]) for e in store.epochs(run_id)]
+    assert [g[0] for g in got] == [1, 2, 3, 4]
+    for (_, t1, v1), (_, t2, v2) in zip(got, want, strict=True):
+        assert t1 == pytest.approx(t2, rel=1e-6) and v1 == pytest.approx(v2, rel=1e-6)
+    store.close()
+
+
+def _events_of(root: Path, run_id: str) -> list[dict]:
+    return list(EventLog(root / "runs" / run_id / "events.jsonl"))
+
+
+def test_sigkill_of_a_command_worker_keeps_every_epoch_and_its_script_can_be_killed(
+    ws: Workspace,
+) -> None:
+    # a script in a long quiet stretch (a long epoch) does not notice its reader is gone
+    _script(ws, "quiet", "import json, time\n"
+            "for e in range(1, 4):\n"
+            "    print('@nkd ' + json.dumps({'epoch': e, 'train_loss': 1 / e}), flush=True)\n"
+            "time.sleep(300)\n")
+    store = ws.store()
+    launched = launch(load_registry(ws.registry), "quiet", (), store=store)
+    run_id = launched.run_id
+    _wait(lambda: len(store.epochs(run_id)) >= 3, what="epochs")
+    time.sleep(random.Random(3).uniform(0.0, 0.3))
+    os.kill(launched.pid, signal.SIGKILL)
+    time.sleep(0.3)
+    script = run_processes(run_id)
+    assert script, "the script outlives its killed worker"
+    assert current_status(store, Paths.at(ws.registry), store.get_run(run_id)) == "lost"
+    on_file = {e["epoch"] for e in _events(ws, run_id) if e["type"] == "epoch"}
+    assert on_file == {e["epoch"] for e in store.epochs(run_id)}
+    assert nkd(ws, "kill", run_id) == 0  # a lost run's leftovers can still be killed
+    _wait(lambda: not run_processes(run_id), 10, "the script's end")
+    assert nkd(ws, "reindex") == 0
+    assert {e["epoch"] for e in ws.store().epochs(run_id)} == on_file
+
+
+# ── hostile @nkd lines ──────────────────────────────────────────────────────────────────────
+
+HOSTILE = [
+    '{"epoch": "abc", "train_loss": 1}',
+    '{"epoch": -1}',
+    '{"epoch": 1.5}',
+    '{"epoch": 2, "train_loss": "low"}',
+    '{"epoch": 2, "val_loss": NaN}',
+    '{"epoch": 2, "train_loss": Infinity}',
+    '{"name": "accuracy", "value": "high"}',
+    '{"name": "accuracy"}',
+    '{"name": "' + "n" * 500 + '", "value": 1}',
+    '{"checkpoint": 5}',
+    '{"checkpoint": "/etc/passwd"}',
+    '{"checkpoint": "../../outside.pth"}',
+    '{"type": "status", "status": "finished"}',
+    '{"type": "run", "experiment": "forged"}',
+    '{"status": "failed", "epoch": 3}',
+    '{"epoch": 3, "pid": 1}',
+    '[' * 1500 + ']' * 1500,
+    '{"a": ' * 1500 + '1' + '}' * 1500,
+    '"just a string"',
+    'not json at all',
+    '{"epochs_total": "many"}',
+]
+
+
+def test_hostile_records_are_refused_one_line_each_and_never_fatal(ws: Workspace) -> None:
+    lines = "\n".join(f"print({('@nkd ' + h)!r}, flush=True)" for h in HOSTILE)
+    _script(ws, "hostile", f"""
+print('@nkd {{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6}}', flush=True)
+{lines}
+print('@nkd {{"epoch": 2, "train_loss": 0.4, "val_loss": 0.5, "note": "ok"}}', flush=True)
+print('@nkd {{"name": "accuracy", "value": 0.9, "split": "val"}}', flush=True)
+""")
+    assert nkd(ws, "run", "hostile") == 0
+    store = ws.store()
+    run_id = store.latest_run("hostile")["id"]
+    row = store.get_run(run_id)
+    assert row["status"] == "finished" and row["experiment"] == "hostile"
+    assert [e["epoch"] for e in store.epochs(run_id)] == [1, 2]
+    log = (ws.root / "runs" / run_id / "output.log").read_text()
+    assert log.count("nkd: refused @nkd record") == len(HOSTILE)
+    assert f"{len(HOSTILE)} @nkd record(s) refused" in log
+    assert _statuses(ws, run_id) == ["running", "finished"]  # nothing forged
+    assert nkd(ws, "ps") == 0 and nkd(ws, "show", run_id) == 0
+    assert nkd(ws, "reindex") == 0
+
+
+def test_reindex_survives_any_bytes_in_any_events_file(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert nkd(ws, "run", "tick") == 0
+    store = ws.store()
+    good = store.latest_run("tick")["id"]
+    before = store.epochs(good)
+    bad = ws.root / "runs" / "tick_20200101_000000"
+    bad.mkdir()
+    rng = random.Random(0)
+    junk = [bytes(rng.randrange(256) for _ in range(200)), b"\xff\xfe\x00garbage",
+            b'{"type": "epoch", "epoch": "abc", "t": 1}', b'{"type": "metric", "name": "x", '
+            b'"value": "text", "t": 1}', b"[" * 5000, b'{"type": "run", "t": 1}',
+            b'{"type": "status", "status": "exploded", "t": 2}', b"\x00" * 100]
+    (bad / "events.jsonl").write_bytes(b"\n".join(junk))
+    capsys.readouterr()
+    assert nkd(ws, "reindex") == 0
+    out = capsys.readouterr().out
+    assert "rebuilt from 2 run folders" in out and "bad lines skipped" in out
+    assert "tick_20200101_000000/events.jsonl: skipped" in out
+    assert ws.store().epochs(good) == before
+    assert nkd(ws, "ps") == 0 and nkd(ws, "show", good) == 0
+
+
+# ── the database: garbage, deleted, replaced, under live runs ──────────────────────────────
+
+
+def _epochs_on_file(ws: Workspace, run_id: str) -> set[int]:
+    return {e["epoch"] for e in _events(ws, run_id) if e["type"] == "epoch"}
+
+
+def test_deleted_database_is_rebuilt_and_the_live_run_writes_to_the_new_one(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = ws.store()
+    run_id = launch(load_registry(ws.registry), "slow", ("epochs=40",), store=store).run_id
+    _wait(lambda: len(store.epochs(run_id)) >= 3, what="epochs")
+    store.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{ws.db}{suffix}").unlink(missing_ok=True)
+    capsys.readouterr()
+    assert nkd(ws, "ps") == 0  # rebuilt from the run folders, with one line saying so
+    captured = capsys.readouterr()
+    assert "was missing; rebuilt from 1 run folders" in captured.err
+    assert run_id in captured.out
+    fresh = ws.store()
+    assert wait_for(fresh, run_id, FINAL, 60) == "finished"
+    assert {e["epoch"] for e in fresh.epochs(run_id)} == set(range(1, 41))
+
+
+def test_garbage_database_is_moved_aside_and_the_live_run_follows(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = ws.store()
+    run_id = launch(load_registry(ws.registry), "slow", ("epochs=40",), store=store).run_id
+    _wait(lambda: len(store.epochs(run_id)) >= 3, what="epochs")
+    store.close()
+    garbage = ws.root / "garbage.tmp"
+    garbage.write_bytes(b"not a database " * 1000)
+    os.replace(garbage, ws.db)  # another program replaced the file
+    for suffix in ("-wal", "-shm"):
+        Path(f"{ws.db}{suffix}").unlink(missing_ok=True)
+    capsys.readouterr()
+    assert nkd(ws, "ps") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nkd reindex" in err and "Traceback" not in err
+    assert nkd(ws, "reindex") == 0
+    out = capsys.readouterr().out
+    assert "moved aside to nkd.db.broken-" in out
+    assert list(ws.root.glob("nkd.db.broken-*"))  # kept, never deleted
+    fresh = ws.store()
+    assert wait_for(fresh, run_id, FINAL, 60) == "finished"
+    assert {e["epoch"] for e in fresh.epochs(run_id)} == set(range(1, 41))
+    assert fresh.get_run(run_id)["heartbeat_at"] is not None
+
+
+def test_torn_last_line_then_restart_starts_a_fresh_line(ws: Workspace) -> None:
+    run_dir = ws.root / "runs" / "torn_20260101_000000"
+    run_dir.mkdir(parents=True)
+    store = ws.store()
+    rep = Reporter(run_dir.name, run_dir, store)
+    rep.event({"type": "run", "experiment": "torn", "status": "queued"})
+    rep.close()
+    with open(run_dir / "events.jsonl", "a") as fh:
+        fh.write('{"type": "epoch", "epo')  # the writer died mid-line
+    rep = Reporter(run_dir.name, run_dir, store)
+    rep.status("starting")
+    rep.close()
+    log = EventLog(run_dir / "events.jsonl")
+    kinds = [e["type"] for e in log]
+    assert kinds == ["run", "status"] and len(log.skipped) == 1
+
+
+# ── a full disk and a read-only runs folder ─────────────────────────────────────────────────
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()[:80]}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_disk_full_records_the_end_and_says_why(tmpfs: Path) -> None:
+    space = Workspace(tmpfs)
+    filler = tmpfs / "fill.py"
+    filler.write_text(
+        "import json, os, sys\n"
+        "print('@nkd ' + json.dumps({'epoch': 1, 'train_loss': 1.0}), flush=True)\n"
+        "with open(os.path.join(os.environ['NKD_RUN_DIR'], 'big.bin'), 'wb') as fh:\n"
+        "    try:\n"
+        "        while True:\n"
+        "            fh.write(b'x' * 65536); fh.flush()\n"
+        "    except OSError as exc:\n"
+        "        print('script: ' + exc.strerror, file=sys.stderr, flush=True)\n"
+        "        sys.exit(5)\n"
+    )
+    _add(space, f'[experiments.fill]\ncommand = ["{sys.executable}", "{filler}"]\n')
+    try:
+        assert nkd(space, "run", "fill") == 1  # the run failed, and says so
+        store = space.store()
+        row = store.latest_run("fill")
+        assert row["status"] == "failed" and row["exit_code"] == 5
+        assert "No space left on device" in row["error"]
+        events = _statuses(space, row["id"])
+        assert events[-1] == "failed"  # the reserve kept room for the end
+    finally:
+        space.cleanup()
+
+
+def test_read_only_runs_folder_is_one_line_and_kill_still_kills(
+    tmpfs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = Workspace(tmpfs)
+    store = space.store()
+    run_id = launch(load_registry(space.registry), "slow", (), store=store).run_id
+    _wait(lambda: len(store.epochs(run_id)) >= 2, what="epochs")
+    runs = tmpfs / "runs"
+    bind = subprocess.run(["mount", "--bind", str(runs), str(runs)], capture_output=True)
+    if bind.returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(runs)], check=True)
+        capsys.readouterr()
+        assert nkd(space, "ps") == 0
+        assert nkd(space, "pause", run_id) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "control.json" in err and "Read-only" in err
+        assert nkd(space, "kill", run_id, "--grace", "2") == 0  # SIGTERM needs no file
+        _wait(lambda: not run_processes(run_id), 20, "every process of the run gone")
+        row = store.get_run(run_id)
+        assert row["status"] in ("stopped", "killed"), row["error"]
+    finally:
+        subprocess.run(["umount", "-l", str(runs)], check=False)
+        space.cleanup()
+
+
+# ── process trees ───────────────────────────────────────────────────────────────────────────
+
+TREE = """
+import json, subprocess, sys, time
+subprocess.Popen(["setsid", "sleep", "300"])
+subprocess.Popen(["sleep", "301"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                 start_new_session=True)
+for epoch in range(1, {epochs} + 1):
+    print("@nkd " + json.dumps({{"epoch": epoch, "train_loss": 1.0 / epoch}}), flush=True)
+    time.sleep({delay})
+"""
+
+
+@pytest.mark.parametrize("how", ["finished", "stop", "kill"])
+def test_no_process_of_a_run_outlives_it(ws: Workspace, how: str) -> None:
+    epochs, delay = (2, 0.05) if how == "finished" else (1000, 0.1)
+    _script(ws, "tree", TREE.format(epochs=epochs, delay=delay))
+    store = ws.store()
+    run_id = launch(load_registry(ws.registry), "tree", (), store=store).run_id
+    _wait(lambda: len(store.epochs(run_id)) >= 1, what="first epoch")
+    _wait(lambda: len(run_processes(run_id)) >= 3, 10, "the script's children")
+    if how == "stop":
+        assert nkd(ws, "stop", run_id) == 0
+    elif how == "kill":
+        assert nkd(ws, "kill", run_id, "--grace", "0.5") == 0
+    assert wait_for(store, run_id, FINAL, 30)
+    _wait(lambda: not run_processes(run_id), 15, "no process of the run left")
+
+
+def test_a_script_killed_after_the_stop_grace_is_recorded_killed(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _script(ws, "deaf", "import json, signal, time\n"
+            "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('@nkd ' + json.dumps({'epoch': 1, 'train_loss': 1.0}), flush=True)\n"
+            "time.sleep(300)\n")
+    monkeypatch.setenv("NKD_STOP_GRACE_S", "0.5")
+    store = ws.store()
+    run_id = launch(load_registry(ws.registry), "deaf", (), store=store).run_id
+    _wait(lambda: len(store.epochs(run_id)) >= 1, what="first epoch")
+    assert nkd(ws, "stop", run_id) == 0
+    assert wait_for(store, run_id, FINAL, 30) == "killed"
+    assert "did not stop within the grace period" in store.get_run(run_id)["error"]
+
+
+# ── symbolic links in a run folder ──────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize("name", ["output.log", "events.jsonl"])
+def test_links_in_a_run_folder_are_never_written_through(
+    ws: Workspace, tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert nkd(ws, "run", "tick", "--set", "epochs=2") == 0
+    run_id = ws.store().latest_run("tick")["id"]
+    run_dir = ws.root / "runs" / run_id
+    outside = tmp_path / f"outside_{name}"
+    outside.write_text("precious\n")
+    (run_dir / name).unlink()
+    (run_dir / name).symlink_to(outside)
+    capsys.readouterr()
+    # every writer of a run file opens it through the same guard: the reporter and the launcher
+    from core.errors import RunError
+    from core.runner import start_worker
+
+    with pytest.raises(RunError, match="symbolic link"):
+        if name == "events.jsonl":
+            Reporter(run_id, run_dir, None)
+        else:
+            start_worker(run_dir, ws.store())
+    assert outside.read_text() == "precious\n"
+    if name == "events.jsonl":  # reindex leaves it out and says so
+        assert nkd(ws, "reindex") == 0
+        assert f"{run_id}: a symbolic link; not indexed" in capsys.readouterr().out
