@@ -417,7 +417,9 @@ def cmd_blend(args: argparse.Namespace) -> int:
 def cmd_tui(args: argparse.Namespace) -> int:
     from nkd_tui.app import make_app
 
-    make_app(_registry_path(args)).run()
+    app = make_app(_registry_path(args))
+    open_store(app.workspace).close()  # a broken database: one line here; a missing one: rebuilt
+    app.run()
     return 0
 
 

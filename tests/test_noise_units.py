@@ -246,7 +246,7 @@ def test_checkpoints_are_self_describing_and_refuse_foreign_files(tmp_path: Path
     with pytest.raises(RunError, match="not an nkd checkpoint"):
         checkpoint.load(tmp_path / "plain.pth")
     torch.save({"obj": Opaque()}, tmp_path / "pickle.pth")
-    with pytest.raises(RunError, match="not a readable checkpoint"):
+    with pytest.raises(RunError, match="pickled Python objects, which nkd never loads"):
         checkpoint.load(tmp_path / "pickle.pth")
     (tmp_path / "torn.pth").write_bytes(path.read_bytes()[:100])
     with pytest.raises(RunError, match="not a readable checkpoint"):
