@@ -171,3 +171,31 @@ def test_four_writers_and_a_reader(tmp_path: Path) -> None:
         assert len(store.epochs(f"w{i}")) == n
         assert len(store.metrics(f"w{i}")) == n
         assert store.get_run(f"w{i}")["status"] == "finished"
+
+
+def test_a_replayed_metric_is_one_row(tmp_path: Path) -> None:
+    """kill -9 during a final evaluation, then restart: the evaluation reports its metrics again;
+    a metric key (name, stem, track, split, epoch, definition) holds one row, the latest."""
+    store = Store(tmp_path / "nkd.db")
+    store.apply("r1", {"type": "run", "experiment": "e", "t": 1.0})
+    for t, value in ((2.0, 3.1), (3.0, 3.4)):
+        store.apply("r1", {"type": "metric", "name": "sdr", "value": value, "stem": "vocals",
+                           "split": "val", "t": t})
+    store.apply("r1", {"type": "metric", "name": "sdr", "value": 2.0, "stem": "bass", "t": 4.0})
+    rows = [(m["stem"], m["value"]) for m in store.metrics("r1")]
+    assert sorted(rows) == [("bass", 2.0), ("vocals", 3.4)]
+
+
+def test_underscore_prefixes_and_registry_after_the_command(tmp_path: Path, capsys) -> None:
+    from nkd_tui.cli import main
+
+    (tmp_path / "experiments.toml").write_text("[experiments.a]\ncommand = ['t']\n")
+    store = Store(tmp_path / "nkd.db")
+    for run_id, t in (("crnn_long_20260101_120000", 1.0), ("crnn_large_20260102_120000", 2.0)):
+        store.apply(run_id, {"type": "run", "experiment": run_id[:-16], "t": t})
+    store.close()
+    reg = str(tmp_path / "experiments.toml")
+    assert main(["show", "crnn_long_2026", "--registry", reg]) == 0
+    assert "crnn_long_20260101_120000" in capsys.readouterr().out
+    assert main(["show", "crnn_l", "-r", reg]) == 2  # both start with it
+    assert "ambiguous" in capsys.readouterr().err
