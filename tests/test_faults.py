@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Workspace, nkd
+from conftest import Workspace, nkd, wait_until
 
 from core.events import EventLog
 from core.liveness import identity
@@ -35,12 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _wait(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_until(predicate, timeout, what)
 
 
 def _add(ws: Workspace, text: str) -> None:
@@ -300,41 +295,45 @@ def test_reindex_survives_any_bytes_in_any_events_file(
 # ── the database: garbage, deleted, replaced, under live runs ──────────────────────────────
 
 
-def _epochs_on_file(ws: Workspace, run_id: str) -> set[int]:
-    return {e["epoch"] for e in _events(ws, run_id) if e["type"] == "epoch"}
-
-
-def test_deleted_database_is_rebuilt_and_the_live_run_writes_to_the_new_one(
-    ws: Workspace, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _live_run_without_its_database(ws: Workspace, replace: Callable[[Path], None]) -> str:
+    """A 40-epoch run a few epochs in, whose nkd.db is then removed or replaced by `replace`."""
     store = ws.store()
     run_id = launch(load_registry(ws.registry), "slow", ("epochs=40",), store=store).run_id
     _wait(lambda: len(store.epochs(run_id)) >= 3, what="epochs")
     store.close()
-    for suffix in ("", "-wal", "-shm"):
+    replace(ws.db)
+    for suffix in ("-wal", "-shm"):
         Path(f"{ws.db}{suffix}").unlink(missing_ok=True)
-    capsys.readouterr()
-    assert nkd(ws, "ps") == 0  # rebuilt from the run folders, with one line saying so
-    captured = capsys.readouterr()
-    assert "was missing; rebuilt from 1 run folders" in captured.err
-    assert run_id in captured.out
+    return run_id
+
+
+def _all_forty_epochs_recorded(ws: Workspace, run_id: str) -> None:
     fresh = ws.store()
     assert wait_for(fresh, run_id, FINAL, 60) == "finished"
     assert {e["epoch"] for e in fresh.epochs(run_id)} == set(range(1, 41))
 
 
+def test_deleted_database_is_rebuilt_and_the_live_run_writes_to_the_new_one(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = _live_run_without_its_database(ws, lambda db: db.unlink())
+    capsys.readouterr()
+    assert nkd(ws, "ps") == 0  # rebuilt from the run folders, with one line saying so
+    captured = capsys.readouterr()
+    assert "was missing; rebuilt from 1 run folders" in captured.err
+    assert run_id in captured.out
+    _all_forty_epochs_recorded(ws, run_id)
+
+
 def test_garbage_database_is_moved_aside_and_the_live_run_follows(
     ws: Workspace, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store = ws.store()
-    run_id = launch(load_registry(ws.registry), "slow", ("epochs=40",), store=store).run_id
-    _wait(lambda: len(store.epochs(run_id)) >= 3, what="epochs")
-    store.close()
-    garbage = ws.root / "garbage.tmp"
-    garbage.write_bytes(b"not a database " * 1000)
-    os.replace(garbage, ws.db)  # another program replaced the file
-    for suffix in ("-wal", "-shm"):
-        Path(f"{ws.db}{suffix}").unlink(missing_ok=True)
+    def replace_with_garbage(db: Path) -> None:  # another program replaced the file
+        garbage = ws.root / "garbage.tmp"
+        garbage.write_bytes(b"not a database " * 1000)
+        os.replace(garbage, db)
+
+    run_id = _live_run_without_its_database(ws, replace_with_garbage)
     capsys.readouterr()
     assert nkd(ws, "ps") == 2
     err = capsys.readouterr().err
@@ -343,10 +342,8 @@ def test_garbage_database_is_moved_aside_and_the_live_run_follows(
     out = capsys.readouterr().out
     assert "moved aside to nkd.db.broken-" in out
     assert list(ws.root.glob("nkd.db.broken-*"))  # kept, never deleted
-    fresh = ws.store()
-    assert wait_for(fresh, run_id, FINAL, 60) == "finished"
-    assert {e["epoch"] for e in fresh.epochs(run_id)} == set(range(1, 41))
-    assert fresh.get_run(run_id)["heartbeat_at"] is not None
+    _all_forty_epochs_recorded(ws, run_id)
+    assert ws.store().get_run(run_id)["heartbeat_at"] is not None
 
 
 def test_torn_last_line_then_restart_starts_a_fresh_line(ws: Workspace) -> None:

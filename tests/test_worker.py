@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Workspace, nkd
+from conftest import Workspace, nkd, wait_until
 
 from core.capture.records import RecordError, parse_record
 from core.control import Control, StopRun, request
@@ -21,14 +21,7 @@ from core.runner import launch, reconcile, wait_for
 from core.store import FINAL, Store
 from core.workspace import Workspace as Paths
 
-
-def _wait(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+_wait = wait_until
 
 
 def _epochs(store: Store, run_id: str) -> int:
