@@ -110,7 +110,8 @@ class Reporter:
     def _apply(self, event: dict[str, Any]) -> None:
         if self.store is None:
             return
-        if self.store.replaced() and not self._reopen():
+        if self.store.replaced():
+            self._reopen()  # its replay holds this event too: it is already in the file
             return
         try:
             self.store.apply(self.run_id, event)
@@ -128,23 +129,22 @@ class Reporter:
         except Exception as exc:  # the JSONL line is kept; `nkd reindex` restores the row
             self.failed(f"the store {self.store.path.name}", exc)
 
-    def _reopen(self) -> bool:
+    def _reopen(self) -> None:
         """The database was deleted or replaced (reindex moved a broken one aside): write to
         the new one, after replaying this run's events into it so nothing written meanwhile is
         missing. While there is none, the events file alone records the run."""
         assert self.store is not None
         path = self.store.path
         if not path.is_file():
-            return False
+            return
         try:
             fresh = Store(path)
             fresh.reindex(self.run_dir.parent, only=self.run_id)
         except Exception as exc:
             self.failed(f"the store {path.name}", exc)
-            return False
+            return
         self.store.close()
         self.store = fresh
-        return False  # the replay already holds the event just appended to the file
 
     def status(self, status: str, **fields: Any) -> None:
         self.event({"type": "status", "status": status, **fields})
