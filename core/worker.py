@@ -89,14 +89,12 @@ class _Tolerant:
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
-        self.dropped = 0
         self.on_error: Callable[[BaseException], None] = lambda _exc: None
 
     def write(self, text: str) -> int:
         try:
             return self._stream.write(text)
         except (OSError, ValueError) as exc:
-            self.dropped += len(text)
             self.on_error(exc)
             return len(text)
 
@@ -115,7 +113,10 @@ def _heartbeat(reporter: Reporter, stop: threading.Event) -> None:
     try:
         while not stop.wait(HEARTBEAT_S):
             try:  # its own connection, to the database the reporter writes now
-                if (store is None or store.replaced()) and reporter.store is not None:
+                if store is not None and store.replaced():
+                    store.close()
+                    store = None
+                if store is None and reporter.store is not None:
                     store = Store(reporter.store.path)
                 if store is not None:
                     store.heartbeat(reporter.run_id)
