@@ -31,6 +31,7 @@ bench: $(VENV_STAMP)
 	$(PY) bench/tui_bench.py
 	$(PY) bench/features_bench.py
 	$(PY) bench/sdr_bench.py
+	$(PY) bench/lost_race.py
 
 snapshot-update: $(VENV_STAMP)
 	$(PY) -m pytest -q --snapshot-update
