@@ -508,3 +508,16 @@ def test_links_in_a_run_folder_are_never_written_through(
     if name == "events.jsonl":  # reindex leaves it out and says so
         assert nkd(ws, "reindex") == 0
         assert f"{run_id}: a symbolic link; not indexed" in capsys.readouterr().out
+
+
+def test_a_plot_that_cannot_be_written_costs_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from core.plots import loss_curve
+
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("a file where the run folder should be")
+    history = {"train_loss": [1.0, 0.5], "val_loss": [1.1, 0.6]}
+    assert loss_curve(blocked / "loss_curve_train_val.png", history, "run") is None
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "loss_curve_train_val.png not written" in out
