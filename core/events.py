@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 ACTIVE = ("queued", "starting", "running", "paused", "stopping", "suspending")
-FINAL = ("finished", "stopped", "suspended", "failed", "killed", "lost")
+FINAL = ("finished", "stopped", "suspended", "failed", "killed", "lost", "blocked", "cancelled")
 STATUSES = ACTIVE + FINAL
 NAME_MAX = 100  # metric names, stems, splits, roles
 TEXT_MAX = 2000  # error messages, paths
@@ -85,16 +85,27 @@ def check(event: Any) -> dict[str, Any]:
         integer(event.get("seed"), "seed", None)
         if not isinstance(event.get("params", {}), dict):
             raise BadEvent("'params' must be a table")
+        integer(event.get("priority"), "priority", None)
+        integer(event.get("gpus"), "gpus")
+        finite(event.get("gpu_memory"), "gpu_memory")
+        text(event.get("sweep"), "sweep", 200)
+        after = event.get("after", [])
+        if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+            raise BadEvent("'after' must be a list of run ids")
     elif kind == "status":
         if event.get("status") not in STATUSES:
             raise BadEvent(f"'status' must be one of {', '.join(STATUSES)}")
         _check_process(event)
         integer(event.get("exit_code"), "exit_code", None)
+        integer(event.get("resume"), "resume")
         if not isinstance(event.get("error", ""), str | None):
             raise BadEvent("'error' must be a string")
         text(event.get("device"), "device")
     elif kind == "worker":
         _check_process(event)
+        text(event.get("gpus"), "gpus", 400)
+    elif kind == "queue":
+        integer(event.get("priority"), "priority", None)
     elif kind == "epoch":
         if event.get("epoch") is None:
             raise BadEvent("'epoch' is missing")

@@ -12,6 +12,7 @@ from typing import Any
 
 from core.errors import RegistryError, RunError
 from core.names import name_problem
+from core.queue.config import QueueConfig, Sweep, parse_memory, parse_queue, parse_sweeps
 
 # ── key schema ──────────────────────────────────────────────────────────────────────────────
 # Every key an experiment may carry: its type and what it means. Types are checked on load and on
@@ -81,6 +82,11 @@ KEYS: dict[str, Key] = {
     "num_workers": _pos("int", "DataLoader worker processes", lo_open=False),
     "amp": Key("bool", "bf16 autocast on CUDA"),
     "checkpoint_every": _pos("int", "write the last checkpoint every N epochs"),
+    # placement and the queue
+    "gpus": _pos("int", "GPUs a run needs (default 1 for built-in recipes, 0 for commands; "
+                 "ignored on a box without GPUs)", lo_open=False),
+    "gpu_memory": Key("memory", "free memory a GPU must have for the run, e.g. \"10GiB\""),
+    "priority": Key("int", "queue priority: higher starts first (default 0)"),
     # audio features
     "sample_rate": _pos("int", "sample rate in Hz", lo=1000, lo_open=False),
     "n_fft": _pos("int", "STFT size", lo=16, lo_open=False),
@@ -155,7 +161,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "separation.blend": ("sources", "val_data"),
 }
 
-TOP_LEVEL = ("defaults", "data", "experiments")
+TOP_LEVEL = ("defaults", "data", "experiments", "queue", "sweeps")
 REFERENCE_KEYS = ("pretrained", "teacher")
 DATA_REF_KEYS = ("data", "val_data", "eval_data")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
@@ -215,6 +221,8 @@ class Registry:
     data: dict[str, DataSource]
     raw: dict[str, dict[str, Any]]  # experiment name -> its own keys, as written
     experiments: dict[str, Experiment]
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    sweeps: dict[str, Sweep] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -307,9 +315,12 @@ def parse_registry(path: Path, doc: dict[str, Any]) -> Registry:
             built = _build(path, defaults, data, raw)
         except RegistryError as exc:
             problems += str(exc).splitlines()
+    queue = parse_queue(path, doc.get("queue"), problems)
+    sweeps = parse_sweeps(path, doc.get("sweeps"), raw, problems)
     if problems:
         raise RegistryError("\n".join(problems))
-    return Registry(path=path, defaults=defaults, data=data, raw=raw, experiments=built)
+    return Registry(path=path, defaults=defaults, data=data, raw=raw, experiments=built,
+                    queue=queue, sweeps=sweeps)
 
 
 def _parse_data(path: Path, tables: Any, problems: list[str]) -> dict[str, DataSource]:
@@ -548,6 +559,7 @@ _KIND_NAMES = {
     "classes": "a list of class names or a table of class -> [classes]",
     "weights": "a table of source -> weight",
     "table": "a table",
+    "memory": 'a size such as "10GiB" or "512MiB"',
 }
 
 
@@ -559,6 +571,7 @@ def _is_kind(kind: str, value: Any) -> bool:
         "bool": lambda v: isinstance(v, bool),
         "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
         "table": lambda v: isinstance(v, dict),
+        "memory": lambda v: parse_memory(v) is not None,
         "weights": lambda v: isinstance(v, dict)
         and all(isinstance(w, int | float) and not isinstance(w, bool) for w in v.values()),
         "classes": lambda v: (isinstance(v, list) and all(isinstance(x, str) for x in v) and v)

@@ -10,18 +10,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from core import control, recipes
-from core.errors import RunError
+from core.errors import NkdError, RunError
 from core.events import final_status
+from core.gpus import Gpu, GpuError, read_gpus
 from core.liveness import identity, is_alive
 from core.names import check_name, inside, open_append, run_path
 from core.procs import MARK, kill_all, run_processes
+from core.queue.config import QueueConfig
 from core.registry import DATA_REF_KEYS, Experiment, Registry, substitute_command
 from core.reporter import Reporter
 from core.store import ACTIVE, FINAL, Store
@@ -37,7 +40,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Launched:
     run_id: str
     run_dir: Path
-    pid: int
+    pid: int | None  # None: queued, the scheduler starts it
+    gpus: str | None = None  # CUDA_VISIBLE_DEVICES it was given
+    notice: str | None = None  # one line for the user (a setting ignored on this box)
 
 
 def allocate_run_dir(runs_dir: Path, experiment: str, now: datetime | None = None) -> Path:
@@ -81,9 +86,18 @@ def launch(
     return launch_experiment(registry, registry.resolve(name, list(overrides)), store)
 
 
-def launch_experiment(registry: Registry, exp: Experiment, store: Store | None = None) -> Launched:
+def launch_experiment(
+    registry: Registry,
+    exp: Experiment,
+    store: Store | None = None,
+    queued: bool = False,
+    after: Iterable[str] = (),
+    sweep: str | None = None,
+) -> Launched:
     """Record and start a run of a resolved experiment (one from the registry, or an ad-hoc
-    one such as `nkd blend` makes)."""
+    one such as `nkd blend` makes). With `queued` the run is recorded `queued` and the
+    workspace's scheduler starts it when its GPUs are free and the runs in `after` finished;
+    without, it starts now on a free GPU, or is refused (nothing written) when none is."""
     name = exp.name
     where = f"{registry.path}: experiment '{name}'"
     if exp.recipe:
@@ -97,63 +111,145 @@ def launch_experiment(registry: Registry, exp: Experiment, store: Store | None =
     own_store = store is None
     store = store or Store(ws.db_path)
     try:
-        run_dir = allocate_run_dir(ws.runs_dir, name)
-        run_id = run_dir.name
-        config: dict[str, Any] = {
-            "run_id": run_id,
-            "experiment": name,
-            "recipe": exp.recipe,
-            "command": _command_argv(substitute_command(exp)) if exp.command else None,
-            "cwd": cwd,
-            "env": {k: str(v) for k, v in exp.params.get("env", {}).items()},
-            "params": exp.params,
-            "seed": exp.params.get("seed"),
-            "device": exp.params.get("device", "auto"),
-            "registry": str(ws.registry_path),
-            "root": str(ws.root),
-            "db": str(ws.db_path),
-            "checkpoints_dir": str(ws.checkpoints_dir / run_id),
-            "references": {
-                k: {"kind": r.kind, "target": r.target} for k, r in exp.references.items()
-            },
-            "sources": [
-                {"ref": str(s), "kind": s.kind, "target": s.target, "weight": s.weight}
-                for s in exp.sources
-            ],
-            "data_sources": {
-                exp.params[key]: {
-                    **registry.data[exp.params[key]].settings,
-                    "root": str(registry.data[exp.params[key]].root.resolve()),
-                }
-                for key in DATA_REF_KEYS
-                if key in exp.params
-            },
-            "created_at": time.time(),
-        }
-        atomic_write_json(run_dir / "config.json", config, sort_keys=False)  # class order matters
-        reporter = Reporter(run_id, run_dir, store)
-        reporter.event(
-            {
-                "type": "run",
-                "experiment": name,
-                "recipe": exp.recipe or "command",
-                "status": "queued",
-                "params": exp.params,
-                "run_dir": str(run_dir),
-                "seed": exp.params.get("seed"),
-                "host": socket.gethostname(),
-                "epochs_total": exp.params.get("epochs"),
-            }
-        )
-        reporter.close()
-        pid = start_worker(run_dir, store=store)
-        return Launched(run_id, run_dir, pid)
+        with _placement(ws, exp, queued, store) as (gpus, notice):
+            return _record_and_start(registry, ws, exp, store, queued, list(after), sweep,
+                                     cwd, gpus, notice)
     finally:
         if own_store:
             store.close()
 
 
-def start_worker(run_dir: Path, store: Store, resume: bool = False) -> int:
+@contextmanager
+def _placement(
+    ws: Workspace, exp: Experiment, queued: bool, store: Store
+) -> Iterator[tuple[list[Gpu] | None, str | None]]:
+    """For a run started now: its GPUs, chosen and recorded under the placement lock."""
+    from core.queue.placement import need_of, place
+    from core.queue.scheduler import lease_rows, nkd_pids, placement_lock
+
+    wanted = exp.params.get("gpus")
+    if queued:
+        yield None, None
+        return
+    with placement_lock(ws):
+        try:
+            gpus = read_gpus()
+        except GpuError as exc:
+            raise RunError(str(exc)) from None
+        if not gpus:
+            notice = None
+            if wanted:
+                notice = (f"this box has no GPU: '{exp.name}' asks for gpus = {wanted}, which "
+                          f"is ignored here")
+            yield None, notice
+            return
+        row = {"needs_gpus": wanted, "recipe": exp.recipe or "command",
+               "gpu_memory": _memory(exp)}
+        pids = nkd_pids() if any(g.processes for g in gpus) else set()
+        placed, why = place(need_of(row, True), gpus, lease_rows(store), registry_queue(ws),
+                            pids)
+        if placed is None:
+            raise RunError(f"experiment '{exp.name}': no GPU is free now ({why}); "
+                           f"`nkd run {exp.name} --queue` waits for one")
+        yield placed, None
+
+
+def registry_queue(ws: Workspace) -> QueueConfig:
+    from core.registry import load_registry
+
+    try:
+        return load_registry(ws.registry_path).queue
+    except NkdError:
+        return QueueConfig()
+
+
+def _memory(exp: Experiment) -> float | None:
+    from core.queue.config import parse_memory
+
+    value = exp.params.get("gpu_memory")
+    return None if value is None else parse_memory(value)
+
+
+def _record_and_start(
+    registry: Registry,
+    ws: Workspace,
+    exp: Experiment,
+    store: Store,
+    queued: bool,
+    after: list[str],
+    sweep: str | None,
+    cwd: str | None,
+    gpus: list[Gpu] | None,
+    notice: str | None,
+) -> Launched:
+    name = exp.name
+    run_dir = allocate_run_dir(ws.runs_dir, name)
+    run_id = run_dir.name
+    config: dict[str, Any] = {
+        "run_id": run_id,
+        "experiment": name,
+        "recipe": exp.recipe,
+        "command": _command_argv(substitute_command(exp)) if exp.command else None,
+        "cwd": cwd,
+        "env": {k: str(v) for k, v in exp.params.get("env", {}).items()},
+        "params": exp.params,
+        "seed": exp.params.get("seed"),
+        "device": exp.params.get("device", "auto"),
+        "registry": str(ws.registry_path),
+        "root": str(ws.root),
+        "db": str(ws.db_path),
+        "checkpoints_dir": str(ws.checkpoints_dir / run_id),
+        "references": {
+            k: {"kind": r.kind, "target": r.target} for k, r in exp.references.items()
+        },
+        "sources": [
+            {"ref": str(s), "kind": s.kind, "target": s.target, "weight": s.weight}
+            for s in exp.sources
+        ],
+        "data_sources": {
+            exp.params[key]: {
+                **registry.data[exp.params[key]].settings,
+                "root": str(registry.data[exp.params[key]].root.resolve()),
+            }
+            for key in DATA_REF_KEYS
+            if key in exp.params
+        },
+        "created_at": time.time(),
+    }
+    atomic_write_json(run_dir / "config.json", config, sort_keys=False)  # class order matters
+    reporter = Reporter(run_id, run_dir, store)
+    reporter.event(
+        {
+            "type": "run",
+            "experiment": name,
+            "recipe": exp.recipe or "command",
+            "status": "queued" if queued else "starting",
+            "params": exp.params,
+            "run_dir": str(run_dir),
+            "seed": exp.params.get("seed"),
+            "host": socket.gethostname(),
+            "epochs_total": exp.params.get("epochs"),
+            "gpus": exp.params.get("gpus"),
+            "gpu_memory": _memory(exp),
+            "priority": exp.params.get("priority", 0),
+            **({"after": after} if after else {}),
+            **({"sweep": sweep} if sweep else {}),
+        }
+    )
+    reporter.close()
+    if queued:
+        return Launched(run_id, run_dir, None)
+    pid = start_worker(run_dir, store=store, gpus=gpus)
+    return Launched(run_id, run_dir, pid, _visible(gpus), notice)
+
+
+def _visible(gpus: list[Gpu] | None) -> str | None:
+    return None if gpus is None else ",".join(g.visible_id for g in gpus)
+
+
+def start_worker(
+    run_dir: Path, store: Store, resume: bool = False, gpus: list[Gpu] | None = None
+) -> int:
     """Start `python -m core.worker` in its own session; its output is the run's output.log.
 
     The worker's process (pid and kernel start ticks) is recorded at once, so the run can be
@@ -164,6 +260,10 @@ def start_worker(run_dir: Path, store: Store, resume: bool = False) -> int:
         p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
     )
     env[MARK] = run_dir.name
+    visible = _visible(gpus)
+    if visible is not None:  # the run sees only its own GPUs, in PCI order like nvidia-smi
+        env["CUDA_VISIBLE_DEVICES"] = visible
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     argv = [sys.executable, "-m", "core.worker", str(run_dir)] + (["--resume"] if resume else [])
     log = open_append(run_path(run_dir, "output.log"))
     try:
@@ -182,7 +282,8 @@ def start_worker(run_dir: Path, store: Store, resume: bool = False) -> int:
     threading.Thread(target=proc.wait, daemon=True).start()
     reporter = Reporter(run_dir.name, run_dir, store)
     try:
-        reporter.event({"type": "worker", **identity(proc.pid)})
+        reporter.event({"type": "worker", **identity(proc.pid),
+                        **({"gpus": visible} if visible is not None else {})})
     finally:
         reporter.close()
     return proc.pid
@@ -204,7 +305,7 @@ def effective_status(row: dict[str, Any], host: str | None = None) -> str:
     """The status to show: an active run whose process is gone reads `lost` (not recorded;
     `record_if_lost` decides that, under the write lock)."""
     status = row["status"]
-    if status not in ACTIVE:
+    if status not in ACTIVE or status == "queued":  # a queued run has no process yet
         return status
     if row.get("host") and row["host"] != (host or socket.gethostname()):
         return status  # another machine's process cannot be checked from here
@@ -218,23 +319,52 @@ def record_if_lost(store: Store, ws: Workspace, run_id: str) -> bool:
     """Record `lost` for a run only if, at the moment of writing, its row is still active, its
     process is still gone (a second look, after a pause) and its events file holds no final
     status. The check and the write happen under the store's write lock, so a worker that
-    records its end meanwhile wins, and so does a restart that has just started a new worker."""
+    records its end meanwhile wins, and so does a restart that has just started a new worker.
+    A run the queue claimed but never started (its scheduler was killed in between) goes back
+    to the queue instead."""
     time.sleep(LOST_RECHECK_S)
-    return _end_if_active(
-        store, ws, run_id, "lost", "worker process vanished without a final status",
-        unless=lambda row: not _gone(row, time.time()),
+    unstarted = _claimed_by_queue(ws.run_dir(run_id))
+    if unstarted is not None and _transition(
+        store, ws, run_id, ("starting",),
+        {"type": "status", "status": "queued", "resume": unstarted.get("resume", 0)},
+        unless=lambda row: row.get("pid") is not None or not _gone(row, time.time()),
+    ):
+        from core.queue.scheduler import ensure_running
+
+        ensure_running(ws)
+        return False
+    return _transition(
+        store, ws, run_id, ACTIVE,
+        {"type": "status", "status": "lost",
+         "error": "worker process vanished without a final status"},
+        unless=lambda row: row["status"] == "queued" or not _gone(row, time.time()),
     )
 
 
-def _end_if_active(
+def _claimed_by_queue(run_dir: Path) -> dict[str, Any] | None:
+    """The last status event if it is the queue's claim (`starting`, by the queue)."""
+    from core.events import EventLog
+
+    last = None
+    for event in EventLog(run_dir / "events.jsonl"):
+        if event["type"] == "status":
+            last = event
+    if last and last["status"] == "starting" and last.get("by") == "queue":
+        return last
+    return None
+
+
+def _transition(
     store: Store,
     ws: Workspace,
     run_id: str,
-    status: str,
-    error: str,
+    allowed: Iterable[str],
+    event: dict[str, Any],
     unless: Callable[[dict[str, Any]], bool] = lambda _row: False,
 ) -> bool:
-    """Write a final status (file and store) only if the row is still active at that moment."""
+    """Record a status event (file, then store) only if, under the store's write lock, the
+    run's status is one of `allowed` and `unless(row)` is false. A final status that the worker
+    wrote to its file but not to the store is taken from the file instead."""
     from core.store.apply import HANDLERS
 
     run_dir = ws.run_dir(run_id)
@@ -244,14 +374,14 @@ def _end_if_active(
         if found is None:
             return False
         row = dict(zip([d[0] for d in cur.description], found, strict=True))
-        if row["status"] not in ACTIVE or unless(row):
+        if row["status"] not in tuple(allowed) or unless(row):
             return False
         final = final_status(run_dir / "events.jsonl") if run_dir.is_dir() else None
-        if final is not None:
+        if final is not None and row["status"] in ACTIVE and row["status"] != "queued":
             # the worker wrote its end to the file but not to the store: take it from there
             HANDLERS["status"](conn, run_id, final)
             return False
-        event = {"type": "status", "status": status, "t": time.time(), "error": error}
+        event = {"t": time.time(), **event}
         try:  # into events.jsonl too, so `nkd reindex` keeps it
             reporter = Reporter(run_id, run_dir, None)
             reporter.event(event)
@@ -260,6 +390,54 @@ def _end_if_active(
             pass  # a folder that cannot be written: the store still says it
         HANDLERS["status"](conn, run_id, event)
         return True
+
+
+# ── the queue's side of a run ───────────────────────────────────────────────────────────────
+
+
+def start_queued(
+    store: Store, ws: Workspace, row: dict[str, Any], gpus: list[Gpu] | None
+) -> bool:
+    """Claim a queued run (`queued` -> `starting`, by the queue) and start its worker; False if
+    someone else took or cancelled it first."""
+    run_id = row["id"]
+    claim = {"type": "status", "status": "starting", "by": "queue", "pid": None,
+             "pid_start": None, "pid_ticks": None}
+    if not _transition(store, ws, run_id, ("queued",), claim):
+        return False
+    start_worker(ws.run_dir(run_id), store, resume=bool(row.get("resume")), gpus=gpus)
+    return True
+
+
+def block(store: Store, ws: Workspace, run_id: str, reason: str) -> bool:
+    """A queued run whose parent ended without finishing will never start: `blocked`."""
+    return _transition(store, ws, run_id, ("queued",),
+                       {"type": "status", "status": "blocked", "error": reason})
+
+
+def cancel(store: Store, ws: Workspace, run_id: str) -> str:
+    if _transition(store, ws, run_id, ("queued",),
+                   {"type": "status", "status": "cancelled", "error": "cancelled in the queue"}):
+        return f"{run_id}: cancelled"
+    status = _get(store, run_id)["status"]
+    raise RunError(f"run '{run_id}' is {status}, not queued; `nkd stop` ends a running run")
+
+
+def set_priority(store: Store, ws: Workspace, run_id: str, priority: int | None) -> str:
+    """Set a queued run's priority; None puts it first (above every other queued run)."""
+    row = _get(store, run_id)
+    if row["status"] != "queued":
+        raise RunError(f"run '{run_id}' is {row['status']}, not queued")
+    if priority is None:
+        top = store.conn.execute(
+            "SELECT max(priority) FROM runs WHERE status = 'queued'").fetchone()[0] or 0
+        priority = int(top) + 1
+    reporter = Reporter(run_id, ws.run_dir(run_id), store)
+    try:
+        reporter.event({"type": "queue", "priority": priority})
+    finally:
+        reporter.close()
+    return f"{run_id}: priority {priority}"
 
 
 def current_status(store: Store, ws: Workspace, row: dict[str, Any]) -> str:
@@ -316,16 +494,43 @@ def _get(store: Store, run_id: str) -> dict[str, Any]:
     return row
 
 
-def _start_again(store: Store, ws: Workspace, run_id: str) -> int:
-    """A new worker for an ended run, resuming from its state. `starting` is recorded first
-    with no process, so nothing mistakes the old, gone worker for the new one."""
+def _start_again(store: Store, ws: Workspace, run_id: str) -> str:
+    """A new worker for an ended run, resuming from its state, on a GPU that is free now; a run
+    that came through the queue, or finds no free GPU, goes back to the queue instead. Returns
+    what was done. `starting` is recorded with no process first, so nothing mistakes the old,
+    gone worker for the new one."""
+    from core.queue.placement import need_of, place
+    from core.queue.scheduler import ensure_running, lease_rows, nkd_pids, placement_lock
+
+    row = _get(store, run_id)
     run_dir = ws.run_dir(run_id)
-    reporter = Reporter(run_id, run_dir, store)
-    try:
-        reporter.status("starting", pid=None, pid_start=None, pid_ticks=None)
-    finally:
-        reporter.close()
-    return start_worker(run_dir, store, resume=True)
+    with placement_lock(ws):
+        try:
+            gpus = read_gpus()
+        except GpuError as exc:
+            raise RunError(str(exc)) from None
+        placed: list[Gpu] | None = None
+        why = ""
+        if gpus:
+            pids = nkd_pids() if any(g.processes for g in gpus) else set()
+            placed, why = place(need_of(row, True), gpus, lease_rows(store), registry_queue(ws),
+                                pids)
+        if row.get("queued_at") is not None or (gpus and placed is None):
+            reporter = Reporter(run_id, run_dir, store)
+            try:
+                reporter.status("queued", resume=1)
+            finally:
+                reporter.close()
+            ensure_running(ws)
+            return "queued again" + (f" ({why})" if why else "")
+        reporter = Reporter(run_id, run_dir, store)
+        try:
+            reporter.status("starting", pid=None, pid_start=None, pid_ticks=None)
+        finally:
+            reporter.close()
+        pid = start_worker(run_dir, store, resume=True, gpus=placed)
+        on = f" on GPU {_visible(placed)}" if placed else ""
+        return f"pid {pid}{on}"
 
 
 def restart(store: Store, ws: Workspace, run_id: str) -> str:
@@ -342,8 +547,8 @@ def restart(store: Store, ws: Workspace, run_id: str) -> str:
         raise RunError(
             f"run '{run_id}' has no checkpointed state yet (it ended in its first epoch)"
         )
-    pid = _start_again(store, ws, run_id)
-    return f"{run_id}: restarted from {states[-1].name} (pid {pid})"
+    done = _start_again(store, ws, run_id)
+    return f"{run_id}: restarted from {states[-1].name} ({done})"
 
 
 def send(store: Store, ws: Workspace, run_id: str, action: str) -> str:
@@ -356,11 +561,16 @@ def send(store: Store, ws: Workspace, run_id: str, action: str) -> str:
         if row["recipe"] == "command":
             raise RunError(f"run '{run_id}': a command experiment cannot be resumed")
         states = sorted((ws.checkpoints_dir / run_id).glob("*_state.pt"))
-        pid = _start_again(store, ws, run_id)
+        done = _start_again(store, ws, run_id)
         where = f"its suspend state {states[-1].name}" if states else "the start (no state saved)"
-        return f"{run_id}: resumed from {where} (pid {pid})"
+        return f"{run_id}: resumes from {where} ({done})"
     if status in FINAL:
         raise RunError(f"run '{run_id}' is not running (status {status})")
+    if status == "queued":
+        if action == "stop":
+            return cancel(store, ws, run_id)
+        raise RunError(f"run '{run_id}' is queued, not running yet; `nkd queue cancel` "
+                       f"takes it out of the queue")
     if action == "suspend" and row["recipe"] == "command":
         raise RunError(
             f"run '{run_id}': suspend needs a built-in recipe; a command experiment can be "
@@ -407,6 +617,8 @@ def kill(store: Store, ws: Workspace, run_id: str, grace: float = KILL_GRACE_S) 
     An ended run's leftovers (a script's children after its worker was killed) are killed too."""
     row = _get(store, run_id)
     status = current_status(store, ws, row)
+    if status == "queued":
+        return cancel(store, ws, run_id)
     if status in FINAL:
         leftovers = run_processes(run_id)
         if not leftovers:
@@ -426,7 +638,8 @@ def kill(store: Store, ws: Workspace, run_id: str, grace: float = KILL_GRACE_S) 
             except (ProcessLookupError, PermissionError):
                 pass
     kill_all(run_processes(run_id))
-    _end_if_active(store, ws, run_id, "killed", f"killed after {grace:g} s without stopping")
+    _transition(store, ws, run_id, ACTIVE, {"type": "status", "status": "killed",
+                                           "error": f"killed after {grace:g} s without stopping"})
     return f"{run_id}: killed"
 
 

@@ -99,17 +99,6 @@ def cmd_keys(_args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from core.runner import launch
-
-    registry, ws, store = _open(args)
-    launched = launch(registry, args.experiment, args.set or [], store=store)
-    print(f"{launched.run_id}: started (pid {launched.pid}), folder {launched.run_dir}")
-    if args.detach:
-        return 0
-    return _follow_run(store, ws, launched.run_id)
-
-
 def _follow_run(store: Store, ws: Workspace, run_id: str) -> int:
     """Show per-epoch progress until the run ends; Ctrl-C stops it, a second Ctrl-C kills it."""
     from core.runner import current_status, kill, send
@@ -177,7 +166,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
     ws, store = _open_store(args)
     reconcile(store, ws)
     rows = store.list_runs(
-        args.experiment, limit=None if args.all or args.json else 50, columns=FULL_COLUMNS
+        args.experiment, limit=None if args.all or args.json or args.sweep else 50,
+        columns=FULL_COLUMNS, sweep=args.sweep,
     )
     if args.json:
         keys = (
@@ -196,6 +186,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
             "started_at",
             "ended_at",
             "device",
+            "gpus",
+            "sweep",
             "error",
         )
         print(json.dumps([{k: r[k] for k in keys} for r in rows], indent=2))
@@ -210,10 +202,11 @@ def cmd_ps(args: argparse.Namespace) -> int:
             fmt_num(r["sdr"]),
             fmt_time(r["started_at"]),
             duration(r),
+            r["gpus"] or "-",
         ]
         for r in rows
     ]
-    header = ["RUN", "STATUS", "EPOCH", "BEST VAL", "ACC", "SDR", "STARTED", "TIME"]
+    header = ["RUN", "STATUS", "EPOCH", "BEST VAL", "ACC", "SDR", "STARTED", "TIME", "GPU"]
     print(_table(table, header) if table else "no runs yet")
     return 0
 
@@ -448,16 +441,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
     add(sub, "keys", help="every registry key and what it means").set_defaults(func=cmd_keys)
 
-    p = add(sub, "run", help="start a run of an experiment")
-    p.add_argument("experiment")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting")
-    p.add_argument("--detach", "-d", action="store_true", help="return at once")
-    p.set_defaults(func=cmd_run)
+    from nkd_tui.cli_queue import add_parsers
+
+    add_parsers(add, sub)
 
     p = add(sub, "ps", help="list runs")
     p.add_argument("--json", action="store_true")
     p.add_argument("--all", "-a", action="store_true", help="all runs, not the latest 50")
     p.add_argument("--experiment", "-e")
+    p.add_argument("--sweep", help="the runs of one sweep")
     p.set_defaults(func=cmd_ps)
 
     p = add(sub, "show", help="one run: status, best values, metrics, checkpoints")

@@ -64,22 +64,24 @@ def test_round_trip(tmp_path: Path) -> None:
 def test_migration_from_v1_keeps_rows(tmp_path: Path) -> None:
     old = Store(tmp_path / "nkd.db", migrate_to=1)
     assert old.version == 1
-    old.apply("r1", {"type": "run", "experiment": "mark1", "t": 1.0})
-    old.apply("r1", {"type": "epoch", "epoch": 1, "train_loss": 2.0, "t": 2.0})
+    # rows as a v1 nkd wrote them (today's handlers write today's columns)
+    old.conn.execute("INSERT INTO runs (id, experiment, status, created_at) "
+                     "VALUES ('r1', 'mark1', 'finished', 1.0)")
+    old.conn.execute("INSERT INTO epochs (run, epoch, train_loss, at) VALUES ('r1', 1, 2.0, 2.0)")
     cols = {c.name for c in old.db["metrics"].columns}
     assert "definition" not in cols
     old.close()
 
     new = Store(tmp_path / "nkd.db")
-    assert new.version == SCHEMA_VERSION == 3
+    assert new.version == SCHEMA_VERSION == 4
     assert {c.name for c in new.db["metrics"].columns} >= {"definition"}
     assert {c.name for c in new.db["runs"].columns} >= {"device"}
     assert new.get_run("r1")["experiment"] == "mark1"
     assert new.epochs("r1")[0]["train_loss"] == 2.0
     versions = [r[0] for r in new.conn.execute("select version from schema_version order by 1")]
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2, 3, 4]
     new.close()
-    assert Store(tmp_path / "nkd.db").version == 3  # reopening migrates nothing twice
+    assert Store(tmp_path / "nkd.db").version == 4  # reopening migrates nothing twice
 
 
 def _rows(store: Store) -> dict[str, list[tuple]]:

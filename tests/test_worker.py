@@ -264,14 +264,19 @@ def test_control_at_batch_boundaries(tmp_path: Path) -> None:
             signal.signal(sig, handler)
 
 
-def test_mark_lost_gives_a_queued_run_time_to_start(ws: Workspace) -> None:
+def test_mark_lost_gives_a_starting_run_time_and_never_loses_a_queued_one(
+    ws: Workspace,
+) -> None:
     store = ws.store()
     now = time.time()
-    store.apply("q1", {"type": "run", "experiment": "tick", "t": now})
-    store.apply("q2", {"type": "run", "experiment": "tick", "t": now - 3600})
+    store.apply("q1", {"type": "run", "experiment": "tick", "status": "starting", "t": now})
+    store.apply("q2", {"type": "run", "experiment": "tick", "status": "starting",
+                       "t": now - 3600})
+    store.apply("q3", {"type": "run", "experiment": "tick", "t": now - 3600})  # in the queue
     assert reconcile(store, Paths.at(ws.registry)) == ["q2"]
     rows = {r["id"]: r for r in store.list_runs()}
-    assert rows["q1"]["status"] == "queued" and rows["q2"]["status"] == "lost"
+    assert rows["q1"]["status"] == "starting" and rows["q2"]["status"] == "lost"
+    assert rows["q3"]["status"] == "queued"
 
 
 def test_four_real_workers_a_reader_and_reindex(

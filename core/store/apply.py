@@ -14,7 +14,8 @@ from core.events import FINAL
 def _on_run(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO runs (id, experiment, recipe, status, params, run_dir, seed, "
-        "host, created_at, epochs_total, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+        "host, created_at, epochs_total, epoch, needs_gpus, gpu_memory, priority, after, sweep, "
+        "queued_at, status_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
         (
             run_id,
             ev["experiment"],
@@ -26,11 +27,26 @@ def _on_run(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
             ev.get("host"),
             ev["t"],
             ev.get("epochs_total"),
+            ev.get("gpus"),
+            ev.get("gpu_memory"),
+            ev.get("priority") or 0,
+            json.dumps(ev["after"]) if ev.get("after") else None,
+            ev.get("sweep"),
+            ev["t"] if ev.get("status") == "queued" else None,
+            ev["t"],
         ),
     )
 
 
-_STATUS_FIELDS = ("pid", "pid_start", "pid_ticks", "exit_code", "error", "device", "seed")
+def _on_queue(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
+    """A change to a queued run: its priority."""
+    if "priority" in ev:
+        conn.execute("UPDATE runs SET priority = ? WHERE id = ?", (ev["priority"], run_id))
+
+
+_STATUS_FIELDS = (
+    "pid", "pid_start", "pid_ticks", "exit_code", "error", "device", "seed", "resume",
+)
 _PROCESS_FIELDS = ("pid", "pid_start", "pid_ticks")
 
 
@@ -45,6 +61,11 @@ def _on_status(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> Non
     if status == "running":
         sets.append("started_at = coalesce(started_at, ?)")
         args.append(ev["t"])
+    if status == "queued":
+        sets.append("queued_at = ?")
+        args.append(ev["t"])
+    if status == "queued":  # back in the queue: it holds no GPU (an ended run keeps its record
+        sets.append("gpus = NULL")  # of which GPUs it used; only active runs hold a lease)
     if status in FINAL:
         sets.append("ended_at = ?")
         args.append(ev["t"])
@@ -54,10 +75,11 @@ def _on_status(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> Non
 
 
 def _on_worker(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
-    """The launcher's note of the worker it started: which process to watch, status unchanged."""
+    """The launcher's note of the worker it started: which process to watch and the GPUs it
+    was given (its lease), status unchanged."""
     conn.execute(
-        f"UPDATE runs SET {', '.join(f'{k} = ?' for k in _PROCESS_FIELDS)} WHERE id = ?",
-        (*(ev.get(k) for k in _PROCESS_FIELDS), run_id),
+        f"UPDATE runs SET {', '.join(f'{k} = ?' for k in _PROCESS_FIELDS)}, gpus = ? WHERE id = ?",
+        (*(ev.get(k) for k in _PROCESS_FIELDS), ev.get("gpus"), run_id),
     )
 
 
@@ -146,6 +168,7 @@ HANDLERS: dict[str, Callable[[sqlite3.Connection, str, dict[str, Any]], None]] =
     "run": _on_run,
     "status": _on_status,
     "worker": _on_worker,
+    "queue": _on_queue,
     "epoch": _on_epoch,
     "metric": _on_metric,
     "checkpoint": _on_checkpoint,

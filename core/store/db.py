@@ -40,6 +40,7 @@ FULL_COLUMNS = (
     "id", "experiment", "recipe", "status", "epoch", "epochs_total", "best_epoch",
     "best_val_loss", "best_train_loss", "accuracy", "sdr", "pid", "pid_start", "host",
     "device", "created_at", "started_at", "ended_at", "heartbeat_at", "exit_code", "error",
+    "gpus", "sweep", "priority",
 )
 LIVENESS_COLUMNS = (
     "id", "status", "pid", "pid_start", "pid_ticks", "host", "created_at", "status_at",
@@ -180,14 +181,21 @@ class Store:
         experiment: str | None = None,
         limit: int | None = None,
         columns: tuple[str, ...] = LIST_COLUMNS,
+        sweep: str | None = None,
     ) -> RunList:
         """Runs, newest first. The default columns are the cheap listing; pass FULL_COLUMNS
         for everything but params."""
         sql = f"SELECT {', '.join(columns)} FROM runs"
         args: list[Any] = []
+        where = []
         if experiment is not None:
-            sql += " WHERE experiment = ?"
+            where.append("experiment = ?")
             args.append(experiment)
+        if sweep is not None:
+            where.append("sweep = ?")
+            args.append(sweep)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC"
         if limit is not None:
             sql += " LIMIT ?"

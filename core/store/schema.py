@@ -122,7 +122,20 @@ METRIC_KEY = (
     "run", "name", "coalesce(stem, '')", "coalesce(track, '')", "coalesce(split, '')",
     "coalesce(epoch, -1)", "coalesce(definition, '')",
 )
-SCHEMA_VERSION = 3
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3}
+def _v4(db: sqlite_utils.Database) -> None:
+    # v4: the queue. What a run needs (gpus, gpu_memory in MiB), its priority, the runs it waits
+    # for (JSON list of ids), its sweep, the GPUs it holds (CUDA_VISIBLE_DEVICES; a lease while
+    # the run is active), whether the queue starts it with --resume, and why it waits.
+    for column, kind in (("needs_gpus", int), ("gpu_memory", float), ("priority", int),
+                         ("after", str), ("sweep", str), ("gpus", str), ("resume", int),
+                         ("queued_at", float)):
+        db["runs"].add_column(column, kind)
+    db["runs"].create_index(["status", "priority"])
+
+
+SCHEMA_VERSION = 4
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
+    1: _v1, 2: _v2, 3: _v3, 4: _v4,
+}
 
 

@@ -1,0 +1,122 @@
+"""`nkd run` (one run, a chain, a sweep; now or queued) and `nkd queue`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any
+
+from core.errors import EXIT_OK, NkdError
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from core.queue.plan import make_plan, pin
+    from core.queue.scheduler import ensure_running
+    from core.runner import launch_experiment, resolve_run
+    from nkd_tui.cli import _follow_run, _open
+
+    registry, ws, store = _open(args)
+    after = [resolve_run(store, ref) for ref in args.after or []]
+    plan = make_plan(registry, args.experiment, args.set or [], after, args.sweep_name,
+                     args.queue)
+    if args.priority is not None:
+        for planned in plan.runs:
+            planned.experiment = dataclasses.replace(
+                planned.experiment, params={**planned.experiment.params,
+                                            "priority": args.priority})
+    if not plan.queued:
+        launched = launch_experiment(registry, plan.runs[0].experiment, store=store)
+        if launched.notice:
+            print(f"nkd: {launched.notice}", file=sys.stderr)
+        on = f" on GPU {launched.gpus}" if launched.gpus else ""
+        print(f"{launched.run_id}: started (pid {launched.pid}){on}, folder {launched.run_dir}")
+        if args.detach:
+            return EXIT_OK
+        return _follow_run(store, ws, launched.run_id)
+    ids: list[str] = []
+    for planned in plan.runs:
+        exp = pin(planned.experiment, {k: ids[i] for k, i in planned.pinned.items()})
+        waits = plan.after + [ids[i] for i in planned.parents]
+        launched = launch_experiment(registry, exp, store=store, queued=True, after=waits,
+                                     sweep=planned.sweep)
+        ids.append(launched.run_id)
+        swept = " ".join(planned.overrides) if planned.sweep else ""
+        wait = f" after {', '.join(waits)}" if waits else ""
+        print(f"{launched.run_id}: queued{wait}{'  ' + swept if swept else ''}")
+    for sweep in plan.sweeps:
+        print(f"sweep {sweep}: {sum(p.sweep == sweep for p in plan.runs)} runs "
+              f"(nkd ps --sweep {sweep})")
+    ensure_running(ws)
+    return EXIT_OK
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from core.queue.scheduler import Queue, ensure_running, is_running, paused, set_paused
+    from core.runner import cancel, resolve_run, set_priority
+    from nkd_tui.cli import _open_store
+
+    ws, store = _open_store(args)
+    action = args.action or "list"
+    if action in ("pause", "resume"):
+        set_paused(ws, action == "pause")
+        print(f"queue {'held: nothing new starts' if action == 'pause' else 'resumed'}")
+        if action == "resume":
+            ensure_running(ws)
+        return EXIT_OK
+    if action != "list":
+        if not args.run:
+            raise NkdError(f"nkd queue {action}: which run?")
+        run_id = resolve_run(store, args.run)
+        if action == "cancel":
+            print(cancel(store, ws, run_id))
+        elif action == "top":
+            print(set_priority(store, ws, run_id, None))
+        else:
+            if args.priority is None:
+                raise NkdError("nkd queue priority RUN N: give the priority N (an integer)")
+            print(set_priority(store, ws, run_id, args.priority))
+        return EXIT_OK
+    decisions = Queue(ws, store).decide()
+    if decisions and not is_running(ws) and not paused(ws):
+        ensure_running(ws)  # e.g. after the scheduler was killed: nothing queued is forgotten
+    rows: list[dict[str, Any]] = []
+    for n, d in enumerate(decisions, 1):
+        state = {"start": "starting now", "blocked": "blocked: " + d.reason}.get(
+            d.state, d.reason)
+        rows.append({"position": n, "run": d.row["id"], "priority": d.row["priority"] or 0,
+                     "sweep": d.row.get("sweep"), "waits": state})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    head = "queue held (nkd queue resume)" if paused(ws) else "queue"
+    print(f"{head}: {len(rows)} queued; scheduler {'running' if is_running(ws) else 'idle'}")
+    for r in rows:
+        print(f"{r['position']:>3}  {r['run']:<40} p{r['priority']:<3} {r['waits']}")
+    return EXIT_OK
+
+
+def add_parsers(add: Any, sub: Any) -> None:
+    """`run` and `queue`, for build_parser."""
+    p = add(sub, "run", help="start runs: one now, or a chain or sweep through the queue")
+    p.add_argument("experiment", nargs="+", help="experiments (a chain, in order) or a sweep")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a setting; a comma list or range(a,b,step) sweeps it")
+    p.add_argument("--queue", "-q", action="store_true",
+                   help="wait in the queue for free GPUs (chains and sweeps always do)")
+    p.add_argument("--after", action="append", metavar="RUN",
+                   help="start only after this run (or experiment's latest run) finished")
+    p.add_argument("--priority", type=int, help="queue priority (higher first)")
+    p.add_argument("--sweep-name", help="the sweep's id (default <experiment>_sweep_<time>)")
+    p.add_argument("--detach", "-d", action="store_true", help="return at once")
+    p.set_defaults(func=cmd_run)
+
+    p = add(sub, "queue", help="queued runs and why each waits; cancel, top, priority, hold")
+    p.add_argument("action", nargs="?",
+                   choices=["list", "cancel", "top", "priority", "pause", "resume"])
+    p.add_argument("run", nargs="?", help="run id, prefix or experiment")
+    p.add_argument("priority", nargs="?", type=int, help="for `priority`: the new priority")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_queue)
+
