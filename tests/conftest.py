@@ -62,6 +62,12 @@ class Workspace:
         return Store(self.db)
 
     def cleanup(self) -> None:
+        scheduler = self.root / "nkd.queue.pid"
+        if scheduler.is_file():
+            try:
+                os.kill(int(scheduler.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError, ValueError):
+                pass
         if not self.db.exists():
             return
         store = self.store()

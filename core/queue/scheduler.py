@@ -34,8 +34,9 @@ LOCK_NAME = "nkd.queue.lock"
 PLACE_LOCK_NAME = "nkd.place.lock"
 PAUSE_NAME = "nkd.queue.paused"
 LOG_NAME = "nkd.queue.log"
+PID_NAME = "nkd.queue.pid"
 CYCLE_S = 0.2
-IDLE_EXIT_S = 30.0
+IDLE_EXIT_S = float(os.environ.get("NKD_QUEUE_IDLE_S", "30"))  # exit after this long idle
 HOLDING = tuple(s for s in ACTIVE if s != "queued")  # statuses that hold a lease
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -257,6 +258,7 @@ def serve(registry_path: Path, idle_exit: float = IDLE_EXIT_S) -> int:
         return 0  # another scheduler has this workspace
     store = Store(ws.db_path)
     queue = Queue(ws, store)
+    (ws.root / PID_NAME).write_text(f"{os.getpid()}\n")
     print(f"nkd queue: scheduler {os.getpid()} for {ws.registry_path}", flush=True)
     idle_since = time.monotonic()
     try:
@@ -279,6 +281,7 @@ def serve(registry_path: Path, idle_exit: float = IDLE_EXIT_S) -> int:
             time.sleep(CYCLE_S)
     finally:
         store.close()
+        (ws.root / PID_NAME).unlink(missing_ok=True)
         os.close(lock)
 
 

@@ -13,6 +13,10 @@ ap.add_argument("--delay", type=float, default=0.05)
 ap.add_argument("--fail-at", type=int, default=0)
 args = ap.parse_args()
 
+if os.environ.get("NKD_RUN_DIR") and "CUDA_VISIBLE_DEVICES" in os.environ:
+    # what GPUs this run was given, for the queue's tests
+    with open(os.path.join(os.environ["NKD_RUN_DIR"], "visible.txt"), "w") as fh:
+        fh.write(f"{os.environ['CUDA_VISIBLE_DEVICES']} {os.environ.get('CUDA_DEVICE_ORDER')}\n")
 stop = {"asked": False}
 signal.signal(signal.SIGINT, lambda *_: stop.update(asked=True))
 print("@nkd " + json.dumps({"epochs_total": args.epochs}), flush=True)
