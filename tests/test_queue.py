@@ -228,7 +228,7 @@ def test_placement_rules() -> None:
     assert got is None and "GPU 0 runs r1" in why
     got, why = place(Need(1), [gpu(0, util=95, foreign=1000)], [], cfg)
     assert got is None and "busy with others' jobs" in why
-    got, _ = place(Need(1, parse_memory("10GiB")), [gpu(0)], [Lease("r1", ("0",), 71680.0)],
+    got, _ = place(Need(1, parse_memory("10GiB")), [gpu(0)], [Lease("r1", ("0",), 72000.0)],
                    QueueConfig(runs_per_gpu=2))
     assert got is None  # the lease's memory counts before the run has allocated it
     got, why = place(Need(2), [gpu(0), gpu(1)], [], QueueConfig(gpus=(1,)))
