@@ -93,9 +93,11 @@ def states(gpus: list[Gpu], leases: list[Lease], config: QueueConfig,
 def place(
     need: Need, gpus: list[Gpu], leases: list[Lease], config: QueueConfig,
     nkd_pids: set[int] = frozenset(),  # type: ignore[assignment]
+    gpu_states: list[GpuState] | None = None,
 ) -> tuple[list[Gpu] | None, str]:
     """The GPUs for a run (an empty list for a run that needs none), or None and why it waits.
-    On a box without GPUs runs take slots: at most `max_running` at once."""
+    On a box without GPUs runs take slots: at most `max_running` at once. `gpu_states`, when
+    given, are `states(gpus, leases, ...)` computed once for many runs."""
     if not gpus:
         if len(leases) >= config.max_running:
             names = ", ".join(lease.run_id for lease in leases[:3])
@@ -105,7 +107,7 @@ def place(
     if need.gpus == 0:
         return [], ""
     free, why = [], []
-    for st in states(gpus, leases, config, nkd_pids):
+    for st in gpu_states if gpu_states is not None else states(gpus, leases, config, nkd_pids):
         label = f"GPU {st.gpu.index}"
         if config.gpus is not None and st.gpu.index not in config.gpus:
             continue
@@ -127,8 +129,10 @@ def place(
 
 
 def after_of(row: dict[str, Any]) -> list[str]:
+    if not row.get("after"):
+        return []
     try:
-        after = json.loads(row.get("after") or "[]")
+        after = json.loads(row["after"])
     except ValueError:
         return []
     return [a for a in after if isinstance(a, str)]

@@ -26,7 +26,7 @@ from core.errors import NkdError
 from core.events import ACTIVE, FINAL
 from core.gpus import Gpu, GpuError, read_gpus
 from core.queue.config import QueueConfig
-from core.queue.placement import Lease, after_of, leases_of, need_of, place
+from core.queue.placement import Lease, after_of, leases_of, need_of, place, states
 from core.store import Store
 from core.workspace import Workspace
 
@@ -145,12 +145,16 @@ class Queue:
         pids = nkd_pids() if any(g.processes for g in gpus) else set()
         statuses = self._statuses({a for r in rows for a in after_of(r)})
         out = []
+        gpu_states = None  # computed once, again only after a run is placed
         for row in rows:
             state, reason = _dependencies(after_of(row), statuses)
             if state != "ready":
                 out.append(Decision(row, state, reason))
                 continue
-            placed, why = place(need_of(row, bool(gpus)), gpus, leases, config, pids)
+            if gpu_states is None:
+                gpu_states = states(gpus, leases, config, pids)
+            placed, why = place(need_of(row, bool(gpus)), gpus, leases, config, pids,
+                                gpu_states)
             if placed is None:
                 out.append(Decision(row, "wait", why))
                 continue
@@ -158,6 +162,7 @@ class Queue:
             # what it will hold counts for the runs after it in this same pass
             leases.append(Lease(row["id"], tuple(g.visible_id for g in placed),
                                 row.get("gpu_memory")))
+            gpu_states = None
         return out
 
     def _statuses(self, ids: set[str]) -> dict[str, str]:
