@@ -51,9 +51,10 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     registry = load_registry(_registry_path(args))
+    sweeps = f"{len(registry.sweeps)} sweeps, " if registry.sweeps else ""
     print(
         f"{registry.path}: {len(registry.experiments)} experiments, "
-        f"{len(registry.data)} data sources, all valid"
+        f"{len(registry.data)} data sources, {sweeps}all valid"
     )
     return 0
 

@@ -245,3 +245,38 @@ def test_nvml_reads_the_real_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     if not gpus:
         pytest.skip("no NVIDIA GPU on this machine")
     assert all(g.memory_total_mib > 0 and g.uuid for g in gpus)
+
+
+def test_resume_puts_a_suspended_queued_run_back_in_the_queue(
+    queue_ws: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Suspend frees the GPU (a final status ends the lease); resume queues the run again, to
+    continue from its state on whichever GPU is free."""
+    from core.reporter import Reporter
+
+    monkeypatch.setenv("NKD_GPUS", str(_gpus(tmp_path / "gpus.json", 2)))
+    assert nkd(queue_ws, "queue", "pause") == 0
+    run_id = "mark1_20260101_000000"
+    run_dir = queue_ws.root / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    store = queue_ws.store()
+    rep = Reporter(run_id, run_dir, store)
+    rep.event({"type": "run", "experiment": "mark1", "recipe": "noise.teacher",
+               "status": "queued"})
+    rep.status("starting", by="queue", pid=None)
+    rep.event({"type": "worker", "pid": os.getpid(), "gpus": "1"})
+    rep.status("running")
+    rep.status("suspended", exit_code=0)
+    rep.close()
+    from core.queue.scheduler import Queue, lease_rows
+    from core.workspace import Workspace as Paths
+
+    assert lease_rows(store) == []  # the suspended run holds no GPU
+    capsys.readouterr()
+    assert nkd(queue_ws, "resume", run_id) == 0
+    assert "queued again" in capsys.readouterr().out
+    row = store.get_run(run_id)
+    assert row["status"] == "queued" and row["resume"] == 1 and row["gpus"] is None
+    decision = Queue(Paths.at(queue_ws.registry), store).decide()[0]
+    assert decision.state == "start" and decision.row["resume"] == 1
