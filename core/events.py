@@ -16,6 +16,7 @@ from typing import Any
 ACTIVE = ("queued", "starting", "running", "paused", "stopping", "suspending")
 FINAL = ("finished", "stopped", "suspended", "failed", "killed", "lost", "blocked", "cancelled")
 STATUSES = ACTIVE + FINAL
+HOLDING = tuple(s for s in ACTIVE if s != "queued")  # a run in these holds its GPUs (a lease)
 NAME_MAX = 100  # metric names, stems, splits, roles
 TEXT_MAX = 2000  # error messages, paths
 MAX_LINE_BYTES = 1 << 20  # a longer line is refused before it is parsed

@@ -20,6 +20,7 @@ from core.errors import NkdError
 from core.registry import Registry, load_registry
 from core.workspace import Workspace
 from nkd_tui.format import STATUS_SYMBOL, status_text
+from nkd_tui.gpu_panel import GpuPanel
 from nkd_tui.poll import Poller, Snapshot
 
 POLL_S = 1.0  # bounded refresh: one store read a second, redraws only for what changed
@@ -101,6 +102,9 @@ class NkdApp(App[None]):
         Binding("c", "compare", "Compare", id="run.compare"),
         Binding("L", "lineage", "Lineage", id="run.lineage"),
         Binding("R", "control('restart')", "Restart", id="run.restart", show=False),
+        Binding("g", "gpus", "GPUs", id="app.gpus", show=False),
+        Binding("x", "queue('cancel')", "Cancel queued", id="queue.cancel", show=False),
+        Binding("t", "queue('top')", "Queue top", id="queue.top", show=False),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
@@ -136,6 +140,7 @@ class NkdApp(App[None]):
             yield ExperimentTree("experiments", id="experiments")
             with Vertical(id="right"):
                 yield DataTable(id="runs", cursor_type="row", zebra_stripes=False)
+                yield GpuPanel(id="gpus")
                 with Horizontal(id="detail"):
                     yield LossChart(id="chart")
                     yield Log(id="log", highlight=False, auto_scroll=True)
@@ -174,11 +179,12 @@ class NkdApp(App[None]):
     def refresh_data(self) -> None:
         chart = self.query_one(LossChart)
         after = int(chart.epochs[-1]) if chart.run_id == self.run_id and len(chart.epochs) else 0
-        self._poll(self.experiment, self.run_id, after)
+        self._poll(self.experiment, self.run_id, after, self.query_one(GpuPanel).has_class(
+            "-shown"))
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
-    def _poll(self, experiment: str | None, run_id: str | None, after: int) -> None:
-        snap = self.poller.snapshot(experiment, run_id, after)
+    def _poll(self, experiment: str | None, run_id: str | None, after: int, gpus: bool) -> None:
+        snap = self.poller.snapshot(experiment, run_id, after, gpus=gpus)
         self.call_from_thread(self._apply, snap)
 
     def _apply(self, snap: Snapshot) -> None:
@@ -200,6 +206,8 @@ class NkdApp(App[None]):
                     log.write(snap.log_tail)
             for run_id in snap.lost:
                 self.notify(f"{run_id}: its worker vanished; shown as lost", severity="warning")
+            if snap.gpus is not None:
+                self.query_one(GpuPanel).show_reading(snap.gpus)
 
     def _update_tree(self, latest: dict[str, str]) -> None:
         for branch in self.query_one(Tree).root.children:
@@ -283,6 +291,13 @@ class NkdApp(App[None]):
 
         self.push_screen(HelpScreen())
 
+    def action_gpus(self) -> None:
+        panel = self.query_one(GpuPanel)
+        panel.toggle_class("-shown")
+        if panel.has_class("-shown"):
+            panel.show_reading(None)
+            self.refresh_data()
+
     def action_launch(self) -> None:
         if not self.experiment:
             return
@@ -290,22 +305,46 @@ class NkdApp(App[None]):
 
         name = self.experiment
 
-        def launched(overrides: list[str] | None) -> None:
-            if overrides is not None:
-                self._launch(name, overrides)
+        def launched(choice: tuple[list[str], bool] | None) -> None:
+            if choice is not None:
+                self._launch(name, *choice)
 
         self.push_screen(LaunchScreen(self.registry, name), launched)
 
     @work(thread=True, group="control", exit_on_error=False)
-    def _launch(self, name: str, overrides: list[str]) -> None:
-        from core.runner import launch
+    def _launch(self, name: str, overrides: list[str], queued: bool = False) -> None:
+        from core.queue.scheduler import ensure_running
+        from core.runner import launch_experiment
 
         try:
-            done = launch(self.registry, name, overrides, store=self.poller.store)
+            exp = self.registry.resolve(name, overrides)
+            done = launch_experiment(self.registry, exp, store=self.poller.store, queued=queued)
+            if queued:
+                ensure_running(self.workspace)
         except NkdError as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
             return
-        self.call_from_thread(self.notify, f"{done.run_id}: started")
+        what = "queued" if queued else "started" + (f" on GPU {done.gpus}" if done.gpus else "")
+        self.call_from_thread(self.notify, f"{done.run_id}: {what}")
+        self.call_from_thread(self.refresh_data)
+
+    def action_queue(self, what: str) -> None:
+        if self.run_id:
+            self._queue(self.run_id, what)
+
+    @work(thread=True, group="control", exit_on_error=False)
+    def _queue(self, run_id: str, what: str) -> None:
+        from core.runner import cancel, set_priority
+
+        try:
+            if what == "cancel":
+                message = cancel(self.poller.store, self.workspace, run_id)
+            else:
+                message = set_priority(self.poller.store, self.workspace, run_id, None)
+        except NkdError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.call_from_thread(self.notify, message)
         self.call_from_thread(self.refresh_data)
 
     def action_control(self, action: str) -> None:

@@ -9,12 +9,13 @@ from typing import Any
 STATUS_SYMBOL = {
     "queued": "…", "starting": "…", "running": "▶", "paused": "⏸", "stopping": "■",
     "suspending": "■", "suspended": "⏾", "finished": "✓", "stopped": "■", "failed": "✗",
-    "killed": "✗", "lost": "?",
+    "killed": "✗", "lost": "?", "blocked": "⊘", "cancelled": "■",
 }
 
 
 def status_text(status: str) -> str:
-    return f"{STATUS_SYMBOL.get(status, ' ')} {status}"
+    """`▶ running`; a queued run's status may carry its position (`queued #2`)."""
+    return f"{STATUS_SYMBOL.get(status.split(' ', 1)[0], ' ')} {status}"
 
 
 def fmt_time(t: float | None) -> str:

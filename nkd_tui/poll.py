@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.events import HOLDING
 from core.store import Store
 from core.workspace import Workspace
 from nkd_tui.format import duration, fmt_num, fmt_time
@@ -15,8 +16,9 @@ LOG_TAIL_BYTES = 16_384
 RECONCILE_EVERY_S = 5.0
 RUN_COLUMNS = (
     "id", "status", "epoch", "epochs_total", "best_val_loss",
-    "coalesce(sdr, accuracy) AS score", "started_at", "ended_at", "device",
+    "coalesce(sdr, accuracy) AS score", "started_at", "ended_at", "device", "gpus",
 )
+GPUS_EVERY_S = 2.0  # the GPU panel's reading (a subprocess: the TUI never loads NVML)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,17 @@ class Snapshot:
     new_epochs: tuple[tuple[int, float | None, float | None], ...] = ()
     log_tail: str = ""
     lost: tuple[str, ...] = field(default_factory=tuple)
+    gpus: GpuReading | None = None  # only while the GPU panel is shown
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    """What the GPU panel shows: the GPUs as `python -m core.gpus` printed them, and which
+    active nkd runs hold each (CUDA_VISIBLE_DEVICES id -> run ids)."""
+
+    gpus: tuple[dict, ...]
+    holders: dict[str, tuple[str, ...]]
+    error: str = ""
 
 
 def short_id(run_id: str, experiment: str) -> str:
@@ -52,6 +65,7 @@ class Poller:
         self.clock = clock
         self._local = threading.local()
         self._next_reconcile = 0.0
+        self._gpu_reading: tuple[float, tuple[dict, ...], str] | None = None
 
     @property
     def store(self) -> Store:
@@ -63,6 +77,7 @@ class Poller:
     def snapshot(
         self, experiment: str | None, run_id: str | None, after_epoch: int,
         reconcile_runs: bool = True,
+        gpus: bool = False,
     ) -> Snapshot:
         """What the screen shows. `reconcile_runs=False` skips the liveness check (and its
         imports), for the snapshot read while the app starts; the next poll does it."""
@@ -82,25 +97,54 @@ class Poller:
             new_epochs = tuple(self.store.epochs_after(run_id, after_epoch))
             tail = self.log_tail(run_id)
         return Snapshot(self.store.latest_statuses(), experiment, runs, run_id, new_epochs,
-                        tail, lost)
+                        tail, lost, self.gpu_reading() if gpus else None)
+
+    def gpu_reading(self) -> GpuReading:
+        """The GPUs (read at most every GPUS_EVERY_S, in a subprocess) and their nkd holders."""
+        now = time.monotonic()
+        if self._gpu_reading is None or now - self._gpu_reading[0] >= GPUS_EVERY_S:
+            self._gpu_reading = (now, *_read_gpus())
+        _, gpus, error = self._gpu_reading
+        holders: dict[str, list[str]] = {}
+        marks = ", ".join("?" * len(HOLDING))
+        for run_id, ids in self.store.conn.execute(
+            f"SELECT id, gpus FROM runs WHERE gpus IS NOT NULL AND status IN ({marks})", HOLDING
+        ):
+            for gpu in ids.split(","):
+                holders.setdefault(gpu, []).append(run_id)
+        return GpuReading(gpus, {k: tuple(v) for k, v in holders.items()}, error)
 
     def runs(self, experiment: str) -> tuple[RunRow, ...]:
         now = self.clock()
         out = []
+        positions: dict[str, int] = {}
         for r in self.store.list_runs(experiment, columns=RUN_COLUMNS):
+            if r["status"] == "queued" and not positions:
+                positions = self.queue_positions()
             total = r["epochs_total"]
+            status = r["status"]
+            if status == "queued" and r["id"] in positions:
+                status = f"queued #{positions[r['id']]}"
             cells = (
                 short_id(r["id"], experiment),
-                r["status"],
+                status,
                 f"{r['epoch'] or 0}/{total or '?'}",
                 fmt_num(r["best_val_loss"]),
                 fmt_num(r["score"]),
                 fmt_time(r["started_at"]),
                 duration(r, now),
-                r["device"] or "-",
+                f"gpu {r['gpus']}" if r["gpus"] else r["device"] or "-",
             )
             out.append(RunRow(r["id"], r["status"], cells))
         return tuple(out)
+
+    def queue_positions(self) -> dict[str, int]:
+        """Queued runs' places in the queue (the scheduler's order: priority, then age)."""
+        cur = self.store.conn.execute(
+            "SELECT id FROM runs WHERE status = 'queued' ORDER BY priority DESC, queued_at, "
+            "created_at"
+        )
+        return {run_id: n for n, (run_id,) in enumerate(cur, 1)}
 
     def log_tail(self, run_id: str) -> str:
         path: Path = self.ws.run_dir(run_id) / "output.log"
@@ -114,3 +158,21 @@ class Poller:
             return ""
         text = data.decode("utf-8", errors="replace")
         return text if size <= LOG_TAIL_BYTES else text.split("\n", 1)[-1]
+
+
+def _read_gpus() -> tuple[tuple[dict, ...], str]:
+    """`python -m core.gpus` in its own process: NVML (or NKD_GPUS) never loads in the TUI."""
+    import json
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, "-m", "core.gpus"], capture_output=True,
+                              text=True, timeout=10, check=False,
+                              cwd=Path(__file__).resolve().parent.parent)
+        doc = json.loads(done.stdout or "{}")
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        return (), f"GPUs not read: {exc}"
+    if "error" in doc:
+        return (), str(doc["error"])
+    return tuple(doc.get("gpus", [])), ""

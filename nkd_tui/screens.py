@@ -55,11 +55,13 @@ def overrides_from(text: str, original: str) -> list[str]:
     return [f"{k}={_toml_value(v)}" for k, v in edited.items() if before.get(k, object()) != v]
 
 
-class LaunchScreen(ModalScreen[list[str] | None]):
-    """The resolved settings of one experiment, editable; validated by the registry on launch."""
+class LaunchScreen(ModalScreen[tuple[list[str], bool] | None]):
+    """The resolved settings of one experiment, editable; validated by the registry on launch.
+    Dismissed with (overrides, queued), or None."""
 
     BINDINGS = [
         Binding("ctrl+s", "launch", "Launch", id="launch.go"),
+        Binding("ctrl+e", "launch(True)", "Queue", id="launch.queue"),
         Binding("escape", "cancel", "Cancel", id="launch.cancel"),
     ]
 
@@ -79,15 +81,16 @@ class LaunchScreen(ModalScreen[list[str] | None]):
             yield Static("", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Launch (ctrl+s)", variant="primary", id="go")
+                yield Button("Queue (ctrl+e)", id="queue")
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "go":
-            self.action_launch()
+        if event.button.id in ("go", "queue"):
+            self.action_launch(event.button.id == "queue")
         else:
             self.action_cancel()
 
-    def action_launch(self) -> None:
+    def action_launch(self, queued: bool = False) -> None:
         text = self.query_one("#settings", TextArea).text
         try:
             overrides = overrides_from(text, self.original)
@@ -95,7 +98,7 @@ class LaunchScreen(ModalScreen[list[str] | None]):
         except NkdError as exc:
             self.query_one("#error", Static).update(f"[red]{exc}[/red]")
             return
-        self.dismiss(overrides)
+        self.dismiss((overrides, queued))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -135,6 +138,8 @@ HELP_KEYS = (
     ("space", "mark / unmark a run for compare (any experiment)"),
     ("c", "compare the marked runs: metrics, curves, settings"),
     ("L", "lineage: fine-tunes, blends, evaluations; b blends"),
+    ("g", "GPU panel: each GPU's use, its nkd runs and others' jobs"),
+    ("x / t", "queued run: cancel / start next (ctrl+e in launch queues)"),
     ("q", "quit; runs keep going, reopen nkd to see them again"),
 )
 
@@ -145,7 +150,7 @@ def help_text() -> Text:
     for key, what in HELP_KEYS:
         text.append(f"  {key:<7}", style="bold")
         text.append(f"{what}\n")
-    text.append("\nRuns started with `nkd run` in another terminal appear within a second.")
+    text.append("\nRuns started elsewhere (`nkd run`) appear within a second.")
     return text
 
 

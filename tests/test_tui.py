@@ -206,3 +206,38 @@ async def test_keys_control_a_real_worker_and_quit_leaves_it_running(tmp_path: P
                         os.killpg(int(child.read_text()), 9)
                     except ProcessLookupError:
                         pass
+
+
+def test_snapshot_gpu_panel(tmp_path: Path, snap_compare, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A described 4-GPU box: GPU 1 held by an nkd run, GPU 2 by someone else's job."""
+    import json
+    import os
+
+    from core.liveness import identity
+
+    gpus = [{"index": i, "uuid": f"GPU-{i}", "name": "NVIDIA H100 80GB",
+             "memory_total_mib": 81559, "memory_used_mib": used, "utilization": util,
+             "processes": procs}
+            for i, (used, util, procs) in enumerate([
+                (0, 0, []),
+                (23000, 61, []),
+                (70400, 88, [{"pid": 4242, "user": "someone", "memory_mib": 70000}]),
+                (0, 0, []),
+            ])]
+    (tmp_path / "gpus.json").write_text(json.dumps({"gpus": gpus}))
+    monkeypatch.setenv("NKD_GPUS", str(tmp_path / "gpus.json"))
+    root = tmp_path / "ws"
+    root.mkdir()
+    app = _app(root)
+    run_id = "crnn_long_20260110_090000"
+    run_dir = root / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    store = Store(root / "nkd.db")
+    rep = Reporter(run_id, run_dir, store)
+    rep.event({"type": "run", "experiment": "crnn_long", "recipe": "separation.train",
+               "epochs_total": 40, "t": T0 + 9 * 86_400, "status": "starting"})
+    rep.event({"type": "worker", **identity(os.getpid()), "gpus": "1", "t": T0 + 9 * 86_400})
+    rep.event({"type": "status", "status": "running", "t": T0 + 9 * 86_400 + 1})
+    rep.close()
+    store.close()
+    assert snap_compare(app, terminal_size=SIZE, run_before=_after_key("g"))

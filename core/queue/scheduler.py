@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import NkdError
-from core.events import ACTIVE, FINAL
+from core.events import FINAL, HOLDING
 from core.gpus import Gpu, GpuError, read_gpus
 from core.queue.config import QueueConfig
 from core.queue.placement import Lease, after_of, leases_of, need_of, place, states
@@ -37,7 +37,6 @@ LOG_NAME = "nkd.queue.log"
 PID_NAME = "nkd.queue.pid"
 CYCLE_S = 0.2
 IDLE_EXIT_S = float(os.environ.get("NKD_QUEUE_IDLE_S", "30"))  # exit after this long idle
-HOLDING = tuple(s for s in ACTIVE if s != "queued")  # statuses that hold a lease
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
