@@ -20,7 +20,8 @@ def test_core_imports_no_ui() -> None:
     loaded = _loaded_after(
         "import core, core.registry, core.store, core.runner, core.worker, core.reporter, "
         "core.report, core.recipes, core.training, core.features, core.noise.recipes, "
-        "core.separation.recipes, core.separation.bsseval, core.lineage, core.blends"
+        "core.separation.recipes, core.separation.bsseval, core.lineage, core.blends, "
+        "core.queue.scheduler, core.queue.plan, core.gpus, core.events, core.capture.records"
     )
     assert not loaded & {"textual", "textual_plotext", "rich"}, loaded & {"textual", "rich"}
 
@@ -28,14 +29,16 @@ def test_core_imports_no_ui() -> None:
 def test_cli_imports_no_torch() -> None:
     loaded = _loaded_after(
         "import nkd_tui, nkd_tui.cli, nkd_tui.app, nkd_tui.compare_screen, "
-        "nkd_tui.lineage_screen, core.runner, core.worker, core.lineage, core.blends"
+        "nkd_tui.lineage_screen, nkd_tui.cli_queue, nkd_tui.gpu_panel, core.runner, "
+        "core.worker, core.lineage, core.blends, core.queue.scheduler"
     )
     assert "torch" not in loaded and "librosa" not in loaded
+    assert "pynvml" not in loaded  # NVML is read in `python -m core.gpus`, never in the TUI
 
 
 def test_nkd_help_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "nkd_tui.cli", "--help"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     for command in ("run", "ps", "logs", "show", "pause", "resume", "suspend", "stop", "kill",
-                    "restart", "reindex", "data", "blend", "lineage"):
+                    "restart", "reindex", "data", "blend", "lineage", "queue"):
         assert command in out
