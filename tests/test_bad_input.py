@@ -32,6 +32,7 @@ class Case:
     words: list[str]  # each must appear in the one line
     registry: str | None = None  # a bad registry file's text, written as bad.toml
     db: Callable[[Path], None] | None = None  # breaks nkd.db before the command
+    env: dict[str, str] | None = None  # environment for the command ({root}: the workspace)
 
 
 SHARED = BASE_REGISTRY + """
@@ -137,6 +138,38 @@ def _cases() -> list[Case]:
                       ["key 'data'", "unknown data source 'nope'"]))
     cases.append(Case("unknown-experiment", ["run", "tik"],
                       ["unknown experiment 'tik'", "did you mean 'tick'"]))
+    # the queue: sweeps, waits, placement settings, queue commands
+    for value, words in [
+        ("gpus=-1", ["key 'gpus' must be ≥ 0"]),
+        ("gpu_memory=lots", ["key 'gpu_memory' must be a size"]),
+        ("priority=high", ["key 'priority' must be an integer"]),
+        ("lr=1,,2", ["has an empty value in its comma list"]),
+        ("lr=range(1,0)", ["range(1,0) is empty"]),
+        ("lr=range(a,b)", ["range(a,b) needs numbers"]),
+        ("epochs=range(1,5000)", ["has more than 1000 values"]),
+    ]:
+        cases.append(Case(f"queue-set-{value}", ["run", "tick", "--set", value],
+                          ["experiment 'tick'", *words]))
+    cases += [
+        Case("queue-sweep-name", ["run", "tick", "--set", "epochs=1,2", "--sweep-name", "../x"],
+             ["--sweep-name", "'../x' is not a valid name"]),
+        Case("queue-after-unknown", ["run", "tick", "--after", "nope"],
+             ["no run or experiment with runs named 'nope'"]),
+        Case("queue-chain-unknown", ["run", "tick", "tik", "--queue"],
+             ["unknown experiment 'tik'"]),
+        Case("queue-cancel-ended", ["queue", "cancel", "{run}"], ["{run}", "is finished, not "
+                                                                   "queued"]),
+        Case("queue-top-ended", ["queue", "top", "{run}"], ["{run}", "is finished, not queued"]),
+        Case("queue-priority-ended", ["queue", "priority", "{run}", "3"],
+             ["is finished, not queued"]),
+        Case("queue-priority-no-n", ["queue", "priority", "{run}"], ["give the priority N"]),
+        Case("queue-cancel-no-run", ["queue", "cancel"], ["which run?"]),
+        Case("queue-cancel-unknown", ["queue", "cancel", "nope"], ["no run or experiment"]),
+        Case("gpus-file-missing", ["run", "tick"], ["NKD_GPUS", "gpus-missing.json"],
+             env={"NKD_GPUS": "{root}/gpus-missing.json"}),
+        Case("gpus-file-garbage", ["run", "tick"], ["NKD_GPUS", "not readable JSON"],
+             env={"NKD_GPUS": "{root}/experiments.toml"}),
+    ]
     # names that become paths
     for name in ("../x", "a/b", ".hidden", "x" * 81, "a b", "..", "/abs"):
         cases.append(Case(f"blend-name-{name[:8]}", ["blend", "tick", "slow", "--weights",
@@ -210,7 +243,8 @@ def test_the_table_is_large_enough() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(
-    case: Case, space: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    case: Case, space: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     shared, run_id = space
     root = shared
@@ -227,6 +261,8 @@ def test_bad_input(
         registry = root / "bad.toml"
         registry.write_text(case.registry)
     before = _tree(root)
+    for key, value in (case.env or {}).items():
+        monkeypatch.setenv(key, value.replace("{root}", str(root)))
     argv = [a.replace("{run}", run_id) for a in case.argv]
     capsys.readouterr()
     code = main(["--registry", str(registry), *argv])

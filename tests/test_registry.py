@@ -197,6 +197,21 @@ BAD += [
     ("[experiments.\"" + "x" * 81 + "\"]\ncommand = ['t']", ["at most 80 characters"]),
     ("[experiments.m]\nrecipe = 'separation.blend'\nval_data = 'd'\n"
      "sources = { a = nan, b = 0.5 }", ["weight of 'a' is nan"]),
+    # the queue's keys and tables
+    ("[experiments.a]\ncommand = ['t']\ngpus = -1", ["key 'gpus' must be ≥ 0"]),
+    ("[experiments.a]\ncommand = ['t']\ngpu_memory = 'lots'",
+     ["key 'gpu_memory' must be a size such as \"10GiB\""]),
+    ("[experiments.a]\ncommand = ['t']\npriority = 'high'", ["key 'priority' must be an integer"]),
+    ("[queue]\nruns_per_gpu = 0", ["[queue]", "key 'runs_per_gpu' must be an integer ≥ 1"]),
+    ("[queue]\ngpus = 'all'", ["[queue]", "key 'gpus' must be a list of GPU indices"]),
+    ("[queue]\nutilisation = 50", ["[queue]", "unknown key 'utilisation'"]),
+    ("[queue]\nutilization_ceiling = 150", ["key 'utilization_ceiling' must be a percentage"]),
+    ("[experiments.a]\ncommand = ['t']\n[sweeps.s]\nexperiment = 'b'\ngrid = { lr = [1] }",
+     ["sweep 's'", "unknown experiment 'b'"]),
+    ("[experiments.a]\ncommand = ['t']\n[sweeps.s]\nexperiment = 'a'\ngrid = { lr = [] }",
+     ["sweep 's'", "key 'grid' must be a table of key -> non-empty list"]),
+    ("[experiments.a]\ncommand = ['t']\n[sweeps.a]\nexperiment = 'a'\ngrid = { lr = [1] }",
+     ["sweep 'a'", "an experiment has the same name"]),
 ]
 
 
