@@ -105,6 +105,7 @@ class NkdApp(App[None]):
         Binding("g", "gpus", "GPUs", id="app.gpus", show=False),
         Binding("x", "queue('cancel')", "Cancel queued", id="queue.cancel", show=False),
         Binding("t", "queue('top')", "Queue top", id="queue.top", show=False),
+        Binding("S", "compare_sweep", "Compare sweep", id="run.compare_sweep", show=False),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
@@ -411,6 +412,19 @@ class NkdApp(App[None]):
         from nkd_tui.compare_screen import CompareScreen
 
         self.push_screen(CompareScreen(self.workspace.db_path, list(self.marked),
+                                       self.workspace.root / "exports", clock=self.poller.clock))
+
+    def action_compare_sweep(self) -> None:
+        """Every run of the highlighted run's sweep, side by side (the swept settings differ,
+        so they lead the settings table)."""
+        row = self.poller.store.get_run(self.run_id) if self.run_id else None
+        if not row or not row.get("sweep"):
+            self.notify("the highlighted run is not part of a sweep", severity="warning")
+            return
+        ids = [r["id"] for r in self.poller.store.list_runs(sweep=row["sweep"])]
+        from nkd_tui.compare_screen import CompareScreen
+
+        self.push_screen(CompareScreen(self.workspace.db_path, ids,
                                        self.workspace.root / "exports", clock=self.poller.clock))
 
     def action_lineage(self) -> None:

@@ -136,7 +136,7 @@ HELP_KEYS = (
     ("s", "stop (asks first): finish the step, save the state"),
     ("K / R", "kill (asks first) / restart an ended run from its state"),
     ("space", "mark / unmark a run for compare (any experiment)"),
-    ("c", "compare the marked runs: metrics, curves, settings"),
+    ("c / S", "compare the marked runs / the highlighted run's sweep"),
     ("L", "lineage: fine-tunes, blends, evaluations; b blends"),
     ("g", "GPU panel: each GPU's use, its nkd runs and others' jobs"),
     ("x / t", "queued run: cancel / start next (ctrl+e in launch queues)"),

@@ -241,3 +241,40 @@ def test_snapshot_gpu_panel(tmp_path: Path, snap_compare, monkeypatch: pytest.Mo
     rep.close()
     store.close()
     assert snap_compare(app, terminal_size=SIZE, run_before=_after_key("g"))
+
+
+async def test_queued_runs_show_their_place_and_keys_move_cancel_and_compare(
+    tmp_path: Path,
+) -> None:
+    registry = _fixture_workspace(tmp_path)
+    store = Store(tmp_path / "nkd.db")
+    ids = [f"crnn_long_20260111_12000{n}" for n in range(3)]
+    for n, run_id in enumerate(ids):
+        (tmp_path / "runs" / run_id).mkdir(parents=True)
+        rep = Reporter(run_id, tmp_path / "runs" / run_id, store)
+        rep.event({"type": "run", "experiment": "crnn_long", "recipe": "separation.train",
+                   "status": "queued", "sweep": "lr_sweep", "params": {"lr": 10.0 ** -(n + 3)},
+                   "t": T0 + 10 * 86_400 + n})
+        rep.close()
+    store.close()
+    app = make_app(registry, clock=lambda: T0 + 11 * 86_400, poll=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        table = app.query_one("#runs")
+        statuses = [str(table.get_row(run_id)[1]) for run_id in reversed(ids)]
+        assert statuses == ["… queued #3", "… queued #2", "… queued #1"]
+        await pilot.press("tab")  # the newest queued run is highlighted
+        await _settle(pilot)
+        assert app.run_id == ids[-1]
+        await pilot.press("t")  # to the top of the queue
+        await _settle(pilot)
+        app.refresh_data()
+        await _settle(pilot)
+        assert str(table.get_row(ids[-1])[1]) == "… queued #1"
+        await pilot.press("x")  # cancel it
+        await _settle(pilot)
+        assert Store(tmp_path / "nkd.db").get_run(ids[-1])["status"] == "cancelled"
+        await pilot.press("S")  # the whole sweep side by side
+        await _settle(pilot)
+        assert type(app.screen).__name__ == "CompareScreen"
+        assert sorted(app.screen.run_ids) == sorted(ids)
