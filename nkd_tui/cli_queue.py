@@ -35,6 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.detach:
             return EXIT_OK
         return _follow_run(store, ws, launched.run_id)
+    _notice_without_gpus(plan)
     ids: list[str] = []
     for planned in plan.runs:
         exp = pin(planned.experiment, {k: ids[i] for k, i in planned.pinned.items()})
@@ -50,6 +51,23 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"(nkd ps --sweep {sweep})")
     ensure_running(ws)
     return EXIT_OK
+
+
+def _notice_without_gpus(plan: Any) -> None:
+    """On a box without GPUs a run's `gpus` is ignored: said once for the whole command."""
+    from core.errors import RunError
+    from core.gpus import GpuError, read_gpus
+
+    asking = sorted({p.experiment.name for p in plan.runs if p.experiment.params.get("gpus")})
+    if not asking:
+        return
+    try:
+        if read_gpus():
+            return
+    except GpuError as exc:
+        raise RunError(str(exc)) from None
+    print(f"nkd: this box has no GPU: 'gpus' of {', '.join(asking)} is ignored here; queued "
+          f"runs take slots ([queue] max_running)", file=sys.stderr)
 
 
 def cmd_queue(args: argparse.Namespace) -> int:

@@ -386,7 +386,7 @@ def test_disk_full_records_the_end_and_says_why(tmpfs: Path) -> None:
     filler.write_text(
         "import json, os, sys\n"
         "print('@nkd ' + json.dumps({'epoch': 1, 'train_loss': 1.0}), flush=True)\n"
-        "with open(os.path.join(os.environ['NKD_RUN_DIR'], 'big.bin'), 'wb') as fh:\n"
+        "with open(os.path.join(os.environ['NKD_RUN_DIR'], 'big.bin'), 'wb', buffering=0) as fh:\n"
         "    try:\n"
         "        while True:\n"
         "            fh.write(b'x' * 65536); fh.flush()\n"
