@@ -60,12 +60,18 @@ class Control:
         # saves its state, so the work of the epoch is kept (stop does not wait).
         self.defer_suspend = False
         self._told = False
+        self.requeue = False  # Slurm's time-limit warning: suspend, then requeue the job
 
     def install(self) -> None:
         signal.signal(signal.SIGUSR1, self._on_usr1)
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR2, self._on_time_limit)
+
+    def _on_time_limit(self, _signum: int, _frame: object) -> None:
+        self.requeue = True
+        self.handle("suspend")
 
     def _on_usr1(self, _signum: int, _frame: object) -> None:
         self.handle(read_request(self.run_dir))

@@ -90,6 +90,8 @@ def check(event: Any) -> dict[str, Any]:
         integer(event.get("gpus"), "gpus")
         finite(event.get("gpu_memory"), "gpu_memory")
         text(event.get("sweep"), "sweep", 200)
+        if event.get("backend") not in (None, "local", "slurm"):
+            raise BadEvent("'backend' must be local or slurm")
         after = event.get("after", [])
         if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
             raise BadEvent("'after' must be a list of run ids")
@@ -99,6 +101,9 @@ def check(event: Any) -> dict[str, Any]:
         _check_process(event)
         integer(event.get("exit_code"), "exit_code", None)
         integer(event.get("resume"), "resume")
+        integer(event.get("requeue"), "requeue")
+        text(event.get("node"), "node", 200)
+        text(event.get("gpus"), "gpus", 400)
         if not isinstance(event.get("error", ""), str | None):
             raise BadEvent("'error' must be a string")
         text(event.get("device"), "device")
@@ -107,6 +112,9 @@ def check(event: Any) -> dict[str, Any]:
         text(event.get("gpus"), "gpus", 400)
     elif kind == "queue":
         integer(event.get("priority"), "priority", None)
+    elif kind == "job":
+        if text(event.get("job_id"), "job_id", 40) is None:
+            raise BadEvent("'job_id' is missing")
     elif kind == "epoch":
         if event.get("epoch") is None:
             raise BadEvent("'epoch' is missing")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.backends.config import SlurmConfig, parse_backends
 from core.errors import RegistryError, RunError
 from core.names import name_problem
 from core.queue.config import QueueConfig, Sweep, parse_memory, parse_queue, parse_sweeps
@@ -87,6 +88,8 @@ KEYS: dict[str, Key] = {
                  "ignored on a box without GPUs)", lo_open=False),
     "gpu_memory": Key("memory", "free memory a GPU must have for the run, e.g. \"10GiB\""),
     "priority": Key("int", "queue priority: higher starts first (default 0)"),
+    "backend": Key("str", "where runs execute: this box, or the Slurm cluster of "
+                   "[backends.slurm]", ("local", "slurm")),
     # audio features
     "sample_rate": _pos("int", "sample rate in Hz", lo=1000, lo_open=False),
     "n_fft": _pos("int", "STFT size", lo=16, lo_open=False),
@@ -161,7 +164,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "separation.blend": ("sources", "val_data"),
 }
 
-TOP_LEVEL = ("defaults", "data", "experiments", "queue", "sweeps")
+TOP_LEVEL = ("defaults", "data", "experiments", "queue", "sweeps", "backends")
 REFERENCE_KEYS = ("pretrained", "teacher")
 DATA_REF_KEYS = ("data", "val_data", "eval_data")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
@@ -223,6 +226,7 @@ class Registry:
     experiments: dict[str, Experiment]
     queue: QueueConfig = field(default_factory=QueueConfig)
     sweeps: dict[str, Sweep] = field(default_factory=dict)
+    backends: dict[str, SlurmConfig] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -317,10 +321,15 @@ def parse_registry(path: Path, doc: dict[str, Any]) -> Registry:
             problems += str(exc).splitlines()
     queue = parse_queue(path, doc.get("queue"), problems)
     sweeps = parse_sweeps(path, doc.get("sweeps"), raw, problems)
+    backends = parse_backends(path, doc.get("backends"), problems)
+    for name, exp in built.items():
+        if exp.params.get("backend") == "slurm" and "slurm" not in backends:
+            problems.append(f"{path}: experiment '{name}': key 'backend': 'slurm' needs a "
+                            f"[backends.slurm] table")
     if problems:
         raise RegistryError("\n".join(problems))
     return Registry(path=path, defaults=defaults, data=data, raw=raw, experiments=built,
-                    queue=queue, sweeps=sweeps)
+                    queue=queue, sweeps=sweeps, backends=backends)
 
 
 def _parse_data(path: Path, tables: Any, problems: list[str]) -> dict[str, DataSource]:

@@ -159,5 +159,11 @@ class Reporter:
         self.event({"type": "checkpoint", "path": path, "role": role, **fields})
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         self._release_reserve()
+
+    def reopen(self) -> None:
+        """Write again after close (one more status after a failed requeue)."""
+        self._fd = open_append(run_path(self.run_dir, "events.jsonl"))

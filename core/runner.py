@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -108,9 +109,12 @@ def launch_experiment(
         cwd = str((ws.root / exp.params.get("cwd", ".")).resolve())
         if not Path(cwd).is_dir():
             raise RunError(f"{where}: key 'cwd': folder {cwd} does not exist")
+    slurm = exp.params.get("backend") == "slurm"
     own_store = store is None
     store = store or Store(ws.db_path)
     try:
+        if slurm:
+            return _submit_to_slurm(registry, ws, exp, store, list(after), sweep, cwd)
         with _placement(ws, exp, queued, store) as (gpus, notice):
             return _record_and_start(registry, ws, exp, store, queued, list(after), sweep,
                                      cwd, gpus, notice)
@@ -170,6 +174,45 @@ def _memory(exp: Experiment) -> float | None:
     return None if value is None else parse_memory(value)
 
 
+def _submit_to_slurm(
+    registry: Registry,
+    ws: Workspace,
+    exp: Experiment,
+    store: Store,
+    after: list[str],
+    sweep: str | None,
+    cwd: str | None,
+) -> Launched:
+    """Record the run (`queued`: pending in Slurm) and submit its sbatch script; the runs it
+    waits for become `--dependency=afterok:` on their jobs."""
+    from core.backends import slurm
+
+    if "slurm" not in registry.backends:
+        raise RunError(f"{registry.path}: experiment '{exp.name}': backend 'slurm' needs a "
+                       f"[backends.slurm] table")
+    if not slurm.available():
+        raise RunError(f"experiment '{exp.name}': sbatch and squeue are not on this machine's "
+                       f"PATH; run it here without `--on slurm`, or from the cluster's login node")
+    depends = []
+    for parent in after:
+        row = store.get_run(parent)
+        if row is None:
+            raise RunError(f"--after: no run '{parent}' in {store.path}")
+        if row["status"] == "finished":
+            continue
+        if row["status"] in FINAL:
+            raise RunError(f"--after: run '{parent}' ended {row['status']}; nothing to wait for")
+        if row.get("backend") != "slurm" or not row.get("job_id"):
+            raise RunError(f"--after: run '{parent}' runs on this box, not on Slurm; a Slurm job "
+                           f"can wait only for Slurm jobs")
+        depends.append(row["job_id"])
+    launched = _record_and_start(registry, ws, exp, store, True, after, sweep, cwd, None, None,
+                                 backend="slurm")
+    script = slurm.job_script(launched.run_dir, exp.params, registry.backends["slurm"])
+    job_id = slurm.submit(store, launched.run_dir, script, depends)
+    return dataclasses.replace(launched, notice=f"Slurm job {job_id}")
+
+
 def _record_and_start(
     registry: Registry,
     ws: Workspace,
@@ -181,6 +224,7 @@ def _record_and_start(
     cwd: str | None,
     gpus: list[Gpu] | None,
     notice: str | None,
+    backend: str = "local",
 ) -> Launched:
     name = exp.name
     run_dir = allocate_run_dir(ws.runs_dir, name)
@@ -214,6 +258,7 @@ def _record_and_start(
             for key in DATA_REF_KEYS
             if key in exp.params
         },
+        "backend": backend,
         "created_at": time.time(),
     }
     atomic_write_json(run_dir / "config.json", config, sort_keys=False)  # class order matters
@@ -234,6 +279,7 @@ def _record_and_start(
             "priority": exp.params.get("priority", 0),
             **({"after": after} if after else {}),
             **({"sweep": sweep} if sweep else {}),
+            **({"backend": backend} if backend != "local" else {}),
         }
     )
     reporter.close()
@@ -307,6 +353,8 @@ def effective_status(row: dict[str, Any], host: str | None = None) -> str:
     status = row["status"]
     if status not in ACTIVE or status == "queued":  # a queued run has no process yet
         return status
+    if row.get("backend") == "slurm":
+        return status  # followed through squeue (core.backends.slurm.refresh), not a pid
     if row.get("host") and row["host"] != (host or socket.gethostname()):
         return status  # another machine's process cannot be checked from here
     return "lost" if _gone(row, time.time()) else status
@@ -542,6 +590,8 @@ def restart(store: Store, ws: Workspace, run_id: str) -> str:
         raise RunError(f"run '{run_id}' is {status}; only {', '.join(RESTARTABLE)} runs restart")
     if row["recipe"] == "command":
         raise RunError(f"run '{run_id}': a command experiment keeps no restart state")
+    if row.get("backend") == "slurm":
+        return resubmit(store, ws, row)
     states = sorted((ws.checkpoints_dir / run_id).glob("*_state.pt"))
     if not states:
         raise RunError(
@@ -557,6 +607,8 @@ def send(store: Store, ws: Workspace, run_id: str, action: str) -> str:
     status = current_status(store, ws, row)
     row = _get(store, run_id)
     run_dir = ws.run_dir(run_id)
+    if row.get("backend") == "slurm":
+        return _slurm_send(store, ws, row, status, action)
     if action == "resume" and status == "suspended":
         if row["recipe"] == "command":
             raise RunError(f"run '{run_id}': a command experiment cannot be resumed")
@@ -599,6 +651,69 @@ def send(store: Store, ws: Workspace, run_id: str, action: str) -> str:
     return f"{run_id}: {action} requested"
 
 
+def _slurm_send(store: Store, ws: Workspace, row: dict[str, Any], status: str,
+                action: str) -> str:
+    """Control of a Slurm run: a pending job is held, released or cancelled; a running one
+    gets the request file and `scancel --batch --signal=USR1` (its worker is the batch step);
+    a suspended one is submitted again and resumes from its state."""
+    from core.backends import slurm
+
+    run_id, job = row["id"], row.get("job_id")
+    if action == "resume" and status in ("suspended", "stopped", "failed", "lost", "killed"):
+        return resubmit(store, ws, row)
+    if status in FINAL:
+        raise RunError(f"run '{run_id}' is not running (status {status})")
+    if not job:
+        raise RunError(f"run '{run_id}' has no Slurm job yet")
+    if status == "queued":
+        if action == "stop":
+            slurm.cancel(job)
+            _transition(store, ws, run_id, ("queued",), {
+                "type": "status", "status": "cancelled", "error": f"Slurm job {job} cancelled"})
+            return f"{run_id}: pending Slurm job {job} cancelled"
+        if action in ("pause", "resume"):
+            slurm.hold(job, action == "pause")
+            done = "held" if action == "pause" else "released"
+            return f"{run_id}: pending Slurm job {job} {done}"
+        raise RunError(f"run '{run_id}' is pending in Slurm (job {job}); it can be held "
+                       f"(pause), released (resume) or cancelled (stop)")
+    if action == "pause" and status == "paused":
+        return f"{run_id}: already paused"
+    if action == "resume" and status != "paused":
+        return f"{run_id}: not paused (status {status})"
+    if action == "suspend" and row["recipe"] == "command":
+        raise RunError(f"run '{run_id}': suspend needs a built-in recipe; a command experiment "
+                       f"can be paused or stopped")
+    try:
+        control.request(ws.run_dir(run_id), action)
+        slurm.signal_worker(job, "USR1")
+    except OSError as exc:
+        if action != "stop":
+            raise RunError(f"run '{run_id}': cannot write {control.CONTROL_FILE} "
+                           f"({exc.strerror}); {action} needs it, stop and kill do not") from None
+        slurm.signal_worker(job, "TERM")
+    return f"{run_id}: {action} requested (Slurm job {job})"
+
+
+def resubmit(store: Store, ws: Workspace, row: dict[str, Any]) -> str:
+    """Submit an ended Slurm run's job.sbatch again: it resumes from its last state."""
+    from core.backends import slurm
+
+    run_id = row["id"]
+    script = ws.run_dir(run_id) / slurm.SCRIPT_NAME
+    try:
+        text = script.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RunError(f"{script}: cannot be read ({exc.strerror})") from None
+    reporter = Reporter(run_id, ws.run_dir(run_id), store)
+    try:
+        reporter.status("queued", pid=None, pid_start=None, pid_ticks=None, resume=1)
+    finally:
+        reporter.close()
+    job = slurm.submit(store, ws.run_dir(run_id), text, [])
+    return f"{run_id}: submitted again as Slurm job {job}; it resumes from its last state"
+
+
 def wait_for(store: Store, run_id: str, statuses: Iterable[str], timeout: float) -> str | None:
     """Poll the store until the run reaches one of `statuses`; returns it, or None on timeout."""
     wanted = set(statuses)
@@ -617,6 +732,14 @@ def kill(store: Store, ws: Workspace, run_id: str, grace: float = KILL_GRACE_S) 
     An ended run's leftovers (a script's children after its worker was killed) are killed too."""
     row = _get(store, run_id)
     status = current_status(store, ws, row)
+    if row.get("backend") == "slurm" and status in ACTIVE and row.get("job_id"):
+        from core.backends import slurm
+
+        slurm.cancel(row["job_id"])  # SIGTERM to every process of the job, then SIGKILL
+        final = "cancelled" if status == "queued" else "killed"
+        _transition(store, ws, run_id, ACTIVE, {
+            "type": "status", "status": final, "error": f"Slurm job {row['job_id']} cancelled"})
+        return f"{run_id}: Slurm job {row['job_id']} cancelled"
     if status == "queued":
         return cancel(store, ws, run_id)
     if status in FINAL:

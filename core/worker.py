@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -46,21 +47,33 @@ def main(argv: list[str] | None = None) -> int:
     sys.stderr = _Tolerant(sys.stderr)
     config = read_json(run_dir / "config.json")
     run_id = config["run_id"]
-    try:
-        store: Store | None = Store(config["db"])
-    except Exception as exc:  # the events file alone records the run; reindex restores it
-        print(f"nkd: {run_id}: store not opened ({exc}); writing events.jsonl only", flush=True)
-        store = None
+    if "--resume-if-state" in argv[1:]:  # a Slurm job, requeued: go on from its saved state
+        resume = any(Path(config["checkpoints_dir"]).glob("*_state.pt"))
+    on_slurm = config.get("backend") == "slurm"
+    store: Store | None = None
+    if not on_slurm:  # a compute node writes only its run folder; the login side ingests it
+        try:
+            store = Store(config["db"])
+        except Exception as exc:  # the events file alone records the run; reindex restores it
+            print(f"nkd: {run_id}: store not opened ({exc}); writing events.jsonl only",
+                  flush=True)
     reporter = Reporter(run_id, run_dir, store)
     reporter.reserve()
     for stream in (sys.stdout, sys.stderr):  # a lost log line is said in the final status
         stream.on_error = lambda exc: reporter.failed("output.log", exc)
-    reporter.status("running", **identity(os.getpid()), device=config.get("device"))
+    where = {}
+    if os.environ.get("SLURM_JOB_ID"):
+        where = {"node": socket.gethostname()[:200]}
+        if os.environ.get("CUDA_VISIBLE_DEVICES"):
+            where["gpus"] = os.environ["CUDA_VISIBLE_DEVICES"][:400]
+    reporter.status("running", **identity(os.getpid()), device=config.get("device"), **where)
     try:
         if config.get("command"):
             status, code = CommandRun(config, run_dir, reporter).run()
         else:
             status, code = _run_recipe(config, run_dir, reporter, resume)
+        if status == "requeue":
+            return _requeue(reporter)
         error = {
             "failed": f"command exited with status {code}",
             "killed": "the script did not stop within the grace period and was killed",
@@ -106,6 +119,21 @@ class _Tolerant:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+def _requeue(reporter: Reporter) -> int:
+    """Slurm's time-limit warning came: the state is saved; back into Slurm's queue, where the
+    requeued job resumes from it. Where Slurm refuses, the run ends `suspended` instead."""
+    from core.backends.slurm import requeue_self
+
+    reporter.status("queued", requeue=1, resume=1)
+    reporter.close()  # the requeue ends this process: nothing may be left unwritten
+    if requeue_self():
+        return 0
+    reporter.reopen()
+    reporter.status("suspended", exit_code=0,
+                    error="the time-limit warning came and the requeue failed; nkd resume")
+    return 0
 
 
 def _heartbeat(reporter: Reporter, stop: threading.Event) -> None:
@@ -156,6 +184,8 @@ def _run_recipe(
         recipe(ctx)
         return "finished", 0
     except StopRun as req:
+        if req.action == "suspend" and control.requeue:
+            return "requeue", 0
         return ("suspended" if req.action == "suspend" else "stopped"), 0
     finally:
         stop.set()
@@ -194,6 +224,7 @@ class CommandRun:
         signal.signal(signal.SIGUSR1, self._on_usr1)
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGUSR2, self._on_stop)  # Slurm's time limit: a script keeps no state
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         become_subreaper()
         env = {**os.environ, **self.config.get("env", {}), "PYTHONUNBUFFERED": "1",

@@ -100,6 +100,9 @@ def cmd_keys(_args: argparse.Namespace) -> int:
     return 0
 
 
+SLURM_SYNC_S = 1.0  # how often a foreground Slurm run is ingested and asked about
+
+
 def _follow_run(store: Store, ws: Workspace, run_id: str) -> int:
     """Show per-epoch progress until the run ends; Ctrl-C stops it, a second Ctrl-C kills it."""
     from core.runner import current_status, kill, send
@@ -107,10 +110,15 @@ def _follow_run(store: Store, ws: Workspace, run_id: str) -> int:
     tty = sys.stdout.isatty()
     shown = 0
     interrupts = 0
+    synced = 0.0
     while True:
         try:
             row = store.get_run(run_id)
             assert row is not None
+            if row.get("backend") == "slurm" and time.monotonic() - synced >= SLURM_SYNC_S:
+                synced = time.monotonic()
+                _sync_slurm(store, ws)  # a compute node writes only its folder: ingest it
+                row = store.get_run(run_id) or row
             epochs = store.epochs(run_id)
             for ep in epochs[shown:]:
                 line = _epoch_line(ep, row.get("epochs_total"))
@@ -166,6 +174,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
     ws, store = _open_store(args)
     reconcile(store, ws)
+    _sync_slurm(store, ws)
     rows = store.list_runs(
         args.experiment, limit=None if args.all or args.json or args.sweep else 50,
         columns=FULL_COLUMNS, sweep=args.sweep,
@@ -189,6 +198,12 @@ def cmd_ps(args: argparse.Namespace) -> int:
             "device",
             "gpus",
             "sweep",
+            "backend",
+            "job_id",
+            "node",
+            "slurm_state",
+            "slurm_reason",
+            "requeues",
             "error",
         )
         print(json.dumps([{k: r[k] for k in keys} for r in rows], indent=2))
@@ -196,7 +211,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
     table = [
         [
             r["id"],
-            status_text(r["status"]),
+            status_text(r["status"]) + (f" ({r['slurm_reason']})"
+                                        if r["status"] == "queued" and r["slurm_reason"] else ""),
             f"{r['epoch'] or 0}/{r['epochs_total'] or '?'}",
             fmt_num(r["best_val_loss"]),
             fmt_num(r["accuracy"]),
@@ -204,12 +220,22 @@ def cmd_ps(args: argparse.Namespace) -> int:
             fmt_time(r["started_at"]),
             duration(r),
             r["gpus"] or "-",
+            f"slurm {r['job_id']}" + (f"@{r['node']}" if r["node"] else "")
+            if r["backend"] == "slurm" else "local",
         ]
         for r in rows
     ]
-    header = ["RUN", "STATUS", "EPOCH", "BEST VAL", "ACC", "SDR", "STARTED", "TIME", "GPU"]
+    header = ["RUN", "STATUS", "EPOCH", "BEST VAL", "ACC", "SDR", "STARTED", "TIME", "GPU",
+              "WHERE"]
     print(_table(table, header) if table else "no runs yet")
     return 0
+
+
+def _sync_slurm(store: Store, ws: Workspace) -> None:
+    """Slurm runs' new events and states, when there are any (no Slurm call otherwise)."""
+    from core.backends.slurm import refresh
+
+    refresh(store, ws)
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -19,14 +19,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     registry, ws, store = _open(args)
     after = [resolve_run(store, ref) for ref in args.after or []]
-    plan = make_plan(registry, args.experiment, args.set or [], after, args.sweep_name,
-                     args.queue)
+    sets = list(args.set or [])
+    if args.on:
+        sets.append(f"backend={args.on}")
+    plan = make_plan(registry, args.experiment, sets, after, args.sweep_name, args.queue)
     if args.priority is not None:
         for planned in plan.runs:
             planned.experiment = dataclasses.replace(
                 planned.experiment, params={**planned.experiment.params,
                                             "priority": args.priority})
-    if not plan.queued:
+    on_slurm = plan.runs[0].experiment.params.get("backend") == "slurm"
+    if not plan.queued and not on_slurm:
         launched = launch_experiment(registry, plan.runs[0].experiment, store=store)
         if launched.notice:
             print(f"nkd: {launched.notice}", file=sys.stderr)
@@ -45,11 +48,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         ids.append(launched.run_id)
         swept = " ".join(planned.overrides) if planned.sweep else ""
         wait = f" after {', '.join(waits)}" if waits else ""
-        print(f"{launched.run_id}: queued{wait}{'  ' + swept if swept else ''}")
+        where = f" as {launched.notice}" if launched.notice else ""
+        print(f"{launched.run_id}: queued{where}{wait}{'  ' + swept if swept else ''}")
     for sweep in plan.sweeps:
         print(f"sweep {sweep}: {sum(p.sweep == sweep for p in plan.runs)} runs "
               f"(nkd ps --sweep {sweep})")
-    ensure_running(ws)
+    if any(p.experiment.params.get("backend", "local") == "local" for p in plan.runs):
+        ensure_running(ws)
+    if on_slurm and len(ids) == 1 and not args.detach and not plan.after:
+        return _follow_run(store, ws, ids[0])
+    return EXIT_OK
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Ingest Slurm runs' new events and ask squeue about their jobs (what `nkd ps` and the
+    TUI do on their own), for scripts and cron."""
+    from core.backends.slurm import refresh
+    from nkd_tui.cli import _open_store
+
+    ws, store = _open_store(args)
+    lost = refresh(store, ws)
+    print(f"synced; {len(lost)} run(s) found lost" + (f": {', '.join(lost)}" if lost else ""))
     return EXIT_OK
 
 
@@ -127,8 +146,13 @@ def add_parsers(add: Any, sub: Any) -> None:
                    help="start only after this run (or experiment's latest run) finished")
     p.add_argument("--priority", type=int, help="queue priority (higher first)")
     p.add_argument("--sweep-name", help="the sweep's id (default <experiment>_sweep_<time>)")
+    p.add_argument("--on", choices=["local", "slurm"],
+                   help="where to run (default: the experiment's backend, else this box)")
     p.add_argument("--detach", "-d", action="store_true", help="return at once")
     p.set_defaults(func=cmd_run)
+
+    add(sub, "sync", help="ingest Slurm runs' new events and their jobs' states").set_defaults(
+        func=cmd_sync)
 
     p = add(sub, "queue", help="queued runs and why each waits; cancel, top, priority, hold")
     p.add_argument("action", nargs="?",

@@ -18,6 +18,7 @@ RUN_COLUMNS = (
     "id", "status", "epoch", "epochs_total", "best_val_loss",
     "coalesce(sdr, accuracy) AS score", "started_at", "ended_at", "device", "gpus",
 )
+SLURM_EVERY_S = 1.0  # a compute node's epoch is on screen within about a second of ingest
 GPUS_EVERY_S = 2.0  # the GPU panel's reading (a subprocess: the TUI never loads NVML)
 
 
@@ -66,6 +67,7 @@ class Poller:
         self._local = threading.local()
         self._next_reconcile = 0.0
         self._gpu_reading: tuple[float, tuple[dict, ...], str] | None = None
+        self._next_slurm = 0.0
 
     @property
     def store(self) -> Store:
@@ -88,6 +90,12 @@ class Poller:
             from core.runner import reconcile  # psutil and friends, not needed to paint
 
             lost = tuple(reconcile(self.store, self.ws))
+        if reconcile_runs and now >= self._next_slurm:
+            # Slurm runs: their new events, ingested by byte offset, and squeue's view of them
+            self._next_slurm = now + SLURM_EVERY_S
+            from core.backends.slurm import refresh
+
+            lost += tuple(refresh(self.store, self.ws))
         runs = self.runs(experiment) if experiment else ()
         if run_id is None and runs:
             run_id = runs[0].run_id
@@ -141,8 +149,8 @@ class Poller:
     def queue_positions(self) -> dict[str, int]:
         """Queued runs' places in the queue (the scheduler's order: priority, then age)."""
         cur = self.store.conn.execute(
-            "SELECT id FROM runs WHERE status = 'queued' ORDER BY priority DESC, queued_at, "
-            "created_at"
+            "SELECT id FROM runs WHERE status = 'queued' AND coalesce(backend, 'local') = 'local' "
+            "ORDER BY priority DESC, queued_at, created_at"
         )
         return {run_id: n for n, (run_id,) in enumerate(cur, 1)}
 

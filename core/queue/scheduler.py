@@ -87,7 +87,7 @@ def queued_rows(store: Store) -> list[dict[str, Any]]:
             "resume", "queued_at", "sweep")
     cur = store.conn.execute(
         f"SELECT {', '.join(cols)} FROM runs WHERE status = 'queued' "
-        "ORDER BY priority DESC, queued_at, created_at"
+        "AND coalesce(backend, 'local') = 'local' ORDER BY priority DESC, queued_at, created_at"
     )
     return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
@@ -95,7 +95,8 @@ def queued_rows(store: Store) -> list[dict[str, Any]]:
 def lease_rows(store: Store) -> list[Lease]:
     marks = ", ".join("?" * len(HOLDING))
     cur = store.conn.execute(
-        f"SELECT id, gpus, gpu_memory FROM runs WHERE status IN ({marks}) ORDER BY created_at",
+        f"SELECT id, gpus, gpu_memory FROM runs WHERE status IN ({marks}) "
+        "AND coalesce(backend, 'local') = 'local' ORDER BY created_at",
         HOLDING,
     )
     return leases_of([{"id": i, "gpus": g, "gpu_memory": m} for i, g, m in cur.fetchall()])

@@ -15,7 +15,8 @@ def _on_run(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO runs (id, experiment, recipe, status, params, run_dir, seed, "
         "host, created_at, epochs_total, epoch, needs_gpus, gpu_memory, priority, after, sweep, "
-        "queued_at, status_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
+        "queued_at, status_at, backend) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, "
+        "?, ?)",
         (
             run_id,
             ev["experiment"],
@@ -34,8 +35,15 @@ def _on_run(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
             ev.get("sweep"),
             ev["t"] if ev.get("status") == "queued" else None,
             ev["t"],
+            ev.get("backend"),
         ),
     )
+
+
+def _on_job(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
+    """A run submitted to Slurm: its job id."""
+    conn.execute("UPDATE runs SET job_id = ?, backend = 'slurm' WHERE id = ?",
+                 (ev["job_id"], run_id))
 
 
 def _on_queue(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
@@ -45,7 +53,8 @@ def _on_queue(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None
 
 
 _STATUS_FIELDS = (
-    "pid", "pid_start", "pid_ticks", "exit_code", "error", "device", "seed", "resume",
+    "pid", "pid_start", "pid_ticks", "exit_code", "error", "device", "seed", "resume", "node",
+    "gpus",
 )
 _PROCESS_FIELDS = ("pid", "pid_start", "pid_ticks")
 
@@ -64,6 +73,8 @@ def _on_status(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> Non
     if status == "queued":
         sets.append("queued_at = ?")
         args.append(ev["t"])
+    if ev.get("requeue"):  # a Slurm job put back in its queue (time limit, preemption)
+        sets.append("requeues = coalesce(requeues, 0) + 1")
     if status == "queued":  # back in the queue: it holds no GPU (an ended run keeps its record
         sets.append("gpus = NULL")  # of which GPUs it used; only active runs hold a lease)
     if status in FINAL:
@@ -169,6 +180,7 @@ HANDLERS: dict[str, Callable[[sqlite3.Connection, str, dict[str, Any]], None]] =
     "status": _on_status,
     "worker": _on_worker,
     "queue": _on_queue,
+    "job": _on_job,
     "epoch": _on_epoch,
     "metric": _on_metric,
     "checkpoint": _on_checkpoint,

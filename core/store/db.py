@@ -40,10 +40,11 @@ FULL_COLUMNS = (
     "id", "experiment", "recipe", "status", "epoch", "epochs_total", "best_epoch",
     "best_val_loss", "best_train_loss", "accuracy", "sdr", "pid", "pid_start", "host",
     "device", "created_at", "started_at", "ended_at", "heartbeat_at", "exit_code", "error",
-    "gpus", "sweep", "priority",
+    "gpus", "sweep", "priority", "backend", "job_id", "node", "slurm_state", "slurm_reason",
+    "requeues",
 )
 LIVENESS_COLUMNS = (
-    "id", "status", "pid", "pid_start", "pid_ticks", "host", "created_at", "status_at",
+    "id", "status", "pid", "pid_start", "pid_ticks", "host", "created_at", "status_at", "backend",
 )
 _IS_ACTIVE = f"status IN ({', '.join('?' * len(ACTIVE))})"  # bind ACTIVE as its arguments
 

@@ -133,9 +133,19 @@ def _v4(db: sqlite_utils.Database) -> None:
     db["runs"].create_index(["status", "priority"])
 
 
-SCHEMA_VERSION = 4
+def _v5(db: sqlite_utils.Database) -> None:
+    # v5: Slurm. Where a run executes (backend), its job, what squeue last said of it (state,
+    # reason, node: display fields, refreshed by the login side), how often it was requeued, and
+    # how far its events.jsonl has been ingested (a byte offset: compute nodes never open nkd.db).
+    for column, kind in (("backend", str), ("job_id", str), ("slurm_state", str),
+                         ("slurm_reason", str), ("node", str), ("requeues", int),
+                         ("ingested", int)):
+        db["runs"].add_column(column, kind)
+
+
+SCHEMA_VERSION = 5
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
-    1: _v1, 2: _v2, 3: _v3, 4: _v4,
+    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5,
 }
 
 

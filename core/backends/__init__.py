@@ -1,0 +1,1 @@
+"""Where runs execute besides this box: Slurm (`[backends.slurm]`, `backend = "slurm"`)."""

@@ -1,0 +1,263 @@
+"""Runs on a Slurm cluster: the same worker, started by sbatch on a compute node.
+
+A compute node never opens nkd.db (SQLite's WAL does not work on NFS, Lustre or GPFS): the
+worker writes only its run folder. The login side ingests each run's new events.jsonl lines by
+byte offset through the store's one `apply` path (`ingest`), and asks `squeue --json` once for
+every active job (`refresh`): pending with Slurm's reason, running with its node, and `lost` when
+the job is gone without a final status. Control is the same request file as on this box, woken
+by `scancel --batch --signal=USR1`; kill is `scancel`. Jobs are requeueable and get a warning
+signal before their time limit (`--signal=B:USR2@120`): the worker then suspends, requeues its
+own job, and the requeued job resumes from that state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from core.backends.config import SlurmConfig
+from core.errors import RunError
+from core.events import ACTIVE, BadEvent, parse_line
+from core.store import Store
+from core.workspace import Workspace, atomic_write_text
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+SCRIPT_NAME = "job.sbatch"
+TIMEOUT_S = 30
+ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+         "BOOT_FAIL", "DEADLINE", "PREEMPTED", "SPECIAL_EXIT"}
+
+
+def available() -> bool:
+    return shutil.which("sbatch") is not None and shutil.which("squeue") is not None
+
+
+def _slurm(*argv: str) -> str:
+    """Run a Slurm command; its first line of complaint becomes one RunError line."""
+    if not shutil.which(argv[0]):
+        raise RunError(f"{argv[0]} not found: this machine has no Slurm client")
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=TIMEOUT_S,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        raise RunError(f"{argv[0]} did not answer within {TIMEOUT_S} s") from None
+    if done.returncode != 0:
+        why = (done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}")
+        raise RunError(f"{' '.join(argv[:2])}: {why.splitlines()[0][:300]}")
+    return done.stdout
+
+
+# ── submitting ──────────────────────────────────────────────────────────────────────────────
+
+
+def job_script(run_dir: Path, params: dict[str, Any], cfg: SlurmConfig) -> str:
+    """The run's sbatch script, kept in its run folder so it can be read and resubmitted."""
+    gpus = int(params.get("gpus", 0 if params.get("command") else 1) or 0)
+    lines = ["#!/bin/bash", f"#SBATCH --job-name={run_dir.name}",
+             f"#SBATCH --chdir={run_dir}", f"#SBATCH --output={run_dir}/slurm-%j.out",
+             "#SBATCH --requeue", f"#SBATCH --signal={cfg.signal}"]
+    if gpus:
+        lines.append(f"#SBATCH --gres={cfg.gres}:{gpus}")
+    for option, value in (("partition", cfg.partition), ("account", cfg.account),
+                          ("qos", cfg.qos), ("time", cfg.time), ("cpus-per-task", cfg.cpus),
+                          ("mem", cfg.mem)):
+        if value is not None:
+            lines.append(f"#SBATCH --{option}={value}")
+    lines += [f"#SBATCH {option}" for option in cfg.extra]
+    python = cfg.python or sys.executable
+    lines += [
+        "",
+        "# set up the environment the run needs on the compute node",
+        *cfg.setup,
+        f"export PYTHONPATH={shlex.quote(str(PROJECT_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}",
+        f"export NKD_RUN_ID={shlex.quote(run_dir.name)}",
+        "# the same worker as on the login box; a requeued job resumes from its last state",
+        f"exec {shlex.quote(python)} -m core.worker {shlex.quote(str(run_dir))} "
+        f"--resume-if-state >>{shlex.quote(str(run_dir / 'output.log'))} 2>&1",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def submit(store: Store, run_dir: Path, script: str, depends: list[str]) -> str:
+    """Write job.sbatch, submit it (after `depends` succeeded), record the job id."""
+    from core.reporter import Reporter
+
+    path = run_dir / SCRIPT_NAME
+    atomic_write_text(path, script)
+    argv = ["sbatch", "--parsable"]
+    if depends:
+        argv.append(f"--dependency=afterok:{':'.join(depends)}")
+    job_id = _slurm(*argv, str(path)).strip().split(";")[0]
+    reporter = Reporter(run_dir.name, run_dir, store)
+    try:
+        reporter.event({"type": "job", "job_id": job_id})
+    finally:
+        reporter.close()
+    _mark_ingested(store, run_dir)
+    return job_id
+
+
+def _mark_ingested(store: Store, run_dir: Path) -> None:
+    """What the login side wrote itself is in the store already: ingest from here on."""
+    try:
+        size = (run_dir / "events.jsonl").stat().st_size
+    except OSError:
+        return
+    with store.write() as conn:
+        conn.execute("UPDATE runs SET ingested = ? WHERE id = ?", (size, run_dir.name))
+
+
+# ── following ───────────────────────────────────────────────────────────────────────────────
+
+
+def ingest(store: Store, ws: Workspace, run_id: str, offset: int | None) -> int:
+    """Apply the complete lines written to the run's events.jsonl since `offset`; returns how
+    many events were applied. A bad line is skipped (it is counted by `nkd reindex`)."""
+    from core.store.apply import HANDLERS
+
+    path = ws.run_dir(run_id) / "events.jsonl"
+    start = offset or 0
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            data = fh.read()
+    except OSError:
+        return 0
+    end = data.rfind(b"\n") + 1  # a line still being written waits for the next look
+    if end == 0:
+        return 0
+    applied = 0
+    with store.write() as conn:
+        for raw in data[:end].splitlines():
+            if not raw.strip():
+                continue
+            try:
+                event = parse_line(raw)
+            except BadEvent:
+                continue
+            handler = HANDLERS.get(event["type"])
+            if handler is None:
+                continue
+            conn.execute("SAVEPOINT line")
+            try:
+                handler(conn, run_id, event)
+                applied += 1
+            except Exception:
+                conn.execute("ROLLBACK TO line")
+            conn.execute("RELEASE line")
+        conn.execute("UPDATE runs SET ingested = ? WHERE id = ?", (start + end, run_id))
+    return applied
+
+
+def _active(store: Store) -> list[dict[str, Any]]:
+    marks = ", ".join("?" * len(ACTIVE))
+    cur = store.conn.execute(
+        f"SELECT id, job_id, status, ingested FROM runs WHERE backend = 'slurm' "
+        f"AND status IN ({marks})", ACTIVE)
+    return [dict(zip(("id", "job_id", "status", "ingested"), r, strict=True))
+            for r in cur.fetchall()]
+
+
+def jobs(job_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """squeue's view of these jobs (one call): id -> its JSON record."""
+    if not job_ids:
+        return {}
+    out = _slurm("squeue", "--json", f"--jobs={','.join(job_ids)}")
+    try:
+        listed = json.loads(out).get("jobs", [])
+    except ValueError:
+        raise RunError("squeue --json: not JSON") from None
+    return {str(j.get("job_id")): j for j in listed}
+
+
+def refresh(store: Store, ws: Workspace) -> list[str]:
+    """Ingest every active Slurm run's new events, then ask squeue about their jobs: keep
+    Slurm's state, reason and node on the row, and record `lost` for a run whose job is gone
+    without a final status. Returns the runs recorded lost."""
+    active = _active(store)
+    if not active:
+        return []
+    for row in active:
+        ingest(store, ws, row["id"], row["ingested"])
+    active = [r for r in _active(store) if r["job_id"]]
+    try:
+        listed = jobs([r["job_id"] for r in active])
+    except RunError:
+        return []  # Slurm cannot be asked now: nothing is concluded
+    lost = []
+    with store.write() as conn:
+        for row in active:
+            job = listed.get(row["job_id"])
+            if job is not None:
+                conn.execute(
+                    "UPDATE runs SET slurm_state = ?, slurm_reason = ?, node = coalesce(?, "
+                    "node) WHERE id = ?",
+                    (job.get("job_state"), _reason(job), job.get("nodes") or None, row["id"]))
+    for row in active:
+        job = listed.get(row["job_id"])
+        state = job.get("job_state") if job else "gone"
+        if job is None or state in ENDED:
+            ingest(store, ws, row["id"], _offset(store, row["id"]))  # its last lines
+            if _record_lost(store, ws, row["id"], row["job_id"], state):
+                lost.append(row["id"])
+    return lost
+
+
+def _reason(job: dict[str, Any]) -> str | None:
+    reason = job.get("state_reason")
+    return None if reason in (None, "None") else str(reason)
+
+
+def _offset(store: Store, run_id: str) -> int:
+    row = store.conn.execute("SELECT ingested FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def _record_lost(store: Store, ws: Workspace, run_id: str, job_id: str, state: str) -> bool:
+    from core.runner import _transition
+
+    return _transition(
+        store, ws, run_id, ACTIVE,
+        {"type": "status", "status": "lost",
+         "error": f"Slurm job {job_id} ended ({state}) without a final status"},
+    )
+
+
+# ── control ─────────────────────────────────────────────────────────────────────────────────
+
+
+def signal_worker(job_id: str, signal_name: str = "USR1") -> None:
+    """Signal the batch step's process: the exec'd worker."""
+    _slurm("scancel", "--batch", f"--signal={signal_name}", job_id)
+
+
+def cancel(job_id: str) -> None:
+    _slurm("scancel", job_id)
+
+
+def hold(job_id: str, on: bool) -> None:
+    _slurm("scontrol", "hold" if on else "release", job_id)
+
+
+def requeue_self() -> bool:
+    """From inside a job: put it back in Slurm's queue, eligible at once (a requeued job
+    otherwise waits about two minutes). False outside a job or where Slurm refuses."""
+    job_id = os.environ.get("SLURM_JOB_ID")
+    if not job_id:
+        return False
+    try:
+        _slurm("scontrol", "requeue", job_id)
+        time.sleep(0.5)
+        _slurm("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+    except RunError as exc:
+        print(f"nkd: requeue of job {job_id} failed: {exc}", flush=True)
+        return False
+    return True
