@@ -18,7 +18,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +192,11 @@ def refresh(store: Store, ws: Workspace) -> list[str]:
     except RunError:
         return []  # Slurm cannot be asked now: nothing is concluded
     lost = []
+    for row in active:
+        job = listed.get(row["job_id"])
+        if job and row["status"] == "queued" and job.get("job_state") == "PENDING" \
+                and _reason(job) == "BeginTime" and _requeued(store, row["id"]):
+            _release_requeued(row["job_id"])
     with store.write() as conn:
         for row in active:
             job = listed.get(row["job_id"])
@@ -209,6 +213,19 @@ def refresh(store: Store, ws: Workspace) -> list[str]:
             if _record_lost(store, ws, row["id"], row["job_id"], state):
                 lost.append(row["id"])
     return lost
+
+
+def _requeued(store: Store, run_id: str) -> bool:
+    row = store.conn.execute("SELECT requeues FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return bool(row and row[0])
+
+
+def _release_requeued(job_id: str) -> None:
+    """A requeued job waits about two minutes before it is eligible; ours go on at once."""
+    try:
+        _slurm("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+    except RunError:
+        pass
 
 
 def _reason(job: dict[str, Any]) -> str | None:
@@ -248,15 +265,13 @@ def hold(job_id: str, on: bool) -> None:
 
 
 def requeue_self() -> bool:
-    """From inside a job: put it back in Slurm's queue, eligible at once (a requeued job
-    otherwise waits about two minutes). False outside a job or where Slurm refuses."""
+    """From inside a job: put it back in Slurm's queue (the login side's `refresh` makes it
+    eligible at once). False outside a job or where Slurm refuses."""
     job_id = os.environ.get("SLURM_JOB_ID")
     if not job_id:
         return False
     try:
-        _slurm("scontrol", "requeue", job_id)
-        time.sleep(0.5)
-        _slurm("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+        _slurm("scontrol", "requeue", job_id)  # ends this job's processes, this one too
     except RunError as exc:
         print(f"nkd: requeue of job {job_id} failed: {exc}", flush=True)
         return False
