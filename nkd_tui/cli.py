@@ -51,7 +51,8 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     registry = load_registry(_registry_path(args))
-    sweeps = f"{len(registry.sweeps)} sweeps, " if registry.sweeps else ""
+    n = len(registry.sweeps)
+    sweeps = f"{n} sweep{'s' if n != 1 else ''}, " if n else ""
     print(
         f"{registry.path}: {len(registry.experiments)} experiments, "
         f"{len(registry.data)} data sources, {sweeps}all valid"

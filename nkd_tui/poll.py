@@ -17,6 +17,7 @@ RECONCILE_EVERY_S = 5.0
 RUN_COLUMNS = (
     "id", "status", "epoch", "epochs_total", "best_val_loss",
     "coalesce(sdr, accuracy) AS score", "started_at", "ended_at", "device", "gpus",
+    "backend", "job_id", "node", "slurm_reason",
 )
 SLURM_EVERY_S = 1.0  # a compute node's epoch is on screen within about a second of ingest
 GPUS_EVERY_S = 2.0  # the GPU panel's reading (a subprocess: the TUI never loads NVML)
@@ -133,6 +134,8 @@ class Poller:
             status = r["status"]
             if status == "queued" and r["id"] in positions:
                 status = f"queued #{positions[r['id']]}"
+            elif status == "queued" and r["slurm_reason"]:  # pending in Slurm, and why
+                status = f"queued ({r['slurm_reason']})"
             cells = (
                 short_id(r["id"], experiment),
                 status,
@@ -141,7 +144,7 @@ class Poller:
                 fmt_num(r["score"]),
                 fmt_time(r["started_at"]),
                 duration(r, now),
-                f"gpu {r['gpus']}" if r["gpus"] else r["device"] or "-",
+                _where(r),
             )
             out.append(RunRow(r["id"], r["status"], cells))
         return tuple(out)
@@ -166,6 +169,13 @@ class Poller:
             return ""
         text = data.decode("utf-8", errors="replace")
         return text if size <= LOG_TAIL_BYTES else text.split("\n", 1)[-1]
+
+
+def _where(r: dict) -> str:
+    """The device cell: a Slurm run's job and node, else the GPUs it holds, else its device."""
+    if r["backend"] == "slurm":
+        return f"job {r['job_id']}" + (f"@{r['node']}" if r["node"] else "")
+    return f"gpu {r['gpus']}" if r["gpus"] else r["device"] or "-"
 
 
 def _read_gpus() -> tuple[tuple[dict, ...], str]:

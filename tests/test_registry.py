@@ -212,6 +212,16 @@ BAD += [
      ["sweep 's'", "key 'grid' must be a table of key -> non-empty list"]),
     ("[experiments.a]\ncommand = ['t']\n[sweeps.a]\nexperiment = 'a'\ngrid = { lr = [1] }",
      ["sweep 'a'", "an experiment has the same name"]),
+    # Slurm
+    ("[experiments.a]\ncommand = ['t']\nbackend = 'slurm'",
+     ["experiment 'a'", "key 'backend'", "needs a [backends.slurm] table"]),
+    ("[experiments.a]\ncommand = ['t']\nbackend = 'k8s'", ["key 'backend' must be one of"]),
+    ("[backends.k8s]\nnamespace = 'x'", ["[backends.k8s]", "unknown backend 'k8s'"]),
+    ("[backends.slurm]\npartitoin = 'gpu'", ["[backends.slurm]", "unknown key 'partitoin'"]),
+    ("[backends.slurm]\ncpus = 0", ["[backends.slurm]", "key 'cpus' must be an integer ≥ 1"]),
+    ("[backends.slurm]\nextra = ['rm -rf /']", ["key 'extra'", "one sbatch option"]),
+    ("[backends.slurm]\nsetup = 'module load cuda'", ["key 'setup' must be a list of strings"]),
+    ('[backends.slurm]\ntime = "one\\nday"', ["key 'time' must be a one-line string"]),
 ]
 
 
