@@ -21,7 +21,8 @@ sys.path.insert(0, str(ROOT))
 
 from core.events import EventLog  # noqa: E402
 from core.registry import load_registry  # noqa: E402
-from core.runner import launch, reconcile, wait_for  # noqa: E402
+from core.runner import launch  # noqa: E402
+from core.status import reconcile, wait_for  # noqa: E402
 from core.store import FINAL, Store  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 

@@ -335,7 +335,7 @@ class NkdApp(App[None]):
 
     @work(thread=True, group="control", exit_on_error=False)
     def _queue(self, run_id: str, what: str) -> None:
-        from core.runner import cancel, set_priority
+        from core.actions import cancel, set_priority
 
         try:
             if what == "cancel":
@@ -354,7 +354,7 @@ class NkdApp(App[None]):
 
     @work(thread=True, group="control", exit_on_error=False)
     def _control(self, run_id: str, action: str) -> None:
-        from core.runner import kill, restart, send
+        from core.actions import kill, restart, send
 
         try:
             if action == "kill":

@@ -106,7 +106,8 @@ SLURM_SYNC_S = 1.0  # how often a foreground Slurm run is ingested and asked abo
 
 def _follow_run(store: Store, ws: Workspace, run_id: str) -> int:
     """Show per-epoch progress until the run ends; Ctrl-C stops it, a second Ctrl-C kills it."""
-    from core.runner import current_status, kill, send
+    from core.actions import kill, send
+    from core.status import current_status
 
     tty = sys.stdout.isatty()
     shown = 0
@@ -171,7 +172,7 @@ def _report_end(store: Store, run_id: str) -> int:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    from core.runner import reconcile
+    from core.status import reconcile
 
     ws, store = _open_store(args)
     reconcile(store, ws)
@@ -240,7 +241,7 @@ def _sync_slurm(store: Store, ws: Workspace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from core.runner import current_status, resolve_run
+    from core.status import current_status, resolve_run
 
     ws, store = _open_store(args)
     run_id = resolve_run(store, args.run)
@@ -292,7 +293,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from core.runner import resolve_run
+    from core.status import resolve_run
 
     ws, store = _open_store(args)
     run_id = resolve_run(store, args.run)
@@ -321,7 +322,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    from core.runner import resolve_run, send
+    from core.actions import send
+    from core.status import resolve_run
 
     ws, store = _open_store(args)
     print(send(store, ws, resolve_run(store, args.run), args.command))
@@ -329,7 +331,8 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    from core.runner import resolve_run, restart
+    from core.actions import restart
+    from core.status import resolve_run
 
     ws, store = _open_store(args)
     run_id = resolve_run(store, args.run)
@@ -340,7 +343,8 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    from core.runner import kill, resolve_run
+    from core.actions import kill
+    from core.status import resolve_run
 
     ws, store = _open_store(args)
     print(kill(store, ws, resolve_run(store, args.run), grace=args.grace))
@@ -403,7 +407,7 @@ def cmd_data_index(args: argparse.Namespace) -> int:
 
 def cmd_lineage(args: argparse.Namespace) -> int:
     from core.lineage import render
-    from core.runner import resolve_run
+    from core.status import resolve_run
 
     ws, store = _open_store(args)
     run_id = resolve_run(store, args.run)

@@ -14,7 +14,8 @@ from core.errors import EXIT_OK, NkdError
 def cmd_run(args: argparse.Namespace) -> int:
     from core.queue.plan import make_plan, pin
     from core.queue.scheduler import ensure_running
-    from core.runner import launch_experiment, resolve_run
+    from core.runner import launch_experiment
+    from core.status import resolve_run
     from nkd_tui.cli import _follow_run, _open
 
     registry, ws, store = _open(args)
@@ -90,8 +91,9 @@ def _notice_without_gpus(plan: Any) -> None:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    from core.actions import cancel, set_priority
     from core.queue.scheduler import Queue, ensure_running, is_running, paused, set_paused
-    from core.runner import cancel, resolve_run, set_priority
+    from core.status import resolve_run
     from nkd_tui.cli import _open_store
 
     ws, store = _open_store(args)

@@ -88,7 +88,7 @@ class Poller:
         now = time.monotonic()
         if reconcile_runs and now >= self._next_reconcile:
             self._next_reconcile = now + RECONCILE_EVERY_S
-            from core.runner import reconcile  # psutil and friends, not needed to paint
+            from core.status import reconcile  # psutil and friends, not needed to paint
 
             lost = tuple(reconcile(self.store, self.ws))
         if reconcile_runs and now >= self._next_slurm:

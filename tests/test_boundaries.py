@@ -21,6 +21,7 @@ def test_core_imports_no_ui() -> None:
         "import core, core.registry, core.store, core.runner, core.worker, core.reporter, "
         "core.report, core.recipes, core.training, core.features, core.noise.recipes, "
         "core.separation.recipes, core.separation.bsseval, core.lineage, core.blends, "
+        "core.status, core.actions, core.backends.slurm, "
         "core.queue.scheduler, core.queue.plan, core.gpus, core.events, core.capture.records"
     )
     assert not loaded & {"textual", "textual_plotext", "rich"}, loaded & {"textual", "rich"}

@@ -27,7 +27,8 @@ from core.liveness import identity
 from core.procs import run_processes
 from core.registry import load_registry
 from core.reporter import Reporter
-from core.runner import current_status, launch, reconcile, wait_for
+from core.runner import launch
+from core.status import current_status, reconcile, wait_for
 from core.store import FINAL, Store
 from core.workspace import Workspace as Paths
 

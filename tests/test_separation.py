@@ -273,7 +273,7 @@ def test_lineage_reads_as_the_history(space: Space, capsys) -> None:
 def test_a_stopped_run_restarts_from_its_last_epoch(space: Space) -> None:
     import time
 
-    from core.runner import resolve_run
+    from core.status import resolve_run
 
     assert space.nkd("run", "crnn_long", *SMALL, "--set", "epochs=4", "--detach") == 0
     store = Store(space.root / "nkd.db")

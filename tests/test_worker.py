@@ -17,7 +17,8 @@ from core.capture.records import RecordError, parse_record
 from core.control import Control, StopRun, request
 from core.liveness import is_alive, process_start_time
 from core.registry import load_registry
-from core.runner import launch, reconcile, wait_for
+from core.runner import launch
+from core.status import reconcile, wait_for
 from core.store import FINAL, Store
 from core.workspace import Workspace as Paths
 

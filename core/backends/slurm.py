@@ -239,9 +239,9 @@ def _offset(store: Store, run_id: str) -> int:
 
 
 def _record_lost(store: Store, ws: Workspace, run_id: str, job_id: str, state: str) -> bool:
-    from core.runner import _transition
+    from core.status import transition
 
-    return _transition(
+    return transition(
         store, ws, run_id, ACTIVE,
         {"type": "status", "status": "lost",
          "error": f"Slurm job {job_id} ended ({state}) without a final status"},

@@ -6,7 +6,7 @@ in its own session, so it survives logout. One instance per workspace holds `nkd
 (a file lock the kernel drops when the process dies, also on kill -9). A run is claimed
 (`queued` -> `starting`, under the store's write lock) before its worker is started, so a
 restarted scheduler never starts it twice; a claim whose worker was never started goes back to
-the queue (see `core.runner.record_if_lost`). It exits after a while with nothing queued.
+the queue (see `core.status.record_if_lost`). It exits after a while with nothing queued.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ class Queue:
         of the runs started."""
         if paused(self.ws):
             return []
-        from core.runner import block, start_queued
+        from core.actions import block, start_queued
 
         started = []
         with placement_lock(self.ws):
