@@ -104,6 +104,16 @@ def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> Non
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def most_at_once(rows) -> int:
+    """The most runs (rows with started_at and ended_at) that ran at one moment."""
+    edges = sorted([(r["started_at"], 1) for r in rows] + [(r["ended_at"], -1) for r in rows])
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
 def nkd(ws: Workspace, *args: str) -> int:
     """Run the CLI in-process against the workspace's registry."""
     from nkd_tui.cli import main

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TICKER, Workspace, nkd, wait_until
+from conftest import TICKER, Workspace, most_at_once, nkd, wait_until
 
 from core.events import EventLog
 from core.gpus import Gpu, GpuProcess, read_gpus
@@ -60,16 +60,6 @@ def _all_final(ws: Workspace, n: int) -> bool:
     return len(rows) == n and all(r["status"] in FINAL for r in rows)
 
 
-def _overlap(rows: list[dict]) -> int:
-    """The most runs that were running at one moment."""
-    edges = sorted([(r["started_at"], 1) for r in rows] + [(r["ended_at"], -1) for r in rows])
-    most = now = 0
-    for _, step in edges:
-        now += step
-        most = max(most, now)
-    return most
-
-
 def test_four_runs_on_two_gpus_never_more_than_two_at_once(
     queue_ws: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -79,9 +69,9 @@ def test_four_runs_on_two_gpus_never_more_than_two_at_once(
     wait_until(lambda: _all_final(queue_ws, 4), 90, "four queued runs to end")
     rows = _runs(queue_ws)
     assert all(r["status"] == "finished" for r in rows)
-    assert _overlap(rows) <= 2
+    assert most_at_once(rows) <= 2
     for gpu in ("0", "1"):
-        assert _overlap([r for r in rows if r["gpus"] == gpu]) <= 1
+        assert most_at_once([r for r in rows if r["gpus"] == gpu]) <= 1
     assert {r["gpus"] for r in rows} == {"0", "1"}
     for r in rows:  # each worker saw only its own GPU
         env = (queue_ws.root / "runs" / r["id"] / "visible.txt").read_text().split()
@@ -96,7 +86,7 @@ def test_others_jobs_keep_runs_off_their_gpu(
         assert nkd(queue_ws, "run", "gpu_tick", "--queue") == 0
     wait_until(lambda: _all_final(queue_ws, 2), 60, "two queued runs to end")
     rows = _runs(queue_ws)
-    assert {r["gpus"] for r in rows} == {"1"} and _overlap(rows) == 1
+    assert {r["gpus"] for r in rows} == {"1"} and most_at_once(rows) == 1
 
 
 def test_a_direct_run_gets_a_free_gpu_or_is_refused(

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TICKER, Workspace, nkd, wait_until
+from conftest import TICKER, Workspace, most_at_once, nkd, wait_until
 
 from core.backends.slurm import refresh
 from core.store import FINAL, FULL_COLUMNS
@@ -160,12 +160,7 @@ def test_a_four_run_sweep_on_two_gpus_runs_two_at_a_time(sws: Workspace) -> None
            "the sweep to end")
     done = rows()
     assert all(r["status"] == "finished" for r in done)
-    edges = sorted([(r["started_at"], 1) for r in done] + [(r["ended_at"], -1) for r in done])
-    most = now = 0
-    for _, step in edges:
-        now += step
-        most = max(most, now)
-    assert most <= 2
+    assert most_at_once(done) <= 2
     assert {r["gpus"] for r in done} <= {"0", "1"}  # Slurm set CUDA_VISIBLE_DEVICES per job
 
 

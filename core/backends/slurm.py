@@ -120,7 +120,7 @@ def _mark_ingested(store: Store, run_dir: Path) -> None:
 def ingest(store: Store, ws: Workspace, run_id: str, offset: int | None) -> int:
     """Apply the complete lines written to the run's events.jsonl since `offset`; returns how
     many events were applied. A bad line is skipped (it is counted by `nkd reindex`)."""
-    from core.store.apply import HANDLERS
+    from core.store.apply import apply_guarded
 
     path = ws.run_dir(run_id) / "events.jsonl"
     start = offset or 0
@@ -142,16 +142,7 @@ def ingest(store: Store, ws: Workspace, run_id: str, offset: int | None) -> int:
                 event = parse_line(raw)
             except BadEvent:
                 continue
-            handler = HANDLERS.get(event["type"])
-            if handler is None:
-                continue
-            conn.execute("SAVEPOINT line")
-            try:
-                handler(conn, run_id, event)
-                applied += 1
-            except Exception:
-                conn.execute("ROLLBACK TO line")
-            conn.execute("RELEASE line")
+            applied += apply_guarded(conn, run_id, event) is None
         conn.execute("UPDATE runs SET ingested = ? WHERE id = ?", (start + end, run_id))
     return applied
 

@@ -65,17 +65,16 @@ def expand(overrides: list[str], where: str) -> list[list[str]]:
             axes.append([item])  # refused, with its own message, when it is resolved
             continue
         axes.append([f"{key}={v}" for v in split_values(text, f"{where}: --set '{item}'")])
-    size = 1
-    for axis in axes:
-        size *= len(axis)
-    if size > MAX_RUNS:
-        raise RegistryError(f"{where}: the sweep has {size} runs; at most {MAX_RUNS}")
-    return [list(combo) for combo in itertools.product(*axes)]
+    return _product(axes, where)
 
 
 def grid_combos(grid: dict[str, list[Any]], where: str) -> list[list[str]]:
     """Every combination of a registry `[sweeps.NAME]` grid, as lists of `key=value`."""
-    axes = [[f"{key}={_toml(v)}" for v in values] for key, values in grid.items()]
+    return _product([[f"{key}={_toml(v)}" for v in values] for key, values in grid.items()],
+                    where)
+
+
+def _product(axes: list[list[str]], where: str) -> list[list[str]]:
     size = 1
     for axis in axes:
         size *= len(axis)

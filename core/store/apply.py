@@ -185,3 +185,21 @@ HANDLERS: dict[str, Callable[[sqlite3.Connection, str, dict[str, Any]], None]] =
     "metric": _on_metric,
     "checkpoint": _on_checkpoint,
 }
+
+
+def apply_guarded(conn: sqlite3.Connection, run_id: str, event: dict[str, Any]) -> str | None:
+    """Apply one checked event inside a savepoint: an event the store cannot take (it breaks a
+    constraint, names a missing row) changes nothing. Returns why it was not applied, or None.
+    The one replay step of `reindex` and of the Slurm ingest."""
+    handler = HANDLERS.get(event["type"])
+    if handler is None:
+        return None
+    conn.execute("SAVEPOINT event")
+    try:
+        handler(conn, run_id, event)
+    except (sqlite3.Error, LookupError, TypeError, ValueError) as exc:
+        conn.execute("ROLLBACK TO event")
+        conn.execute("RELEASE event")
+        return f"{event['type']} event: {exc}"
+    conn.execute("RELEASE event")
+    return None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from core.errors import StoreError
 from core.events import ACTIVE, FINAL, BadEvent, EventLog, check
-from core.store.apply import HANDLERS
+from core.store.apply import HANDLERS, apply_guarded
 from core.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:  # imported when a migration runs: it costs ~100 ms, the TUI starts without it
@@ -327,16 +327,9 @@ class Store:
             logs = {folder.name: EventLog(folder / "events.jsonl") for folder in folders}
             streams = [_timed(n, name, log) for n, (name, log) in enumerate(logs.items())]
             for _t, _n, run_id, event in heapq.merge(*streams, key=lambda item: item[:2]):
-                handler = HANDLERS.get(event["type"])
-                if handler is None:
-                    continue
-                conn.execute("SAVEPOINT event")
-                try:
-                    handler(conn, run_id, event)
-                except (sqlite3.Error, LookupError, TypeError, ValueError) as exc:
-                    conn.execute("ROLLBACK TO event")
-                    logs[run_id].skipped.append((0, f"{event['type']} event: {exc}"))
-                conn.execute("RELEASE event")
+                problem = apply_guarded(conn, run_id, event)
+                if problem:
+                    logs[run_id].skipped.append((0, problem))
             for folder in folders:
                 _last_seen(conn, folder)
             report.runs = len(folders)
