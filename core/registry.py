@@ -60,6 +60,11 @@ KEYS: dict[str, Key] = {
     "cwd": Key("str", "working directory of a command experiment, relative to the registry"),
     "env": Key("table", "extra environment variables for the worker"),
     "params": Key("table", "free-form parameters of a command experiment"),
+    "output_scalars": Key("list[str]", "regular expressions whose named groups are values a "
+                          "command prints, e.g. 'val SDR: (?P<sdr>\\S+)'; (?P<epoch>...) sets "
+                          "the epoch"),
+    "builtin_scalars": Key("bool", "read common log shapes (Keras, Lightning, tqdm, key: value) "
+                           "from a command's output (default true)"),
     "extends": Key("str", "experiment whose settings this one starts from"),
     "tags": Key("list[str]", "free labels"),
     "reported": Key("table", "values the researcher reported before nkd (sdr_db, note, ...)"),
@@ -510,6 +515,12 @@ def _validate(
         raise RegistryError(f"{where}: key 'classes': a class is listed twice")
     if classes is not None and len(classes) < 2:
         raise RegistryError(f"{where}: key 'classes': a classifier needs at least two classes")
+    for pattern in params.get("output_scalars", []):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise RegistryError(f"{where}: key 'output_scalars': {pattern!r} is not a regular "
+                                f"expression ({exc})") from None
     if has_recipe:  # last, so a specific problem of a key is told before a missing one
         _check_recipe(where, params)
     return Experiment(name, params, chain, references, sources)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core import recipes
+from core.capture.patterns import Follower
 from core.capture.records import RecordError, parse_record
 from core.control import Control, StopRun, read_request
 from core.liveness import identity
@@ -205,6 +206,10 @@ class CommandRun:
         self.refused = 0  # @nkd records refused, each with one warning line
         self.cwd = Path(config.get("cwd") or config["root"])
         self.folders = (run_dir, Path(config["checkpoints_dir"]))
+        params = config.get("params", {})
+        # what an unedited script prints: common log shapes and the registry's own patterns
+        self.scalars = Follower(bool(params.get("builtin_scalars", True)),
+                                params.get("output_scalars", []))
 
     def _on_usr1(self, _signum: int, _frame: object) -> None:
         action = read_request(self.run_dir)
@@ -292,6 +297,8 @@ class CommandRun:
                 if now - exited_at > OUTPUT_DRAIN_S and lines.empty():
                     break
         code = self.proc.wait()
+        for captured in self.scalars.flush():
+            self.reporter.event(captured)
         if self.refused:
             print(f"nkd: {self.refused} @nkd record(s) refused in this run", flush=True)
         if self.killed:
@@ -318,7 +325,11 @@ class CommandRun:
         if event is None:
             sys.stdout.write(line)
             sys.stdout.flush()
+            for captured in self.scalars.feed(line):
+                self.reporter.event(captured)
             return
+        if event["type"] == "epoch":
+            self.scalars.reported_itself = True  # the script's own records win
         if event["type"] == "meta":
             return
         if event["type"] == "checkpoint":

@@ -1,0 +1,69 @@
+"""`nkd capture LOG`: what a run would record from a log its script printed, before running it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from core.errors import EXIT_OK, NkdError
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    from core.capture.patterns import Follower
+    from core.capture.records import RecordError, parse_record
+
+    builtins, patterns = True, []
+    if args.experiment:
+        from core.registry import load_registry
+        from nkd_tui.cli import _registry_path
+
+        exp = load_registry(_registry_path(args)).get(args.experiment)
+        builtins = bool(exp.params.get("builtin_scalars", True))
+        patterns = list(exp.params.get("output_scalars", []))
+    path = Path(args.log)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise NkdError(f"{path}: cannot be read ({exc.strerror})") from None
+    follower = Follower(builtins, patterns, every=0.0)
+    epochs: dict[int, dict[str, Any]] = {}
+    metrics: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        try:
+            record = parse_record(line, path.parent, (path.parent,))
+        except RecordError:
+            record = None
+        events = [record] if record else follower.feed(line)
+        if record and record["type"] == "epoch":
+            follower.reported_itself = True
+        for event in events:
+            if event["type"] == "epoch":
+                epochs.setdefault(event["epoch"], {}).update(
+                    {k: v for k, v in event.items() if k not in ("type", "epoch")})
+            elif event["type"] == "metric":
+                metrics.append({k: v for k, v in event.items() if k != "type"})
+    if args.json:
+        print(json.dumps({"epochs": epochs, "metrics": metrics}, indent=2))
+        return EXIT_OK
+    keys = sorted({k for values in epochs.values() for k in values},
+                  key=lambda k: (k not in ("train_loss", "val_loss", "lr"), k))
+    print(f"{path}: {len(epochs)} epochs, {len(metrics)} metrics would be recorded")
+    if epochs:
+        print("  ".join(["epoch", *keys]))
+        for epoch, values in sorted(epochs.items()):
+            print("  ".join([f"{epoch:>5}", *(f"{values[k]:.6g}" if k in values else "-"
+                                             for k in keys)]))
+    for m in metrics:
+        where = f" ({m['stem']})" if m.get("stem") else ""
+        print(f"metric {m['name']}{where} = {m['value']:.6g}")
+    return EXIT_OK
+
+
+def add_parser(add: Any, sub: Any) -> None:
+    p = add(sub, "capture", help="what a run would record from a log its script printed")
+    p.add_argument("log", help="a log file the script wrote or printed")
+    p.add_argument("--experiment", "-e", help="use this experiment's output_scalars too")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_capture)

@@ -1,0 +1,128 @@
+"""Values from what an unedited script prints: common log shapes, the registry's own patterns,
+`nkd capture` on a log, and a real run of a script that knows nothing of nkd."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Workspace, nkd
+
+from core.capture.patterns import Follower, builtin
+
+# (line, epoch on the line, values, metrics) — real shapes, and lines that must not match
+SHAPES = [
+    ("Epoch 3/100", 3, {}, []),  # Keras, the epoch header
+    ("50/50 [==============================] - 2s 40ms/step - loss: 0.4100 - accuracy: 0.8812"
+     " - val_loss: 0.5200 - val_accuracy: 0.8500", None,
+     {"train_loss": 0.41, "accuracy": 0.8812, "val_loss": 0.52, "val_accuracy": 0.85}, []),
+    ("Epoch 3: 100%|##########| 50/50 [00:01<00:00, 38.12it/s, v_num=0, train_loss=0.410, "
+     "val_loss=0.520]", 3, {"train_loss": 0.41, "val_loss": 0.52}, []),  # Lightning
+    ("epoch 3 | train 0.41 | val 0.52", 3, {"train_loss": 0.41, "val_loss": 0.52}, []),
+    ("[Epoch 3] Train Loss: 0.4100, Val Loss: 0.5200", 3,
+     {"train_loss": 0.41, "val_loss": 0.52}, []),  # plain prints
+    ("{'loss': 0.41, 'learning_rate': 5e-05, 'epoch': 3.0}", 3,
+     {"train_loss": 0.41, "lr": 5e-05}, []),  # Hugging Face Trainer
+    ("{'eval_loss': 0.52, 'eval_runtime': 1.2, 'epoch': 3.0}", 3, {"val_loss": 0.52}, []),
+    ("Epoch [3/100], Step [100/500], Loss: 0.4100", 3, {"train_loss": 0.41}, []),
+    ("epoch=3 train_loss=0.41 val_loss=0.52 lr=0.0001", 3,
+     {"train_loss": 0.41, "val_loss": 0.52, "lr": 0.0001}, []),
+    ("100%|##########| 391/391 [00:12<00:00, 31.2it/s, loss=0.41]", None,
+     {"train_loss": 0.41}, []),  # a tqdm postfix
+    ("train | epoch 003 | loss 0.410 | lr 0.0001", 3, {"train_loss": 0.41, "lr": 0.0001}, []),
+    ("SDR: 3.2 dB", None, {}, [{"name": "sdr", "value": 3.2}]),
+    ("vocals SDR: 4.1 dB", None, {}, [{"name": "sdr", "value": 4.1, "stem": "vocals"}]),
+    ("Accuracy: 93.1%", None, {}, [{"name": "accuracy", "value": pytest.approx(0.931)}]),
+    ("Epoch 12 - Train loss 0.3 - Val loss 0.4", 12, {}, []),  # no separator: not guessed
+    ("Epoch 4, val_loss: 0.3120, val_sdr: 5.77", 4, {"val_loss": 0.312, "val_sdr": 5.77}, []),
+    # lines that must not match
+    ("Saving checkpoint to checkpoints/crnn_large_final_tune_20251227_171118_best.pth",
+     None, {}, []),
+    ("Loading data from data/train (150 tracks)", None, {}, []),
+    ("2025-12-27 17:11:18 INFO starting run 2 of 5", None, {}, []),
+    ("Using device: cuda:0", None, {}, []),
+    ("Traceback (most recent call last):", None, {}, []),
+    ("Epoch 00003: val_loss improved from 0.56000 to 0.52000, saving model to best.h5", 3,
+     {}, []),
+    ("batch_size: 8, hidden_size: 512, num_layers: 4", None, {}, []),
+]
+
+
+@pytest.mark.parametrize("line,epoch,values,metrics", SHAPES,
+                         ids=[f"shape{i:02d}" for i in range(len(SHAPES))])
+def test_log_shapes(line: str, epoch, values, metrics) -> None:
+    got = builtin(line)
+    assert got.epoch == epoch
+    assert got.values == pytest.approx(values) if values else got.values == {}
+    assert got.metrics == metrics
+
+
+def test_an_epoch_spread_over_lines_is_one_record_sent_as_it_grows() -> None:
+    now = [0.0]
+    follower = Follower(every=0.5, clock=lambda: now[0])
+    assert follower.feed("Epoch 1/2") == []
+    first = follower.feed("loss: 0.9")
+    assert first == [{"type": "epoch", "epoch": 1, "train_loss": 0.9}]
+    assert follower.feed("val_loss: 1.1") == []  # within 0.5 s: held back
+    now[0] = 1.0
+    second = follower.feed("Epoch 2/2")  # the next epoch sends the last one complete
+    assert second == [{"type": "epoch", "epoch": 1, "train_loss": 0.9, "val_loss": 1.1}]
+    assert follower.feed("loss: 0.5") == []  # held back: epoch 1 was sent just now
+    assert follower.flush() == [{"type": "epoch", "epoch": 2, "train_loss": 0.5}]  # the end
+    follower.reported_itself = True  # an @nkd epoch came: patterns step aside
+    assert follower.feed("Epoch 3/3 loss: 0.1") == []
+
+
+def test_own_patterns_and_builtins_off() -> None:
+    follower = Follower(builtins=False, patterns=[r"^it (?P<epoch>\d+) cost (?P<train_loss>\S+)",
+                                                  r"(?P<name>\w+)_score=(?P<value>\S+)"],
+                        every=0.0)
+    assert follower.feed("Epoch 1/3 loss: 0.5") == []  # built-ins are off
+    assert follower.feed("it 2 cost 0.25") == [{"type": "epoch", "epoch": 2, "train_loss": 0.25}]
+    assert follower.feed("dev_score=0.7")[-1]["dev"] == 0.7
+
+
+def test_nkd_capture_shows_what_a_log_would_record(
+    ws: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "train.log"
+    log.write_text("Epoch 1/2\n - loss: 0.5 - val_loss: 0.6\nEpoch 2/2\n - loss: 0.4 - "
+                   "val_loss: 0.5\nvocals SDR: 4.1 dB\n")
+    capsys.readouterr()
+    assert nkd(ws, "capture", str(log), "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["epochs"] == {"1": {"train_loss": 0.5, "val_loss": 0.6},
+                             "2": {"train_loss": 0.4, "val_loss": 0.5}}
+    assert out["metrics"] == [{"name": "sdr", "value": 4.1, "stem": "vocals"}]
+    assert nkd(ws, "capture", str(tmp_path / "nope.log")) == 2
+
+
+UNEDITED = '''
+import argparse, time
+ap = argparse.ArgumentParser()
+ap.add_argument("--epochs", type=int, default=3)
+args = ap.parse_args()
+for epoch in range(1, args.epochs + 1):
+    print(f"Epoch {epoch}/{args.epochs}", flush=True)
+    time.sleep(0.05)
+    print(f"Train Loss: {1 / epoch:.4f}, Val Loss: {1 / epoch + 0.1:.4f}", flush=True)
+print("Test SDR: 5.77 dB", flush=True)
+'''
+
+
+def test_a_script_nobody_edited_is_charted(ws: Workspace, tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(UNEDITED)
+    ws.registry.write_text(ws.registry.read_text() + (
+        f'\n[experiments.unedited]\ncommand = ["{sys.executable}", "{script}", "--epochs", '
+        f'"{{epochs}}"]\nepochs = 3\n'))
+    assert nkd(ws, "run", "unedited") == 0
+    store = ws.store()
+    run_id = store.latest_run("unedited")["id"]
+    epochs = store.epochs(run_id)
+    assert [(e["epoch"], e["train_loss"], e["val_loss"]) for e in epochs] == [
+        (1, 1.0, 1.1), (2, 0.5, 0.6), (3, pytest.approx(0.3333), pytest.approx(0.4333))]
+    assert [(m["name"], m["value"], m["split"]) for m in store.metrics(run_id)] == [
+        ("sdr", 5.77, "test")]
