@@ -180,6 +180,8 @@ def main() -> int:
     except GpuError as exc:
         print(json.dumps({"error": str(exc)}))
         return 2
+    from core.procs import run_of
+
     out = [g.as_dict() for g in gpus]
     for gpu in out:  # which processes belong to nkd's runs (they carry NKD_RUN_ID)
         for proc in gpu["processes"]:
@@ -188,18 +190,6 @@ def main() -> int:
                 proc["run"] = run
     print(json.dumps({"gpus": out}))
     return 0
-
-
-def run_of(pid: int) -> str | None:
-    """The nkd run a process belongs to, from its environment."""
-    try:
-        env = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return None
-    for item in env.split(b"\0"):
-        if item.startswith(b"NKD_RUN_ID="):
-            return item.split(b"=", 1)[1].decode(errors="replace")
-    return None
 
 
 if __name__ == "__main__":

@@ -13,7 +13,22 @@ from pathlib import Path
 import psutil
 
 MARK = "NKD_RUN_ID"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # what `python -m core.worker` imports
 PR_SET_CHILD_SUBREAPER = 36
+
+
+def python_env(run_id: str | None) -> dict[str, str]:
+    """The environment of an nkd process we start (a worker, the scheduler): this project on
+    PYTHONPATH, and the run's mark, or none for a process that is no run's."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    if run_id is None:
+        env.pop(MARK, None)
+    else:
+        env[MARK] = run_id
+    return env
 
 
 def become_subreaper() -> None:
@@ -26,28 +41,36 @@ def become_subreaper() -> None:
         pass
 
 
-def _marked(run_id: str) -> set[int]:
-    needle = f"{MARK}={run_id}".encode()
-    found: set[int] = set()
+def run_of(pid: int) -> str | None:
+    """The run a process belongs to (its NKD_RUN_ID), or None."""
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    for item in env.split(b"\0"):
+        if item.startswith(b"NKD_RUN_ID="):
+            return item.split(b"=", 1)[1].decode(errors="replace")
+    return None
+
+
+def marked() -> dict[int, str]:
+    """Every process that carries a run's mark: pid -> run id."""
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return found
+        return {}
+    found = {}
     for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if needle in env.split(b"\0"):
-            found.add(int(entry))
+        if entry.isdigit():
+            run = run_of(int(entry))
+            if run is not None:
+                found[int(entry)] = run
     return found
 
 
 def run_processes(run_id: str, root: int | None = None) -> list[psutil.Process]:
     """The run's live processes (not this one): marked ones and `root`'s descendants."""
-    pids = _marked(run_id)
+    pids = {pid for pid, run in marked().items() if run == run_id}
     if root:
         try:
             pids |= {p.pid for p in psutil.Process(root).children(recursive=True)}

@@ -22,14 +22,12 @@ from core.errors import NkdError, RunError
 from core.gpus import Gpu, GpuError, read_gpus
 from core.liveness import identity
 from core.names import check_name, inside, open_append, run_path
-from core.procs import MARK
+from core.procs import python_env
 from core.queue.config import QueueConfig
 from core.registry import DATA_REF_KEYS, Experiment, Registry, substitute_command
 from core.reporter import Reporter
 from core.store import FINAL, Store
 from core.workspace import Workspace, atomic_write_json
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -296,11 +294,7 @@ def start_worker(
     The worker's process (pid and kernel start ticks) is recorded at once, so the run can be
     told alive or gone from its first moment; every process it starts carries the run's mark.
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
-    )
-    env[MARK] = run_dir.name
+    env = python_env(run_dir.name)
     visible = visible_ids(gpus)
     if visible is not None:  # the run sees only its own GPUs, in PCI order like nvidia-smi
         env["CUDA_VISIBLE_DEVICES"] = visible

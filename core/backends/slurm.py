@@ -24,10 +24,10 @@ from typing import Any
 from core.backends.config import SlurmConfig
 from core.errors import RunError
 from core.events import ACTIVE, BadEvent, parse_line
+from core.procs import PROJECT_ROOT
 from core.store import Store
 from core.workspace import Workspace, atomic_write_text
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 SCRIPT_NAME = "job.sbatch"
 TIMEOUT_S = 30
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",

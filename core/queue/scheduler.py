@@ -25,6 +25,7 @@ from typing import Any
 from core.errors import NkdError
 from core.events import FINAL, HOLDING
 from core.gpus import Gpu, GpuError, read_gpus
+from core.procs import marked, python_env
 from core.queue.config import QueueConfig
 from core.queue.placement import Lease, after_of, leases_of, need_of, place, states
 from core.store import Store
@@ -37,24 +38,11 @@ LOG_NAME = "nkd.queue.log"
 PID_NAME = "nkd.queue.pid"
 CYCLE_S = 0.2
 IDLE_EXIT_S = float(os.environ.get("NKD_QUEUE_IDLE_S", "30"))  # exit after this long idle
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def nkd_pids() -> set[int]:
     """Processes of nkd's runs (they carry NKD_RUN_ID), so their GPU memory is not others'."""
-    found = set()
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for entry in entries:
-        if entry.isdigit():
-            try:
-                if b"NKD_RUN_ID=" in Path(f"/proc/{entry}/environ").read_bytes():
-                    found.add(int(entry))
-            except OSError:
-                continue
-    return found
+    return set(marked())
 
 
 @contextmanager
@@ -239,11 +227,7 @@ def ensure_running(ws: Workspace) -> bool:
     """Start the scheduler if none holds the workspace's lock; True if one was started."""
     if is_running(ws):
         return False
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
-    )
-    env.pop("NKD_RUN_ID", None)  # the scheduler is no run's process
+    env = python_env(None)  # the scheduler is no run's process
     log = os.open(ws.root / LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         subprocess.Popen(
