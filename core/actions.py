@@ -264,7 +264,7 @@ def kill(store: Store, ws: Workspace, run_id: str, grace: float = KILL_GRACE_S) 
     if status == "queued":
         return cancel(store, ws, run_id)
     if status in FINAL:
-        leftovers = run_processes(run_id)
+        leftovers = run_processes(ws.run_dir(run_id))
         if not leftovers:
             raise RunError(f"run '{run_id}' is not running (status {status})")
         return f"{run_id}: {status}; killed {kill_all(leftovers)} leftover process(es)"
@@ -281,7 +281,7 @@ def kill(store: Store, ws: Workspace, run_id: str, grace: float = KILL_GRACE_S) 
                 os.killpg(pgid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-    kill_all(run_processes(run_id))
+    kill_all(run_processes(ws.run_dir(run_id)))
     transition(store, ws, run_id, ACTIVE, {"type": "status", "status": "killed",
                                            "error": f"killed after {grace:g} s without stopping"})
     return f"{run_id}: killed"

@@ -183,7 +183,7 @@ def main() -> int:
     from core.procs import run_of
 
     out = [g.as_dict() for g in gpus]
-    for gpu in out:  # which processes belong to nkd's runs (they carry NKD_RUN_ID)
+    for gpu in out:  # which processes belong to nkd's runs (they carry the run's mark)
         for proc in gpu["processes"]:
             run = run_of(proc["pid"])
             if run:

@@ -1,6 +1,7 @@
 """Every process a run started, found again: its worker's descendants and anything that carries
-the run's mark in its environment (NKD_RUN_ID), so a script's `setsid` or background children,
-and the leftovers of a worker killed with -9, can still be ended."""
+the run's mark in its environment (NKD_RUN_MARK, the run folder's absolute path: unique across
+workspaces, unlike a run id), so a script's `setsid` or background children, and the leftovers
+of a worker killed with -9, can still be ended."""
 
 from __future__ import annotations
 
@@ -12,22 +13,23 @@ from pathlib import Path
 
 import psutil
 
-MARK = "NKD_RUN_ID"
+MARK = "NKD_RUN_MARK"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # what `python -m core.worker` imports
 PR_SET_CHILD_SUBREAPER = 36
 
 
-def python_env(run_id: str | None) -> dict[str, str]:
+def python_env(run_dir: Path | None) -> dict[str, str]:
     """The environment of an nkd process we start (a worker, the scheduler): this project on
     PYTHONPATH, and the run's mark, or none for a process that is no run's."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
     )
-    if run_id is None:
-        env.pop(MARK, None)
-    else:
-        env[MARK] = run_id
+    for key in (MARK, "NKD_RUN_ID"):
+        env.pop(key, None)
+    if run_dir is not None:
+        env[MARK] = str(run_dir)
+        env["NKD_RUN_ID"] = run_dir.name  # for the run's own scripts
     return env
 
 
@@ -41,20 +43,27 @@ def become_subreaper() -> None:
         pass
 
 
-def run_of(pid: int) -> str | None:
-    """The run a process belongs to (its NKD_RUN_ID), or None."""
+def mark_of(pid: int) -> str | None:
+    """The run folder a process belongs to (its mark), or None."""
+    needle = f"{MARK}=".encode()
     try:
         env = Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
         return None
     for item in env.split(b"\0"):
-        if item.startswith(b"NKD_RUN_ID="):
-            return item.split(b"=", 1)[1].decode(errors="replace")
+        if item.startswith(needle):
+            return item[len(needle):].decode(errors="replace")
     return None
 
 
+def run_of(pid: int) -> str | None:
+    """The id of the run a process belongs to, or None."""
+    mark = mark_of(pid)
+    return Path(mark).name if mark else None
+
+
 def marked() -> dict[int, str]:
-    """Every process that carries a run's mark: pid -> run id."""
+    """Every process that carries a run's mark: pid -> its run folder."""
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -62,15 +71,15 @@ def marked() -> dict[int, str]:
     found = {}
     for entry in entries:
         if entry.isdigit():
-            run = run_of(int(entry))
-            if run is not None:
-                found[int(entry)] = run
+            mark = mark_of(int(entry))
+            if mark is not None:
+                found[int(entry)] = mark
     return found
 
 
-def run_processes(run_id: str, root: int | None = None) -> list[psutil.Process]:
+def run_processes(run_dir: Path, root: int | None = None) -> list[psutil.Process]:
     """The run's live processes (not this one): marked ones and `root`'s descendants."""
-    pids = {pid for pid, run in marked().items() if run == run_id}
+    pids = {pid for pid, mark in marked().items() if mark == str(run_dir)}
     if root:
         try:
             pids |= {p.pid for p in psutil.Process(root).children(recursive=True)}

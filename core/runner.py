@@ -294,7 +294,7 @@ def start_worker(
     The worker's process (pid and kernel start ticks) is recorded at once, so the run can be
     told alive or gone from its first moment; every process it starts carries the run's mark.
     """
-    env = python_env(run_dir.name)
+    env = python_env(run_dir)
     visible = visible_ids(gpus)
     if visible is not None:  # the run sees only its own GPUs, in PCI order like nvidia-smi
         env["CUDA_VISIBLE_DEVICES"] = visible

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         # nothing the run started outlives it (a script's background or setsid children)
-        leftovers = run_processes(run_id)
+        leftovers = run_processes(run_dir)
         if leftovers:
             print(f"nkd: ending {len(leftovers)} leftover process(es) of the run", flush=True)
             end_processes(leftovers)

@@ -54,6 +54,11 @@ def _events(ws: Workspace, run_id: str) -> list[dict]:
     return list(EventLog(ws.root / "runs" / run_id / "events.jsonl"))
 
 
+def _procs(ws: Workspace, run_id: str) -> list:
+    """The live processes of a run (its mark is the run folder)."""
+    return run_processes(Paths.at(ws.registry).run_dir(run_id))
+
+
 def _statuses(ws: Workspace, run_id: str) -> list[str]:
     return [e["status"] for e in _events(ws, run_id) if e["type"] == "status"]
 
@@ -209,13 +214,13 @@ def test_sigkill_of_a_command_worker_keeps_every_epoch_and_its_script_can_be_kil
     time.sleep(random.Random(3).uniform(0.0, 0.3))
     os.kill(launched.pid, signal.SIGKILL)
     time.sleep(0.3)
-    script = run_processes(run_id)
+    script = _procs(ws, run_id)
     assert script, "the script outlives its killed worker"
     assert current_status(store, Paths.at(ws.registry), store.get_run(run_id)) == "lost"
     on_file = {e["epoch"] for e in _events(ws, run_id) if e["type"] == "epoch"}
     assert on_file == {e["epoch"] for e in store.epochs(run_id)}
     assert nkd(ws, "kill", run_id) == 0  # a lost run's leftovers can still be killed
-    _wait(lambda: not run_processes(run_id), 10, "the script's end")
+    _wait(lambda: not _procs(ws, run_id), 10, "the script's end")
     assert nkd(ws, "reindex") == 0
     assert {e["epoch"] for e in ws.store().epochs(run_id)} == on_file
 
@@ -427,7 +432,7 @@ def test_read_only_runs_folder_is_one_line_and_kill_still_kills(
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "control.json" in err and "Read-only" in err
         assert nkd(space, "kill", run_id, "--grace", "2") == 0  # SIGTERM needs no file
-        _wait(lambda: not run_processes(run_id), 20, "every process of the run gone")
+        _wait(lambda: not _procs(space, run_id), 20, "every process of the run gone")
         row = store.get_run(run_id)
         assert row["status"] in ("stopped", "killed"), row["error"]
     finally:
@@ -455,13 +460,13 @@ def test_no_process_of_a_run_outlives_it(ws: Workspace, how: str) -> None:
     store = ws.store()
     run_id = launch(load_registry(ws.registry), "tree", (), store=store).run_id
     _wait(lambda: len(store.epochs(run_id)) >= 1, what="first epoch")
-    _wait(lambda: len(run_processes(run_id)) >= 3, 10, "the script's children")
+    _wait(lambda: len(_procs(ws, run_id)) >= 3, 10, "the script's children")
     if how == "stop":
         assert nkd(ws, "stop", run_id) == 0
     elif how == "kill":
         assert nkd(ws, "kill", run_id, "--grace", "0.5") == 0
     assert wait_for(store, run_id, FINAL, 30)
-    _wait(lambda: not run_processes(run_id), 15, "no process of the run left")
+    _wait(lambda: not _procs(ws, run_id), 15, "no process of the run left")
 
 
 def test_a_script_killed_after_the_stop_grace_is_recorded_killed(
@@ -522,3 +527,20 @@ def test_a_plot_that_cannot_be_written_costs_one_line(
     assert loss_curve(blocked / "loss_curve_train_val.png", history, "run") is None
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "loss_curve_train_val.png not written" in out
+
+
+def test_two_workspaces_runs_of_one_id_never_end_each_others_processes(tmp_path: Path) -> None:
+    """Run ids are unique per workspace only; the mark is the run folder, so a run that ends
+    in one workspace leaves the same-named run of another alone."""
+    from core.procs import python_env
+
+    a = tmp_path / "a" / "runs" / "tick_20260101_120000"
+    b = tmp_path / "b" / "runs" / "tick_20260101_120000"
+    procs = [subprocess.Popen(["sleep", "30"], env=python_env(d)) for d in (a, b)]
+    try:
+        assert [p.pid for p in run_processes(a)] == [procs[0].pid]
+        assert [p.pid for p in run_processes(b)] == [procs[1].pid]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

@@ -76,7 +76,8 @@ def job_script(run_dir: Path, params: dict[str, Any], cfg: SlurmConfig) -> str:
         "# set up the environment the run needs on the compute node",
         *cfg.setup,
         f"export PYTHONPATH={shlex.quote(str(PROJECT_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}",
-        f"export NKD_RUN_ID={shlex.quote(run_dir.name)}",
+        f"export NKD_RUN_ID={shlex.quote(run_dir.name)} "
+        f"NKD_RUN_MARK={shlex.quote(str(run_dir))}",
         "# the same worker as on the login box; a requeued job resumes from its last state",
         f"exec {shlex.quote(python)} -m core.worker {shlex.quote(str(run_dir))} "
         f"--resume-if-state >>{shlex.quote(str(run_dir / 'output.log'))} 2>&1",

@@ -41,7 +41,7 @@ IDLE_EXIT_S = float(os.environ.get("NKD_QUEUE_IDLE_S", "30"))  # exit after this
 
 
 def nkd_pids() -> set[int]:
-    """Processes of nkd's runs (they carry NKD_RUN_ID), so their GPU memory is not others'."""
+    """Processes of nkd's runs (they carry the run's mark), so their GPU memory is not others'."""
     return set(marked())
 
 
