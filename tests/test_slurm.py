@@ -112,7 +112,7 @@ def test_pause_resume_stop_and_a_cancelled_job_is_lost(sws: Workspace) -> None:
     _until(sws, lambda: (_row(sws, "sslow")["epoch"] or 0) >= 2, 60, "epochs")
     run_id = _row(sws, "sslow")["id"]
     assert nkd(sws, "pause", run_id) == 0
-    _until(sws, lambda: _row(sws, "sslow")["status"] == "paused", 30, "paused")
+    _until(sws, lambda: _row(sws, "sslow")["status"] == "paused", 60, "paused")
     time.sleep(0.5)
     _sync(sws)
     frozen = _row(sws, "sslow")["epoch"]
@@ -120,7 +120,7 @@ def test_pause_resume_stop_and_a_cancelled_job_is_lost(sws: Workspace) -> None:
     _sync(sws)
     assert _row(sws, "sslow")["epoch"] == frozen
     assert nkd(sws, "resume", run_id) == 0
-    _until(sws, lambda: (_row(sws, "sslow")["epoch"] or 0) > frozen + 1, 30, "resumed epochs")
+    _until(sws, lambda: (_row(sws, "sslow")["epoch"] or 0) > frozen + 1, 90, "resumed epochs")
     assert nkd(sws, "stop", run_id) == 0
     _until(sws, lambda: _row(sws, "sslow")["status"] == "stopped", 60, "stopped")
 
