@@ -54,10 +54,9 @@ def record_if_lost(store: Store, ws: Workspace, run_id: str) -> bool:
     A run the queue claimed but never started (its scheduler was killed in between) goes back
     to the queue instead."""
     time.sleep(LOST_RECHECK_S)
-    unstarted = _claimed_by_queue(ws.run_dir(run_id))
-    if unstarted is not None and transition(
+    if _claimed_by_queue(ws.run_dir(run_id)) and transition(
         store, ws, run_id, ("starting",),
-        {"type": "status", "status": "queued", "resume": unstarted.get("resume", 0)},
+        {"type": "status", "status": "queued"},  # its resume flag stays as the queue had it
         unless=lambda row: row.get("pid") is not None or not _gone(row, time.time()),
     ):
         from core.queue.scheduler import ensure_running
@@ -72,17 +71,15 @@ def record_if_lost(store: Store, ws: Workspace, run_id: str) -> bool:
     )
 
 
-def _claimed_by_queue(run_dir: Path) -> dict[str, Any] | None:
-    """The last status event if it is the queue's claim (`starting`, by the queue)."""
+def _claimed_by_queue(run_dir: Path) -> bool:
+    """Is the last status event the queue's claim (`starting`, by the queue)?"""
     from core.events import EventLog
 
     last = None
     for event in EventLog(run_dir / "events.jsonl"):
         if event["type"] == "status":
             last = event
-    if last and last["status"] == "starting" and last.get("by") == "queue":
-        return last
-    return None
+    return bool(last and last["status"] == "starting" and last.get("by") == "queue")
 
 
 def transition(

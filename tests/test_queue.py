@@ -270,3 +270,31 @@ def test_resume_puts_a_suspended_queued_run_back_in_the_queue(
     assert row["status"] == "queued" and row["resume"] == 1 and row["gpus"] is None
     decision = Queue(Paths.at(queue_ws.registry), store).decide()[0]
     assert decision.state == "start" and decision.row["resume"] == 1
+
+
+def test_a_claim_whose_worker_never_started_goes_back_to_the_queue(
+    queue_ws: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The scheduler was killed between claiming a run and starting its worker: the run is
+    queued again (keeping its resume flag), never `lost`, never started twice."""
+    import time
+
+    from core.reporter import Reporter
+    from core.status import reconcile
+    from core.workspace import Workspace as Paths
+
+    monkeypatch.setenv("NKD_GPUS", str(_gpus(tmp_path / "gpus.json", 0)))
+    assert nkd(queue_ws, "queue", "pause") == 0
+    run_id = "tick_20260101_000000"
+    run_dir = queue_ws.root / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    store = queue_ws.store()
+    rep = Reporter(run_id, run_dir, store)
+    old = time.time() - 120
+    rep.event({"type": "run", "experiment": "tick", "status": "queued", "t": old})
+    rep.status("queued", resume=1, t=old + 1)
+    rep.status("starting", by="queue", pid=None, t=old + 2)  # claimed; then the scheduler died
+    rep.close()
+    assert reconcile(store, Paths.at(queue_ws.registry)) == []
+    row = store.get_run(run_id)
+    assert row["status"] == "queued" and row["resume"] == 1
