@@ -237,21 +237,27 @@ def test_nvml_reads_the_real_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(g.memory_total_mib > 0 and g.uuid for g in gpus)
 
 
+def _held_queue_and_a_run(ws: Workspace, run_id: str):
+    """The queue held, and a reporter for a run folder of `run_id` whose history a test writes."""
+    from core.reporter import Reporter
+
+    assert nkd(ws, "queue", "pause") == 0
+    run_dir = ws.root / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    store = ws.store()
+    return store, Reporter(run_id, run_dir, store)
+
+
 def test_resume_puts_a_suspended_queued_run_back_in_the_queue(
     queue_ws: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Suspend frees the GPU (a final status ends the lease); resume queues the run again, to
     continue from its state on whichever GPU is free."""
-    from core.reporter import Reporter
 
     monkeypatch.setenv("NKD_GPUS", str(_gpus(tmp_path / "gpus.json", 2)))
-    assert nkd(queue_ws, "queue", "pause") == 0
     run_id = "mark1_20260101_000000"
-    run_dir = queue_ws.root / "runs" / run_id
-    run_dir.mkdir(parents=True)
-    store = queue_ws.store()
-    rep = Reporter(run_id, run_dir, store)
+    store, rep = _held_queue_and_a_run(queue_ws, run_id)
     rep.event({"type": "run", "experiment": "mark1", "recipe": "noise.teacher",
                "status": "queued"})
     rep.status("starting", by="queue", pid=None)
@@ -279,17 +285,12 @@ def test_a_claim_whose_worker_never_started_goes_back_to_the_queue(
     queued again (keeping its resume flag), never `lost`, never started twice."""
     import time
 
-    from core.reporter import Reporter
     from core.status import reconcile
     from core.workspace import Workspace as Paths
 
     monkeypatch.setenv("NKD_GPUS", str(_gpus(tmp_path / "gpus.json", 0)))
-    assert nkd(queue_ws, "queue", "pause") == 0
     run_id = "tick_20260101_000000"
-    run_dir = queue_ws.root / "runs" / run_id
-    run_dir.mkdir(parents=True)
-    store = queue_ws.store()
-    rep = Reporter(run_id, run_dir, store)
+    store, rep = _held_queue_and_a_run(queue_ws, run_id)
     old = time.time() - 120
     rep.event({"type": "run", "experiment": "tick", "status": "queued", "t": old})
     rep.status("queued", resume=1, t=old + 1)
