@@ -63,6 +63,11 @@ KEYS: dict[str, Key] = {
     "output_scalars": Key("list[str]", "regular expressions whose named groups are values a "
                           "command prints, e.g. 'val SDR: (?P<sdr>\\S+)'; (?P<epoch>...) sets "
                           "the epoch"),
+    "checkpoints": Key("globs", "checkpoint files the script writes: globs relative to the "
+                       "registry, {key} from the settings; a table {best = ..., last = ...} "
+                       "names their roles"),
+    "checkpoint_copy": Key("str", "what nkd keeps of a matched checkpoint in the run's folder",
+                           ("link", "copy", "none")),
     "builtin_scalars": Key("bool", "read common log shapes (Keras, Lightning, tqdm, key: value) "
                            "from a command's output (default true)"),
     "extends": Key("str", "experiment whose settings this one starts from"),
@@ -580,6 +585,7 @@ _KIND_NAMES = {
     "weights": "a table of source -> weight",
     "table": "a table",
     "memory": 'a size such as "10GiB" or "512MiB"',
+    "globs": "a list of glob patterns, or a table of role (best, last) -> glob",
 }
 
 
@@ -592,6 +598,9 @@ def _is_kind(kind: str, value: Any) -> bool:
         "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
         "table": lambda v: isinstance(v, dict),
         "memory": lambda v: parse_memory(v) is not None,
+        "globs": lambda v: (isinstance(v, list) and all(isinstance(x, str) and x for x in v))
+        or (isinstance(v, dict) and bool(v) and set(v) <= {"best", "last"}
+            and all(isinstance(x, str) and x for x in v.values())),
         "weights": lambda v: isinstance(v, dict)
         and all(isinstance(w, int | float) and not isinstance(w, bool) for w in v.values()),
         "classes": lambda v: (isinstance(v, list) and all(isinstance(x, str) for x in v) and v)
@@ -665,11 +674,19 @@ def _suggest(word: str, known: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+# placeholders that become checkpoint files when the run starts (core/capture/references.py)
+PATH_PLACEHOLDERS = ("pretrained", "teacher", "sources")
+
+
 def substitute_command(exp: Experiment) -> list[str]:
-    """The command line of a command experiment, placeholders replaced by resolved values."""
+    """The command line of a command experiment, placeholders replaced by resolved values.
+    `{pretrained}`, `{teacher}` and `{sources}` are left for the worker: they become the
+    checkpoint files of the runs they name, which may not have finished yet."""
 
     def value(match: re.Match[str]) -> str:
         key = match.group(1)
+        if key in PATH_PLACEHOLDERS:
+            return match.group(0)
         found = exp.params[key] if key in exp.params else exp.params["params"][key]
         return str(found).lower() if isinstance(found, bool) else str(found)
 

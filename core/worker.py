@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from core import recipes
+from core.capture.checkpoints import CheckpointWatch
 from core.capture.patterns import Follower
 from core.capture.records import RecordError, parse_record
+from core.capture.references import resolve as resolve_references
 from core.control import Control, StopRun, read_request
 from core.liveness import identity
 from core.procs import become_subreaper, end_processes, run_processes
@@ -32,6 +34,7 @@ from core.workspace import read_json
 HEARTBEAT_S = 5.0
 # SIGINT, then this long before SIGTERM, then as long again before SIGKILL
 STOP_GRACE_S = float(os.environ.get("NKD_STOP_GRACE_S", "10"))
+CHECKPOINT_POLL_S = 1.0  # how often the registry's checkpoint globs are looked at
 OUTPUT_DRAIN_S = 1.0  # after the script exits, how long its leftovers' output is still read
 MAX_LINES_PER_TICK = 500  # output lines handled before control requests are looked at again
 
@@ -204,12 +207,21 @@ class CommandRun:
         self.killed = False
         self.paused = False
         self.refused = 0  # @nkd records refused, each with one warning line
+        self.parents: list[dict[str, Any]] = []  # lineage of every checkpoint this run makes
         self.cwd = Path(config.get("cwd") or config["root"])
         self.folders = (run_dir, Path(config["checkpoints_dir"]))
         params = config.get("params", {})
         # what an unedited script prints: common log shapes and the registry's own patterns
         self.scalars = Follower(bool(params.get("builtin_scalars", True)),
                                 params.get("output_scalars", []))
+        self.epoch: int | None = None  # the latest epoch recorded, for checkpoints found by glob
+        self.watch = None
+        if params.get("checkpoints"):
+            self.watch = CheckpointWatch(
+                params["checkpoints"], params, Path(config["root"]),
+                Path(config["checkpoints_dir"]), params.get("checkpoint_copy", "link"),
+                since=time.time() - 1.0,
+            )
 
     def _on_usr1(self, _signum: int, _frame: object) -> None:
         action = read_request(self.run_dir)
@@ -235,8 +247,10 @@ class CommandRun:
         env = {**os.environ, **self.config.get("env", {}), "PYTHONUNBUFFERED": "1",
                "NKD_RUN_ID": self.config["run_id"], "NKD_RUN_DIR": str(self.run_dir),
                "NKD_CHECKPOINT_DIR": self.config["checkpoints_dir"]}
+        # {pretrained} and friends: the checkpoint files of the runs they name, known only now
+        argv, self.parents = resolve_references(self.config, self.reporter.store)
         self.proc = subprocess.Popen(
-            self.config["command"],
+            argv,
             cwd=self.config.get("cwd") or self.config["root"],
             env=env,
             stdin=subprocess.DEVNULL,
@@ -256,6 +270,7 @@ class CommandRun:
         reader = threading.Thread(target=self._read, args=(lines,), daemon=True)
         reader.start()
         next_beat = time.monotonic() + HEARTBEAT_S
+        next_watch = time.monotonic() + CHECKPOINT_POLL_S
         deadlines: list[tuple[float, int]] = []
         eof = False
         exited_at = 0.0
@@ -282,6 +297,9 @@ class CommandRun:
                 sig = deadlines.pop(0)[1]
                 self.killed = self.killed or sig == signal.SIGKILL
                 self._signal(sig)
+            if self.watch is not None and now >= next_watch:
+                next_watch = now + CHECKPOINT_POLL_S
+                self._record_checkpoints(final=False)
             if now >= next_beat:
                 next_beat = now + HEARTBEAT_S
                 try:
@@ -298,7 +316,9 @@ class CommandRun:
                     break
         code = self.proc.wait()
         for captured in self.scalars.flush():
-            self.reporter.event(captured)
+            self._report(captured)
+        if self.watch is not None:
+            self._record_checkpoints(final=True)
         if self.refused:
             print(f"nkd: {self.refused} @nkd record(s) refused in this run", flush=True)
         if self.killed:
@@ -326,7 +346,7 @@ class CommandRun:
             sys.stdout.write(line)
             sys.stdout.flush()
             for captured in self.scalars.feed(line):
-                self.reporter.event(captured)
+                self._report(captured)
             return
         if event["type"] == "epoch":
             self.scalars.reported_itself = True  # the script's own records win
@@ -334,11 +354,26 @@ class CommandRun:
             return
         if event["type"] == "checkpoint":
             self._describe_checkpoint(event)
+        self._report(event)
+
+    def _report(self, event: dict[str, Any]) -> None:
+        if event["type"] == "epoch":
+            self.epoch = event["epoch"]
         self.reporter.event(event)
+
+    def _record_checkpoints(self, final: bool) -> None:
+        assert self.watch is not None
+        for path, role in self.watch.poll(final):
+            event = self.watch.record(path, role, self.epoch)
+            if self.parents:
+                event["parents"] = self.parents
+            self.reporter.event(event)
 
     def _describe_checkpoint(self, event: dict[str, Any]) -> None:
         from core.checksum import sha256_file
 
+        if self.parents:  # what the run was started from: its checkpoints' lineage
+            event["parents"] = self.parents
         try:  # a regular file only: a FIFO named as a checkpoint would block the worker
             if Path(event["path"]).is_file():
                 event["sha256"] = sha256_file(event["path"])

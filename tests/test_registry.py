@@ -212,6 +212,13 @@ BAD += [
      ["sweep 's'", "key 'grid' must be a table of key -> non-empty list"]),
     ("[experiments.a]\ncommand = ['t']\n[sweeps.a]\nexperiment = 'a'\ngrid = { lr = [1] }",
      ["sweep 'a'", "an experiment has the same name"]),
+    # own scripts
+    ("[experiments.a]\ncommand = ['t']\ncheckpoints = { worst = 'x_*.pth' }",
+     ["key 'checkpoints' must be a list of glob patterns, or a table of role"]),
+    ("[experiments.a]\ncommand = ['t']\ncheckpoint_copy = 'move'",
+     ["key 'checkpoint_copy' must be one of link, copy, none"]),
+    ("[experiments.a]\ncommand = ['t']\noutput_scalars = ['(?P<epoch']",
+     ["key 'output_scalars'", "is not a regular expression"]),
     # Slurm
     ("[experiments.a]\ncommand = ['t']\nbackend = 'slurm'",
      ["experiment 'a'", "key 'backend'", "needs a [backends.slurm] table"]),

@@ -1,0 +1,86 @@
+"""`{pretrained}`, `{teacher}` and `{sources}` in a command: the checkpoint files of the runs they
+name, resolved when the run starts (in a chain the parent has just finished), and recorded as
+lineage, so a fine-tune made with the researcher's own train.py reads in `nkd lineage` like a
+built-in recipe's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from core.errors import RunError
+from core.registry import PLACEHOLDER
+from core.store import Store
+
+RELATIONS = {"pretrained": "pretrained", "teacher": "teacher", "sources": "merged"}
+
+
+def checkpoint_of_run(store: Store, run_id: str) -> dict[str, Any] | None:
+    """A run's checkpoint to build on: its newest best, else its newest last."""
+    found = store.checkpoints(run_id)
+    for role in ("best", "last", None):
+        chosen = [c for c in found if role is None or c["role"] == role]
+        if chosen:
+            return chosen[-1]
+    return None
+
+
+def _resolve(store: Store, root: Path, key: str, ref: dict[str, Any]) -> tuple[str, str | None]:
+    """(file path, store checkpoint id or None) of one reference."""
+    kind, target = ref["kind"], ref["target"]
+    if kind == "file":
+        path = Path(target) if Path(target).is_absolute() else root / target
+        if not path.is_file():
+            raise RunError(f"{key} '{target}': file {path} not found")
+        return str(path), None
+    if kind == "run":
+        run = store.get_run(target)
+        if run is None:
+            raise RunError(f"{key} 'run:{target}': no such run")
+    else:
+        run = store.latest_run(target, status="finished")
+        if run is None:
+            raise RunError(f"{key} '{target}' has no finished run yet; run `nkd run {target}` "
+                           f"first")
+    ckpt = checkpoint_of_run(store, run["id"])
+    if ckpt is None:
+        raise RunError(f"{key} '{target}': run {run['id']} recorded no checkpoint")
+    return ckpt["path"], ckpt["id"]
+
+
+def resolve(config: dict[str, Any], store: Store | None) -> tuple[list[str], list[dict]]:
+    """The command with its reference placeholders replaced by checkpoint files, and the
+    lineage parents (checkpoint ids) every checkpoint of this run gets."""
+    argv = list(config.get("command") or [])
+    used = {m for arg in argv for m in PLACEHOLDER.findall(arg)} & set(RELATIONS)
+    if not used:
+        return argv, []
+    if store is None:
+        raise RunError("{pretrained}/{teacher}/{sources} need the run database to find the "
+                       "checkpoints they name")
+    root = Path(config["root"])
+    paths: dict[str, str] = {}
+    parents: list[dict] = []
+    for key in sorted(used):
+        if key == "sources":
+            found = []
+            for src in config.get("sources", []):
+                path, ckpt = _resolve(store, root, "sources", src)
+                found.append(path)
+                if ckpt:
+                    parents.append({"checkpoint": ckpt, "relation": "merged",
+                                    "weight": src.get("weight")})
+            paths[key] = ",".join(found)
+            continue
+        ref = config.get("references", {}).get(key)
+        if not ref:
+            raise RunError(f"the command uses {{{key}}} but '{key}' is not set")
+        path, ckpt = _resolve(store, root, key, ref)
+        paths[key] = path
+        if ckpt:
+            parents.append({"checkpoint": ckpt, "relation": RELATIONS[key]})
+
+    def fill(match: Any) -> str:
+        return paths.get(match.group(1), match.group(0))
+
+    return [PLACEHOLDER.sub(fill, arg) for arg in argv], parents

@@ -1,0 +1,82 @@
+"""The researcher's own train.py, unedited (examples/own_train.py, registered in the shipped
+experiments.toml with no nkd-specific line): epochs from its prints, checkpoints found by name,
+a fine-tune through `{pretrained}` with its lineage, and the same as a queued chain."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import Workspace, nkd, wait_until
+
+from core.store import FINAL
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    space = Workspace(tmp_path)
+    shutil.copy(ROOT / "experiments.toml", space.registry)
+    (tmp_path / "examples").mkdir()
+    shutil.copy(ROOT / "examples" / "own_train.py", tmp_path / "examples" / "own_train.py")
+    monkeypatch.setenv("NKD_QUEUE_IDLE_S", "3")
+    monkeypatch.setenv("NKD_GPUS", str(tmp_path / "gpus.json"))
+    (tmp_path / "gpus.json").write_text('{"gpus": []}')
+    yield space
+    space.cleanup()
+
+
+def test_an_unedited_script_is_charted_and_its_checkpoints_found(own: Workspace) -> None:
+    assert nkd(own, "run", "own_crnn", "--set", "epochs=3") == 0
+    store = own.store()
+    run = store.latest_run("own_crnn")
+    assert run["status"] == "finished"
+    epochs = store.epochs(run["id"])
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    assert all(e["train_loss"] is not None and e["val_loss"] is not None for e in epochs)
+    [ckpt] = store.checkpoints(run["id"])
+    kept = Path(ckpt["path"])
+    assert ckpt["role"] == "best" and ckpt["sha256"] and 1 <= ckpt["epoch"] <= 3
+    assert kept.parent == own.root / "checkpoints" / run["id"]  # linked into the run's folder
+    originals = list((own.root / "saved_models").glob("own_crnn_*_best.pth"))
+    assert [p.name for p in originals] == [kept.name]  # and never moved from where it was
+    assert originals[0].read_bytes() == kept.read_bytes()
+
+
+def test_a_fine_tune_through_pretrained_records_its_parent(
+    own: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert nkd(own, "run", "own_crnn", "--set", "epochs=2") == 0
+    assert nkd(own, "run", "own_crnn_finetune", "--set", "epochs=2") == 0
+    store = own.store()
+    parent = store.latest_run("own_crnn")
+    child = store.latest_run("own_crnn_finetune")
+    [parent_ckpt] = store.checkpoints(parent["id"])
+    [child_ckpt] = store.checkpoints(child["id"])
+    log = (own.root / "runs" / child["id"] / "output.log").read_text()
+    assert f"Loaded pretrained weights from {parent_ckpt['path']}" in log
+    assert {"child": child_ckpt["id"], "parent": parent_ckpt["id"], "relation": "pretrained",
+            "weight": None} in store.lineage()
+    capsys.readouterr()
+    assert nkd(own, "lineage", child["id"]) == 0
+    tree = capsys.readouterr().out
+    assert "pretrained → own_crnn_finetune_" in tree and parent["id"] in tree
+
+
+def test_the_chain_queued_in_one_command_pins_the_parent(own: Workspace) -> None:
+    assert nkd(own, "run", "own_crnn", "own_crnn_finetune", "--set", "epochs=2") == 0
+    store = own.store()
+    wait_until(lambda: len(store.list_runs()) == 2
+               and all(r["status"] in FINAL for r in store.list_runs()), 90, "the chain")
+    parent = store.latest_run("own_crnn")
+    child = store.get_run(store.latest_run("own_crnn_finetune")["id"])
+    assert child["status"] == "finished" and child["params"]["pretrained"] == f"run:{parent['id']}"
+
+
+def test_a_missing_parent_fails_the_run_with_one_line(own: Workspace) -> None:
+    assert nkd(own, "run", "own_crnn_finetune", "--set", "epochs=1") == 1
+    row = own.store().latest_run("own_crnn_finetune")
+    assert row["status"] == "failed"
+    assert "pretrained 'own_crnn' has no finished run yet" in row["error"]
