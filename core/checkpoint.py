@@ -52,6 +52,40 @@ def load(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     return payload
 
 
+def is_nkd(path: str | Path) -> bool:
+    """Does the file carry nkd's format marker? (Loaded with weights_only=True.)"""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    return isinstance(payload, dict) and payload.get("format") == FORMAT
+
+
+PLAIN_KEYS = ("state_dict", "model_state_dict", "model")
+
+
+def load_plain(path: Path) -> tuple[dict[str, Any], str | None]:
+    """Someone else's checkpoint: the whole payload, and under which key its state dict is
+    (None for a bare state dict). Refused, naming the file, when it holds no state dict."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RunError(f"{path}: {_why_unreadable(path, exc)}") from None
+    if _is_state_dict(payload):
+        return payload, None
+    if isinstance(payload, dict):
+        for key in PLAIN_KEYS:
+            if _is_state_dict(payload.get(key)):
+                return payload, key
+    raise RunError(f"{path}: holds no state dict (a table of tensors, bare or under "
+                   f"{', '.join(PLAIN_KEYS)})")
+
+
+def _is_state_dict(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+
+
 def _why_unreadable(path: Path, exc: Exception) -> str:
     """What the file is not, in nkd's words (torch's own advice, to load it with
     weights_only=False, would execute whatever the file holds: never)."""

@@ -76,9 +76,23 @@ def checkpoint_path_of(
     else:
         run = _run_of(ctx, ref, key)
         path = Path(ctx.config["checkpoints_dir"]).parent / run["id"] / name
+        if not path.is_file():  # a command experiment's checkpoint, under its own name
+            recorded = _recorded_checkpoint(ctx, run["id"])
+            path = recorded or path
     if not path.is_file():
         raise RunError(f"{key} '{_describe(ref)}': checkpoint {path} not found")
     return path
+
+
+def _recorded_checkpoint(ctx: RunContext, run_id: str) -> Path | None:
+    from core.capture.references import checkpoint_of_run
+
+    store = Store(ctx.db_path)
+    try:
+        found = checkpoint_of_run(store, run_id)
+    finally:
+        store.close()
+    return Path(found["path"]) if found else None
 
 
 def checkpoint_id(path: Path) -> str:

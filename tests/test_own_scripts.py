@@ -80,3 +80,49 @@ def test_a_missing_parent_fails_the_run_with_one_line(own: Workspace) -> None:
     row = own.store().latest_run("own_crnn_finetune")
     assert row["status"] == "failed"
     assert "pretrained 'own_crnn' has no finished run yet" in row["error"]
+
+
+def test_a_blend_of_two_plain_checkpoints_keeps_their_layout(
+    own: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    assert nkd(own, "run", "own_crnn", "--set", "epochs=1") == 0
+    assert nkd(own, "run", "own_crnn", "--set", "epochs=2", "--set", "lr=0.01") == 0
+    store = own.store()
+    a, b = [r["id"] for r in store.list_runs()][::-1]
+    assert nkd(own, "blend", f"run:{a}", f"run:{b}", "--weights", "0.8,0.2",
+               "--name", "own_blend") == 0
+    run = store.latest_run("own_blend")
+    assert run["status"] == "finished", run["error"]
+    [out] = store.checkpoints(run["id"])
+    sa, sb = (torch.load(store.checkpoints(r)[0]["path"], weights_only=True) for r in (a, b))
+    blended = torch.load(out["path"], weights_only=True)
+    assert set(blended) == set(sa)  # a bare state dict again, with every key
+    for key in sa:
+        assert torch.allclose(blended[key], 0.8 * sa[key] + 0.2 * sb[key], atol=1e-6)
+    relations = {(r["parent"].split("/")[0], r["relation"], r["weight"])
+                 for r in store.lineage() if r["child"] == out["id"]}
+    assert relations == {(a, "blend", 0.8), (b, "blend", 0.2)}
+    assert "not evaluated" in (own.root / "runs" / run["id"] / "output.log").read_text()
+
+
+def test_plain_layouts_and_mismatches(tmp_path: Path) -> None:
+    import torch
+
+    from core.errors import RunError
+    from core.separation.blend import write_plain_blend
+
+    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
+    torch.save({"epoch": 7, "model_state_dict": {"w": torch.ones(2)}}, one)
+    torch.save({"epoch": 9, "model_state_dict": {"w": torch.zeros(2)}}, two)
+    out = tmp_path / "out.pt"
+    write_plain_blend([one, two], [0.5, 0.5], out)
+    got = torch.load(out, weights_only=True)
+    assert got["epoch"] == 7 and torch.equal(got["model_state_dict"]["w"], torch.full((2,), 0.5))
+    torch.save({"model_state_dict": {"v": torch.ones(2)}}, two)
+    with pytest.raises(RunError, match="key 'w' is in .*one.pt but not in .*two.pt"):
+        write_plain_blend([one, two], [0.5, 0.5], out)
+    torch.save({"w": torch.ones(3)}, two)
+    with pytest.raises(RunError, match="under different keys"):
+        write_plain_blend([one, two], [0.5, 0.5], out)

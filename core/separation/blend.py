@@ -65,6 +65,24 @@ def average(
     return out
 
 
+def write_plain_blend(paths: list[Path], weights: list[float], out: Path) -> None:
+    """Plain PyTorch checkpoints (a bare state dict, or one under state_dict /
+    model_state_dict / model): averaged, and written back in the first one's layout."""
+    loaded = [checkpoint.load_plain(p) for p in paths]
+    layouts = {key for _payload, key in loaded}
+    if len(layouts) > 1:
+        raise RunError("the sources keep their weights under different keys: "
+                       + ", ".join(f"{p.name}: {k or 'bare'}" for p, (_pl, k)
+                                   in zip(paths, loaded, strict=True)))
+    states = [(str(p), pl[key] if key else pl) for p, (pl, key) in zip(paths, loaded, strict=True)]
+    state = average(states, weights)
+    first, key = loaded[0]
+    payload = {**first, key: state} if key else state
+    checkpoint.save_payload(out, payload)
+    print("blended " + " + ".join(f"{w:g} x {p}" for p, w in zip(paths, weights, strict=True))
+          + f" -> {out} (plain state dict{f' under {key!r}' if key else ''})", flush=True)
+
+
 def source_path(ctx: RunContext, source: dict[str, Any]) -> Path:
     """A blend source of the run's config (experiment, run or file) -> its best separator
     checkpoint."""

@@ -283,7 +283,12 @@ def blend(ctx: RunContext) -> None:
     paths = [blending.source_path(ctx, s) for s in sources]
     weights = [float(s["weight"]) for s in sources]
     out = ctx.checkpoints_dir / BEST
-    blending.write_blend(paths, weights, out, ctx)
+    plain = not all(checkpoint.is_nkd(p) for p in paths)
+    if plain:  # the researcher's own checkpoints: averaged and written in their own layout
+        out = ctx.checkpoints_dir / f"{ctx.run_id}_blend{paths[0].suffix or '.pth'}"
+        blending.write_plain_blend(paths, weights, out)
+    else:
+        blending.write_blend(paths, weights, out, ctx)
     ctx.reporter.checkpoint(
         str(out),
         "best",
@@ -293,4 +298,8 @@ def blend(ctx: RunContext) -> None:
             for q, w in zip(paths, weights, strict=True)
         ],
     )
+    if plain:
+        print("not evaluated: the blend of plain state dicts is not an nkd separator; score it "
+              "with your own evaluation script", flush=True)
+        return
     _score_checkpoint(ctx, out, device)
