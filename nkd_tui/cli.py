@@ -473,11 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
     add(sub, "keys", help="every registry key and what it means").set_defaults(func=cmd_keys)
 
+    from nkd_tui.cli_capture import add_import_parser
     from nkd_tui.cli_capture import add_parser as add_capture
     from nkd_tui.cli_queue import add_parsers
 
     add_parsers(add, sub)
     add_capture(add, sub)
+    add_import_parser(add, sub)
 
     p = add(sub, "ps", help="list runs")
     p.add_argument("--json", action="store_true")

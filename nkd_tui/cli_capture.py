@@ -67,3 +67,35 @@ def add_parser(add: Any, sub: Any) -> None:
     p.add_argument("--experiment", "-e", help="use this experiment's output_scalars too")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_capture)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from core.history import read_manifest, scan
+    from nkd_tui.cli import _open_store
+
+    ws, store = _open_store(args)
+    if args.scan:
+        folder = Path(args.scan)
+        if not folder.is_dir():
+            raise NkdError(f"{folder}: not a folder")
+        entries = scan(folder, args.pattern)
+        if not entries:
+            raise NkdError(f"{folder}: no file matches {args.pattern!r}")
+    elif args.manifest:
+        entries = read_manifest(Path(args.manifest))
+    else:
+        raise NkdError("nkd import: give a manifest (TOML or CSV) or --scan FOLDER")
+    from core.history import import_entries
+
+    for line in import_entries(ws, store, entries):
+        print(line)
+    return EXIT_OK
+
+
+def add_import_parser(add: Any, sub: Any) -> None:
+    p = add(sub, "import", help="bring checkpoints made before nkd in as imported runs")
+    p.add_argument("manifest", nargs="?", help="a TOML ([[checkpoint]]) or CSV manifest")
+    p.add_argument("--scan", metavar="FOLDER", help="import the files of a folder by name")
+    p.add_argument("--pattern", default="{exp}_{date}_{time}_best.pth",
+                   help="file names to import with --scan ({exp}, {date}, {time})")
+    p.set_defaults(func=cmd_import)
