@@ -66,6 +66,8 @@ KEYS: dict[str, Key] = {
     "checkpoints": Key("globs", "checkpoint files the script writes: globs relative to the "
                        "registry, {key} from the settings; a table {best = ..., last = ...} "
                        "names their roles"),
+    "evaluates": Key("str", "this command scores the checkpoint of this reference: its results "
+                     "go on that checkpoint's lineage node", ("pretrained", "teacher")),
     "checkpoint_copy": Key("str", "what nkd keeps of a matched checkpoint in the run's folder",
                            ("link", "copy", "none")),
     "builtin_scalars": Key("bool", "read common log shapes (Keras, Lightning, tqdm, key: value) "

@@ -249,6 +249,7 @@ class CommandRun:
                "NKD_CHECKPOINT_DIR": self.config["checkpoints_dir"]}
         # {pretrained} and friends: the checkpoint files of the runs they name, known only now
         argv, self.parents = resolve_references(self.config, self.reporter.store)
+        self._record_evaluation()
         self.proc = subprocess.Popen(
             argv,
             cwd=self.config.get("cwd") or self.config["root"],
@@ -355,6 +356,20 @@ class CommandRun:
         if event["type"] == "checkpoint":
             self._describe_checkpoint(event)
         self._report(event)
+
+    def _record_evaluation(self) -> None:
+        """An evaluation script (`evaluates = "pretrained"`): the run is a lineage node of its
+        own under the checkpoint it scores, as a built-in evaluation is."""
+        key = self.config.get("params", {}).get("evaluates")
+        scored = [p for p in self.parents if key and p["relation"] == key]
+        self.parents = [{k: v for k, v in p.items() if k != "path"} for p in self.parents
+                        if p not in scored]
+        for parent in scored:
+            self.reporter.event({
+                "type": "checkpoint", "path": parent["path"], "role": "evaluation",
+                "id": f"{self.config['run_id']}/evaluation",
+                "parents": [{"checkpoint": parent["checkpoint"], "relation": "evaluated"}],
+            })
 
     def _report(self, event: dict[str, Any]) -> None:
         if event["type"] == "epoch":

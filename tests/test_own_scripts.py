@@ -126,3 +126,23 @@ def test_plain_layouts_and_mismatches(tmp_path: Path) -> None:
     torch.save({"w": torch.ones(3)}, two)
     with pytest.raises(RunError, match="under different keys"):
         write_plain_blend([one, two], [0.5, 0.5], out)
+
+
+def test_an_evaluation_script_attaches_its_sdr_to_the_checkpoint_it_scored(
+    own: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copy(ROOT / "examples" / "own_evaluate.py", own.root / "examples")
+    assert nkd(own, "run", "own_crnn", "--set", "epochs=1") == 0
+    assert nkd(own, "run", "own_crnn_eval") == 0
+    store = own.store()
+    trained = store.latest_run("own_crnn")
+    evaluation = store.latest_run("own_crnn_eval")
+    sdr = {m["stem"]: m["value"] for m in store.metrics(evaluation["id"]) if m["name"] == "sdr"}
+    assert set(sdr) == {"bass", "drums", "other", "vocals", "mean"}
+    assert evaluation["sdr"] == sdr["mean"]
+    [parent] = store.checkpoints(trained["id"])
+    assert {"child": f"{evaluation['id']}/evaluation", "parent": parent["id"],
+            "relation": "evaluated", "weight": None} in store.lineage()
+    capsys.readouterr()
+    assert nkd(own, "lineage", trained["id"]) == 0
+    assert f"evaluated → {evaluation['id']}" in capsys.readouterr().out

@@ -78,7 +78,7 @@ def resolve(config: dict[str, Any], store: Store | None) -> tuple[list[str], lis
         path, ckpt = _resolve(store, root, key, ref)
         paths[key] = path
         if ckpt:
-            parents.append({"checkpoint": ckpt, "relation": RELATIONS[key]})
+            parents.append({"checkpoint": ckpt, "relation": RELATIONS[key], "path": path})
 
     def fill(match: Any) -> str:
         return paths.get(match.group(1), match.group(0))
