@@ -66,6 +66,9 @@ KEYS: dict[str, Key] = {
     "checkpoints": Key("globs", "checkpoint files the script writes: globs relative to the "
                        "registry, {key} from the settings; a table {best = ..., last = ...} "
                        "names their roles"),
+    "tensorboard_dir": Key("str", "where the script's SummaryWriter writes (relative to the "
+                           "registry, {key} from the settings); its scalars are recorded per "
+                           "step. The run's folder is always followed"),
     "evaluates": Key("str", "this command scores the checkpoint of this reference: its results "
                      "go on that checkpoint's lineage node", ("pretrained", "teacher")),
     "checkpoint_copy": Key("str", "what nkd keeps of a matched checkpoint in the run's folder",

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from core import recipes
-from core.capture.checkpoints import CheckpointWatch
+from core.capture.checkpoints import CheckpointWatch, fill_placeholders
 from core.capture.patterns import Follower
 from core.capture.records import RecordError, parse_record
 from core.capture.references import resolve as resolve_references
+from core.capture.tensorboard import TensorboardWatch
 from core.control import Control, StopRun, read_request
 from core.liveness import identity
 from core.procs import become_subreaper, end_processes, run_processes
@@ -34,7 +35,7 @@ from core.workspace import read_json
 HEARTBEAT_S = 5.0
 # SIGINT, then this long before SIGTERM, then as long again before SIGKILL
 STOP_GRACE_S = float(os.environ.get("NKD_STOP_GRACE_S", "10"))
-CHECKPOINT_POLL_S = 1.0  # how often the registry's checkpoint globs are looked at
+CHECKPOINT_POLL_S = 1.0  # how often checkpoint globs and TensorBoard files are looked at
 OUTPUT_DRAIN_S = 1.0  # after the script exits, how long its leftovers' output is still read
 MAX_LINES_PER_TICK = 500  # output lines handled before control requests are looked at again
 
@@ -215,6 +216,11 @@ class CommandRun:
         self.scalars = Follower(bool(params.get("builtin_scalars", True)),
                                 params.get("output_scalars", []))
         self.epoch: int | None = None  # the latest epoch recorded, for checkpoints found by glob
+        dirs = [run_dir]
+        if params.get("tensorboard_dir"):
+            dirs.append(Path(config["root"]) / fill_placeholders(params["tensorboard_dir"],
+                                                                 params))
+        self.tensorboard = TensorboardWatch(dirs, since=time.time() - 1.0)
         self.watch = None
         if params.get("checkpoints"):
             self.watch = CheckpointWatch(
@@ -298,9 +304,9 @@ class CommandRun:
                 sig = deadlines.pop(0)[1]
                 self.killed = self.killed or sig == signal.SIGKILL
                 self._signal(sig)
-            if self.watch is not None and now >= next_watch:
+            if now >= next_watch:
                 next_watch = now + CHECKPOINT_POLL_S
-                self._record_checkpoints(final=False)
+                self._follow_files(final=False)
             if now >= next_beat:
                 next_beat = now + HEARTBEAT_S
                 try:
@@ -318,8 +324,7 @@ class CommandRun:
         code = self.proc.wait()
         for captured in self.scalars.flush():
             self._report(captured)
-        if self.watch is not None:
-            self._record_checkpoints(final=True)
+        self._follow_files(final=True)
         if self.refused:
             print(f"nkd: {self.refused} @nkd record(s) refused in this run", flush=True)
         if self.killed:
@@ -376,8 +381,15 @@ class CommandRun:
             self.epoch = event["epoch"]
         self.reporter.event(event)
 
-    def _record_checkpoints(self, final: bool) -> None:
-        assert self.watch is not None
+    def _follow_files(self, final: bool) -> None:
+        """What the script writes to files: TensorBoard scalars, checkpoints by name."""
+        scalars = self.tensorboard.poll()
+        if scalars and not self.scalars.reported_itself:
+            self.scalars.reported_itself = True  # its own scalars win over printed lines
+        for event in scalars:
+            self._report(event)
+        if self.watch is None:
+            return
         for path, role in self.watch.poll(final):
             event = self.watch.record(path, role, self.epoch)
             if self.parents:

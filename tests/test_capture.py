@@ -126,3 +126,62 @@ def test_a_script_nobody_edited_is_charted(ws: Workspace, tmp_path: Path) -> Non
         (1, 1.0, 1.1), (2, 0.5, 0.6), (3, pytest.approx(0.3333), pytest.approx(0.4333))]
     assert [(m["name"], m["value"], m["split"]) for m in store.metrics(run_id)] == [
         ("sdr", 5.77, "test")]
+
+
+@pytest.mark.parametrize("new_style", [False, True])
+def test_the_event_reader_agrees_with_tensorboards_own(tmp_path: Path, new_style: bool) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from core.capture.tensorboard import TensorboardWatch
+
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    for step in range(1, 6):
+        writer.add_scalar("loss/train", 1.0 / step, step, new_style=new_style)
+        writer.add_scalar("loss/val", 1.5 / step, step, new_style=new_style)
+        writer.add_scalar("lr", 1e-3 * 0.9 ** step, step, new_style=new_style)
+    writer.close()
+    ours = {e["epoch"]: e for e in TensorboardWatch([tmp_path / "tb"], 0).poll()}
+    theirs = EventAccumulator(str(tmp_path / "tb"))
+    theirs.Reload()
+    tags = theirs.Tags()["tensors" if new_style else "scalars"]
+    assert sorted(tags) == ["loss/train", "loss/val", "lr"]
+    for tag, key in (("loss/train", "train_loss"), ("loss/val", "val_loss"), ("lr", "lr")):
+        if new_style:
+            import numpy as np
+
+            want = {e.step: float(np.frombuffer(e.tensor_proto.tensor_content, np.float32)[0])
+                    if e.tensor_proto.tensor_content else float(e.tensor_proto.float_val[0])
+                    for e in theirs.Tensors(tag)}
+        else:
+            want = {e.step: e.value for e in theirs.Scalars(tag)}
+        assert {step: ours[step][key] for step in want} == pytest.approx(want)
+
+
+TB_SCRIPT = '''
+import sys, time
+from torch.utils.tensorboard import SummaryWriter
+writer = SummaryWriter(f"tb_logs/{sys.argv[1]}")
+for epoch in range(1, 4):
+    time.sleep(0.4)
+    writer.add_scalar("Loss/train", 1.0 / epoch, epoch)
+    writer.add_scalar("Loss/val", 1.2 / epoch, epoch)
+    writer.flush()
+writer.close()
+'''
+
+
+def test_a_summary_writer_script_is_followed(ws: Workspace, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    script = tmp_path / "tb_train.py"
+    script.write_text(TB_SCRIPT)
+    ws.registry.write_text(ws.registry.read_text() + (
+        f'\n[experiments.tb]\ncommand = ["{sys.executable}", "{script}", "{{exp_name}}"]\n'
+        f'params = {{ exp_name = "tb1" }}\ntensorboard_dir = "tb_logs/{{exp_name}}"\n'))
+    assert nkd(ws, "run", "tb") == 0
+    store = ws.store()
+    epochs = store.epochs(store.latest_run("tb")["id"])
+    assert [(e["epoch"], e["train_loss"], e["val_loss"]) for e in epochs] == [
+        (1, 1.0, pytest.approx(1.2)), (2, 0.5, pytest.approx(0.6)),
+        (3, pytest.approx(1 / 3), pytest.approx(0.4))]

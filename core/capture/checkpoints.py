@@ -25,13 +25,16 @@ def patterns_of(spec: Any) -> list[tuple[str | None, str]]:
     return [(None, pattern) for pattern in spec or []]
 
 
-def _fill(pattern: str, params: dict[str, Any]) -> str:
+def fill_placeholders(pattern: str, params: dict[str, Any], escape: bool = False) -> str:
+    """`{key}` replaced by the run's setting (glob-escaped for a pattern)."""
     own = params.get("params", {})
 
     def value(match: Any) -> str:
         key = match.group(1)
         found = params.get(key, own.get(key))
-        return glob.escape(str(found)) if found is not None else match.group(0)
+        if found is None:
+            return match.group(0)
+        return glob.escape(str(found)) if escape else str(found)
 
     return PLACEHOLDER.sub(value, pattern)
 
@@ -41,7 +44,8 @@ class CheckpointWatch:
 
     def __init__(self, spec: Any, params: dict[str, Any], root: Path, dest: Path, mode: str,
                  since: float) -> None:
-        self.patterns = [(role, _fill(p, params)) for role, p in patterns_of(spec)]
+        self.patterns = [(role, fill_placeholders(p, params, escape=True))
+                         for role, p in patterns_of(spec)]
         self.root = root
         self.dest = dest
         self.mode = mode
