@@ -69,6 +69,8 @@ KEYS: dict[str, Key] = {
     "tensorboard_dir": Key("str", "where the script's SummaryWriter writes (relative to the "
                            "registry, {key} from the settings); its scalars are recorded per "
                            "step. The run's folder is always followed"),
+    "on_finish": Key("list[str]", "a command run when the run ends, e.g. [\"notify-send\", "
+                     "\"{run_id} {status}\"]; {run_id} {status} {experiment} {run_dir}"),
     "evaluates": Key("str", "this command scores the checkpoint of this reference: its results "
                      "go on that checkpoint's lineage node", ("pretrained", "teacher")),
     "checkpoint_copy": Key("str", "what nkd keeps of a matched checkpoint in the run's folder",
@@ -182,6 +184,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 TOP_LEVEL = ("defaults", "data", "experiments", "queue", "sweeps", "backends")
 REFERENCE_KEYS = ("pretrained", "teacher")
 DATA_REF_KEYS = ("data", "val_data", "eval_data")
+ON_FINISH_FIELDS = ("run_id", "status", "experiment", "run_dir")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
 
@@ -525,6 +528,14 @@ def _validate(
         raise RegistryError(f"{where}: key 'classes': a class is listed twice")
     if classes is not None and len(classes) < 2:
         raise RegistryError(f"{where}: key 'classes': a classifier needs at least two classes")
+    if "on_finish" in params and not params["on_finish"]:
+        raise RegistryError(f"{where}: key 'on_finish': must not be empty")
+    for arg in params.get("on_finish", []):
+        for placeholder in PLACEHOLDER.findall(arg):
+            if placeholder not in ON_FINISH_FIELDS:
+                raise RegistryError(
+                    f"{where}: key 'on_finish': placeholder '{{{placeholder}}}' is not one of "
+                    f"{', '.join('{' + f + '}' for f in ON_FINISH_FIELDS)}")
     for pattern in params.get("output_scalars", []):
         try:
             re.compile(pattern)

@@ -27,7 +27,8 @@ from core.capture.references import resolve as resolve_references
 from core.capture.tensorboard import TensorboardWatch
 from core.control import Control, StopRun, read_request
 from core.liveness import identity
-from core.procs import become_subreaper, end_processes, run_processes
+from core.procs import become_subreaper, end_processes, python_env, run_processes
+from core.registry import PLACEHOLDER
 from core.reporter import Reporter
 from core.store import Store
 from core.workspace import read_json
@@ -72,13 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("CUDA_VISIBLE_DEVICES"):
             where["gpus"] = os.environ["CUDA_VISIBLE_DEVICES"][:400]
     reporter.status("running", **identity(os.getpid()), device=config.get("device"), **where)
+    ended = "failed"  # what on_finish is told, if the run gets as far as a final status
     try:
         if config.get("command"):
             status, code = CommandRun(config, run_dir, reporter).run()
         else:
             status, code = _run_recipe(config, run_dir, reporter, resume)
         if status == "requeue":
+            ended = ""  # back in Slurm's queue: not an end
             return _requeue(reporter)
+        ended = status
         error = {
             "failed": f"command exited with status {code}",
             "killed": "the script did not stop within the grace period and was killed",
@@ -100,6 +104,31 @@ def main(argv: list[str] | None = None) -> int:
         reporter.close()
         if reporter.store is not None:
             reporter.store.close()
+        if ended and config.get("params", {}).get("on_finish"):
+            _on_finish(config, run_dir, ended)
+
+
+ON_FINISH_TIMEOUT_S = 60.0
+
+
+def _on_finish(config: dict[str, Any], run_dir: Path, status: str) -> None:
+    """The registry's `on_finish` command, told how the run ended (a notification, a sync):
+    its output goes to output.log, and its failure is one line there, never the run's."""
+    values = {"run_id": config["run_id"], "status": status,
+              "experiment": config.get("experiment", ""), "run_dir": str(run_dir)}
+    argv = [PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), arg)
+            for arg in config["params"]["on_finish"]]
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    try:
+        sys.stdout.flush()
+        done = subprocess.run(argv, cwd=config.get("cwd") or config["root"], env=python_env(None),
+                              stdin=subprocess.DEVNULL, stdout=sys.stdout.fileno(),
+                              stderr=subprocess.STDOUT, timeout=ON_FINISH_TIMEOUT_S, check=False)
+        if done.returncode:
+            print(f"nkd: on_finish exited with status {done.returncode}", flush=True)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"nkd: on_finish did not run: {exc}", flush=True)
 
 
 class _Tolerant:

@@ -219,6 +219,9 @@ BAD += [
      ["key 'checkpoint_copy' must be one of link, copy, none"]),
     ("[experiments.a]\ncommand = ['t']\noutput_scalars = ['(?P<epoch']",
      ["key 'output_scalars'", "is not a regular expression"]),
+    ("[experiments.a]\ncommand = ['t']\non_finish = ['notify', '{name}']",
+     ["key 'on_finish'", "placeholder '{name}' is not one of {run_id}"]),
+    ("[experiments.a]\ncommand = ['t']\non_finish = []", ["key 'on_finish': must not be empty"]),
     # Slurm
     ("[experiments.a]\ncommand = ['t']\nbackend = 'slurm'",
      ["experiment 'a'", "key 'backend'", "needs a [backends.slurm] table"]),

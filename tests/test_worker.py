@@ -327,3 +327,22 @@ def test_chatty_script_still_pauses(ws: Workspace) -> None:
     assert wait_for(store, run_id, ["paused"], 10) == "paused"
     assert nkd(ws, "stop", run_id) == 0
     assert wait_for(store, run_id, ["stopped"], 30) == "stopped"
+
+
+@pytest.mark.parametrize("name,status", [("tick", "finished"), ("broken", "failed")])
+def test_on_finish_is_told_how_the_run_ended(ws: Workspace, name: str, status: str) -> None:
+    hook = ws.root / "hook.py"
+    hook.write_text("import sys, pathlib\n"
+                    "pathlib.Path(sys.argv[1], 'ended.txt').write_text(' '.join(sys.argv[2:]))\n"
+                    "print('hook ran')\n")
+    ws.registry.write_text(ws.registry.read_text().replace(
+        '[experiments.slow]',
+        f'on_finish = ["python", "{hook}", "{{run_dir}}", "{{run_id}}", "{{status}}", '
+        f'"{{experiment}}"]\n\n[experiments.slow]'))
+    nkd(ws, "run", name)
+    store = ws.store()
+    run = store.latest_run(name)
+    run_dir = ws.root / "runs" / run["id"]
+    _wait(lambda: (run_dir / "ended.txt").is_file(), 10, "the hook")
+    assert (run_dir / "ended.txt").read_text() == f"{run['id']} {status} {name}"
+    assert "hook ran" in (run_dir / "output.log").read_text()
