@@ -8,11 +8,11 @@ from array import array
 from collections.abc import Callable
 from pathlib import Path
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Log, Tree
+from textual.widgets import DataTable, Footer, Log, Static, Tree
 from textual.widgets.tree import TreeNode
 from textual_plotext import PlotextPlot
 
@@ -23,6 +23,7 @@ from nkd_tui.format import STATUS_SYMBOL, status_text
 from nkd_tui.gpu_panel import GpuPanel
 from nkd_tui.poll import Poller, Snapshot
 
+MIN_SIZE = (80, 24)  # below this the TUI shows one line saying so instead of a clipped layout
 POLL_S = 1.0  # bounded refresh: one store read a second, redraws only for what changed
 PREFETCH_WAIT_S = 0.25  # how long the first paint waits for the prefetched snapshot
 RUN_HEADERS = ("run", "status", "epoch", "best val", "score", "started", "time", "device")
@@ -137,6 +138,7 @@ class NkdApp(App[None]):
         self._prefetched.append(self.poller.snapshot(experiment, None, 0, False))
 
     def compose(self) -> ComposeResult:
+        yield Static("", id="too-small")
         with Horizontal(id="main"):
             yield ExperimentTree("experiments", id="experiments")
             with Vertical(id="right"):
@@ -147,7 +149,20 @@ class NkdApp(App[None]):
                     yield Log(id="log", highlight=False, auto_scroll=True)
         yield Footer()
 
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size.width, event.size.height)
+
+    def _fit(self, width: int, height: int) -> None:
+        """Below 80×24 the layout cannot show what matters: say so instead of clipping."""
+        small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
+        self.set_class(small, "-too-small")
+        if small:
+            self.query_one("#too-small", Static).update(
+                f"terminal too small: nkd needs {MIN_SIZE[0]}×{MIN_SIZE[1]}, this one is "
+                f"{width}×{height}\n\nq quits; runs keep going")
+
     def on_mount(self) -> None:
+        self._fit(self.size.width, self.size.height)
         tree = self.query_one(Tree)
         tree.show_root = False
         tree.guide_depth = 2
@@ -207,6 +222,13 @@ class NkdApp(App[None]):
                     log.write(snap.log_tail)
             for run_id in snap.lost:
                 self.notify(f"{run_id}: its worker vanished; shown as lost", severity="warning")
+            for run_id, status in snap.ended:
+                if run_id in snap.lost:
+                    continue  # told above
+                failed = status in ("failed", "killed", "lost", "blocked")
+                self.notify(f"{run_id}: {status}", severity="error" if failed else "information")
+            if snap.ended:
+                self.bell()  # heard from another window too
             if snap.gpus is not None:
                 self.query_one(GpuPanel).show_reading(snap.gpus)
 

@@ -42,6 +42,7 @@ class Snapshot:
     log_tail: str = ""
     lost: tuple[str, ...] = field(default_factory=tuple)
     gpus: GpuReading | None = None  # only while the GPU panel is shown
+    ended: tuple[tuple[str, str], ...] = ()  # runs that ended since the last poll, and how
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Poller:
         self._next_reconcile = 0.0
         self._gpu_reading: tuple[float, tuple[dict, ...], str] | None = None
         self._next_slurm = 0.0
+        self._active: set[str] | None = None  # runs active at the last poll
 
     @property
     def store(self) -> Store:
@@ -106,7 +108,21 @@ class Poller:
             new_epochs = tuple(self.store.epochs_after(run_id, after_epoch))
             tail = self.log_tail(run_id)
         return Snapshot(self.store.latest_statuses(), experiment, runs, run_id, new_epochs,
-                        tail, lost, self.gpu_reading() if gpus else None)
+                        tail, lost, self.gpu_reading() if gpus else None,
+                        self.ended_since_last() if reconcile_runs else ())
+
+    def ended_since_last(self) -> tuple[tuple[str, str], ...]:
+        """Runs that were active at the previous poll and have ended since, with their status
+        (none at the first poll: what ended before the app opened is not news)."""
+        now = {r["id"] for r in self.store.active_runs()}
+        before, self._active = self._active, now
+        gone = sorted((before or set()) - now)
+        if not gone:
+            return ()
+        marks = ", ".join("?" * len(gone))
+        rows = self.store.conn.execute(
+            f"SELECT id, status FROM runs WHERE id IN ({marks})", gone).fetchall()
+        return tuple((run_id, status) for run_id, status in rows)
 
     def gpu_reading(self) -> GpuReading:
         """The GPUs (read at most every GPUS_EVERY_S, in a subprocess) and their nkd holders."""

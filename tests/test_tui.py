@@ -278,3 +278,41 @@ async def test_queued_runs_show_their_place_and_keys_move_cancel_and_compare(
         await _settle(pilot)
         assert type(app.screen).__name__ == "CompareScreen"
         assert sorted(app.screen.run_ids) == sorted(ids)
+
+
+def test_snapshot_terminal_too_small(tmp_path: Path, snap_compare) -> None:
+    assert snap_compare(_app(tmp_path), terminal_size=(40, 10), run_before=_settle)
+
+
+async def test_a_run_that_ends_is_announced_with_the_bell(tmp_path: Path) -> None:
+    from core.workspace import Workspace as Paths
+    from nkd_tui.poll import Poller
+
+    _fixture_workspace(tmp_path)
+    poller = Poller(Paths.at(tmp_path / "experiments.toml"))
+    store = Store(tmp_path / "nkd.db")
+    run_dir = tmp_path / "runs" / "crnn_long_20260105_120000"
+    run_dir.mkdir()
+    rep = Reporter(run_dir.name, run_dir, store)
+    rep.event({"type": "run", "experiment": "crnn_long", "status": "starting",
+               "t": time.time()})
+    assert poller.ended_since_last() == ()  # the first look only learns what is active
+    rep.status("finished")
+    rep.close()
+    assert poller.ended_since_last() == (("crnn_long_20260105_120000", "finished"),)
+    assert poller.ended_since_last() == ()  # told once
+
+    (tmp_path / "other").mkdir()
+    app = _app(tmp_path / "other")
+    bells: list[bool] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await _select_crnn_long(pilot)
+        app.bell = lambda: bells.append(True)  # type: ignore[method-assign]
+        snap = app.poller.snapshot("crnn_long", None, 0)
+        from dataclasses import replace
+
+        app._apply(replace(snap, ended=(("crnn_long_20260101_120000", "failed"),)))
+        await pilot.pause()
+        assert bells == [True]
+        assert any("crnn_long_20260101_120000: failed" in str(n.message)
+                   for n in app._notifications)
