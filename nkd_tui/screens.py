@@ -47,12 +47,36 @@ def editable_lines(params: dict[str, Any]) -> str:
 
 def overrides_from(text: str, original: str) -> list[str]:
     """`key=value` overrides for the lines that differ from the resolved settings."""
+    before = tomllib.loads(original)
     try:
         edited = tomllib.loads(text)
-        before = tomllib.loads(original)
     except tomllib.TOMLDecodeError as exc:
-        raise NkdError(f"launch dialog: {exc}") from None
+        raise NkdError(f"launch dialog: {_toml_problem(text, exc)}") from None
     return [f"{k}={_toml_value(v)}" for k, v in edited.items() if before.get(k, object()) != v]
+
+
+def _toml_problem(text: str, exc: tomllib.TOMLDecodeError) -> str:
+    """A TOML error in the dialog's own words: the line and the key it is about."""
+    import re
+
+    reason = str(exc).split(" (at ")[0]
+    if reason.startswith("Cannot overwrite a value"):  # tomllib names no key, often no line
+        seen: set[str] = set()
+        for n, line in enumerate(text.splitlines(), 1):
+            key = line.split("=", 1)[0].strip() if "=" in line else ""
+            if key and key in seen:
+                return f"line {n}: '{key}' is set twice; keep one"
+            seen.add(key)
+    lines = text.splitlines()
+    m = re.search(r"line (\d+)", str(exc))
+    if m:
+        n = int(m.group(1))
+    elif "end of document" in str(exc) and any(line.strip() for line in lines):
+        n = max(i for i, line in enumerate(lines, 1) if line.strip())
+    else:
+        return reason
+    line = lines[n - 1] if 0 < n <= len(lines) else ""
+    return f"line {n} ({line.strip()[:40]}): {reason}"
 
 
 class LaunchScreen(ModalScreen[tuple[list[str], bool] | None]):
@@ -96,7 +120,9 @@ class LaunchScreen(ModalScreen[tuple[list[str], bool] | None]):
             overrides = overrides_from(text, self.original)
             self.registry.resolve(self.experiment, overrides)
         except NkdError as exc:
-            self.query_one("#error", Static).update(f"[red]{exc}[/red]")
+            # an edit made here is named as one, not as a line of experiments.toml
+            message = str(exc).replace(f"{self.registry.path}: ", "launch dialog: ")
+            self.query_one("#error", Static).update(Text(message, style="red"))
             return
         self.dismiss((overrides, queued))
 

@@ -316,3 +316,15 @@ async def test_a_run_that_ends_is_announced_with_the_bell(tmp_path: Path) -> Non
         assert bells == [True]
         assert any("crnn_long_20260101_120000: failed" in str(n.message)
                    for n in app._notifications)
+
+
+def test_launch_dialog_errors_name_the_line_and_key() -> None:
+    from core.errors import NkdError
+    from nkd_tui.screens import overrides_from
+
+    original = "lr = 0.001\nepochs = 3"
+    with pytest.raises(NkdError, match=r"launch dialog: line 3: 'lr' is set twice; keep one"):
+        overrides_from("lr = 0.001\nepochs = 3\nlr = 0.1", original)
+    with pytest.raises(NkdError, match=r"launch dialog: line 2 \(epochs =\): Invalid value"):
+        overrides_from("lr = 0.001\nepochs = ", original)
+    assert overrides_from("lr = 0.01\nepochs = 3", original) == ["lr=0.01"]
