@@ -19,7 +19,7 @@ from textual_plotext import PlotextPlot
 from core.errors import NkdError
 from core.registry import Registry, load_registry
 from core.workspace import Workspace
-from nkd_tui.format import STATUS_SYMBOL, status_text
+from nkd_tui.format import STATUS_SYMBOL, middle, status_text
 from nkd_tui.gpu_panel import GpuPanel
 from nkd_tui.poll import Poller, Snapshot
 
@@ -126,6 +126,7 @@ class NkdApp(App[None]):
         self._rows: tuple = ()
         self._table_generation = 0
         self._log_text = ""
+        self._latest: dict[str, str] | None = None  # each experiment's latest status
         # The first snapshot is read while Textual starts, so the first paint has the run table.
         self._prefetched: list[Snapshot] = []
         self._prefetch = threading.Thread(target=self._read_first, daemon=True)
@@ -151,6 +152,8 @@ class NkdApp(App[None]):
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit(event.size.width, event.size.height)
+        if self._latest is not None:  # names are shortened to the tree's new width
+            self.call_after_refresh(self._update_tree, self._latest)
 
     def _fit(self, width: int, height: int) -> None:
         """Below 80×24 the layout cannot show what matters: say so instead of clipping."""
@@ -233,11 +236,15 @@ class NkdApp(App[None]):
                 self.query_one(GpuPanel).show_reading(snap.gpus)
 
     def _update_tree(self, latest: dict[str, str]) -> None:
-        for branch in self.query_one(Tree).root.children:
+        self._latest = latest
+        tree = self.query_one(Tree)
+        budget = max(8, tree.size.width - 6)  # guide, status symbol, scrollbar
+        for branch in tree.root.children:
             for leaf in branch.children:
                 status = latest.get(leaf.data)
                 symbol = STATUS_SYMBOL.get(status or "", " ")
-                label = leaf.data if status is None else f"{symbol} {leaf.data}"
+                name = middle(leaf.data, budget)
+                label = name if status is None else f"{symbol} {name}"
                 if str(leaf.label) != label:
                     leaf.set_label(label)
 

@@ -32,3 +32,12 @@ def duration(row: dict[str, Any], now: float | None = None) -> str:
     seconds = int((row.get("ended_at") or now or time.time()) - row["started_at"])
     h, rest = divmod(max(seconds, 0), 3600)
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def middle(name: str, width: int) -> str:
+    """`name` in at most `width` characters, shortened in the middle so that names differing
+    only at their ends (…_0_8_0_2 and …_0_8_0_2_gain) stay distinct."""
+    if len(name) <= width or width < 5:
+        return name
+    tail = (width - 1) // 2
+    return name[: width - 1 - tail] + "…" + name[-tail:]

@@ -328,3 +328,14 @@ def test_launch_dialog_errors_name_the_line_and_key() -> None:
     with pytest.raises(NkdError, match=r"launch dialog: line 2 \(epochs =\): Invalid value"):
         overrides_from("lr = 0.001\nepochs = ", original)
     assert overrides_from("lr = 0.01\nepochs = 3", original) == ["lr=0.01"]
+
+
+def test_long_names_are_shortened_in_the_middle_and_stay_distinct() -> None:
+    from nkd_tui.format import middle
+
+    names = ["crnn_large_merged_0_8_0_2", "crnn_large_merged_0_8_0_2_gain",
+             "crnn_large_merged_0_9_0_1", "crnn_large_finetune_ver1", "mark1"]
+    for width in (14, 18, 24):
+        short = [middle(n, width) for n in names]
+        assert len(set(short)) == len(names) and all(len(s) <= width for s in short)
+    assert middle("mark1", 18) == "mark1"
