@@ -165,6 +165,15 @@ def _cases() -> list[Case]:
         Case("queue-priority-no-n", ["queue", "priority", "{run}"], ["give the priority N"]),
         Case("queue-cancel-no-run", ["queue", "cancel"], ["which run?"]),
         Case("queue-cancel-unknown", ["queue", "cancel", "nope"], ["no run or experiment"]),
+        Case("import-missing", ["import", "nope.toml"], ["nope.toml: cannot be read"]),
+        Case("import-nothing", ["import"], ["give a manifest (TOML or CSV) or --scan FOLDER"]),
+        Case("import-scan-missing", ["import", "--scan", "/nonexistent"],
+             ["/nonexistent: not a folder"]),
+        Case("import-scan-empty", ["import", "--scan", "{root}/data/empty"],
+             ["no file matches"]),
+        Case("capture-missing", ["capture", "nope.log"], ["nope.log: cannot be read"]),
+        Case("capture-unknown-experiment", ["capture", "nope.log", "-e", "tik"],
+             ["unknown experiment 'tik'"]),
         Case("slurm-no-table", ["run", "tick", "--on", "slurm"],
              ["experiment 'tick'", "needs a [backends.slurm] table"]),
         Case("slurm-resume-ended", ["resume", "{run}"], ["is not running (status finished)"]),
@@ -266,7 +275,7 @@ def test_bad_input(
     before = _tree(root)
     for key, value in (case.env or {}).items():
         monkeypatch.setenv(key, value.replace("{root}", str(root)))
-    argv = [a.replace("{run}", run_id) for a in case.argv]
+    argv = [a.replace("{run}", run_id).replace("{root}", str(root)) for a in case.argv]
     capsys.readouterr()
     code = main(["--registry", str(registry), *argv])
     err = capsys.readouterr().err

@@ -222,6 +222,10 @@ BAD += [
     ("[experiments.a]\ncommand = ['t']\non_finish = ['notify', '{name}']",
      ["key 'on_finish'", "placeholder '{name}' is not one of {run_id}"]),
     ("[experiments.a]\ncommand = ['t']\non_finish = []", ["key 'on_finish': must not be empty"]),
+    ("[experiments.a]\ncommand = ['t']\nevaluates = 'student'",
+     ["key 'evaluates' must be one of pretrained, teacher"]),
+    ("[experiments.a]\ncommand = ['t']\ntensorboard_dir = 3",
+     ["key 'tensorboard_dir' must be a string"]),
     # Slurm
     ("[experiments.a]\ncommand = ['t']\nbackend = 'slurm'",
      ["experiment 'a'", "key 'backend'", "needs a [backends.slurm] table"]),
