@@ -29,19 +29,25 @@ def save_payload(path: Path, payload: dict[str, Any]) -> Path:
     return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
-def load(path: str | Path, kind: str | None = None) -> dict[str, Any]:
-    """Load an nkd checkpoint on the CPU, refusing anything that is not one (or not of `kind`)."""
+def read(path: str | Path) -> Any:
+    """What a checkpoint file holds, loaded once on the CPU with `weights_only=True`."""
     path = Path(path)
     if not path.is_file():
         raise RunError(f"{path}: checkpoint not found")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated file, a pickle with objects, not a torch file at all
         raise RunError(f"{path}: {_why_unreadable(path, exc)}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        if isinstance(payload, dict) and payload and all(
-            isinstance(v, torch.Tensor) for v in payload.values()
-        ):
+
+
+def load(path: str | Path, kind: str | None = None, payload: Any = None) -> dict[str, Any]:
+    """Load an nkd checkpoint on the CPU, refusing anything that is not one (or not of `kind`).
+    `payload`, when given, is what `read(path)` returned already."""
+    path = Path(path)
+    if payload is None:
+        payload = read(path)
+    if not is_nkd(payload):
+        if _is_state_dict(payload):
             raise RunError(
                 f"{path}: a bare state_dict, not an nkd checkpoint (it does not say which "
                 f"model or settings it belongs to)"
@@ -52,25 +58,19 @@ def load(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     return payload
 
 
-def is_nkd(path: str | Path) -> bool:
-    """Does the file carry nkd's format marker? (Loaded with weights_only=True.)"""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return False
+def is_nkd(payload: Any) -> bool:
+    """Does a loaded checkpoint carry nkd's format marker?"""
     return isinstance(payload, dict) and payload.get("format") == FORMAT
 
 
 PLAIN_KEYS = ("state_dict", "model_state_dict", "model")
 
 
-def load_plain(path: Path) -> tuple[dict[str, Any], str | None]:
+def load_plain(path: Path, payload: Any = None) -> tuple[dict[str, Any], str | None]:
     """Someone else's checkpoint: the whole payload, and under which key its state dict is
     (None for a bare state dict). Refused, naming the file, when it holds no state dict."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise RunError(f"{path}: {_why_unreadable(path, exc)}") from None
+    if payload is None:
+        payload = read(path)
     if _is_state_dict(payload):
         return payload, None
     if isinstance(payload, dict):

@@ -196,7 +196,13 @@ class EventLog:
 
 
 def final_status(path: Path) -> dict[str, Any] | None:
-    """The last status event of a run if it is a final one (read from the end of the file)."""
+    """The last status event of a run if it is a final one."""
+    last = last_status(path)
+    return last if last is not None and last["status"] in FINAL else None
+
+
+def last_status(path: Path) -> dict[str, Any] | None:
+    """The last status event of a run (read from the end of the file)."""
     try:
         with open(path, "rb") as fh:
             fh.seek(0, 2)
@@ -211,5 +217,5 @@ def final_status(path: Path) -> dict[str, Any] | None:
         except BadEvent:
             continue
         if event.get("type") == "status":
-            return event if event["status"] in FINAL else None
+            return event
     return None

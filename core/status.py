@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import RunError
-from core.events import final_status
+from core.events import final_status, last_status
 from core.liveness import is_alive
 from core.reporter import Reporter
 from core.store import ACTIVE, Store
@@ -73,12 +73,7 @@ def record_if_lost(store: Store, ws: Workspace, run_id: str) -> bool:
 
 def _claimed_by_queue(run_dir: Path) -> bool:
     """Is the last status event the queue's claim (`starting`, by the queue)?"""
-    from core.events import EventLog
-
-    last = None
-    for event in EventLog(run_dir / "events.jsonl"):
-        if event["type"] == "status":
-            last = event
+    last = last_status(run_dir / "events.jsonl")
     return bool(last and last["status"] == "starting" and last.get("by") == "queue")
 
 

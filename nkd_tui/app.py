@@ -360,22 +360,7 @@ class NkdApp(App[None]):
 
     def action_queue(self, what: str) -> None:
         if self.run_id:
-            self._queue(self.run_id, what)
-
-    @work(thread=True, group="control", exit_on_error=False)
-    def _queue(self, run_id: str, what: str) -> None:
-        from core.actions import cancel, set_priority
-
-        try:
-            if what == "cancel":
-                message = cancel(self.poller.store, self.workspace, run_id)
-            else:
-                message = set_priority(self.poller.store, self.workspace, run_id, None)
-        except NkdError as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error")
-            return
-        self.call_from_thread(self.notify, message)
-        self.call_from_thread(self.refresh_data)
+            self._control(self.run_id, what)
 
     def action_control(self, action: str) -> None:
         if self.run_id:
@@ -383,13 +368,17 @@ class NkdApp(App[None]):
 
     @work(thread=True, group="control", exit_on_error=False)
     def _control(self, run_id: str, action: str) -> None:
-        from core.actions import kill, restart, send
+        from core.actions import cancel, kill, restart, send, set_priority
 
         try:
             if action == "kill":
                 message = kill(self.poller.store, self.workspace, run_id)
             elif action == "restart":
                 message = restart(self.poller.store, self.workspace, run_id)
+            elif action == "cancel":  # a queued run
+                message = cancel(self.poller.store, self.workspace, run_id)
+            elif action == "top":
+                message = set_priority(self.poller.store, self.workspace, run_id, None)
             else:
                 message = send(self.poller.store, self.workspace, run_id, action)
         except NkdError as exc:

@@ -65,10 +65,14 @@ def average(
     return out
 
 
-def write_plain_blend(paths: list[Path], weights: list[float], out: Path) -> None:
+def write_plain_blend(
+    paths: list[Path], weights: list[float], out: Path, payloads: list[Any] | None = None
+) -> None:
     """Plain PyTorch checkpoints (a bare state dict, or one under state_dict /
-    model_state_dict / model): averaged, and written back in the first one's layout."""
-    loaded = [checkpoint.load_plain(p) for p in paths]
+    model_state_dict / model): averaged, and written back in the first one's layout.
+    `payloads`, when given, are the files as `checkpoint.read` loaded them already."""
+    loaded = [checkpoint.load_plain(p, pl)
+              for p, pl in zip(paths, payloads or [None] * len(paths), strict=True)]
     layouts = {key for _payload, key in loaded}
     if len(layouts) > 1:
         raise RunError("the sources keep their weights under different keys: "
@@ -105,9 +109,11 @@ def _run_of(checkpoint_id: str) -> str:
 
 
 def write_blend(
-    paths: list[Path], weights: list[float], out: Path, ctx: RunContext
+    paths: list[Path], weights: list[float], out: Path, ctx: RunContext,
+    read: list[Any] | None = None,
 ) -> dict[str, Any]:
-    payloads = [checkpoint.load(p, kind=KIND) for p in paths]
+    payloads = [checkpoint.load(p, kind=KIND, payload=pl)
+                for p, pl in zip(paths, read or [None] * len(paths), strict=True)]
     check_compatible([(str(p), pl["meta"]) for p, pl in zip(paths, payloads, strict=True)])
     state = average(
         [(str(p), pl["state_dict"]) for p, pl in zip(paths, payloads, strict=True)], weights

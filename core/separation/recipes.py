@@ -283,12 +283,13 @@ def blend(ctx: RunContext) -> None:
     paths = [blending.source_path(ctx, s) for s in sources]
     weights = [float(s["weight"]) for s in sources]
     out = ctx.checkpoints_dir / BEST
-    plain = not all(checkpoint.is_nkd(p) for p in paths)
+    payloads = [checkpoint.read(p) for p in paths]  # each file loaded once
+    plain = not all(checkpoint.is_nkd(pl) for pl in payloads)
     if plain:  # the researcher's own checkpoints: averaged and written in their own layout
         out = ctx.checkpoints_dir / f"{ctx.run_id}_blend{paths[0].suffix or '.pth'}"
-        blending.write_plain_blend(paths, weights, out)
+        blending.write_plain_blend(paths, weights, out, payloads)
     else:
-        blending.write_blend(paths, weights, out, ctx)
+        blending.write_blend(paths, weights, out, ctx, payloads)
     ctx.reporter.checkpoint(
         str(out),
         "best",
