@@ -220,7 +220,8 @@ def _cases() -> list[Case]:
     for label, breaker in [("garbage", _garbage), ("directory", _directory),
                            ("foreign", _foreign), ("truncated", _truncated_db)]:
         for argv in (["ps"], ["show", "{run}"], ["list"], ["run", "tick"], ["pause", "{run}"],
-                     ["kill", "{run}"], ["logs", "{run}"], ["lineage", "{run}"]):
+                     ["kill", "{run}"], ["logs", "{run}"], ["lineage", "{run}"], ["sync"],
+                     ["queue"]):
             words = ["nkd.db", "nkd reindex"]
             cases.append(Case(f"db-{label}-{argv[0]}", argv, words, db=breaker))
     return cases
