@@ -343,6 +343,7 @@ def test_on_finish_is_told_how_the_run_ended(ws: Workspace, name: str, status: s
     store = ws.store()
     run = store.latest_run(name)
     run_dir = ws.root / "runs" / run["id"]
-    _wait(lambda: (run_dir / "ended.txt").is_file(), 10, "the hook")
+    # the hook writes ended.txt before it prints; wait for the print to reach output.log too
+    _wait(lambda: (run_dir / "ended.txt").is_file()
+          and "hook ran" in (run_dir / "output.log").read_text(), 10, "the hook")
     assert (run_dir / "ended.txt").read_text() == f"{run['id']} {status} {name}"
-    assert "hook ran" in (run_dir / "output.log").read_text()
