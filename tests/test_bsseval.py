@@ -98,6 +98,33 @@ def test_silent_frames_are_undefined() -> None:
     assert np.isfinite(med).all()
 
 
+def test_a_silent_estimate_scores_0_db_and_leaves_the_other_stems_alone() -> None:
+    refs = _sources()
+    rng = np.random.default_rng(1)
+    est = refs + 0.05 * rng.standard_normal(refs.shape)
+    before = bss_eval(refs, est, window=SR, hop=SR)
+    est[2] = 0.0  # what a threshold makes of a quiet stem
+    after = bss_eval(refs, est, window=SR, hop=SR)
+    np.testing.assert_allclose(after.sdr[2].numpy(), 0.0, atol=1e-9)  # Σ s² / Σ (0 − s)² = 1
+    for k in ("isr", "sir", "sar", "si_sdr"):
+        assert np.isnan(getattr(after, k)[2].numpy()).all(), k
+    for i in (0, 1, 3):  # the good stems keep their SDR, unchanged; none is NaN
+        np.testing.assert_allclose(after.sdr[i].numpy(), before.sdr[i].numpy(), rtol=1e-12)
+        for k in ("isr", "sir", "sar"):
+            assert np.isfinite(getattr(after, k)[i].numpy()).all(), (k, i)
+    assert np.isfinite(after.medians()["sdr"]).all()
+
+
+def test_a_silent_stretch_of_an_estimate_is_undefined_only_for_that_stem() -> None:
+    refs = _sources()
+    est = refs * 0.9
+    est[1, SR : 2 * SR] = 0.0
+    scores = bss_eval(refs, est, window=SR, hop=SR)
+    assert scores.sdr[1, 1].item() == pytest.approx(0.0, abs=1e-9)
+    assert math.isnan(scores.sir[1, 1].item())
+    assert np.isfinite(scores.sir[0].numpy()).all() and np.isfinite(scores.sir[1, 0].item())
+
+
 def test_agrees_with_museval() -> None:
     try:
         import museval

@@ -11,7 +11,11 @@ For references s and estimates ŝ, shaped [sources, samples, channels]:
   does) is decomposed into s_true, e_spat, e_interf and e_artif, with both channels pooled:
   SDR = 10·log10(Σ s² / Σ (ŝ − s)²), ISR = Σ s² / Σ e_spat², SIR = Σ (s + e_spat)² / Σ e_interf²,
   SAR = Σ (s + e_spat + e_interf)² / Σ e_artif²;
-* a frame in which any reference or any estimate is all zeros is undefined (NaN) for every source;
+* a frame in which any reference is all zeros is undefined (NaN) for every source, as in museval;
+* a silent (all-zero) estimate of a non-silent reference has SDR 0 dB in that frame, by the
+  framewise definition (Σ s² / Σ (0 − s)² = 1); its ISR, SIR, SAR and SI-SDR are undefined (NaN),
+  and the other sources' values are unaffected. museval refuses such input outright (a threshold
+  easily produces one), which would make every stem of the track NaN, the good ones included;
 * a track's score is the median over its defined frames, and a set's the median over tracks.
 
 This is *not* the "sources" variant that fast_bss_eval, torchmetrics and mir_eval compute (there
@@ -277,9 +281,12 @@ def bss_eval(
     parts = [
         work.scores(t, min(t + work.chunk, len(spans))) for t in range(0, len(spans), work.chunk)
     ]
-    scores = [torch.cat(k) for k in zip(*parts, strict=True)]  # each [T, S]; then "silent"
+    *values, silent_ref, silent_est = (torch.cat(k) for k in zip(*parts, strict=True))
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=device)
-    return Scores(*(torch.where(scores[-1][:, None], nan, v).T.contiguous() for v in scores[:-1]))
+    undefined = silent_ref[:, None] | silent_est  # [T, S]: SDR alone is defined for the latter
+    sdr = torch.where(silent_ref[:, None], nan, values[0])
+    rest = (torch.where(undefined, nan, v) for v in values[1:])
+    return Scores(*(v.T.contiguous() for v in (sdr, *rest)))
 
 
 class _FrameWork:
@@ -316,7 +323,8 @@ class _FrameWork:
         self.tmp = torch.empty_like(self.p_all)
 
     def scores(self, first: int, last: int) -> tuple[torch.Tensor, ...]:
-        """SDR, ISR, SIR, SAR, SI-SDR [frames, sources] and "a source is silent" [frames]."""
+        """SDR, ISR, SIR, SAR, SI-SDR [frames, sources], "a reference is silent" [frames] and
+        "this estimate is silent" [frames, sources]."""
         t, w, hop, nfft = last - first, self.w, self.hop, self.nfft
         nsrc, n, nchan = self.ref.shape
         for buf, track in zip(self.samples, (self.ref, self.est), strict=True):
@@ -358,8 +366,8 @@ class _FrameWork:
         isr = _db(e_true, energy_of_difference(p_own, xs))
         sir = _db(energy(p_own), energy_of_difference(p_all, p_own))
         sar = _db(energy(p_all), energy_of_difference(espec, p_all))
-        silent = torch.stack([s.view(t, nsrc, nchan, nfft).sum(2) == 0 for s in (x_t, e_t)])
-        return sdr, isr, sir, sar, si, silent.all(-1).any(-1).any(0)
+        silent_ref, silent_est = ((s.view(t, nsrc, nchan * nfft) == 0).all(-1) for s in (x_t, e_t))
+        return sdr, isr, sir, sar, si, silent_ref.any(-1), silent_est
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
