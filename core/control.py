@@ -56,8 +56,9 @@ class Control:
         self.on_change = on_change or (lambda _state: None)
         self.paused = False
         self.pending: str | None = None  # stop | suspend
-        # Set by the training loop: a suspend waits for the end of the epoch, where the loop
-        # saves its state, so the work of the epoch is kept (stop does not wait).
+        # Set by the training loop during validation: a suspend then waits for the end of the
+        # epoch, where the loop saves its state (a suspend between training steps saves the
+        # step it reached at once; stop never waits).
         self.defer_suspend = False
         self._told = False
         self.requeue = False  # Slurm's time-limit warning: suspend, then requeue the job

@@ -6,14 +6,22 @@ last ones (`<prefix>_<part>.pth`) under checkpoints/<run_id>/, `loss_curve_train
 run folder, a resumable state file written at every epoch end (model, optimiser, scheduler, RNG
 states, counters) so that a suspended run continues exactly where it stopped, bf16 autocast on
 CUDA, and pause / stop / suspend at batch boundaries.
+
+The loop never waits on the device per batch: running sums stay on the device and are read at
+the epoch end and for a progress event at most every PROGRESS_S seconds. `accumulate` sums the
+gradients of N batches per optimiser step, `grad_clip` clips their norm, `compile` runs the parts
+through torch.compile (eager, with one line saying why, where that fails), and TF32 matmuls are
+on for Ampere and newer. A suspend inside an epoch saves the step it reached: the resumed run
+trains exactly the batches it had not, with the same random state, so no finished step is lost.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +34,13 @@ from core import checkpoint
 from core.checksum import sha256_file
 from core.control import StopRun
 from core.recipes import RunContext
+from core.training_setup import compile_parts, fall_back_to_eager, tune_device
 
 Batch = Any
 # step(batch, train) -> (mean loss, examples in the batch, sums of extra per-example counts)
 Step = Callable[[Batch, bool], tuple[torch.Tensor, int, dict[str, float]]]
 RESIDENT_BYTES = 1 << 30  # data smaller than this lives on the GPU for the whole run
+PROGRESS_S = 2.0  # at most one step-progress event (and one device read) this often
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -78,7 +88,11 @@ class Batcher:
     def __len__(self) -> int:
         return math.ceil(self.n / self.batch_size)
 
-    def batches(
+    def batches(self, generator: torch.Generator | None = None) -> Epoch:
+        """One pass over the data (shuffled with `generator`); it knows its number of batches."""
+        return Epoch(self._batches(generator), len(self))
+
+    def _batches(
         self, generator: torch.Generator | None = None
     ) -> Iterator[dict[str, torch.Tensor]]:
         order = (
@@ -103,13 +117,28 @@ class Batcher:
                 }
 
 
+class Epoch:
+    """An iterator of batches that also says how many there are (for progress and ETA)."""
+
+    def __init__(self, batches: Iterator[Batch], count: int) -> None:
+        self._batches, self._count = batches, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self._batches
+
+
 @dataclass
 class Trainer:
     ctx: RunContext
     prefix: str  # teacher -> teacher_encoder.pth, best_teacher_encoder.pth, teacher_state.pt
     parts: dict[str, nn.Module]  # saved one checkpoint file per part
     step: Step
-    train_batches: Callable[[torch.Generator], Iterable[Batch]]
+    # an epoch's training batches from the epoch's generator; a callable that also takes
+    # `epoch` and `start` (a step) can begin mid-epoch itself, others are skipped forward
+    train_batches: Callable[..., Iterable[Batch]]
     val_batches: Callable[[], Iterable[Batch]]
     meta: dict[str, Any]  # written into every checkpoint beside the weights
     device: torch.device
@@ -123,6 +152,9 @@ class Trainer:
         self.epochs = int(p.get("epochs", 10))
         self.patience = int(p.get("patience", 0))
         self.amp = bool(p.get("amp", True)) and self.device.type == "cuda"
+        self.accumulate = max(1, int(p.get("accumulate", 1)))
+        self.grad_clip = float(p.get("grad_clip", 0.0))
+        self.compiled = False
         params = (
             self.trainable
             if self.trainable is not None
@@ -136,6 +168,11 @@ class Trainer:
         self.best_epoch = 0
         self.bad_epochs = 0
         self.history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
+        self.step_in_epoch = 0  # steps of the current epoch already trained (a mid-epoch resume)
+        self.carried: dict[str, Any] = {}  # that epoch's running sums, read back from the state
+        self.epoch_rng: torch.Tensor | None = None  # the generator as the epoch began
+        self._progress_at = 0.0
+        self._steps_seen = 0
         self.dir = self.ctx.checkpoints_dir
         self.state_path = self.dir / f"{self.prefix}_state.pt"
 
@@ -165,7 +202,7 @@ class Trainer:
                 parents=self.parents,
             )
 
-    def _save_state(self) -> None:
+    def _save_state(self, mid_epoch: dict[str, Any] | None = None) -> None:
         checkpoint.save_payload(
             self.state_path,
             {
@@ -180,6 +217,9 @@ class Trainer:
                     "best_epoch": self.best_epoch,
                     "bad_epochs": self.bad_epochs,
                 },
+                # where a suspend inside an epoch stopped: its step and running sums, and the
+                # generator as the epoch began (the epoch's order is drawn from it again)
+                "mid_epoch": mid_epoch or {},
                 "history": self.history,
                 "rng": {
                     "torch": torch.get_rng_state(),
@@ -206,6 +246,10 @@ class Trainer:
             int(c["bad_epochs"]),
         )
         self.history = {k: list(v) for k, v in state["history"].items()}
+        mid = state.get("mid_epoch") or {}
+        self.step_in_epoch = int(mid.get("step", 0))
+        self.carried = dict(mid)
+        self.epoch_rng = mid.get("epoch_rng")
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         self.generator.set_state(rng["generator"])
@@ -231,8 +275,10 @@ class Trainer:
         for m in self.parts.values():
             m.to(self.device)
         _optimizer_to(self.optimizer, self.device)
+        tune_device(self.device)
+        if self.params.get("compile"):
+            self.compiled = compile_parts(self.parts)
         stopped_early = False
-        self.ctx.control.defer_suspend = True
         try:
             while self.epoch < self.epochs:
                 if self.patience and self.bad_epochs >= self.patience:
@@ -241,7 +287,6 @@ class Trainer:
                 self._one_epoch()
                 self.ctx.control.epoch_end()
         finally:
-            self.ctx.control.defer_suspend = False
             self.plot()
         if stopped_early:
             print(
@@ -256,30 +301,130 @@ class Trainer:
             "early_stopped": stopped_early,
         }
 
-    def _run(self, batches: Iterable[Batch], train: bool) -> tuple[float, dict[str, float]]:
+    def _step(self, batch: Batch, train: bool) -> tuple[torch.Tensor, int, dict[str, Any]]:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+            if not (train and self.compiled):
+                return self.step(batch, train)
+            try:  # the first compiled step is where torch.compile can still fail
+                return self.step(batch, train)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eagerly
+                fall_back_to_eager(self.parts, exc)
+                self.compiled = False
+                return self.step(batch, train)
+
+    def _epoch_batches(self) -> tuple[Iterator[Batch], int | None]:
+        """This epoch's training batches from step `step_in_epoch` on, and the epoch's steps."""
+        start = self.step_in_epoch
+        if start and self.epoch_rng is not None:
+            now = self.generator.get_state()  # the state the suspend left (augmentations)
+            self.generator.set_state(self.epoch_rng)  # the epoch's order is drawn again
+        else:
+            now = None
+            self.epoch_rng = self.generator.get_state()
+        takes = inspect.signature(self.train_batches).parameters
+        if "start" in takes and "epoch" in takes:
+            batches = self.train_batches(self.generator, epoch=self.epoch, start=start)
+            total = len(batches) + start if isinstance(batches, Sized) else None
+            it = iter(batches)
+        else:
+            batches = self.train_batches(self.generator)
+            total = len(batches) if isinstance(batches, Sized) else None
+            it = iter(batches)
+            for _ in range(start):  # skipped forward: drawn, not trained on
+                next(it, None)
+        if now is not None:
+            self.generator.set_state(now)
+        return it, total
+
+    def _train(self) -> tuple[float, dict[str, float]]:
         for m in self.parts.values():
-            m.train(train)
-        total, count, sums = 0.0, 0, {}
-        with torch.set_grad_enabled(train):
-            for batch in batches:
-                self.ctx.control.boundary()
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-                    loss, n, extra = self.step(batch, train)
-                if train:
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.optimizer.step()
-                total += float(loss.detach()) * n
-                count += n
-                for k, v in extra.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
+            m.train(True)
+        carried, self.carried = self.carried, {}
+        dev = self.device
+        total = torch.tensor(float(carried.get("loss", 0.0)), dtype=torch.float64, device=dev)
+        count = int(carried.get("count", 0))
+        sums = {k: torch.tensor(float(v), dtype=torch.float64, device=dev)
+                for k, v in carried.get("sums", {}).items()}
+        step = self.step_in_epoch
+        batches, steps = self._epoch_batches()
+        params = [q for group in self.optimizer.param_groups for q in group["params"]]
+        self.optimizer.zero_grad(set_to_none=True)
+        pending = 0  # batches whose gradients are summed but not yet stepped
+        for batch in batches:
+            if pending == 0:  # control acts between optimiser steps, never inside one
+                try:
+                    self.ctx.control.boundary()
+                except StopRun as stop:
+                    if stop.action == "suspend" and step:
+                        self._save_state({
+                            "step": step, "loss": float(total), "count": count,
+                            "sums": {k: float(v) for k, v in sums.items()},
+                            "epoch_rng": self.epoch_rng,
+                        })
+                        print(f"suspended inside epoch {self.epoch + 1} after step {step}"
+                              f"{f'/{steps}' if steps else ''}", flush=True)
+                    raise
+            loss, n, extra = self._step(batch, True)
+            (loss / self.accumulate if self.accumulate > 1 else loss).backward()
+            pending += 1
+            step += 1
+            if pending == self.accumulate:
+                self._optimizer_step(params)
+                pending = 0
+            total += loss.detach().double() * n
+            count += n
+            for k, v in extra.items():
+                sums[k] = sums.get(k, 0) + (v.detach().double() if torch.is_tensor(v) else v)
+            self._progress(step, steps, total, count)
+        if pending:  # the epoch's last, shorter group
+            self._optimizer_step(params)
+        self.step_in_epoch = 0
         count = max(count, 1)
-        return total / count, {k: v / count for k, v in sums.items()}
+        return float(total) / count, {k: float(v) / count for k, v in sums.items()}
+
+    def _optimizer_step(self, params: list[nn.Parameter]) -> None:
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _progress(self, step: int, steps: int | None, total: torch.Tensor, count: int) -> None:
+        """A step-progress event for the TUI's ETA: the first step, then at most every
+        PROGRESS_S seconds (the only time the running loss is read from the device)."""
+        self._steps_seen += 1
+        now = time.monotonic()
+        if self._steps_seen > 1 and now - self._progress_at < PROGRESS_S:
+            return
+        self._progress_at = now
+        self.ctx.reporter.event({
+            "type": "progress", "epoch": self.epoch + 1, "step": step, "steps": steps,
+            "loss": float(total) / max(count, 1),
+        })
+
+    def _validate(self) -> tuple[float, dict[str, float]]:
+        for m in self.parts.values():
+            m.train(False)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count, sums = 0, {}
+        self.ctx.control.defer_suspend = True  # a suspend here waits for the epoch's end
+        try:
+            with torch.no_grad():
+                for batch in self.val_batches():
+                    self.ctx.control.boundary()
+                    loss, n, extra = self._step(batch, False)
+                    total += loss.detach().double() * n
+                    count += n
+                    for k, v in extra.items():
+                        sums[k] = sums.get(k, 0) + (v.double() if torch.is_tensor(v) else v)
+        finally:
+            self.ctx.control.defer_suspend = False
+        count = max(count, 1)
+        return float(total) / count, {k: float(v) / count for k, v in sums.items()}
 
     def _one_epoch(self) -> None:
         started = time.perf_counter()
-        train_loss, train_extra = self._run(self.train_batches(self.generator), train=True)
-        val_loss, val_extra = self._run(self.val_batches(), train=False)
+        train_loss, train_extra = self._train()
+        val_loss, val_extra = self._validate()
         self.epoch += 1
         lr = self.optimizer.param_groups[0]["lr"]
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

@@ -13,6 +13,7 @@ import torch
 
 from core import checkpoint
 from core.errors import RunError
+from core.audiocache import AudioCache
 from core.separation import data
 from core.separation.blend import average
 from core.separation.models import CRNN, UNetCRNN, focal_loss
@@ -80,19 +81,19 @@ def _track(folder: Path, stems: list[str], n: int = 2205) -> None:
 def test_stem_files_are_checked_by_track_and_name(tmp_path: Path) -> None:
     stems = ("bass", "drums", "other", "vocals")
     _track(tmp_path / "ok" / "song_a", list(stems))
-    assert len(data.load(tmp_path / "ok", "musdb", stems, 22050)) == 1
+    assert len(data.load(tmp_path / "ok", "musdb", stems, 22050, AudioCache(tmp_path))) == 1
     _track(tmp_path / "missing" / "song_b", ["bass", "drums", "other"])
     with pytest.raises(RunError, match="track 'song_b' is missing vocals.wav"):
-        data.load(tmp_path / "missing", "musdb", stems, 22050)
+        data.load(tmp_path / "missing", "musdb", stems, 22050, AudioCache(tmp_path))
     _track(tmp_path / "extra" / "song_c", [*stems, "piano"])
     with pytest.raises(RunError, match="track 'song_c' has unexpected stem file.*piano.wav"):
-        data.load(tmp_path / "extra", "musdb", stems, 22050)
+        data.load(tmp_path / "extra", "musdb", stems, 22050, AudioCache(tmp_path))
     _track(tmp_path / "short" / "song_d", list(stems))
     from core import audio
 
     audio.write(tmp_path / "short" / "song_d" / "drums.wav", np.zeros((2, 100), np.float32), 22050)
     with pytest.raises(RunError, match="song_d': stems differ in length"):
-        data.load(tmp_path / "short", "musdb", stems, 22050)
+        data.load(tmp_path / "short", "musdb", stems, 22050, AudioCache(tmp_path))
 
 
 def test_blend_arithmetic_and_refusals() -> None:

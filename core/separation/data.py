@@ -1,17 +1,22 @@
 """MUSDB18-style track folders: `<root>/<track>/{mixture,bass,drums,other,vocals}.wav`.
 
+Tracks are prepared once in the workspace's audio cache (`core.audiocache`) and read from there:
+training streams segments from it, evaluation loads one whole track at a time.
+
 The stem list is explicit and checked: a missing stem file, an unexpected one, or stems of
 different lengths are reported by track and file name before anything trains.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core import audio
+from core.audiocache import AudioCache, Prepared
 from core.errors import RunError
 
 STEMS = ("bass", "drums", "other", "vocals")
@@ -56,30 +61,75 @@ def check(folder: Path, stems: tuple[str, ...], source: str) -> None:
         )
 
 
-def load(root: Path, source: str, stems: tuple[str, ...], sample_rate: int) -> list[Track]:
-    tracks = []
-    for folder in track_dirs(root, source):
+@dataclass(frozen=True)
+class TrackFiles:
+    """A track's prepared files: read a segment or the whole track without decoding again."""
+
+    name: str
+    mixture: Prepared
+    stems: tuple[Prepared, ...]
+    frames: int
+    channels: int
+
+    def load(self) -> Track:
+        """The whole track in memory (for evaluation, one track at a time)."""
+        return Track(
+            self.name,
+            _channels(self.mixture.read(), self.channels),
+            np.stack([_channels(s.read(), self.channels) for s in self.stems]),
+        )
+
+    def mono_stems(self, start: int, length: int) -> np.ndarray:
+        """[stems, length] mono segment of every stem from frame `start`."""
+        return np.stack([s.segment(start, length).mean(axis=0) for s in self.stems])
+
+    def mono_stem(self, stem: int, start: int, length: int) -> np.ndarray:
+        return self.stems[stem].segment(start, length).mean(axis=0)
+
+
+def prepare(
+    root: Path,
+    source: str,
+    stems: tuple[str, ...],
+    sample_rate: int,
+    cache: AudioCache,
+    log: Callable[[str], None] | None = None,
+) -> list[TrackFiles]:
+    """Every track of the folder checked and prepared in the cache (decoded once, reused by
+    every run; a changed file is prepared again)."""
+    folders = track_dirs(root, source)
+    for folder in folders:
         check(folder, stems, source)
-        files = {p.stem: p for p in folder.iterdir() if p.suffix.lower() in audio.EXTENSIONS}
-        mix = audio.read(files[MIXTURE], sample_rate, mono=False)
-        parts = [audio.read(files[s], sample_rate, mono=False) for s in stems]
-        lengths = {s: p.shape[-1] for s, p in zip(stems, parts, strict=True)}
-        if len({*lengths.values(), mix.shape[-1]}) != 1:
+    files = []
+    for folder in folders:
+        found = {p.stem: p for p in folder.iterdir() if p.suffix.lower() in audio.EXTENSIONS}
+        files.append((folder.name, [found[MIXTURE], *(found[s] for s in stems)]))
+    missing = [f for _, group in files for f in group
+               if not cache.is_prepared(f, sample_rate)]
+    if missing:
+        cache.prepare_all(missing, sample_rate, label=f"preparing {source} at {sample_rate} Hz",
+                          log=log)
+    tracks = []
+    for name, group in files:
+        mix, *parts = (cache.prepared(f, sample_rate) for f in group)
+        lengths = {s: p.frames for s, p in zip(stems, parts, strict=True)}
+        if len({*lengths.values(), mix.frames}) != 1:
             raise RunError(
-                f"data source '{source}': track '{folder.name}': stems differ in length "
-                f"(mixture {mix.shape[-1]}, "
+                f"data source '{source}': track '{name}': stems differ in length "
+                f"(mixture {mix.frames}, "
                 + ", ".join(f"{k} {v}" for k, v in lengths.items())
                 + " samples)"
             )
-        channels = max(p.shape[0] for p in [mix, *parts])
-        tracks.append(
-            Track(
-                folder.name,
-                _channels(mix, channels),
-                np.stack([_channels(p, channels) for p in parts]),
-            )
-        )
+        channels = max(p.channels for p in [mix, *parts])
+        tracks.append(TrackFiles(name, mix, tuple(parts), mix.frames, channels))
     return tracks
+
+
+def load(
+    root: Path, source: str, stems: tuple[str, ...], sample_rate: int, cache: AudioCache
+) -> list[Track]:
+    """Every track in memory (small sets and tests; runs stream from `prepare`)."""
+    return [t.load() for t in prepare(root, source, stems, sample_rate, cache)]
 
 
 def _channels(x: np.ndarray, channels: int) -> np.ndarray:

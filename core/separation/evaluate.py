@@ -1,7 +1,12 @@
-"""Separating whole tracks and scoring them: masks, gain correction, BSS Eval per stem and track."""
+"""Separating whole tracks and scoring them: masks, gain correction, BSS Eval per stem and track.
+
+Tracks are loaded one at a time (the next one in the background), so a test set of any size is
+scored in the memory of two tracks; BSS Eval runs on the GPU when the run has one."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +15,7 @@ import torch
 from core.errors import RunError
 from core.recipes import RunContext
 from core.separation import bsseval
-from core.separation.data import Track
+from core.separation.data import Track, TrackFiles
 from core.separation.models import masks_of
 from core.separation.spectral import MagNorm, Stft
 from core.workspace import atomic_write_text, csv_text
@@ -41,33 +46,49 @@ def separate(
     return est.permute(1, 0, 2).cpu().numpy()  # [S, C, n]
 
 
-def gains(estimates: list[np.ndarray], tracks: list[Track]) -> np.ndarray:
-    """Least-squares output gain per stem over a set of tracks: argmin_g Σ ||g·ŝ − s||²."""
-    num = sum((e * t.stems).sum(axis=(1, 2)) for e, t in zip(estimates, tracks, strict=True))
-    den = sum((e * e).sum(axis=(1, 2)) for e in estimates)
-    return np.where(den > 0, num / np.maximum(den, 1e-12), 1.0)
+def loaded(tracks: Sequence[TrackFiles]) -> Iterator[Track]:
+    """The tracks in memory one at a time, the next one read in the background while the
+    current one is scored: at most two whole tracks are held, whatever the size of the set."""
+    if not tracks:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(tracks[0].load)
+        for i in range(len(tracks)):
+            track = ahead.result()
+            if i + 1 < len(tracks):
+                ahead = pool.submit(tracks[i + 1].load)
+            yield track
+            del track
 
 
 def score(
     ctx: RunContext,
     model: torch.nn.Module,
     meta: dict,
-    tracks: list[Track],
+    tracks: Sequence[TrackFiles],
     device: torch.device,
     mask_scale: float = 1.0,
     threshold: float = 0.0,
     gain_correction: bool = False,
 ) -> dict[str, float]:
-    """Separate and score every track; record metrics and eval_result_<stem>.csv; returns the
-    median SDR per stem and its mean."""
+    """Separate and score every track, one track in memory at a time; record metrics and
+    eval_result_<stem>.csv; returns the median SDR per stem and its mean."""
     stems = list(meta["stems"])
     rate = int(meta["stft"]["sample_rate"])
     if not tracks:
         raise RunError("no validation tracks to evaluate on")
-    estimates = [separate(model, meta, t.mixture, device, mask_scale, threshold) for t in tracks]
-    if gain_correction:
-        g = gains(estimates, tracks)
-        estimates = [e * g[:, None, None] for e in estimates]
+
+    def estimate(track: Track) -> np.ndarray:
+        return separate(model, meta, track.mixture, device, mask_scale, threshold)
+
+    g = np.ones(len(stems))
+    if gain_correction:  # a first pass for the gains' sums, then the scoring pass
+        num, den = np.zeros(len(stems)), np.zeros(len(stems))
+        for track in loaded(tracks):
+            est = estimate(track)
+            num += (est * track.stems).sum(axis=(1, 2))
+            den += (est * est).sum(axis=(1, 2))
+        g = np.where(den > 0, num / np.maximum(den, 1e-12), 1.0)
         for stem, value in zip(stems, g, strict=True):
             ctx.reporter.metric("gain", float(value), stem=stem, split="val")
         print(
@@ -76,7 +97,8 @@ def score(
         )
     per_track: dict[str, list[dict[str, float]]] = {s: [] for s in stems}
     bss_device = device if device.type == "cuda" else None
-    for track, est in zip(tracks, estimates, strict=True):
+    for track in loaded(tracks):
+        est = estimate(track) * g[:, None, None]
         refs = track.stems.transpose(0, 2, 1)  # [S, n, C]
         result = bsseval.bss_eval(
             refs, est.transpose(0, 2, 1), window=rate, hop=rate, device=bss_device

@@ -3,21 +3,22 @@
 
 from __future__ import annotations
 
-import math
+import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from core import checkpoint, refs
+from core.audiocache import AudioCache
 from core.checksum import sha256_file
 from core.errors import RunError
 from core.recipes import RunContext
 from core.separation import blend as blending
-from core.separation.data import STEMS, Track, load
+from core.separation.data import STEMS, TrackFiles, prepare
 from core.separation.evaluate import score
 from core.separation.models import build, focal_loss, load_weights, masks_of
+from core.separation.segments import SegmentSet, StepBatches, ValSet, loader
 from core.separation.spectral import MagNorm, Stft
 from core.training import Trainer, run_device
 
@@ -27,15 +28,18 @@ ONSET_WEIGHT = 0.1  # weight of the rhythm head's focal loss beside the mask los
 VAL_SEGMENTS_PER_TRACK = 4
 
 
-def _tracks(ctx: RunContext, key: str, stems: tuple[str, ...], rate: int) -> list[Track]:
+def _tracks(ctx: RunContext, key: str, stems: tuple[str, ...], rate: int) -> list[TrackFiles]:
+    """The tracks of a data key, prepared in the workspace's audio cache (decoded once)."""
     name, table = ctx.data_source(key)
-    return load(Path(table["root"]), name, stems, rate)
+    return prepare(Path(table["root"]), name, stems, rate, AudioCache(ctx.root))
 
 
-def _mono(tracks: list[Track]) -> torch.Tensor:
-    """[tracks, stems, n] mono stems, cut to the shortest track."""
-    n = min(t.stems.shape[-1] for t in tracks)
-    return torch.from_numpy(np.stack([t.stems[..., :n].mean(axis=1) for t in tracks])).float()
+def _workers(p: dict[str, Any], device: torch.device) -> int:
+    """DataLoader worker processes: `num_workers`, else 4 beside a GPU and none on the CPU
+    (where the model needs the cores more than the loader does)."""
+    if "num_workers" in p:
+        return int(p["num_workers"])
+    return min(4, max(1, (os.cpu_count() or 2) - 1)) if device.type == "cuda" else 0
 
 
 def separator_path(ctx: RunContext, key: str) -> Path:
@@ -72,59 +76,6 @@ def _freeze(model: torch.nn.Module, prefixes: list[str]) -> list[torch.nn.Parame
     return trainable
 
 
-class Segments:
-    """Training examples cut from the tracks: remixing, random gains, target-stem-only."""
-
-    def __init__(self, stems: torch.Tensor, seg: int, p: dict[str, Any], names: tuple[str, ...]):
-        self.stems, self.seg = stems, seg
-        self.remix_prob = float(p.get("remix_prob", 0.0))
-        self.random_gain = bool(p.get("random_gain", False))
-        target = p.get("target_stem")
-        if target and target not in names:
-            raise RunError(f"key 'target_stem': '{target}' is not one of the stems {list(names)}")
-        self.keep = None if not target else torch.tensor([s == target for s in names])
-        n_tracks, _, n = stems.shape
-        if n < seg:
-            raise RunError(
-                f"tracks are {n} samples long but segment_seconds asks for {seg}; "
-                f"use longer tracks or a shorter segment_seconds"
-            )
-        self.per_epoch = max(1, n_tracks * (n // seg))
-
-    def batch(self, g: torch.Generator, size: int) -> dict[str, torch.Tensor]:
-        n_tracks, n_stems, n = self.stems.shape
-        track = torch.randint(n_tracks, (size, 1), generator=g).expand(size, n_stems).clone()
-        remix = torch.rand(size, generator=g) < self.remix_prob
-        track[remix] = torch.randint(n_tracks, (int(remix.sum()), n_stems), generator=g)
-        start = (
-            torch.randint(n - self.seg + 1, (size, 1), generator=g).expand(size, n_stems).clone()
-        )
-        start[remix] = torch.randint(n - self.seg + 1, (int(remix.sum()), n_stems), generator=g)
-        idx = start[..., None] + torch.arange(self.seg)
-        stems = self.stems[
-            track[..., None].expand_as(idx),
-            torch.arange(n_stems)[None, :, None].expand_as(idx),
-            idx,
-        ]
-        if self.random_gain:
-            stems = stems * (0.5 + torch.rand(size, n_stems, 1, generator=g))
-        mixture = stems.sum(dim=1)
-        if self.keep is not None:  # the other stems are silent targets
-            stems = stems * self.keep[None, :, None]
-        return {"mix": mixture, "stems": stems}
-
-    def fixed(self, per_track: int) -> dict[str, torch.Tensor]:
-        n_tracks, _, n = self.stems.shape
-        hop = max(1, (n - self.seg) // max(1, per_track - 1))
-        pieces = [
-            self.stems[t, :, s : s + self.seg]
-            for t in range(n_tracks)
-            for s in range(0, n - self.seg + 1, hop)
-        ][: n_tracks * per_track]
-        stems = torch.stack(pieces)
-        return {"mix": stems.sum(dim=1), "stems": stems}
-
-
 def train(ctx: RunContext) -> None:
     p = ctx.params
     device = run_device(ctx)
@@ -133,8 +84,10 @@ def train(ctx: RunContext) -> None:
     train_tracks = _tracks(ctx, "data", stems, stft.sample_rate)
     val_tracks = _tracks(ctx, "val_data", stems, stft.sample_rate)
     seg = int(float(p.get("segment_seconds", 2.0)) * stft.sample_rate)
-    train_set = Segments(_mono(train_tracks), seg, p, stems)
-    val_set = Segments(_mono(val_tracks), seg, {}, stems)
+    seed = int(p.get("seed", 0))
+    train_set = SegmentSet(train_tracks, seg, p, stems, seed)
+    val_set = ValSet(val_tracks, seg, VAL_SEGMENTS_PER_TRACK)
+    workers = _workers(p, device)
     meta = _meta(p, stems, stft)
     model = build(meta)
     parents: list[dict[str, Any]] = []
@@ -147,7 +100,7 @@ def train(ctx: RunContext) -> None:
         parents.append({"checkpoint": refs.checkpoint_id(path), "relation": "pretrained"})
         print(f"fine-tuning from {path}", flush=True)
     else:
-        norm = MagNorm.fit(stft.spec(train_set.stems.sum(dim=1)).abs())
+        norm = train_set.norm(stft)  # a fixed-size sample, whatever the size of the data
     trainable = _freeze(model, list(p.get("freeze", [])))
     frozen = [
         m
@@ -166,12 +119,12 @@ def train(ctx: RunContext) -> None:
         float(p.get("focal_gamma", 2.0)),
     )
     drums = stems.index("drums") if "drums" in stems else None
-    val_batch = val_set.fixed(VAL_SEGMENTS_PER_TRACK)
 
     def step(batch: dict[str, torch.Tensor], is_train: bool):
         for module in frozen:  # frozen layers keep their normalisation statistics too
             module.eval()
-        mix, target = batch["mix"].to(device), batch["stems"].to(device)
+        mix = batch["mix"].to(device, non_blocking=True)
+        target = batch["stems"].to(device, non_blocking=True)
         spec = stft.spec(mix)
         mag = spec.abs()
         masks, onsets = masks_of(model, norm(mag)[:, None])
@@ -183,16 +136,13 @@ def train(ctx: RunContext) -> None:
             )
         return loss, mix.shape[0], {}
 
-    def train_batches(g: torch.Generator):
-        steps = math.ceil(train_set.per_epoch / batch_size)
-        return (train_set.batch(g, batch_size) for _ in range(steps))
+    def train_batches(g: torch.Generator, epoch: int = 0, start: int = 0):
+        del g  # every example draws from its own (seed, epoch, index) generator
+        sampler = StepBatches(epoch, len(train_set), batch_size, start)
+        return loader(train_set, workers, device, batch_sampler=sampler)
 
     def val_batches():
-        n = val_batch["mix"].shape[0]
-        return (
-            {k: v[i : i + batch_size] for k, v in val_batch.items()}
-            for i in range(0, n, batch_size)
-        )
+        return loader(val_set, workers, device, batch_size=batch_size)
 
     full_meta = {
         **meta,
@@ -240,7 +190,7 @@ def _score(
     model: torch.nn.Module,
     meta: dict[str, Any],
     device,
-    tracks: list[Track] | None = None,
+    tracks: list[TrackFiles] | None = None,
 ) -> None:
     p = ctx.params
     if tracks is None:
