@@ -119,3 +119,18 @@ def nkd(ws: Workspace, *args: str) -> int:
     from nkd_tui.cli import main
 
     return main(["--registry", str(ws.registry), *args])
+
+
+def run_context(tmp_path: Path, resume: bool = False):
+    """A recipe's RunContext in `tmp_path` (run/ and ckpt/), for driving the training loop
+    directly: a real Reporter writing events.jsonl and a real Control."""
+    from core.control import Control
+    from core.recipes import RunContext
+    from core.reporter import Reporter
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return RunContext(
+        "r1", {}, run_dir, tmp_path / "ckpt", tmp_path, Reporter("r1", run_dir, None),
+        Control(run_dir), resume,
+    )

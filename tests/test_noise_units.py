@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import run_context
 
 from core import checkpoint
 from core.errors import RunError
@@ -256,25 +257,6 @@ def test_checkpoints_are_self_describing_and_refuse_foreign_files(tmp_path: Path
 # ── the shared training loop ────────────────────────────────────────────────────────────────
 
 
-def _context(tmp_path: Path, resume: bool = False):
-    from core.control import Control
-    from core.recipes import RunContext
-    from core.reporter import Reporter
-
-    run_dir = tmp_path / "run"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return RunContext(
-        "r1",
-        {},
-        run_dir,
-        tmp_path / "ckpt",
-        tmp_path,
-        Reporter("r1", run_dir, None),
-        Control(run_dir),
-        resume,
-    )
-
-
 def _trainer(ctx, epochs: int):
     from core.training import Batcher, Trainer
 
@@ -314,10 +296,10 @@ def _trainer(ctx, epochs: int):
 def test_resume_continues_exactly_where_it_stopped(tmp_path: Path) -> None:
     from core.control import StopRun
 
-    straight = _trainer(_context(tmp_path / "a"), epochs=4)
+    straight = _trainer(run_context(tmp_path / "a"), epochs=4)
     straight.fit()
 
-    interrupted = _trainer(_context(tmp_path / "b"), epochs=4)
+    interrupted = _trainer(run_context(tmp_path / "b"), epochs=4)
     original = interrupted._one_epoch
 
     def one_epoch() -> None:
@@ -328,32 +310,78 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path: Path) -> None:
     interrupted._one_epoch = one_epoch
     with pytest.raises(StopRun):
         interrupted.fit()
-    assert interrupted.epoch == 3  # the epoch under way when suspend came is finished and kept
+    assert interrupted.epoch == 2  # asked for before a step of epoch 3: nothing of it to keep
 
-    resumed = _trainer(_context(tmp_path / "b", resume=True), epochs=4)
+    resumed = _trainer(run_context(tmp_path / "b", resume=True), epochs=4)
     resumed.fit()
     assert resumed.history == straight.history  # bit-identical losses for epochs 3 and 4
     assert (tmp_path / "b" / "ckpt" / "best_toy_model.pth").is_file()
     assert (tmp_path / "b" / "run" / "loss_curve_train_val.png").is_file()
 
 
-def test_suspend_in_the_first_epoch_keeps_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("epoch,step", [(0, 3), (1, 5)])
+def test_suspend_inside_an_epoch_keeps_every_finished_step(
+    tmp_path: Path, epoch: int, step: int
+) -> None:
+    """Suspended after `step` of the 8 steps of an epoch (the augmentations draw from the
+    loop's generator too): the resumed run trains the remaining steps with the same random
+    state, and every loss and weight is bit-identical to a run never suspended."""
     from core.control import StopRun
 
-    straight = _trainer(_context(tmp_path / "a"), epochs=3)
+    straight = _trainer(run_context(tmp_path / "a"), epochs=3)
     straight.fit()
-    first = _trainer(_context(tmp_path / "b"), epochs=3)
-    first.ctx.control.handle("suspend")  # before any state exists
+    first = _trainer(run_context(tmp_path / "b"), epochs=3)
+    original, seen = first.step, []
+
+    def step_then_suspend(batch, train):
+        if train:
+            seen.append(first.epoch)
+            if len([e for e in seen if e == epoch]) == step:
+                first.ctx.control.handle("suspend")
+        return original(batch, train)
+
+    first.step = step_then_suspend
     with pytest.raises(StopRun):
         first.fit()
-    assert first.epoch == 1 and first.state_path.is_file()
-    resumed = _trainer(_context(tmp_path / "b", resume=True), epochs=3)
+    assert first.epoch == epoch and first.state_path.is_file()
+    state = checkpoint.load(first.state_path, kind="toy_state")
+    assert state["mid_epoch"]["step"] == step
+    resumed = _trainer(run_context(tmp_path / "b", resume=True), epochs=3)
     resumed.fit()
     assert resumed.history == straight.history
+    a, b = (checkpoint.load(t / "ckpt" / "toy_model.pth")["state_dict"]
+            for t in (tmp_path / "a", tmp_path / "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_accumulation_equals_a_larger_batch(tmp_path: Path) -> None:
+    from core.training import Batcher, Trainer
+
+    def trained(batch_size: int, accumulate: int, where: Path) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        x, y = torch.randn(64, 10), torch.randint(0, 3, (64,))
+        model = torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.Tanh(),
+                                    torch.nn.Linear(16, 3))
+        data = Batcher({"x": x, "y": y}, batch_size, torch.device("cpu"))
+
+        def step(batch, train):
+            return torch.nn.functional.cross_entropy(model(batch["x"]), batch["y"]), 1, {}
+
+        params = {"epochs": 3, "lr": 0.05, "seed": 3, "optimizer": "sgd",
+                  "accumulate": accumulate, "grad_clip": 10.0}
+        Trainer(run_context(where), "toy", {"model": model}, step, data.batches, data.batches,
+                {}, torch.device("cpu"), params=params).fit()
+        return model.state_dict()
+
+    big = trained(16, 1, tmp_path / "big")
+    accumulated = trained(8, 2, tmp_path / "acc")
+    for k in big:
+        torch.testing.assert_close(accumulated[k], big[k], rtol=1e-5, atol=1e-6)
+    assert not torch.equal(trained(8, 1, tmp_path / "small")["0.weight"], big["0.weight"])
 
 
 def test_early_stopping_and_best_checkpoint(tmp_path: Path) -> None:
-    trainer = _trainer(_context(tmp_path), epochs=50)
+    trainer = _trainer(run_context(tmp_path), epochs=50)
     trainer.params["patience"] = 2
     trainer.patience = 2
     trainer.optimizer.param_groups[0]["lr"] = 0.5  # diverges after a while

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from core import checkpoint
-from core.errors import RunError
 from core.audiocache import AudioCache
+from core.errors import RunError
 from core.separation import data
 from core.separation.blend import average
 from core.separation.models import CRNN, UNetCRNN, focal_loss

@@ -149,6 +149,9 @@ def loader(
         "num_workers": workers,
         "pin_memory": device.type == "cuda",
         "prefetch_factor": 4 if workers else None,
+        # its own generator: starting a loader must not draw from the global RNG (dropout's),
+        # or an epoch resumed at a step would continue with a different random state
+        "generator": torch.Generator().manual_seed(0),
     }
     if batch_sampler is not None:
         return DataLoader(dataset, batch_sampler=batch_sampler, **common)
