@@ -107,6 +107,8 @@ def check(event: Any) -> dict[str, Any]:
         if not isinstance(event.get("error", ""), str | None):
             raise BadEvent("'error' must be a string")
         text(event.get("device"), "device")
+        finite(event.get("peak_rss_mb"), "peak_rss_mb")
+        finite(event.get("cpu_s"), "cpu_s")
     elif kind == "worker":
         _check_process(event)
         text(event.get("gpus"), "gpus", 400)
@@ -115,6 +117,12 @@ def check(event: Any) -> dict[str, Any]:
     elif kind == "job":
         if text(event.get("job_id"), "job_id", 40) is None:
             raise BadEvent("'job_id' is missing")
+    elif kind == "progress":
+        for key in ("epoch", "step"):
+            if integer(event.get(key), key) is None:
+                raise BadEvent(f"'{key}' is missing")
+        integer(event.get("steps"), "steps")
+        finite(event.get("loss"), "loss")
     elif kind == "epoch":
         if event.get("epoch") is None:
             raise BadEvent("'epoch' is missing")

@@ -26,108 +26,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from core import checkpoint
+from core.batches import Batch, Batcher, Epoch
 from core.checksum import sha256_file
 from core.control import StopRun
 from core.recipes import RunContext
-from core.training_setup import compile_parts, fall_back_to_eager, tune_device
+from core.training_setup import (
+    compile_parts,
+    fall_back_to_eager,
+    literal,
+    make_optimizer,
+    make_scheduler,
+    numpy_state,
+    optimizer_to,
+    pick_device,
+    run_device,
+    seed_everything,
+    set_numpy_state,
+    tune_device,
+)
 
-Batch = Any
 # step(batch, train) -> (mean loss, examples in the batch, sums of extra per-example counts)
 Step = Callable[[Batch, bool], tuple[torch.Tensor, int, dict[str, float]]]
-RESIDENT_BYTES = 1 << 30  # data smaller than this lives on the GPU for the whole run
 PROGRESS_S = 2.0  # at most one step-progress event (and one device read) this often
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name in ("auto", "", None):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from core.errors import RunError
-
-        raise RunError(f"device '{name}' asked for, but CUDA is not available on this machine")
-    return device
-
-
-def run_device(ctx: RunContext) -> torch.device:
-    """The device a run uses (auto -> cuda when there is one), recorded on the run."""
-    device = pick_device(ctx.params.get("device", "auto"))
-    ctx.reporter.status("running", device=str(device))
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-class Batcher:
-    """Mini-batches of in-memory tensors on the training device.
-
-    Small data moves to the GPU once; larger data stays in pinned host memory and each batch is
-    gathered into a pinned buffer and copied asynchronously. On the CPU batches are plain slices.
-    """
-
-    def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, device: torch.device):
-        self.n = next(iter(tensors.values())).shape[0]
-        self.batch_size = max(1, batch_size)
-        self.device = device
-        size = sum(t.numel() * t.element_size() for t in tensors.values())
-        self.resident = device.type != "cuda" or size <= RESIDENT_BYTES
-        if self.resident:
-            self.tensors = {k: t.to(device) for k, t in tensors.items()}
-        else:
-            self.tensors = {k: t.pin_memory() for k, t in tensors.items()}
-
-    def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
-
-    def batches(self, generator: torch.Generator | None = None) -> Epoch:
-        """One pass over the data (shuffled with `generator`); it knows its number of batches."""
-        return Epoch(self._batches(generator), len(self))
-
-    def _batches(
-        self, generator: torch.Generator | None = None
-    ) -> Iterator[dict[str, torch.Tensor]]:
-        order = (
-            torch.randperm(self.n, generator=generator)
-            if generator is not None
-            else torch.arange(self.n)
-        )
-        for start in range(0, self.n, self.batch_size):
-            idx = order[start : start + self.batch_size]
-            if self.resident:
-                idx = idx.to(self.device)
-                yield {k: t.index_select(0, idx) for k, t in self.tensors.items()}
-            else:
-                yield {
-                    k: torch.index_select(
-                        t,
-                        0,
-                        idx,
-                        out=torch.empty((idx.numel(), *t.shape[1:]), dtype=t.dtype).pin_memory(),
-                    ).to(self.device, non_blocking=True)
-                    for k, t in self.tensors.items()
-                }
-
-
-class Epoch:
-    """An iterator of batches that also says how many there are (for progress and ETA)."""
-
-    def __init__(self, batches: Iterator[Batch], count: int) -> None:
-        self._batches, self._count = batches, count
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __iter__(self) -> Iterator[Batch]:
-        return self._batches
 
 
 @dataclass
@@ -160,8 +84,8 @@ class Trainer:
             if self.trainable is not None
             else [q for m in self.parts.values() for q in m.parameters() if q.requires_grad]
         )
-        self.optimizer = _optimizer(params, p)
-        self.scheduler = _scheduler(self.optimizer, p, self.epochs)
+        self.optimizer = make_optimizer(params, p)
+        self.scheduler = make_scheduler(self.optimizer, p, self.epochs)
         self.generator = torch.Generator().manual_seed(int(p.get("seed", 0)))
         self.epoch = 0
         self.best = math.inf
@@ -225,7 +149,7 @@ class Trainer:
                     "torch": torch.get_rng_state(),
                     "generator": self.generator.get_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                    "numpy": _numpy_state(),
+                    "numpy": numpy_state(),
                     "python": repr(random.getstate()),
                 },
             },
@@ -255,8 +179,8 @@ class Trainer:
         self.generator.set_state(rng["generator"])
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        _set_numpy_state(rng["numpy"])
-        random.setstate(_literal(rng["python"]))
+        set_numpy_state(rng["numpy"])
+        random.setstate(literal(rng["python"]))
 
     # ── the loop ─────────────────────────────────────────────────────────────────────────────
 
@@ -274,7 +198,7 @@ class Trainer:
             self.generator.manual_seed(int(self.params.get("seed", 0)))
         for m in self.parts.values():
             m.to(self.device)
-        _optimizer_to(self.optimizer, self.device)
+        optimizer_to(self.optimizer, self.device)
         tune_device(self.device)
         if self.params.get("compile"):
             self.compiled = compile_parts(self.parts)
@@ -482,55 +406,4 @@ class Trainer:
                 module.load_state_dict(checkpoint.load(path)["state_dict"])
 
 
-def _optimizer(params: list[nn.Parameter], p: dict[str, Any]) -> torch.optim.Optimizer:
-    name, lr, wd = (
-        p.get("optimizer", "adam"),
-        float(p.get("lr", 1e-3)),
-        float(p.get("weight_decay", 0.0)),
-    )
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
-    return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-
-
-def _scheduler(opt: torch.optim.Optimizer, p: dict[str, Any], epochs: int):
-    name = p.get("scheduler", "none")
-    if name == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=3)
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
-    return None
-
-
-def _optimizer_to(opt: torch.optim.Optimizer, device: torch.device) -> None:
-    for state in opt.state.values():
-        for k, v in state.items():
-            if isinstance(v, torch.Tensor) and k != "step":
-                state[k] = v.to(device)
-
-
-def _numpy_state() -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "name": name,
-        "keys": torch.from_numpy(keys.astype(np.int64)),
-        "pos": int(pos),
-        "has_gauss": int(has_gauss),
-        "cached": float(cached),
-    }
-
-
-def _set_numpy_state(s: dict[str, Any]) -> None:
-    keys = s["keys"].numpy().astype(np.uint32)
-    np.random.set_state((s["name"], keys, s["pos"], s["has_gauss"], s["cached"]))
-
-
-def _literal(text: str) -> Any:
-    import ast
-
-    return ast.literal_eval(text)
-
-
-__all__ = ["Batcher", "StopRun", "Trainer", "pick_device", "seed_everything"]
+__all__ = ["Batcher", "Epoch", "StopRun", "Trainer", "pick_device", "run_device", "seed_everything"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import queue
+import resource
 import signal
 import socket
 import subprocess
@@ -87,13 +88,14 @@ def main(argv: list[str] | None = None) -> int:
             "failed": f"command exited with status {code}",
             "killed": "the script did not stop within the grace period and was killed",
         }.get(status)
-        reporter.status(status, exit_code=code, **({"error": error} if error else {}))
+        reporter.status(status, exit_code=code, **({"error": error} if error else {}),
+                        **usage(bool(config.get("command"))))
         return 0 if status not in ("failed", "killed") else 1
     except Exception as exc:
         traceback.print_exc()
         sys.stdout.flush()
         message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        reporter.status("failed", exit_code=1, error=message)
+        reporter.status("failed", exit_code=1, error=message, **usage(bool(config.get("command"))))
         return 1
     finally:
         # nothing the run started outlives it (a script's background or setsid children)
@@ -106,6 +108,17 @@ def main(argv: list[str] | None = None) -> int:
             reporter.store.close()
         if ended and config.get("params", {}).get("on_finish"):
             _on_finish(config, run_dir, ended)
+
+
+def usage(command: bool) -> dict[str, float]:
+    """What the run cost, for its final status: peak resident memory in MiB (the worker's own
+    for a recipe; for a command, its script's, the largest of the processes it ran) and CPU
+    seconds of the worker and everything it waited for (DataLoader workers, the script)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_kib = max(children.ru_maxrss, 0) if command else me.ru_maxrss
+    cpu = me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+    return {"peak_rss_mb": round(peak_kib / 1024, 1), "cpu_s": round(cpu, 2)}
 
 
 ON_FINISH_TIMEOUT_S = 60.0

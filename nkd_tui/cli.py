@@ -276,6 +276,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         f"started     {fmt_time(row['started_at'])}  time {duration(row)}  pid {row['pid']}"
         f"  host {row['host']}  device {row.get('device') or '-'}"
     )
+    if row.get("steps") and row.get("status") in ("running", "paused", "suspending"):
+        print(f"progress    step {row['step']}/{row['steps']} of epoch {(row['epoch'] or 0) + 1}")
+    if row.get("peak_rss_mb") is not None:
+        print(f"cost        peak memory {row['peak_rss_mb']:.0f} MiB  CPU {row['cpu_s']:.1f} s")
     print(f"folder      {row['run_dir']}")
     if metrics:
         print("metrics")

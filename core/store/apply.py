@@ -54,7 +54,7 @@ def _on_queue(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None
 
 _STATUS_FIELDS = (
     "pid", "pid_start", "pid_ticks", "exit_code", "error", "device", "seed", "resume", "node",
-    "gpus",
+    "gpus", "peak_rss_mb", "cpu_s",
 )
 _PROCESS_FIELDS = ("pid", "pid_start", "pid_ticks")
 
@@ -92,6 +92,12 @@ def _on_worker(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> Non
         f"UPDATE runs SET {', '.join(f'{k} = ?' for k in _PROCESS_FIELDS)}, gpus = ? WHERE id = ?",
         (*(ev.get(k) for k in _PROCESS_FIELDS), ev.get("gpus"), run_id),
     )
+
+
+def _on_progress(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
+    """Where the run is inside its epoch (rate-limited by the training loop)."""
+    conn.execute("UPDATE runs SET step = ?, steps = ?, step_at = ? WHERE id = ?",
+                 (ev.get("step"), ev.get("steps"), ev["t"], run_id))
 
 
 def _on_epoch(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
@@ -182,6 +188,7 @@ HANDLERS: dict[str, Callable[[sqlite3.Connection, str, dict[str, Any]], None]] =
     "queue": _on_queue,
     "job": _on_job,
     "epoch": _on_epoch,
+    "progress": _on_progress,
     "metric": _on_metric,
     "checkpoint": _on_checkpoint,
 }

@@ -143,9 +143,17 @@ def _v5(db: sqlite_utils.Database) -> None:
         db["runs"].add_column(column, kind)
 
 
-SCHEMA_VERSION = 5
+def _v6(db: sqlite_utils.Database) -> None:
+    # v6: where a run is inside its epoch (the last step-progress event: step of steps, when),
+    # for the ETA; and what the run's worker cost: peak resident memory (MiB) and CPU seconds.
+    for column, kind in (("step", int), ("steps", int), ("step_at", float),
+                         ("peak_rss_mb", float), ("cpu_s", float)):
+        db["runs"].add_column(column, kind)
+
+
+SCHEMA_VERSION = 6
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
-    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5,
+    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6,
 }
 
 
