@@ -99,6 +99,10 @@ KEYS: dict[str, Key] = {
     "scheduler": Key("str", "learning-rate schedule", ("none", "plateau", "cosine")),
     "num_workers": _pos("int", "DataLoader worker processes", lo_open=False),
     "amp": Key("bool", "bf16 autocast on CUDA"),
+    "accumulate": _pos("int", "batches whose gradients are summed per optimiser step (1 = off)"),
+    "grad_clip": _pos("float", "clip the gradient norm to this value (0 = off)", lo_open=False),
+    "compile": Key("bool", "run the model through torch.compile (eager, with the reason, where "
+                   "it cannot compile)"),
     "checkpoint_every": _pos("int", "write the last checkpoint every N epochs"),
     # placement and the queue
     "gpus": _pos("int", "GPUs a run needs (default 1 for built-in recipes, 0 for commands; "

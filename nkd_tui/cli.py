@@ -409,6 +409,15 @@ def cmd_data_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from core.prepare import prepare_source
+
+    for line in prepare_source(load_registry(_registry_path(args)), args.source,
+                               args.sample_rate):
+        print(line)
+    return 0
+
+
 def cmd_lineage(args: argparse.Namespace) -> int:
     from core.lineage import render
     from core.status import resolve_run
@@ -553,6 +562,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-rate", type=int, default=16000)
     p.add_argument("--segment-seconds", type=float, default=1.0)
     p.set_defaults(func=cmd_data_index)
+    p = add(data, "prepare", help="decode a data source once into the workspace's audio cache "
+            "(runs do it on first use)")
+    p.add_argument("source", help="data source name in the registry")
+    p.add_argument("--sample-rate", type=int, default=None,
+                   help="this rate only (default: every rate the registry's experiments use)")
+    p.set_defaults(func=cmd_data_prepare)
     return parser
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from core import audio, checkpoint
+from core.audiocache import AudioCache
 from core.features import SEGMENT_FRAMES, LogMel, MelSettings, segments
 from core.noise.dataset import Row
 
@@ -36,15 +37,17 @@ def load(
     rows: list[Row],
     settings: MelSettings,
     segment_seconds: float,
-    cache_dir: Path,
+    workspace_root: Path,
     device: torch.device | None = None,
 ) -> Clips:
+    """The rows' waves and log-mels from `cache/features` (made once per rows and settings,
+    the audio itself read from the prepared-audio cache)."""
     samples = int(round(segment_seconds * settings.sample_rate))
-    path = cache_dir / f"{_key(rows, settings, samples)}.pt"
+    path = workspace_root / "cache" / "features" / f"{_key(rows, settings, samples)}.pt"
     if path.is_file():
         cached = checkpoint.load(path, kind="features")
         return Clips(rows, cached["state_dict"]["waves"], cached["state_dict"]["mels"])
-    waves = read_waves(rows, settings.sample_rate, samples)
+    waves = read_waves(rows, settings.sample_rate, samples, AudioCache(workspace_root))
     mels = compute(waves, settings, device)
     checkpoint.save(
         path,
@@ -55,16 +58,22 @@ def load(
     return Clips(rows, waves, mels)
 
 
-def read_waves(rows: list[Row], sample_rate: int, samples: int) -> torch.Tensor:
-    """Each row's segment, padded with silence to `samples`; every source file is read once."""
+def read_waves(
+    rows: list[Row], sample_rate: int, samples: int, cache: AudioCache | None = None
+) -> torch.Tensor:
+    """Each row's segment, padded with silence to `samples`: read from the prepared-audio cache
+    (decoded there once), or decoded here, each file once, without a cache."""
     out = np.zeros((len(rows), samples), dtype=np.float32)
-    cache: dict[str, np.ndarray] = {}
+    current: dict[str, np.ndarray] = {}
     for i, r in enumerate(rows):
-        if r.source_file not in cache:
-            cache = {r.source_file: audio.read(Path(r.source_file), sample_rate)}
-        data = cache[r.source_file]
         start = int(round(r.offset * sample_rate))
-        piece = data[start : start + samples]
+        if cache is not None:
+            prepared = cache.prepared(Path(r.source_file), sample_rate, mono=True)
+            piece = prepared.segment(start, min(samples, max(0, prepared.frames - start)))[0]
+        else:
+            if r.source_file not in current:
+                current = {r.source_file: audio.read(Path(r.source_file), sample_rate)}
+            piece = current[r.source_file][start : start + samples]
         out[i, : piece.size] = piece
     return torch.from_numpy(out)
 

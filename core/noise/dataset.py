@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from core import audio
+from core.audiocache import AudioCache
 from core.errors import RunError
 
 INDEX_NAME = "dataset_index.csv"
@@ -86,9 +87,10 @@ def audio_files(root: Path) -> list[Path]:
 
 
 def build(
-    source: Source, sample_rate: int, segment_seconds: float
+    source: Source, sample_rate: int, segment_seconds: float, cache: AudioCache | None = None
 ) -> tuple[list[Row], list[tuple[str, str]]]:
-    """Scan the folder: rows for every usable segment, and (file, reason) for every skipped file."""
+    """Scan the folder: rows for every usable segment, and (file, reason) for every skipped file.
+    With a cache, each file is decoded once into it (and later runs read it from there)."""
     if not source.root.is_dir():
         raise RunError(
             f"data source '{source.name}': folder {source.root} does not exist "
@@ -103,14 +105,16 @@ def build(
             skipped.append((str(rel), f"no label: not inside a class folder ({source.label_from})"))
             continue
         try:
-            samples = audio.read(path, sample_rate)
+            samples = (cache.prepared(path, sample_rate, mono=True).read()[0] if cache
+                       else audio.read(path, sample_rate))
         except audio.AudioError as exc:
             skipped.append((str(rel), str(exc).split(": ", 1)[-1]))
             continue
         if np.abs(samples).max() < SILENCE_PEAK:
             skipped.append((str(rel), "silent (peak below -80 dBFS)"))
             continue
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        digest = (cache.content_hash(path) if cache
+                  else hashlib.sha256(path.read_bytes()).hexdigest())[:16]
         split = "unlabeled" if source.unlabeled else split_of(rel.as_posix())
         seconds = samples.size / sample_rate
         if seconds < min(MIN_SECONDS, segment_seconds) - 1e-9:
@@ -191,7 +195,12 @@ def read(source: Source) -> list[Row]:
 
 
 def ensure(
-    source: Source, sample_rate: int, segment_seconds: float, log=print, force: bool = False
+    source: Source,
+    sample_rate: int,
+    segment_seconds: float,
+    log=print,
+    force: bool = False,
+    cache: AudioCache | None = None,
 ) -> list[Row]:
     """The folder's index, rebuilt when its files or segment settings changed since written
     (or always, with `force`)."""
@@ -207,7 +216,7 @@ def ensure(
         known = {r.source_file for r in rows} | _skipped(source)
         if {str(p) for p in files} == known and all(p.stat().st_mtime <= built for p in files):
             return rows
-    rows, skipped = build(source, sample_rate, segment_seconds)
+    rows, skipped = build(source, sample_rate, segment_seconds, cache)
     write(source, rows, skipped)
     atomic_write_json(settings_path, settings)
     counts = Counter(r.label or "unlabeled" for r in rows)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from core import checkpoint, refs
+from core.audiocache import AudioCache
 from core.errors import RunError
 from core.features import LogMel, MelSettings
 from core.noise import augment, dataset, metrics
@@ -42,13 +43,13 @@ def rows_of(
     ctx: RunContext, key: str, sample_rate: int, seconds: float
 ) -> tuple[dataset.Source, list]:
     src = source(ctx, key)
-    return src, dataset.ensure(src, sample_rate, seconds, log=log)
+    return src, dataset.ensure(src, sample_rate, seconds, log=log, cache=AudioCache(ctx.root))
 
 
 def clips(
     ctx: RunContext, rows: list, settings: MelSettings, seconds: float, device: torch.device
 ) -> Clips:
-    return load_clips(rows, settings, seconds, ctx.root / "cache" / "features", device)
+    return load_clips(rows, settings, seconds, ctx.root, device)
 
 
 def mel_meta(settings: MelSettings, seconds: float, norm: Norm) -> dict[str, Any]:
