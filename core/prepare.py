@@ -22,8 +22,8 @@ def needs(registry: Registry, source: str) -> list[tuple[int, tuple[str, ...]]]:
         p: dict[str, Any] = exp.params
         if not any(p.get(k) == source for k in DATA_KEYS):
             continue
-        pair = (int(p.get("sample_rate", DEFAULT_RATE.get(kind, 16000))),
-                tuple(p.get("stems", ())))
+        stems = tuple(p.get("stems", ())) if kind == "separation" else ()
+        pair = (int(p.get("sample_rate", DEFAULT_RATE.get(kind, 16000))), stems or _stems(kind))
         if pair not in found:
             found.append(pair)
     return found
@@ -68,3 +68,11 @@ def _clip_files(root: Path, source: str, audio_files) -> list[Path]:
     if not root.is_dir():
         raise RegistryError(f"data source '{source}': folder {root} does not exist")
     return audio_files(root)
+
+
+def _stems(kind: str) -> tuple[str, ...]:
+    if kind != "separation":
+        return ()
+    from core.separation.data import STEMS
+
+    return STEMS
