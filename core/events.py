@@ -61,7 +61,7 @@ def _show(value: Any) -> str:
 
 
 _NUMBERS = {
-    "epoch": ("train_loss", "val_loss", "lr", "seconds"),
+    "epoch": ("train_loss", "val_loss", "lr", "seconds", "train_seconds"),
     "checkpoint": ("value",),
 }
 

@@ -348,6 +348,7 @@ class Trainer:
     def _one_epoch(self) -> None:
         started = time.perf_counter()
         train_loss, train_extra = self._train()
+        train_seconds = time.perf_counter() - started
         val_loss, val_extra = self._validate()
         self.epoch += 1
         lr = self.optimizer.param_groups[0]["lr"]
@@ -370,6 +371,7 @@ class Trainer:
             val_loss=val_loss,
             lr=lr,
             seconds=round(time.perf_counter() - started, 4),
+            train_seconds=round(train_seconds, 4),
             **extra,
         )
         print(

@@ -188,6 +188,7 @@ def test_block_levinson_refuses_an_indefinite_matrix() -> None:
     assert bsseval.block_levinson(r, np.ones((4, 2, 1))) is None
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_gives_the_cpu_values() -> None:
     refs = _sources(3.0, seed=6)

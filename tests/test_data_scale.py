@@ -105,7 +105,14 @@ def test_validation_segments_are_fixed(tmp_path: Path) -> None:
     assert all(torch.equal(a, val[i]["mix"]) for i, a in enumerate(first))
 
 
-def test_resuming_inside_an_epoch_with_loader_workers_is_bit_identical(tmp_path: Path) -> None:
+CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device")])
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_resuming_inside_an_epoch_with_loader_workers_is_bit_identical(
+    tmp_path: Path, device: str
+) -> None:
     """The separation recipe's way of feeding the loop (SegmentSet, two DataLoader workers,
     epochs begun at a step): suspended after step 3 of epoch 2, resumed, it ends with the very
     weights and losses of a run never suspended."""
@@ -120,19 +127,19 @@ def test_resuming_inside_an_epoch_with_loader_workers_is_bit_identical(tmp_path:
     def trainer(where: Path, resume: bool = False) -> Trainer:
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(1000, 32), torch.nn.Dropout(0.2),
-                                    torch.nn.Linear(32, 4 * 1000))
+                                    torch.nn.Linear(32, 4 * 1000)).to(device)
 
         def step(batch, train):
-            out = model(batch["mix"]).view(-1, 4, 1000)
-            return (out - batch["stems"]).abs().mean(), batch["mix"].shape[0], {}
+            out = model(batch["mix"].to(device)).view(-1, 4, 1000)
+            return (out - batch["stems"].to(device)).abs().mean(), batch["mix"].shape[0], {}
 
         def train_batches(g, epoch=0, start=0):
-            return loader(dataset, 2, torch.device("cpu"),
+            return loader(dataset, 2, torch.device(device),
                           batch_sampler=StepBatches(epoch, len(dataset), 4, start))
 
         return Trainer(run_context(where, resume), "sep", {"model": model}, step, train_batches,
-                       lambda: loader(val, 2, torch.device("cpu"), batch_size=4), {},
-                       torch.device("cpu"), params={"epochs": 3, "lr": 1e-3, "seed": 1})
+                       lambda: loader(val, 2, torch.device(device), batch_size=4), {},
+                       torch.device(device), params={"epochs": 3, "lr": 1e-3, "seed": 1})
 
     straight = trainer(tmp_path / "a")
     straight.fit()
