@@ -178,6 +178,23 @@ def test_training_lowers_validation_loss_and_scores_every_stem(space: Space) -> 
     meta = checkpoint.load(space.best("crnn_long"))["meta"]
     assert meta["stft"] == {"sample_rate": 22050, "n_fft": 1024, "hop_length": 256}
     assert meta["norm_mean"].shape == (512,)
+    # what the worker cost, and where it was inside its epochs, are on the run's row
+    assert run["peak_rss_mb"] > 100 and run["cpu_s"] > 0
+    assert run["steps"] >= 1 and run["step"] >= 1 and run["step_at"] is not None
+    # the tracks were decoded once, into the workspace's cache, never into the data folders
+    prepared = list((space.root / "cache" / "audio").rglob("*.npy"))
+    assert len(prepared) == 5 * (3 + 2)  # mixture and four stems of 3 train and 2 val tracks
+    assert not any((space.root / "data").rglob("*.npy"))
+
+
+def test_data_prepare_fills_the_cache_once_and_names_unknown_sources(space: Space,
+                                                                     capsys) -> None:
+    before = sorted((space.root / "cache" / "audio").rglob("*.npy"))
+    assert space.nkd("data", "prepare", "musdb_train") == 0
+    assert "musdb_train: 3 tracks" in capsys.readouterr().out
+    assert sorted((space.root / "cache" / "audio").rglob("*.npy")) == before  # all there
+    assert space.nkd("data", "prepare", "musdb_trian") == 2
+    assert "no data source 'musdb_trian'" in capsys.readouterr().err
 
 
 def test_fine_tune_starts_from_its_parent(space: Space) -> None:
