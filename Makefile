@@ -33,6 +33,7 @@ bench: $(VENV_STAMP)
 	$(PY) bench/sdr_bench.py
 	$(PY) bench/lost_race.py
 	$(PY) bench/queue_bench.py
+	$(PY) bench/data_bench.py
 
 snapshot-update: $(VENV_STAMP)
 	$(PY) -m pytest -q --snapshot-update
