@@ -37,6 +37,7 @@ class LossChart(PlotextPlot):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.run_id: str | None = None
+        self.progress = ""  # "epoch 4/100 · step 120/480 · ETA 1:12:05" while the run trains
         # arrays of doubles: appends are cheap and numpy reads them without a copy
         self.epochs, self.train, self.val = array("d"), array("d"), array("d")
 
@@ -55,13 +56,18 @@ class LossChart(PlotextPlot):
         if rows:
             self.redraw()
 
+    def show_progress(self, progress: str) -> None:
+        if progress != self.progress:
+            self.progress = progress
+            self.redraw()
+
     def redraw(self) -> None:
         """Mark the plot stale; it is rebuilt at the next render, when the size is known."""
         self._built_for = None
         self.refresh()
 
     def render(self):  # noqa: ANN201 - the plotext widget's renderable
-        key = (self.run_id, len(self.epochs), self.size.width)
+        key = (self.run_id, len(self.epochs), self.size.width, self.progress)
         if key != getattr(self, "_built_for", None):
             self._built_for = key
             self._build()
@@ -71,7 +77,8 @@ class LossChart(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("no run yet · l launches one" if self.run_id is None else "train / val loss")
+        plt.title("no run yet · l launches one" if self.run_id is None
+                  else f"train / val loss{' · ' + self.progress if self.progress else ''}")
         if len(self.epochs):
             from nkd_tui.chart import decimate
 
@@ -218,6 +225,7 @@ class NkdApp(App[None]):
                 chart = self.query_one(LossChart)
                 chart.follow(self.run_id)
                 chart.extend(snap.new_epochs)
+                chart.show_progress(snap.progress)
                 if snap.log_tail != self._log_text:
                     self._log_text = snap.log_tail
                     log = self.query_one(Log)

@@ -339,3 +339,32 @@ def test_long_names_are_shortened_in_the_middle_and_stay_distinct() -> None:
         short = [middle(n, width) for n in names]
         assert len(set(short)) == len(names) and all(len(s) <= width for s in short)
     assert middle("mark1", 18) == "mark1"
+
+
+def test_a_running_run_shows_its_step_and_eta(tmp_path: Path) -> None:
+    """Two 10 s epochs done, then step 30 of 100 nine seconds into the third: 70 steps at
+    0.3 s and seven more epochs of 10 s are left."""
+    from core.workspace import Workspace
+    from nkd_tui.poll import Poller
+
+    registry = _fixture_workspace(tmp_path)
+    store = Store(tmp_path / "nkd.db")
+    run_id = "tick_20260111_120000"
+    run_dir = tmp_path / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    rep = Reporter(run_id, run_dir, store)
+    t = T0 + 10 * 86_400
+    rep.event({"type": "run", "experiment": "tick", "epochs_total": 10, "t": t})
+    rep.event({"type": "status", "status": "running", "t": t})
+    for e in (1, 2):
+        rep.event({"type": "epoch", "epoch": e, "train_loss": 1.0, "seconds": 10.0,
+                   "t": t + 10 * e})
+    rep.event({"type": "progress", "epoch": 3, "step": 30, "steps": 100, "loss": 0.5,
+               "t": t + 29})
+    rep.close()
+    store.close()
+    poller = Poller(Workspace.at(registry), clock=lambda: t + 29)
+    assert poller.progress(run_id) == "epoch 3/10 · step 30/100 · ETA 0:01:31"
+    later = Poller(Workspace.at(registry), clock=lambda: t + 40)  # 11 s on, no new step yet
+    assert later.progress(run_id).endswith("ETA 0:01:20")
+    assert poller.progress("crnn_long_20260101_120000") == ""  # finished: nothing to estimate
