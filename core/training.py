@@ -229,11 +229,20 @@ class Trainer:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
             if not (train and self.compiled):
                 return self.step(batch, train)
-            try:  # the first compiled step is where torch.compile can still fail
+            # a compiled step is where torch.compile can still fail (the first one, or a
+            # recompilation for a new shape): then the step is run again eagerly, from the
+            # random state it began with
+            states = (self.generator.get_state(), torch.get_rng_state(),
+                      torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None)
+            try:
                 return self.step(batch, train)
             except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eagerly
                 fall_back_to_eager(self.parts, exc)
                 self.compiled = False
+                self.generator.set_state(states[0])
+                torch.set_rng_state(states[1])
+                if states[2] is not None:
+                    torch.cuda.set_rng_state_all(states[2])
                 return self.step(batch, train)
 
     def _epoch_batches(self) -> tuple[Iterator[Batch], int | None]:

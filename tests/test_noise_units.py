@@ -434,3 +434,26 @@ def test_demo_data_never_overwrites_real_recordings(tmp_path: Path) -> None:
     demo_data.seal(ours, "a\n")
     assert not demo_data.claim(ours, "demo", "a\n", log=lambda _m: None)  # up to date
     assert demo_data.claim(ours, "demo", "b\n", log=lambda _m: None)  # other settings: rewrite
+
+
+def test_compile_that_fails_falls_back_to_eager_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Where torch.compile cannot compile the model (no compiler, an unsupported op), the run
+    trains eagerly and says why in one line. The seam: torch.compile replaced by one whose
+    compiled function raises as a failing compiler does at the first call."""
+    def failing_compile(fn, *args, **kwargs):
+        def compiled(*a, **k):
+            raise RuntimeError("InductorError: no working C++ compiler found")
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    straight = _trainer(run_context(tmp_path / "a"), epochs=2)
+    straight.fit()
+    compiled = _trainer(run_context(tmp_path / "b"), epochs=2)
+    compiled.params["compile"] = True
+    compiled.fit()
+    out = capsys.readouterr().out
+    assert "compile: torch.compile could not compile this model here (RuntimeError: " \
+           "InductorError: no working C++ compiler found); training eagerly" in out
+    assert compiled.history == straight.history  # the failed first step was run again eagerly
