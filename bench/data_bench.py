@@ -7,9 +7,10 @@ model's.
 For each size a fresh workspace gets a synthesized MUSDB18-style set (`nkd data synth
 separation --tracks/--seconds`), `nkd data prepare` fills its audio cache, then `nkd run
 crnn_long` (the registry's sizes, one epoch) starts detached. The time from the launch to the
-run's first step-progress event is the time to first step with the cache warm; after a further
-TRAIN_S seconds of training the run is stopped and its worker's peak resident memory is read
-from its final status.
+run's first step-progress event is the time to first step with the cache warm; once it has
+trained STEPS steps (fewer than one epoch of the 4-minute set, so both runs are measured in the
+same phase: training) the run is stopped and its worker's peak resident memory is read from its
+final status.
 
 Targets: peak memory with 2 hours within 25 % of that with 4 minutes; time to first step
 <= 10 s for both. The last table compares training segments per second from the loader alone
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 NKD = [str(Path(sys.executable).parent / "nkd")]
 SIZES = {"4 min": (4, 60.0), "2 h": (30, 240.0)}  # training tracks, seconds per track
-TRAIN_S = 20.0
+STEPS = 6
 
 
 def nkd(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -80,8 +81,10 @@ def one_size(label: str, tracks: int, seconds: float, base: Path) -> dict:
         time.sleep(0.05)
     if first is None:
         raise SystemExit(f"{label}: no training step within 300 s; see {run_dir}/output.log")
-    time.sleep(TRAIN_S)
-    steps = max(e["step"] for e in events(run_dir) if e["type"] == "progress")
+    steps = 0
+    while steps < STEPS and time.time() < deadline:
+        time.sleep(0.1)
+        steps = max(e["step"] for e in events(run_dir) if e["type"] == "progress")
     nkd(ws, "stop", run_id)
     final = None
     while final is None and time.time() < deadline + 120:
@@ -151,18 +154,19 @@ def throughput(ws: Path) -> list[tuple[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small-only", action="store_true", help="the 4-minute set only")
+    parser.add_argument("--keep", action="store_true", help="keep the workspaces (printed)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="nkd_data_bench_"))
     try:
         sizes = {k: v for k, v in SIZES.items() if not args.small_only or k == "4 min"}
         rows = [one_size(label, *size, base) for label, size in sizes.items()]
         print(f"\n{'training audio':<16}{'wav GB':>8}{'synth s':>9}{'prepare s':>11}"
-              f"{'first step s':>14}{'steps in ' + str(int(TRAIN_S)) + ' s':>14}"
+              f"{'first step s':>14}{'steps':>7}"
               f"{'peak MiB':>10}")
         for r in rows:
             peak = r["peak_mb"] or float("nan")
             print(f"{r['label']:<16}{r['wav_gb']:>8.2f}{r['synth_s']:>9.1f}"
-                  f"{r['prepare_s']:>11.1f}{r['first_step_s']:>14.2f}{r['steps']:>14}"
+                  f"{r['prepare_s']:>11.1f}{r['first_step_s']:>14.2f}{r['steps']:>7}"
                   f"{peak:>10.0f}")
         if len(rows) == 2 and rows[0]["peak_mb"] and rows[1]["peak_mb"]:
             ratio = rows[1]["peak_mb"] / rows[0]["peak_mb"]
@@ -173,7 +177,10 @@ def main() -> None:
         for name, rate in throughput(rows[-1]["ws"]):
             print(f"{name:<48}{rate:>10.1f}")
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if args.keep:
+            print(f"workspaces kept in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
