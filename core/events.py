@@ -118,9 +118,9 @@ def check(event: Any) -> dict[str, Any]:
         if text(event.get("job_id"), "job_id", 40) is None:
             raise BadEvent("'job_id' is missing")
     elif kind == "progress":
-        for key in ("epoch", "step"):
-            if integer(event.get(key), key) is None:
-                raise BadEvent(f"'{key}' is missing")
+        if integer(event.get("step"), "step") is None:
+            raise BadEvent("'step' is missing")
+        integer(event.get("epoch"), "epoch")
         integer(event.get("steps"), "steps")
         finite(event.get("loss"), "loss")
     elif kind == "epoch":

@@ -35,6 +35,7 @@ from core.store import Store
 from core.workspace import read_json
 
 HEARTBEAT_S = 5.0
+PROGRESS_S = 2.0  # a script's step records become at most one progress event this often
 # SIGINT, then this long before SIGTERM, then as long again before SIGKILL
 STOP_GRACE_S = float(os.environ.get("NKD_STOP_GRACE_S", "10"))
 CHECKPOINT_POLL_S = 1.0  # how often checkpoint globs and TensorBoard files are looked at
@@ -250,6 +251,7 @@ class CommandRun:
         self.killed = False
         self.paused = False
         self.refused = 0  # @nkd records refused, each with one warning line
+        self.progress_at = -PROGRESS_S  # when the last step record was reported
         self.parents: list[dict[str, Any]] = []  # lineage of every checkpoint this run makes
         self.cwd = Path(config.get("cwd") or config["root"])
         self.folders = (run_dir, Path(config["checkpoints_dir"]))
@@ -402,6 +404,12 @@ class CommandRun:
             return
         if event["type"] == "checkpoint":
             self._describe_checkpoint(event)
+        if event["type"] == "progress":  # a script may print one per batch: one every 2 s
+            now = time.monotonic()
+            if now - self.progress_at < PROGRESS_S and event["step"] != event.get("steps"):
+                return
+            self.progress_at = now
+            event = {k: v for k, v in event.items() if v is not None}
         self._report(event)
 
     def _record_evaluation(self) -> None:

@@ -107,12 +107,14 @@ SLURM_SYNC_S = 1.0  # how often a foreground Slurm run is ingested and asked abo
 def _follow_run(store: Store, ws: Workspace, run_id: str) -> int:
     """Show per-epoch progress until the run ends; Ctrl-C stops it, a second Ctrl-C kills it."""
     from core.actions import kill, send
+    from core.progress import progress_text
     from core.status import current_status
 
     tty = sys.stdout.isatty()
     shown = 0
     interrupts = 0
     synced = 0.0
+    stepped = None
     while True:
         try:
             row = store.get_run(run_id)
@@ -126,6 +128,11 @@ def _follow_run(store: Store, ws: Workspace, run_id: str) -> int:
                 line = _epoch_line(ep, row.get("epochs_total"))
                 print(("\r\033[K" if tty else "") + line, end="" if tty else "\n", flush=True)
             shown = len(epochs)
+            if tty and row.get("step_at") != stepped:  # inside an epoch: step k/n and the ETA
+                stepped = row.get("step_at")
+                text = progress_text(store.conn, run_id, time.time())
+                if text:
+                    print(f"\r\033[K{text}", end="", flush=True)
             status = current_status(store, ws, row)
             if status in FINAL:
                 if tty:
@@ -157,6 +164,8 @@ def _epoch_line(ep: dict[str, Any], total: int | None) -> str:
         parts.append(f"val {fmt_num(ep['val_loss'])}")
     if ep["lr"] is not None:
         parts.append(f"lr {ep['lr']:.2g}")
+    if ep.get("seconds"):
+        parts.append(f"{ep['seconds']:.1f} s/epoch")
     return "  ".join(p for p in parts if p)
 
 

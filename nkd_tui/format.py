@@ -34,12 +34,6 @@ def duration(row: dict[str, Any], now: float | None = None) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def fmt_eta(seconds: float) -> str:
-    """Time left as h:mm:ss (an estimate; the first step of a run has none)."""
-    h, rest = divmod(int(seconds + 0.5), 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
-
-
 def middle(name: str, width: int) -> str:
     """`name` in at most `width` characters, shortened in the middle so that names differing
     only at their ends (…_0_8_0_2 and …_0_8_0_2_gain) stay distinct."""

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.events import HOLDING
+from core.progress import progress_text
 from core.store import Store
 from core.workspace import Workspace
-from nkd_tui.format import duration, fmt_eta, fmt_num, fmt_time
+from nkd_tui.format import duration, fmt_num, fmt_time
 
 LOG_TAIL_BYTES = 16_384
 RECONCILE_EVERY_S = 5.0
@@ -115,31 +116,7 @@ class Poller:
                         self.ended_since_last() if reconcile_runs else (), progress)
 
     def progress(self, run_id: str) -> str:
-        """`epoch 4/100 · step 120/480 · ETA 1:12:05` for a running run that reports steps.
-        The ETA: this epoch's remaining steps at its pace so far, plus the remaining epochs at
-        the mean length of the finished ones (validation included)."""
-        row = self.store.conn.execute(
-            "SELECT status, epoch, epochs_total, step, steps, step_at, status_at FROM runs "
-            "WHERE id = ?", (run_id,)).fetchone()
-        if row is None:
-            return ""
-        status, epoch, total, step, steps, step_at, status_at = row
-        if status != "running" or not steps or not step or step_at is None:
-            return ""
-        epoch = epoch or 0
-        last_at, mean_s, done = self.store.conn.execute(
-            "SELECT max(at), avg(seconds), count(*) FROM epochs WHERE run = ?", (run_id,)
-        ).fetchone()
-        began = max(last_at or 0.0, status_at or 0.0)
-        text = f"epoch {epoch + 1}/{total or '?'} · step {step}/{steps}"
-        if step_at <= began:
-            return text
-        per_step = (step_at - began) / step
-        left = per_step * (steps - step) - (self.clock() - step_at)
-        if total:
-            per_epoch = mean_s if done and mean_s else per_step * steps
-            left += per_epoch * max(0, total - epoch - 1)
-        return f"{text} · ETA {fmt_eta(max(0.0, left))}"
+        return progress_text(self.store.conn, run_id, self.clock())
 
     def ended_since_last(self) -> tuple[tuple[str, str], ...]:
         """Runs that were active at the previous poll and have ended since, with their status

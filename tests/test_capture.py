@@ -185,3 +185,29 @@ def test_a_summary_writer_script_is_followed(ws: Workspace, tmp_path: Path) -> N
     assert [(e["epoch"], e["train_loss"], e["val_loss"]) for e in epochs] == [
         (1, 1.0, pytest.approx(1.2)), (2, 0.5, pytest.approx(0.6)),
         (3, pytest.approx(1 / 3), pytest.approx(0.4))]
+
+
+def test_step_records_give_progress_at_most_every_two_seconds(ws: Workspace,
+                                                               tmp_path: Path) -> None:
+    """A script that prints `@nkd {"step": k, "steps": n}` for each of 3,000 batches: a few
+    progress events (rate-limited), the last step always among them, the run's row at it; a
+    bad step record is one refused line."""
+    script = tmp_path / "steps.py"
+    script.write_text(
+        "import json, time\n"
+        "print('@nkd {\"step\": \"x\"}', flush=True)\n"
+        "for k in range(1, 3001):\n"
+        "    print('@nkd ' + json.dumps({'step': k, 'steps': 3000}), flush=True)\n"
+        "    time.sleep(0.0005)\n"
+        "print('@nkd ' + json.dumps({'epoch': 1, 'train_loss': 0.5}), flush=True)\n")
+    ws.registry.write_text(ws.registry.read_text() + (
+        f'\n[experiments.steps]\ncommand = ["{sys.executable}", "{script}"]\n'))
+    assert nkd(ws, "run", "steps") == 0
+    store = ws.store()
+    row = store.latest_run("steps")
+    assert (row["step"], row["steps"]) == (3000, 3000)
+    run_dir = ws.root / "runs" / row["id"]
+    progress = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()
+                if '"progress"' in line]
+    assert 1 <= len(progress) <= 10 and progress[-1]["step"] == 3000
+    assert "refused @nkd record ('step' must be an integer" in (run_dir / "output.log").read_text()

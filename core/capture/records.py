@@ -1,8 +1,9 @@
 """`@nkd {json}` lines from the researcher's script: input from an untrusted program.
 
-The schema: an epoch is an integer ≥ 0; losses, learning rate and metric values are finite numbers
-or null; names are short strings; a checkpoint is a path inside the run's own folders; other keys
-of an epoch record are kept as its extra values (scalars only). Anything else is refused with a
+The schema: an epoch and a step are integers ≥ 0; losses, learning rate and metric values are
+finite numbers or null; names are short strings; a checkpoint is a path inside the run's own
+folders; other keys of an epoch record are kept as its extra values (scalars only);
+`{"step": k, "steps": n}` says where the script is inside its epoch. Anything else is refused with a
 RecordError whose message says why; the worker prints it as one warning line and goes on. A script
 can never set a run's status or identity: those keys are refused outright.
 """
@@ -72,12 +73,28 @@ def _event(payload: dict[str, Any], cwd: Path, folders: tuple[Path, ...]) -> dic
         return _checkpoint(payload, cwd, folders)
     if "name" in payload or "value" in payload:
         return _metric(payload)
+    if "step" in payload:
+        return _progress(payload)
     if "epoch" in payload:
         return _epoch(payload)
     if "epochs_total" in payload:
         total = integer(payload["epochs_total"], "epochs_total")
         return {"type": "meta", "epochs_total": total}
-    raise RecordError("an @nkd line needs 'epoch', 'checkpoint', 'epochs_total' or name/value")
+    raise RecordError("an @nkd line needs 'epoch', 'step', 'checkpoint', 'epochs_total' or "
+                      "name/value")
+
+
+def _progress(payload: dict[str, Any]) -> dict[str, Any]:
+    """`{"step": k, "steps": n}`: where the script is inside its epoch (for the ETA)."""
+    unknown = sorted(payload.keys() - {"step", "steps", "epoch", "loss"})
+    if unknown:
+        raise RecordError(f"a step record has no key {unknown[0]!r}")
+    step = integer(payload["step"], "step")
+    if step is None:
+        raise RecordError("'step' must be an integer, got null")
+    return {"type": "progress", "step": step, "steps": integer(payload.get("steps"), "steps"),
+            "epoch": integer(payload.get("epoch"), "epoch"),
+            "loss": finite(payload.get("loss"), "loss")}
 
 
 def _checkpoint(payload: dict[str, Any], cwd: Path, folders: tuple[Path, ...]) -> dict[str, Any]:

@@ -1,0 +1,40 @@
+"""Where a running run is inside its epoch, and when it will end: for the TUI and `nkd run`."""
+
+from __future__ import annotations
+
+import sqlite3
+
+
+def fmt_eta(seconds: float) -> str:
+    """Time left as h:mm:ss."""
+    h, rest = divmod(int(seconds + 0.5), 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def progress_text(conn: sqlite3.Connection, run_id: str, now: float) -> str:
+    """`epoch 4/100 · step 120/480 · ETA 1:12:05` for a running run that reports steps, else "".
+    The ETA: this epoch's remaining steps at its pace so far, plus the remaining epochs at the
+    mean length of the finished ones (validation included), less the time since the last step
+    was reported."""
+    row = conn.execute(
+        "SELECT status, epoch, epochs_total, step, steps, step_at, status_at FROM runs "
+        "WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        return ""
+    status, epoch, total, step, steps, step_at, status_at = row
+    if status != "running" or not steps or not step or step_at is None:
+        return ""
+    epoch = epoch or 0
+    last_at, mean_s, done = conn.execute(
+        "SELECT max(at), avg(seconds), count(*) FROM epochs WHERE run = ?", (run_id,)
+    ).fetchone()
+    began = max(last_at or 0.0, status_at or 0.0)
+    text = f"epoch {epoch + 1}/{total or '?'} · step {step}/{steps}"
+    if step_at <= began:
+        return text
+    per_step = (step_at - began) / step
+    left = per_step * (steps - step) - (now - step_at)
+    if total:
+        per_epoch = mean_s if done and mean_s else per_step * steps
+        left += per_epoch * max(0, total - epoch - 1)
+    return f"{text} · ETA {fmt_eta(max(0.0, left))}"
