@@ -98,6 +98,8 @@ KEYS: dict[str, Key] = {
     "weight_decay": _pos("float", "optimizer weight decay", lo_open=False),
     "scheduler": Key("str", "learning-rate schedule", ("none", "plateau", "cosine")),
     "num_workers": _pos("int", "DataLoader worker processes", lo_open=False),
+    "threads": _pos("int", "torch and BLAS threads of the run (default: torch's, or the run's "
+                    "share of the cores when other runs are active)"),
     "amp": Key("bool", "bf16 autocast on CUDA"),
     "accumulate": _pos("int", "batches whose gradients are summed per optimiser step (1 = off)"),
     "grad_clip": _pos("float", "clip the gradient norm to this value (0 = off)", lo_open=False),

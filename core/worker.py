@@ -27,11 +27,13 @@ from core.capture.records import RecordError, parse_record
 from core.capture.references import resolve as resolve_references
 from core.capture.tensorboard import TensorboardWatch
 from core.control import Control, StopRun, read_request
+from core.events import HOLDING
 from core.liveness import identity
 from core.procs import become_subreaper, end_processes, python_env, run_processes
 from core.registry import PLACEHOLDER
 from core.reporter import Reporter
 from core.store import Store
+from core.threads import apply_env, apply_torch, cores, plan
 from core.workspace import read_json
 
 HEARTBEAT_S = 5.0
@@ -55,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stderr = _Tolerant(sys.stderr)
     config = read_json(run_dir / "config.json")
     run_id = config["run_id"]
+    apply_env(config, None)  # the registry's env, for recipes too, before torch is imported
     if "--resume-if-state" in argv[1:]:  # a Slurm job, requeued: go on from its saved state
         resume = any(Path(config["checkpoints_dir"]).glob("*_state.pt"))
     on_slurm = config.get("backend") == "slurm"
@@ -222,12 +225,18 @@ def _run_recipe(
         resume=resume,
         config=config,
     )
+    threads, why = plan(config.get("params", {}), _others_active(config, run_dir),
+                        cores())
+    if why:
+        print(why, flush=True)
+    apply_env(config, threads)  # BLAS pools read these when torch is first imported, below
     try:
         recipe = recipes.load(config["recipe"])
         # the run's seed before the recipe builds its models: torch seeds each process at
         # random, so without this two runs of the same settings start from different weights
         from core.training import seed_everything  # the recipes have imported torch already
 
+        apply_torch(threads)
         seed_everything(int(config["params"].get("seed", 0)))
         recipe(ctx)
         return "finished", 0
@@ -237,6 +246,26 @@ def _run_recipe(
         return ("suspended" if req.action == "suspend" else "stopped"), 0
     finally:
         stop.set()
+
+
+def _others_active(config: dict[str, Any], run_dir: Path) -> int:
+    """Other runs active on this machine now (0 on a Slurm node, whose cores are its own)."""
+    if config.get("backend") == "slurm" or os.environ.get("SLURM_JOB_ID"):
+        return 0
+    try:
+        store = Store(config["db"])
+    except Exception:  # noqa: BLE001 - no store: no sharing to plan for
+        return 0
+    try:
+        host = socket.gethostname()
+        marks = ", ".join("?" * len(HOLDING))
+        rows = store.conn.execute(
+            f"SELECT count(*) FROM runs WHERE status IN ({marks}) AND id != ? "
+            "AND coalesce(host, ?) = ? AND coalesce(backend, 'local') = 'local'",
+            (*HOLDING, run_dir.name, host, host)).fetchone()
+        return int(rows[0])
+    finally:
+        store.close()
 
 
 class CommandRun:

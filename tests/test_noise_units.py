@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -457,3 +458,20 @@ def test_compile_that_fails_falls_back_to_eager_with_one_line(
     assert "compile: torch.compile could not compile this model here (RuntimeError: " \
            "InductorError: no working C++ compiler found); training eagerly" in out
     assert compiled.history == straight.history  # the failed first step was run again eagerly
+
+
+def test_threads_are_planned_from_the_registry_or_shared_between_active_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core.threads import BLAS_VARS, apply_env, plan
+
+    assert plan({}, others=0, available=8) == (None, "")  # alone: torch's default
+    n, why = plan({}, others=3, available=8)
+    assert n == 2 and "8 cores shared by 4 active runs" in why
+    assert plan({}, others=5, available=2)[0] == 1
+    assert plan({"threads": 3}, others=5, available=2)[0] == 3  # the registry wins
+    for var in (*BLAS_VARS, "NKD_TEST_ENV"):
+        monkeypatch.delenv(var, raising=False)
+    apply_env({"env": {"OMP_NUM_THREADS": "1", "NKD_TEST_ENV": "on"}}, threads=4)
+    assert os.environ["OMP_NUM_THREADS"] == "1"  # what `env` says is kept
+    assert os.environ["MKL_NUM_THREADS"] == "4" and os.environ["NKD_TEST_ENV"] == "on"
