@@ -7,7 +7,8 @@ model's.
 For each size a fresh workspace gets a synthesized MUSDB18-style set (`nkd data synth
 separation --tracks/--seconds`), `nkd data prepare` fills its audio cache, then `nkd run
 crnn_long` (the registry's sizes, one epoch) starts detached. The time from the launch to the
-run's first step-progress event is the time to first step with the cache warm; once it has
+run's first step-progress event is the time to first step with the cache warm (measured for the
+first run after the data was made and for the next one); once it has
 trained STEPS steps (fewer than one epoch of the 4-minute set, so both runs are measured in the
 same phase: training) the run is stopped and its worker's peak resident memory is read from its
 final status.
@@ -67,6 +68,19 @@ def one_size(label: str, tracks: int, seconds: float, base: Path) -> dict:
     nkd(ws, "data", "prepare", "musdb_train")
     nkd(ws, "data", "prepare", "musdb_val")
     prepare_s = time.perf_counter() - t
+    os.sync()  # the synthesized wavs' writeback is not what a run's start is measured against
+    first, peak, steps = launch(ws)  # the first run after the data was made
+    again, _, _ = launch(ws)  # and the next one, as a researcher's day goes
+    data_bytes = sum(p.stat().st_size for p in (ws / "data").rglob("*.wav"))
+    return {
+        "label": label, "synth_s": synth_s, "prepare_s": prepare_s, "first_step_s": first,
+        "again_s": again, "peak_mb": peak, "steps": steps, "wav_gb": data_bytes / 1e9, "ws": ws,
+    }
+
+
+def launch(ws: Path) -> tuple[float, float | None, int]:
+    """Time from `nkd run` to the first training step, the worker's peak memory after STEPS
+    steps, and the steps it made."""
     launched = time.time()
     out = nkd(ws, "run", "crnn_long", "--detach", "--set", "epochs=1")
     run_id = out.stdout.split(":", 1)[0].strip()
@@ -80,7 +94,7 @@ def one_size(label: str, tracks: int, seconds: float, base: Path) -> dict:
             break
         time.sleep(0.05)
     if first is None:
-        raise SystemExit(f"{label}: no training step within 300 s; see {run_dir}/output.log")
+        raise SystemExit(f"no training step within 300 s; see {run_dir}/output.log")
     steps = 0
     while steps < STEPS and time.time() < deadline:
         time.sleep(0.1)
@@ -91,12 +105,7 @@ def one_size(label: str, tracks: int, seconds: float, base: Path) -> dict:
         final = next((e for e in events(run_dir) if e["type"] == "status"
                       and e["status"] in ("stopped", "finished", "failed", "killed")), None)
         time.sleep(0.2)
-    data_bytes = sum(p.stat().st_size for p in (ws / "data").rglob("*.wav"))
-    return {
-        "label": label, "synth_s": synth_s, "prepare_s": prepare_s,
-        "first_step_s": first["t"] - launched, "peak_mb": (final or {}).get("peak_rss_mb"),
-        "steps": steps, "wav_gb": data_bytes / 1e9, "ws": ws,
-    }
+    return first["t"] - launched, (final or {}).get("peak_rss_mb"), steps
 
 
 def throughput(ws: Path) -> list[tuple[str, float]]:
@@ -161,18 +170,18 @@ def main() -> None:
         sizes = {k: v for k, v in SIZES.items() if not args.small_only or k == "4 min"}
         rows = [one_size(label, *size, base) for label, size in sizes.items()]
         print(f"\n{'training audio':<16}{'wav GB':>8}{'synth s':>9}{'prepare s':>11}"
-              f"{'first step s':>14}{'steps':>7}"
+              f"{'first step s':>14}{'again s':>9}{'steps':>7}"
               f"{'peak MiB':>10}")
         for r in rows:
             peak = r["peak_mb"] or float("nan")
             print(f"{r['label']:<16}{r['wav_gb']:>8.2f}{r['synth_s']:>9.1f}"
-                  f"{r['prepare_s']:>11.1f}{r['first_step_s']:>14.2f}{r['steps']:>7}"
+                  f"{r['prepare_s']:>11.1f}{r['first_step_s']:>14.2f}{r['again_s']:>9.2f}{r['steps']:>7}"
                   f"{peak:>10.0f}")
         if len(rows) == 2 and rows[0]["peak_mb"] and rows[1]["peak_mb"]:
             ratio = rows[1]["peak_mb"] / rows[0]["peak_mb"]
             print(f"peak memory, 2 h / 4 min: {ratio:.3f}  (target <= 1.25)")
-        print(f"time to first step, worst: {max(r['first_step_s'] for r in rows):.2f} s "
-              f"(target <= 10 s)")
+        worst = max(max(r["first_step_s"], r["again_s"]) for r in rows)
+        print(f"time to first step, worst: {worst:.2f} s (target <= 10 s)")
         print(f"\n{'segments per second':<48}{'seg/s':>10}")
         for name, rate in throughput(rows[-1]["ws"]):
             print(f"{name:<48}{rate:>10.1f}")

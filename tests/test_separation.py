@@ -31,6 +31,8 @@ SMALL = [
     "segment_seconds=1.0",
     "--set",
     "device=cpu",
+    "--set",
+    "threads=1",
 ]
 
 
@@ -178,6 +180,8 @@ def test_training_lowers_validation_loss_and_scores_every_stem(space: Space) -> 
     meta = checkpoint.load(space.best("crnn_long"))["meta"]
     assert meta["stft"] == {"sample_rate": 22050, "n_fft": 1024, "hop_length": 256}
     assert meta["norm_mean"].shape == (512,)
+    out = (Path(run["run_dir"]) / "output.log").read_text()
+    assert "threads: 1 (the registry's `threads`)" in out
     # what the worker cost, and where it was inside its epochs, are on the run's row
     assert run["peak_rss_mb"] > 100 and run["cpu_s"] > 0
     assert run["steps"] >= 1 and run["step"] >= 1 and run["step_at"] is not None
