@@ -132,7 +132,7 @@ def check(event: Any) -> dict[str, Any]:
         if "value" not in event:
             raise BadEvent("'value' is missing")
         finite(event.get("value"), "value")
-        for key in ("stem", "track", "split", "definition"):
+        for key in ("stem", "track", "split", "definition", "gains"):
             text(event.get(key), key, TEXT_MAX if key == "track" else NAME_MAX)
         integer(event.get("epoch"), "epoch")
     elif kind == "checkpoint":

@@ -8,9 +8,8 @@ from typing import Any
 
 from core.audiocache import AudioCache
 from core.errors import RegistryError
-from core.registry import Registry
+from core.registry import DATA_REF_KEYS, Registry
 
-DATA_KEYS = ("data", "val_data", "eval_data")
 DEFAULT_RATE = {"separation": 22050, "noise": 16000}
 
 
@@ -20,7 +19,7 @@ def needs(registry: Registry, source: str) -> list[tuple[int, tuple[str, ...]]]:
     found: list[tuple[int, tuple[str, ...]]] = []
     for exp in registry.experiments.values():
         p: dict[str, Any] = exp.params
-        if not any(p.get(k) == source for k in DATA_KEYS):
+        if not any(p.get(k) == source for k in DATA_REF_KEYS):
             continue
         stems = tuple(p.get("stems", ())) if kind == "separation" else ()
         pair = (int(p.get("sample_rate", DEFAULT_RATE.get(kind, 16000))), stems or _stems(kind))

@@ -83,6 +83,8 @@ KEYS: dict[str, Key] = {
     # references
     "data": Key("str", "named data source ([data.NAME])"),
     "val_data": Key("str", "named data source used for validation"),
+    "test_data": Key("str", "named data source scored as the test split (metrics split=test; "
+                     "a gain correction is fitted on val_data and applied unchanged)"),
     "eval_data": Key("str", "named data source used for evaluation"),
     "pretrained": Key("str", "weights to start from: experiment name, run:<run_id> or a file"),
     "teacher": Key("str", "teacher: experiment name, run:<run_id> or a file"),
@@ -189,7 +191,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 
 TOP_LEVEL = ("defaults", "data", "experiments", "queue", "sweeps", "backends")
 REFERENCE_KEYS = ("pretrained", "teacher")
-DATA_REF_KEYS = ("data", "val_data", "eval_data")
+DATA_REF_KEYS = ("data", "val_data", "test_data", "eval_data")
 ON_FINISH_FIELDS = ("run_id", "status", "experiment", "run_dir")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 

@@ -152,6 +152,33 @@ def _follow_run(store: Store, ws: Workspace, run_id: str) -> int:
                 print(kill(store, ws, run_id, grace=0), flush=True)
 
 
+def _print_metrics(metrics: list[dict[str, Any]]) -> None:
+    """Summary values in a table with one column per split (val and test side by side, never
+    one for the other), where their gain correction came from, then the count of per-track
+    values (all of them in `nkd show --json`)."""
+    splits = sorted({m["split"] or "-" for m in metrics if not m["track"]},
+                    key=lambda s: ("-", "train", "val", "test").index(s)
+                    if s in ("-", "train", "val", "test") else 9)
+    table: dict[tuple[str, str], dict[str, float]] = {}
+    gains: dict[str, str] = {}
+    for m in metrics:
+        if m["track"]:
+            continue
+        table.setdefault((m["name"], m["stem"] or ""), {})[m["split"] or "-"] = m["value"]
+        if m.get("gains") and m["gains"] != "none":
+            gains[m["split"] or "-"] = m["gains"]
+    print("metrics" + "".join(f"{s:>24}" if i == 0 else f"{s:>12}"
+                              for i, s in enumerate(splits)))
+    for (name, stem), values in table.items():
+        label = f"{name} {stem}".strip()
+        print(f"  {label:<28}" + "".join(f"{fmt_num(values.get(s)):>12}" for s in splits))
+    for split, source in sorted(gains.items()):
+        print(f"  gain correction of the {split} values fitted on {source}")
+    per_track = sum(1 for m in metrics if m["track"])
+    if per_track:
+        print(f"  and {per_track} per-track values (nkd show --json)")
+
+
 def _epoch_line(ep: dict[str, Any], total: int | None) -> str:
     n = ep["epoch"]
     bar = ""
@@ -291,10 +318,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"cost        peak memory {row['peak_rss_mb']:.0f} MiB  CPU {row['cpu_s']:.1f} s")
     print(f"folder      {row['run_dir']}")
     if metrics:
-        print("metrics")
-        for m in metrics:
-            where = " ".join(f"{k}={m[k]}" for k in ("stem", "track", "split") if m[k])
-            print(f"  {m['name']:<20} {fmt_num(m['value']):<12} {where}")
+        _print_metrics(metrics)
     if checkpoints:
         print("checkpoints")
         for c in checkpoints:

@@ -30,7 +30,6 @@ METRIC_ORDER = [
     "sdr vocals",
     "sdr mean",
 ]
-SPLIT_PREFERENCE = {"test": 0, "val": 1, None: 2}
 IGNORED_PARAMS = {"description", "group", "reported", "tags"}
 
 
@@ -72,18 +71,21 @@ def param_text(value: Any) -> str:
 
 
 def _headline(metrics: list[dict[str, Any]]) -> dict[str, float]:
-    """The value of each (name, stem) to show: test split first, then val, then none; newest."""
-    chosen: dict[str, tuple[int, int, float]] = {}
-    for order, m in enumerate(metrics):  # the store returns them oldest first
+    """The newest value of each (name, stem) per split. A test-split value has a column of its
+    own (`sdr mean test`), so one run's test SDR never stands beside another's validation SDR
+    in the same column; validation and unsplit values share the plain column."""
+    chosen: dict[str, float] = {}
+    for m in metrics:  # the store returns them oldest first: the newest wins
         if m.get("track"):
             continue
         name = m["name"] if not m.get("stem") else f"{m['name']} {m['stem']}"
         if m["name"] == "zero_shot_accuracy" and m.get("stem"):
             continue
-        rank = (SPLIT_PREFERENCE.get(m.get("split"), 3), -order)
-        if name not in chosen or rank < chosen[name][:2]:
-            chosen[name] = (*rank, m["value"])
-    return {k: v[2] for k, v in chosen.items()}
+        split = m.get("split")
+        if split not in (None, "val", "test"):
+            continue
+        chosen[f"{name} test" if split == "test" else name] = m["value"]
+    return chosen
 
 
 def score(run: dict[str, Any]) -> float | None:
@@ -106,7 +108,8 @@ def compare(store: Store, run_ids: list[str]) -> Comparison:
         raise KeyError(f"no such run: {', '.join(missing)}")
     params = [run["params"] for run in runs]  # the store parses them
     headlines = [_headline(store.metrics(r)) for r in run_ids]
-    names = [n for n in METRIC_ORDER if any(n in h for h in headlines)]
+    names = [n for base in METRIC_ORDER for n in (base, f"{base} test")
+             if any(n in h for h in headlines)]
     columns = FIXED + names + ["score", "Δ vs parent"]
     rows = []
     for run, p, h in zip(runs, params, headlines, strict=True):

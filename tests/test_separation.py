@@ -187,7 +187,7 @@ def test_training_lowers_validation_loss_and_scores_every_stem(space: Space) -> 
     assert run["steps"] >= 1 and run["step"] >= 1 and run["step_at"] is not None
     # the tracks were decoded once, into the workspace's cache, never into the data folders
     prepared = list((space.root / "cache" / "audio").rglob("*.npy"))
-    assert len(prepared) == 5 * (3 + 2)  # mixture and four stems of 3 train and 2 val tracks
+    assert len(prepared) == 5 * (3 + 2 + 2)  # mixture and stems of 3 train, 2 val, 2 test tracks
     assert not any((space.root / "data").rglob("*.npy"))
 
 
@@ -250,12 +250,34 @@ def test_blend_records_lineage_and_its_evaluation(space: Space) -> None:
 
 
 def test_gain_corrected_evaluation(space: Space) -> None:
+    """The gains are fitted on the validation tracks only and applied unchanged to the test
+    tracks; every test SDR says where its gains came from, the test mean has its own column."""
     run = space.run("crnn_large_merged_0_8_0_2_gain")
     store = Store(space.root / "nkd.db")
-    gains = [m for m in store.metrics(run["id"]) if m["name"] == "gain"]
-    store.close()
+    metrics = store.metrics(run["id"])
+    gains = [m for m in metrics if m["name"] == "gain"]
     assert {g["stem"] for g in gains} == {"bass", "drums", "other", "vocals"}
     assert all(g["value"] > 0 for g in gains)
+    assert {g["split"] for g in gains} == {"val"}  # fitted on val: there is no way to fit on test
+    sdr = [m for m in metrics if m["name"] == "sdr"]
+    assert {m["split"] for m in sdr} == {"val", "test"}
+    assert {m["gains"] for m in sdr} == {"val:musdb_val"}
+    test_tracks = {m["track"] for m in sdr if m["split"] == "test" and m["track"]}
+    val_tracks = {m["track"] for m in sdr if m["split"] == "val" and m["track"]}
+    assert test_tracks and val_tracks and not test_tracks & val_tracks
+    mean = {m["split"]: m["value"] for m in sdr if m["stem"] == "mean"}
+    assert run["sdr"] == mean["val"] and run["test_sdr"] == mean["test"]
+    assert (Path(run["run_dir"]) / "eval_result_vocals_test.csv").is_file()
+
+    # the same checkpoint without the correction: other test numbers, and they say "none"
+    assert space.nkd("run", "crnn_large_merged_0_8_0_2_gain", "--set", "gain_correction=false",
+                     "--set", "pretrained=crnn_large_merged") == 0
+    plain = space.run("crnn_large_merged_0_8_0_2_gain")
+    plain_metrics = store.metrics(plain["id"])
+    store.close()
+    assert {m["gains"] for m in plain_metrics if m["name"] == "sdr"} == {"none"}
+    assert not [m for m in plain_metrics if m["name"] == "gain"]
+    assert plain["test_sdr"] != run["test_sdr"]
 
 
 def test_blend_command_checks_weights_and_warns_about_strangers(space: Space, capsys) -> None:

@@ -201,3 +201,28 @@ def test_underscore_prefixes_and_registry_after_the_command(tmp_path: Path, caps
     assert "crnn_long_20260101_120000" in capsys.readouterr().out
     assert main(["show", "crnn_l", "-r", reg]) == 2  # both start with it
     assert "ambiguous" in capsys.readouterr().err
+
+
+def test_show_puts_val_and_test_side_by_side_and_says_where_gains_came_from(
+    tmp_path: Path, capsys
+) -> None:
+    from nkd_tui.cli import main
+
+    (tmp_path / "experiments.toml").write_text("[experiments.a]\ncommand = ['t']\n")
+    store = Store(tmp_path / "nkd.db")
+    store.apply("a_1", {"type": "run", "experiment": "a", "t": 1.0})
+    for split, value in (("val", 4.5), ("test", 3.25)):
+        store.apply("a_1", {"type": "metric", "name": "sdr", "value": value, "stem": "mean",
+                            "split": split, "gains": "val:musdb_val", "t": 2.0})
+        store.apply("a_1", {"type": "metric", "name": "sdr", "value": value + 1, "stem": "vocals",
+                            "track": "song", "split": split, "t": 2.0})
+    row = store.get_run("a_1")
+    assert (row["sdr"], row["test_sdr"]) == (4.5, 3.25)  # each split its own column
+    store.close()
+    assert main(["show", "a_1", "-r", str(tmp_path / "experiments.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "val" in out and "test" in out
+    line = next(x for x in out.splitlines() if x.strip().startswith("sdr mean"))
+    assert line.split()[-2:] == ["4.5", "3.25"]
+    assert "gain correction of the test values fitted on val:musdb_val" in out
+    assert "and 2 per-track values" in out

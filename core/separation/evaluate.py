@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,44 +62,64 @@ def loaded(tracks: Sequence[TrackFiles]) -> Iterator[Track]:
             del track
 
 
+@dataclass(frozen=True)
+class Separation:
+    """How estimates are made from a mixture: the model and this run's mask settings."""
+
+    model: torch.nn.Module
+    meta: dict
+    device: torch.device
+    mask_scale: float = 1.0
+    threshold: float = 0.0
+
+    def __call__(self, track: Track) -> np.ndarray:
+        return separate(self.model, self.meta, track.mixture, self.device, self.mask_scale,
+                        self.threshold)
+
+
+def fit_gains(ctx: RunContext, sep: Separation, tracks: Sequence[TrackFiles],
+              source: str) -> np.ndarray:
+    """Least-squares output gain per stem, argmin_g Σ ||g·ŝ − s||², fitted on validation
+    tracks only, recorded on the run (metric `gain`, split=val) and then applied unchanged to
+    every split this run scores."""
+    stems = list(sep.meta["stems"])
+    if not tracks:
+        raise RunError(f"gain_correction: no validation tracks in '{source}' to fit gains on")
+    num, den = np.zeros(len(stems)), np.zeros(len(stems))
+    for track in loaded(tracks):
+        est = sep(track)
+        num += (est * track.stems).sum(axis=(1, 2))
+        den += (est * est).sum(axis=(1, 2))
+    g = np.where(den > 0, num / np.maximum(den, 1e-12), 1.0)
+    for stem, value in zip(stems, g, strict=True):
+        ctx.reporter.metric("gain", float(value), stem=stem, split="val", gains=f"val:{source}")
+    print(f"gain correction fitted on {source} (val): "
+          + ", ".join(f"{s} x{v:.3f}" for s, v in zip(stems, g, strict=True)), flush=True)
+    return g
+
+
 def score(
     ctx: RunContext,
-    model: torch.nn.Module,
-    meta: dict,
+    sep: Separation,
     tracks: Sequence[TrackFiles],
-    device: torch.device,
-    mask_scale: float = 1.0,
-    threshold: float = 0.0,
-    gain_correction: bool = False,
+    split: str = "val",
+    gains: np.ndarray | None = None,
+    gains_from: str = "none",
 ) -> dict[str, float]:
-    """Separate and score every track, one track in memory at a time; record metrics and
-    eval_result_<stem>.csv; returns the median SDR per stem and its mean."""
-    stems = list(meta["stems"])
-    rate = int(meta["stft"]["sample_rate"])
+    """Separate and score every track of one split, one track in memory at a time, with
+    `gains` (fitted elsewhere: on validation data) applied unchanged; record metrics with their
+    split and where their gains came from, and eval_result_<stem>[_<split>].csv; returns the
+    median SDR per stem and its mean."""
+    stems = list(sep.meta["stems"])
+    rate = int(sep.meta["stft"]["sample_rate"])
     if not tracks:
-        raise RunError("no validation tracks to evaluate on")
-
-    def estimate(track: Track) -> np.ndarray:
-        return separate(model, meta, track.mixture, device, mask_scale, threshold)
-
-    g = np.ones(len(stems))
-    if gain_correction:  # a first pass for the gains' sums, then the scoring pass
-        num, den = np.zeros(len(stems)), np.zeros(len(stems))
-        for track in loaded(tracks):
-            est = estimate(track)
-            num += (est * track.stems).sum(axis=(1, 2))
-            den += (est * est).sum(axis=(1, 2))
-        g = np.where(den > 0, num / np.maximum(den, 1e-12), 1.0)
-        for stem, value in zip(stems, g, strict=True):
-            ctx.reporter.metric("gain", float(value), stem=stem, split="val")
-        print(
-            "gain correction: " + ", ".join(f"{s} x{v:.3f}" for s, v in zip(stems, g, strict=True)),
-            flush=True,
-        )
+        raise RunError(f"no {split} tracks to evaluate on")
+    g = np.ones(len(stems)) if gains is None else gains
     per_track: dict[str, list[dict[str, float]]] = {s: [] for s in stems}
-    bss_device = device if device.type == "cuda" else None
+    bss_device = sep.device if sep.device.type == "cuda" else None
+    where = {"split": split, "gains": gains_from}
     for track in loaded(tracks):
-        est = estimate(track) * g[:, None, None]
+        est = sep(track) * g[:, None, None]
         refs = track.stems.transpose(0, 2, 1)  # [S, n, C]
         result = bsseval.bss_eval(
             refs, est.transpose(0, 2, 1), window=rate, hop=rate, device=bss_device
@@ -108,27 +129,26 @@ def score(
             per_track[stem].append({"track": track.name, **values})
             for k, v in values.items():
                 if np.isfinite(v):
-                    ctx.reporter.metric(
-                        k, v, stem=stem, track=track.name, split="val", definition=_definition(k)
-                    )
+                    ctx.reporter.metric(k, v, stem=stem, track=track.name, **where,
+                                        definition=_definition(k))
     summary: dict[str, float] = {}
+    suffix = "" if split == "val" else f"_{split}"
     for stem in stems:
         rows = per_track[stem]
         for k in METRICS:
             values = [r[k] for r in rows if np.isfinite(r[k])]
             if values:
                 med = float(np.median(values))
-                ctx.reporter.metric(k, med, stem=stem, split="val", definition=_definition(k))
+                ctx.reporter.metric(k, med, stem=stem, **where, definition=_definition(k))
                 if k == "sdr":
                     summary[stem] = med
-        _write_csv(ctx.run_dir / f"eval_result_{stem}.csv", rows)
+        _write_csv(ctx.run_dir / f"eval_result_{stem}{suffix}.csv", rows)
     if summary:
         summary["mean"] = float(np.mean(list(summary.values())))
-        ctx.reporter.metric(
-            "sdr", summary["mean"], stem="mean", split="val", definition=bsseval.DEFINITION
-        )
+        ctx.reporter.metric("sdr", summary["mean"], stem="mean", **where,
+                            definition=bsseval.DEFINITION)
     print(
-        "SDR (median over frames, then tracks): "
+        f"{split} SDR (median over frames, then tracks; gains {gains_from}): "
         + ", ".join(f"{k} {v:.3f} dB" for k, v in summary.items()),
         flush=True,
     )

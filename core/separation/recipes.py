@@ -16,7 +16,7 @@ from core.errors import RunError
 from core.recipes import RunContext
 from core.separation import blend as blending
 from core.separation.data import STEMS, TrackFiles, prepare
-from core.separation.evaluate import score
+from core.separation.evaluate import Separation, fit_gains, score
 from core.separation.models import build, focal_loss, load_weights, masks_of
 from core.separation.segments import SegmentSet, StepBatches, ValSet, loader
 from core.separation.spectral import MagNorm, Stft
@@ -177,8 +177,7 @@ def onset_targets(drum_mag: torch.Tensor) -> torch.Tensor:
 
 
 def _score_checkpoint(ctx: RunContext, path: Path, device: torch.device) -> None:
-    """Separate the validation tracks with a checkpoint and score them with this run's
-    mask_scale, threshold and gain correction."""
+    """Score a checkpoint with this run's mask_scale, threshold and gain correction."""
     payload = checkpoint.load(path, kind=KIND)
     model = build(payload["meta"])
     load_weights(model, payload["state_dict"], str(path))
@@ -190,21 +189,23 @@ def _score(
     model: torch.nn.Module,
     meta: dict[str, Any],
     device,
-    tracks: list[TrackFiles] | None = None,
+    val_tracks: list[TrackFiles] | None = None,
 ) -> None:
+    """Validation scores, and test scores when `test_data` is set. A gain correction is fitted
+    on the validation tracks only and applied unchanged to both; every SDR records that."""
     p = ctx.params
-    if tracks is None:
-        tracks = _tracks(ctx, "val_data", tuple(meta["stems"]), int(meta["stft"]["sample_rate"]))
-    score(
-        ctx,
-        model,
-        meta,
-        tracks,
-        device,
-        float(p.get("mask_scale", 1.0)),
-        float(p.get("threshold", 0.0)),
-        bool(p.get("gain_correction", False)),
-    )
+    stems, rate = tuple(meta["stems"]), int(meta["stft"]["sample_rate"])
+    sep = Separation(model, meta, device, float(p.get("mask_scale", 1.0)),
+                     float(p.get("threshold", 0.0)))
+    if val_tracks is None:
+        val_tracks = _tracks(ctx, "val_data", stems, rate)
+    gains, gains_from = None, "none"
+    if p.get("gain_correction"):
+        val_name = ctx.data_source("val_data")[0]
+        gains, gains_from = fit_gains(ctx, sep, val_tracks, val_name), f"val:{val_name}"
+    score(ctx, sep, val_tracks, "val", gains, gains_from)
+    if p.get("test_data"):
+        score(ctx, sep, _tracks(ctx, "test_data", stems, rate), "test", gains, gains_from)
 
 
 def evaluate(ctx: RunContext) -> None:

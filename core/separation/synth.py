@@ -116,7 +116,8 @@ def track(index: int, seconds: float, seed: int = 0) -> dict[str, np.ndarray]:
 
 def write(root: Path, tracks: int, seconds: float, seed: int, prefix: str) -> None:
     for i in range(tracks):
-        stems = track(i + (0 if prefix == "train" else 1000), seconds, seed)
+        # train, val and test tracks are different pieces: their own ranges of track numbers
+        stems = track(i + {"train": 0, "val": 1000, "test": 2000}[prefix], seconds, seed)
         folder = root / f"{prefix}_{i:03d}"
         for name, x in stems.items():
             audio.write(folder / f"{name}.wav", x, SR)
@@ -128,14 +129,14 @@ def synthesize(registry, tracks: int = 8, seconds: float = 8.0, seed: int = 0, l
         if src.settings.get("synth") != "separation":
             continue
         root: Path = src.root
-        is_train = not any(
-            exp.params.get("val_data") == name or exp.params.get("eval_data") == name
-            for exp in registry.experiments.values()
-        )
+        used_as = {key for exp in registry.experiments.values()
+                   for key in ("val_data", "test_data", "eval_data") if exp.params.get(key) == name}
+        role = "test" if "test_data" in used_as else "val" if used_as else "train"
+        is_train = role == "train"
         count = tracks if is_train else max(2, tracks // 3)
         stamp = f"separation tracks={count} seconds={seconds} seed={seed}\n"
         if not demo_data.claim(root, name, stamp, log):
             continue
-        write(root, count, seconds, seed, "train" if is_train else "val")
+        write(root, count, seconds, seed, role)
         demo_data.seal(root, stamp)
         log(f"{name}: wrote {count} tracks of {seconds:g} s to {root}")

@@ -131,13 +131,19 @@ def _on_epoch(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None
 
 
 # Metrics whose best value is kept on the run row for listings.
-_ROW_METRICS = {("accuracy", None): "accuracy", ("sdr", "mean"): "sdr"}
+# (name, stem, split) -> column. Accuracy is the noise recipes' held-out score, whichever split
+# holds it out; the validation SDR and the test SDR each have their own column, never mixed.
+_ROW_METRICS = {
+    **{("accuracy", None, split): "accuracy" for split in (None, "val", "test")},
+    ("sdr", "mean", None): "sdr", ("sdr", "mean", "val"): "sdr",
+    ("sdr", "mean", "test"): "test_sdr",
+}
 
 
 def _on_metric(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO metrics (run, name, value, stem, track, split, epoch, definition,"
-        " at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " gains, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             run_id,
             ev["name"],
@@ -147,10 +153,11 @@ def _on_metric(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> Non
             ev.get("split"),
             ev.get("epoch"),
             ev.get("definition"),
+            ev.get("gains"),
             ev["t"],
         ),
     )
-    column = _ROW_METRICS.get((ev["name"], ev.get("stem")))
+    column = _ROW_METRICS.get((ev["name"], ev.get("stem"), ev.get("split")))
     if column and ev.get("track") is None:
         conn.execute(
             f"UPDATE runs SET {column} = ? WHERE id = ? AND ({column} IS NULL OR {column} < ?)",

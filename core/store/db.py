@@ -283,7 +283,7 @@ class Store:
 
     def metrics(self, run_id: str) -> list[dict[str, Any]]:
         cur = self.conn.execute(
-            "SELECT name, value, stem, track, split, definition, epoch FROM metrics "
+            "SELECT name, value, stem, track, split, definition, epoch, gains FROM metrics "
             "WHERE run = ? ORDER BY id",
             (run_id,),
         )

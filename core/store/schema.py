@@ -146,9 +146,12 @@ def _v5(db: sqlite_utils.Database) -> None:
 def _v6(db: sqlite_utils.Database) -> None:
     # v6: where a run is inside its epoch (the last step-progress event: step of steps, when),
     # for the ETA; and what the run's worker cost: peak resident memory (MiB) and CPU seconds.
+    # And the test split's mean SDR beside the validation one (never mixed in one column), and
+    # where each metric's gain correction was fitted ("val:<source>", or "none").
     for column, kind in (("step", int), ("steps", int), ("step_at", float),
-                         ("peak_rss_mb", float), ("cpu_s", float)):
+                         ("peak_rss_mb", float), ("cpu_s", float), ("test_sdr", float)):
         db["runs"].add_column(column, kind)
+    db["metrics"].add_column("gains", str)
 
 
 SCHEMA_VERSION = 6
