@@ -16,7 +16,6 @@ import hashlib
 import os
 import sqlite3
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from core import audio
+from core.workspace import atomic_write
 
 FORMAT = 1  # bump when the stored layout changes: old entries are then simply not found
 HASH_CHUNK = 1 << 20
@@ -163,17 +163,7 @@ def _open(target: Path) -> Prepared | None:
 
 
 def _write_atomic(target: Path, data: np.ndarray) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".prep-", suffix=".npy", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, data, allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, lambda fh: np.save(fh, data, allow_pickle=False), suffix=".npy")
 
 
 class Progress:
