@@ -1,11 +1,14 @@
 """Finding the weights a run refers to: `teacher`, `pretrained` (an experiment, a run or a file).
 
-An experiment means its newest finished run; `run:<id>` means that run; anything else is a file,
-relative to the registry's folder. Every failure names the key and what is missing.
+An experiment means its newest finished run; `run:<id>` means that run; `best:EXP` its best
+scored finished run; `EXP@key=value` its newest finished run with those settings; anything else
+is a file, relative to the registry's folder. Every failure names the key and what is missing,
+and every resolution is said in the log and kept in events.jsonl.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +34,78 @@ def _run_of(ctx: RunContext, ref: dict[str, str], key: str) -> dict[str, Any] | 
         return None
     store = Store(ctx.db_path)
     try:
-        if ref["kind"] == "run":
-            run = store.get_run(ref["target"])
-            if run is None:
-                raise RunError(f"{key} 'run:{ref['target']}': no such run")
-            return run
-        run = store.latest_run(ref["target"], status="finished")
-        if run is None:
-            raise RunError(
-                f"{key} '{ref['target']}' has no finished run yet; "
-                f"run `nkd run {ref['target']}` first"
-            )
-        return run
+        run = find_run(store, ref["kind"], ref["target"], key)
     finally:
         store.close()
+    say_resolved(ctx.reporter, key, ref, run)
+    return run
+
+
+def find_run(store: Store, kind: str, target: str, key: str) -> dict[str, Any]:
+    """The run a reference means: `run:<id>` that run; an experiment its newest finished run;
+    `best:EXP` its finished run with the best score (validation SDR, else accuracy);
+    `EXP@key=value[,key=value]` its newest finished run with those settings."""
+    if kind == "run":
+        run = store.get_run(target)
+        if run is None:
+            raise RunError(f"{key} 'run:{target}': no such run")
+        return run
+    if kind == "best":
+        cur = store.conn.execute(
+            "SELECT id FROM runs WHERE experiment = ? AND status = 'finished' AND "
+            "coalesce(sdr, accuracy) IS NOT NULL ORDER BY coalesce(sdr, accuracy) DESC, "
+            "created_at DESC LIMIT 1", (target,))
+        row = cur.fetchone()
+        if row is None:
+            raise RunError(f"{key} 'best:{target}': no finished run of {target} has a score yet")
+        return store.get_run(row[0])
+    if kind == "where":
+        experiment, wanted = split_where(target)
+        for (run_id,) in store.conn.execute(
+            "SELECT id FROM runs WHERE experiment = ? AND status = 'finished' "
+            "ORDER BY created_at DESC", (experiment,)).fetchall():
+            run = store.get_run(run_id)
+            if run and all(_same(run["params"].get(k), v) for k, v in wanted.items()):
+                return run
+        raise RunError(f"{key} '{target}': no finished run of {experiment} with "
+                       f"{', '.join(f'{k}={v}' for k, v in wanted.items())}")
+    run = store.latest_run(target, status="finished")
+    if run is None:
+        raise RunError(f"{key} '{target}' has no finished run yet; run `nkd run {target}` first")
+    return run
+
+
+def split_where(target: str) -> tuple[str, dict[str, str]]:
+    """`crnn_long@lr=0.001,epochs=100` (or `crnn_long@lr=0.001@epochs=100`, which a `--set`
+    can carry: there a comma makes a sweep) -> ("crnn_long", {"lr": "0.001", "epochs": "100"})."""
+    experiment, _, conditions = target.partition("@")
+    wanted = {}
+    for part in re.split(r"[,@]", conditions):
+        k, _, v = part.partition("=")
+        wanted[k.strip()] = v.strip()
+    return experiment, wanted
+
+
+def _same(value: Any, wanted: str) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return str(value).lower() == wanted.lower()
+    if isinstance(value, int | float):
+        try:
+            return float(value) == float(wanted)
+        except ValueError:
+            return False
+    return str(value) == wanted.strip("\"'")
+
+
+def say_resolved(reporter: Any, key: str, ref: dict[str, str], run: dict[str, Any]) -> None:
+    """Which run a reference resolved to: one line in the log and a `reference` event in the
+    run's record (an experiment name alone means whatever finished last, so this is kept)."""
+    score = run.get("sdr") if run.get("sdr") is not None else run.get("accuracy")
+    print(f"{key}: {_describe(ref)} -> run {run['id']}"
+          + (f" (score {score:.4g})" if score is not None else ""), flush=True)
+    reporter.event({"type": "reference", "key": key, "ref": _describe(ref), "run": run["id"]})
 
 
 def checkpoint_path(ctx: RunContext, key: str, prefix: str, part: str, which: str = "best") -> Path:
@@ -101,4 +162,5 @@ def checkpoint_id(path: Path) -> str:
 
 
 def _describe(ref: dict[str, str]) -> str:
-    return {"run": f"run:{ref['target']}"}.get(ref["kind"], ref["target"])
+    return {"run": f"run:{ref['target']}", "best": f"best:{ref['target']}"}.get(
+        ref["kind"], ref["target"])

@@ -215,7 +215,8 @@ class Reference:
     weight: float | None = None
 
     def __str__(self) -> str:
-        return {"experiment": self.target, "run": f"run:{self.target}"}.get(self.kind, self.target)
+        return {"experiment": self.target, "run": f"run:{self.target}",
+                "best": f"best:{self.target}"}.get(self.kind, self.target)
 
 
 @dataclass(frozen=True)
@@ -577,15 +578,32 @@ def _reference(where: str, key: str, value: str, raw: dict[str, Any], name: str)
         if not run_id:
             raise RegistryError(f"{where}: key '{key}': 'run:' needs a run id")
         return Reference("run", run_id)
+    is_file = "/" in value or value.endswith((".pth", ".pt", ".safetensors"))
+    if value.startswith("best:") or ("@" in value and not is_file):
+        kind = "best" if value.startswith("best:") else "where"
+        target = value.removeprefix("best:")
+        experiment = target.partition("@")[0]
+        if experiment not in raw:
+            raise RegistryError(f"{where}: key '{key}': unknown experiment '{experiment}' in "
+                                f"'{value}'{_suggest(experiment, raw)}")
+        if experiment == name:
+            raise RegistryError(f"{where}: key '{key}': an experiment cannot refer to itself")
+        if kind == "where" and not all(
+            "=" in part and part.partition("=")[0].strip()
+            for part in re.split(r"[,@]", target.partition("@")[2])
+        ):
+            raise RegistryError(f"{where}: key '{key}': '{value}' needs EXP@key=value "
+                                f"(several: EXP@a=1@b=2)")
+        return Reference(kind, target)
     if value in raw:
         if value == name:
             raise RegistryError(f"{where}: key '{key}': an experiment cannot refer to itself")
         return Reference("experiment", value)
-    if "/" in value or value.endswith((".pth", ".pt", ".safetensors")):
+    if is_file:
         return Reference("file", value)
     raise RegistryError(
-        f"{where}: key '{key}': unknown reference '{value}' (not an experiment, run:<id> or a "
-        f"file path){_suggest(value, raw)}"
+        f"{where}: key '{key}': unknown reference '{value}' (not an experiment, run:<id>, "
+        f"best:EXP, EXP@key=value or a file path){_suggest(value, raw)}"
     )
 
 

@@ -96,9 +96,15 @@ def _parent(store: Store, params: dict[str, Any]) -> dict[str, Any] | None:
     ref = params.get("pretrained") or params.get("teacher")
     if not isinstance(ref, str):
         return None
-    if ref.startswith("run:"):
-        return store.get_run(ref[4:])
-    return store.latest_run(ref, status="finished")
+    from core.errors import RunError
+    from core.refs import find_run
+
+    kind = ("run" if ref.startswith("run:") else "best" if ref.startswith("best:")
+            else "where" if "@" in ref else "experiment")
+    try:
+        return find_run(store, kind, ref.removeprefix("run:").removeprefix("best:"), "parent")
+    except RunError:
+        return None
 
 
 def compare(store: Store, run_ids: list[str]) -> Comparison:

@@ -268,6 +268,9 @@ def test_missing_registry_file(tmp_path: Path, capsys: pytest.CaptureFixture[str
         ("epochs=ten", ["key 'epochs' must be an integer"]),
         ("optimizer=lion", ["key 'optimizer' must be one of"]),
         ("pretrained=nothing_here", ["unknown reference 'nothing_here'"]),
+        ("pretrained=best:nothing_here", ["unknown experiment 'nothing_here' in "
+                                          "'best:nothing_here'"]),
+        ("pretrained=base@lr", ["'base@lr' needs EXP@key=value"]),
         ("epochs", ["--set 'epochs' is not key=value"]),
     ],
 )

@@ -342,3 +342,28 @@ def test_a_stopped_run_restarts_from_its_last_epoch(space: Space) -> None:
     finally:
         store.close()
     assert space.nkd("restart", run_id) == 2  # finished: nothing to restart
+
+
+def test_references_say_which_run(space: Space) -> None:
+    """best:EXP takes the best-scored finished run, EXP@key=value the newest with those
+    settings; the run each resolved to is said in the log and kept in events.jsonl; no match
+    fails the run with one line."""
+    store = Store(space.root / "nkd.db")
+    finished = [store.get_run(r) for (r,) in store.conn.execute(
+        "SELECT id FROM runs WHERE experiment = 'crnn_long' AND status = 'finished' "
+        "ORDER BY created_at DESC").fetchall()]
+    store.close()
+    best = max(finished, key=lambda r: r["sdr"])["id"]
+    newest = finished[0]["id"]  # every crnn_long run here has lr 2e-3 and hidden_size 32
+    for ref, expected in (("best:crnn_long", best), ("crnn_long@lr=0.002", newest),
+                          ("crnn_long@lr=2e-3@hidden_size=32", newest)):
+        assert space.nkd("run", "crnn_large_finetune", *SMALL, "--set", "epochs=1",
+                         "--set", f"pretrained={ref}") == 0
+        run = space.run("crnn_large_finetune")
+        log = (Path(run["run_dir"]) / "output.log").read_text()
+        assert f"pretrained: {ref} -> run {expected}" in log
+        events = (Path(run["run_dir"]) / "events.jsonl").read_text()
+        assert f'"run": "{expected}"' in events and '"type": "reference"' in events
+    assert space.nkd("run", "crnn_large_finetune", *SMALL, "--set", "epochs=1",
+                     "--set", "pretrained=crnn_long@lr=0.5") == 1
+    assert "no finished run of crnn_long with lr=0.5" in space.run("crnn_large_finetune")["error"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import RunError
+from core.refs import find_run
 from core.registry import PLACEHOLDER
 from core.store import Store
 
@@ -33,15 +34,8 @@ def _resolve(store: Store, root: Path, key: str, ref: dict[str, Any]) -> tuple[s
         if not path.is_file():
             raise RunError(f"{key} '{target}': file {path} not found")
         return str(path), None
-    if kind == "run":
-        run = store.get_run(target)
-        if run is None:
-            raise RunError(f"{key} 'run:{target}': no such run")
-    else:
-        run = store.latest_run(target, status="finished")
-        if run is None:
-            raise RunError(f"{key} '{target}' has no finished run yet; run `nkd run {target}` "
-                           f"first")
+    run = find_run(store, kind, target, key)
+    print(f"{key}: {target} -> run {run['id']}", flush=True)
     ckpt = checkpoint_of_run(store, run["id"])
     if ckpt is None:
         raise RunError(f"{key} '{target}': run {run['id']} recorded no checkpoint")
