@@ -86,8 +86,10 @@ KEYS: dict[str, Key] = {
     "test_data": Key("str", "named data source scored as the test split (metrics split=test; "
                      "a gain correction is fitted on val_data and applied unchanged)"),
     "eval_data": Key("str", "named data source used for evaluation"),
-    "pretrained": Key("str", "weights to start from: experiment name, run:<run_id> or a file"),
-    "teacher": Key("str", "teacher: experiment name, run:<run_id> or a file"),
+    "pretrained": Key("str", "weights to start from: experiment name, run:<run_id>, best:EXP, "
+                      "EXP@key=value or a file"),
+    "teacher": Key("str", "teacher: experiment name, run:<run_id>, best:EXP, EXP@key=value "
+                   "or a file"),
     "sources": Key("weights", "blend sources and their weights, summing to 1"),
     # common training settings
     "seed": _pos("int", "random seed; stored with the run", lo_open=False),
