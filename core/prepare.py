@@ -6,16 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core import folders
 from core.audiocache import AudioCache
 from core.errors import RegistryError
-from core.registry import DATA_REF_KEYS, Registry
+from core.registry import DATA_REF_KEYS, Registry, data_source
 
 DEFAULT_RATE = {"separation": 22050, "noise": 16000}
 
 
 def needs(registry: Registry, source: str) -> list[tuple[int, tuple[str, ...]]]:
     """(sample rate, stems) of every experiment that reads `source`, each pair once."""
-    kind = registry.data[source].settings.get("kind", "noise")
+    kind = data_source(registry, source).settings.get("kind", "noise")
     found: list[tuple[int, tuple[str, ...]]] = []
     for exp in registry.experiments.values():
         p: dict[str, Any] = exp.params
@@ -30,10 +31,11 @@ def needs(registry: Registry, source: str) -> list[tuple[int, tuple[str, ...]]]:
 
 def prepare_source(registry: Registry, source: str, rate: int | None = None) -> list[str]:
     """Prepare every file of `source`; returns one summary line per sample rate."""
-    if source not in registry.data:
+    if source not in registry.data and not folders.looks_like_folder(source):
         known = ", ".join(registry.data) or "none"
-        raise RegistryError(f"{registry.path}: no data source '{source}' (known: {known})")
-    src = registry.data[source]
+        raise RegistryError(f"{registry.path}: no data source '{source}' (known: {known}; "
+                            f"a folder path works too)")
+    src = data_source(registry, source)
     root = src.root if src.root.is_absolute() else registry.root / src.root
     kind = src.settings.get("kind", "noise")
     wanted = needs(registry, source)

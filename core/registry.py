@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core import folders
 from core.backends.config import SlurmConfig, parse_backends
 from core.errors import RegistryError, RunError
 from core.names import name_problem
@@ -244,6 +245,18 @@ class Experiment:
     @property
     def reported(self) -> dict[str, Any]:
         return dict(self.params.get("reported", {}))
+
+
+def data_source(registry: Registry, value: str) -> DataSource:
+    """The named source, or a folder given as a path with its kind detected."""
+    if value in registry.data:
+        return registry.data[value]
+    root = folders.resolve(value, registry.root).resolve()
+    found = folders.detect(root)
+    if found is None:
+        raise RegistryError(f"{registry.path}: data folder {root} {folders.why_not(root)}")
+    settings, detected = found
+    return DataSource(value, root, {**settings, "root": str(root), "detected": detected})
 
 
 @dataclass
@@ -494,9 +507,16 @@ def _validate(
                     )
     for key in DATA_REF_KEYS:
         if key in params and params[key] not in data:
+            value = str(params[key])
+            if folders.looks_like_folder(value):
+                root = folders.resolve(value, path.parent)
+                if not root.is_dir() or folders.detect(root) is None:
+                    raise RegistryError(f"{where}: key '{key}': folder {root} "
+                                        f"{folders.why_not(root)}")
+                continue
             raise RegistryError(
                 f"{where}: key '{key}': unknown data source '{params[key]}'"
-                f"{_suggest(params[key], data)}"
+                f"{_suggest(params[key], data)} (a folder path works too: ./clips)"
             )
     references = {}
     for key in REFERENCE_KEYS:

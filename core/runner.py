@@ -244,10 +244,7 @@ def _record_and_start(
             for s in exp.sources
         ],
         "data_sources": {
-            exp.params[key]: {
-                **registry.data[exp.params[key]].settings,
-                "root": str(registry.data[exp.params[key]].root.resolve()),
-            }
+            exp.params[key]: _source_table(registry, exp.params[key])
             for key in DATA_REF_KEYS
             if key in exp.params
         },
@@ -280,6 +277,17 @@ def _record_and_start(
         return Launched(run_id, run_dir, None)
     pid = start_worker(run_dir, store=store, gpus=gpus)
     return Launched(run_id, run_dir, pid, visible_ids(gpus), notice)
+
+
+def _source_table(registry: Registry, name: str) -> dict[str, Any]:
+    """What a run needs of a data source: its settings, its folder, and where derived files
+    (the clip index) go: the workspace, never the data folder."""
+    from core.noise.dataset import index_dir
+    from core.registry import data_source
+
+    src = data_source(registry, name)
+    return {**src.settings, "root": str(src.root.resolve()),
+            "index_dir": str(index_dir(registry.root.resolve(), name))}
 
 
 def visible_ids(gpus: list[Gpu] | None) -> str | None:

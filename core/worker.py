@@ -225,6 +225,9 @@ def _run_recipe(
         resume=resume,
         config=config,
     )
+    for name, table in config.get("data_sources", {}).items():
+        if table.get("detected"):  # a folder given where a source was expected
+            print(f"data {name}: {table['detected']}", flush=True)
     threads, why = plan(config.get("params", {}), _others_active(config, run_dir),
                         cores())
     if why:

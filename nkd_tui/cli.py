@@ -432,13 +432,15 @@ def cmd_data_index(args: argparse.Namespace) -> int:
             f"is for clip folders (separation tracks are checked stem by stem when a run starts)"
         )
     root = str(src.root.resolve())
-    source = dataset.Source.from_config(src.name, {**src.settings, "root": root})
+    index = dataset.index_dir(registry.root.resolve(), src.name)
+    source = dataset.Source.from_config(src.name, {**src.settings, "root": root,
+                                                   "index_dir": str(index)})
     rows = dataset.ensure(source, args.sample_rate, args.segment_seconds, force=True)
     splits: dict[str, int] = {}
     for r in rows:
         splits[r.split] = splits.get(r.split, 0) + 1
     counts = ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))
-    print(f"{source.root / dataset.INDEX_NAME}: {len(rows)} segments by split ({counts})")
+    print(f"{source.index / dataset.INDEX_NAME}: {len(rows)} segments by split ({counts})")
     return 0
 
 
@@ -590,7 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=8.0, help="separation: track length (8 s)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_data_synth)
-    p = add(data, "index", help="scan a data source and write its dataset_index.csv")
+    p = add(data, "index", help="scan a data source and write its dataset_index.csv into the "
+            "workspace (cache/index/SOURCE)")
     p.add_argument("source", help="data source name in the registry")
     p.add_argument("--sample-rate", type=int, default=16000)
     p.add_argument("--segment-seconds", type=float, default=1.0)

@@ -113,6 +113,9 @@ def test_teacher_learns_and_records_everything(space: Space) -> None:
         assert (folder / name).stat().st_size > 0, name
     assert run["accuracy"] == m[("accuracy", "test", None)]
     assert run["device"] == "cpu"
+    # the clip index lives in the workspace, never in the data folder
+    assert (space.root / "cache" / "index" / "noise" / "dataset_index.csv").is_file()
+    assert not list((space.root / "data").rglob("dataset_index*"))
 
 
 def test_teacher_checkpoint_describes_itself(space: Space) -> None:

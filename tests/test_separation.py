@@ -367,3 +367,40 @@ def test_references_say_which_run(space: Space) -> None:
     assert space.nkd("run", "crnn_large_finetune", *SMALL, "--set", "epochs=1",
                      "--set", "pretrained=crnn_long@lr=0.5") == 1
     assert "no finished run of crnn_long with lr=0.5" in space.run("crnn_large_finetune")["error"]
+
+
+def test_a_folder_path_works_where_a_source_is_expected(space: Space, capsys) -> None:
+    """`--set data=./data/train`: the kind is detected and said in one line, the run trains,
+    and nothing is written into the folder; a folder nkd cannot use is one line, exit 2."""
+    assert space.nkd("run", "crnn_long", *SMALL, "--set", "epochs=1",
+                     "--set", "data=./data/train") == 0
+    run = space.run("crnn_long")
+    log = (Path(run["run_dir"]) / "output.log").read_text()
+    assert "data ./data/train: 3 track folders with mixture and stems (separation)" in log
+    assert not [p for p in (space.root / "data").rglob("*")
+                if p.is_file() and p.suffix not in (".wav",) and p.name != ".nkd_synth"]
+    empty = space.root / "not_audio"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("hello")
+    capsys.readouterr()
+    assert space.nkd("run", "crnn_long", "--set", "data=./not_audio") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "key 'data': folder" in err and "not_audio" in err
+
+
+def test_folder_kinds_are_detected(tmp_path: Path) -> None:
+    from core import folders
+
+    _track(tmp_path / "tracks" / "song_a", ["bass", "drums", "other", "vocals"])
+    settings, said = folders.detect(tmp_path / "tracks")
+    assert settings == {"kind": "separation"} and said.startswith("1 track folders")
+    for label in ("water", "hum"):
+        (tmp_path / "classes" / label).mkdir(parents=True)
+        audio_write = __import__("core.audio", fromlist=["write"]).write
+        audio_write(tmp_path / "classes" / label / "a.wav", np.zeros(800, np.float32), 16000)
+        audio_write(tmp_path / "flat" / f"{label}_003.wav", np.zeros(800, np.float32), 16000)
+    assert folders.detect(tmp_path / "classes")[0] == {"kind": "noise", "label_from": "folder"}
+    settings, said = folders.detect(tmp_path / "flat")
+    assert settings == {"kind": "noise", "label_from": "prefix"} and "hum, water" in said
+    (tmp_path / "nothing").mkdir()
+    assert folders.detect(tmp_path / "nothing") is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ class Source:
     root: Path
     label_from: str = "folder"
     unlabeled: bool = False
+    index_dir: Path | None = None  # where its index lives: the workspace, never the data folder
 
     @classmethod
     def from_config(cls, name: str, table: dict[str, Any]) -> Source:
@@ -47,7 +49,22 @@ class Source:
             Path(table["root"]),
             str(table.get("label_from", "folder")),
             bool(table.get("unlabeled", False)),
+            Path(table["index_dir"]) if table.get("index_dir") else None,
         )
+
+    @property
+    def index(self) -> Path:
+        """The folder holding this source's dataset_index.csv and its companions."""
+        return self.index_dir if self.index_dir is not None else self.root
+
+
+def index_dir(workspace_root: Path, name: str) -> Path:
+    """`cache/index/<name>` in the workspace: a source named by a folder path gets a short,
+    stable folder name of its own."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._")[-60:] or "source"
+    if safe != name:
+        safe = f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+    return workspace_root / "cache" / "index" / safe
 
 
 @dataclass(frozen=True)
@@ -168,9 +185,10 @@ def one_class_warning(source: Source, rows: list[Row]) -> str | None:
 def write(source: Source, rows: list[Row], skipped: list[tuple[str, str]]) -> Path:
     from core.workspace import atomic_write_text, csv_text
 
-    out = source.root / INDEX_NAME
+    source.index.mkdir(parents=True, exist_ok=True)
+    out = source.index / INDEX_NAME
     atomic_write_text(out, csv_text([FIELDS] + [[getattr(r, f) for f in FIELDS] for r in rows]))
-    skipped_path = source.root / SKIPPED_NAME
+    skipped_path = source.index / SKIPPED_NAME
     if skipped:
         atomic_write_text(skipped_path, csv_text([["path", "reason"], *skipped]))
     else:
@@ -179,7 +197,7 @@ def write(source: Source, rows: list[Row], skipped: list[tuple[str, str]]) -> Pa
 
 
 def read(source: Source) -> list[Row]:
-    with open(source.root / INDEX_NAME, newline="", encoding="utf-8") as fh:
+    with open(source.index / INDEX_NAME, newline="", encoding="utf-8") as fh:
         return [
             Row(
                 r["path"],
@@ -206,7 +224,7 @@ def ensure(
     (or always, with `force`)."""
     from core.workspace import atomic_write_json, read_json
 
-    index, settings_path = source.root / INDEX_NAME, source.root / SETTINGS_NAME
+    index, settings_path = source.index / INDEX_NAME, source.index / SETTINGS_NAME
     settings = {"sample_rate": sample_rate, "segment_seconds": segment_seconds}
     fresh = not force and index.is_file() and settings_path.is_file()
     if fresh and read_json(settings_path) == settings:
@@ -234,7 +252,7 @@ def ensure(
 
 
 def _skipped(source: Source) -> set[str]:
-    path = source.root / SKIPPED_NAME
+    path = source.index / SKIPPED_NAME
     if not path.is_file():
         return set()
     with open(path, newline="", encoding="utf-8") as fh:

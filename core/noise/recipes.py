@@ -79,7 +79,7 @@ def index(ctx: RunContext) -> None:
             ctx.reporter.metric(
                 "segments", sum(r.split == split for r in rows), split=split, track=src.name
             )
-        skipped = src.root / dataset.SKIPPED_NAME
+        skipped = src.index / dataset.SKIPPED_NAME
         ctx.reporter.metric(
             "skipped_files",
             len(skipped.read_text().splitlines()) - 1 if skipped.is_file() else 0,
