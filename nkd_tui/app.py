@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from array import array
@@ -83,10 +84,13 @@ class LossChart(PlotextPlot):
             from nkd_tui.chart import decimate
 
             width = max(self.size.width - 10, 10)
-            for name, series in (("train", self.train), ("val", self.val)):
+            # without colour (NO_COLOR, TERM=dumb) the two curves differ by their marks
+            marks = ("braille", "•") if self.app.no_color else ("braille", "braille")
+            for (name, series), mark in zip((("train", self.train), ("val", self.val)), marks,
+                                            strict=True):
                 x, y = decimate(self.epochs, series, width)
                 if y:
-                    plt.plot(x, y, label=name, marker="braille")
+                    plt.plot(x, y, label=name, marker=mark)
             plt.xlabel("epoch")
 
 
@@ -471,6 +475,9 @@ class NkdApp(App[None]):
 def make_app(
     registry_path: str | Path, clock: Callable[[], float] = time.time, poll: bool = True
 ) -> NkdApp:
-    """The app for one registry; raises RegistryError (one line) for a bad registry."""
+    """The app for one registry; raises RegistryError (one line) for a bad registry. A dumb
+    terminal gets the monochrome rendering that NO_COLOR asks for."""
+    if os.environ.get("TERM") == "dumb":
+        os.environ.setdefault("NO_COLOR", "1")
     registry = load_registry(registry_path)
     return NkdApp(registry, Workspace.at(registry.path), clock=clock, poll=poll)

@@ -368,3 +368,17 @@ def test_a_running_run_shows_its_step_and_eta(tmp_path: Path) -> None:
     later = Poller(Workspace.at(registry), clock=lambda: t + 40)  # 11 s on, no new step yet
     assert later.progress(run_id).endswith("ETA 0:01:20")
     assert poller.progress("crnn_long_20260101_120000") == ""  # finished: nothing to estimate
+
+
+async def test_without_colour_the_curves_differ_by_their_marks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TERM", "dumb")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    app = _app(tmp_path)
+    assert app.no_color  # TERM=dumb is treated as NO_COLOR
+    async with app.run_test(size=SIZE) as pilot:
+        await _select_crnn_long(pilot)
+        chart = app.query_one("#chart")
+        text = str(chart.render())
+        assert "•" in text  # val's mark; train keeps braille
