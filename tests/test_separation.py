@@ -353,8 +353,9 @@ def test_references_say_which_run(space: Space) -> None:
         "SELECT id FROM runs WHERE experiment = 'crnn_long' AND status = 'finished' "
         "ORDER BY created_at DESC").fetchall()]
     store.close()
-    best = max(finished, key=lambda r: r["sdr"])["id"]
-    newest = finished[0]["id"]  # every crnn_long run here has lr 2e-3 and hidden_size 32
+    best = max((r for r in finished if r["sdr"] is not None), key=lambda r: r["sdr"])["id"]
+    newest = next(r["id"] for r in finished  # newest first
+                  if r["params"].get("lr") == 2e-3 and r["params"].get("hidden_size") == 32)
     for ref, expected in (("best:crnn_long", best), ("crnn_long@lr=0.002", newest),
                           ("crnn_long@lr=2e-3@hidden_size=32", newest)):
         assert space.nkd("run", "crnn_large_finetune", *SMALL, "--set", "epochs=1",
