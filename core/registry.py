@@ -188,7 +188,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "noise.ensemble": ("teacher", "data"),
     "noise.hybrid_kd": ("classes", "data"),
     "separation.train": ("data",),
-    "separation.evaluate": ("pretrained", "val_data"),
+    "noise.evaluate": ("teacher",),
+    "separation.evaluate": ("pretrained",),
     "separation.blend": ("sources", "val_data"),
 }
 
@@ -252,7 +253,7 @@ def data_source(registry: Registry, value: str) -> DataSource:
     if value in registry.data:
         return registry.data[value]
     root = folders.resolve(value, registry.root).resolve()
-    found = folders.detect(root)
+    found = folders.detect(root) if root.is_dir() else None
     if found is None:
         raise RegistryError(f"{registry.path}: data folder {root} {folders.why_not(root)}")
     settings, detected = found

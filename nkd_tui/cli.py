@@ -487,6 +487,19 @@ def cmd_blend(args: argparse.Namespace) -> int:
     return _follow_run(store, ws, launched.run_id)
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from core.evals import eval_experiment
+    from core.runner import launch_experiment
+
+    registry, ws, store = _open(args)
+    exp = eval_experiment(registry, store, args.ref, args.data, args.split, args.set)
+    launched = launch_experiment(registry, exp, store=store)
+    print(f"{launched.run_id}: started (pid {launched.pid}), folder {launched.run_dir}")
+    if args.detach:
+        return 0
+    return _follow_run(store, ws, launched.run_id)
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     from nkd_tui.app import make_app
 
@@ -581,6 +594,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.0)
     p.add_argument("--detach", "-d", action="store_true")
     p.set_defaults(func=cmd_blend)
+
+    p = add(sub, "eval", help="score a checkpoint, run or experiment on any data source or "
+            "folder, as a run of its own")
+    p.add_argument("ref", help="run id, experiment, best:EXP, EXP@key=value, or a checkpoint file")
+    p.add_argument("--data", required=True, help="data source name or folder")
+    p.add_argument("--split", default="test", choices=["test", "val"],
+                   help="record the scores as this split (test)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the evaluation (mask_scale, threshold, classes, ...)")
+    p.add_argument("--detach", "-d", action="store_true")
+    p.set_defaults(func=cmd_eval)
 
     data = sub.add_parser("data", help="demo data and dataset indexes").add_subparsers(
         dest="data_command", metavar="ACTION", required=True

@@ -210,3 +210,35 @@ def test_missing_teacher_run_is_a_clear_error(space: Space) -> None:
     assert space.nkd("run", "mark2.soft_labels") != 0
     run = space.latest("mark2.soft_labels")
     assert "teacher 'mark2' has no finished run yet; run `nkd run mark2` first" in run["error"]
+
+
+def test_eval_scores_the_teacher_on_clips_it_never_saw(space: Space, tmp_path: Path,
+                                                        capsys) -> None:
+    """A second set synthesized with another seed, given as a folder: `nkd eval mark1 --data
+    FOLDER` scores the teacher on every clip of it as split=test, without training a student,
+    and records the checkpoint it scored as its parent."""
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(ROOT / "experiments.toml", other / "experiments.toml")
+    assert main(["--registry", str(other / "experiments.toml"), "data", "synth", "noise",
+                 "--per-class", "6", "--seed", "1"]) == 0
+    capsys.readouterr()
+    assert space.nkd("eval", "mark1", "--data", str(other / "data" / "noise"),
+                     "--set", "device=cpu") == 0
+    out = capsys.readouterr().out
+    run_id = out.split(":", 1)[0].strip()
+    run = space.latest(run_id.rsplit("_", 2)[0])
+    assert run["id"] == run_id and run["status"] == "finished"
+    m = space.metrics(run_id)
+    assert m[("accuracy", "test", None)] >= 0.5  # three classes: chance is 0.33
+    log = (Path(run["run_dir"]) / "output.log").read_text()
+    assert "class sub-folders" in log and "as split=test" in log
+    store = space.store()
+    try:
+        node = next(c for c in store.checkpoints(run_id) if c["role"] == "evaluation")
+        (parent,) = store.conn.execute("SELECT parent FROM lineage WHERE child = ?",
+                                       (node["id"],)).fetchone()
+    finally:
+        store.close()
+    assert parent == f"{space.latest('mark1')['id']}/best_teacher_encoder.pth"
+    assert not list((other / "data").rglob("dataset_index*"))  # nothing written there

@@ -405,3 +405,30 @@ def test_folder_kinds_are_detected(tmp_path: Path) -> None:
     assert settings == {"kind": "noise", "label_from": "prefix"} and "hum, water" in said
     (tmp_path / "nothing").mkdir()
     assert folders.detect(tmp_path / "nothing") is None
+
+
+def test_eval_scores_one_checkpoint_on_two_folders_as_two_runs(space: Space, capsys) -> None:
+    """`nkd eval crnn_long --data ./data/test` and `--data ./data/val --split val`: two runs,
+    each with its own split's metrics and lineage to the same checkpoint."""
+    parent = space.run("crnn_long")
+    ids = []
+    for folder, split in (("./data/test", "test"), ("./data/val", "val")):
+        assert space.nkd("eval", "crnn_long", "--data", folder, "--split", split,
+                         "--set", "threads=1") == 0
+        ids.append(capsys.readouterr().out.split(":", 1)[0].strip().splitlines()[-1])
+    store = Store(space.root / "nkd.db")
+    try:
+        for run_id, split in zip(ids, ("test", "val"), strict=True):
+            run = store.get_run(run_id)
+            assert run["status"] == "finished" and run["recipe"] == "separation.evaluate"
+            sdr = [m for m in store.metrics(run_id) if m["name"] == "sdr"]
+            assert sdr and {m["split"] for m in sdr} == {split}
+            node = next(c for c in store.checkpoints(run_id) if c["role"] == "evaluation")
+            parents = store.conn.execute(
+                "SELECT parent FROM lineage WHERE child = ?", (node["id"],)).fetchall()
+            assert parents == [(f"{parent['id']}/best_separator_model.pth",)]
+        assert ids[0] != ids[1]
+    finally:
+        store.close()
+    assert space.nkd("eval", "crnn_long", "--data", "./data/noise_nothing") == 2
+    assert "eval: --data ./data/noise_nothing" in capsys.readouterr().err

@@ -21,6 +21,8 @@ RECIPES: dict[str, str] = {
     f"noise.{step}": f"core.noise.recipes:{step}"
     for step in ("index", "teacher", "soft_labels", "student", "ensemble", "hybrid_kd")
 } | {
+    "noise.evaluate": "core.noise.evaluation:evaluate",
+} | {
     f"separation.{step}": f"core.separation.recipes:{step}"
     for step in ("train", "evaluate", "blend")
 }

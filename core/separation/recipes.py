@@ -197,13 +197,19 @@ def _score(
     stems, rate = tuple(meta["stems"]), int(meta["stft"]["sample_rate"])
     sep = Separation(model, meta, device, float(p.get("mask_scale", 1.0)),
                      float(p.get("threshold", 0.0)))
-    if val_tracks is None:
+    if not p.get("val_data") and not p.get("test_data"):
+        raise RunError("nothing to score: set val_data or test_data")
+    if p.get("gain_correction") and not p.get("val_data"):
+        raise RunError("key 'gain_correction': gains are fitted on validation data only; "
+                       "set val_data (the test data is never used to fit them)")
+    if val_tracks is None and p.get("val_data"):
         val_tracks = _tracks(ctx, "val_data", stems, rate)
     gains, gains_from = None, "none"
     if p.get("gain_correction"):
         val_name = ctx.data_source("val_data")[0]
         gains, gains_from = fit_gains(ctx, sep, val_tracks, val_name), f"val:{val_name}"
-    score(ctx, sep, val_tracks, "val", gains, gains_from)
+    if val_tracks is not None:
+        score(ctx, sep, val_tracks, "val", gains, gains_from)
     if p.get("test_data"):
         score(ctx, sep, _tracks(ctx, "test_data", stems, rate), "test", gains, gains_from)
 
