@@ -125,7 +125,7 @@ def throughput(ws: Path) -> list[tuple[str, float]]:
     stems = tuple(p["stems"])
     stft = Stft.from_params(p)
     tracks = prepare(ws / "data" / "train", "musdb_train", stems, stft.sample_rate,
-                     AudioCache(ws))
+                     AudioCache(ws / "cache"))
     seg = int(float(p.get("segment_seconds", 2.0)) * stft.sample_rate)
     dataset = SegmentSet(tracks, seg, p, stems, seed=0)
     batch = int(p["batch_size"])

@@ -1,13 +1,14 @@
 """Prepared audio: every file decoded and resampled once, kept as float32 `.npy` in the workspace.
 
 A prepared file is stored per (file content, sample rate, channels) under
-`<workspace>/cache/audio/<aa>/<sha256>_<rate>_<mono|multi>.npy`, frames first (`[n, channels]`)
-so that a training segment is one contiguous read. Every run reuses it; a file whose content
-changes gets a new entry. Content is identified by its SHA-256, which is recomputed only when the
-file's stat signature (size, mtime, ctime, inode) differs from the one recorded beside the hash in
-`cache/audio/files.db`; ctime cannot be set back by a copy that preserves mtime, so an edited file
-is always rehashed. Segments are read with `pread`, not through a memory map, so a run's resident
-memory does not grow with the data it has touched (page cache is not the worker's memory).
+`<cache>/audio/<aa>/<sha256>_<rate>_<mono|multi>_v1.npy` (`<cache>`: the workspace's `cache/`),
+frames first (`[n, channels]`) so that a training segment is one contiguous read. Every run
+reuses it; a file whose content changes gets a new entry. Content is identified by its SHA-256,
+which is recomputed only when the file's stat signature (size, mtime, ctime, inode) differs from
+the one recorded beside the hash in `<cache>/audio/files.db`; ctime cannot be set back by a copy
+that preserves mtime, so an edited file is always rehashed. Segments are read with `pread`, not
+through a memory map, so a run's resident memory does not grow with the data it has touched
+(page cache is not the worker's memory).
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ class Prepared:
 class AudioCache:
     """The workspace's prepared-audio cache."""
 
-    def __init__(self, workspace_root: Path) -> None:
-        self.dir = workspace_root / "cache" / "audio"
+    def __init__(self, cache_dir: Path) -> None:
+        self.dir = cache_dir / "audio"
         self._db: sqlite3.Connection | None = None
 
     # ── content hashes, remembered by stat signature ─────────────────────────────────────────

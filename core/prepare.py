@@ -10,6 +10,7 @@ from core import folders
 from core.audiocache import AudioCache
 from core.errors import RegistryError
 from core.registry import DATA_REF_KEYS, Registry, data_source
+from core.workspace import Workspace
 
 DEFAULT_RATE = {"separation": 22050, "noise": 16000}
 
@@ -43,7 +44,7 @@ def prepare_source(registry: Registry, source: str, rate: int | None = None) -> 
         wanted = [(rate, stems) for _, stems in wanted] or [(rate, ())]
     if not wanted:
         wanted = [(DEFAULT_RATE.get(kind, 16000), ())]
-    cache = AudioCache(registry.root)
+    cache = AudioCache(Workspace.at(registry.path).cache_dir)
     lines = []
     for sample_rate, stems in dict.fromkeys(wanted):
         if kind == "separation":

@@ -12,6 +12,7 @@ from typing import Any
 
 from core import folders
 from core.backends.config import SlurmConfig, parse_backends
+from core.compose import check_workspace, with_includes
 from core.errors import RegistryError, RunError
 from core.names import name_problem
 from core.queue.config import QueueConfig, Sweep, parse_memory, parse_queue, parse_sweeps
@@ -193,7 +194,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "separation.blend": ("sources", "val_data"),
 }
 
-TOP_LEVEL = ("defaults", "data", "experiments", "queue", "sweeps", "backends")
+TOP_LEVEL = ("defaults", "data", "experiments", "queue", "sweeps", "backends", "workspace",
+             "include")
 REFERENCE_KEYS = ("pretrained", "teacher")
 DATA_REF_KEYS = ("data", "val_data", "test_data", "eval_data")
 ON_FINISH_FIELDS = ("run_id", "status", "experiment", "run_dir")
@@ -328,7 +330,7 @@ def load_registry(path: str | Path) -> Registry:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RegistryError(f"{path}: TOML syntax error: {exc}") from None
-    return parse_registry(path, doc)
+    return parse_registry(path, with_includes(path, doc))
 
 
 def parse_registry(path: Path, doc: dict[str, Any]) -> Registry:
@@ -337,6 +339,8 @@ def parse_registry(path: Path, doc: dict[str, Any]) -> Registry:
     for top in doc:
         if top not in TOP_LEVEL:
             problems.append(f"{path}: unknown top-level table '{top}'{_suggest(top, TOP_LEVEL)}")
+    if "workspace" in doc:
+        check_workspace(path, doc["workspace"], problems)
     defaults = doc.get("defaults", {})
     if not isinstance(defaults, dict):
         problems.append(f"{path}: [defaults] must be a table")

@@ -235,6 +235,7 @@ def _record_and_start(
         "registry": str(ws.registry_path),
         "root": str(ws.root),
         "db": str(ws.db_path),
+        "cache_dir": str(ws.cache_dir),
         "checkpoints_dir": str(ws.checkpoints_dir / run_id),
         "references": {
             k: {"kind": r.kind, "target": r.target} for k, r in exp.references.items()
@@ -287,7 +288,7 @@ def _source_table(registry: Registry, name: str) -> dict[str, Any]:
 
     src = data_source(registry, name)
     return {**src.settings, "root": str(src.root.resolve()),
-            "index_dir": str(index_dir(registry.root.resolve(), name))}
+            "index_dir": str(index_dir(Workspace.at(registry.path).cache_dir, name))}
 
 
 def visible_ids(gpus: list[Gpu] | None) -> str | None:

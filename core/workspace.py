@@ -15,27 +15,46 @@ DB_NAME = "nkd.db"
 
 @dataclass(frozen=True)
 class Workspace:
+    """Where a registry's runs, checkpoints, database and caches are: beside the registry file,
+    or where its [workspace] table says (paths relative to the registry)."""
+
     registry_path: Path
+    places: tuple[tuple[str, str], ...] = ()  # the [workspace] table: runs, checkpoints, db, cache
 
     @classmethod
     def at(cls, registry_path: str | Path) -> Workspace:
-        return cls(Path(registry_path).resolve())
+        from core.compose import workspace_table
+
+        path = Path(registry_path).resolve()
+        return cls(path, tuple(sorted(workspace_table(path).items())))
 
     @property
     def root(self) -> Path:
         return self.registry_path.parent
 
+    def _place(self, key: str, default: str) -> Path:
+        given = dict(self.places).get(key)
+        if not given:
+            return self.root / default
+        path = Path(given).expanduser()
+        return path if path.is_absolute() else self.root / path
+
     @property
     def runs_dir(self) -> Path:
-        return self.root / "runs"
+        return self._place("runs", "runs")
 
     @property
     def checkpoints_dir(self) -> Path:
-        return self.root / "checkpoints"
+        return self._place("checkpoints", "checkpoints")
 
     @property
     def db_path(self) -> Path:
-        return self.root / DB_NAME
+        return self._place("db", DB_NAME)
+
+    @property
+    def cache_dir(self) -> Path:
+        """Derived files: prepared audio, clip indexes, features."""
+        return self._place("cache", "cache")
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id

@@ -432,7 +432,7 @@ def cmd_data_index(args: argparse.Namespace) -> int:
             f"is for clip folders (separation tracks are checked stem by stem when a run starts)"
         )
     root = str(src.root.resolve())
-    index = dataset.index_dir(registry.root.resolve(), src.name)
+    index = dataset.index_dir(Workspace.at(registry.path).cache_dir, src.name)
     source = dataset.Source.from_config(src.name, {**src.settings, "root": root,
                                                    "index_dir": str(index)})
     rows = dataset.ensure(source, args.sample_rate, args.segment_seconds, force=True)

@@ -188,7 +188,9 @@ BAD += [
     (T + "classes = ['x']", ["key 'classes'", "at least two classes"]),
     (T, ["experiment 'a'", "recipe 'noise.teacher' needs key 'classes'"]),
     ("[experiments.a]\nrecipe = 'separation.evaluate'",
-     ["recipe 'separation.evaluate' needs keys 'pretrained', 'val_data'"]),
+     ["recipe 'separation.evaluate' needs key 'pretrained'"]),
+    ("[experiments.a]\nrecipe = 'separation.blend'",
+     ["recipe 'separation.blend' needs keys 'sources', 'val_data'"]),
     ("[experiments.a]\nrecipe = 'noise.teacherr'", ["unknown recipe 'noise.teacherr'"]),
     ("[experiments.\"../../escape\"]\ncommand = ['t']", ["experiment '../../escape'",
                                                      "not a valid name"]),
@@ -303,3 +305,51 @@ def test_unknown_experiment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     path = write(tmp_path, GOOD)
     assert main(["--registry", str(path), "run", "grandchld"]) == 2
     assert "unknown experiment 'grandchld' (did you mean 'grandchild'?)" in capsys.readouterr().err
+
+
+def test_a_project_registry_includes_another_and_places_its_workspace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`include` brings the shared registry's sources and experiments in (the project's own
+    win, data roots stay relative to the shared file); `[workspace]` puts runs, checkpoints, the
+    database and the caches where it says, and nothing beside the shared registry."""
+    import sys
+
+    from conftest import TICKER
+
+    from core.registry import load_registry
+    from core.workspace import Workspace
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "experiments.toml").write_text(
+        '[data.clips]\nroot = "clips"\nkind = "noise"\n\n'
+        f'[experiments.tick]\ncommand = ["{sys.executable}", "{TICKER}", "--epochs", '
+        '"{epochs}", "--delay", "0"]\nepochs = 3\n\n'
+        f'[experiments.other]\ncommand = ["{sys.executable}", "-c", "pass"]\n')
+    project = tmp_path / "project"
+    project.mkdir()
+    registry = project / "experiments.toml"
+    registry.write_text(
+        'include = ["../shared/experiments.toml"]\n\n'
+        '[workspace]\nruns = "out/runs"\ncheckpoints = "out/ckpt"\ndb = "out/nkd.db"\n'
+        'cache = "/tmp/../' + str(tmp_path / "cache").lstrip("/") + '"\n\n'
+        '[experiments.tick]\ncommand = ["python", "-c", "print(1)"]\ngroup = "mine"\n')
+    reg = load_registry(registry)
+    assert set(reg.experiments) == {"tick", "other"}
+    assert reg.experiments["tick"].group == "mine"  # the project's own wins
+    assert reg.data["clips"].root == shared / "clips"
+    ws = Workspace.at(registry)
+    assert ws.runs_dir == project / "out" / "runs" and ws.db_path == project / "out" / "nkd.db"
+    assert ws.cache_dir.resolve() == (tmp_path / "cache").resolve()
+    assert main(["--registry", str(registry), "run", "other"]) == 0
+    assert len(list((project / "out" / "runs").iterdir())) == 1
+    assert (project / "out" / "nkd.db").is_file() and not (project / "nkd.db").exists()
+    assert not (shared / "runs").exists() and not (shared / "nkd.db").exists()
+    capsys.readouterr()
+    (shared / "experiments.toml").write_text('include = ["../project/experiments.toml"]\n')
+    assert main(["--registry", str(registry), "check"]) == 2
+    assert "includes itself (a cycle)" in capsys.readouterr().err
+    registry.write_text('[workspace]\nrun = "x"\n')
+    assert main(["--registry", str(registry), "check"]) == 2
+    assert "[workspace]: unknown key 'run'" in capsys.readouterr().err

@@ -37,17 +37,17 @@ def load(
     rows: list[Row],
     settings: MelSettings,
     segment_seconds: float,
-    workspace_root: Path,
+    cache_dir: Path,
     device: torch.device | None = None,
 ) -> Clips:
     """The rows' waves and log-mels from `cache/features` (made once per rows and settings,
     the audio itself read from the prepared-audio cache)."""
     samples = int(round(segment_seconds * settings.sample_rate))
-    path = workspace_root / "cache" / "features" / f"{_key(rows, settings, samples)}.pt"
+    path = cache_dir / "features" / f"{_key(rows, settings, samples)}.pt"
     if path.is_file():
         cached = checkpoint.load(path, kind="features")
         return Clips(rows, cached["state_dict"]["waves"], cached["state_dict"]["mels"])
-    waves = read_waves(rows, settings.sample_rate, samples, AudioCache(workspace_root))
+    waves = read_waves(rows, settings.sample_rate, samples, AudioCache(cache_dir))
     mels = compute(waves, settings, device)
     checkpoint.save(
         path,

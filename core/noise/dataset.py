@@ -58,13 +58,13 @@ class Source:
         return self.index_dir if self.index_dir is not None else self.root
 
 
-def index_dir(workspace_root: Path, name: str) -> Path:
-    """`cache/index/<name>` in the workspace: a source named by a folder path gets a short,
+def index_dir(cache_dir: Path, name: str) -> Path:
+    """`<cache>/index/<name>` in the workspace: a source named by a folder path gets a short,
     stable folder name of its own."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._")[-60:] or "source"
     if safe != name:
         safe = f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
-    return workspace_root / "cache" / "index" / safe
+    return cache_dir / "index" / safe
 
 
 @dataclass(frozen=True)

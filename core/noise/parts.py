@@ -43,13 +43,13 @@ def rows_of(
     ctx: RunContext, key: str, sample_rate: int, seconds: float
 ) -> tuple[dataset.Source, list]:
     src = source(ctx, key)
-    return src, dataset.ensure(src, sample_rate, seconds, log=log, cache=AudioCache(ctx.root))
+    return src, dataset.ensure(src, sample_rate, seconds, log=log, cache=AudioCache(ctx.cache_dir))
 
 
 def clips(
     ctx: RunContext, rows: list, settings: MelSettings, seconds: float, device: torch.device
 ) -> Clips:
-    return load_clips(rows, settings, seconds, ctx.root, device)
+    return load_clips(rows, settings, seconds, ctx.cache_dir, device)
 
 
 def mel_meta(settings: MelSettings, seconds: float, norm: Norm) -> dict[str, Any]:

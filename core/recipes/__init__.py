@@ -52,6 +52,11 @@ class RunContext:
         return name, self.config.get("data_sources", {})[name]
 
     @property
+    def cache_dir(self) -> Path:
+        """The workspace's derived files: prepared audio, clip indexes, features."""
+        return Path(self.config.get("cache_dir") or self.root / "cache")
+
+    @property
     def db_path(self) -> Path:
         return Path(self.config["db"])
 

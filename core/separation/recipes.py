@@ -31,7 +31,7 @@ VAL_SEGMENTS_PER_TRACK = 4
 def _tracks(ctx: RunContext, key: str, stems: tuple[str, ...], rate: int) -> list[TrackFiles]:
     """The tracks of a data key, prepared in the workspace's audio cache (decoded once)."""
     name, table = ctx.data_source(key)
-    return prepare(Path(table["root"]), name, stems, rate, AudioCache(ctx.root))
+    return prepare(Path(table["root"]), name, stems, rate, AudioCache(ctx.cache_dir))
 
 
 def _workers(p: dict[str, Any], device: torch.device) -> int:

@@ -1,0 +1,84 @@
+"""Registries that compose: `include = ["../shared/experiments.toml"]` brings another registry's
+data sources, defaults and experiments in (this file's own win on a clash), and a `[workspace]`
+table says where runs, checkpoints, the database and the caches go.
+
+Paths in an included file (data roots) stay relative to that file. Includes may include in turn;
+a cycle is refused with one line.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from core.errors import RegistryError
+
+WORKSPACE_KEYS = ("runs", "checkpoints", "db", "cache")
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RegistryError(f"{path}: registry file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{path}: cannot read registry: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"{path}: TOML syntax error: {exc}") from None
+
+
+def with_includes(path: Path, doc: dict[str, Any], seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """`doc` with everything its `include` list brings in merged under it."""
+    includes = doc.get("include", [])
+    if not includes:
+        return doc
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        raise RegistryError(f"{path}: 'include' must be a list of registry file paths")
+    here = path.resolve()
+    merged: dict[str, Any] = {"defaults": {}, "data": {}, "experiments": {}, "sweeps": {}}
+    for item in includes:
+        other = Path(item).expanduser()
+        other = (other if other.is_absolute() else here.parent / other).resolve()
+        if other in (here, *seen):
+            raise RegistryError(f"{path}: include '{item}' includes itself (a cycle)")
+        sub = with_includes(other, _read(other), (*seen, here))
+        for name, table in sub.get("data", {}).items():
+            if isinstance(table, dict) and "root" in table:
+                root = Path(str(table["root"])).expanduser()
+                table = {**table, "root": str(root if root.is_absolute()
+                                              else other.parent / root)}
+            merged["data"][name] = table
+        for section in ("defaults", "experiments", "sweeps"):
+            value = sub.get(section, {})
+            if isinstance(value, dict):
+                merged[section].update(value)
+    out = {k: v for k, v in doc.items() if k != "include"}
+    for section, value in merged.items():
+        own = doc.get(section, {})
+        if isinstance(own, dict):
+            out[section] = {**value, **own}
+    return out
+
+
+def workspace_table(registry_path: Path) -> dict[str, str]:
+    """The registry's [workspace] paths (unchecked here: `nkd check` reports a bad one)."""
+    try:
+        table = tomllib.loads(registry_path.read_text(encoding="utf-8")).get("workspace", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+    if not isinstance(table, dict):
+        return {}
+    return {k: v for k, v in table.items() if k in WORKSPACE_KEYS and isinstance(v, str)}
+
+
+def check_workspace(path: Path, table: Any, problems: list[str]) -> None:
+    if not isinstance(table, dict):
+        problems.append(f"{path}: [workspace] must be a table of paths")
+        return
+    for key, value in table.items():
+        if key not in WORKSPACE_KEYS:
+            problems.append(f"{path}: [workspace]: unknown key '{key}' (known: "
+                            f"{', '.join(WORKSPACE_KEYS)})")
+        elif not isinstance(value, str) or not value:
+            problems.append(f"{path}: [workspace]: key '{key}' must be a path")
