@@ -242,3 +242,12 @@ def test_eval_scores_the_teacher_on_clips_it_never_saw(space: Space, tmp_path: P
         store.close()
     assert parent == f"{space.latest('mark1')['id']}/best_teacher_encoder.pth"
     assert not list((other / "data").rglob("dataset_index*"))  # nothing written there
+
+    # the same folder as the ensemble's test_data: teacher, student and ensemble on it
+    assert space.nkd("run", "mark1.ensemble", "--set", f"test_data={other / 'data' / 'noise'}",
+                     "--set", "device=cpu") == 0
+    ens = space.latest("mark1.ensemble")
+    details = (Path(ens["run_dir"]) / "prediction_details.csv").read_text().splitlines()
+    evaluated = (Path(run["run_dir"]) / "prediction_details.csv").read_text().splitlines()
+    assert len(details) == len(evaluated)  # every clip of the folder, as nkd eval scored
+    assert all(split == "test" for (_, split, _) in space.metrics(ens["id"]))

@@ -316,8 +316,20 @@ def write_details(
     atomic_write_text(path, csv_text(table))
 
 
-def eval_rows(rows: list, classes: Any, name: str) -> tuple[list, list[int], str]:
-    """The test split, or the validation split when the data has no test files."""
+def eval_rows(
+    rows: list, classes: Any, name: str, ctx: RunContext | None = None,
+    sample_rate: int = 16000, seconds: float = 1.0,
+) -> tuple[list, list[int], str]:
+    """What a noise run is scored on: every labelled clip of `test_data` when the run names one
+    (a source or a folder), else the test split of `rows`, or their validation split when the
+    data has no test files."""
+    if ctx is not None and ctx.params.get("test_data"):
+        src, test_rows = rows_of(ctx, "test_data", sample_rate, seconds)
+        chosen, y = dataset.select(test_rows, classes, src.name, ("train", "val", "test"))
+        if not chosen:
+            raise RunError(f"test_data '{src.name}': no clip of the classes "
+                           f"{dataset.class_map(classes)[0]}")
+        return chosen, y, "test"
     chosen, y = dataset.select(rows, classes, name, ("test",))
     if chosen:
         return chosen, y, "test"

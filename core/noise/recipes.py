@@ -143,7 +143,8 @@ def teacher(ctx: RunContext) -> None:
     fit_best(
         ctx, "teacher", {"encoder": encoder, "classifier": head}, step, feed, val, meta, device
     )
-    test_rows, yte, split = eval_rows(d.rows, p["classes"], d.source.name)
+    test_rows, yte, split = eval_rows(d.rows, p["classes"], d.source.name, ctx,
+                                      settings.sample_rate, seconds)
     te = clips(ctx, test_rows, settings, seconds, device)
     _, probs = embed_and_classify(encoder, head, te.mels, norm, device)
     evaluate(ctx, probs.numpy(), np.array(yte), names, test_rows, split)
@@ -395,7 +396,8 @@ def student(ctx: RunContext) -> None:
         parents=[t.parent()],
         trainable=list(encoder.parameters()),
     )
-    test_rows, yte, split = eval_rows(vrows, p.get("classes", t.classes), vsrc.name)
+    test_rows, yte, split = eval_rows(vrows, p.get("classes", t.classes), vsrc.name, ctx,
+                                      settings.sample_rate, seconds)
     te = clips(ctx, test_rows, settings, seconds, device)
     _, probs = embed_and_classify(encoder, head, te.mels, norm, device)
     evaluate(ctx, probs.numpy(), np.array(yte), names, test_rows, split)
@@ -433,7 +435,8 @@ def ensemble(ctx: RunContext) -> None:
     log(f"student: run {run_id}")
     seconds = float(t.meta["segment_seconds"])
     src, rows = rows_of(ctx, "data", t.settings.sample_rate, seconds)
-    test_rows, y, split = eval_rows(rows, p.get("classes", t.classes), src.name)
+    test_rows, y, split = eval_rows(rows, p.get("classes", t.classes), src.name, ctx,
+                                    t.settings.sample_rate, seconds)
     te = clips(ctx, test_rows, t.settings, seconds, device)
     _, pt = embed_and_classify(t.encoder, t.head, te.mels, t.norm, device)
     _, ps = embed_and_classify(s_enc, s_head, te.mels, t.norm, device)
@@ -571,7 +574,8 @@ def hybrid_kd(ctx: RunContext) -> None:
         device,
         parents=[t.parent()],
     )
-    test_rows, yte, split = eval_rows(d.rows, p["classes"], d.source.name)
+    test_rows, yte, split = eval_rows(d.rows, p["classes"], d.source.name, ctx,
+                                      settings.sample_rate, seconds)
     te = clips(ctx, test_rows, settings, seconds, device)
     y = np.array(yte)
     probs = logits_of(model, te.mels, norm, device).softmax(1).numpy()
