@@ -15,7 +15,7 @@ from typing import Any
 
 from core.errors import NkdError, RegistryError
 from core.names import NAME_MAX
-from core.registry import Experiment, Reference, Registry, data_source, parse_override
+from core.registry import KEYS, Experiment, Reference, Registry, data_source, parse_override
 from core.store import Store
 
 SPLITS = ("test", "val")
@@ -71,6 +71,8 @@ def eval_experiment(
                 params[setting] = base[setting]
     for item in overrides or []:
         k, v = parse_override(registry.path, "eval", item)
+        if k not in KEYS:
+            raise NkdError(f"eval: --set {item}: unknown key '{k}' (`nkd keys` lists them)")
         params[k] = v
     short = re.sub(r"[^A-Za-z0-9_-]", "_", f"eval_{Path(reference.target).stem}_on_"
                    f"{Path(data.rstrip('/')).name or data}")

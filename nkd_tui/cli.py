@@ -196,6 +196,9 @@ def _epoch_line(ep: dict[str, Any], total: int | None) -> str:
     return "  ".join(p for p in parts if p)
 
 
+HEADLINE = {("accuracy", None), ("macro_f1", None), ("sdr", "mean")}  # said when a run ends
+
+
 def _report_end(store: Store, run_id: str) -> int:
     row = store.get_run(run_id)
     assert row is not None
@@ -204,6 +207,11 @@ def _report_end(store: Store, run_id: str) -> int:
         best = f", best epoch {row['best_epoch']} (val {fmt_num(row['best_val_loss'])})"
     error = f": {row['error']}" if row.get("error") else ""
     print(f"{run_id}: {row['status']}{best}{error}")
+    headline = [m for m in store.metrics(run_id) if not m["track"] and m["epoch"] is None
+                and ((m["name"], m["stem"]) in HEADLINE)]
+    if headline:  # an evaluation has no epochs to show: its scores, by split
+        print("  " + ", ".join(f"{m['name']}{' ' + m['stem'] if m['stem'] else ''} "
+                               f"{fmt_num(m['value'])} ({m['split'] or '-'})" for m in headline))
     return EXIT_OK if row["status"] in ("finished", "stopped", "suspended") else EXIT_RUN_FAILED
 
 
@@ -230,6 +238,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             "best_train_loss",
             "accuracy",
             "sdr",
+            "test_sdr",
             "pid",
             "started_at",
             "ended_at",
@@ -255,6 +264,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             fmt_num(r["best_val_loss"]),
             fmt_num(r["accuracy"]),
             fmt_num(r["sdr"]),
+            fmt_num(r["test_sdr"]),
             fmt_time(r["started_at"]),
             duration(r),
             r["gpus"] or "-",
@@ -263,8 +273,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
         ]
         for r in rows
     ]
-    header = ["RUN", "STATUS", "EPOCH", "BEST VAL", "ACC", "SDR", "STARTED", "TIME", "GPU",
-              "WHERE"]
+    header = ["RUN", "STATUS", "EPOCH", "BEST VAL", "ACC", "SDR", "TEST SDR", "STARTED", "TIME",
+              "GPU", "WHERE"]
     print(_table(table, header) if table else "no runs yet")
     return 0
 

@@ -432,3 +432,7 @@ def test_eval_scores_one_checkpoint_on_two_folders_as_two_runs(space: Space, cap
         store.close()
     assert space.nkd("eval", "crnn_long", "--data", "./data/noise_nothing") == 2
     assert "eval: --data ./data/noise_nothing" in capsys.readouterr().err
+    assert space.nkd("eval", "crnn_long", "--data", "./data/test", "--set", "mask_scal=2") == 2
+    assert "eval: --set mask_scal=2: unknown key 'mask_scal'" in capsys.readouterr().err
+    assert space.nkd("eval", "crnn_lng", "--data", "./data/test") == 2
+    assert "'crnn_lng' is not a run, an experiment" in capsys.readouterr().err

@@ -38,7 +38,7 @@ LIST_COLUMNS = (
 )
 FULL_COLUMNS = (
     "id", "experiment", "recipe", "status", "epoch", "epochs_total", "best_epoch",
-    "best_val_loss", "best_train_loss", "accuracy", "sdr", "pid", "pid_start", "host",
+    "best_val_loss", "best_train_loss", "accuracy", "sdr", "test_sdr", "pid", "pid_start", "host",
     "device", "created_at", "started_at", "ended_at", "heartbeat_at", "exit_code", "error",
     "gpus", "sweep", "priority", "backend", "job_id", "node", "slurm_state", "slurm_reason",
     "requeues",
