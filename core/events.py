@@ -150,6 +150,9 @@ def check(event: Any) -> dict[str, Any]:
             text(parent.get("checkpoint"), "parents.checkpoint", TEXT_MAX)
             text(parent.get("relation"), "parents.relation")
             finite(parent.get("weight"), "parents.weight")
+    elif kind == "reference":  # which run a reference resolved to (the worker's own record)
+        for key in ("key", "ref", "run"):
+            text(event.get(key), key, TEXT_MAX)
     elif kind == "resume":
         integer(event.get("epoch"), "epoch")
     return event

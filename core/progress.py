@@ -11,6 +11,14 @@ def fmt_eta(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
 
 
+def cost_text(conn: sqlite3.Connection, run_id: str) -> str:
+    """`peak 986 MiB · CPU 8.3 s` for a run whose worker has ended, else ""."""
+    row = conn.execute("SELECT peak_rss_mb, cpu_s FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None or row[0] is None:
+        return ""
+    return f"peak {row[0]:.0f} MiB · CPU {row[1]:.1f} s"
+
+
 def progress_text(conn: sqlite3.Connection, run_id: str, now: float) -> str:
     """`epoch 4/100 · step 120/480 · ETA 1:12:05` for a running run that reports steps, else "".
     The ETA: this epoch's remaining steps at its pace so far, plus the remaining epochs at the

@@ -152,6 +152,17 @@ def _follow_run(store: Store, ws: Workspace, run_id: str) -> int:
                 print(kill(store, ws, run_id, grace=0), flush=True)
 
 
+def _references(run_dir: Path) -> list[dict[str, Any]]:
+    """The runs this run's references resolved to, as its events.jsonl recorded them."""
+    from core.events import EventLog
+
+    path = run_dir / "events.jsonl"
+    if not path.is_file():
+        return []
+    return [e for e in EventLog(path) if e.get("type") == "reference"
+            and all(isinstance(e.get(k), str) for k in ("key", "ref", "run"))]
+
+
 def _print_metrics(metrics: list[dict[str, Any]]) -> None:
     """Summary values in a table with one column per split (val and test side by side, never
     one for the other), where their gain correction came from, then the count of per-track
@@ -327,6 +338,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if row.get("peak_rss_mb") is not None:
         print(f"cost        peak memory {row['peak_rss_mb']:.0f} MiB  CPU {row['cpu_s']:.1f} s")
     print(f"folder      {row['run_dir']}")
+    for ref in _references(Path(row["run_dir"] or "")):
+        print(f"reference   {ref['key']} {ref['ref']} -> run {ref['run']}")
     if metrics:
         _print_metrics(metrics)
     if checkpoints:

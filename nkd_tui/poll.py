@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.events import HOLDING
-from core.progress import progress_text
+from core.progress import cost_text, progress_text
 from core.store import Store
 from core.workspace import Workspace
 from nkd_tui.format import duration, fmt_num, fmt_time
@@ -116,7 +116,9 @@ class Poller:
                         self.ended_since_last() if reconcile_runs else (), progress)
 
     def progress(self, run_id: str) -> str:
-        return progress_text(self.store.conn, run_id, self.clock())
+        """Step and ETA while the run trains; what its worker cost once it has ended."""
+        return (progress_text(self.store.conn, run_id, self.clock())
+                or cost_text(self.store.conn, run_id))
 
     def ended_since_last(self) -> tuple[tuple[str, str], ...]:
         """Runs that were active at the previous poll and have ended since, with their status

@@ -344,7 +344,7 @@ def test_a_stopped_run_restarts_from_its_last_epoch(space: Space) -> None:
     assert space.nkd("restart", run_id) == 2  # finished: nothing to restart
 
 
-def test_references_say_which_run(space: Space) -> None:
+def test_references_say_which_run(space: Space, capsys) -> None:
     """best:EXP takes the best-scored finished run, EXP@key=value the newest with those
     settings; the run each resolved to is said in the log and kept in events.jsonl; no match
     fails the run with one line."""
@@ -365,6 +365,9 @@ def test_references_say_which_run(space: Space) -> None:
         assert f"pretrained: {ref} -> run {expected}" in log
         events = (Path(run["run_dir"]) / "events.jsonl").read_text()
         assert f'"run": "{expected}"' in events and '"type": "reference"' in events
+    capsys.readouterr()
+    assert space.nkd("show", run["id"]) == 0
+    assert f"reference   pretrained {ref} -> run {expected}" in capsys.readouterr().out
     assert space.nkd("run", "crnn_large_finetune", *SMALL, "--set", "epochs=1",
                      "--set", "pretrained=crnn_long@lr=0.5") == 1
     assert "no finished run of crnn_long with lr=0.5" in space.run("crnn_large_finetune")["error"]

@@ -368,6 +368,11 @@ def test_a_running_run_shows_its_step_and_eta(tmp_path: Path) -> None:
     later = Poller(Workspace.at(registry), clock=lambda: t + 40)  # 11 s on, no new step yet
     assert later.progress(run_id).endswith("ETA 0:01:20")
     assert poller.progress("crnn_long_20260101_120000") == ""  # finished: nothing to estimate
+    store = Store(tmp_path / "nkd.db")
+    store.apply(run_id, {"type": "status", "status": "finished", "peak_rss_mb": 986.4,
+                         "cpu_s": 8.26, "t": t + 60})
+    store.close()
+    assert poller.progress(run_id) == "peak 986 MiB · CPU 8.3 s"  # what the worker cost
 
 
 async def test_without_colour_the_curves_differ_by_their_marks(
