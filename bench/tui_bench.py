@@ -5,6 +5,10 @@
    starts an empty Textual app and reports its first paint. Target: nkd <= 2x the empty app.
 2. Redraw of the loss chart (decimate + plotext build) for runs of 1,000 and 1,000,000 epochs.
    Target: <= 25 ms for both.
+3. One live update: a run table of 10,000 runs of one experiment, 50 of them running, each of
+   which has reported a new epoch since the last poll; the time the app's thread spends applying
+   the poller's snapshot (tree labels, the 50 changed rows' cells, chart, log). The snapshot
+   itself is read in a worker thread and is timed beside it. Target: <= 16 ms of the app's thread.
 Usage: python bench/tui_bench.py
 """
 
@@ -128,9 +132,55 @@ async def redraw_times() -> None:
                   f"  (target <= 25 ms)")
 
 
+async def live_update(runs: int = 10_000, running: int = 50) -> None:
+    from core.store import Store
+    from nkd_tui.app import make_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        registry = Path(tmp) / "experiments.toml"
+        registry.write_text('[experiments.exp0]\ngroup = "g"\ncommand = ["true"]\n')
+        store = Store(Path(tmp) / "nkd.db")
+        t0 = 1_780_000_000.0
+        ids = [f"exp0_20260101_{i:06d}" for i in range(runs)]
+        live = ids[-running:]
+        with store.write() as conn:
+            conn.executemany(
+                "INSERT INTO runs (id, experiment, status, created_at, started_at, ended_at, "
+                "epoch, epochs_total, best_val_loss) VALUES (?, 'exp0', ?, ?, ?, ?, 3, 100, ?)",
+                [(rid, "running" if rid in live else "finished", t0 + i, t0 + i,
+                  None if rid in live else t0 + i + 60, 0.5) for i, rid in enumerate(ids)])
+        app = make_app(registry, clock=lambda: t0 + runs + 100, poll=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            for _ in range(50):  # every row in the table, as after a minute of use
+                await app.workers.wait_for_complete()
+                await pilot.pause()
+                if app.query_one("#runs").row_count == runs:
+                    break
+            samples, reads = [], []
+            for epoch in range(4, 14):
+                with store.write() as conn:
+                    conn.executemany("UPDATE runs SET epoch = ?, best_val_loss = ? WHERE id = ?",
+                                     [(epoch, 0.5 / epoch, rid) for rid in live])
+                t = time.perf_counter()
+                snap = app.poller.snapshot(app.experiment, app.run_id, 0, reconcile_runs=False)
+                reads.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                app._apply(snap)
+                samples.append(time.perf_counter() - t)
+                await pilot.pause()
+            rows = app.query_one("#runs").row_count
+        store.close()
+    print(f"one live update, {rows:,} runs in the table, {running} of them running (median of "
+          f"{len(samples)}):")
+    print(f"  app thread, applying the poll: {statistics.median(samples) * 1e3:7.2f} ms"
+          f"  (target <= 16 ms)")
+    print(f"  worker thread, reading it:     {statistics.median(reads) * 1e3:7.2f} ms")
+
+
 def main() -> None:
     startup(repeat=5)
     asyncio.run(redraw_times())
+    asyncio.run(live_update())
 
 
 if __name__ == "__main__":
