@@ -18,6 +18,7 @@ from textual.widgets.tree import TreeNode
 from textual_plotext import PlotextPlot
 
 from core.errors import NkdError
+from core.events import ACTIVE
 from core.registry import Registry, load_registry
 from core.workspace import Workspace
 from nkd_tui.format import STATUS_SYMBOL, middle, status_text
@@ -103,23 +104,25 @@ class ExperimentTree(Tree):
 class NkdApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "nkd"
+    # The footer shows these in order, and a narrow terminal cuts it from the right: quit and
+    # help first, so they are always there; the rarer keys are in the help (?) only.
     BINDINGS = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("question_mark", "help", "Help", id="app.help"),
         Binding("l", "launch", "Launch", id="run.launch"),
         Binding("p", "control('pause')", "Pause", id="run.pause"),
         Binding("r", "control('resume')", "Resume", id="run.resume"),
-        Binding("u", "control('suspend')", "Suspend", id="run.suspend"),
         Binding("s", "stop", "Stop", id="run.stop"),
-        Binding("K", "kill", "Kill", id="run.kill"),
         Binding("space", "mark", "Mark", id="run.mark"),
         Binding("c", "compare", "Compare", id="run.compare"),
         Binding("L", "lineage", "Lineage", id="run.lineage"),
+        Binding("u", "control('suspend')", "Suspend", id="run.suspend", show=False),
+        Binding("K", "kill", "Kill", id="run.kill", show=False),
         Binding("R", "control('restart')", "Restart", id="run.restart", show=False),
         Binding("g", "gpus", "GPUs", id="app.gpus", show=False),
         Binding("x", "queue('cancel')", "Cancel queued", id="queue.cancel", show=False),
         Binding("t", "queue('top')", "Queue top", id="queue.top", show=False),
         Binding("S", "compare_sweep", "Compare sweep", id="run.compare_sweep", show=False),
-        Binding("question_mark", "help", "Help", id="app.help"),
-        Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
     def __init__(
@@ -138,6 +141,7 @@ class NkdApp(App[None]):
         self._table_generation = 0
         self._log_text = ""
         self._latest: dict[str, str] | None = None  # each experiment's latest status
+        self._summaries: dict[str, tuple[int, float | None]] = {}  # live runs, best score
         # The first snapshot is read while Textual starts, so the first paint has the run table.
         self._prefetched: list[Snapshot] = []
         self._prefetch = threading.Thread(target=self._read_first, daemon=True)
@@ -221,7 +225,7 @@ class NkdApp(App[None]):
         if snap.experiment != self.experiment:
             return  # the user moved on while this was read
         with self.batch_update():
-            self._update_tree(snap.latest)
+            self._update_tree(snap.latest, snap.summaries)
             self._update_table(snap)
             if self.run_id is None:
                 self.run_id = snap.run_id
@@ -247,16 +251,24 @@ class NkdApp(App[None]):
             if snap.gpus is not None:
                 self.query_one(GpuPanel).show_reading(snap.gpus)
 
-    def _update_tree(self, latest: dict[str, str]) -> None:
+    def _update_tree(
+        self, latest: dict[str, str], summaries: dict[str, tuple[int, float | None]] | None = None
+    ) -> None:
+        """Each experiment: its latest run's status, or `▶N` while N of its runs are live (an
+        older run may be running while a newer one finished), and its best score so far."""
         self._latest = latest
+        self._summaries = summaries = summaries if summaries is not None else self._summaries
         tree = self.query_one(Tree)
         budget = max(8, tree.size.width - 6)  # guide, status symbol, scrollbar
         for branch in tree.root.children:
             for leaf in branch.children:
                 status = latest.get(leaf.data)
-                symbol = STATUS_SYMBOL.get(status or "", " ")
-                name = middle(leaf.data, budget)
-                label = name if status is None else f"{symbol} {name}"
+                live, best = summaries.get(leaf.data, (0, None))
+                symbol = f"▶{live}" if live > 1 or (live and status not in ACTIVE) \
+                    else STATUS_SYMBOL.get(status or "", " ")
+                score = f" {best:.3g}" if best is not None else ""
+                name = middle(leaf.data, max(5, budget - len(score) - len(symbol) + 1))
+                label = name if status is None else f"{symbol} {name}{score}"
                 if str(leaf.label) != label:
                     leaf.set_label(label)
 

@@ -45,6 +45,8 @@ class Snapshot:
     gpus: GpuReading | None = None  # only while the GPU panel is shown
     ended: tuple[tuple[str, str], ...] = ()  # runs that ended since the last poll, and how
     progress: str = ""  # the followed run's place inside its epoch and its ETA, while it runs
+    # experiment -> (live runs, best finished score): the tree's `▶2` and best value
+    summaries: dict[str, tuple[int, float | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ class Poller:
             progress = self.progress(run_id)
         return Snapshot(self.store.latest_statuses(), experiment, runs, run_id, new_epochs,
                         tail, lost, self.gpu_reading() if gpus else None,
-                        self.ended_since_last() if reconcile_runs else (), progress)
+                        self.ended_since_last() if reconcile_runs else (), progress,
+                        self.store.experiment_summaries())
 
     def progress(self, run_id: str) -> str:
         """Step and ETA while the run trains; what its worker cost once it has ended."""

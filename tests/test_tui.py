@@ -387,3 +387,26 @@ async def test_without_colour_the_curves_differ_by_their_marks(
         chart = app.query_one("#chart")
         text = str(chart.render())
         assert "•" in text  # val's mark; train keeps braille
+
+
+async def test_the_tree_counts_live_runs_and_shows_the_best_score(tmp_path: Path) -> None:
+    """Two older crnn_long runs still running while the newest failed: `▶2`, not `✗`; the
+    best finished score stays beside the name."""
+    registry = _fixture_workspace(tmp_path)
+    store = Store(tmp_path / "nkd.db")
+    for n in range(2):
+        run_id = f"crnn_long_2025120{n + 1}_120000"
+        run_dir = tmp_path / "runs" / run_id
+        run_dir.mkdir(parents=True)
+        rep = Reporter(run_id, run_dir, store)
+        rep.event({"type": "run", "experiment": "crnn_long", "t": T0 - 86_400 * (n + 1)})
+        rep.event({"type": "status", "status": "running", "t": T0 - 86_400 * (n + 1) + 1})
+        rep.close()
+    store.close()
+    app = make_app(registry, clock=lambda: T0 + 10 * 86_400, poll=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await _select_crnn_long(pilot)
+        leaves = {leaf.data: str(leaf.label) for branch in app.query_one("#experiments").root
+                  .children for leaf in branch.children}
+        assert leaves["crnn_long"] == "▶2 crnn_long 3.91"
+        assert leaves["tick"] == "tick"  # no runs: no symbol, no score

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from core.errors import StoreError
-from core.events import ACTIVE, FINAL, BadEvent, EventLog, check
+from core.events import ACTIVE, FINAL, HOLDING, BadEvent, EventLog, check
 from core.store.apply import HANDLERS, apply_guarded
 from core.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -280,6 +280,16 @@ class Store:
             "SELECT experiment, status, max(created_at) FROM runs GROUP BY experiment"
         )
         return {experiment: status for experiment, status, _ in rows}
+
+    def experiment_summaries(self) -> dict[str, tuple[int, float | None]]:
+        """Each experiment's number of live runs and the best score of its finished runs
+        (validation SDR, else accuracy), for the TUI's tree."""
+        marks = ", ".join("?" * len(HOLDING))
+        rows = self.conn.execute(
+            f"SELECT experiment, sum(status IN ({marks})), "
+            "max(CASE WHEN status = 'finished' THEN coalesce(sdr, accuracy) END) "
+            "FROM runs GROUP BY experiment", HOLDING)
+        return {experiment: (int(live or 0), best) for experiment, live, best in rows}
 
     def metrics(self, run_id: str) -> list[dict[str, Any]]:
         cur = self.conn.execute(
