@@ -123,6 +123,7 @@ class NkdApp(App[None]):
         Binding("x", "queue('cancel')", "Cancel queued", id="queue.cancel", show=False),
         Binding("t", "queue('top')", "Queue top", id="queue.top", show=False),
         Binding("S", "compare_sweep", "Compare sweep", id="run.compare_sweep", show=False),
+        Binding("v", "log", "View log", id="run.log", show=False),
     ]
 
     def __init__(
@@ -338,7 +339,23 @@ class NkdApp(App[None]):
             self._log_text = ""
             self.refresh_data()
 
+    @on(DataTable.RowSelected, "#runs")
+    def _run_selected(self, event: DataTable.RowSelected) -> None:
+        """enter on a run: its whole log."""
+        if event.row_key and event.row_key.value:
+            self.run_id = event.row_key.value
+            self.action_log()
+
     # ── actions ─────────────────────────────────────────────────────────────────────────────
+
+    def action_log(self) -> None:
+        if not self.run_id:
+            self.notify("no run highlighted", severity="warning")
+            return
+        from nkd_tui.log_viewer import LogViewer
+
+        self.push_screen(LogViewer(self.workspace.run_dir(self.run_id) / "output.log",
+                                   f"{self.run_id} · output.log"))
 
     def action_help(self) -> None:
         from nkd_tui.screens import HelpScreen

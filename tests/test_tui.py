@@ -410,3 +410,41 @@ async def test_the_tree_counts_live_runs_and_shows_the_best_score(tmp_path: Path
                   .children for leaf in branch.children}
         assert leaves["crnn_long"] == "▶2 crnn_long 3.91"
         assert leaves["tick"] == "tick"  # no runs: no symbol, no score
+
+
+async def test_enter_opens_the_whole_log_searchable_and_following(tmp_path: Path) -> None:
+    app = _app(tmp_path)
+    log_path = tmp_path / "runs" / "crnn_long_20260101_120000" / "output.log"
+    with open(log_path, "a") as fh:
+        fh.write("Traceback (most recent call last):\nValueError: bad batch\n")
+    async with app.run_test(size=SIZE) as pilot:
+        await _select_crnn_long(pilot)
+        await pilot.press("tab", "down", "down", "enter")  # the finished run: 40 epochs
+        await _until(pilot, lambda: len(getattr(app.screen, "lines", [])) == 42)
+        viewer = app.screen
+        assert type(viewer).__name__ == "LogViewer"
+        await pilot.press("slash", *"epoch 30", "enter")
+        await pilot.pause()
+        where = str(viewer.query_one("#where").render())
+        assert "at line 30: epoch 30: train" in where
+        await pilot.press("e")
+        await pilot.pause()
+        assert "error line at line 41: Traceback" in str(viewer.query_one("#where").render())
+        await pilot.press("f")  # follow again: new lines appear as the file grows
+        with open(log_path, "a") as fh:
+            fh.write("epoch 41: train 0.049\n")
+        await _until(pilot, lambda: viewer.lines[-1] == "epoch 41: train 0.049")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert type(app.screen).__name__ != "LogViewer"
+
+
+def test_snapshot_log_viewer(tmp_path: Path, snap_compare) -> None:
+    async def open_log(pilot) -> None:
+        await _select_crnn_long(pilot)
+        await pilot.press("tab", "down", "down", "enter")
+        await _until(pilot, lambda: len(getattr(pilot.app.screen, "lines", [])) == 40)
+        await pilot.press("g")
+        await pilot.pause()
+
+    assert snap_compare(_app(tmp_path), terminal_size=(80, 24), run_before=open_log)
