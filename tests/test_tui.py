@@ -228,7 +228,7 @@ def test_snapshot_gpu_panel(tmp_path: Path, snap_compare, monkeypatch: pytest.Mo
     monkeypatch.setenv("NKD_GPUS", str(tmp_path / "gpus.json"))
     root = tmp_path / "ws"
     root.mkdir()
-    app = _app(root)
+    _fixture_workspace(root)
     run_id = "crnn_long_20260110_090000"
     run_dir = root / "runs" / run_id
     run_dir.mkdir(parents=True)
@@ -240,6 +240,8 @@ def test_snapshot_gpu_panel(tmp_path: Path, snap_compare, monkeypatch: pytest.Mo
     rep.event({"type": "status", "status": "running", "t": T0 + 9 * 86_400 + 1})
     rep.close()
     store.close()
+    # the app opens on a store that already holds the running run (as after `nkd run -d`)
+    app = make_app(root / "experiments.toml", clock=lambda: T0 + 10 * 86_400, poll=False)
     assert snap_compare(app, terminal_size=SIZE, run_before=_after_key("g"))
 
 
