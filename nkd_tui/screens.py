@@ -164,7 +164,7 @@ HELP_KEYS = (
     ("space", "mark / unmark a run for compare (any experiment)"),
     ("c / S", "compare the marked runs / the highlighted run's sweep"),
     ("L", "lineage: fine-tunes, blends, evaluations; b blends"),
-    ("enter", "the whole log (also v): / search, n next, e error, f follow"),
+    ("enter", "whole log (or v): / search, n next, e error, f follow"),
     ("g", "GPU panel: each GPU's use, its nkd runs and others' jobs"),
     ("x / t", "queued run: cancel / start next (ctrl+e in launch queues)"),
     ("q", "quit; runs keep going, reopen nkd to see them again"),
