@@ -147,8 +147,9 @@ class BlendScreen(ModalScreen[None]):
             yield Input("", id="name")
             yield Static("", id="error")
             with Horizontal(id="buttons"):
-                yield Button("Cancel", id="cancel")
+                # the launch dialog's order: the action first, then cancel
                 yield Button("Blend (ctrl+s)", id="launch", variant="primary")
+                yield Button("Cancel (esc)", id="cancel")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "launch":
