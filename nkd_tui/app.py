@@ -506,7 +506,14 @@ def make_app(
 ) -> NkdApp:
     """The app for one registry; raises RegistryError (one line) for a bad registry. A dumb
     terminal gets the monochrome rendering that NO_COLOR asks for."""
-    if os.environ.get("TERM") == "dumb":
-        os.environ.setdefault("NO_COLOR", "1")
     registry = load_registry(registry_path)
-    return NkdApp(registry, Workspace.at(registry.path), clock=clock, poll=poll)
+    # Textual reads NO_COLOR while the app is built; set it for that moment only, so that
+    # nothing else in this process (another app, a worker it starts) inherits it
+    dumb = os.environ.get("TERM") == "dumb" and "NO_COLOR" not in os.environ
+    if dumb:
+        os.environ["NO_COLOR"] = "1"
+    try:
+        return NkdApp(registry, Workspace.at(registry.path), clock=clock, poll=poll)
+    finally:
+        if dumb:
+            del os.environ["NO_COLOR"]

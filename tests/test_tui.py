@@ -165,7 +165,7 @@ async def test_keys_control_a_real_worker_and_quit_leaves_it_running(tmp_path: P
             await _settle(pilot)
             assert app.experiment == "tick"
             await pilot.press("l")
-            await pilot.pause()
+            await _until(pilot, lambda: type(app.screen).__name__ == "LaunchScreen")
             await pilot.press("ctrl+s")  # launch with the settings as they are
             await _until(pilot, lambda: status() == "running")
             run_id = store.list_runs("tick")[0]["id"]
@@ -176,12 +176,12 @@ async def test_keys_control_a_real_worker_and_quit_leaves_it_running(tmp_path: P
             await pilot.press("r")
             await _until(pilot, lambda: status() == "running")
             await pilot.press("s")
-            await pilot.pause()
+            await _until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
             await pilot.press("y")
             await _until(pilot, lambda: status() == "stopped")
 
             await pilot.press("l")
-            await pilot.pause()
+            await _until(pilot, lambda: type(app.screen).__name__ == "LaunchScreen")
             await pilot.press("ctrl+s")
             await _until(pilot, lambda: status() == "running")
             second = store.list_runs("tick")[0]["id"]
@@ -384,6 +384,7 @@ async def test_without_colour_the_curves_differ_by_their_marks(
     monkeypatch.delenv("NO_COLOR", raising=False)
     app = _app(tmp_path)
     assert app.no_color  # TERM=dumb is treated as NO_COLOR
+    assert "NO_COLOR" not in os.environ  # for this app only: nothing else inherits it
     async with app.run_test(size=SIZE) as pilot:
         await _select_crnn_long(pilot)
         chart = app.query_one("#chart")
