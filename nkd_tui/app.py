@@ -13,7 +13,7 @@ from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Log, Static, Tree
+from textual.widgets import DataTable, Footer, Input, Log, Static, Tree
 from textual.widgets.tree import TreeNode
 from textual_plotext import PlotextPlot
 
@@ -124,6 +124,7 @@ class NkdApp(App[None]):
         Binding("t", "queue('top')", "Queue top", id="queue.top", show=False),
         Binding("S", "compare_sweep", "Compare sweep", id="run.compare_sweep", show=False),
         Binding("v", "log", "View log", id="run.log", show=False),
+        Binding("slash", "filter", "Filter", id="app.filter", show=False),
     ]
 
     def __init__(
@@ -157,6 +158,8 @@ class NkdApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Static("", id="too-small")
         with Horizontal(id="main"):
+            yield Input(placeholder="filter experiments (enter keeps it, esc clears)",
+                        id="filter")
             yield ExperimentTree("experiments", id="experiments")
             with Vertical(id="right"):
                 yield DataTable(id="runs", cursor_type="row", zebra_stripes=False)
@@ -185,12 +188,7 @@ class NkdApp(App[None]):
         tree = self.query_one(Tree)
         tree.show_root = False
         tree.guide_depth = 2
-        first_leaf: TreeNode | None = None
-        for group, names in self.registry.groups().items():  # in the registry's own order
-            branch = tree.root.add(group, expand=True, data=None)
-            for name in names:
-                leaf = branch.add_leaf(name, data=name)
-                first_leaf = first_leaf or leaf
+        first_leaf = self._fill_tree("")
         table = self.query_one(DataTable)
         for header, width in zip(RUN_HEADERS, RUN_WIDTHS, strict=True):
             table.add_column(header, key=header, width=width)
@@ -208,6 +206,45 @@ class NkdApp(App[None]):
             self.refresh_data()
         if self.poll_enabled:
             self.set_interval(POLL_S, self.refresh_data)
+
+    def _fill_tree(self, text: str) -> TreeNode | None:
+        """The experiments whose names contain `text` (all for ""), by group in the registry's
+        order; returns the first leaf."""
+        tree = self.query_one(Tree)
+        tree.clear()
+        first_leaf: TreeNode | None = None
+        for group, names in self.registry.groups().items():
+            shown = [n for n in names if text.lower() in n.lower()]
+            if not shown:
+                continue
+            branch = tree.root.add(group, expand=True, data=None)
+            for name in shown:
+                leaf = branch.add_leaf(name, data=name)
+                first_leaf = first_leaf or leaf
+        if self._latest is not None:
+            self._update_tree(self._latest)
+        return first_leaf
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("-shown")
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._fill_tree(event.value.strip())
+
+    @on(Input.Submitted, "#filter")
+    def _filter_kept(self, event: Input.Submitted) -> None:
+        event.input.remove_class("-shown")
+        self.query_one(Tree).focus()
+
+    def key_escape(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.has_class("-shown"):
+            box.value = ""
+            box.remove_class("-shown")
+            self.query_one(Tree).focus()
 
     # ── polling ─────────────────────────────────────────────────────────────────────────────
 

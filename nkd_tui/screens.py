@@ -156,6 +156,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
 HELP_KEYS = (
     ("tab", "move between experiments and runs"),
+    ("/", "filter the experiments as you type; esc clears it"),
     ("l", "launch the experiment, its settings editable first"),
     ("p / r", "pause / resume the highlighted run"),
     ("u", "suspend: checkpoint, exit, free the GPU (r restarts)"),

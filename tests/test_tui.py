@@ -451,3 +451,27 @@ def test_snapshot_log_viewer(tmp_path: Path, snap_compare) -> None:
         await pilot.pause()
 
     assert snap_compare(_app(tmp_path), terminal_size=(80, 24), run_before=open_log)
+
+
+async def test_slash_filters_the_tree_as_you_type(tmp_path: Path) -> None:
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _select_crnn_long(pilot)
+
+        def shown() -> list[str]:
+            return [leaf.data for branch in app.query_one("#experiments").root.children
+                    for leaf in branch.children]
+
+        assert shown() == ["tick", "crnn_long", "crnn_large"]
+        await pilot.press("slash", *"larg")
+        await pilot.pause()
+        assert shown() == ["crnn_large"]
+        await pilot.press("l")  # typed into the filter, not the launch key
+        await pilot.pause()
+        assert shown() == [] and type(app.screen).__name__ == "Screen"
+        await pilot.press("backspace", "enter")  # keep "larg": the tree has the focus again
+        await pilot.pause()
+        assert shown() == ["crnn_large"] and app.focused is app.query_one("#experiments")
+        await pilot.press("slash", "escape")  # esc clears it
+        await pilot.pause()
+        assert shown() == ["tick", "crnn_long", "crnn_large"]
