@@ -105,6 +105,10 @@ class AudioCache:
         kind = "mono" if mono else "multi"
         return self.dir / sha[:2] / f"{sha}_{sample_rate}_{kind}_v{FORMAT}.npy"
 
+    def find(self, path: Path, sample_rate: int, mono: bool = False) -> Prepared | None:
+        """The file's prepared entry if it is there, else None (nothing decoded)."""
+        return _open(self.entry(self.content_hash(path), sample_rate, mono))
+
     def prepared(self, path: Path, sample_rate: int, mono: bool = False) -> Prepared:
         """The file decoded at `sample_rate` (mono or its own channels), prepared on first use."""
         target = self.entry(self.content_hash(path), sample_rate, mono)
@@ -118,9 +122,6 @@ class AudioCache:
         if found is None:  # pragma: no cover - only a disk that loses what was just written
             raise OSError(f"{target}: prepared audio could not be read back")
         return found
-
-    def is_prepared(self, path: Path, sample_rate: int, mono: bool = False) -> bool:
-        return _open(self.entry(self.content_hash(path), sample_rate, mono)) is not None
 
     def prepare_all(
         self,

@@ -15,7 +15,15 @@ from typing import Any
 
 from core.errors import NkdError, RegistryError
 from core.names import NAME_MAX
-from core.registry import KEYS, Experiment, Reference, Registry, data_source, parse_override
+from core.registry import (
+    KEYS,
+    Experiment,
+    Reference,
+    Registry,
+    data_source,
+    parse_override,
+    reference_form,
+)
 from core.store import Store
 
 SPLITS = ("test", "val")
@@ -28,11 +36,10 @@ def _reference(registry: Registry, store: Store, ref: str) -> tuple[Reference, s
         if run is None:
             raise NkdError(f"eval: no run '{ref.removeprefix('run:')}'")
         return Reference("run", run["id"]), run.get("recipe")
-    kind = "best" if ref.startswith("best:") else "where" if "@" in ref else "experiment"
-    experiment = ref.removeprefix("best:").partition("@")[0]
-    if experiment in registry.experiments:
-        return (Reference(kind, ref.removeprefix("best:")),
-                registry.experiments[experiment].recipe)
+    kind, target = reference_form(ref)
+    experiment = target.partition("@")[0]
+    if kind != "file" and experiment in registry.experiments:
+        return Reference(kind, target), registry.experiments[experiment].recipe
     path = Path(ref).expanduser()
     path = path if path.is_absolute() else registry.root / path
     if path.is_file():

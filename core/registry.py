@@ -599,16 +599,27 @@ def _check_recipe(where: str, params: dict[str, Any]) -> None:
         )
 
 
-def _reference(where: str, key: str, value: str, raw: dict[str, Any], name: str) -> Reference:
+def reference_form(value: str) -> tuple[str, str]:
+    """(kind, target) that a reference names by its form alone: `run:<id>`, `best:EXP`,
+    `EXP@key=value`, a file path, else an experiment name. The one parser of reference strings
+    (the registry, `nkd eval` and the compare screen's parents all read them through it)."""
     if value.startswith("run:"):
-        run_id = value.removeprefix("run:")
-        if not run_id:
-            raise RegistryError(f"{where}: key '{key}': 'run:' needs a run id")
-        return Reference("run", run_id)
+        return "run", value.removeprefix("run:")
+    if value.startswith("best:"):
+        return "best", value.removeprefix("best:")
     is_file = "/" in value or value.endswith((".pth", ".pt", ".safetensors"))
-    if value.startswith("best:") or ("@" in value and not is_file):
-        kind = "best" if value.startswith("best:") else "where"
-        target = value.removeprefix("best:")
+    if is_file:
+        return "file", value
+    return ("where" if "@" in value else "experiment"), value
+
+
+def _reference(where: str, key: str, value: str, raw: dict[str, Any], name: str) -> Reference:
+    kind, target = reference_form(value)
+    if kind == "run":
+        if not target:
+            raise RegistryError(f"{where}: key '{key}': 'run:' needs a run id")
+        return Reference("run", target)
+    if kind in ("best", "where"):
         experiment = target.partition("@")[0]
         if experiment not in raw:
             raise RegistryError(f"{where}: key '{key}': unknown experiment '{experiment}' in "
@@ -626,7 +637,7 @@ def _reference(where: str, key: str, value: str, raw: dict[str, Any], name: str)
         if value == name:
             raise RegistryError(f"{where}: key '{key}': an experiment cannot refer to itself")
         return Reference("experiment", value)
-    if is_file:
+    if kind == "file":
         return Reference("file", value)
     raise RegistryError(
         f"{where}: key '{key}': unknown reference '{value}' (not an experiment, run:<id>, "

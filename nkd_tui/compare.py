@@ -98,11 +98,13 @@ def _parent(store: Store, params: dict[str, Any]) -> dict[str, Any] | None:
         return None
     from core.errors import RunError
     from core.refs import find_run
+    from core.registry import reference_form
 
-    kind = ("run" if ref.startswith("run:") else "best" if ref.startswith("best:")
-            else "where" if "@" in ref else "experiment")
+    kind, target = reference_form(ref)
+    if kind == "file":
+        return None
     try:
-        return find_run(store, kind, ref.removeprefix("run:").removeprefix("best:"), "parent")
+        return find_run(store, kind, target, "parent")
     except RunError:
         return None
 

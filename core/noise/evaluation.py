@@ -15,7 +15,7 @@ import torch
 from core.checksum import sha256_file
 from core.errors import RunError
 from core.noise import dataset
-from core.noise.parts import clips, device_of, load_teacher, log, model_input, rows_of
+from core.noise.parts import clips, device_of, embed_and_classify, load_teacher, log, rows_of
 from core.noise.parts import evaluate as record_scores
 from core.recipes import RunContext
 from core.refs import checkpoint_id
@@ -46,9 +46,7 @@ def evaluate(ctx: RunContext) -> None:
 
     logits_of = _teacher_logits_fn(t, classes, f"run '{ctx.run_id}'")
     te = clips(ctx, chosen, settings, seconds, device)
-    probs = []
+    embs, _ = embed_and_classify(t.encoder, t.head, te.mels, t.norm, device)
     with torch.no_grad():
-        for i in range(0, te.mels.shape[0], 256):
-            x = model_input(t.norm(te.mels[i : i + 256].to(device)))
-            probs.append(logits_of(t.encoder(x).float()).softmax(dim=1).cpu())
-    record_scores(ctx, torch.cat(probs).numpy(), np.array(y), names, chosen, split)
+        probs = logits_of(embs.to(device)).softmax(dim=1).cpu()
+    record_scores(ctx, probs.numpy(), np.array(y), names, chosen, split)

@@ -104,14 +104,16 @@ def prepare(
     for folder in folders:
         found = {p.stem: p for p in folder.iterdir() if p.suffix.lower() in audio.EXTENSIONS}
         files.append((folder.name, [found[MIXTURE], *(found[s] for s in stems)]))
-    missing = [f for _, group in files for f in group
-               if not cache.is_prepared(f, sample_rate)]
+    # one look at the cache per file; only what is missing is decoded (with a progress line)
+    found = {f: cache.find(f, sample_rate) for _, group in files for f in group}
+    missing = [f for f, entry in found.items() if entry is None]
     if missing:
-        cache.prepare_all(missing, sample_rate, label=f"preparing {source} at {sample_rate} Hz",
-                          log=log)
+        made = cache.prepare_all(missing, sample_rate,
+                                 label=f"preparing {source} at {sample_rate} Hz", log=log)
+        found.update(zip(missing, made, strict=True))
     tracks = []
     for name, group in files:
-        mix, *parts = (cache.prepared(f, sample_rate) for f in group)
+        mix, *parts = (found[f] for f in group)
         lengths = {s: p.frames for s, p in zip(stems, parts, strict=True)}
         if len({*lengths.values(), mix.frames}) != 1:
             raise RunError(
