@@ -17,15 +17,17 @@ from core.errors import RegistryError
 WORKSPACE_KEYS = ("runs", "checkpoints", "db", "cache")
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path, by: Path, item: str) -> dict[str, Any]:
+    """An included registry; a failure names the file that includes it, and the entry."""
+    where = f"{by}: include '{item}'"
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RegistryError(f"{path}: registry file not found") from None
+        raise RegistryError(f"{where}: registry file {path} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise RegistryError(f"{path}: cannot read registry: {exc}") from None
+        raise RegistryError(f"{where}: cannot read {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise RegistryError(f"{path}: TOML syntax error: {exc}") from None
+        raise RegistryError(f"{where}: TOML syntax error in {path}: {exc}") from None
 
 
 def with_includes(path: Path, doc: dict[str, Any], seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -42,7 +44,7 @@ def with_includes(path: Path, doc: dict[str, Any], seen: tuple[Path, ...] = ()) 
         other = (other if other.is_absolute() else here.parent / other).resolve()
         if other in (here, *seen):
             raise RegistryError(f"{path}: include '{item}' includes itself (a cycle)")
-        sub = with_includes(other, _read(other), (*seen, here))
+        sub = with_includes(other, _read(other, path, item), (*seen, here))
         for name, table in sub.get("data", {}).items():
             if isinstance(table, dict) and "root" in table:
                 root = Path(str(table["root"])).expanduser()

@@ -39,7 +39,7 @@ def _reference(registry: Registry, store: Store, ref: str) -> tuple[Reference, s
     kind, target = reference_form(ref)
     experiment = target.partition("@")[0]
     if kind != "file" and experiment in registry.experiments:
-        return Reference(kind, target), registry.experiments[experiment].recipe
+        return Reference(kind, target), registry.experiments[experiment].recipe or "command"
     path = Path(ref).expanduser()
     path = path if path.is_absolute() else registry.root / path
     if path.is_file():
@@ -54,6 +54,12 @@ def eval_experiment(
 ) -> Experiment:
     if split not in SPLITS:
         raise NkdError(f"eval: --split must be one of {', '.join(SPLITS)}")
+    settings: dict[str, Any] = {}
+    for item in overrides or []:  # every input checked before anything is looked up
+        k, v = parse_override(registry.path, "eval", item)
+        if k not in KEYS:
+            raise NkdError(f"eval: --set {item}: unknown key '{k}' (`nkd keys` lists them)")
+        settings[k] = v
     reference, recipe = _reference(registry, store, ref)
     try:
         source = data_source(registry, data)
@@ -61,6 +67,9 @@ def eval_experiment(
         raise NkdError(f"eval: --data {data}: {exc}".replace(f"{registry.path}: ", "")) from None
     kind = source.settings.get("kind", "noise")
     family = (recipe or "").partition(".")[0] or kind
+    if family not in ("noise", "separation"):
+        raise NkdError(f"eval: {ref} was trained by a script of its own, not a built-in recipe; "
+                       f"score it with its own evaluation (an experiment with `evaluates`)")
     if family != kind:
         raise NkdError(f"eval: {ref} is a {family} model but {data} holds {kind} data")
     key = "pretrained" if family == "separation" else "teacher"
@@ -76,11 +85,7 @@ def eval_experiment(
         for setting in ("classes", "stems", "device", "seed", "num_workers", "threads", "env"):
             if setting in base:
                 params[setting] = base[setting]
-    for item in overrides or []:
-        k, v = parse_override(registry.path, "eval", item)
-        if k not in KEYS:
-            raise NkdError(f"eval: --set {item}: unknown key '{k}' (`nkd keys` lists them)")
-        params[k] = v
+    params.update(settings)
     short = re.sub(r"[^A-Za-z0-9_-]", "_", f"eval_{Path(reference.target).stem}_on_"
                    f"{Path(data.rstrip('/')).name or data}")
     return Experiment(short[:NAME_MAX], params, (short[:NAME_MAX],), {key: reference})

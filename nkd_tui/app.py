@@ -79,8 +79,13 @@ class LossChart(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("no run yet · l launches one" if self.run_id is None
-                  else f"train / val loss{' · ' + self.progress if self.progress else ''}")
+        title = "no run yet · l launches one" if self.run_id is None else "train / val loss"
+        if self.run_id is not None and self.progress:  # the legend already names the curves
+            title = self.progress if len(title) + 3 + len(self.progress) > self.size.width - 4 \
+                else f"{title} · {self.progress}"
+        # plotext drops a title wider than the plot, so a long one is cut to fit instead
+        width = max(8, self.size.width - 4)  # plotext needs a few columns of margin
+        plt.title(title if len(title) <= width else title[: width - 1] + "…")
         if len(self.epochs):
             from nkd_tui.chart import decimate
 

@@ -131,6 +131,15 @@ def _cases() -> list[Case]:
         ("alpha=2", ["key 'alpha' must be in [0, 1]"]),
         ("dropout=1", ["key 'dropout' must be in [0, 1)"]),
         ("classes=['x']", ["key 'classes'", "at least two classes"]),
+        ("accumulate=0", ["key 'accumulate' must be > 0"]),
+        ("grad_clip=-1", ["key 'grad_clip' must be ≥ 0"]),
+        ("compile=maybe", ["key 'compile' must be true or false"]),
+        ("threads=0", ["key 'threads' must be > 0"]),
+        ("test_data=nope", ["key 'test_data': unknown data source 'nope'"]),
+        ("data=./data/nowhere", ["key 'data': folder", "does not exist"]),
+        ("data=./data/empty", ["key 'data': folder", "holds no track folders"]),
+        ("pretrained=best:tik", ["unknown experiment 'tik' in 'best:tik'"]),
+        ("pretrained=slow@lr", ["'slow@lr' needs EXP@key=value"]),
     ]:
         cases.append(Case(f"set-{value}", ["run", "tick", "--set", value],
                           ["experiment 'tick'", *words]))
@@ -207,6 +216,30 @@ def _cases() -> list[Case]:
     ]:
         cases.append(Case(f"ended-{command}", [command, "{run}"], ["{run}", *words]))
     # audio folders
+    # nkd eval and nkd data prepare: the reference, the data, the settings
+    cases += [
+        Case("eval-unknown-ref", ["eval", "tik", "--data", "tracks"],
+             ["eval: 'tik' is not a run, an experiment"]),
+        Case("eval-unknown-data", ["eval", "{run}", "--data", "nosuch"],
+             ["eval: --data nosuch", "data folder"]),
+        Case("eval-empty-folder", ["eval", "{run}", "--data", "./data/empty"],
+             ["eval: --data ./data/empty", "holds no track folders"]),
+        Case("eval-unknown-key", ["eval", "{run}", "--data", "tracks", "--set", "mask_scal=1"],
+             ["eval: --set mask_scal=1: unknown key 'mask_scal'"]),
+        Case("eval-bad-set", ["eval", "{run}", "--data", "tracks", "--set", "=1"],
+             ["--set '=1' is not key=value"]),
+        Case("eval-command-run", ["eval", "{run}", "--data", "tracks"],
+             ["eval: {run} was trained by a script of its own"]),
+        Case("eval-command-experiment", ["eval", "tick", "--data", "tracks"],
+             ["eval: tick was trained by a script of its own"]),
+        Case("prepare-unknown", ["data", "prepare", "nosuch"], ["no data source 'nosuch'"]),
+        Case("prepare-missing-folder", ["data", "prepare", "missing"],
+             ["data source 'missing'", "does not exist"]),
+        Case("prepare-no-tracks", ["data", "prepare", "tracks"],
+             ["data source 'tracks'", "no track folders"]),
+        Case("prepare-bad-folder", ["data", "prepare", "./data/empty"],
+             ["data folder", "holds no track folders"]),
+    ]
     for source, words in [
         ("empty", ["data source 'empty'", "holds no audio files"]),
         ("missing", ["data source 'missing'", "does not exist"]),

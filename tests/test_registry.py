@@ -172,6 +172,16 @@ BAD = [
     ("[experiments]\na = 3", ["experiment 'a' must be a table"]),
     ("[defaults]\nsead = 1", ["[defaults]", "unknown key 'sead'", "did you mean 'seed'"]),
     ("[experiments.a]\ncommand = ['t']\nreported = 3.9", ["key 'reported' must be a table"]),
+    ("include = ['nope.toml']\n", ["include 'nope.toml'", "nope.toml not found"]),
+    ("include = 'x.toml'\n", ["'include' must be a list of registry file paths"]),
+    ("[workspace]\nrun = 'x'\n", ["[workspace]: unknown key 'run'"]),
+    ("[workspace]\nruns = 5\n", ["[workspace]: key 'runs' must be a path"]),
+    ("[experiments.a]\ncommand = ['t']\npretrained = 'best:nope'",
+     ["unknown experiment 'nope' in 'best:nope'"]),
+    ("[experiments.a]\ncommand = ['t']\ntest_data = 'nope'",
+     ["key 'test_data': unknown data source 'nope'"]),
+    ("[experiments.a]\ncommand = ['t']\ndata = './no/such/folder'",
+     ["key 'data': folder", "no/such/folder does not exist"]),
 ]
 # values that could only fail later, names that would leave runs/, recipes without their keys
 T = "[data.d]\nroot = 'd'\n[experiments.a]\nrecipe = 'noise.teacher'\ndata = 'd'\n"

@@ -475,3 +475,15 @@ async def test_slash_filters_the_tree_as_you_type(tmp_path: Path) -> None:
         await pilot.press("slash", "escape")  # esc clears it
         await pilot.pause()
         assert shown() == ["tick", "crnn_long", "crnn_large"]
+
+
+async def test_the_progress_title_stays_visible_at_80_columns(tmp_path: Path) -> None:
+    """plotext drops a title wider than its plot: at 80×24 the progress alone is shown, cut to
+    fit, rather than nothing."""
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _select_crnn_long(pilot)
+        chart = app.query_one("#chart")
+        chart.show_progress("epoch 4/100 · step 120/480 · ETA 1:12:05")
+        await pilot.pause()
+        assert "epoch 4/100 · step 120/4" in str(chart.render())
