@@ -211,3 +211,25 @@ def test_step_records_give_progress_at_most_every_two_seconds(ws: Workspace,
                 if '"progress"' in line]
     assert 1 <= len(progress) <= 10 and progress[-1]["step"] == 3000
     assert "refused @nkd record ('step' must be an integer" in (run_dir / "output.log").read_text()
+
+
+def test_a_checkpoint_left_by_the_run_just_before_is_not_this_runs(tmp_path: Path) -> None:
+    """The previous run of the same experiment wrote its best file a moment ago, inside the
+    watch's second of clock slack: it is not this run's checkpoint; this run's own file is,
+    and so is the old file once this run rewrites it."""
+    import time
+
+    from core.capture.checkpoints import CheckpointWatch
+
+    saved = tmp_path / "saved_models"
+    saved.mkdir()
+    old = saved / "own_20260101_120000_best.pth"
+    old.write_bytes(b"previous run")
+    watch = CheckpointWatch(["saved_models/own_*_best.pth"], {}, tmp_path, tmp_path / "keep",
+                            "none", since=time.time() - 1.0)
+    assert watch.poll(final=True) == []
+    new = saved / "own_20260101_120005_best.pth"
+    new.write_bytes(b"this run")
+    assert [p.name for p, _ in watch.poll(final=True)] == [new.name]
+    old.write_bytes(b"rewritten by this run")
+    assert [p.name for p, _ in watch.poll(final=True)] == [old.name]

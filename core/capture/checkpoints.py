@@ -52,11 +52,15 @@ class CheckpointWatch:
         self.since = since
         self.seen: dict[str, tuple[float, int]] = {}  # recorded: path -> (mtime, size)
         self.pending: dict[str, tuple[float, int]] = {}  # changed once, waiting to settle
+        # what matches already when the run starts is another run's, however recent (`since`
+        # keeps a second of slack for coarse clocks, and a run of the same experiment that
+        # ended just before would otherwise lend this one its checkpoint); a file only counts
+        # once it is new or changed
+        self.before = {str(path): key for path, key, _ in self._matches()}
 
-    def poll(self, final: bool = False) -> list[tuple[Path, str]]:
-        """Files to record now, with their role: changed since the run started and unchanged
-        since the previous poll (a file still being written waits), or any change when final."""
-        out = []
+    def _matches(self) -> list[tuple[Path, tuple[float, int], str]]:
+        """Every regular file the patterns match now: (path, (mtime, size), role given)."""
+        found = []
         for role, pattern in self.patterns:
             full = pattern if os.path.isabs(pattern) else str(self.root / pattern)
             for name in sorted(glob.glob(full)):
@@ -65,17 +69,24 @@ class CheckpointWatch:
                     st = path.stat()
                 except OSError:
                     continue
-                if not path.is_file() or path.is_symlink():
-                    continue
-                key = (st.st_mtime, st.st_size)
-                if st.st_mtime < self.since or self.seen.get(name) == key:
-                    continue
-                if final or self.pending.get(name) == key:
-                    self.pending.pop(name, None)
-                    self.seen[name] = key
-                    out.append((path, role or ("best" if "best" in path.name.lower() else "last")))
-                else:
-                    self.pending[name] = key
+                if path.is_file() and not path.is_symlink():
+                    found.append((path, (st.st_mtime, st.st_size), role))
+        return found
+
+    def poll(self, final: bool = False) -> list[tuple[Path, str]]:
+        """Files to record now, with their role: changed since the run started and unchanged
+        since the previous poll (a file still being written waits), or any change when final."""
+        out = []
+        for path, key, role in self._matches():
+            name = str(path)
+            if key[0] < self.since or self.seen.get(name) == key or self.before.get(name) == key:
+                continue
+            if final or self.pending.get(name) == key:
+                self.pending.pop(name, None)
+                self.seen[name] = key
+                out.append((path, role or ("best" if "best" in path.name.lower() else "last")))
+            else:
+                self.pending[name] = key
         return out
 
     def record(self, path: Path, role: str, epoch: int | None) -> dict[str, Any]:
