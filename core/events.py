@@ -117,6 +117,15 @@ def check(event: Any) -> dict[str, Any]:
     elif kind == "job":
         if text(event.get("job_id"), "job_id", 40) is None:
             raise BadEvent("'job_id' is missing")
+    elif kind == "annotate":
+        tags = event.get("tags", [])
+        if not isinstance(tags, list) or not all(
+                isinstance(t, str) and t and len(t) <= NAME_MAX and t.strip() == t for t in tags):
+            raise BadEvent("'tags' must be a list of non-empty tags without spaces at their ends")
+        if not isinstance(event.get("note", ""), str) or len(event.get("note", "")) > TEXT_MAX:
+            raise BadEvent(f"'note' must be a string of at most {TEXT_MAX} characters")
+        if not isinstance(event.get("archived", False), bool):
+            raise BadEvent("'archived' must be true or false")
     elif kind == "progress":
         if integer(event.get("step"), "step") is None:
             raise BadEvent("'step' is missing")

@@ -19,19 +19,40 @@ def cost_text(conn: sqlite3.Connection, run_id: str) -> str:
     return f"peak {row[0]:.0f} MiB · CPU {row[1]:.1f} s"
 
 
+def eta_short(seconds: float) -> str:
+    """Time left in at most 8 characters, for a table cell: `ETA 45s`, `ETA 12m`, `ETA 1h05`."""
+    s = int(seconds + 0.5)
+    if s < 60:
+        return f"ETA {s}s"
+    if s < 3600:
+        return f"ETA {s // 60}m"
+    if s < 36_000:
+        return f"ETA {s // 3600}h{s % 3600 // 60:02d}"
+    return f"ETA {s // 3600}h"
+
+
 def progress_text(conn: sqlite3.Connection, run_id: str, now: float) -> str:
-    """`epoch 4/100 · step 120/480 · ETA 1:12:05` for a running run that reports steps, else "".
-    The ETA: this epoch's remaining steps at its pace so far, plus the remaining epochs at the
-    mean length of the finished ones (validation included), less the time since the last step
-    was reported."""
+    """`epoch 4/100 · step 120/480 · ETA 1:12:05` for a running run that reports steps, else ""."""
+    found = progress(conn, run_id, now)
+    if found is None:
+        return ""
+    text, left = found
+    return text if left is None else f"{text} · ETA {fmt_eta(left)}"
+
+
+def progress(conn: sqlite3.Connection, run_id: str, now: float) -> tuple[str, float | None] | None:
+    """(`epoch 4/100 · step 120/480`, seconds left or None) for a running run that reports
+    steps, else None. The time left: this epoch's remaining steps at its pace so far, plus the
+    remaining epochs at the mean length of the finished ones (validation included), less the
+    time since the last step was reported."""
     row = conn.execute(
         "SELECT status, epoch, epochs_total, step, steps, step_at, status_at FROM runs "
         "WHERE id = ?", (run_id,)).fetchone()
     if row is None:
-        return ""
+        return None
     status, epoch, total, step, steps, step_at, status_at = row
     if status != "running" or not steps or not step or step_at is None:
-        return ""
+        return None
     epoch = epoch or 0
     last_at, mean_s, done = conn.execute(
         "SELECT max(at), avg(seconds), count(*) FROM epochs WHERE run = ?", (run_id,)
@@ -39,10 +60,10 @@ def progress_text(conn: sqlite3.Connection, run_id: str, now: float) -> str:
     began = max(last_at or 0.0, status_at or 0.0)
     text = f"epoch {epoch + 1}/{total or '?'} · step {step}/{steps}"
     if step_at <= began:
-        return text
+        return text, None
     per_step = (step_at - began) / step
     left = per_step * (steps - step) - (now - step_at)
     if total:
         per_epoch = mean_s if done and mean_s else per_step * steps
         left += per_epoch * max(0, total - epoch - 1)
-    return f"{text} · ETA {fmt_eta(max(0.0, left))}"
+    return text, max(0.0, left)

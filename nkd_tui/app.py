@@ -5,99 +5,32 @@ from __future__ import annotations
 import os
 import threading
 import time
-from array import array
 from collections.abc import Callable
 from pathlib import Path
 
+from rich.text import Text
 from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Input, Log, Static, Tree
+from textual.widgets import DataTable, Footer, Input, RichLog, Static, Tree
 from textual.widgets.tree import TreeNode
-from textual_plotext import PlotextPlot
 
 from core.errors import NkdError
 from core.events import ACTIVE
 from core.registry import Registry, load_registry
 from core.workspace import Workspace
-from nkd_tui.format import STATUS_SYMBOL, middle, status_text
+from nkd_tui.format import STATUS_SYMBOL, middle
 from nkd_tui.gpu_panel import GpuPanel
 from nkd_tui.poll import Poller, Snapshot
+from nkd_tui.run_chart import ChartPane, LossChart
+from nkd_tui.run_table import RunTable
 
 MIN_SIZE = (80, 24)  # below this the TUI shows one line saying so instead of a clipped layout
 POLL_S = 1.0  # bounded refresh: one store read a second, redraws only for what changed
 PREFETCH_WAIT_S = 0.25  # how long the first paint waits for the prefetched snapshot
-RUN_HEADERS = ("run", "status", "epoch", "best val", "score", "started", "time", "device")
-# fixed widths: a DataTable measures every cell of auto-width columns, which dominates start-up
-RUN_WIDTHS = (17, 11, 9, 8, 6, 11, 8, 7)
-
-
-class LossChart(PlotextPlot):
-    """Train/val loss of one run; keeps the series and redraws decimated to the widget width."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.run_id: str | None = None
-        self.progress = ""  # "epoch 4/100 · step 120/480 · ETA 1:12:05" while the run trains
-        # arrays of doubles: appends are cheap and numpy reads them without a copy
-        self.epochs, self.train, self.val = array("d"), array("d"), array("d")
-
-    def follow(self, run_id: str | None) -> None:
-        if run_id != self.run_id:
-            self.run_id = run_id
-            self.epochs, self.train, self.val = array("d"), array("d"), array("d")
-            self.redraw()
-
-    def extend(self, rows: tuple[tuple[int, float | None, float | None], ...]) -> None:
-        nan = float("nan")
-        for epoch, train, val in rows:
-            self.epochs.append(epoch)
-            self.train.append(nan if train is None else train)
-            self.val.append(nan if val is None else val)
-        if rows:
-            self.redraw()
-
-    def show_progress(self, progress: str) -> None:
-        if progress != self.progress:
-            self.progress = progress
-            self.redraw()
-
-    def redraw(self) -> None:
-        """Mark the plot stale; it is rebuilt at the next render, when the size is known."""
-        self._built_for = None
-        self.refresh()
-
-    def render(self):  # noqa: ANN201 - the plotext widget's renderable
-        key = (self.run_id, len(self.epochs), self.size.width, self.progress)
-        if key != getattr(self, "_built_for", None):
-            self._built_for = key
-            self._build()
-        return super().render()
-
-    def _build(self) -> None:
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
-        title = "no run yet · l launches one" if self.run_id is None else "train / val loss"
-        if self.run_id is not None and self.progress:  # the legend already names the curves
-            title = self.progress if len(title) + 3 + len(self.progress) > self.size.width - 4 \
-                else f"{title} · {self.progress}"
-        # plotext drops a title wider than the plot, so a long one is cut to fit instead
-        width = max(8, self.size.width - 4)  # plotext needs a few columns of margin
-        plt.title(title if len(title) <= width else title[: width - 1] + "…")
-        if len(self.epochs):
-            from nkd_tui.chart import decimate
-
-            width = max(self.size.width - 10, 10)
-            # without colour (NO_COLOR, TERM=dumb) the two curves differ by their marks
-            marks = ("braille", "•") if self.app.no_color else ("braille", "braille")
-            for (name, series), mark in zip((("train", self.train), ("val", self.val)), marks,
-                                            strict=True):
-                x, y = decimate(self.epochs, series, width)
-                if y:
-                    plt.plot(x, y, label=name, marker=mark)
-            plt.xlabel("epoch")
+WIDE = 120  # from this width the chart and the log sit side by side; below, the log is under it
+LOG_LINES = 2_000  # lines the log pane keeps (the log viewer, enter, has the whole file)
 
 
 class ExperimentTree(Tree):
@@ -126,7 +59,15 @@ class NkdApp(App[None]):
         Binding("R", "control('restart')", "Restart", id="run.restart", show=False),
         Binding("g", "gpus", "GPUs", id="app.gpus", show=False),
         Binding("x", "queue('cancel')", "Cancel queued", id="queue.cancel", show=False),
-        Binding("t", "queue('top')", "Queue top", id="queue.top", show=False),
+        Binding("T", "queue('top')", "Queue top", id="queue.top", show=False),
+        Binding("C", "clear_marks", "Clear marks", id="run.clear_marks", show=False),
+        Binding("m", "metric(1)", "Metric", id="chart.metric", show=False),
+        Binding("M", "metric(-1)", "Metric back", id="chart.metric_back", show=False),
+        Binding("y", "log_y", "Log y", id="chart.log_y", show=False),
+        Binding("t", "tags", "Tags", id="run.tags", show=False),
+        Binding("n", "note", "Note", id="run.note", show=False),
+        Binding("a", "archive", "Archive", id="run.archive", show=False),
+        Binding("A", "show_archived", "Show archived", id="app.show_archived", show=False),
         Binding("S", "compare_sweep", "Compare sweep", id="run.compare_sweep", show=False),
         Binding("v", "log", "View log", id="run.log", show=False),
         Binding("slash", "filter", "Filter", id="app.filter", show=False),
@@ -144,8 +85,6 @@ class NkdApp(App[None]):
         self.experiment: str | None = None
         self.run_id: str | None = None  # the highlighted run, followed by chart and log
         self.marked: list[str] = []  # runs marked for the compare screen, in marking order
-        self._rows: tuple = ()
-        self._table_generation = 0
         self._log_text = ""
         self._latest: dict[str, str] | None = None  # each experiment's latest status
         self._summaries: dict[str, tuple[int, float | None]] = {}  # live runs, best score
@@ -167,11 +106,14 @@ class NkdApp(App[None]):
                         id="filter")
             yield ExperimentTree("experiments", id="experiments")
             with Vertical(id="right"):
-                yield DataTable(id="runs", cursor_type="row", zebra_stripes=False)
+                yield Static("", id="about")
+                yield RunTable(id="runs")
+                yield Static("", id="run-notes")
                 yield GpuPanel(id="gpus")
                 with Horizontal(id="detail"):
-                    yield LossChart(id="chart")
-                    yield Log(id="log", highlight=False, auto_scroll=True)
+                    yield ChartPane(id="chart-pane")
+                    yield RichLog(id="log", highlight=False, markup=False, wrap=True,
+                                  auto_scroll=True, max_lines=LOG_LINES)
         yield Footer()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -180,29 +122,34 @@ class NkdApp(App[None]):
             self.call_after_refresh(self._update_tree, self._latest)
 
     def _fit(self, width: int, height: int) -> None:
-        """Below 80×24 the layout cannot show what matters: say so instead of clipping."""
+        """Below 80×24 the layout cannot show what matters: say so instead of clipping. Below
+        WIDE columns the log goes under the chart, so both keep the full width; the run table
+        shows the columns that fit."""
         small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
         self.set_class(small, "-too-small")
+        self.set_class(width < WIDE, "-narrow")
+        if not small:
+            tree_width = min(34, max(21, width * 24 // 100))  # as app.tcss sizes the tree
+            self.query_one(RunTable).fit(width - tree_width - 1)
         if small:
             self.query_one("#too-small", Static).update(
                 f"terminal too small: nkd needs {MIN_SIZE[0]}×{MIN_SIZE[1]}, this one is "
                 f"{width}×{height}\n\nq quits; runs keep going")
 
     def on_mount(self) -> None:
-        self._fit(self.size.width, self.size.height)
         tree = self.query_one(Tree)
         tree.show_root = False
         tree.guide_depth = 2
         first_leaf = self._fill_tree("")
-        table = self.query_one(DataTable)
-        for header, width in zip(RUN_HEADERS, RUN_WIDTHS, strict=True):
-            table.add_column(header, key=header, width=width)
+        self.query_one(RunTable).fit(max(self.size.width, MIN_SIZE[0]) - 20)
+        self._fit(self.size.width, self.size.height)
         self._prefetch.join(PREFETCH_WAIT_S)
         prefetched = self._prefetched[0] if self._prefetched else None
         focus = prefetched.experiment if prefetched else (first_leaf and first_leaf.data)
         leaves = {leaf.data: leaf for branch in tree.root.children for leaf in branch.children}
         if focus in leaves:
             self.experiment = focus
+            self._show_about(focus)
             self.call_after_refresh(tree.move_cursor, leaves[focus])  # lines exist after a refresh
         tree.focus()
         if prefetched is not None:
@@ -213,13 +160,20 @@ class NkdApp(App[None]):
             self.set_interval(POLL_S, self.refresh_data)
 
     def _fill_tree(self, text: str) -> TreeNode | None:
-        """The experiments whose names contain `text` (all for ""), by group in the registry's
-        order; returns the first leaf."""
+        """The experiments whose names contain `text` (all for ""), or that have runs whose
+        tags or note match it (`#best`: tagged best), by group in the registry's order; returns
+        the first leaf. The run table then lists only the matching runs."""
         tree = self.query_one(Tree)
         tree.clear()
         first_leaf: TreeNode | None = None
+        self.poller.search = text
+        by_runs = set()
+        if text:
+            from core.annotate import experiments_matching
+
+            by_runs = experiments_matching(self.poller.store, text)
         for group, names in self.registry.groups().items():
-            shown = [n for n in names if text.lower() in n.lower()]
+            shown = [n for n in names if text.lower() in n.lower() or n in by_runs]
             if not shown:
                 continue
             branch = tree.root.add(group, expand=True, data=None)
@@ -238,6 +192,7 @@ class NkdApp(App[None]):
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self._fill_tree(event.value.strip())
+        self.refresh_data()
 
     @on(Input.Submitted, "#filter")
     def _filter_kept(self, event: Input.Submitted) -> None:
@@ -255,7 +210,7 @@ class NkdApp(App[None]):
 
     def refresh_data(self) -> None:
         chart = self.query_one(LossChart)
-        after = int(chart.epochs[-1]) if chart.run_id == self.run_id and len(chart.epochs) else 0
+        after = chart.last_epoch if chart.run_id == self.run_id else 0
         self._poll(self.experiment, self.run_id, after, self.query_one(GpuPanel).has_class(
             "-shown"))
 
@@ -269,7 +224,10 @@ class NkdApp(App[None]):
             return  # the user moved on while this was read
         with self.batch_update():
             self._update_tree(snap.latest, snap.summaries)
-            self._update_table(snap)
+            table = self.query_one(RunTable)
+            table.follow_run = self.run_id
+            table.show_rows(snap.runs)
+            self._show_run_notes()
             if self.run_id is None:
                 self.run_id = snap.run_id
             if snap.run_id == self.run_id:
@@ -277,11 +235,7 @@ class NkdApp(App[None]):
                 chart.follow(self.run_id)
                 chart.extend(snap.new_epochs)
                 chart.show_progress(snap.progress)
-                if snap.log_tail != self._log_text:
-                    self._log_text = snap.log_tail
-                    log = self.query_one(Log)
-                    log.clear()
-                    log.write(snap.log_tail)
+                self._show_log(snap.log_tail)
             for run_id in snap.lost:
                 self.notify(f"{run_id}: its worker vanished; shown as lost", severity="warning")
             for run_id, status in snap.ended:
@@ -302,7 +256,8 @@ class NkdApp(App[None]):
         self._latest = latest
         self._summaries = summaries = summaries if summaries is not None else self._summaries
         tree = self.query_one(Tree)
-        budget = max(8, tree.size.width - 6)  # guide, status symbol, scrollbar
+        # the width left beside the guide, and the scrollbar once the tree is taller than shown
+        budget = max(8, tree.size.width - 2 - (2 if tree.show_vertical_scrollbar else 0))
         for branch in tree.root.children:
             for leaf in branch.children:
                 status = latest.get(leaf.data)
@@ -310,52 +265,59 @@ class NkdApp(App[None]):
                 symbol = f"▶{live}" if live > 1 or (live and status not in ACTIVE) \
                     else STATUS_SYMBOL.get(status or "", " ")
                 score = f" {best:.3g}" if best is not None else ""
-                name = middle(leaf.data, max(5, budget - len(score) - len(symbol) + 1))
+                name = middle(leaf.data, max(5, budget - len(score) - len(symbol) - 1))
                 label = name if status is None else f"{symbol} {name}{score}"
                 if str(leaf.label) != label:
                     leaf.set_label(label)
 
-    def _update_table(self, snap: Snapshot) -> None:
-        table = self.query_one(DataTable)
-        if snap.runs == self._rows:
+    def _show_log(self, tail: str) -> None:
+        """The followed run's last lines, wrapped. While the reader has scrolled up the focused
+        pane, a newer tail waits for the next poll, so the lines they read stay put."""
+        if tail == self._log_text:
             return
-        keys = [r.run_id for r in snap.runs]
-        if [r.run_id for r in self._rows] == keys:
-            for old, new in zip(self._rows, snap.runs, strict=True):
-                for header, a, b in zip(RUN_HEADERS, old.cells, new.cells, strict=True):
-                    if a != b:
-                        table.update_cell(new.run_id, header, self._cell(header, b, new.run_id))
-        else:
-            # A DataTable measures every cell it is given: rows that fill the screen go in now,
-            # the rest just after this paint (dropped if a newer snapshot replaced them).
-            table.clear()
-            self._table_generation += 1
-            first = max(self.size.height, 24)  # never more rows than the terminal shows
-            self._add_rows(snap.runs[:first], self._table_generation)
-            if len(snap.runs) > first:
-                self.call_after_refresh(
-                    self._add_rows, snap.runs[first:], self._table_generation
-                )
-        self._rows = snap.runs
-
-    def _add_rows(self, rows: tuple, generation: int) -> None:
-        if generation != self._table_generation:
+        log = self.query_one("#log", RichLog)
+        if log.has_focus and not log.is_vertical_scroll_end:
             return
-        table = self.query_one(DataTable)
-        for row in rows:
-            cells = (
-                self._cell(h, c, row.run_id) for h, c in zip(RUN_HEADERS, row.cells, strict=True)
-            )
-            table.add_row(*cells, key=row.run_id)
-            if row.run_id == self.run_id:
-                table.move_cursor(row=table.row_count - 1, animate=False)
+        self._log_text = tail
+        log.clear()
+        log.write(tail.rstrip("\n"), scroll_end=True)
 
-    def _cell(self, header: str, value: str, run_id: str) -> str:
-        if header == "status":
-            return status_text(value)
-        if header == "run" and run_id in self.marked:
-            return f"● {value}"
-        return value
+    def _row(self, run_id: str | None):  # noqa: ANN202 - a RunRow or None
+        return next((r for r in self.query_one(RunTable).rows_shown if r.run_id == run_id), None)
+
+    def _show_run_notes(self) -> None:
+        """The highlighted run's tags and note, on a line under the table (none without)."""
+        row = self._row(self.run_id)
+        box = self.query_one("#run-notes", Static)
+        if row is None or not (row.tags or row.note or row.archived):
+            box.remove_class("-shown")
+            return
+        text = Text(row.cells[0] + " ", style="bold")
+        if row.archived:
+            text.append("archived · ", style="dim")
+        text.append(" ".join(f"#{t}" for t in row.tags), style="cyan")
+        if row.note:
+            text.append((" · " if row.tags else "") + row.note)
+        box.update(text)
+        box.add_class("-shown")
+
+    def _show_about(self, name: str) -> None:
+        """The line over the run table: the experiment, its description and what the
+        researcher reported for it (the value new runs are judged against)."""
+        exp = self.registry.experiments.get(name)
+        if exp is None:
+            return
+        text = Text(name, style="bold")
+        description = str(exp.params.get("description") or "").strip()
+        if description:
+            text.append(f" · {description}")
+        if exp.reported:
+            text.append(" · reported ", style="dim")
+            text.append(", ".join(f"{k} {v:g}" if isinstance(v, int | float) else f"{k} {v}"
+                                  for k, v in exp.reported.items()), style="bold")
+        self.query_one("#about", Static).update(text)
+        self.query_one(LossChart).set_reported(
+            {k: v for k, v in exp.reported.items() if isinstance(v, int | float)})
 
     # ── selection ───────────────────────────────────────────────────────────────────────────
 
@@ -365,11 +327,11 @@ class NkdApp(App[None]):
         if name and name != self.experiment:
             self.experiment = name
             self.run_id = None
-            self._rows = ()
-            self.query_one(DataTable).clear()
+            self.query_one(RunTable).reset()
             self.query_one(LossChart).follow(None)
+            self._show_about(name)
             self._log_text = ""
-            self.query_one(Log).clear()
+            self.query_one("#log", RichLog).clear()
             self.refresh_data()
 
     @on(DataTable.RowHighlighted, "#runs")
@@ -379,6 +341,7 @@ class NkdApp(App[None]):
             self.run_id = run_id
             self.query_one(LossChart).follow(run_id)
             self._log_text = ""
+            self._show_run_notes()
             self.refresh_data()
 
     @on(DataTable.RowSelected, "#runs")
@@ -398,6 +361,73 @@ class NkdApp(App[None]):
 
         self.push_screen(LogViewer(self.workspace.run_dir(self.run_id) / "output.log",
                                    f"{self.run_id} · output.log"))
+
+    def action_tags(self) -> None:
+        row = self._row(self.run_id)
+        if row is None:
+            self.notify("no run highlighted", severity="warning")
+            return
+        from nkd_tui.screens import PromptScreen
+
+        def answered(text: str | None) -> None:
+            if text is not None:
+                self._annotate(row.run_id, "tags", text)
+
+        self.push_screen(PromptScreen(f"Tags of {row.run_id}", " ".join(row.tags),
+                                      "spaces or commas between tags · enter keeps · esc leaves"),
+                         answered)
+
+    def action_note(self) -> None:
+        row = self._row(self.run_id)
+        if row is None:
+            self.notify("no run highlighted", severity="warning")
+            return
+        from nkd_tui.screens import PromptScreen
+
+        def answered(text: str | None) -> None:
+            if text is not None:
+                self._annotate(row.run_id, "note", text)
+
+        self.push_screen(PromptScreen(f"Note on {row.run_id}", row.note,
+                                      "one line in your words · empty clears · esc leaves"),
+                         answered)
+
+    def action_archive(self) -> None:
+        row = self._row(self.run_id)
+        if row is not None:
+            self._annotate(row.run_id, "archived", "" if row.archived else "yes")
+
+    def action_show_archived(self) -> None:
+        self.poller.show_archived = not self.poller.show_archived
+        self.notify("archived runs shown (⌂)" if self.poller.show_archived
+                    else "archived runs hidden")
+        self.refresh_data()
+
+    @work(thread=True, group="control", exit_on_error=False)
+    def _annotate(self, run_id: str, what: str, text: str) -> None:
+        from core import annotate
+
+        store, ws = self.poller.store, self.workspace
+        try:
+            if what == "tags":
+                tags = annotate.set_tags(store, ws, run_id, annotate.parse_tags(text))
+                message = f"{run_id}: {' '.join('#' + t for t in tags) or 'no tags'}"
+            elif what == "note":
+                annotate.note(store, ws, run_id, text)
+                message = f"{run_id}: note {'saved' if text.strip() else 'cleared'}"
+            else:
+                message = annotate.archive(store, ws, run_id, archived=bool(text))
+        except NkdError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.call_from_thread(self.notify, message)
+        self.call_from_thread(self.refresh_data)
+
+    def action_metric(self, step: int) -> None:
+        self.query_one(LossChart).cycle_view(step)
+
+    def action_log_y(self) -> None:
+        self.query_one(LossChart).toggle_log()
 
     def action_help(self) -> None:
         from nkd_tui.screens import HelpScreen
@@ -483,7 +513,8 @@ class NkdApp(App[None]):
 
         self.push_screen(ConfirmScreen(question), answered)
 
-    RUN_ACTIONS = frozenset({"launch", "control", "stop", "kill", "mark", "compare", "lineage"})
+    RUN_ACTIONS = frozenset({"launch", "control", "stop", "kill", "mark", "compare", "lineage",
+                             "tags", "note", "archive", "metric", "log_y", "clear_marks"})
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Run keys act on the main screen only (they are hidden on the compare screen)."""
@@ -500,11 +531,19 @@ class NkdApp(App[None]):
             self.marked.remove(run_id)
         else:
             self.marked.append(run_id)
-        row = next((r for r in self._rows if r.run_id == run_id), None)
-        if row is not None:
-            self.query_one(DataTable).update_cell(
-                run_id, "run", self._cell("run", row.cells[0], run_id)
-            )
+        self._sync_marks(run_id)
+
+    def _sync_marks(self, *run_ids: str) -> None:
+        table = self.query_one(RunTable)
+        table.marked = self.marked
+        for run_id in run_ids:
+            table.refresh_run(run_id)
+
+    def action_clear_marks(self) -> None:
+        """Unmark every run (marks otherwise stay after a compare, for the next one)."""
+        cleared, self.marked = self.marked, []
+        self._sync_marks(*cleared)
+        self.notify(f"cleared {len(cleared)} mark{'s' if len(cleared) != 1 else ''}")
 
     def action_compare(self) -> None:
         if len(self.marked) < 2:

@@ -48,3 +48,55 @@ def decimate(
     hi = np.maximum.reduceat(ys, edges[:-1])
     mid = xs[(edges[:-1] + edges[1:]) // 2]
     return np.repeat(mid, 2).tolist(), np.column_stack([lo, hi]).ravel().tolist()
+
+
+# ── the run chart ────────────────────────────────────────────────────────────────────────────
+
+LOSS = "loss"  # train and val loss together: the chart's first view
+SKIPPED = frozenset({"seconds", "train_seconds"})  # timings, not metrics
+# Each series has its own colour and its own mark, so they differ without colour too.
+STYLES = (("cyan", "braille", "⠒"), ("orange", "•", "•"), ("magenta", "x", "x"),
+          ("green", "+", "+"))
+
+
+def series_from(rows: Sequence[tuple]) -> dict[str, dict[int, float]]:
+    """Per-epoch values by name from the store's (epoch, train, val, lr, extra JSON) rows."""
+    import json
+
+    out: dict[str, dict[int, float]] = {}
+    for epoch, train, val, lr, extra in rows:
+        values = {"train_loss": train, "val_loss": val, "lr": lr}
+        if extra:
+            try:
+                values |= {k: v for k, v in json.loads(extra).items()
+                           if k not in SKIPPED and isinstance(v, int | float)
+                           and not isinstance(v, bool)}
+            except ValueError:
+                pass
+        for name, value in values.items():
+            if value is not None:
+                out.setdefault(name, {})[int(epoch)] = float(value)
+    return out
+
+
+def views(names: Sequence[str]) -> list[str]:
+    """What the metric picker offers: loss first, then every other recorded metric."""
+    rest = sorted(n for n in names if n not in ("train_loss", "val_loss"))
+    return [LOSS, *rest]
+
+
+def curves_of(view: str, names: Sequence[str]) -> list[str]:
+    if view == LOSS:
+        return [n for n in ("train_loss", "val_loss") if n in names]
+    return [view] if view in names else []
+
+
+def reference(view: str, reported: dict[str, float]) -> tuple[str, float] | None:
+    """The researcher's `reported` value that belongs on this view's axis, if any: the same
+    name, the name without `val_`, or for an SDR view their `sdr_db`."""
+    bare = view.removeprefix("val_")
+    for key in (view, bare, *(("sdr_db", "sdr") if "sdr" in view else ())):
+        value = reported.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return key, float(value)
+    return None

@@ -232,10 +232,14 @@ def cmd_ps(args: argparse.Namespace) -> int:
     ws, store = _open_store(args)
     reconcile(store, ws)
     _sync_slurm(store, ws)
+    from core.annotate import matches, tags_of
+
     rows = store.list_runs(
-        args.experiment, limit=None if args.all or args.json or args.sweep else 50,
-        columns=FULL_COLUMNS, sweep=args.sweep,
+        args.experiment, limit=None if args.all or args.json or args.sweep or args.search else 50,
+        columns=FULL_COLUMNS, sweep=args.sweep, archived=None if args.archived else False,
     )
+    if args.search:
+        rows = [r for r in rows if matches(r, args.search)]
     if args.json:
         keys = (
             "id",
@@ -263,12 +267,14 @@ def cmd_ps(args: argparse.Namespace) -> int:
             "slurm_reason",
             "requeues",
             "error",
+            "note",
         )
-        print(json.dumps([{k: r[k] for k in keys} for r in rows], indent=2))
+        print(json.dumps([{**{k: r[k] for k in keys}, "tags": tags_of(r),
+                           "archived": bool(r["archived"])} for r in rows], indent=2))
         return 0
     table = [
         [
-            r["id"],
+            ("⌂ " if r["archived"] else "") + r["id"],
             status_text(r["status"]) + (f" ({r['slurm_reason']})"
                                         if r["status"] == "queued" and r["slurm_reason"] else ""),
             f"{r['epoch'] or 0}/{r['epochs_total'] or '?'}",
@@ -281,11 +287,12 @@ def cmd_ps(args: argparse.Namespace) -> int:
             r["gpus"] or "-",
             f"slurm {r['job_id']}" + (f"@{r['node']}" if r["node"] else "")
             if r["backend"] == "slurm" else "local",
+            " ".join(f"#{t}" for t in tags_of(r)) or "-",
         ]
         for r in rows
     ]
     header = ["RUN", "STATUS", "EPOCH", "BEST VAL", "ACC", "SDR", "TEST SDR", "STARTED", "TIME",
-              "GPU", "WHERE"]
+              "GPU", "WHERE", "TAGS"]
     print(_table(table, header) if table else "no runs yet")
     return 0
 
@@ -338,6 +345,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     if row.get("peak_rss_mb") is not None:
         print(f"cost        peak memory {row['peak_rss_mb']:.0f} MiB  CPU {row['cpu_s']:.1f} s")
     print(f"folder      {row['run_dir']}")
+    from core.annotate import tags_of
+
+    if tags_of(row) or row.get("archived"):
+        print(f"tags        {' '.join('#' + t for t in tags_of(row)) or '-'}"
+              + ("  (archived: nkd archive --undo shows it again)" if row.get("archived") else ""))
+    if row.get("note"):
+        print(f"note        {row['note']}")
     for ref in _references(Path(row["run_dir"] or "")):
         print(f"reference   {ref['key']} {ref['ref']} -> run {ref['run']}")
     if metrics:
@@ -559,9 +573,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from nkd_tui.cli_capture import add_import_parser
     from nkd_tui.cli_capture import add_parser as add_capture
+    from nkd_tui.cli_notes import add_parsers as add_notes
     from nkd_tui.cli_queue import add_parsers
 
     add_parsers(add, sub)
+    add_notes(add, sub)
     add_capture(add, sub)
     add_import_parser(add, sub)
 
@@ -570,6 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", "-a", action="store_true", help="all runs, not the latest 50")
     p.add_argument("--experiment", "-e")
     p.add_argument("--sweep", help="the runs of one sweep")
+    p.add_argument("--archived", action="store_true", help="archived runs too (marked ⌂)")
+    p.add_argument("--search", "-s", metavar="TEXT",
+                   help="runs whose id, tags or note contain TEXT (#tag: that tag exactly)")
     p.set_defaults(func=cmd_ps)
 
     p = add(sub, "show", help="one run: status, best values, metrics, checkpoints")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.events import HOLDING
-from core.progress import cost_text, progress_text
+from core.progress import cost_text, eta_short, progress, progress_text
 from core.store import Store
 from core.workspace import Workspace
 from nkd_tui.format import duration, fmt_num, fmt_time
@@ -18,7 +18,7 @@ RECONCILE_EVERY_S = 5.0
 RUN_COLUMNS = (
     "id", "status", "epoch", "epochs_total", "best_val_loss",
     "coalesce(sdr, accuracy) AS score", "started_at", "ended_at", "device", "gpus",
-    "backend", "job_id", "node", "slurm_reason",
+    "backend", "job_id", "node", "slurm_reason", "tags", "note", "archived",
 )
 SLURM_EVERY_S = 1.0  # a compute node's epoch is on screen within about a second of ingest
 GPUS_EVERY_S = 2.0  # the GPU panel's reading (a subprocess: the TUI never loads NVML)
@@ -31,6 +31,9 @@ class RunRow:
     run_id: str
     status: str
     cells: tuple[str, ...]
+    tags: tuple[str, ...] = ()
+    note: str = ""
+    archived: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class Snapshot:
     experiment: str | None
     runs: tuple[RunRow, ...]
     run_id: str | None
-    new_epochs: tuple[tuple[int, float | None, float | None], ...] = ()
+    new_epochs: tuple[tuple, ...] = ()  # (epoch, train, val, lr, extra JSON) after the chart's
     log_tail: str = ""
     lost: tuple[str, ...] = field(default_factory=tuple)
     gpus: GpuReading | None = None  # only while the GPU panel is shown
@@ -75,6 +78,8 @@ class Poller:
         self._gpu_reading: tuple[float, tuple[dict, ...], str] | None = None
         self._next_slurm = 0.0
         self._active: set[str] | None = None  # runs active at the last poll
+        self.show_archived = False  # the TUI's `A`: archived runs listed too, dimmed
+        self.search = ""  # the TUI's `/` text: runs whose id, tags or note match it
 
     @property
     def store(self) -> Store:
@@ -155,7 +160,13 @@ class Poller:
         now = self.clock()
         out = []
         positions: dict[str, int] = {}
-        for r in self.store.list_runs(experiment, columns=RUN_COLUMNS):
+        from core.annotate import matches, tags_of
+
+        search = self.search
+        for r in self.store.list_runs(experiment, columns=RUN_COLUMNS,
+                                      archived=None if self.show_archived else False):
+            if search and search.lower() not in experiment.lower() and not matches(r, search):
+                continue
             if r["status"] == "queued" and not positions:
                 positions = self.queue_positions()
             total = r["epochs_total"]
@@ -170,12 +181,21 @@ class Poller:
                 f"{r['epoch'] or 0}/{total or '?'}",
                 fmt_num(r["best_val_loss"]),
                 fmt_num(r["score"]),
+                self._time_cell(r, now),
                 fmt_time(r["started_at"]),
-                duration(r, now),
                 _where(r),
             )
-            out.append(RunRow(r["id"], r["status"], cells))
+            out.append(RunRow(r["id"], r["status"], cells, tuple(tags_of(r)), r["note"] or "",
+                              bool(r["archived"])))
         return tuple(out)
+
+    def _time_cell(self, r: dict, now: float) -> str:
+        """A running run's time left, once it has reported steps; else how long it ran."""
+        if r["status"] == "running":
+            found = progress(self.store.conn, r["id"], now)
+            if found is not None and found[1] is not None:
+                return eta_short(found[1])
+        return duration(r, now)
 
     def queue_positions(self) -> dict[str, int]:
         """Queued runs' places in the queue (the scheduler's order: priority, then age)."""

@@ -9,9 +9,9 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static, TextArea
+from textual.widgets import Button, Input, Label, Static, TextArea
 
 from core.errors import NkdError
 from core.registry import Registry
@@ -130,6 +130,28 @@ class LaunchScreen(ModalScreen[tuple[list[str], bool] | None]):
         self.dismiss(None)
 
 
+class PromptScreen(ModalScreen[str | None]):
+    """One line to edit (a run's tags, its note): enter keeps it, esc leaves it as it was."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
+
+    def __init__(self, question: str, value: str, hint: str) -> None:
+        super().__init__()
+        self.question, self.value, self.hint = question, value, hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.question, id="title")
+            yield Input(self.value, id="answer")
+            yield Static(Text(self.hint, style="dim"), id="hint")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", id="confirm.yes"),
@@ -155,30 +177,34 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 HELP_KEYS = (
-    ("tab", "move between experiments and runs"),
-    ("/", "filter the experiments as you type; esc clears it"),
+    ("tab", "move between experiments, runs and the log pane"),
+    ("/", "filter by name, or to runs by #tag or note text"),
     ("l", "launch the experiment, its settings editable first"),
     ("p / r", "pause / resume the highlighted run"),
     ("u", "suspend: checkpoint, exit, free the GPU (r restarts)"),
     ("s", "stop (asks first): finish the step, save the state"),
     ("K / R", "kill (asks first) / restart an ended run from its state"),
-    ("space", "mark / unmark a run for compare (any experiment)"),
+    ("space", "mark / unmark a run for compare; C clears all marks"),
     ("c / S", "compare the marked runs / the highlighted run's sweep"),
     ("L", "lineage: fine-tunes, blends, evaluations; b blends"),
     ("enter", "whole log (or v): / search, n next, e error, f follow"),
+    ("m / y", "chart: next metric (M back) / log y axis"),
+    ("t / n", "tags / note of the highlighted run"),
+    ("a / A", "archive (hidden, never deleted) / show the archived"),
     ("g", "GPU panel: each GPU's use, its nkd runs and others' jobs"),
-    ("x / t", "queued run: cancel / start next (ctrl+e in launch queues)"),
+    ("x / T", "queued run: cancel / start next (ctrl+e in launch queues)"),
     ("q", "quit; runs keep going, reopen nkd to see them again"),
 )
 
 
 def help_text() -> Text:
     text = Text.assemble(("nkd", "bold"), ": experiments on the left, their runs on the right, "
-                         "the highlighted run's loss and log below.\n\n")
+                         "the highlighted run's chart and log below.\n\n")
     for key, what in HELP_KEYS:
         text.append(f"  {key:<7}", style="bold")
         text.append(f"{what}\n")
-    text.append("\nRuns started elsewhere (`nkd run`) appear within a second.")
+    text.append("\nRuns started elsewhere (`nkd run`) appear within a second. ctrl+p finds any "
+                "command by name.")
     return text
 
 
@@ -186,7 +212,7 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss_help", "Close", id="help.close")]
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
+        with VerticalScroll(id="dialog"):
             yield Static(help_text())
 
     def action_dismiss_help(self) -> None:

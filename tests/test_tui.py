@@ -133,12 +133,12 @@ async def test_table_and_chart_follow_the_store(tmp_path: Path) -> None:
         table = app.query_one("#runs")
         assert table.row_count == 3
         assert app.run_id == "crnn_long_20260103_120000"  # newest first
-        assert list(app.query_one("#chart").epochs) == [1, 2, 3]
+        assert list(app.query_one("#chart").series["train_loss"][0]) == [1, 2, 3]
         await pilot.press("tab", "down", "down")  # to the finished run
         await _settle(pilot)
         assert app.run_id == "crnn_long_20260101_120000"
-        assert len(app.query_one("#chart").epochs) == 40
-        assert "epoch 40" in "\n".join(app.query_one("#log").lines)
+        assert len(app.query_one("#chart").series["train_loss"][0]) == 40
+        assert "epoch 40" in "\n".join(s.text for s in app.query_one("#log").lines)
 
 
 async def _until(pilot, predicate, timeout: float = 30.0) -> None:
@@ -194,7 +194,7 @@ async def test_keys_control_a_real_worker_and_quit_leaves_it_running(tmp_path: P
             await _settle(pilot)
             await _until(pilot, lambda: again.query_one("#runs").row_count == 2)
             assert again.run_id == second
-            await _until(pilot, lambda: len(again.query_one("#chart").epochs) > 0)
+            await _until(pilot, lambda: len(again.query_one("#chart").series) > 0)
     finally:
         for row in store.list_runs("tick"):
             full = store.get_run(row["id"])
@@ -268,7 +268,7 @@ async def test_queued_runs_show_their_place_and_keys_move_cancel_and_compare(
         await pilot.press("tab")  # the newest queued run is highlighted
         await _settle(pilot)
         assert app.run_id == ids[-1]
-        await pilot.press("t")  # to the top of the queue
+        await pilot.press("T")  # to the top of the queue
         await _settle(pilot)
         app.refresh_data()
         await _settle(pilot)

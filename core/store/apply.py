@@ -188,8 +188,21 @@ def _on_checkpoint(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) ->
         )
 
 
+def _on_annotate(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
+    """The researcher's tags, note or archive mark: each key present replaces what was there."""
+    if "tags" in ev:
+        conn.execute("UPDATE runs SET tags = ? WHERE id = ?",
+                     (json.dumps(ev["tags"], ensure_ascii=False) if ev["tags"] else None, run_id))
+    if "note" in ev:
+        conn.execute("UPDATE runs SET note = ? WHERE id = ?", (ev["note"] or None, run_id))
+    if "archived" in ev:
+        conn.execute("UPDATE runs SET archived = ? WHERE id = ?",
+                     (1 if ev["archived"] else None, run_id))
+
+
 HANDLERS: dict[str, Callable[[sqlite3.Connection, str, dict[str, Any]], None]] = {
     "run": _on_run,
+    "annotate": _on_annotate,
     "status": _on_status,
     "worker": _on_worker,
     "queue": _on_queue,

@@ -41,7 +41,7 @@ FULL_COLUMNS = (
     "best_val_loss", "best_train_loss", "accuracy", "sdr", "test_sdr", "pid", "pid_start", "host",
     "device", "created_at", "started_at", "ended_at", "heartbeat_at", "exit_code", "error",
     "gpus", "sweep", "priority", "backend", "job_id", "node", "slurm_state", "slurm_reason",
-    "requeues",
+    "requeues", "tags", "note", "archived",
 )
 LIVENESS_COLUMNS = (
     "id", "status", "pid", "pid_start", "pid_ticks", "host", "created_at", "status_at", "backend",
@@ -183,9 +183,11 @@ class Store:
         limit: int | None = None,
         columns: tuple[str, ...] = LIST_COLUMNS,
         sweep: str | None = None,
+        archived: bool | None = None,
     ) -> RunList:
         """Runs, newest first. The default columns are the cheap listing; pass FULL_COLUMNS
-        for everything but params."""
+        for everything but params. `archived`: None lists every run, False hides the archived
+        ones (what a person sees by default), True lists only them."""
         sql = f"SELECT {', '.join(columns)} FROM runs"
         args: list[Any] = []
         where = []
@@ -195,6 +197,8 @@ class Store:
         if sweep is not None:
             where.append("sweep = ?")
             args.append(sweep)
+        if archived is not None:
+            where.append("archived IS NOT NULL" if archived else "archived IS NULL")
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC"
@@ -255,10 +259,11 @@ class Store:
 
     def epochs_after(
         self, run_id: str, after: int
-    ) -> list[tuple[int, float | None, float | None]]:
-        """(epoch, train_loss, val_loss) of the epochs after `after`, for live charts."""
+    ) -> list[tuple[int, float | None, float | None, float | None, str | None]]:
+        """(epoch, train_loss, val_loss, lr, extra as JSON) of the epochs after `after`, for
+        live charts."""
         return self.conn.execute(
-            "SELECT epoch, train_loss, val_loss FROM epochs WHERE run = ? AND epoch > ? "
+            "SELECT epoch, train_loss, val_loss, lr, extra FROM epochs WHERE run = ? AND epoch > ? "
             "ORDER BY epoch",
             (run_id, after),
         ).fetchall()
@@ -275,9 +280,11 @@ class Store:
         return None
 
     def latest_statuses(self) -> dict[str, str]:
-        """Each experiment's latest run status (SQLite takes status from the max() row)."""
+        """Each experiment's latest run status (SQLite takes status from the max() row);
+        archived runs are left out, as the TUI hides them."""
         rows = self.conn.execute(
-            "SELECT experiment, status, max(created_at) FROM runs GROUP BY experiment"
+            "SELECT experiment, status, max(created_at) FROM runs WHERE archived IS NULL "
+            "GROUP BY experiment"
         )
         return {experiment: status for experiment, status, _ in rows}
 

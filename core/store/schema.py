@@ -154,9 +154,16 @@ def _v6(db: sqlite_utils.Database) -> None:
     db["metrics"].add_column("gains", str)
 
 
-SCHEMA_VERSION = 6
+def _v7(db: sqlite_utils.Database) -> None:
+    # v7: what the researcher says of a run after the fact: its tags (a JSON list), a note, and
+    # whether it is archived (hidden from listings, never deleted).
+    for column, kind in (("tags", str), ("note", str), ("archived", int)):
+        db["runs"].add_column(column, kind)
+
+
+SCHEMA_VERSION = 7
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
-    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6,
+    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7,
 }
 
 
