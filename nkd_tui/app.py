@@ -552,7 +552,8 @@ class NkdApp(App[None]):
         from nkd_tui.compare_screen import CompareScreen
 
         self.push_screen(CompareScreen(self.workspace.db_path, list(self.marked),
-                                       self.workspace.root / "exports", clock=self.poller.clock))
+                                       self.workspace.root / "exports", clock=self.poller.clock,
+                                       poll=self.poll_enabled))
 
     def action_compare_sweep(self) -> None:
         """Every run of the highlighted run's sweep, side by side (the swept settings differ,
@@ -565,7 +566,8 @@ class NkdApp(App[None]):
         from nkd_tui.compare_screen import CompareScreen
 
         self.push_screen(CompareScreen(self.workspace.db_path, ids,
-                                       self.workspace.root / "exports", clock=self.poller.clock))
+                                       self.workspace.root / "exports", clock=self.poller.clock,
+                                       poll=self.poll_enabled))
 
     def action_lineage(self) -> None:
         if not self.run_id:

@@ -56,7 +56,18 @@ LOSS = "loss"  # train and val loss together: the chart's first view
 SKIPPED = frozenset({"seconds", "train_seconds"})  # timings, not metrics
 # Each series has its own colour and its own mark, so they differ without colour too.
 STYLES = (("cyan", "braille", "⠒"), ("orange", "•", "•"), ("magenta", "x", "x"),
-          ("green", "+", "+"))
+          ("green", "+", "+"), ("red", "o", "o"), ("blue", "*", "*"))
+RICH_COLOUR = {"cyan": "cyan", "orange": "dark_orange", "magenta": "magenta", "green": "green",
+               "red": "red", "blue": "dodger_blue1"}
+
+
+def legend(names: Sequence[str]) -> list[tuple[str, str]]:
+    """(text, rich style) pieces naming each series with its mark in its colour."""
+    out = []
+    for name, (colour, _mark, sample) in zip(names, STYLES * (len(names) // len(STYLES) + 1),
+                                             strict=False):
+        out += [(f"{sample}{sample} ", RICH_COLOUR[colour]), (f"{name}  ", "")]
+    return out
 
 
 def series_from(rows: Sequence[tuple]) -> dict[str, dict[int, float]]:

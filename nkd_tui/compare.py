@@ -12,12 +12,18 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.store import Store
+from core.annotate import tags_of
+from core.store import ACTIVE, Store
 from core.workspace import csv_text
 from nkd_tui.format import fmt_num
 
-FIXED = ["run", "experiment", "status", "epochs", "best val", "best ep"]
+# What a researcher reads first leads, so it is in the first screenful at 80-100 columns: the
+# run, its status, the delta against its parent, then the headline metric (mean SDR before the
+# stems); where a run stands in training and its bookkeeping follow.
+FIRST = ["run", "status", "Δ vs parent"]
+LAST = ["score", "epochs", "best val", "best ep", "experiment", "tags", "note"]
 METRIC_ORDER = [
+    "sdr mean",
     "accuracy",
     "macro_f1",
     "roc_auc",
@@ -28,7 +34,6 @@ METRIC_ORDER = [
     "sdr drums",
     "sdr other",
     "sdr vocals",
-    "sdr mean",
 ]
 IGNORED_PARAMS = {"description", "group", "reported", "tags"}
 
@@ -40,6 +45,7 @@ class Comparison:
     rows: list[list[Any]]  # raw values in `columns` order, one list per run
     params: list[tuple[str, list[Any], bool]]  # key, value per run, whether they differ
     curves: dict[str, list[tuple[int, float | None, float | None]]] = field(default_factory=dict)
+    active: bool = False  # a compared run is still going: the screen keeps reading
 
     def sorted_rows(self, column: str, reverse: bool = False) -> list[list[Any]]:
         """Rows sorted by one column; missing values last either way."""
@@ -118,7 +124,7 @@ def compare(store: Store, run_ids: list[str]) -> Comparison:
     headlines = [_headline(store.metrics(r)) for r in run_ids]
     names = [n for base in METRIC_ORDER for n in (base, f"{base} test")
              if any(n in h for h in headlines)]
-    columns = FIXED + names + ["score", "Δ vs parent"]
+    columns = FIRST + names + LAST
     rows = []
     for run, p, h in zip(runs, params, headlines, strict=True):
         parent = _parent(store, p)
@@ -128,16 +134,19 @@ def compare(store: Store, run_ids: list[str]) -> Comparison:
         rows.append(
             [
                 run["id"],
-                run["experiment"],
                 run["status"],
+                delta,
+                *[h.get(n) for n in names],
+                score(run),
                 run.get("epoch"),
                 run.get("best_val_loss"),
                 run.get("best_epoch"),
-                *[h.get(n) for n in names],
-                score(run),
-                delta,
+                run["experiment"],
+                " ".join(f"#{t}" for t in tags_of(run)) or None,
+                run.get("note") or None,
             ]
         )
+    active = any(run["status"] in ACTIVE for run in runs)
     keys = sorted({k for p in params for k in p} - IGNORED_PARAMS)
     table = []
     for key in keys:
@@ -147,7 +156,7 @@ def compare(store: Store, run_ids: list[str]) -> Comparison:
     curves = {
         r: [(e["epoch"], e["train_loss"], e["val_loss"]) for e in store.epochs(r)] for r in run_ids
     }
-    return Comparison(list(run_ids), columns, rows, table, curves)
+    return Comparison(list(run_ids), columns, rows, table, curves, active)
 
 
 def fmt(value: Any, signed: bool = False) -> str:

@@ -15,9 +15,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from nkd_tui.chart import LOSS, STYLES, curves_of, decimate, reference, series_from, views
-
-RICH_COLOUR = {"cyan": "cyan", "orange": "dark_orange", "magenta": "magenta", "green": "green"}
+from nkd_tui.chart import LOSS, STYLES, curves_of, decimate, legend, reference, series_from, views
 
 
 class LossChart(PlotextPlot):
@@ -87,10 +85,8 @@ class LossChart(PlotextPlot):
     def legend_text(self) -> Text:
         view = self.shown_view()
         text = Text()
-        for name, (colour, _mark, sample) in zip(curves_of(view, list(self.series)), STYLES,
-                                                 strict=False):
-            text.append(f"{sample}{sample} ", style=RICH_COLOUR[colour])
-            text.append(f"{name}  ")
+        for piece, style in legend(curves_of(view, list(self.series))):
+            text.append(piece, style=style)
         ref = reference(view, self.reported)
         if ref is not None:
             text.append("┄┄ ", style="bold")

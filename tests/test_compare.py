@@ -75,7 +75,7 @@ def test_comparison_rows_deltas_and_settings(tmp_path: Path) -> None:
     ids = [FINE_TUNE, "crnn_long_20260101_120000", "crnn_long_20260102_120000"]
     c = compare(store, ids)
     store.close()
-    assert c.columns[:6] == ["run", "experiment", "status", "epochs", "best val", "best ep"]
+    assert c.columns[:4] == ["run", "status", "Δ vs parent", "sdr mean"]  # what is read first
     assert {"sdr bass", "sdr drums", "sdr other", "sdr vocals", "sdr mean"} <= set(c.columns)
     row = dict(zip(c.columns, c.rows[0], strict=True))
     assert row["sdr mean"] == 4.05 and row["score"] == 4.05
