@@ -113,7 +113,7 @@ class NkdApp(App[None]):
                 with Horizontal(id="detail"):
                     yield ChartPane(id="chart-pane")
                     yield RichLog(id="log", highlight=False, markup=False, wrap=True,
-                                  auto_scroll=True, max_lines=LOG_LINES)
+                                  auto_scroll=True, max_lines=LOG_LINES, min_width=20)
         yield Footer()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -127,7 +127,7 @@ class NkdApp(App[None]):
         shows the columns that fit."""
         small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
         self.set_class(small, "-too-small")
-        self.set_class(width < WIDE, "-narrow")
+        self.query_one("#main").set_class(width < WIDE, "-narrow")
         if not small:
             tree_width = min(34, max(21, width * 24 // 100))  # as app.tcss sizes the tree
             self.query_one(RunTable).fit(width - tree_width - 1)

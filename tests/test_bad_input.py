@@ -240,6 +240,16 @@ def _cases() -> list[Case]:
         Case("prepare-bad-folder", ["data", "prepare", "./data/empty"],
              ["data folder", "holds no track folders"]),
     ]
+    # tags, notes, archive
+    cases += [
+        Case("tag-spaces", ["tag", "{run}", "two words"], ["tag 'two words'", "no spaces"]),
+        Case("tag-comma", ["tag", "{run}", "a,b"], ["tag 'a,b'", "no spaces or commas"]),
+        Case("tag-unknown-run", ["tag", "nosuch_run", "best"], ["'nosuch_run'"]),
+        Case("tag-remove-bad", ["tag", "{run}", "--remove", ""], ["tag ''"]),
+        Case("note-too-long", ["note", "{run}", "x" * 2001], ["note for {run}", "at most 2000"]),
+        Case("note-unknown-run", ["note", "nosuch_run", "hello"], ["'nosuch_run'"]),
+        Case("archive-unknown-run", ["archive", "{run}", "nosuch_run"], ["'nosuch_run'"]),
+    ]
     for source, words in [
         ("empty", ["data source 'empty'", "holds no audio files"]),
         ("missing", ["data source 'missing'", "does not exist"]),
@@ -254,7 +264,8 @@ def _cases() -> list[Case]:
                            ("foreign", _foreign), ("truncated", _truncated_db)]:
         for argv in (["ps"], ["show", "{run}"], ["list"], ["run", "tick"], ["pause", "{run}"],
                      ["kill", "{run}"], ["logs", "{run}"], ["lineage", "{run}"], ["sync"],
-                     ["queue"]):
+                     ["queue"], ["tag", "{run}", "best"], ["note", "{run}", "hi"],
+                     ["archive", "{run}"]):
             words = ["nkd.db", "nkd reindex"]
             cases.append(Case(f"db-{label}-{argv[0]}", argv, words, db=breaker))
     return cases

@@ -6,7 +6,8 @@ import csv
 import io
 from pathlib import Path
 
-from test_tui import SIZE, T0, _app, _fixture_workspace, _select_crnn_long, _settle, utc  # noqa: F401
+import pytest
+from test_tui import SIZE, SIZES, T0, _app, _fixture_workspace, _select_crnn_long, _settle, utc  # noqa: F401
 
 from core.reporter import Reporter
 from core.store import Store
@@ -100,11 +101,95 @@ async def _mark_and_compare(pilot) -> None:
     await _settle(pilot)
 
 
-def test_snapshot_compare_screen(tmp_path: Path, snap_compare) -> None:
+LIVE = "crnn_large_20260106_120000"
+
+
+def _with_live_run(root: Path) -> Path:
+    """The fine-tune's store plus a crnn_large run still training (its worker: this process)."""
+    import os
+
+    from core.liveness import identity
+
+    registry = _with_fine_tune(root)
+    store = Store(root / "nkd.db")
+    run_dir = root / "runs" / LIVE
+    run_dir.mkdir(parents=True)
+    rep = Reporter(LIVE, run_dir, store)
+    t = T0 + 5 * 86_400
+    rep.event({"type": "run", "experiment": "crnn_large", "recipe": "separation.train",
+               "epochs_total": 20, "t": t, "status": "starting",
+               "params": {"hidden_size": 768, "num_layers": 4, "lr": 3e-4,
+                          "pretrained": "crnn_long"}})
+    rep.event({"type": "worker", **identity(os.getpid()), "t": t})
+    rep.event({"type": "status", "status": "running", "t": t + 1})
+    _epochs(rep, range(1, 6), t)
+    rep.close()
+    (run_dir / "output.log").write_text("training\n")
+    store.close()
+    return registry
+
+
+def _epochs(rep: Reporter, epochs, t: float) -> None:
+    for e in epochs:
+        rep.event({"type": "epoch", "epoch": e, "train_loss": 1.2 / e, "val_loss": 1.3 / e + 0.1,
+                   "t": t + 10 * e})
+
+
+async def _compare_live_then_update(pilot) -> None:
+    """Compare the fine-tune with the live run, then the live run reports three more epochs
+    and a validation SDR: the screen reads them (what its one-second timer does)."""
+    await _settle(pilot)
+    await pilot.press("space")  # the newest run: the live one
+    await pilot.press("tab", "down", "space", "c")  # and the finished fine-tune
+    await _settle(pilot)
+    screen = pilot.app.screen
+    assert screen.comparison is not None and screen.comparison.active
+    rep = Reporter(LIVE, pilot.app.workspace.run_dir(LIVE), Store(pilot.app.workspace.db_path))
+    _epochs(rep, range(6, 9), T0 + 5 * 86_400)
+    rep.event({"type": "metric", "name": "sdr", "value": 4.31, "stem": "mean", "split": "val",
+               "t": T0 + 5 * 86_400 + 90})
+    rep.close()
+    screen._reload()
+    await _settle(pilot)
+    row = dict(zip(screen.comparison.columns, screen.comparison.rows[0], strict=True))
+    assert row["epochs"] == 8 and row["sdr mean"] == 4.31
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_compare_screen(tmp_path: Path, snap_compare, size: tuple[int, int]) -> None:
     from nkd_tui.app import make_app
 
-    app = make_app(_with_fine_tune(tmp_path), clock=lambda: T0 + 10 * 86_400, poll=False)
-    assert snap_compare(app, terminal_size=SIZE, run_before=_mark_and_compare)
+    app = make_app(_with_live_run(tmp_path), clock=lambda: T0 + 10 * 86_400, poll=False)
+    assert snap_compare(app, terminal_size=size, run_before=_compare_live_then_update)
+
+
+async def test_compare_follows_a_live_run_by_itself(tmp_path: Path) -> None:
+    """With the app polling, the open compare screen picks up a new epoch within seconds."""
+    import time
+
+    from nkd_tui.app import make_app
+
+    app = make_app(_with_live_run(tmp_path), clock=lambda: T0 + 10 * 86_400)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("space", "tab", "down", "space", "c")
+        await _settle(pilot)
+        screen = app.screen
+        first = screen.reads
+        rep = Reporter(LIVE, app.workspace.run_dir(LIVE), Store(app.workspace.db_path))
+        _epochs(rep, [6], T0 + 5 * 86_400)
+        rep.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            epochs = dict(zip(screen.comparison.columns, screen.comparison.rows[0],
+                              strict=True))["epochs"]
+            if epochs == 6:
+                break
+            await pilot.pause(0.2)
+        assert epochs == 6 and screen.reads > first
+        await pilot.press("C")  # clear the marks and go back
+        await pilot.pause()
+        assert app.marked == [] and len(app.screen_stack) == 1
 
 
 async def test_marks_compare_sort_and_export(tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from test_compare import FINE_TUNE, _with_fine_tune
-from test_tui import SIZE, T0, _settle, utc  # noqa: F401
+from test_tui import SIZE, SIZES, T0, _settle, utc  # noqa: F401
 
 from core.lineage import render, tree
 from core.reporter import Reporter
@@ -94,8 +95,9 @@ def _app(root: Path):
     return make_app(_family(root), clock=lambda: T0 + 10 * 86_400, poll=False)
 
 
-def test_snapshot_lineage_screen(tmp_path: Path, snap_compare) -> None:
-    assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=_open_lineage)
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_lineage_screen(tmp_path: Path, snap_compare, size: tuple[int, int]) -> None:
+    assert snap_compare(_app(tmp_path), terminal_size=size, run_before=_open_lineage)
 
 
 async def _open_blend_dialog(pilot) -> None:
@@ -104,8 +106,9 @@ async def _open_blend_dialog(pilot) -> None:
     await _settle(pilot)
 
 
-def test_snapshot_blend_dialog(tmp_path: Path, snap_compare) -> None:
-    assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=_open_blend_dialog)
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_blend_dialog(tmp_path: Path, snap_compare, size: tuple[int, int]) -> None:
+    assert snap_compare(_app(tmp_path), terminal_size=size, run_before=_open_blend_dialog)
 
 
 async def test_blend_dialog_checks_weights_then_launches(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ from nkd_tui.app import NkdApp, make_app
 
 T0 = 1_767_268_800.0  # 2026-01-01 12:00 UTC: a fixed clock for every snapshot
 SIZE = (100, 30)
+# every screen is drawn at the smallest terminal nkd supports and at a roomy one
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 36), id="120x36")]
 
 REGISTRY = f"""
 [experiments.tick]
@@ -74,6 +76,9 @@ def _fixture_workspace(root: Path) -> Path:
                 rep.event({"type": "metric", "name": "sdr", "value": value, "stem": stem,
                            "split": "val", "t": t + 500})
         rep.event({"type": "status", "status": status, "t": t + 10 * epochs + 5})
+        if status == "finished":
+            rep.event({"type": "annotate", "tags": ["baseline", "musdb-hq"],
+                       "note": "the 0.8/0.2 blend starts from this one", "t": t + 600})
         rep.close()
         (run_dir / "output.log").write_text(
             "".join(f"epoch {e}: train {2.0 / e:.3f}\n" for e in range(1, epochs + 1))
@@ -100,8 +105,17 @@ async def _select_crnn_long(pilot) -> None:
     assert pilot.app.query_one("#experiments").cursor_node.data == "crnn_long"
 
 
-def test_snapshot_main_screen(tmp_path: Path, snap_compare) -> None:
-    assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=_select_crnn_long)
+async def _finished_run(pilot) -> None:
+    """The finished run highlighted: 40 epochs on the chart, its tags and note under the table."""
+    await _select_crnn_long(pilot)
+    await pilot.press("tab", "down", "down")
+    await _settle(pilot)
+    assert pilot.app.run_id == "crnn_long_20260101_120000"
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_main_screen(tmp_path: Path, snap_compare, size: tuple[int, int]) -> None:
+    assert snap_compare(_app(tmp_path), terminal_size=size, run_before=_finished_run)
 
 
 def _after_key(key: str):
@@ -113,17 +127,19 @@ def _after_key(key: str):
     return run_before
 
 
-def test_snapshot_launch_dialog(tmp_path: Path, snap_compare) -> None:
-    assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=_after_key("l"))
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_launch_dialog(tmp_path: Path, snap_compare, size: tuple[int, int]) -> None:
+    assert snap_compare(_app(tmp_path), terminal_size=size, run_before=_after_key("l"))
 
 
 def test_snapshot_stop_confirmation(tmp_path: Path, snap_compare) -> None:
     assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=_after_key("s"))
 
 
-def test_snapshot_help(tmp_path: Path, snap_compare) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_help(tmp_path: Path, snap_compare, size: tuple[int, int]) -> None:
     app = _app(tmp_path)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=_after_key("question_mark"))
+    assert snap_compare(app, terminal_size=size, run_before=_after_key("question_mark"))
 
 
 async def test_table_and_chart_follow_the_store(tmp_path: Path) -> None:
@@ -442,7 +458,8 @@ async def test_enter_opens_the_whole_log_searchable_and_following(tmp_path: Path
         assert type(app.screen).__name__ != "LogViewer"
 
 
-def test_snapshot_log_viewer(tmp_path: Path, snap_compare) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_log_viewer(tmp_path: Path, snap_compare, size: tuple[int, int]) -> None:
     async def open_log(pilot) -> None:
         await _select_crnn_long(pilot)
         await pilot.press("tab", "down", "down", "enter")
@@ -450,7 +467,7 @@ def test_snapshot_log_viewer(tmp_path: Path, snap_compare) -> None:
         await pilot.press("g")
         await pilot.pause()
 
-    assert snap_compare(_app(tmp_path), terminal_size=(80, 24), run_before=open_log)
+    assert snap_compare(_app(tmp_path), terminal_size=size, run_before=open_log)
 
 
 async def test_slash_filters_the_tree_as_you_type(tmp_path: Path) -> None:
@@ -487,3 +504,166 @@ async def test_the_progress_title_stays_visible_at_80_columns(tmp_path: Path) ->
         chart.show_progress("epoch 4/100 · step 120/480 · ETA 1:12:05")
         await pilot.pause()
         assert "epoch 4/100 · step 120/4" in str(chart.render())
+
+
+async def test_the_layout_follows_the_terminal_size(tmp_path: Path) -> None:
+    """80×24: the six essential columns, the log under the chart; 120×36: started and device
+    too, the log beside the chart; below 80×24 one line says so, and it all comes back."""
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _select_crnn_long(pilot)
+        table, main = app.query_one("#runs"), app.query_one("#main")
+        assert table.shown == ("run", "status", "epoch", "best val", "score", "time")
+        assert main.has_class("-narrow")
+        assert table.region.right <= 80  # every essential column on screen, no scrolling
+        chart, log = app.query_one("#chart"), app.query_one("#log")
+        assert chart.region.width >= 55 and chart.region.height >= 8
+        assert log.region.y > chart.region.y and log.region.width == chart.region.width
+        await pilot.resize_terminal(120, 36)
+        await _settle(pilot)
+        assert table.shown[-2:] == ("started", "device") and not main.has_class("-narrow")
+        assert log.region.x > chart.region.x  # side by side
+        await pilot.resize_terminal(60, 20)
+        await _settle(pilot)
+        assert app.query_one("#too-small").display and not main.display
+        await pilot.resize_terminal(80, 24)
+        await _settle(pilot)
+        assert main.display and not app.query_one("#too-small").display
+
+
+async def test_the_log_pane_wraps_and_scrolls_when_focused(tmp_path: Path) -> None:
+    """A long line is wrapped, not cut; tab reaches the pane, and while the reader has scrolled
+    up a newer tail waits instead of moving the lines under them."""
+    app = _app(tmp_path)
+    run_dir = tmp_path / "runs" / "crnn_long_20260103_120000"
+    long_line = "epoch 3: val sdr " + " ".join(f"stem{i} {i}.25 dB" for i in range(12))
+    (run_dir / "output.log").write_text("\n".join(f"line {i}" for i in range(60))
+                                        + "\n" + long_line + "\n")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _select_crnn_long(pilot)
+        log = app.query_one("#log")
+        text = [s.text.rstrip() for s in log.lines]
+        assert any(t.endswith("dB") and "stem11" in t for t in text)  # the end of the long line
+        assert all(len(t) <= log.region.width for t in text)
+        await pilot.press("tab", "tab")  # tree -> runs -> log
+        assert app.focused is log
+        await pilot.press("home")
+        await pilot.pause()
+        assert log.scroll_offset.y == 0
+        with open(run_dir / "output.log", "a") as fh:
+            fh.write("a newer line\n")
+        app.refresh_data()
+        await _settle(pilot)
+        assert log.scroll_offset.y == 0  # held while scrolled up
+        await pilot.press("end")
+        app.refresh_data()
+        await _settle(pilot)
+        assert "a newer line" in log.lines[-1].text
+
+
+async def test_the_chart_picks_a_metric_log_y_and_shows_the_reported_value(
+        tmp_path: Path) -> None:
+    registry = _fixture_workspace(tmp_path)
+    store = Store(tmp_path / "nkd.db")
+    run_id = "crnn_long_20260105_120000"
+    run_dir = tmp_path / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    rep = Reporter(run_id, run_dir, store)
+    rep.event({"type": "run", "experiment": "crnn_long", "epochs_total": 5, "t": T0 + 5e5})
+    rep.event({"type": "status", "status": "running", "t": T0 + 5e5})
+    for e in range(1, 6):
+        rep.event({"type": "epoch", "epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e,
+                   "lr": 1e-3 / e, "val_sdr": 2.0 + 0.3 * e, "seconds": 10.0, "t": T0 + 5e5 + e})
+    rep.event({"type": "status", "status": "finished", "t": T0 + 5e5 + 9})
+    rep.close()
+    store.close()
+    app = make_app(registry, clock=lambda: T0 + 10 * 86_400, poll=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await _select_crnn_long(pilot)
+        chart = app.query_one("#chart")
+        assert chart.run_id == run_id and set(chart.series) == {"train_loss", "val_loss", "lr",
+                                                                "val_sdr"}
+        legend = str(app.query_one("#legend").render())
+        assert "train_loss" in legend and "val_loss" in legend and "1/3" in legend
+        await pilot.press("m")  # lr
+        assert chart.shown_view() == "lr"
+        await pilot.press("y")
+        assert chart.log_y and "y log ✓" in str(app.query_one("#legend").render())
+        await pilot.press("y", "m")  # linear again; val_sdr, with the reported 3.2 dB line
+        assert chart.shown_view() == "val_sdr"
+        assert "reported sdr_db 3.2" in str(app.query_one("#legend").render())
+        plot = str(chart.render()).splitlines()
+        assert "val sdr" in plot[0]
+        # the reference line: drawn across the plot from axis to axis at 3.2
+        assert any(line.strip().startswith("├") and line.strip().endswith("┤") for line in plot)
+        await pilot.press("M", "M")  # back to the losses
+        assert chart.shown_view() == "loss"
+
+
+async def test_tags_notes_and_archive_by_key(tmp_path: Path) -> None:
+    """t and n edit the highlighted run's tags and note, a archives it (hidden, not deleted), A
+    shows archived runs, and / finds runs by #tag; all of it survives a rebuilt store."""
+    from textual.widgets import Input
+
+    from core.store import Store as Fresh
+
+    app = _app(tmp_path)
+    run_id = "crnn_long_20260101_120000"
+
+    def row() -> dict:
+        store = Fresh(tmp_path / "nkd.db")
+        try:
+            return store.get_run(run_id)
+        finally:
+            store.close()
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _finished_run(pilot)
+        assert "#baseline #musdb-hq" in str(app.query_one("#run-notes").render())
+        await pilot.press("t")
+        await pilot.pause()
+        app.screen.query_one(Input).value = "baseline, best"
+        await pilot.press("enter")
+        await _settle(pilot)
+        assert row()["tags"] == '["baseline", "best"]'
+        await pilot.press("n")
+        await pilot.pause()
+        app.screen.query_one(Input).value = "kept for the paper"
+        await pilot.press("enter")
+        await _settle(pilot)
+        app.refresh_data()
+        await _settle(pilot)
+        assert row()["note"] == "kept for the paper"
+        assert "kept for the paper" in str(app.query_one("#run-notes").render())
+        await pilot.press("a")  # archive: gone from the table, still in the store
+        await _settle(pilot)
+        app.refresh_data()
+        await _settle(pilot)
+        table = app.query_one("#runs")
+        assert row()["archived"] == 1 and table.row_count == 2
+        await pilot.press("A")  # shown again, marked
+        await _settle(pilot)
+        assert table.row_count == 3
+        assert str(table.get_row(run_id)[0]).startswith("⌂ ")
+        await pilot.press("A")
+        await _settle(pilot)
+        await pilot.press("shift+tab", "slash", *"#best")  # archived: not found
+        await _settle(pilot)
+        assert [leaf.data for b in app.query_one("#experiments").root.children
+                for leaf in b.children] == []
+    # the command line: back from the archive, found by its tag, and kept by a reindex
+    registry = str(tmp_path / "experiments.toml")
+    from nkd_tui.cli import main
+
+    assert main(["--registry", registry, "archive", "--undo", run_id]) == 0
+    assert main(["--registry", registry, "tag", run_id, "kd", "--remove", "baseline"]) == 0
+    assert main(["--registry", registry, "reindex"]) == 0
+    assert row()["tags"] == '["best", "kd"]' and row()["note"] == "kept for the paper"
+    app = make_app(registry, clock=lambda: T0 + 10 * 86_400, poll=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot)
+        await pilot.press("slash", *"#kd", "enter")
+        await _settle(pilot)
+        assert [leaf.data for b in app.query_one("#experiments").root.children
+                for leaf in b.children] == ["crnn_long"]
+        assert [r.run_id for r in app.query_one("#runs").rows_shown] == [run_id]
