@@ -14,11 +14,13 @@ $(VENV_STAMP): pyproject.toml
 
 setup: $(VENV_STAMP)
 
-# the main job: a procedurally made noise set, a live mark1 teacher run, then the TUI
+# the main job: a procedurally made noise set, a live mark1 teacher run, then the TUI, which
+# shows what the first two printed in a notice (it would otherwise cover it)
 demo: $(VENV_STAMP)
-	.venv/bin/nkd data synth noise
-	.venv/bin/nkd run mark1 --detach
-	.venv/bin/nkd
+	@out="$$(.venv/bin/nkd data synth noise && .venv/bin/nkd run mark1 --detach)" \
+		|| { echo "$$out"; exit 1; }; \
+	echo "$$out"; \
+	.venv/bin/nkd tui --message "$$out"
 
 test: $(VENV_STAMP)
 	$(PY) -m pytest -q

@@ -75,9 +75,10 @@ class NkdApp(App[None]):
 
     def __init__(
         self, registry: Registry, workspace: Workspace, clock: Callable[[], float] = time.time,
-        poll: bool = True,
+        poll: bool = True, message: str | None = None,
     ) -> None:
         super().__init__()
+        self.message = message
         self.registry = registry
         self.workspace = workspace
         self.poller = Poller(workspace, clock)
@@ -158,6 +159,8 @@ class NkdApp(App[None]):
             self.refresh_data()
         if self.poll_enabled:
             self.set_interval(POLL_S, self.refresh_data)
+        if self.message:
+            self.notify(self.message.strip(), title="printed before nkd opened", timeout=30)
 
     def _fill_tree(self, text: str) -> TreeNode | None:
         """The experiments whose names contain `text` (all for ""), or that have runs whose
@@ -585,7 +588,8 @@ class NkdApp(App[None]):
 
 
 def make_app(
-    registry_path: str | Path, clock: Callable[[], float] = time.time, poll: bool = True
+    registry_path: str | Path, clock: Callable[[], float] = time.time, poll: bool = True,
+    message: str | None = None,
 ) -> NkdApp:
     """The app for one registry; raises RegistryError (one line) for a bad registry. A dumb
     terminal gets the monochrome rendering that NO_COLOR asks for."""
@@ -596,7 +600,8 @@ def make_app(
     if dumb:
         os.environ["NO_COLOR"] = "1"
     try:
-        return NkdApp(registry, Workspace.at(registry.path), clock=clock, poll=poll)
+        return NkdApp(registry, Workspace.at(registry.path), clock=clock, poll=poll,
+                      message=message)
     finally:
         if dumb:
             del os.environ["NO_COLOR"]

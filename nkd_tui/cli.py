@@ -540,7 +540,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_tui(args: argparse.Namespace) -> int:
     from nkd_tui.app import make_app
 
-    app = make_app(_registry_path(args))
+    app = make_app(_registry_path(args), message=getattr(args, "message", None))
     open_store(app.workspace).close()  # a broken database: one line here; a missing one: rebuilt
     app.run()
     return 0
@@ -561,9 +561,10 @@ def build_parser() -> argparse.ArgumentParser:
         return group.add_parser(name, parents=[common], **kwargs)
 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    add(sub, "tui", help="the terminal interface (also: nkd with no command)").set_defaults(
-        func=cmd_tui
-    )
+    p = add(sub, "tui", help="the terminal interface (also: nkd with no command)")
+    p.add_argument("--message", help="text shown in a notice when the interface opens (what a "
+                   "script printed before it, which the interface would otherwise cover)")
+    p.set_defaults(func=cmd_tui)
 
     add(sub, "check", help="validate the registry").set_defaults(func=cmd_check)
     p = add(sub, "list", help="experiments in the registry, with their latest run")

@@ -120,8 +120,8 @@ class CompareScreen(Screen[None]):
         differ = sum(1 for _k, _v, d in result.params if d)
         live = " · live" if result.active else ""
         self.query_one("#compare-title", Static).update(
-            f"comparing {len(result.run_ids)} runs{live} · {differ} settings differ, "
-            f"{len(result.params) - differ} the same · o/O sort · e CSV · C clear marks · esc"
+            f"{len(result.run_ids)} runs{live} · {differ} of {len(result.params)} settings "
+            "differ · o/O sort · e CSV · C unmark · esc"
         )
         self._fill_metrics()
         self._fill_params()

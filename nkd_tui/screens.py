@@ -108,6 +108,17 @@ class LaunchScreen(ModalScreen[tuple[list[str], bool] | None]):
                 yield Button("Queue (ctrl+e)", id="queue")
                 yield Button("Cancel (esc)", id="cancel")
 
+    def on_mount(self) -> None:
+        self._fit_height(self.app.size.height)
+
+    def on_resize(self, event) -> None:  # noqa: ANN001 - Textual's Resize event
+        self._fit_height(self.app.size.height)
+
+    def _fit_height(self, height: int) -> None:
+        """The settings take what the terminal has left, so the buttons always show: the
+        dialog's border, padding, title, error line and buttons need 13 rows."""
+        self.query_one("#settings", TextArea).styles.height = max(3, min(14, height - 13))
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id in ("go", "queue"):
             self.action_launch(event.button.id == "queue")
