@@ -33,8 +33,8 @@ t_spawn = float(sys.argv[2])
 from nkd_tui.app import NkdApp, make_app
 
 class Timed(NkdApp):
-    def _update_table(self, snap):
-        super()._update_table(snap)
+    def _apply(self, snap):
+        super()._apply(snap)
         if self.query_one("#runs").row_count and not getattr(self, "_done", False):
             self._done = True
             self.call_after_refresh(self._finish)
@@ -106,7 +106,7 @@ def startup(repeat: int) -> None:
 async def redraw_times() -> None:
     from textual.app import App, ComposeResult
 
-    from nkd_tui.app import LossChart
+    from nkd_tui.run_chart import LossChart
 
     class One(App):
         def compose(self) -> ComposeResult:
@@ -119,9 +119,13 @@ async def redraw_times() -> None:
         print("chart redraw (decimate + plotext build), median of 20:")
         for n in (1_000, 1_000_000):
             chart.run_id = f"bench_{n}"
-            chart.epochs = array("d", range(1, n + 1))
-            chart.train = array("d", (1.0 / (1 + i * 1e-3) for i in range(n)))
-            chart.val = array("d", (1.1 / (1 + i * 1e-3) + (i % 7) * 1e-3 for i in range(n)))
+            epochs = array("d", range(1, n + 1))
+            chart.series = {
+                "train_loss": (epochs, array("d", (1.0 / (1 + i * 1e-3) for i in range(n)))),
+                "val_loss": (epochs, array("d", (1.1 / (1 + i * 1e-3) + (i % 7) * 1e-3
+                                                 for i in range(n)))),
+            }
+            chart.last_epoch = n
             samples = []
             for _ in range(20):
                 t = time.perf_counter()

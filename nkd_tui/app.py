@@ -13,7 +13,7 @@ from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Input, RichLog, Static, Tree
+from textual.widgets import DataTable, Footer, Input, Log, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from core.errors import NkdError
@@ -29,8 +29,41 @@ from nkd_tui.run_table import RunTable
 MIN_SIZE = (80, 24)  # below this the TUI shows one line saying so instead of a clipped layout
 POLL_S = 1.0  # bounded refresh: one store read a second, redraws only for what changed
 PREFETCH_WAIT_S = 0.25  # how long the first paint waits for the prefetched snapshot
+FIRST_ROWS = 200  # the first paint reads this many runs; the rest come with the next read
 WIDE = 120  # from this width the chart and the log sit side by side; below, the log is under it
 LOG_LINES = 2_000  # lines the log pane keeps (the log viewer, enter, has the whole file)
+
+
+class LogPane(Log):
+    """The followed run's last lines, wrapped at word boundaries to the pane's width (again when
+    the width changes), so an SDR or accuracy line is read whole at 80 columns."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.text = ""
+        self._wrapped_at = 0
+
+    def show(self, text: str) -> None:
+        self.text = text
+        self._wrapped_at = 0
+        self._wrap()
+
+    def on_resize(self) -> None:
+        self._wrap()
+
+    def _wrap(self) -> None:
+        width = self.scrollable_content_region.width
+        if width <= 0 or width == self._wrapped_at:
+            return
+        self._wrapped_at = width
+        import textwrap
+
+        lines = []
+        for line in self.text.rstrip("\n").split("\n")[-LOG_LINES:] if self.text else []:
+            lines += textwrap.wrap(line, width, subsequent_indent="  ", drop_whitespace=False,
+                                   replace_whitespace=False) or [""]
+        self.clear()
+        self.write_lines(lines)
 
 
 class ExperimentTree(Tree):
@@ -98,11 +131,14 @@ class NkdApp(App[None]):
         first = next(iter(self.registry.groups().values()), [None])[0]
         focus = self.poller.store.focus_experiment()
         experiment = focus if focus in self.registry.experiments else first
-        self._prefetched.append(self.poller.snapshot(experiment, None, 0, False))
+        self._prefetched.append(self.poller.snapshot(experiment, None, 0, False,
+                                                     limit=FIRST_ROWS))
 
     def compose(self) -> ComposeResult:
         yield Static("", id="too-small")
-        with Horizontal(id="main"):
+        # the layout class for the size the terminal has now: set later, it would restyle every
+        # widget once more before the first paint
+        with Horizontal(id="main", classes="-narrow" if self.size.width < WIDE else ""):
             yield Input(placeholder="filter experiments (enter keeps it, esc clears)",
                         id="filter")
             yield ExperimentTree("experiments", id="experiments")
@@ -113,8 +149,7 @@ class NkdApp(App[None]):
                 yield GpuPanel(id="gpus")
                 with Horizontal(id="detail"):
                     yield ChartPane(id="chart-pane")
-                    yield RichLog(id="log", highlight=False, markup=False, wrap=True,
-                                  auto_scroll=True, max_lines=LOG_LINES, min_width=20)
+                    yield LogPane(id="log", highlight=False, auto_scroll=True)
         yield Footer()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -250,6 +285,8 @@ class NkdApp(App[None]):
                 self.bell()  # heard from another window too
             if snap.gpus is not None:
                 self.query_one(GpuPanel).show_reading(snap.gpus)
+        if snap.partial and not self.poll_enabled:  # else the next poll reads them all
+            self.refresh_data()
 
     def _update_tree(
         self, latest: dict[str, str], summaries: dict[str, tuple[int, float | None]] | None = None
@@ -278,12 +315,11 @@ class NkdApp(App[None]):
         pane, a newer tail waits for the next poll, so the lines they read stay put."""
         if tail == self._log_text:
             return
-        log = self.query_one("#log", RichLog)
+        log = self.query_one(LogPane)
         if log.has_focus and not log.is_vertical_scroll_end:
             return
         self._log_text = tail
-        log.clear()
-        log.write(tail.rstrip("\n"), scroll_end=True)
+        log.show(tail)
 
     def _row(self, run_id: str | None):  # noqa: ANN202 - a RunRow or None
         return next((r for r in self.query_one(RunTable).rows_shown if r.run_id == run_id), None)
@@ -334,7 +370,7 @@ class NkdApp(App[None]):
             self.query_one(LossChart).follow(None)
             self._show_about(name)
             self._log_text = ""
-            self.query_one("#log", RichLog).clear()
+            self.query_one(LogPane).show("")
             self.refresh_data()
 
     @on(DataTable.RowHighlighted, "#runs")

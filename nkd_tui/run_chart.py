@@ -97,6 +97,12 @@ class LossChart(PlotextPlot):
         return text
 
     def render(self):  # noqa: ANN201 - the plotext widget's renderable
+        if not getattr(self, "_painted", False):
+            # the first frame leaves the plot blank: building it (~60 ms of plotext) would hold
+            # back the first paint of the run table; it is drawn in the frame after
+            self._painted = True
+            self.call_after_refresh(self.refresh)
+            return ""
         key = (self.run_id, self.last_epoch, self.size.width, self.size.height, self.progress,
                self.view, self.log_y, tuple(sorted(self.reported.items())))
         if key != getattr(self, "_built_for", None):

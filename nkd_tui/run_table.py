@@ -74,6 +74,8 @@ class RunTable(DataTable):
             return
         if [r.run_id for r in self.rows_shown] == [r.run_id for r in rows]:
             for old, new in zip(self.rows_shown, rows, strict=True):
+                if old is new:  # the poller hands back an unchanged row as the same object
+                    continue
                 if old.archived != new.archived:
                     old = RunRow(old.run_id, old.status, ("",) * len(old.cells))  # all anew
                 for header in self.shown:
@@ -99,7 +101,9 @@ class RunTable(DataTable):
             if row.run_id == self.follow_run:
                 self.move_cursor(row=self.row_count - 1, animate=False)
 
-    def cell(self, header: str, row: RunRow) -> str | Text:
+    def cell(self, header: str, row: RunRow) -> Text:
+        """A Text, never a str: a DataTable parses a str as markup (slow, and an id with `[`
+        in it would be misread)."""
         value = row.cells[INDEX[header]]
         if header == "status":
             value = status_text(value)
@@ -107,7 +111,7 @@ class RunTable(DataTable):
             value = ("● " if row.run_id in self.marked else "") \
                 + ("⌂ " if row.archived else "") + value
         value = middle(value, WIDTH[header] - 1)
-        return Text(value, style="dim") if row.archived else value
+        return Text(value, style="dim") if row.archived else Text(value)
 
     def refresh_run(self, run_id: str) -> None:
         """Draw one run's name again (it was marked or unmarked)."""

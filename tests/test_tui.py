@@ -154,7 +154,7 @@ async def test_table_and_chart_follow_the_store(tmp_path: Path) -> None:
         await _settle(pilot)
         assert app.run_id == "crnn_long_20260101_120000"
         assert len(app.query_one("#chart").series["train_loss"][0]) == 40
-        assert "epoch 40" in "\n".join(s.text for s in app.query_one("#log").lines)
+        assert "epoch 40" in "\n".join(app.query_one("#log").lines)
 
 
 async def _until(pilot, predicate, timeout: float = 30.0) -> None:
@@ -542,7 +542,7 @@ async def test_the_log_pane_wraps_and_scrolls_when_focused(tmp_path: Path) -> No
     async with app.run_test(size=(80, 24)) as pilot:
         await _select_crnn_long(pilot)
         log = app.query_one("#log")
-        text = [s.text.rstrip() for s in log.lines]
+        text = [line.rstrip() for line in log.lines]
         assert any(t.endswith("dB") and "stem11" in t for t in text)  # the end of the long line
         assert all(len(t) <= log.region.width for t in text)
         await pilot.press("tab", "tab")  # tree -> runs -> log
@@ -558,7 +558,7 @@ async def test_the_log_pane_wraps_and_scrolls_when_focused(tmp_path: Path) -> No
         await pilot.press("end")
         app.refresh_data()
         await _settle(pilot)
-        assert "a newer line" in log.lines[-1].text
+        assert "a newer line" in log.lines[-1]
 
 
 async def test_the_chart_picks_a_metric_log_y_and_shows_the_reported_value(
