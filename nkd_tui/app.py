@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from rich.text import Text
@@ -32,6 +33,25 @@ PREFETCH_WAIT_S = 0.25  # how long the first paint waits for the prefetched snap
 FIRST_ROWS = 200  # the first paint reads this many runs; the rest come with the next read
 WIDE = 120  # from this width the chart and the log sit side by side; below, the log is under it
 LOG_LINES = 2_000  # lines the log pane keeps (the log viewer, enter, has the whole file)
+
+
+# what the command palette says under each key's name
+HELP_OF = {
+    "run.launch": "launch the highlighted experiment, its settings editable first",
+    "run.suspend": "checkpoint, exit and free the GPU; r resumes",
+    "run.kill": "stop, then kill after a grace period (asks first)",
+    "run.restart": "start an ended run again from its last state",
+    "run.compare_sweep": "compare every run of the highlighted run's sweep",
+    "run.clear_marks": "unmark every run marked for compare",
+    "chart.metric": "plot the next recorded per-epoch metric",
+    "chart.log_y": "toggle a logarithmic y axis",
+    "run.tags": "edit the highlighted run's tags",
+    "run.note": "edit the highlighted run's note",
+    "run.archive": "hide the ended run from listings (never deleted); again to restore",
+    "app.show_archived": "list archived runs too",
+    "queue.cancel": "cancel the highlighted queued run",
+    "queue.top": "start the highlighted queued run next",
+}
 
 
 class LogPane(Log):
@@ -554,6 +574,21 @@ class NkdApp(App[None]):
 
     RUN_ACTIONS = frozenset({"launch", "control", "stop", "kill", "mark", "compare", "lineage",
                              "tags", "note", "archive", "metric", "log_y", "clear_marks"})
+
+    def get_system_commands(self, screen):  # noqa: ANN001, ANN201 - Textual's signature
+        """The command palette (ctrl+p) finds every key of the main screen by what it does,
+        the ones the footer has no room for included."""
+        yield from super().get_system_commands(screen)
+        if screen is not self.screen_stack[0]:
+            return
+        from textual.app import SystemCommand
+
+        for binding in self.BINDINGS:
+            if binding.action in ("quit", "help"):
+                continue
+            yield SystemCommand(f"{binding.description} ({self.get_key_display(binding)})",
+                                HELP_OF.get(binding.id, binding.description),
+                                partial(self.run_action, binding.action))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Run keys act on the main screen only (they are hidden on the compare screen)."""

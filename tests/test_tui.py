@@ -667,3 +667,19 @@ async def test_tags_notes_and_archive_by_key(tmp_path: Path) -> None:
         assert [leaf.data for b in app.query_one("#experiments").root.children
                 for leaf in b.children] == ["crnn_long"]
         assert [r.run_id for r in app.query_one("#runs").rows_shown] == [run_id]
+
+
+async def test_the_command_palette_finds_every_key(tmp_path: Path) -> None:
+    """ctrl+p lists what the footer has no room for, by what it does, and runs it."""
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _finished_run(pilot)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for name in ("Tags (t)", "Note (n)", "Archive (a)", "Metric (m)", "Log y (y)",
+                     "Clear marks (C)", "Restart (R)", "GPUs (g)"):
+            assert name in titles, (name, titles)
+        await pilot.press("ctrl+p", *"log y")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.query_one("#chart").log_y
