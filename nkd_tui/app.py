@@ -82,8 +82,11 @@ class LogPane(Log):
         for line in self.text.rstrip("\n").split("\n")[-LOG_LINES:] if self.text else []:
             lines += textwrap.wrap(line, width, subsequent_indent="  ", drop_whitespace=False,
                                    replace_whitespace=False) or [""]
+        at_end = self.is_vertical_scroll_end
         self.clear()
-        self.write_lines(lines)
+        self.write_lines(lines, scroll_end=False)
+        if at_end:  # the newest line in view (the size is known after this refresh)
+            self.call_after_refresh(self.scroll_end, animate=False, x_axis=False)
 
 
 class ExperimentTree(Tree):

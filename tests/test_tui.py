@@ -545,6 +545,11 @@ async def test_the_log_pane_wraps_and_scrolls_when_focused(tmp_path: Path) -> No
         text = [line.rstrip() for line in log.lines]
         assert any(t.endswith("dB") and "stem11" in t for t in text)  # the end of the long line
         assert all(len(t) <= log.region.width for t in text)
+        with open(run_dir / "output.log", "a") as fh:
+            fh.write("line 61\n")
+        app.refresh_data()
+        await _settle(pilot)
+        assert log.lines[-1] == "line 61" and log.scroll_offset.y == log.max_scroll_y > 0
         await pilot.press("tab", "tab")  # tree -> runs -> log
         assert app.focused is log
         await pilot.press("home")
