@@ -398,7 +398,17 @@ class NkdApp(App[None]):
 
     @on(DataTable.RowHighlighted, "#runs")
     def _run_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        run_id = event.row_key.value if event.row_key else None
+        self._follow_run(event.row_key.value if event.row_key else None)
+
+    def _sync_run(self) -> str | None:
+        """The run a key acts on: the row under the table's cursor while the table has focus.
+        Keys typed quickly (down, then p) can arrive before the table's highlight message."""
+        table = self.query_one(RunTable)
+        if self.focused is table and table.row_count:  # (has_focus waits for a Focus event)
+            self._follow_run(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        return self.run_id
+
+    def _follow_run(self, run_id: str | None) -> None:
         if run_id and run_id != self.run_id:
             self.run_id = run_id
             self.query_one(LossChart).follow(run_id)
@@ -416,7 +426,7 @@ class NkdApp(App[None]):
     # ── actions ─────────────────────────────────────────────────────────────────────────────
 
     def action_log(self) -> None:
-        if not self.run_id:
+        if not self._sync_run():
             self.notify("no run highlighted", severity="warning")
             return
         from nkd_tui.log_viewer import LogViewer
@@ -425,7 +435,7 @@ class NkdApp(App[None]):
                                    f"{self.run_id} · output.log"))
 
     def action_tags(self) -> None:
-        row = self._row(self.run_id)
+        row = self._row(self._sync_run())
         if row is None:
             self.notify("no run highlighted", severity="warning")
             return
@@ -440,7 +450,7 @@ class NkdApp(App[None]):
                          answered)
 
     def action_note(self) -> None:
-        row = self._row(self.run_id)
+        row = self._row(self._sync_run())
         if row is None:
             self.notify("no run highlighted", severity="warning")
             return
@@ -455,7 +465,7 @@ class NkdApp(App[None]):
                          answered)
 
     def action_archive(self) -> None:
-        row = self._row(self.run_id)
+        row = self._row(self._sync_run())
         if row is not None:
             self._annotate(row.run_id, "archived", "" if row.archived else "yes")
 
@@ -534,11 +544,11 @@ class NkdApp(App[None]):
         self.call_from_thread(self.refresh_data)
 
     def action_queue(self, what: str) -> None:
-        if self.run_id:
+        if self._sync_run():
             self._control(self.run_id, what)
 
     def action_control(self, action: str) -> None:
-        if self.run_id:
+        if self._sync_run():
             self._control(self.run_id, action)
 
     @work(thread=True, group="control", exit_on_error=False)
@@ -601,7 +611,7 @@ class NkdApp(App[None]):
 
     def action_mark(self) -> None:
         """Mark the highlighted run for comparison (again: unmark it)."""
-        run_id = self.run_id
+        run_id = self._sync_run()
         if not run_id:
             return
         if run_id in self.marked:
@@ -635,7 +645,7 @@ class NkdApp(App[None]):
     def action_compare_sweep(self) -> None:
         """Every run of the highlighted run's sweep, side by side (the swept settings differ,
         so they lead the settings table)."""
-        row = self.poller.store.get_run(self.run_id) if self.run_id else None
+        row = self.poller.store.get_run(self.run_id) if self._sync_run() else None
         if not row or not row.get("sweep"):
             self.notify("the highlighted run is not part of a sweep", severity="warning")
             return
@@ -647,7 +657,7 @@ class NkdApp(App[None]):
                                        poll=self.poll_enabled))
 
     def action_lineage(self) -> None:
-        if not self.run_id:
+        if not self._sync_run():
             self.notify("no run highlighted", severity="warning")
             return
         from nkd_tui.lineage_screen import LineageScreen
@@ -655,10 +665,10 @@ class NkdApp(App[None]):
         self.push_screen(LineageScreen(self.registry, self.workspace.db_path, self.run_id))
 
     def action_stop(self) -> None:
-        self._confirm(f"Stop {self.run_id}? It saves its last state.", "stop")
+        self._confirm(f"Stop {self._sync_run()}? It saves its last state.", "stop")
 
     def action_kill(self) -> None:
-        self._confirm(f"Kill {self.run_id}? Unsaved progress is lost.", "kill")
+        self._confirm(f"Kill {self._sync_run()}? Unsaved progress is lost.", "kill")
 
 
 def make_app(

@@ -688,3 +688,17 @@ async def test_the_command_palette_finds_every_key(tmp_path: Path) -> None:
         await pilot.press("enter")
         await pilot.pause()
         assert app.query_one("#chart").log_y
+
+
+async def test_keys_typed_in_one_burst_act_on_the_row_under_the_cursor(tmp_path: Path) -> None:
+    """tab, space, down, space arriving at once (a fast typist, tmux send-keys): each space
+    marks the row the cursor is on then, though the table's highlight message comes later."""
+    from textual import events
+
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _select_crnn_long(pilot)
+        for key, char in (("tab", "\t"), ("space", " "), ("down", None), ("space", " ")):
+            app.post_message(events.Key(key, char))
+        await _settle(pilot)
+        assert app.marked == ["crnn_long_20260103_120000", "crnn_long_20260102_120000"]
