@@ -41,3 +41,16 @@ def middle(name: str, width: int) -> str:
         return name
     tail = (width - 1) // 2
     return name[: width - 1 - tail] + "…" + name[-tail:]
+
+
+def short_duration(row: dict[str, Any], now: float | None = None) -> str:
+    """`duration` in at most 7 characters, for a table cell: 1:05:00, then 23h59m, 4d03h."""
+    if not row.get("started_at"):
+        return "-"
+    seconds = max(0, int((row.get("ended_at") or now or time.time()) - row["started_at"]))
+    if seconds < 36_000:
+        return duration(row, now)
+    hours = seconds // 3600
+    if hours < 100:
+        return f"{hours}h{seconds % 3600 // 60:02d}m"
+    return f"{hours // 24}d{hours % 24:02d}h"

@@ -11,7 +11,7 @@ from core.events import FINAL, HOLDING
 from core.progress import cost_text, eta_short, progress, progress_text
 from core.store import Store
 from core.workspace import Workspace
-from nkd_tui.format import duration, fmt_num, fmt_time
+from nkd_tui.format import fmt_num, fmt_time, short_duration
 
 LOG_TAIL_BYTES = 16_384
 RECONCILE_EVERY_S = 5.0
@@ -214,7 +214,7 @@ class Poller:
             found = progress(self.store.conn, r["id"], now)
             if found is not None and found[1] is not None:
                 return eta_short(found[1])
-        return duration(r, now)
+        return short_duration(r, now)
 
     def queue_positions(self) -> dict[str, int]:
         """Queued runs' places in the queue (the scheduler's order: priority, then age)."""

@@ -702,3 +702,12 @@ async def test_keys_typed_in_one_burst_act_on_the_row_under_the_cursor(tmp_path:
             app.post_message(events.Key(key, char))
         await _settle(pilot)
         assert app.marked == ["crnn_long_20260103_120000", "crnn_long_20260102_120000"]
+
+
+def test_long_durations_fit_the_time_column() -> None:
+    from nkd_tui.format import short_duration
+
+    cells = [short_duration({"started_at": 1.0, "ended_at": 1.0 + s})
+             for s in (5, 35_999, 86_399, 360_000, 2_592_000)]
+    assert cells == ["0:00:05", "9:59:59", "23h59m", "4d04h", "30d00h"]
+    assert all(len(c) <= 7 for c in cells)
