@@ -248,7 +248,7 @@ class NkdApp(App[None]):
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.add_class("-shown")
-        box.focus()
+        self.set_focus(box)  # at once: the keys typed right after `/` go to the box
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -258,14 +258,14 @@ class NkdApp(App[None]):
     @on(Input.Submitted, "#filter")
     def _filter_kept(self, event: Input.Submitted) -> None:
         event.input.remove_class("-shown")
-        self.query_one(Tree).focus()
+        self.set_focus(self.query_one(Tree))
 
     def key_escape(self) -> None:
         box = self.query_one("#filter", Input)
         if box.has_class("-shown"):
             box.value = ""
             box.remove_class("-shown")
-            self.query_one(Tree).focus()
+            self.set_focus(self.query_one(Tree))
 
     # ── polling ─────────────────────────────────────────────────────────────────────────────
 

@@ -145,13 +145,13 @@ class LogViewer(Screen[None]):
     def action_search(self) -> None:
         box = self.query_one("#search", Input)
         box.add_class("-shown")
-        box.focus()
+        self.set_focus(box)  # at once: the keys typed right after `/` go to the box
 
     def action_back(self) -> None:
         box = self.query_one("#search", Input)
         if box.has_class("-shown"):
             box.remove_class("-shown")
-            self.query_one(Log).focus()
+            self.set_focus(self.query_one(Log))
             return
         self.app.pop_screen()
 
@@ -159,7 +159,7 @@ class LogViewer(Screen[None]):
     def _searched(self, event: Input.Submitted) -> None:
         self.pattern = event.value.strip()
         event.input.remove_class("-shown")
-        self.query_one(Log).focus()
+        self.set_focus(self.query_one(Log))
         if self.pattern:
             self._find(lambda line: self.pattern.lower() in line.lower(), 1, f"'{self.pattern}'")
 
