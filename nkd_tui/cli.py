@@ -14,10 +14,10 @@ from typing import Any
 
 from core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, EXIT_RUN_FAILED, NkdError
 from core.registry import KEYS, Registry, load_registry
-from core.store import FINAL, FULL_COLUMNS, Store
+from core.store import FINAL, Store
 from core.store.recover import open_store
 from core.workspace import Workspace
-from nkd_tui.format import duration, fmt_num, fmt_time, status_text
+from nkd_tui.format import fmt_num
 
 
 def _registry_path(args: argparse.Namespace) -> Path:
@@ -152,44 +152,6 @@ def _follow_run(store: Store, ws: Workspace, run_id: str) -> int:
                 print(kill(store, ws, run_id, grace=0), flush=True)
 
 
-def _references(run_dir: Path) -> list[dict[str, Any]]:
-    """The runs this run's references resolved to, as its events.jsonl recorded them."""
-    from core.events import EventLog
-
-    path = run_dir / "events.jsonl"
-    if not path.is_file():
-        return []
-    return [e for e in EventLog(path) if e.get("type") == "reference"
-            and all(isinstance(e.get(k), str) for k in ("key", "ref", "run"))]
-
-
-def _print_metrics(metrics: list[dict[str, Any]]) -> None:
-    """Summary values in a table with one column per split (val and test side by side, never
-    one for the other), where their gain correction came from, then the count of per-track
-    values (all of them in `nkd show --json`)."""
-    splits = sorted({m["split"] or "-" for m in metrics if not m["track"]},
-                    key=lambda s: ("-", "train", "val", "test").index(s)
-                    if s in ("-", "train", "val", "test") else 9)
-    table: dict[tuple[str, str], dict[str, float]] = {}
-    gains: dict[str, str] = {}
-    for m in metrics:
-        if m["track"]:
-            continue
-        table.setdefault((m["name"], m["stem"] or ""), {})[m["split"] or "-"] = m["value"]
-        if m.get("gains") and m["gains"] != "none":
-            gains[m["split"] or "-"] = m["gains"]
-    print("metrics" + "".join(f"{s:>24}" if i == 0 else f"{s:>12}"
-                              for i, s in enumerate(splits)))
-    for (name, stem), values in table.items():
-        label = f"{name} {stem}".strip()
-        print(f"  {label:<28}" + "".join(f"{fmt_num(values.get(s)):>12}" for s in splits))
-    for split, source in sorted(gains.items()):
-        print(f"  gain correction of the {split} values fitted on {source}")
-    per_track = sum(1 for m in metrics if m["track"])
-    if per_track:
-        print(f"  and {per_track} per-track values (nkd show --json)")
-
-
 def _epoch_line(ep: dict[str, Any], total: int | None) -> str:
     n = ep["epoch"]
     bar = ""
@@ -226,173 +188,11 @@ def _report_end(store: Store, run_id: str) -> int:
     return EXIT_OK if row["status"] in ("finished", "stopped", "suspended") else EXIT_RUN_FAILED
 
 
-def cmd_ps(args: argparse.Namespace) -> int:
-    from core.status import reconcile
-
-    ws, store = _open_store(args)
-    reconcile(store, ws)
-    _sync_slurm(store, ws)
-    from core.annotate import matches, tags_of
-
-    rows = store.list_runs(
-        args.experiment, limit=None if args.all or args.json or args.sweep or args.search else 50,
-        columns=FULL_COLUMNS, sweep=args.sweep, archived=None if args.archived else False,
-    )
-    if args.search:
-        rows = [r for r in rows if matches(r, args.search)]
-    if args.json:
-        keys = (
-            "id",
-            "experiment",
-            "recipe",
-            "status",
-            "epoch",
-            "epochs_total",
-            "best_epoch",
-            "best_val_loss",
-            "best_train_loss",
-            "accuracy",
-            "sdr",
-            "test_sdr",
-            "pid",
-            "started_at",
-            "ended_at",
-            "device",
-            "gpus",
-            "sweep",
-            "backend",
-            "job_id",
-            "node",
-            "slurm_state",
-            "slurm_reason",
-            "requeues",
-            "error",
-            "note",
-        )
-        print(json.dumps([{**{k: r[k] for k in keys}, "tags": tags_of(r),
-                           "archived": bool(r["archived"])} for r in rows], indent=2))
-        return 0
-    table = [
-        [
-            ("⌂ " if r["archived"] else "") + r["id"],
-            status_text(r["status"]) + (f" ({r['slurm_reason']})"
-                                        if r["status"] == "queued" and r["slurm_reason"] else ""),
-            f"{r['epoch'] or 0}/{r['epochs_total'] or '?'}",
-            fmt_num(r["best_val_loss"]),
-            fmt_num(r["accuracy"]),
-            fmt_num(r["sdr"]),
-            fmt_num(r["test_sdr"]),
-            fmt_time(r["started_at"]),
-            duration(r),
-            r["gpus"] or "-",
-            f"slurm {r['job_id']}" + (f"@{r['node']}" if r["node"] else "")
-            if r["backend"] == "slurm" else "local",
-            " ".join(f"#{t}" for t in tags_of(r)) or "-",
-        ]
-        for r in rows
-    ]
-    header = ["RUN", "STATUS", "EPOCH", "BEST VAL", "ACC", "SDR", "TEST SDR", "STARTED", "TIME",
-              "GPU", "WHERE", "TAGS"]
-    print(_table(table, header) if table else "no runs yet")
-    return 0
-
-
 def _sync_slurm(store: Store, ws: Workspace) -> None:
     """Slurm runs' new events and states, when there are any (no Slurm call otherwise)."""
     from core.backends.slurm import refresh
 
     refresh(store, ws)
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    from core.status import current_status, resolve_run
-
-    ws, store = _open_store(args)
-    run_id = resolve_run(store, args.run)
-    row = store.get_run(run_id)
-    assert row is not None
-    row["status"] = current_status(store, ws, row)
-    epochs = store.epochs(run_id)
-    metrics = store.metrics(run_id)
-    checkpoints = store.checkpoints(run_id)
-    if args.json:
-        out = {k: row[k] for k in row if k not in ("params",)}
-        out["params"] = row["params"]
-        out["epochs"] = [
-            {k: e[k] for k in ("epoch", "train_loss", "val_loss", "lr")} for e in epochs
-        ]
-        out["metrics"] = metrics
-        out["checkpoints"] = checkpoints
-        print(json.dumps(out, indent=2, default=str))
-        return 0
-    print(f"run         {run_id}")
-    print(f"experiment  {row['experiment']}  ({row['recipe']})")
-    print(
-        f"status      {status_text(row['status'])}"
-        + (f"  — {row['error']}" if row.get("error") else "")
-    )
-    print(
-        f"epochs      {row['epoch'] or 0}/{row['epochs_total'] or '?'}  best epoch "
-        f"{row['best_epoch'] if row['best_epoch'] is not None else '-'}  best val "
-        f"{fmt_num(row['best_val_loss'])}  train {fmt_num(row['best_train_loss'])}"
-    )
-    print(
-        f"started     {fmt_time(row['started_at'])}  time {duration(row)}  pid {row['pid']}"
-        f"  host {row['host']}  device {row.get('device') or '-'}"
-    )
-    if row.get("steps") and row.get("status") in ("running", "paused", "suspending"):
-        print(f"progress    step {row['step']}/{row['steps']} of epoch {(row['epoch'] or 0) + 1}")
-    if row.get("peak_rss_mb") is not None:
-        print(f"cost        peak memory {row['peak_rss_mb']:.0f} MiB  CPU {row['cpu_s']:.1f} s")
-    print(f"folder      {row['run_dir']}")
-    from core.annotate import tags_of
-
-    if tags_of(row) or row.get("archived"):
-        print(f"tags        {' '.join('#' + t for t in tags_of(row)) or '-'}"
-              + ("  (archived: nkd archive --undo shows it again)" if row.get("archived") else ""))
-    if row.get("note"):
-        print(f"note        {row['note']}")
-    for ref in _references(Path(row["run_dir"] or "")):
-        print(f"reference   {ref['key']} {ref['ref']} -> run {ref['run']}")
-    if metrics:
-        _print_metrics(metrics)
-    if checkpoints:
-        print("checkpoints")
-        for c in checkpoints:
-            print(
-                f"  {c['role'] or '-':<6} epoch {c['epoch'] if c['epoch'] is not None else '-'}"
-                f"  {c['path']}"
-            )
-    return 0
-
-
-def cmd_logs(args: argparse.Namespace) -> int:
-    from core.status import resolve_run
-
-    ws, store = _open_store(args)
-    run_id = resolve_run(store, args.run)
-    log = ws.run_dir(run_id) / "output.log"
-    if not log.is_file():
-        raise NkdError(f"run '{run_id}': no output.log in {log.parent}")
-    with open(log, encoding="utf-8", errors="replace") as fh:
-        sys.stdout.write(fh.read())
-        sys.stdout.flush()
-        if not args.follow:
-            return 0
-        try:
-            while True:
-                chunk = fh.read()
-                if chunk:
-                    sys.stdout.write(chunk)
-                    sys.stdout.flush()
-                    continue
-                row = store.get_run(run_id)
-                if row is None or row["status"] in FINAL:
-                    sys.stdout.write(fh.read())
-                    return 0
-                time.sleep(0.3)
-        except KeyboardInterrupt:
-            return 0
 
 
 def cmd_control(args: argparse.Namespace) -> int:
@@ -439,54 +239,6 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     print(f"{ws.db_path}: rebuilt from {report.runs} run folders{skipped}")
     for line in report.lines():
         print(f"  {line}")
-    return 0
-
-
-def cmd_data_synth(args: argparse.Namespace) -> int:
-    registry = load_registry(_registry_path(args))
-    if args.kind == "noise":
-        from core.noise.synth import synthesize
-
-        synthesize(registry, per_class=args.per_class, seed=args.seed)
-        return 0
-    from core.separation.synth import synthesize as synth_tracks
-
-    synth_tracks(registry, tracks=args.tracks, seconds=args.seconds, seed=args.seed)
-    return 0
-
-
-def cmd_data_index(args: argparse.Namespace) -> int:
-    registry = load_registry(_registry_path(args))
-    if args.source not in registry.data:
-        known = ", ".join(registry.data) or "none"
-        raise NkdError(f"{registry.path}: no data source '{args.source}' (known: {known})")
-    from core.noise import dataset
-
-    src = registry.data[args.source]
-    if src.settings.get("kind") == "separation":
-        raise NkdError(
-            f"{registry.path}: data source '{args.source}' holds track folders; `nkd data index` "
-            f"is for clip folders (separation tracks are checked stem by stem when a run starts)"
-        )
-    root = str(src.root.resolve())
-    index = dataset.index_dir(Workspace.at(registry.path).cache_dir, src.name)
-    source = dataset.Source.from_config(src.name, {**src.settings, "root": root,
-                                                   "index_dir": str(index)})
-    rows = dataset.ensure(source, args.sample_rate, args.segment_seconds, force=True)
-    splits: dict[str, int] = {}
-    for r in rows:
-        splits[r.split] = splits.get(r.split, 0) + 1
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))
-    print(f"{source.index / dataset.INDEX_NAME}: {len(rows)} segments by split ({counts})")
-    return 0
-
-
-def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from core.prepare import prepare_source
-
-    for line in prepare_source(load_registry(_registry_path(args)), args.source,
-                               args.sample_rate):
-        print(line)
     return 0
 
 
@@ -576,31 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
     from nkd_tui.cli_capture import add_parser as add_capture
     from nkd_tui.cli_notes import add_parsers as add_notes
     from nkd_tui.cli_queue import add_parsers
+    from nkd_tui.cli_runs import add_parsers as add_runs
 
     add_parsers(add, sub)
     add_notes(add, sub)
     add_capture(add, sub)
     add_import_parser(add, sub)
-
-    p = add(sub, "ps", help="list runs")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--all", "-a", action="store_true", help="all runs, not the latest 50")
-    p.add_argument("--experiment", "-e")
-    p.add_argument("--sweep", help="the runs of one sweep")
-    p.add_argument("--archived", action="store_true", help="archived runs too (marked ⌂)")
-    p.add_argument("--search", "-s", metavar="TEXT",
-                   help="runs whose id, tags or note contain TEXT (#tag: that tag exactly)")
-    p.set_defaults(func=cmd_ps)
-
-    p = add(sub, "show", help="one run: status, best values, metrics, checkpoints")
-    p.add_argument("run", help="run id, unique prefix, or experiment (its latest run)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_show)
-
-    p = add(sub, "logs", help="a run's output log")
-    p.add_argument("run")
-    p.add_argument("--follow", "-f", action="store_true")
-    p.set_defaults(func=cmd_logs)
+    add_runs(add, sub)
 
     for action, text in (
         ("pause", "pause at the next batch boundary"),
@@ -649,28 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", "-d", action="store_true")
     p.set_defaults(func=cmd_eval)
 
-    data = sub.add_parser("data", help="demo data and dataset indexes").add_subparsers(
-        dest="data_command", metavar="ACTION", required=True
-    )
-    p = add(data, "synth", help="write a procedural demo data set for the registry's sources")
-    p.add_argument("kind", choices=["noise", "separation"])
-    p.add_argument("--per-class", type=int, default=40, help="noise: files per class (40)")
-    p.add_argument("--tracks", type=int, default=8, help="separation: training tracks (8)")
-    p.add_argument("--seconds", type=float, default=8.0, help="separation: track length (8 s)")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_data_synth)
-    p = add(data, "index", help="scan a data source and write its dataset_index.csv into the "
-            "workspace (cache/index/SOURCE)")
-    p.add_argument("source", help="data source name in the registry")
-    p.add_argument("--sample-rate", type=int, default=16000)
-    p.add_argument("--segment-seconds", type=float, default=1.0)
-    p.set_defaults(func=cmd_data_index)
-    p = add(data, "prepare", help="decode a data source once into the workspace's audio cache "
-            "(runs do it on first use)")
-    p.add_argument("source", help="data source name in the registry")
-    p.add_argument("--sample-rate", type=int, default=None,
-                   help="this rate only (default: every rate the registry's experiments use)")
-    p.set_defaults(func=cmd_data_prepare)
+    from nkd_tui.cli_data import add_parsers as add_data
+
+    add_data(add, sub)
     return parser
 
 

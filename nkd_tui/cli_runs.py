@@ -1,0 +1,238 @@
+"""`nkd ps`, `nkd show` and `nkd logs`: what runs did, read from the store and run folders."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.errors import NkdError
+from core.store import FINAL, FULL_COLUMNS
+from nkd_tui.cli import _open_store, _sync_slurm, _table
+from nkd_tui.format import duration, fmt_num, fmt_time, status_text
+
+
+def _references(run_dir: Path) -> list[dict[str, Any]]:
+    """The runs this run's references resolved to, as its events.jsonl recorded them."""
+    from core.events import EventLog
+
+    path = run_dir / "events.jsonl"
+    if not path.is_file():
+        return []
+    return [e for e in EventLog(path) if e.get("type") == "reference"
+            and all(isinstance(e.get(k), str) for k in ("key", "ref", "run"))]
+
+
+def _print_metrics(metrics: list[dict[str, Any]]) -> None:
+    """Summary values in a table with one column per split (val and test side by side, never
+    one for the other), where their gain correction came from, then the count of per-track
+    values (all of them in `nkd show --json`)."""
+    splits = sorted({m["split"] or "-" for m in metrics if not m["track"]},
+                    key=lambda s: ("-", "train", "val", "test").index(s)
+                    if s in ("-", "train", "val", "test") else 9)
+    table: dict[tuple[str, str], dict[str, float]] = {}
+    gains: dict[str, str] = {}
+    for m in metrics:
+        if m["track"]:
+            continue
+        table.setdefault((m["name"], m["stem"] or ""), {})[m["split"] or "-"] = m["value"]
+        if m.get("gains") and m["gains"] != "none":
+            gains[m["split"] or "-"] = m["gains"]
+    print("metrics" + "".join(f"{s:>24}" if i == 0 else f"{s:>12}"
+                              for i, s in enumerate(splits)))
+    for (name, stem), values in table.items():
+        label = f"{name} {stem}".strip()
+        print(f"  {label:<28}" + "".join(f"{fmt_num(values.get(s)):>12}" for s in splits))
+    for split, source in sorted(gains.items()):
+        print(f"  gain correction of the {split} values fitted on {source}")
+    per_track = sum(1 for m in metrics if m["track"])
+    if per_track:
+        print(f"  and {per_track} per-track values (nkd show --json)")
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    from core.status import reconcile
+
+    ws, store = _open_store(args)
+    reconcile(store, ws)
+    _sync_slurm(store, ws)
+    from core.annotate import matches, tags_of
+
+    rows = store.list_runs(
+        args.experiment, limit=None if args.all or args.json or args.sweep or args.search else 50,
+        columns=FULL_COLUMNS, sweep=args.sweep, archived=None if args.archived else False,
+    )
+    if args.search:
+        rows = [r for r in rows if matches(r, args.search)]
+    if args.json:
+        keys = (
+            "id",
+            "experiment",
+            "recipe",
+            "status",
+            "epoch",
+            "epochs_total",
+            "best_epoch",
+            "best_val_loss",
+            "best_train_loss",
+            "accuracy",
+            "sdr",
+            "test_sdr",
+            "pid",
+            "started_at",
+            "ended_at",
+            "device",
+            "gpus",
+            "sweep",
+            "backend",
+            "job_id",
+            "node",
+            "slurm_state",
+            "slurm_reason",
+            "requeues",
+            "error",
+            "note",
+        )
+        print(json.dumps([{**{k: r[k] for k in keys}, "tags": tags_of(r),
+                           "archived": bool(r["archived"])} for r in rows], indent=2))
+        return 0
+    table = [
+        [
+            ("⌂ " if r["archived"] else "") + r["id"],
+            status_text(r["status"]) + (f" ({r['slurm_reason']})"
+                                        if r["status"] == "queued" and r["slurm_reason"] else ""),
+            f"{r['epoch'] or 0}/{r['epochs_total'] or '?'}",
+            fmt_num(r["best_val_loss"]),
+            fmt_num(r["accuracy"]),
+            fmt_num(r["sdr"]),
+            fmt_num(r["test_sdr"]),
+            fmt_time(r["started_at"]),
+            duration(r),
+            r["gpus"] or "-",
+            f"slurm {r['job_id']}" + (f"@{r['node']}" if r["node"] else "")
+            if r["backend"] == "slurm" else "local",
+            " ".join(f"#{t}" for t in tags_of(r)) or "-",
+        ]
+        for r in rows
+    ]
+    header = ["RUN", "STATUS", "EPOCH", "BEST VAL", "ACC", "SDR", "TEST SDR", "STARTED", "TIME",
+              "GPU", "WHERE", "TAGS"]
+    print(_table(table, header) if table else "no runs yet")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from core.status import current_status, resolve_run
+
+    ws, store = _open_store(args)
+    run_id = resolve_run(store, args.run)
+    row = store.get_run(run_id)
+    assert row is not None
+    row["status"] = current_status(store, ws, row)
+    epochs = store.epochs(run_id)
+    metrics = store.metrics(run_id)
+    checkpoints = store.checkpoints(run_id)
+    if args.json:
+        out = {k: row[k] for k in row if k not in ("params",)}
+        out["params"] = row["params"]
+        out["epochs"] = [
+            {k: e[k] for k in ("epoch", "train_loss", "val_loss", "lr")} for e in epochs
+        ]
+        out["metrics"] = metrics
+        out["checkpoints"] = checkpoints
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    print(f"run         {run_id}")
+    print(f"experiment  {row['experiment']}  ({row['recipe']})")
+    print(
+        f"status      {status_text(row['status'])}"
+        + (f"  — {row['error']}" if row.get("error") else "")
+    )
+    print(
+        f"epochs      {row['epoch'] or 0}/{row['epochs_total'] or '?'}  best epoch "
+        f"{row['best_epoch'] if row['best_epoch'] is not None else '-'}  best val "
+        f"{fmt_num(row['best_val_loss'])}  train {fmt_num(row['best_train_loss'])}"
+    )
+    print(
+        f"started     {fmt_time(row['started_at'])}  time {duration(row)}  pid {row['pid']}"
+        f"  host {row['host']}  device {row.get('device') or '-'}"
+    )
+    if row.get("steps") and row.get("status") in ("running", "paused", "suspending"):
+        print(f"progress    step {row['step']}/{row['steps']} of epoch {(row['epoch'] or 0) + 1}")
+    if row.get("peak_rss_mb") is not None:
+        print(f"cost        peak memory {row['peak_rss_mb']:.0f} MiB  CPU {row['cpu_s']:.1f} s")
+    print(f"folder      {row['run_dir']}")
+    from core.annotate import tags_of
+
+    if tags_of(row) or row.get("archived"):
+        print(f"tags        {' '.join('#' + t for t in tags_of(row)) or '-'}"
+              + ("  (archived: nkd archive --undo shows it again)" if row.get("archived") else ""))
+    if row.get("note"):
+        print(f"note        {row['note']}")
+    for ref in _references(Path(row["run_dir"] or "")):
+        print(f"reference   {ref['key']} {ref['ref']} -> run {ref['run']}")
+    if metrics:
+        _print_metrics(metrics)
+    if checkpoints:
+        print("checkpoints")
+        for c in checkpoints:
+            print(
+                f"  {c['role'] or '-':<6} epoch {c['epoch'] if c['epoch'] is not None else '-'}"
+                f"  {c['path']}"
+            )
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from core.status import resolve_run
+
+    ws, store = _open_store(args)
+    run_id = resolve_run(store, args.run)
+    log = ws.run_dir(run_id) / "output.log"
+    if not log.is_file():
+        raise NkdError(f"run '{run_id}': no output.log in {log.parent}")
+    with open(log, encoding="utf-8", errors="replace") as fh:
+        sys.stdout.write(fh.read())
+        sys.stdout.flush()
+        if not args.follow:
+            return 0
+        try:
+            while True:
+                chunk = fh.read()
+                if chunk:
+                    sys.stdout.write(chunk)
+                    sys.stdout.flush()
+                    continue
+                row = store.get_run(run_id)
+                if row is None or row["status"] in FINAL:
+                    sys.stdout.write(fh.read())
+                    return 0
+                time.sleep(0.3)
+        except KeyboardInterrupt:
+            return 0
+
+
+def add_parsers(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
+    p = add(sub, "ps", help="list runs")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--all", "-a", action="store_true", help="all runs, not the latest 50")
+    p.add_argument("--experiment", "-e")
+    p.add_argument("--sweep", help="the runs of one sweep")
+    p.add_argument("--archived", action="store_true", help="archived runs too (marked ⌂)")
+    p.add_argument("--search", "-s", metavar="TEXT",
+                   help="runs whose id, tags or note contain TEXT (#tag: that tag exactly)")
+    p.set_defaults(func=cmd_ps)
+
+    p = add(sub, "show", help="one run: status, best values, metrics, checkpoints")
+    p.add_argument("run", help="run id, unique prefix, or experiment (its latest run)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = add(sub, "logs", help="a run's output log")
+    p.add_argument("run")
+    p.add_argument("--follow", "-f", action="store_true")
+    p.set_defaults(func=cmd_logs)
