@@ -44,21 +44,15 @@ class RunActions:
                                    f"{self.run_id} · output.log"))
 
     def action_tags(self) -> None:
-        row = self._row(self._sync_run())
-        if row is None:
-            self.notify("no run highlighted", severity="warning")
-            return
-        from nkd_tui.screens import PromptScreen
-
-        def answered(text: str | None) -> None:
-            if text is not None:
-                self._annotate(row.run_id, "tags", text)
-
-        self.push_screen(PromptScreen(f"Tags of {row.run_id}", " ".join(row.tags),
-                                      "spaces or commas between tags · enter keeps · esc leaves"),
-                         answered)
+        self._prompt("tags", "Tags of", lambda row: " ".join(row.tags),
+                     "spaces or commas between tags · enter keeps · esc leaves")
 
     def action_note(self) -> None:
+        self._prompt("note", "Note on", lambda row: row.note,
+                     "one line in your words · empty clears · esc leaves")
+
+    def _prompt(self, what: str, title: str, value, hint: str) -> None:  # noqa: ANN001
+        """One line to edit for the highlighted run; `value(row)` is what it holds now."""
         row = self._row(self._sync_run())
         if row is None:
             self.notify("no run highlighted", severity="warning")
@@ -67,11 +61,9 @@ class RunActions:
 
         def answered(text: str | None) -> None:
             if text is not None:
-                self._annotate(row.run_id, "note", text)
+                self._annotate(row.run_id, what, text)
 
-        self.push_screen(PromptScreen(f"Note on {row.run_id}", row.note,
-                                      "one line in your words · empty clears · esc leaves"),
-                         answered)
+        self.push_screen(PromptScreen(f"{title} {row.run_id}", value(row), hint), answered)
 
     def action_archive(self) -> None:
         row = self._row(self._sync_run())

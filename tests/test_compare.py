@@ -7,7 +7,17 @@ import io
 from pathlib import Path
 
 import pytest
-from test_tui import SIZE, SIZES, T0, _app, _fixture_workspace, _select_crnn_long, _settle, utc  # noqa: F401
+from test_tui import (  # noqa: F401
+    SIZE,
+    SIZES,
+    T0,
+    _app,
+    _fixture_workspace,
+    _new_run,
+    _select_crnn_long,
+    _settle,
+    utc,
+)
 
 from core.reporter import Reporter
 from core.store import Store
@@ -111,10 +121,7 @@ def _with_live_run(root: Path) -> Path:
     from core.liveness import identity
 
     registry = _with_fine_tune(root)
-    store = Store(root / "nkd.db")
-    run_dir = root / "runs" / LIVE
-    run_dir.mkdir(parents=True)
-    rep = Reporter(LIVE, run_dir, store)
+    store, rep = _new_run(root, LIVE)
     t = T0 + 5 * 86_400
     rep.event({"type": "run", "experiment": "crnn_large", "recipe": "separation.train",
                "epochs_total": 20, "t": t, "status": "starting",
@@ -124,7 +131,7 @@ def _with_live_run(root: Path) -> Path:
     rep.event({"type": "status", "status": "running", "t": t + 1})
     _epochs(rep, range(1, 6), t)
     rep.close()
-    (run_dir / "output.log").write_text("training\n")
+    (root / "runs" / LIVE / "output.log").write_text("training\n")
     store.close()
     return registry
 

@@ -87,6 +87,14 @@ def _fixture_workspace(root: Path) -> Path:
     return registry
 
 
+def _new_run(root: Path, run_id: str) -> tuple[Store, Reporter]:
+    """A store and a reporter for a new run folder in the workspace at `root`."""
+    store = Store(root / "nkd.db")
+    run_dir = root / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    return store, Reporter(run_id, run_dir, store)
+
+
 def _app(root: Path) -> NkdApp:
     return make_app(_fixture_workspace(root), clock=lambda: T0 + 10 * 86_400, poll=False)
 
@@ -366,11 +374,8 @@ def test_a_running_run_shows_its_step_and_eta(tmp_path: Path) -> None:
     from nkd_tui.poll import Poller
 
     registry = _fixture_workspace(tmp_path)
-    store = Store(tmp_path / "nkd.db")
     run_id = "tick_20260111_120000"
-    run_dir = tmp_path / "runs" / run_id
-    run_dir.mkdir(parents=True)
-    rep = Reporter(run_id, run_dir, store)
+    store, rep = _new_run(tmp_path, run_id)
     t = T0 + 10 * 86_400
     rep.event({"type": "run", "experiment": "tick", "epochs_total": 10, "t": t})
     rep.event({"type": "status", "status": "running", "t": t})
@@ -569,11 +574,8 @@ async def test_the_log_pane_wraps_and_scrolls_when_focused(tmp_path: Path) -> No
 async def test_the_chart_picks_a_metric_log_y_and_shows_the_reported_value(
         tmp_path: Path) -> None:
     registry = _fixture_workspace(tmp_path)
-    store = Store(tmp_path / "nkd.db")
     run_id = "crnn_long_20260105_120000"
-    run_dir = tmp_path / "runs" / run_id
-    run_dir.mkdir(parents=True)
-    rep = Reporter(run_id, run_dir, store)
+    store, rep = _new_run(tmp_path, run_id)
     rep.event({"type": "run", "experiment": "crnn_long", "epochs_total": 5, "t": T0 + 5e5})
     rep.event({"type": "status", "status": "running", "t": T0 + 5e5})
     for e in range(1, 6):
