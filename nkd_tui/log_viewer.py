@@ -1,10 +1,11 @@
 """The full log of one run: every line of output.log, searchable, following the file as it grows.
 
-`enter` on a run opens it. The file is read in a worker thread (a 100 MB log is a few hundred
-milliseconds of reading, and the Log widget draws only the lines on screen); `/` searches
-(case-insensitive, plain text), `n`/`N` go to the next/previous match, `e`/`E` to the next/previous
-error line (Traceback, Error, nan, a refused record), `f` toggles following the end of the file,
-`g`/`G` jump to the top/end, `esc` goes back.
+`enter` on a run opens it. The file is indexed in a worker thread (where each line starts, not the
+lines themselves: `nkd_tui/log_file.py`), and only the lines on screen are read, so a 100 MB log
+opens, jumps and searches without holding it in memory. `/` searches (case-insensitive, plain
+text), `n`/`N` go to the next/previous match, `e`/`E` to the next/previous error line (Traceback,
+Error, nan, a refused record), `f` toggles following the end of the file, `g`/`G` jump to the
+top/end, `esc` goes back.
 """
 
 from __future__ import annotations
@@ -12,15 +13,47 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from rich.segment import Segment
+from rich.style import Style
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.geometry import Size
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Log, Static
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Footer, Input, Static
 
-ERRORS = re.compile(r"Traceback|Error|Exception|\bnan\b|\binf\b|refused|failed|killed", re.I)
+from nkd_tui.log_file import LogIndex
+
+ERRORS = re.compile(rb"Traceback|Error|Exception|\bnan\b|\binf\b|refused|failed|killed", re.I)
 FOLLOW_S = 1.0
-CHUNK = 1 << 20
+PROGRESS_S = 0.1  # while a large file is indexed, the view grows this often
+MAX_WIDTH = 4_000  # columns of horizontal scrolling at most
+
+
+class FileView(ScrollView, can_focus=True):
+    """Draws the lines of a LogIndex that are on screen; the found line is highlighted."""
+
+    def __init__(self, index: LogIndex, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.index = index
+        self.found: int | None = None
+
+    def grew(self) -> None:
+        self.virtual_size = Size(min(self.index.widest, MAX_WIDTH), len(self.index))
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width
+        i = scroll_y + y
+        style = self.rich_style
+        if i >= len(self.index):
+            return Strip.blank(width, style)
+        if i == self.found:
+            style = style + Style(reverse=True)
+        text = self.index[i].expandtabs(8)[scroll_x: scroll_x + width]
+        return Strip([Segment(text, style)]).adjust_cell_length(width, style)
 
 
 class LogViewer(Screen[None]):
@@ -45,15 +78,14 @@ class LogViewer(Screen[None]):
     def __init__(self, path: Path, title: str) -> None:
         super().__init__()
         self.path, self.title_text = path, title
-        self.lines: list[str] = []
-        self.read_at = 0  # bytes of the file read so far
-        self.pending = b""  # a last line without its newline yet
+        self.lines = LogIndex(path)
         self.following = True
         self.pattern = ""
+        self.indexed = False  # the whole file as it was at opening has been indexed
 
     def compose(self) -> ComposeResult:
         yield Static(self.title_text, id="where")
-        yield Log(id="full", highlight=False, auto_scroll=True)
+        yield FileView(self.lines, id="full")
         yield Input(placeholder="search (enter: find, esc: close)", id="search")
         yield Footer()
 
@@ -61,85 +93,102 @@ class LogViewer(Screen[None]):
         self._read()
         self.set_interval(FOLLOW_S, self._read)
 
+    def on_unmount(self) -> None:
+        self.lines.close()
+
     # ── reading ──────────────────────────────────────────────────────────────────────────────
 
     @work(thread=True, exclusive=True, group="log-read")
     def _read(self) -> None:
-        """The bytes written since the last read, as whole lines (a worker thread)."""
+        """Index what was written since the last read (a worker thread); the view grows every
+        PROGRESS_S while a large file is indexed."""
+        import time
+
+        told = time.monotonic()
+        added = 0
         try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.read_at)
-                data = b""
-                while chunk := fh.read(CHUNK):
-                    data += chunk
+            while n := self.lines.grow():
+                added += n
+                if time.monotonic() - told >= PROGRESS_S:
+                    told = time.monotonic()
+                    self.app.call_from_thread(self._grew)
         except OSError as exc:
             self.app.call_from_thread(self._say, f"{self.path}: {exc.strerror or exc}")
             return
-        if not data:
-            return
-        self.read_at += len(data)
-        buffered = self.pending + data
-        if b"\n" not in buffered:  # half a line: wait for its end
-            self.pending = buffered
-            return
-        whole, self.pending = buffered.rsplit(b"\n", 1)
-        self.app.call_from_thread(self._append, whole.decode("utf-8", errors="replace").split("\n"))
+        self.indexed = True
+        if added or not self.lines:
+            self.app.call_from_thread(self._grew)
 
-    def _append(self, lines: list[str]) -> None:
-        self.lines.extend(lines)
-        log = self.query_one(Log)
-        log.auto_scroll = self.following
-        log.write_lines(lines)
+    def _grew(self) -> None:
+        view = self.query_one(FileView)
+        view.grew()
+        if self.following:
+            view.scroll_end(animate=False, immediate=True)
+        view.refresh()
         self._status()
 
     # ── moving ───────────────────────────────────────────────────────────────────────────────
 
     def _top_line(self) -> int:
-        return int(self.query_one(Log).scroll_offset.y)
+        return int(self.query_one(FileView).scroll_offset.y)
 
     def _go(self, line: int, what: str) -> None:
         self.following = False
-        log = self.query_one(Log)
-        log.auto_scroll = False
-        log.scroll_to(y=max(0, line - 2), animate=False)
+        view = self.query_one(FileView)
+        view.found = line
+        view.scroll_to(y=max(0, line - 2), animate=False, immediate=True)
+        view.refresh()
         self._status(f"{what} at line {line + 1}: {self.lines[line][:120]}")
 
-    def _find(self, test, step: int, what: str) -> None:
-        start = self._top_line() + 2 + step
-        order = (range(start, len(self.lines)) if step > 0 else range(min(start, len(self.lines))
-                                                                      - 1, -1, -1))
-        for i in order:
-            if test(self.lines[i]):
-                self._go(i, what)
-                return
-        self._status(f"no further {what}")
+    def _find(self, pattern: re.Pattern[bytes], step: int, what: str) -> None:
+        view = self.query_one(FileView)
+        start = view.found if view.found is not None else self._top_line() + (1 if step > 0 else 2)
+        self._say(f"searching for {what}…")
+        self._search(pattern, start, step, what)
+
+    @work(thread=True, exclusive=True, group="log-search")
+    def _search(self, pattern: re.Pattern[bytes], start: int, step: int, what: str) -> None:
+        """A search reads the file a block at a time: a miss in 100 MB is about a second, in
+        this thread, never the interface's."""
+        try:
+            line = self.lines.search(pattern, start, step)
+        except OSError as exc:
+            self.app.call_from_thread(self._say, f"{self.path}: {exc.strerror or exc}")
+            return
+        if line is None:
+            self.app.call_from_thread(self._status, f"no further {what}")
+        else:
+            self.app.call_from_thread(self._go, line, what)
+
+    def _search_pattern(self) -> re.Pattern[bytes]:
+        return re.compile(re.escape(self.pattern.encode("utf-8")), re.I)
 
     def action_match(self, step: int) -> None:
         if not self.pattern:
             self.action_search()
             return
-        needle = self.pattern.lower()
-        self._find(lambda line: needle in line.lower(), step, f"'{self.pattern}'")
+        self._find(self._search_pattern(), step, f"'{self.pattern}'")
 
     def action_error(self, step: int) -> None:
-        self._find(ERRORS.search, step, "error line")
+        self._find(ERRORS, step, "error line")
 
     def action_follow(self) -> None:
         self.following = not self.following
-        log = self.query_one(Log)
-        log.auto_scroll = self.following
+        view = self.query_one(FileView)
         if self.following:
-            log.scroll_end(animate=False)
+            view.found = None
+            view.scroll_end(animate=False, immediate=True)
         self._status()
 
     def action_edge(self, which: str) -> None:
         self.following = which == "end"
-        log = self.query_one(Log)
-        log.auto_scroll = self.following
+        view = self.query_one(FileView)
+        view.found = None
         if which == "top":
-            log.scroll_home(animate=False)
+            view.scroll_home(animate=False, immediate=True)
         else:
-            log.scroll_end(animate=False)
+            view.scroll_end(animate=False, immediate=True)
+        view.refresh()
         self._status()
 
     def action_search(self) -> None:
@@ -151,7 +200,7 @@ class LogViewer(Screen[None]):
         box = self.query_one("#search", Input)
         if box.has_class("-shown"):
             box.remove_class("-shown")
-            self.set_focus(self.query_one(Log))
+            self.set_focus(self.query_one(FileView))
             return
         self.app.pop_screen()
 
@@ -159,9 +208,10 @@ class LogViewer(Screen[None]):
     def _searched(self, event: Input.Submitted) -> None:
         self.pattern = event.value.strip()
         event.input.remove_class("-shown")
-        self.set_focus(self.query_one(Log))
+        self.set_focus(self.query_one(FileView))
         if self.pattern:
-            self._find(lambda line: self.pattern.lower() in line.lower(), 1, f"'{self.pattern}'")
+            self.query_one(FileView).found = None
+            self._find(self._search_pattern(), 1, f"'{self.pattern}'")
 
     def _status(self, message: str = "") -> None:
         mode = "following" if self.following else "paused (f follows)"

@@ -447,13 +447,17 @@ async def test_enter_opens_the_whole_log_searchable_and_following(tmp_path: Path
         await _until(pilot, lambda: len(getattr(app.screen, "lines", [])) == 42)
         viewer = app.screen
         assert type(viewer).__name__ == "LogViewer"
-        await pilot.press("slash", *"epoch 30", "enter")
-        await pilot.pause()
-        where = str(viewer.query_one("#where").render())
-        assert "at line 30: epoch 30: train" in where
+        def where() -> str:
+            return str(viewer.query_one("#where").render())
+
+        await pilot.press("slash", *"epoch 30", "enter")  # a search runs in a thread
+        await _until(pilot, lambda: "at line 30: epoch 30: train" in where())
         await pilot.press("e")
-        await pilot.pause()
-        assert "error line at line 41: Traceback" in str(viewer.query_one("#where").render())
+        await _until(pilot, lambda: "error line at line 41: Traceback" in where())
+        await pilot.press("E")
+        await _until(pilot, lambda: "no further error line" in where())
+        await pilot.press("n")  # the next 'epoch 30' after the Traceback: none
+        await _until(pilot, lambda: "no further 'epoch 30'" in where())
         await pilot.press("f")  # follow again: new lines appear as the file grows
         with open(log_path, "a") as fh:
             fh.write("epoch 41: train 0.049\n")
@@ -713,3 +717,31 @@ def test_long_durations_fit_the_time_column() -> None:
              for s in (5, 35_999, 86_399, 360_000, 2_592_000)]
     assert cells == ["0:00:05", "9:59:59", "23h59m", "4d04h", "30d00h"]
     assert all(len(c) <= 7 for c in cells)
+
+
+def test_a_log_index_reads_lines_without_holding_them(tmp_path: Path, monkeypatch) -> None:
+    """Small blocks, so lines and matches straddle block edges; a last line without its newline
+    waits; searches go both ways."""
+    import re
+
+    from nkd_tui import log_file
+
+    monkeypatch.setattr(log_file, "BLOCK", 64)
+    path = tmp_path / "output.log"
+    lines = [f"epoch {i}: loss {1 / (i + 1):.4f}" + (" Traceback" if i in (7, 31) else "")
+             for i in range(40)]
+    path.write_text("\n".join(lines) + "\nhalf a li")
+    index = log_file.LogIndex(path)
+    while index.grow():
+        pass
+    assert len(index) == 40 and list(index) == lines and index[-1] == lines[-1]
+    assert index.widest == max(len(line) for line in lines) + 1
+    error = re.compile(rb"Traceback")
+    assert index.search(error, -1, 1) == 7 and index.search(error, 7, 1) == 31
+    assert index.search(error, 31, 1) is None
+    assert index.search(error, 39, -1) == 31 and index.search(error, 31, -1) == 7
+    assert index.search(error, 7, -1) is None
+    with open(path, "a") as fh:
+        fh.write("ne\n")
+    assert index.grow() == 1 and index[40] == "half a line"
+    index.close()
