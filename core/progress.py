@@ -19,6 +19,21 @@ def cost_text(conn: sqlite3.Connection, run_id: str) -> str:
     return f"peak {row[0]:.0f} MiB · CPU {row[1]:.1f} s"
 
 
+def per_epoch_text(seconds: float) -> str:
+    """An epoch's length in at most 6 characters: `12.3s`, `2.5m`, `1.2h`."""
+    if seconds < 100:
+        return f"{seconds:.1f}s"
+    if seconds < 6000:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def mean_epoch_seconds(conn: sqlite3.Connection, run_id: str) -> float | None:
+    """The mean length of a run's finished epochs (validation included), or None."""
+    row = conn.execute("SELECT avg(seconds) FROM epochs WHERE run = ?", (run_id,)).fetchone()
+    return row[0] if row else None
+
+
 def eta_short(seconds: float) -> str:
     """Time left in at most 8 characters, for a table cell: `ETA 45s`, `ETA 12m`, `ETA 1h05`."""
     s = int(seconds + 0.5)
@@ -41,10 +56,10 @@ def progress_text(conn: sqlite3.Connection, run_id: str, now: float) -> str:
 
 
 def progress(conn: sqlite3.Connection, run_id: str, now: float) -> tuple[str, float | None] | None:
-    """(`epoch 4/100 · step 120/480`, seconds left or None) for a running run that reports
-    steps, else None. The time left: this epoch's remaining steps at its pace so far, plus the
-    remaining epochs at the mean length of the finished ones (validation included), less the
-    time since the last step was reported."""
+    """(`epoch 4/100 · step 120/480 · 12.3s/epoch`, seconds left or None) for a running run
+    that reports steps, else None. The time left: this epoch's remaining steps at its pace so
+    far, plus the remaining epochs at the mean length of the finished ones (validation
+    included), less the time since the last step was reported."""
     row = conn.execute(
         "SELECT status, epoch, epochs_total, step, steps, step_at, status_at FROM runs "
         "WHERE id = ?", (run_id,)).fetchone()
@@ -59,6 +74,8 @@ def progress(conn: sqlite3.Connection, run_id: str, now: float) -> tuple[str, fl
     ).fetchone()
     began = max(last_at or 0.0, status_at or 0.0)
     text = f"epoch {epoch + 1}/{total or '?'} · step {step}/{steps}"
+    if done and mean_s:
+        text += f" · {per_epoch_text(mean_s)}/epoch"
     if step_at <= began:
         return text, None
     per_step = (step_at - began) / step

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.events import FINAL, HOLDING
-from core.progress import cost_text, eta_short, progress, progress_text
+from core.progress import (
+    cost_text,
+    eta_short,
+    mean_epoch_seconds,
+    per_epoch_text,
+    progress,
+    progress_text,
+)
 from core.store import Store
 from core.workspace import Workspace
 from nkd_tui.format import fmt_num, fmt_time, short_duration
@@ -199,6 +206,7 @@ class Poller:
                 fmt_num(r["best_val_loss"]),
                 fmt_num(r["score"]),
                 self._time_cell(r, now),
+                self._per_epoch_cell(r),
                 fmt_time(r["started_at"]),
                 _where(r),
             )
@@ -207,6 +215,12 @@ class Poller:
             self._rows[raw] = row
             out.append(row)
         return tuple(out)
+
+    def _per_epoch_cell(self, r: dict) -> str:
+        """The mean length of the run's epochs (read once per changed row: rows of ended runs
+        are kept from poll to poll)."""
+        seconds = mean_epoch_seconds(self.store.conn, r["id"]) if r["epoch"] else None
+        return per_epoch_text(seconds) if seconds else "-"
 
     def _time_cell(self, r: dict, now: float) -> str:
         """A running run's time left, once it has reported steps; else how long it ran."""

@@ -1,7 +1,8 @@
 """The run table: one experiment's runs, with as many columns as the terminal has room for.
 
 The first six columns (run, status, epoch, best val, score, time/ETA) are what a researcher reads
-all day and always fit at 80 columns; `started` and `device` join them on wider terminals. Widths
+all day and always fit at 80 columns; the mean epoch length, `started` and `device` join them on
+wider terminals. Widths
 are fixed (a DataTable measures every cell of an auto-width column, which dominates start-up) and
 include the one space that separates a column from the next (the table's own cell padding is 0,
 so no room is spent on padding at both sides).
@@ -18,7 +19,7 @@ from nkd_tui.poll import RunRow
 # header, width with its separating space; in the order a narrow terminal drops them (last first)
 COLUMNS: tuple[tuple[str, int], ...] = (
     ("run", 16), ("status", 12), ("epoch", 8), ("best val", 9), ("score", 6), ("time", 8),
-    ("started", 12), ("device", 10),
+    ("t/epoch", 8), ("started", 12), ("device", 10),
 )
 ESSENTIAL = 6
 SCROLLBAR = 2  # the vertical scrollbar, once there are more runs than rows

@@ -14,6 +14,7 @@ from core.liveness import is_alive
 from core.reporter import Reporter
 from core.store import Store
 from nkd_tui.app import NkdApp, make_app
+from nkd_tui.run_table import COLUMNS
 
 T0 = 1_767_268_800.0  # 2026-01-01 12:00 UTC: a fixed clock for every snapshot
 SIZE = (100, 30)
@@ -70,7 +71,8 @@ def _fixture_workspace(root: Path) -> Path:
         rep.event({"type": "status", "status": "running", "t": t + 1, "device": "cuda:0"})
         for e in range(1, epochs + 1):
             rep.event({"type": "epoch", "epoch": e, "train_loss": 2.0 / e + 0.1 * (n + 1),
-                       "val_loss": 2.2 / e + 0.15 * (n + 1) + 0.02 * (e % 3), "t": t + 10 * e})
+                       "val_loss": 2.2 / e + 0.15 * (n + 1) + 0.02 * (e % 3), "seconds": 9.5,
+                       "t": t + 10 * e})
         if status == "finished":
             for stem, value in (("mean", 3.91), ("vocals", 4.4)):
                 rep.event({"type": "metric", "name": "sdr", "value": value, "stem": stem,
@@ -387,7 +389,9 @@ def test_a_running_run_shows_its_step_and_eta(tmp_path: Path) -> None:
     rep.close()
     store.close()
     poller = Poller(Workspace.at(registry), clock=lambda: t + 29)
-    assert poller.progress(run_id) == "epoch 3/10 · step 30/100 · ETA 0:01:31"
+    assert poller.progress(run_id) == "epoch 3/10 · step 30/100 · 10.0s/epoch · ETA 0:01:31"
+    cells = dict(zip([h for h, _ in COLUMNS], poller.runs("tick")[0].cells, strict=True))
+    assert cells["time"] == "ETA 1m" and cells["t/epoch"] == "10.0s"
     later = Poller(Workspace.at(registry), clock=lambda: t + 40)  # 11 s on, no new step yet
     assert later.progress(run_id).endswith("ETA 0:01:20")
     assert poller.progress("crnn_long_20260101_120000") == ""  # finished: nothing to estimate
