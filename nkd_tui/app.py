@@ -24,7 +24,6 @@ from nkd_tui.gpu_panel import GpuPanel
 from nkd_tui.log_pane import LogPane
 from nkd_tui.poll import Poller, Snapshot
 from nkd_tui.run_actions import RunActions
-from nkd_tui.run_chart import ChartPane, LossChart
 from nkd_tui.run_table import RunTable
 
 MIN_SIZE = (80, 24)  # below this the TUI shows one line saying so instead of a clipped layout
@@ -90,6 +89,9 @@ class NkdApp(RunActions, App[None]):
         self._log_text = ""
         self._latest: dict[str, str] | None = None  # each experiment's latest status
         self._summaries: dict[str, tuple[int, float | None]] = {}  # live runs, best score
+        self._chart = None  # the LossChart, once mounted (just after the first paint)
+        self._reported: dict[str, float] = {}  # the experiment's reported values, for the chart
+        self._early: Snapshot | None = None  # read before the chart was mounted
         # The first snapshot is read while Textual starts, so the first paint has the run table.
         self._prefetched: list[Snapshot] = []
         self._prefetch = threading.Thread(target=self._read_first, daemon=True)
@@ -116,7 +118,8 @@ class NkdApp(RunActions, App[None]):
                 yield Static("", id="run-notes")
                 yield GpuPanel(id="gpus")
                 with Horizontal(id="detail"):
-                    yield ChartPane(id="chart-pane")
+                    # the chart (and plotext's import) comes just after the first paint
+                    yield Vertical(id="chart-pane")
                     yield LogPane(id="log", highlight=False, auto_scroll=True)
         yield Footer()
 
@@ -160,6 +163,7 @@ class NkdApp(RunActions, App[None]):
             self._apply(prefetched)
         else:
             self.refresh_data()
+        self.call_after_refresh(self._mount_chart)
         if self.poll_enabled:
             self.set_interval(POLL_S, self.refresh_data)
         if self.message:
@@ -214,9 +218,35 @@ class NkdApp(RunActions, App[None]):
 
     # ── polling ─────────────────────────────────────────────────────────────────────────────
 
+    @property
+    def chart(self):  # noqa: ANN201 - a LossChart, or None before it is mounted
+        return self._chart
+
+    def _mount_chart(self) -> None:
+        """The chart pane's legend and plot, mounted after the first paint: importing plotext
+        and drawing the plot would otherwise hold back the run table's first paint."""
+        from nkd_tui.run_chart import chart_widgets
+
+        legend, chart = chart_widgets()
+        self.query_one("#chart-pane").mount(legend, chart)
+        chart.set_reported(self._reported)
+        self._chart = chart
+        if self._early is not None and self._early.run_id == self.run_id:
+            self._chart_shows(self._early)  # what the first paint read, without a new read
+        self._early = None
+
+    def _chart_shows(self, snap: Snapshot) -> None:
+        """The followed run's new epochs, unless they were read for another run: a read that
+        started before the highlight moved holds epochs after the old run's last one."""
+        chart = self.chart
+        if chart.run_id == snap.run_id or not snap.new_epochs or snap.new_epochs[0][0] == 1:
+            chart.follow(snap.run_id)
+            chart.extend(snap.new_epochs)
+            chart.show_progress(snap.progress)
+
     def refresh_data(self) -> None:
-        chart = self.query_one(LossChart)
-        after = chart.last_epoch if chart.run_id == self.run_id else 0
+        chart = self.chart
+        after = chart.last_epoch if chart is not None and chart.run_id == self.run_id else 0
         self._poll(self.experiment, self.run_id, after, self.query_one(GpuPanel).has_class(
             "-shown"))
 
@@ -237,10 +267,10 @@ class NkdApp(RunActions, App[None]):
             if self.run_id is None:
                 self.run_id = snap.run_id
             if snap.run_id == self.run_id:
-                chart = self.query_one(LossChart)
-                chart.follow(self.run_id)
-                chart.extend(snap.new_epochs)
-                chart.show_progress(snap.progress)
+                if self.chart is None:
+                    self._early = snap
+                else:
+                    self._chart_shows(snap)
                 self._show_log(snap.log_tail)
             for run_id in snap.lost:
                 self.notify(f"{run_id}: its worker vanished; shown as lost", severity="warning")
@@ -323,8 +353,9 @@ class NkdApp(RunActions, App[None]):
             text.append(", ".join(f"{k} {v:g}" if isinstance(v, int | float) else f"{k} {v}"
                                   for k, v in exp.reported.items()), style="bold")
         self.query_one("#about", Static).update(text)
-        self.query_one(LossChart).set_reported(
-            {k: v for k, v in exp.reported.items() if isinstance(v, int | float)})
+        self._reported = {k: v for k, v in exp.reported.items() if isinstance(v, int | float)}
+        if self.chart is not None:
+            self.chart.set_reported(self._reported)
 
     # ── selection ───────────────────────────────────────────────────────────────────────────
 
@@ -335,7 +366,8 @@ class NkdApp(RunActions, App[None]):
             self.experiment = name
             self.run_id = None
             self.query_one(RunTable).reset()
-            self.query_one(LossChart).follow(None)
+            if self.chart is not None:
+                self.chart.follow(None)
             self._show_about(name)
             self._log_text = ""
             self.query_one(LogPane).show("")
@@ -356,7 +388,8 @@ class NkdApp(RunActions, App[None]):
     def _follow_run(self, run_id: str | None) -> None:
         if run_id and run_id != self.run_id:
             self.run_id = run_id
-            self.query_one(LossChart).follow(run_id)
+            if self.chart is not None:
+                self.chart.follow(run_id)
             self._log_text = ""
             self._show_run_notes()
             self.refresh_data()

@@ -9,7 +9,6 @@ from textual import work
 
 from core.errors import NkdError
 from nkd_tui.gpu_panel import GpuPanel
-from nkd_tui.run_chart import LossChart
 from nkd_tui.run_table import RunTable
 
 # what the command palette says under each key's name
@@ -97,10 +96,12 @@ class RunActions:
         self.call_from_thread(self.refresh_data)
 
     def action_metric(self, step: int) -> None:
-        self.query_one(LossChart).cycle_view(step)
+        if self.chart is not None:
+            self.chart.cycle_view(step)
 
     def action_log_y(self) -> None:
-        self.query_one(LossChart).toggle_log()
+        if self.chart is not None:
+            self.chart.toggle_log()
 
     def action_help(self) -> None:
         from nkd_tui.screens import HelpScreen

@@ -10,8 +10,6 @@ from __future__ import annotations
 from array import array
 
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import Vertical
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
@@ -41,7 +39,9 @@ class LossChart(PlotextPlot):
             self.redraw()
 
     def extend(self, rows: tuple[tuple, ...]) -> None:
-        """New epochs from the store: (epoch, train, val, lr, extra JSON)."""
+        """New epochs from the store: (epoch, train, val, lr, extra JSON); epochs it already has
+        (a read that overlapped another) are skipped."""
+        rows = tuple(r for r in rows if r[0] > self.last_epoch)
         if not rows:
             return
         for name, values in series_from(rows).items():
@@ -97,18 +97,24 @@ class LossChart(PlotextPlot):
         return text
 
     def render(self):  # noqa: ANN201 - the plotext widget's renderable
-        if not getattr(self, "_painted", False):
-            # the first frame leaves the plot blank: building it (~60 ms of plotext) would hold
-            # back the first paint of the run table; it is drawn in the frame after
-            self._painted = True
-            self.call_after_refresh(self.refresh)
-            return ""
         key = (self.run_id, self.last_epoch, self.size.width, self.size.height, self.progress,
                self.view, self.log_y, tuple(sorted(self.reported.items())))
         if key != getattr(self, "_built_for", None):
             self._built_for = key
             self._build()
         return super().render()
+
+    def _decimated(self, name: str, columns: int) -> tuple[list[float], list[float]]:
+        """A series cut to the plot's width, kept until it grows or the width changes: a new
+        title (the step progress, every 2 s) or another view redraws without cutting again."""
+        xs, ys = self.series[name]
+        key = (self.run_id, name, len(ys), columns)
+        cache = self.__dict__.setdefault("_cuts", {})
+        if key not in cache:
+            if len(cache) > 16:
+                cache.clear()
+            cache[key] = decimate(xs, ys, columns)
+        return cache[key]
 
     def _build(self) -> None:
         plt = self.plt
@@ -126,8 +132,7 @@ class LossChart(PlotextPlot):
         drawn = False
         for name, (colour, mark, _) in zip(curves_of(view, list(self.series)), STYLES,
                                            strict=False):
-            xs, ys = self.series[name]
-            x, y = decimate(xs, ys, columns)
+            x, y = self._decimated(name, columns)
             if self.log_y:
                 x, y = [a for a, b in zip(x, y, strict=True) if b > 0], [b for b in y if b > 0]
             if y:
@@ -142,17 +147,9 @@ class LossChart(PlotextPlot):
             plt.xlabel("epoch")
 
 
-class ChartPane(Vertical):
-    """The legend line over the plot."""
-
-    DEFAULT_CSS = """
-    ChartPane #legend { height: 1; padding: 0 1; }
-    ChartPane LossChart { height: 1fr; }
-    """
-
-    def compose(self) -> ComposeResult:
-        legend = Static("", id="legend")
-        chart = LossChart(id="chart")
-        chart.legend = legend
-        yield legend
-        yield chart
+def chart_widgets() -> tuple[Static, LossChart]:
+    """The legend line and the plot under it (app.tcss lays them out in #chart-pane)."""
+    legend = Static("", id="legend")
+    chart = LossChart(id="chart")
+    chart.legend = legend
+    return legend, chart
