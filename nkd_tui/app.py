@@ -148,7 +148,6 @@ class NkdApp(RunActions, App[None]):
         tree.show_root = False
         tree.guide_depth = 2
         first_leaf = self._fill_tree("")
-        self.query_one(RunTable).fit(max(self.size.width, MIN_SIZE[0]) - 20)
         self._fit(self.size.width, self.size.height)
         self._prefetch.join(PREFETCH_WAIT_S)
         prefetched = self._prefetched[0] if self._prefetched else None
