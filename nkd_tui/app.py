@@ -157,7 +157,7 @@ class NkdApp(RunActions, App[None]):
             self.experiment = focus
             self._show_about(focus)
             self.call_after_refresh(tree.move_cursor, leaves[focus])  # lines exist after a refresh
-        tree.focus()
+        self.set_focus(tree)  # at once, before the first paint (the footer is composed once)
         if prefetched is not None:
             self._apply(prefetched)
         else:
@@ -224,10 +224,13 @@ class NkdApp(RunActions, App[None]):
     def _mount_chart(self) -> None:
         """The chart pane's legend and plot, mounted after the first paint: importing plotext
         and drawing the plot would otherwise hold back the run table's first paint."""
+        pane = self.query_one("#chart-pane")
+        if not pane.is_attached:  # quit before the first paint was done
+            return
         from nkd_tui.run_chart import chart_widgets
 
         legend, chart = chart_widgets()
-        self.query_one("#chart-pane").mount(legend, chart)
+        pane.mount(legend, chart)
         chart.set_reported(self._reported)
         self._chart = chart
         if self._early is not None and self._early.run_id == self.run_id:

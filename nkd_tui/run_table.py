@@ -10,6 +10,8 @@ so no room is spent on padding at both sides).
 
 from __future__ import annotations
 
+from functools import partial
+
 from rich.text import Text
 from textual.widgets import DataTable
 
@@ -23,6 +25,7 @@ COLUMNS: tuple[tuple[str, int], ...] = (
 )
 ESSENTIAL = 6
 SCROLLBAR = 2  # the vertical scrollbar, once there are more runs than rows
+LATER_S = 0.05  # rows below the screen are added this long after the first ones
 
 
 def columns_for(width: int) -> tuple[str, ...]:
@@ -84,14 +87,14 @@ class RunTable(DataTable):
                     if old.cells[i] != new.cells[i]:
                         self.update_cell(new.run_id, header, self.cell(header, new))
         else:
-            # Rows that fill the screen go in now, the rest just after this paint (dropped if
-            # a newer snapshot replaced them).
+            # Rows that fill the screen go in now, the rest a frame after this paint (dropped
+            # if a newer snapshot replaced them): they are not on screen, so they wait.
             self.clear()
             self._generation += 1
             first = max(self.app.size.height, 24)
             self._add(rows[:first], self._generation)
             if len(rows) > first:
-                self.call_after_refresh(self._add, rows[first:], self._generation)
+                self.set_timer(LATER_S, partial(self._add, rows[first:], self._generation))
         self.rows_shown = rows
 
     def _add(self, rows: tuple[RunRow, ...], generation: int) -> None:
