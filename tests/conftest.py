@@ -61,13 +61,26 @@ class Workspace:
     def store(self) -> Store:
         return Store(self.db)
 
-    def cleanup(self) -> None:
+    def _kill_scheduler(self) -> None:
         scheduler = self.root / "nkd.queue.pid"
         if scheduler.is_file():
             try:
                 os.kill(int(scheduler.read_text()), signal.SIGKILL)
             except (ProcessLookupError, PermissionError, ValueError):
                 pass
+
+    def cleanup(self) -> None:
+        """Kill what the test started. The scheduler is killed again at the end: a worker
+        killed here may have started a new one on its way out, and a queue that waits for GPUs
+        that never come would keep it alive after the suite."""
+        self._kill_scheduler()
+        try:
+            self._kill_runs()
+        finally:
+            time.sleep(0.2)
+            self._kill_scheduler()
+
+    def _kill_runs(self) -> None:
         if not self.db.exists():
             return
         store = self.store()
