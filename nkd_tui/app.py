@@ -70,7 +70,9 @@ class NkdApp(RunActions, App[None]):
         Binding("A", "show_archived", "Show archived", id="app.show_archived", show=False),
         Binding("S", "compare_sweep", "Compare sweep", id="run.compare_sweep", show=False),
         Binding("v", "log", "View log", id="run.log", show=False),
-        Binding("slash", "filter", "Filter", id="app.filter", show=False),
+        # priority: checked before the key goes to the focused widget, so the keys typed right
+        # after it (tmux send-keys, a paste) already find the filter box focused
+        Binding("slash", "filter", "Filter", id="app.filter", show=False, priority=True),
     ]
 
     def __init__(
@@ -196,6 +198,7 @@ class NkdApp(RunActions, App[None]):
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.add_class("-shown")
+        box.display = True  # now, not at the next restyle: a hidden box cannot take focus
         self.set_focus(box)  # at once: the keys typed right after `/` go to the box
 
     @on(Input.Changed, "#filter")
@@ -206,6 +209,7 @@ class NkdApp(RunActions, App[None]):
     @on(Input.Submitted, "#filter")
     def _filter_kept(self, event: Input.Submitted) -> None:
         event.input.remove_class("-shown")
+        event.input.display = False
         self.set_focus(self.query_one(Tree))
 
     def key_escape(self) -> None:
@@ -213,6 +217,7 @@ class NkdApp(RunActions, App[None]):
         if box.has_class("-shown"):
             box.value = ""
             box.remove_class("-shown")
+            box.display = False
             self.set_focus(self.query_one(Tree))
 
     # ── polling ─────────────────────────────────────────────────────────────────────────────

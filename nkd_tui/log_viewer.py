@@ -194,12 +194,14 @@ class LogViewer(Screen[None]):
     def action_search(self) -> None:
         box = self.query_one("#search", Input)
         box.add_class("-shown")
+        box.display = True  # now, not at the next restyle: a hidden box cannot take focus
         self.set_focus(box)  # at once: the keys typed right after `/` go to the box
 
     def action_back(self) -> None:
         box = self.query_one("#search", Input)
         if box.has_class("-shown"):
             box.remove_class("-shown")
+            box.display = False
             self.set_focus(self.query_one(FileView))
             return
         self.app.pop_screen()
@@ -208,6 +210,7 @@ class LogViewer(Screen[None]):
     def _searched(self, event: Input.Submitted) -> None:
         self.pattern = event.value.strip()
         event.input.remove_class("-shown")
+        event.input.display = False
         self.set_focus(self.query_one(FileView))
         if self.pattern:
             self.query_one(FileView).found = None

@@ -209,6 +209,10 @@ class RunActions:
         """Run keys act on the main screen only (they are hidden on the compare screen)."""
         if action in self.RUN_ACTIONS and len(self.screen_stack) > 1:
             return False
+        if action == "filter":  # a priority key: `/` typed into a text box stays text
+            from textual.widgets import Input, TextArea
+
+            return len(self.screen_stack) == 1 and not isinstance(self.focused, Input | TextArea)
         return True
 
     def action_mark(self) -> None:

@@ -749,3 +749,15 @@ def test_a_log_index_reads_lines_without_holding_them(tmp_path: Path, monkeypatc
         fh.write("ne\n")
     assert index.grow() == 1 and index[40] == "half a line"
     index.close()
+
+
+async def test_keys_typed_right_after_slash_land_in_the_filter(tmp_path: Path) -> None:
+    from textual import events
+
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _select_crnn_long(pilot)
+        for key, char in (("slash", "/"), ("c", "c"), ("r", "r"), ("n", "n")):
+            app.post_message(events.Key(key, char))
+        await _settle(pilot)
+        assert app.query_one("#filter").value == "crn"
