@@ -145,7 +145,7 @@ async def redraw_times() -> None:
                 samples = []
                 for i in range(20):
                     if not keep_cut:
-                        chart.__dict__.pop("_cuts", None)
+                        chart.cuts.clear()
                     chart.progress = f"step {i}"
                     t = time.perf_counter()
                     chart.redraw()

@@ -30,6 +30,7 @@ class LossChart(PlotextPlot):
         # name -> (epochs, values): arrays of doubles, cheap to append, read without a copy
         self.series: dict[str, tuple[array, array]] = {}
         self.legend: Static | None = None  # where the legend is written (the pane's top line)
+        self.cuts: dict[tuple, tuple[list[float], list[float]]] = {}  # series cut to a width
 
     def follow(self, run_id: str | None) -> None:
         if run_id != self.run_id:
@@ -109,12 +110,11 @@ class LossChart(PlotextPlot):
         title (the step progress, every 2 s) or another view redraws without cutting again."""
         xs, ys = self.series[name]
         key = (self.run_id, name, len(ys), columns)
-        cache = self.__dict__.setdefault("_cuts", {})
-        if key not in cache:
-            if len(cache) > 16:
-                cache.clear()
-            cache[key] = decimate(xs, ys, columns)
-        return cache[key]
+        if key not in self.cuts:
+            if len(self.cuts) > 16:
+                self.cuts.clear()
+            self.cuts[key] = decimate(xs, ys, columns)
+        return self.cuts[key]
 
     def _build(self) -> None:
         plt = self.plt
