@@ -85,6 +85,14 @@ def space(tmp_path_factory: pytest.TempPathFactory):
     workspace.cleanup()
 
 
+def _queued(db: Path) -> None:
+    """Every run back in the queue: archiving one is refused until it has ended."""
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE runs SET status = 'queued'")
+    conn.commit()
+    conn.close()
+
+
 def _garbage(db: Path) -> None:
     db.write_bytes(b"this is not a database\n" * 200)
 
@@ -249,6 +257,8 @@ def _cases() -> list[Case]:
         Case("note-too-long", ["note", "{run}", "x" * 2001], ["note for {run}", "at most 2000"]),
         Case("note-unknown-run", ["note", "nosuch_run", "hello"], ["'nosuch_run'"]),
         Case("archive-unknown-run", ["archive", "{run}", "nosuch_run"], ["'nosuch_run'"]),
+        Case("archive-active-run", ["archive", "{run}"],
+             ["run '{run}' is queued", "once it has ended"], db=_queued),
     ]
     for source, words in [
         ("empty", ["data source 'empty'", "holds no audio files"]),
