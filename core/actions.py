@@ -23,13 +23,6 @@ KILL_GRACE_S = 10.0
 RESTARTABLE = ("stopped", "failed", "lost", "suspended", "killed")
 
 
-def _get(store: Store, run_id: str) -> dict[str, Any]:
-    row = store.get_run(run_id)
-    if row is None:
-        raise RunError(f"no run '{run_id}' in {store.path}")
-    return row
-
-
 def start_queued(
     store: Store, ws: Workspace, row: dict[str, Any], gpus: list[Gpu] | None
 ) -> bool:
@@ -54,13 +47,13 @@ def cancel(store: Store, ws: Workspace, run_id: str) -> str:
     if transition(store, ws, run_id, ("queued",),
                    {"type": "status", "status": "cancelled", "error": "cancelled in the queue"}):
         return f"{run_id}: cancelled"
-    status = _get(store, run_id)["status"]
+    status = store.require_run(run_id)["status"]
     raise RunError(f"run '{run_id}' is {status}, not queued; `nkd stop` ends a running run")
 
 
 def set_priority(store: Store, ws: Workspace, run_id: str, priority: int | None) -> str:
     """Set a queued run's priority; None puts it first (above every other queued run)."""
-    row = _get(store, run_id)
+    row = store.require_run(run_id)
     if row["status"] != "queued":
         raise RunError(f"run '{run_id}' is {row['status']}, not queued")
     if priority is None:
@@ -83,7 +76,7 @@ def _start_again(store: Store, ws: Workspace, run_id: str) -> str:
     from core.queue.placement import need_of, place
     from core.queue.scheduler import ensure_running, lease_rows, nkd_pids, placement_lock
 
-    row = _get(store, run_id)
+    row = store.require_run(run_id)
     run_dir = ws.run_dir(run_id)
     with placement_lock(ws):
         try:
@@ -117,7 +110,7 @@ def _start_again(store: Store, ws: Workspace, run_id: str) -> str:
 def restart(store: Store, ws: Workspace, run_id: str) -> str:
     """Start an ended run again from its last checkpointed state (the end of its last completed
     epoch): after a stop, a crash or a reboot the run goes on as the same run."""
-    row = _get(store, run_id)
+    row = store.require_run(run_id)
     status = current_status(store, ws, row)
     if status not in RESTARTABLE:
         raise RunError(f"run '{run_id}' is {status}; only {', '.join(RESTARTABLE)} runs restart")
@@ -136,9 +129,9 @@ def restart(store: Store, ws: Workspace, run_id: str) -> str:
 
 def send(store: Store, ws: Workspace, run_id: str, action: str) -> str:
     """pause | resume | suspend | stop a run; returns a one-line description of what was done."""
-    row = _get(store, run_id)
+    row = store.require_run(run_id)
     status = current_status(store, ws, row)
-    row = _get(store, run_id)
+    row = store.require_run(run_id)
     run_dir = ws.run_dir(run_id)
     if row.get("backend") == "slurm":
         return _slurm_send(store, ws, row, status, action)
@@ -251,7 +244,7 @@ def kill(store: Store, ws: Workspace, run_id: str, grace: float = KILL_GRACE_S) 
     """Ask the run to stop; if it has not ended within `grace` seconds, SIGKILL every process
     it started (its worker's and script's groups and everything carrying the run's mark).
     An ended run's leftovers (a script's children after its worker was killed) are killed too."""
-    row = _get(store, run_id)
+    row = store.require_run(run_id)
     status = current_status(store, ws, row)
     if row.get("backend") == "slurm" and status in ACTIVE and row.get("job_id"):
         from core.backends import slurm

@@ -40,18 +40,11 @@ def _record(store: Store, ws: Workspace, run_id: str, event: dict[str, Any]) -> 
         reporter.close()
 
 
-def _run(store: Store, run_id: str) -> dict[str, Any]:
-    row = store.get_run(run_id)
-    if row is None:
-        raise RunError(f"no run '{run_id}' in {store.path}")
-    return row
-
-
 def tag(store: Store, ws: Workspace, run_id: str, add: Iterable[str] = (),
         remove: Iterable[str] = ()) -> list[str]:
     """Add and remove tags; returns the run's tags after. Removing a tag it lacks is no error."""
     add, remove = [check_tag(t) for t in add], [check_tag(t) for t in remove]
-    before = tags_of(_run(store, run_id))
+    before = tags_of(store.require_run(run_id))
     after = [t for t in before if t not in remove]
     after += [t for t in dict.fromkeys(add) if t not in after]
     if after != before:
@@ -62,7 +55,7 @@ def tag(store: Store, ws: Workspace, run_id: str, add: Iterable[str] = (),
 def set_tags(store: Store, ws: Workspace, run_id: str, tags: Iterable[str]) -> list[str]:
     """Replace the run's tags (the TUI's tag line: the tags it shows, edited)."""
     wanted = list(dict.fromkeys(check_tag(t) for t in tags))
-    if wanted != tags_of(_run(store, run_id)):
+    if wanted != tags_of(store.require_run(run_id)):
         _record(store, ws, run_id, {"tags": wanted})
     return wanted
 
@@ -77,13 +70,13 @@ def note(store: Store, ws: Workspace, run_id: str, text: str) -> None:
     text = " ".join(text.split())
     if len(text) > TEXT_MAX:
         raise NkdError(f"note for {run_id}: {len(text)} characters; at most {TEXT_MAX}")
-    if text != (_run(store, run_id).get("note") or ""):
+    if text != (store.require_run(run_id).get("note") or ""):
         _record(store, ws, run_id, {"note": text})
 
 
 def archive(store: Store, ws: Workspace, run_id: str, archived: bool = True) -> str:
     """Hide an ended run from listings (or show it again); nothing is deleted."""
-    row = _run(store, run_id)
+    row = store.require_run(run_id)
     if archived and row["status"] not in FINAL:
         raise RunError(f"run '{run_id}' is {row['status']}; archive it once it has ended")
     if bool(row.get("archived")) != archived:

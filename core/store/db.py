@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
-from core.errors import StoreError
+from core.errors import RunError, StoreError
 from core.events import ACTIVE, FINAL, HOLDING, BadEvent, EventLog, check
 from core.store.apply import HANDLERS, apply_guarded
 from core.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -214,6 +214,13 @@ class Store:
             f"SELECT {', '.join(LIVENESS_COLUMNS)} FROM runs WHERE {_IS_ACTIVE}", ACTIVE
         )
         return [dict(zip(LIVENESS_COLUMNS, row, strict=True)) for row in cur.fetchall()]
+
+    def require_run(self, run_id: str) -> dict[str, Any]:
+        """`get_run` for a run that must exist: RunError (one line) names it otherwise."""
+        row = self.get_run(run_id)
+        if row is None:
+            raise RunError(f"no run '{run_id}' in {self.path}")
+        return row
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         cur = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
