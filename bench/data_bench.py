@@ -113,9 +113,9 @@ def throughput(ws: Path) -> list[tuple[str, float]]:
     forward and backward at the registry's sizes, on this CPU."""
     import torch
 
-    from core.audiocache import AudioCache
-    from core.registry import load_registry
-    from core.separation.data import prepare
+    from core.data.cache import AudioCache
+    from core.data.tracks import prepare
+    from core.registry.model import load_registry
     from core.separation.models import build, masks_of
     from core.separation.segments import SegmentSet, StepBatches, loader
     from core.separation.spectral import Stft

@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.features import LogMel, MelSettings  # noqa: E402
+from core.data.features import LogMel, MelSettings  # noqa: E402
 from core.noise.synth import clip  # noqa: E402
 
 

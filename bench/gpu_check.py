@@ -106,7 +106,7 @@ def launch(ws: Path, exp: str, *sets: str) -> tuple[Path, float]:
 
 
 def throughput(ws: Path, exp: str, epochs: int) -> None:
-    from core.registry import load_registry
+    from core.registry.model import load_registry
 
     batch = int(load_registry(ws / "experiments.toml").resolve(exp).params["batch_size"])
     sampler = Sampler()
@@ -159,7 +159,7 @@ def bsseval() -> None:
 
 
 def weights(run_dir: Path) -> dict:
-    from core import checkpoint
+    from core.training import checkpoint
 
     ckpt = run_dir.parent.parent / "checkpoints" / run_dir.name
     return {p.name: checkpoint.load(p)["state_dict"] for p in sorted(ckpt.glob("teacher_*.pth"))}

@@ -19,12 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.events import EventLog  # noqa: E402
-from core.registry import load_registry  # noqa: E402
-from core.runner import launch  # noqa: E402
-from core.status import reconcile, wait_for  # noqa: E402
+from core.registry.model import load_registry  # noqa: E402
+from core.registry.workspace import Workspace  # noqa: E402
+from core.runs.launch import launch  # noqa: E402
+from core.runs.status import reconcile, wait_for  # noqa: E402
 from core.store import FINAL, Store  # noqa: E402
-from core.workspace import Workspace  # noqa: E402
+from core.store.events import EventLog  # noqa: E402
 
 SCRIPT = """
 import json, sys

@@ -19,10 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.events import FINAL, EventLog  # noqa: E402
-from core.gpus import from_json  # noqa: E402
+from core.backends.gpus import from_json  # noqa: E402
+from core.registry.workspace import Workspace  # noqa: E402
 from core.store import Store  # noqa: E402
-from core.workspace import Workspace  # noqa: E402
+from core.store.events import FINAL, EventLog  # noqa: E402
 
 
 def _gpus(n: int, busy: bool) -> dict:
@@ -67,7 +67,7 @@ def handover(root: Path, runs: int = 6) -> list[float]:
 
 def cycle_cost(root: Path, queued: int = 1000, repeats: int = 20) -> tuple[float, float]:
     """Median and max time of Queue.decide() with `queued` runs waiting for 4 busy GPUs."""
-    from core.queue.scheduler import Queue
+    from core.backends.queue.scheduler import Queue
 
     reg = root / "experiments.toml"
     reg.write_text('[experiments.x]\ncommand = ["true"]\n')

@@ -17,17 +17,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core import recipes
-from core.command_run import CommandRun
-from core.control import Control, StopRun
-from core.events import HOLDING
-from core.liveness import identity
-from core.procs import end_processes, python_env, run_processes
-from core.registry import PLACEHOLDER
-from core.reporter import Reporter
+from core.backends.liveness import identity
+from core.backends.procs import end_processes, python_env, run_processes
+from core.capture.command import CommandRun
+from core.registry.model import PLACEHOLDER
+from core.runs import context as recipes
+from core.runs.control import Control, StopRun
 from core.store import Store
-from core.threads import apply_env, apply_torch, cores, plan
-from core.workspace import read_json
+from core.store.events import HOLDING
+from core.store.reporter import Reporter
+from core.util.files import read_json
+from core.util.threads import apply_env, apply_torch, cores, plan
 
 HEARTBEAT_S = 5.0
 
@@ -224,7 +224,7 @@ def _run_recipe(
         recipe = recipes.load(config["recipe"])
         # the run's seed before the recipe builds its models: torch seeds each process at
         # random, so without this two runs of the same settings start from different weights
-        from core.training import seed_everything  # the recipes have imported torch already
+        from core.training.loop import seed_everything  # the recipes have imported torch already
 
         apply_torch(threads)
         seed_everything(int(config["params"].get("seed", 0)))

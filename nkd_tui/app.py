@@ -16,9 +16,9 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Input, Static, Tree
 from textual.widgets.tree import TreeNode
 
-from core.events import ACTIVE
-from core.registry import Registry, load_registry
-from core.workspace import Workspace
+from core.registry.model import Registry, load_registry
+from core.registry.workspace import Workspace
+from core.store.events import ACTIVE
 from nkd_tui.format import STATUS_SYMBOL, middle
 from nkd_tui.gpu_panel import GpuPanel
 from nkd_tui.log_pane import LogPane
@@ -180,7 +180,7 @@ class NkdApp(RunActions, App[None]):
         self.poller.search = text
         by_runs = set()
         if text:
-            from core.annotate import experiments_matching
+            from core.runs.annotate import experiments_matching
 
             by_runs = experiments_matching(self.poller.store, text)
         for group, names in self.registry.groups().items():

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, EXIT_RUN_FAILED, NkdError
-from core.registry import KEYS, Registry, load_registry
+from core.registry.model import KEYS, Registry, load_registry
+from core.registry.workspace import Workspace
 from core.store import FINAL, Store
 from core.store.recover import open_store
-from core.workspace import Workspace
 from nkd_tui.format import fmt_num
 
 
@@ -90,7 +90,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(_args: argparse.Namespace) -> int:
-    from core.registry import REQUIRED
+    from core.registry.model import REQUIRED
 
     for key, spec in KEYS.items():
         choices = f" ({'/'.join(spec.choices)})" if spec.choices else ""
@@ -106,9 +106,9 @@ SLURM_SYNC_S = 1.0  # how often a foreground Slurm run is ingested and asked abo
 
 def _follow_run(store: Store, ws: Workspace, run_id: str) -> int:
     """Show per-epoch progress until the run ends; Ctrl-C stops it, a second Ctrl-C kills it."""
-    from core.actions import kill, send
-    from core.progress import progress_text
-    from core.status import current_status
+    from core.runs.actions import kill, send
+    from core.runs.progress import progress_text
+    from core.runs.status import current_status
 
     tty = sys.stdout.isatty()
     shown = 0
@@ -196,8 +196,8 @@ def _sync_slurm(store: Store, ws: Workspace) -> None:
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    from core.actions import send
-    from core.status import resolve_run
+    from core.runs.actions import send
+    from core.runs.status import resolve_run
 
     ws, store = _open_store(args)
     print(send(store, ws, resolve_run(store, args.run), args.command))
@@ -205,8 +205,8 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    from core.actions import restart
-    from core.status import resolve_run
+    from core.runs.actions import restart
+    from core.runs.status import resolve_run
 
     ws, store = _open_store(args)
     run_id = resolve_run(store, args.run)
@@ -217,8 +217,8 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    from core.actions import kill
-    from core.status import resolve_run
+    from core.runs.actions import kill
+    from core.runs.status import resolve_run
 
     ws, store = _open_store(args)
     print(kill(store, ws, resolve_run(store, args.run), grace=args.grace))
@@ -243,8 +243,8 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from core.lineage import render
-    from core.status import resolve_run
+    from core.runs.lineage import render
+    from core.runs.status import resolve_run
 
     ws, store = _open_store(args)
     run_id = resolve_run(store, args.run)
@@ -254,8 +254,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_blend(args: argparse.Namespace) -> int:
-    from core.blends import blend_experiment, parse_weights
-    from core.runner import launch_experiment
+    from core.runs.blends import blend_experiment, parse_weights
+    from core.runs.launch import launch_experiment
 
     registry, ws, store = _open(args)
     weights = parse_weights(args.weights, len(args.sources))
@@ -277,8 +277,8 @@ def cmd_blend(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from core.evals import eval_experiment
-    from core.runner import launch_experiment
+    from core.runs.evals import eval_experiment
+    from core.runs.launch import launch_experiment
 
     registry, ws, store = _open(args)
     exp = eval_experiment(registry, store, args.ref, args.data, args.split, args.set)

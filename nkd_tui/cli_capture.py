@@ -16,7 +16,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
     builtins, patterns = True, []
     if args.experiment:
-        from core.registry import load_registry
+        from core.registry.model import load_registry
         from nkd_tui.cli import _registry_path
 
         exp = load_registry(_registry_path(args)).get(args.experiment)
@@ -70,7 +70,7 @@ def add_parser(add: Any, sub: Any) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from core.history import read_manifest, scan
+    from core.runs.history import read_manifest, scan
     from nkd_tui.cli import _open_store
 
     ws, store = _open_store(args)
@@ -85,7 +85,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         entries = read_manifest(Path(args.manifest))
     else:
         raise NkdError("nkd import: give a manifest (TOML or CSV) or --scan FOLDER")
-    from core.history import import_entries
+    from core.runs.history import import_entries
 
     for line in import_entries(ws, store, entries):
         print(line)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from core.errors import NkdError
-from core.registry import load_registry
-from core.workspace import Workspace
+from core.registry.model import load_registry
+from core.registry.workspace import Workspace
 from nkd_tui.cli import _registry_path
 
 
@@ -30,7 +30,7 @@ def cmd_data_index(args: argparse.Namespace) -> int:
     if args.source not in registry.data:
         known = ", ".join(registry.data) or "none"
         raise NkdError(f"{registry.path}: no data source '{args.source}' (known: {known})")
-    from core.noise import dataset
+    from core.data import noise_index as dataset
 
     src = registry.data[args.source]
     if src.settings.get("kind") == "separation":
@@ -52,7 +52,7 @@ def cmd_data_index(args: argparse.Namespace) -> int:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from core.prepare import prepare_source
+    from core.data.prepare import prepare_source
 
     for line in prepare_source(load_registry(_registry_path(args)), args.source,
                                args.sample_rate):

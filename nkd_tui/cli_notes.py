@@ -10,8 +10,8 @@ from core.errors import EXIT_OK
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    from core.annotate import tag
-    from core.status import resolve_run
+    from core.runs.annotate import tag
+    from core.runs.status import resolve_run
     from nkd_tui.cli import _open_store
 
     ws, store = _open_store(args)
@@ -22,8 +22,8 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
 
 def cmd_note(args: argparse.Namespace) -> int:
-    from core.annotate import note
-    from core.status import resolve_run
+    from core.runs.annotate import note
+    from core.runs.status import resolve_run
     from nkd_tui.cli import _open_store
 
     ws, store = _open_store(args)
@@ -37,8 +37,8 @@ def cmd_note(args: argparse.Namespace) -> int:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from core.annotate import archive
-    from core.status import resolve_run
+    from core.runs.annotate import archive
+    from core.runs.status import resolve_run
     from nkd_tui.cli import _open_store
 
     ws, store = _open_store(args)

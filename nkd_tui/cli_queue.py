@@ -12,10 +12,10 @@ from core.errors import EXIT_OK, NkdError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from core.queue.plan import make_plan, pin
-    from core.queue.scheduler import ensure_running
-    from core.runner import launch_experiment
-    from core.status import resolve_run
+    from core.backends.queue.scheduler import ensure_running
+    from core.runs.launch import launch_experiment
+    from core.runs.plan import make_plan, pin
+    from core.runs.status import resolve_run
     from nkd_tui.cli import _follow_run, _open
 
     registry, ws, store = _open(args)
@@ -75,8 +75,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def _notice_without_gpus(plan: Any) -> None:
     """On a box without GPUs a run's `gpus` is ignored: said once for the whole command."""
+    from core.backends.gpus import GpuError, read_gpus
     from core.errors import RunError
-    from core.gpus import GpuError, read_gpus
 
     asking = sorted({p.experiment.name for p in plan.runs if p.experiment.params.get("gpus")})
     if not asking:
@@ -91,9 +91,9 @@ def _notice_without_gpus(plan: Any) -> None:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    from core.actions import cancel, set_priority
-    from core.queue.scheduler import Queue, ensure_running, is_running, paused, set_paused
-    from core.status import resolve_run
+    from core.backends.queue.scheduler import Queue, ensure_running, is_running, paused, set_paused
+    from core.runs.actions import cancel, set_priority
+    from core.runs.status import resolve_run
     from nkd_tui.cli import _open_store
 
     ws, store = _open_store(args)

@@ -18,7 +18,7 @@ from nkd_tui.format import duration, fmt_num, fmt_time, status_text
 
 def _references(run_dir: Path) -> list[dict[str, Any]]:
     """The runs this run's references resolved to, as its events.jsonl recorded them."""
-    from core.events import EventLog
+    from core.store.events import EventLog
 
     path = run_dir / "events.jsonl"
     if not path.is_file():
@@ -55,12 +55,12 @@ def _print_metrics(metrics: list[dict[str, Any]]) -> None:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    from core.status import reconcile
+    from core.runs.status import reconcile
 
     ws, store = _open_store(args)
     reconcile(store, ws)
     _sync_slurm(store, ws)
-    from core.annotate import matches, tags_of
+    from core.runs.annotate import matches, tags_of
 
     rows = store.list_runs(
         args.experiment, limit=None if args.all or args.json or args.sweep or args.search else 50,
@@ -126,7 +126,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from core.status import current_status, resolve_run
+    from core.runs.status import current_status, resolve_run
 
     ws, store = _open_store(args)
     run_id = resolve_run(store, args.run)
@@ -166,7 +166,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if row.get("peak_rss_mb") is not None:
         print(f"cost        peak memory {row['peak_rss_mb']:.0f} MiB  CPU {row['cpu_s']:.1f} s")
     print(f"folder      {row['run_dir']}")
-    from core.annotate import tags_of
+    from core.runs.annotate import tags_of
 
     if tags_of(row) or row.get("archived"):
         print(f"tags        {' '.join('#' + t for t in tags_of(row)) or '-'}"
@@ -188,7 +188,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from core.status import resolve_run
+    from core.runs.status import resolve_run
 
     ws, store = _open_store(args)
     run_id = resolve_run(store, args.run)

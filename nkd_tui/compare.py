@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.annotate import tags_of
+from core.runs.annotate import tags_of
 from core.store import ACTIVE, Store
-from core.workspace import csv_text
+from core.util.files import csv_text
 from nkd_tui.format import fmt_num
 
 # What a researcher reads first leads, so it is in the first screenful at 80-100 columns: the
@@ -103,8 +103,8 @@ def _parent(store: Store, params: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(ref, str):
         return None
     from core.errors import RunError
-    from core.refs import find_run
-    from core.registry import reference_form
+    from core.registry.model import reference_form
+    from core.runs.lookup import find_run
 
     kind, target = reference_form(ref)
     if kind == "file":

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
-from core.workspace import atomic_write_text
+from core.util.files import atomic_write_text
 from nkd_tui.chart import STYLES, decimate, legend
 from nkd_tui.compare import Comparison, compare, fmt, param_text
 from nkd_tui.format import middle

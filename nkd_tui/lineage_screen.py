@@ -15,8 +15,8 @@ from textual.widgets import Button, Footer, Input, Label, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from core.errors import NkdError
-from core.lineage import Node
-from core.registry import Registry
+from core.registry.model import Registry
+from core.runs.lineage import Node
 
 
 class LineageTree(Tree):
@@ -55,7 +55,7 @@ class LineageScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False)
     def _load(self) -> None:
-        from core.lineage import tree
+        from core.runs.lineage import tree
         from core.store import Store
 
         store = Store(self.db_path)
@@ -164,8 +164,8 @@ class BlendScreen(ModalScreen[None]):
         self.dismiss(None)
 
     def action_launch(self) -> None:
-        from core.blends import blend_experiment, parse_weights
-        from core.runner import launch_experiment
+        from core.runs.blends import blend_experiment, parse_weights
+        from core.runs.launch import launch_experiment
         from core.store import Store
 
         store = Store(self.db_path)

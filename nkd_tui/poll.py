@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.events import FINAL, HOLDING
-from core.progress import (
+from core.registry.workspace import Workspace
+from core.runs.progress import (
     cost_text,
     eta_short,
     mean_epoch_seconds,
@@ -17,7 +17,7 @@ from core.progress import (
     progress_text,
 )
 from core.store import Store
-from core.workspace import Workspace
+from core.store.events import FINAL, HOLDING
 from nkd_tui.format import fmt_num, fmt_time, short_duration
 
 LOG_TAIL_BYTES = 16_384
@@ -62,7 +62,7 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class GpuReading:
-    """What the GPU panel shows: the GPUs as `python -m core.gpus` printed them, and which
+    """What the GPU panel shows: the GPUs as `python -m core.backends.gpus` printed them, and which
     active nkd runs hold each (CUDA_VISIBLE_DEVICES id -> run ids)."""
 
     gpus: tuple[dict, ...]
@@ -110,7 +110,7 @@ class Poller:
         now = time.monotonic()
         if reconcile_runs and now >= self._next_reconcile:
             self._next_reconcile = now + RECONCILE_EVERY_S
-            from core.status import reconcile  # psutil and friends, not needed to paint
+            from core.runs.status import reconcile  # psutil and friends, not needed to paint
 
             lost = tuple(reconcile(self.store, self.ws))
         if reconcile_runs and now >= self._next_slurm:
@@ -172,7 +172,7 @@ class Poller:
         """The experiment's runs, display-ready. An ended run whose row has not changed since
         the last poll is the same RunRow object as before, so neither this read nor the table's
         update spends time on it (10,000 runs, 50 of them live, is the common case)."""
-        from core.annotate import matches, tags_of
+        from core.runs.annotate import matches, tags_of
 
         now = self.clock()
         out = []
@@ -260,13 +260,13 @@ def _where(r: dict) -> str:
 
 
 def _read_gpus() -> tuple[tuple[dict, ...], str]:
-    """`python -m core.gpus` in its own process: NVML (or NKD_GPUS) never loads in the TUI."""
+    """`python -m core.backends.gpus` in its own process: NVML (or NKD_GPUS) never loads in the TUI."""
     import json
     import subprocess
     import sys
 
     try:
-        done = subprocess.run([sys.executable, "-m", "core.gpus"], capture_output=True,
+        done = subprocess.run([sys.executable, "-m", "core.backends.gpus"], capture_output=True,
                               text=True, timeout=10, check=False,
                               cwd=Path(__file__).resolve().parent.parent)
         doc = json.loads(done.stdout or "{}")

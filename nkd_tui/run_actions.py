@@ -77,7 +77,7 @@ class RunActions:
 
     @work(thread=True, group="control", exit_on_error=False)
     def _annotate(self, run_id: str, what: str, text: str) -> None:
-        from core import annotate
+        from core.runs import annotate
 
         store, ws = self.poller.store, self.workspace
         try:
@@ -130,8 +130,8 @@ class RunActions:
 
     @work(thread=True, group="control", exit_on_error=False)
     def _launch(self, name: str, overrides: list[str], queued: bool = False) -> None:
-        from core.queue.scheduler import ensure_running
-        from core.runner import launch_experiment
+        from core.backends.queue.scheduler import ensure_running
+        from core.runs.launch import launch_experiment
 
         try:
             exp = self.registry.resolve(name, overrides)
@@ -155,7 +155,7 @@ class RunActions:
 
     @work(thread=True, group="control", exit_on_error=False)
     def _control(self, run_id: str, action: str) -> None:
-        from core.actions import cancel, kill, restart, send, set_priority
+        from core.runs.actions import cancel, kill, restart, send, set_priority
 
         try:
             if action == "kill":

@@ -137,9 +137,9 @@ def nkd(ws: Workspace, *args: str) -> int:
 def run_context(tmp_path: Path, resume: bool = False):
     """A recipe's RunContext in `tmp_path` (run/ and ckpt/), for driving the training loop
     directly: a real Reporter writing events.jsonl and a real Control."""
-    from core.control import Control
-    from core.recipes import RunContext
-    from core.reporter import Reporter
+    from core.runs.context import RunContext
+    from core.runs.control import Control
+    from core.store.reporter import Reporter
 
     run_dir = tmp_path / "run"
     run_dir.mkdir(parents=True, exist_ok=True)

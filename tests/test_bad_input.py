@@ -373,7 +373,7 @@ def _torch_save(path: Path, obj: object) -> None:
 
 @pytest.mark.parametrize("label,make,words", BAD_CHECKPOINTS, ids=[c[0] for c in BAD_CHECKPOINTS])
 def test_bad_checkpoint_file_is_named(tmp_path: Path, label: str, make, words: str) -> None:
-    from core import checkpoint
+    from core.training import checkpoint
 
     path = tmp_path / f"{label}_model.pth"
     make(path)

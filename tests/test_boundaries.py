@@ -18,11 +18,11 @@ def _loaded_after(stmt: str) -> set[str]:
 
 def test_core_imports_no_ui() -> None:
     loaded = _loaded_after(
-        "import core, core.registry, core.store, core.runner, core.worker, core.reporter, "
-        "core.report, core.recipes, core.training, core.features, core.noise.recipes, "
-        "core.separation.recipes, core.separation.bsseval, core.lineage, core.blends, "
-        "core.status, core.actions, core.backends.slurm, "
-        "core.queue.scheduler, core.queue.plan, core.gpus, core.events, core.capture.records"
+        "import core, core.registry.model, core.store, core.runs.launch, core.worker, core.store.reporter, "
+        "core.report, core.registry.recipes, core.training.loop, core.data.features, core.noise.recipes, "
+        "core.separation.recipes, core.separation.bsseval, core.runs.lineage, core.runs.blends, "
+        "core.runs.status, core.runs.actions, core.backends.slurm, "
+        "core.backends.queue.scheduler, core.runs.plan, core.backends.gpus, core.store.events, core.capture.records"
     )
     assert not loaded & {"textual", "textual_plotext", "rich"}, loaded & {"textual", "rich"}
 
@@ -30,11 +30,11 @@ def test_core_imports_no_ui() -> None:
 def test_cli_imports_no_torch() -> None:
     loaded = _loaded_after(
         "import nkd_tui, nkd_tui.cli, nkd_tui.app, nkd_tui.compare_screen, "
-        "nkd_tui.lineage_screen, nkd_tui.cli_queue, nkd_tui.gpu_panel, core.runner, "
-        "core.worker, core.lineage, core.blends, core.queue.scheduler"
+        "nkd_tui.lineage_screen, nkd_tui.cli_queue, nkd_tui.gpu_panel, core.runs.launch, "
+        "core.worker, core.runs.lineage, core.runs.blends, core.backends.queue.scheduler"
     )
     assert "torch" not in loaded and "librosa" not in loaded
-    assert "pynvml" not in loaded  # NVML is read in `python -m core.gpus`, never in the TUI
+    assert "pynvml" not in loaded  # NVML is read in `python -m core.backends.gpus`, never in the TUI
 
 
 def test_nkd_help_runs() -> None:

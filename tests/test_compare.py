@@ -19,8 +19,8 @@ from test_tui import (  # noqa: F401
     utc,
 )
 
-from core.reporter import Reporter
 from core.store import Store
+from core.store.reporter import Reporter
 from nkd_tui.compare import compare
 
 FINE_TUNE = "crnn_large_20260105_120000"
@@ -118,7 +118,7 @@ def _with_live_run(root: Path) -> Path:
     """The fine-tune's store plus a crnn_large run still training (its worker: this process)."""
     import os
 
-    from core.liveness import identity
+    from core.backends.liveness import identity
 
     registry = _with_fine_tune(root)
     store, rep = _new_run(root, LIVE)

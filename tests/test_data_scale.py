@@ -12,10 +12,11 @@ import pytest
 import torch
 from conftest import run_context
 
-from core import audio, checkpoint
-from core.audiocache import AudioCache
-from core.separation import data
+from core.data import audio
+from core.data import tracks as data
+from core.data.cache import AudioCache
 from core.separation.segments import SegmentSet, StepBatches, ValSet, loader
+from core.training import checkpoint
 
 STEMS = ("bass", "drums", "other", "vocals")
 RATE = 8000
@@ -116,8 +117,8 @@ def test_resuming_inside_an_epoch_with_loader_workers_is_bit_identical(
     """The separation recipe's way of feeding the loop (SegmentSet, two DataLoader workers,
     epochs begun at a step): suspended after step 3 of epoch 2, resumed, it ends with the very
     weights and losses of a run never suspended."""
-    from core.control import StopRun
-    from core.training import Trainer
+    from core.runs.control import StopRun
+    from core.training.loop import Trainer
 
     root = _tracks(tmp_path / "musdb")
     tracks = data.prepare(root, "musdb", STEMS, RATE, AudioCache(tmp_path))

@@ -22,15 +22,15 @@ from pathlib import Path
 import pytest
 from conftest import Workspace, nkd, wait_until
 
-from core.events import EventLog
-from core.liveness import identity
-from core.procs import run_processes
-from core.registry import load_registry
-from core.reporter import Reporter
-from core.runner import launch
-from core.status import current_status, reconcile, wait_for
+from core.backends.liveness import identity
+from core.backends.procs import run_processes
+from core.registry.model import load_registry
+from core.registry.workspace import Workspace as Paths
+from core.runs.launch import launch
+from core.runs.status import current_status, reconcile, wait_for
 from core.store import FINAL, Store
-from core.workspace import Workspace as Paths
+from core.store.events import EventLog
+from core.store.reporter import Reporter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -502,8 +502,8 @@ def test_links_in_a_run_folder_are_never_written_through(
     (run_dir / name).symlink_to(outside)
     capsys.readouterr()
     # every writer of a run file opens it through the same guard: the reporter and the launcher
+    from core.backends.local import start_worker
     from core.errors import RunError
-    from core.runner import start_worker
 
     with pytest.raises(RunError, match="symbolic link"):
         if name == "events.jsonl":
@@ -519,7 +519,7 @@ def test_links_in_a_run_folder_are_never_written_through(
 def test_a_plot_that_cannot_be_written_costs_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from core.plots import loss_curve
+    from core.training.plots import loss_curve
 
     blocked = tmp_path / "not_a_folder"
     blocked.write_text("a file where the run folder should be")
@@ -532,7 +532,7 @@ def test_a_plot_that_cannot_be_written_costs_one_line(
 def test_two_workspaces_runs_of_one_id_never_end_each_others_processes(tmp_path: Path) -> None:
     """Run ids are unique per workspace only; the mark is the run folder, so a run that ends
     in one workspace leaves the same-named run of another alone."""
-    from core.procs import python_env
+    from core.backends.procs import python_env
 
     a = tmp_path / "a" / "runs" / "tick_20260101_120000"
     b = tmp_path / "b" / "runs" / "tick_20260101_120000"

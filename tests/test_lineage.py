@@ -10,9 +10,9 @@ import pytest
 from test_compare import FINE_TUNE, _with_fine_tune
 from test_tui import SIZE, SIZES, T0, _settle, utc  # noqa: F401
 
-from core.lineage import render, tree
-from core.reporter import Reporter
+from core.runs.lineage import render, tree
 from core.store import Store
+from core.store.reporter import Reporter
 from nkd_tui.app import make_app
 
 ROOT_RUN = "crnn_long_20260101_120000"

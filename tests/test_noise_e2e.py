@@ -119,7 +119,7 @@ def test_teacher_learns_and_records_everything(space: Space) -> None:
 
 
 def test_teacher_checkpoint_describes_itself(space: Space) -> None:
-    from core import checkpoint
+    from core.training import checkpoint
 
     run = space.latest("mark1")
     payload = checkpoint.load(space.root / "checkpoints" / run["id"] / "best_teacher_encoder.pth")
@@ -131,7 +131,7 @@ def test_teacher_checkpoint_describes_itself(space: Space) -> None:
 
 
 def test_soft_labels_are_npz_with_provenance(space: Space) -> None:
-    from core.checksum import sha256_file
+    from core.util.checksum import sha256_file
 
     teacher = space.latest("mark1")
     run = space.latest("mark1.soft_labels")
@@ -187,7 +187,7 @@ def test_hybrid_kd_trains_a_binary_student(space: Space) -> None:
     assert m[("accuracy", "test", None)] > 0.5 and ("teacher_accuracy", "test", None) in m
     epochs = space.epochs(run["id"])
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
-    from core import checkpoint
+    from core.training import checkpoint
 
     meta = checkpoint.load(space.root / "checkpoints" / run["id"] / "best_student_head.pth")["meta"]
     assert meta["classes"] == ["thumping", "other"]  # registry order, not alphabetical

@@ -13,12 +13,13 @@ import soundfile
 import torch
 from conftest import run_context
 
-from core import checkpoint
+from core.data import noise_index as dataset
+from core.data.features import LogMel, MelSettings, segment_count, segments
 from core.errors import RunError
-from core.features import LogMel, MelSettings, segment_count, segments
-from core.noise import augment, dataset
+from core.noise import augment
 from core.noise.kd import ensemble, group_logits, hybrid_kd_loss
 from core.noise.synth import SR, clip
+from core.training import checkpoint
 
 # ── KD loss and ensembles ───────────────────────────────────────────────────────────────────
 
@@ -181,7 +182,7 @@ def test_compressed_audio_goes_through_ffmpeg_or_says_it_is_missing(
 ) -> None:
     import subprocess
 
-    from core import audio
+    from core.data import audio
 
     wav, m4a = tmp_path / "clip.wav", tmp_path / "clip.m4a"
     _write(wav, clip("water", 0, 1.0))
@@ -259,7 +260,7 @@ def test_checkpoints_are_self_describing_and_refuse_foreign_files(tmp_path: Path
 
 
 def _trainer(ctx, epochs: int):
-    from core.training import Batcher, Trainer
+    from core.training.loop import Batcher, Trainer
 
     torch.manual_seed(0)
     x, y = torch.randn(64, 10), torch.randint(0, 3, (64,))
@@ -295,7 +296,7 @@ def _trainer(ctx, epochs: int):
 
 
 def test_resume_continues_exactly_where_it_stopped(tmp_path: Path) -> None:
-    from core.control import StopRun
+    from core.runs.control import StopRun
 
     straight = _trainer(run_context(tmp_path / "a"), epochs=4)
     straight.fit()
@@ -327,7 +328,7 @@ def test_suspend_inside_an_epoch_keeps_every_finished_step(
     """Suspended after `step` of the 8 steps of an epoch (the augmentations draw from the
     loop's generator too): the resumed run trains the remaining steps with the same random
     state, and every loss and weight is bit-identical to a run never suspended."""
-    from core.control import StopRun
+    from core.runs.control import StopRun
 
     straight = _trainer(run_context(tmp_path / "a"), epochs=3)
     straight.fit()
@@ -356,7 +357,7 @@ def test_suspend_inside_an_epoch_keeps_every_finished_step(
 
 
 def test_accumulation_equals_a_larger_batch(tmp_path: Path) -> None:
-    from core.training import Batcher, Trainer
+    from core.training.loop import Batcher, Trainer
 
     def trained(batch_size: int, accumulate: int, where: Path) -> dict[str, torch.Tensor]:
         torch.manual_seed(0)
@@ -394,7 +395,7 @@ def test_early_stopping_and_best_checkpoint(tmp_path: Path) -> None:
 
 
 def test_cuda_asked_for_without_cuda_is_a_clear_error() -> None:
-    from core.training import pick_device
+    from core.training.loop import pick_device
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -423,7 +424,7 @@ def test_without_a_text_model_fixed_embeddings_and_a_warning() -> None:
 
 
 def test_demo_data_never_overwrites_real_recordings(tmp_path: Path) -> None:
-    from core import demo_data
+    from core.data import demo as demo_data
 
     real = tmp_path / "noise"
     _write(real / "thump" / "mine.wav", clip("apartment_noise", 0, 1.0))
@@ -463,7 +464,7 @@ def test_compile_that_fails_falls_back_to_eager_with_one_line(
 def test_threads_are_planned_from_the_registry_or_shared_between_active_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from core.threads import BLAS_VARS, apply_env, plan
+    from core.util.threads import BLAS_VARS, apply_env, plan
 
     assert plan({}, others=0, available=8) == (None, "")  # alone: torch's default
     n, why = plan({}, others=3, available=8)

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from conftest import TICKER, Workspace, most_at_once, nkd, wait_until
 
-from core.events import EventLog
-from core.gpus import Gpu, GpuProcess, read_gpus
-from core.queue.config import QueueConfig, parse_memory
-from core.queue.placement import Lease, Need, place
-from core.queue.plan import make_plan
-from core.registry import load_registry
+from core.backends.gpus import Gpu, GpuProcess, read_gpus
+from core.backends.queue.placement import Lease, Need, place
+from core.registry.model import load_registry
+from core.registry.queue import QueueConfig, parse_memory
+from core.runs.plan import make_plan
 from core.store import FINAL, FULL_COLUMNS
+from core.store.events import EventLog
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -161,8 +161,8 @@ def test_the_scheduler_killed_mid_queue_starts_nothing_twice_and_loses_nothing(
 
 
 def _holds_lock(ws: Workspace) -> bool:
-    from core.queue.scheduler import is_running
-    from core.workspace import Workspace as Paths
+    from core.backends.queue.scheduler import is_running
+    from core.registry.workspace import Workspace as Paths
 
     return is_running(Paths.at(ws.registry))
 
@@ -239,7 +239,7 @@ def test_nvml_reads_the_real_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _held_queue_and_a_run(ws: Workspace, run_id: str):
     """The queue held, and a reporter for a run folder of `run_id` whose history a test writes."""
-    from core.reporter import Reporter
+    from core.store.reporter import Reporter
 
     assert nkd(ws, "queue", "pause") == 0
     run_dir = ws.root / "runs" / run_id
@@ -265,8 +265,8 @@ def test_resume_puts_a_suspended_queued_run_back_in_the_queue(
     rep.status("running")
     rep.status("suspended", exit_code=0)
     rep.close()
-    from core.queue.scheduler import Queue, lease_rows
-    from core.workspace import Workspace as Paths
+    from core.backends.queue.scheduler import Queue, lease_rows
+    from core.registry.workspace import Workspace as Paths
 
     assert lease_rows(store) == []  # the suspended run holds no GPU
     capsys.readouterr()
@@ -285,8 +285,8 @@ def test_a_claim_whose_worker_never_started_goes_back_to_the_queue(
     queued again (keeping its resume flag), never `lost`, never started twice."""
     import time
 
-    from core.status import reconcile
-    from core.workspace import Workspace as Paths
+    from core.registry.workspace import Workspace as Paths
+    from core.runs.status import reconcile
 
     monkeypatch.setenv("NKD_GPUS", str(_gpus(tmp_path / "gpus.json", 0)))
     run_id = "tick_20260101_000000"

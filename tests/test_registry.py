@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import RegistryError
-from core.registry import load_registry, substitute_command
+from core.registry.model import load_registry, substitute_command
 from nkd_tui.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,7 +301,7 @@ def test_bad_override_starts_nothing(
 def test_recipe_not_built_yet_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core import recipes
+    from core.registry import recipes
 
     monkeypatch.setitem(recipes.PLANNED, "vocoder", "neural vocoders")
     path = write(tmp_path, GOOD.replace('recipe = "noise.teacher"', 'recipe = "vocoder.train"'))
@@ -327,8 +327,8 @@ def test_a_project_registry_includes_another_and_places_its_workspace(
 
     from conftest import TICKER
 
-    from core.registry import load_registry
-    from core.workspace import Workspace
+    from core.registry.model import load_registry
+    from core.registry.workspace import Workspace
 
     shared = tmp_path / "shared"
     shared.mkdir()

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from core import checkpoint
-from core.audiocache import AudioCache
+from core.data import tracks as data
+from core.data.cache import AudioCache
 from core.errors import RunError
-from core.separation import data
 from core.separation.blend import average
 from core.separation.models import CRNN, UNetCRNN, focal_loss
 from core.separation.spectral import Stft
 from core.store import Store
+from core.training import checkpoint
 from nkd_tui.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +73,7 @@ def test_stft_drops_and_restores_the_nyquist_bin() -> None:
 
 
 def _track(folder: Path, stems: list[str], n: int = 2205) -> None:
-    from core import audio
+    from core.data import audio
 
     folder.mkdir(parents=True)
     for name in ["mixture", *stems]:
@@ -91,7 +91,7 @@ def test_stem_files_are_checked_by_track_and_name(tmp_path: Path) -> None:
     with pytest.raises(RunError, match="track 'song_c' has unexpected stem file.*piano.wav"):
         data.load(tmp_path / "extra", "musdb", stems, 22050, AudioCache(tmp_path))
     _track(tmp_path / "short" / "song_d", list(stems))
-    from core import audio
+    from core.data import audio
 
     audio.write(tmp_path / "short" / "song_d" / "drums.wav", np.zeros((2, 100), np.float32), 22050)
     with pytest.raises(RunError, match="song_d': stems differ in length"):
@@ -317,7 +317,7 @@ def test_lineage_reads_as_the_history(space: Space, capsys) -> None:
 def test_a_stopped_run_restarts_from_its_last_epoch(space: Space) -> None:
     import time
 
-    from core.status import resolve_run
+    from core.runs.status import resolve_run
 
     assert space.nkd("run", "crnn_long", *SMALL, "--set", "epochs=4", "--detach") == 0
     store = Store(space.root / "nkd.db")
@@ -393,14 +393,14 @@ def test_a_folder_path_works_where_a_source_is_expected(space: Space, capsys) ->
 
 
 def test_folder_kinds_are_detected(tmp_path: Path) -> None:
-    from core import folders
+    from core.registry import folders
 
     _track(tmp_path / "tracks" / "song_a", ["bass", "drums", "other", "vocals"])
     settings, said = folders.detect(tmp_path / "tracks")
     assert settings == {"kind": "separation"} and said.startswith("1 track folders")
     for label in ("water", "hum"):
         (tmp_path / "classes" / label).mkdir(parents=True)
-        audio_write = __import__("core.audio", fromlist=["write"]).write
+        audio_write = __import__("core.data.audio", fromlist=["write"]).write
         audio_write(tmp_path / "classes" / label / "a.wav", np.zeros(800, np.float32), 16000)
         audio_write(tmp_path / "flat" / f"{label}_003.wav", np.zeros(800, np.float32), 16000)
     assert folders.detect(tmp_path / "classes")[0] == {"kind": "noise", "label_from": "folder"}

@@ -18,8 +18,8 @@ import pytest
 from conftest import TICKER, Workspace, most_at_once, nkd, wait_until
 
 from core.backends.slurm import refresh
+from core.registry.workspace import Workspace as Paths
 from core.store import FINAL, FULL_COLUMNS
-from core.workspace import Workspace as Paths
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,8 +6,8 @@ import multiprocessing as mp
 import sqlite3
 from pathlib import Path
 
-from core.reporter import Reporter
 from core.store import SCHEMA_VERSION, Store
+from core.store.reporter import Reporter
 
 
 def _fill(store: Store, run_dir: Path, run_id: str = "r1") -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import TICKER
 
-from core.liveness import is_alive
-from core.reporter import Reporter
+from core.backends.liveness import is_alive
 from core.store import Store
+from core.store.reporter import Reporter
 from nkd_tui.app import NkdApp, make_app
 from nkd_tui.run_table import COLUMNS
 
@@ -239,7 +239,7 @@ def test_snapshot_gpu_panel(tmp_path: Path, snap_compare, monkeypatch: pytest.Mo
     import json
     import os
 
-    from core.liveness import identity
+    from core.backends.liveness import identity
 
     gpus = [{"index": i, "uuid": f"GPU-{i}", "name": "NVIDIA H100 80GB",
              "memory_total_mib": 81559, "memory_used_mib": used, "utilization": util,
@@ -313,7 +313,7 @@ def test_snapshot_terminal_too_small(tmp_path: Path, snap_compare) -> None:
 
 
 async def test_a_run_that_ends_is_announced_with_the_bell(tmp_path: Path) -> None:
-    from core.workspace import Workspace as Paths
+    from core.registry.workspace import Workspace as Paths
     from nkd_tui.poll import Poller
 
     _fixture_workspace(tmp_path)
@@ -372,7 +372,7 @@ def test_long_names_are_shortened_in_the_middle_and_stay_distinct() -> None:
 def test_a_running_run_shows_its_step_and_eta(tmp_path: Path) -> None:
     """Two 10 s epochs done, then step 30 of 100 nine seconds into the third: 70 steps at
     0.3 s and seven more epochs of 10 s are left."""
-    from core.workspace import Workspace
+    from core.registry.workspace import Workspace
     from nkd_tui.poll import Poller
 
     registry = _fixture_workspace(tmp_path)

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from conftest import Workspace, nkd, wait_until
 
+from core.backends.liveness import is_alive, process_start_time
 from core.capture.records import RecordError, parse_record
-from core.control import Control, StopRun, request
-from core.liveness import is_alive, process_start_time
-from core.registry import load_registry
-from core.runner import launch
-from core.status import reconcile, wait_for
+from core.registry.model import load_registry
+from core.registry.workspace import Workspace as Paths
+from core.runs.control import Control, StopRun, request
+from core.runs.launch import launch
+from core.runs.status import reconcile, wait_for
 from core.store import FINAL, Store
-from core.workspace import Workspace as Paths
 
 _wait = wait_until
 
@@ -195,7 +195,7 @@ def test_suspend_refused_for_command(ws: Workspace, capsys: pytest.CaptureFixtur
 def test_run_ids_never_collide(tmp_path: Path) -> None:
     from datetime import datetime
 
-    from core.runner import allocate_run_dir
+    from core.runs.launch import allocate_run_dir
 
     now = datetime(2025, 12, 28, 6, 31, 27)
     a = allocate_run_dir(tmp_path, "crnn_large_final_tune", now)

@@ -21,12 +21,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.backends.config import SlurmConfig
+from core.backends.procs import PROJECT_ROOT
 from core.errors import RunError
-from core.events import ACTIVE, BadEvent, parse_line
-from core.procs import PROJECT_ROOT
+from core.registry.slurm import SlurmConfig
+from core.registry.workspace import Workspace
 from core.store import Store
-from core.workspace import Workspace, atomic_write_text
+from core.store.events import ACTIVE, BadEvent, parse_line
+from core.util.files import atomic_write_text
 
 SCRIPT_NAME = "job.sbatch"
 TIMEOUT_S = 30
@@ -88,7 +89,7 @@ def job_script(run_dir: Path, params: dict[str, Any], cfg: SlurmConfig) -> str:
 
 def submit(store: Store, run_dir: Path, script: str, depends: list[str]) -> str:
     """Write job.sbatch, submit it (after `depends` succeeded), record the job id."""
-    from core.reporter import Reporter
+    from core.store.reporter import Reporter
 
     path = run_dir / SCRIPT_NAME
     atomic_write_text(path, script)
@@ -231,7 +232,7 @@ def _offset(store: Store, run_id: str) -> int:
 
 
 def _record_lost(store: Store, ws: Workspace, run_id: str, job_id: str, state: str) -> bool:
-    from core.status import transition
+    from core.store.transition import transition
 
     return transition(
         store, ws, run_id, ACTIVE,

@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from core.checksum import sha256_file
-from core.registry import PLACEHOLDER
+from core.registry.model import PLACEHOLDER
+from core.util.checksum import sha256_file
 
 MODES = ("link", "copy", "none")
 

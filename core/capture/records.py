@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.events import BadEvent, finite, integer, text
-from core.names import inside
+from core.store.events import BadEvent, finite, integer, text
+from core.util.names import inside
 
 PREFIX = "@nkd"
 MAX_RECORD_CHARS = 65536

@@ -9,21 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import RunError
-from core.refs import find_run
-from core.registry import PLACEHOLDER
+from core.registry.model import PLACEHOLDER
+from core.runs.lookup import checkpoint_of_run, find_run
 from core.store import Store
 
 RELATIONS = {"pretrained": "pretrained", "teacher": "teacher", "sources": "merged"}
-
-
-def checkpoint_of_run(store: Store, run_id: str) -> dict[str, Any] | None:
-    """A run's checkpoint to build on: its newest best, else its newest last."""
-    found = store.checkpoints(run_id)
-    for role in ("best", "last", None):
-        chosen = [c for c in found if role is None or c["role"] == role]
-        if chosen:
-            return chosen[-1]
-    return None
 
 
 def _resolve(store: Store, root: Path, key: str, ref: dict[str, Any]) -> tuple[str, str | None]:

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import audio, checkpoint
-from core.audiocache import AudioCache
-from core.features import SEGMENT_FRAMES, LogMel, MelSettings, segments
-from core.noise.dataset import Row
+from core.data import audio
+from core.data.cache import AudioCache
+from core.data.features import SEGMENT_FRAMES, LogMel, MelSettings, segments
+from core.data.noise_index import Row
+from core.training import checkpoint
 
 CACHE_FORMAT = "nkd.features/1"
 CHUNK = 256  # clips per feature batch

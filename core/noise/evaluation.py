@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.checksum import sha256_file
+from core.data import noise_index as dataset
 from core.errors import RunError
-from core.noise import dataset
 from core.noise.parts import clips, device_of, embed_and_classify, load_teacher, log, rows_of
 from core.noise.parts import evaluate as record_scores
-from core.recipes import RunContext
-from core.refs import checkpoint_id
+from core.runs.context import RunContext
+from core.runs.refs import checkpoint_id
+from core.util.checksum import sha256_file
 
 
 def evaluate(ctx: RunContext) -> None:

@@ -9,17 +9,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from core import checkpoint, refs
-from core.audiocache import AudioCache
+from core.data import noise_index as dataset
+from core.data.cache import AudioCache
+from core.data.features import LogMel, MelSettings
 from core.errors import RunError
-from core.features import LogMel, MelSettings
-from core.noise import augment, dataset, metrics
+from core.noise import augment, metrics
 from core.noise.clips import Clips, Norm, model_input
 from core.noise.clips import load as load_clips
 from core.noise.models import AudioEncoder, TextHead
-from core.plots import confusion
-from core.recipes import RunContext
-from core.workspace import atomic_write_text, csv_text
+from core.runs import refs
+from core.runs.context import RunContext
+from core.training import checkpoint
+from core.training.plots import confusion
+from core.util.files import atomic_write_text, csv_text
 
 PREDICT_BATCH = 256
 
@@ -29,7 +31,7 @@ def log(message: str) -> None:
 
 
 def device_of(ctx: RunContext) -> torch.device:
-    from core.training import run_device
+    from core.training.loop import run_device
 
     return run_device(ctx)
 
@@ -114,7 +116,7 @@ class Teacher:
 
 
 def load_teacher(ctx: RunContext, which: str = "best") -> Teacher:
-    from core.checksum import sha256_file
+    from core.util.checksum import sha256_file
 
     enc_path = refs.checkpoint_path(ctx, "teacher", "teacher", "encoder", which)
     cls_path = refs.checkpoint_path(ctx, "teacher", "teacher", "classifier", which)
@@ -209,7 +211,7 @@ def fit_best(
     **options,
 ) -> None:
     """Train through the shared loop, put the best epoch's weights back, record which it was."""
-    from core.training import Trainer
+    from core.training.loop import Trainer
 
     trainer = Trainer(ctx, prefix, parts, step, feed, val.batches, meta, device, **options)
     result = trainer.fit()

@@ -1,5 +1,5 @@
 """The noise recipes: index, teacher (ViLD-text), soft_labels, student (ViLD-image), ensemble,
-hybrid_kd (mark2.5-2.9). Each is `run(ctx)`; all training goes through core.training.Trainer.
+hybrid_kd (mark2.5-2.9). Each is `run(ctx)`; all training goes through core.training.loop.Trainer.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from core.checksum import sha256_file
+from core.data import noise_index as dataset
+from core.data.features import MelSettings
 from core.errors import RunError
-from core.features import MelSettings
-from core.noise import dataset, text
+from core.noise import text
 from core.noise.clips import Norm, model_input
 from core.noise.kd import ensemble as combine
 from core.noise.kd import group_logits, hybrid_kd_loss
@@ -44,9 +44,10 @@ from core.noise.parts import (
     mel_meta,
     rows_of,
 )
-from core.recipes import RunContext
+from core.runs.context import RunContext
 from core.store import Store
-from core.training import Batcher
+from core.training.loop import Batcher
+from core.util.checksum import sha256_file
 
 SOFT_LABELS = "soft_labels.npz"
 
@@ -238,7 +239,7 @@ def soft_labels(ctx: RunContext) -> None:
 
 
 def save_soft_labels(path, rows, embs: torch.Tensor, probs: torch.Tensor, t: Teacher) -> None:
-    from core.workspace import atomic_write
+    from core.util.files import atomic_write
 
     arrays = {
         "embeddings": embs.numpy().astype(np.float32),
@@ -407,7 +408,7 @@ def student(ctx: RunContext) -> None:
 
 
 def _find_student(ctx: RunContext, t: Teacher) -> tuple[str, AudioEncoder, TextHead, dict]:
-    from core import checkpoint
+    from core.training import checkpoint
 
     for run_id, enc_path in _finished_files(ctx, "noise.student", "best_student_encoder.pth"):
         enc = checkpoint.load(enc_path, kind="student_encoder")
@@ -452,7 +453,7 @@ def ensemble(ctx: RunContext) -> None:
                 *[f"{values[k]:.4f}" for k in ("accuracy", "macro_f1", "roc_auc")],
             ]
         )
-    from core.workspace import atomic_write_text, csv_text
+    from core.util.files import atomic_write_text, csv_text
 
     atomic_write_text(ctx.run_dir / "ensemble_comparison.csv", csv_text(table))
     for row in table:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core import audio, demo_data
+from core.data import audio
+from core.data import demo as demo_data
 from core.errors import RunError
 
 SR = 16000

@@ -8,10 +8,11 @@ from typing import Any
 
 import torch
 
-from core import checkpoint, refs
 from core.errors import RunError
-from core.recipes import RunContext
+from core.runs import refs
+from core.runs.context import RunContext
 from core.store import Store
+from core.training import checkpoint
 
 KIND = "separator_model"
 BEST = f"best_{KIND}.pth"

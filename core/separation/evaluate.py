@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.data.tracks import Track, TrackFiles
 from core.errors import RunError
-from core.recipes import RunContext
+from core.runs.context import RunContext
 from core.separation import bsseval
-from core.separation.data import Track, TrackFiles
 from core.separation.models import masks_of
 from core.separation.spectral import MagNorm, Stft
-from core.workspace import atomic_write_text, csv_text
+from core.util.files import atomic_write_text, csv_text
 
 METRICS = ("sdr", "isr", "sir", "sar", "si_sdr")
 

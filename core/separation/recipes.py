@@ -9,18 +9,19 @@ from typing import Any
 
 import torch
 
-from core import checkpoint, refs
-from core.audiocache import AudioCache
-from core.checksum import sha256_file
+from core.data.cache import AudioCache
+from core.data.tracks import STEMS, TrackFiles, prepare
 from core.errors import RunError
-from core.recipes import RunContext
+from core.runs import refs
+from core.runs.context import RunContext
 from core.separation import blend as blending
-from core.separation.data import STEMS, TrackFiles, prepare
 from core.separation.evaluate import Separation, fit_gains, score
 from core.separation.models import build, focal_loss, load_weights, masks_of
 from core.separation.segments import SegmentSet, StepBatches, ValSet, loader
 from core.separation.spectral import MagNorm, Stft
-from core.training import Trainer, run_device
+from core.training import checkpoint
+from core.training.loop import Trainer, run_device
+from core.util.checksum import sha256_file
 
 PREFIX, PART = "separator", "model"
 KIND, BEST = blending.KIND, blending.BEST

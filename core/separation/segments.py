@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from core.data.tracks import TrackFiles
 from core.errors import RunError
-from core.separation.data import TrackFiles
 from core.separation.spectral import MagNorm, Stft
 
 NORM_SEGMENTS = 64  # mixture segments sampled to fit the magnitude normalisation

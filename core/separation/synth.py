@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core import audio, demo_data
+from core.data import audio
+from core.data import demo as demo_data
 
 SR = 22050
 SCALE = np.array([0, 2, 3, 5, 7, 8, 10])  # natural minor

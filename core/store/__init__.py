@@ -1,6 +1,5 @@
 """The SQLite run store: an index of the run folders, rebuilt from them at will."""
 
-from core.events import ACTIVE, FINAL
 from core.store.db import (
     FULL_COLUMNS,
     LIST_COLUMNS,
@@ -10,6 +9,7 @@ from core.store.db import (
     Store,
     read_events,
 )
+from core.store.events import ACTIVE, FINAL
 from core.store.schema import SCHEMA_VERSION
 
 __all__ = [

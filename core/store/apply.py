@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.events import FINAL
+from core.store.events import FINAL
 
 
 def _on_run(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from core.errors import RunError, StoreError
-from core.events import ACTIVE, FINAL, HOLDING, BadEvent, EventLog, check
 from core.store.apply import HANDLERS, apply_guarded
+from core.store.events import ACTIVE, FINAL, HOLDING, BadEvent, EventLog, check
 from core.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:  # imported when a migration runs: it costs ~100 ms, the TUI starts without it
@@ -386,7 +386,7 @@ class ReindexReport:
 
 
 def _run_folders(runs_dir: Path, report: ReindexReport, only: str | None) -> list[Path]:
-    from core.names import NAME
+    from core.util.names import NAME
 
     try:
         entries = sorted(runs_dir.iterdir()) if only is None else [runs_dir / only]

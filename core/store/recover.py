@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from core.errors import StoreError
+from core.registry.workspace import Workspace
 from core.store.db import ReindexReport, Store
-from core.workspace import Workspace
 
 
 def _has_run_folders(runs_dir: Path) -> bool:

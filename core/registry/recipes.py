@@ -1,0 +1,42 @@
+"""Built-in recipes by name: the table the registry checks `recipe = ...` against (no imports of
+the recipes themselves). A recipe is `run(ctx: RunContext) -> None` in a module of its family;
+`core.runs.context.load` imports it for the worker.
+
+Recipes named in experiments.toml before their family is built are refused with a clear message
+when a run is asked for, before anything is written.
+"""
+
+from __future__ import annotations
+
+from core.errors import RunError
+
+# family.step -> "module:function". A family's module is added here when it is built.
+RECIPES: dict[str, str] = {
+    f"noise.{step}": f"core.noise.recipes:{step}"
+    for step in ("index", "teacher", "soft_labels", "student", "ensemble", "hybrid_kd")
+} | {
+    "noise.evaluate": "core.noise.evaluation:evaluate",
+} | {
+    f"separation.{step}": f"core.separation.recipes:{step}"
+    for step in ("train", "evaluate", "blend")
+}
+
+PLANNED: dict[str, str] = {}  # families named in a registry before their recipes are built
+
+
+def available() -> list[str]:
+    return sorted(RECIPES)
+
+
+def check(recipe: str, where: str) -> None:
+    """Refuse a recipe that does not exist (yet), naming the experiment."""
+    if recipe in RECIPES:
+        return
+    family = recipe.split(".", 1)[0]
+    if family in PLANNED:
+        raise RunError(
+            f"{where}: recipe '{recipe}' is not built yet ({PLANNED[family]} recipes are "
+            f"planned); nothing was started"
+        )
+    known = ", ".join(available()) or "none yet; use a command experiment"
+    raise RunError(f"{where}: unknown recipe '{recipe}' (available: {known})")

@@ -1,0 +1,108 @@
+"""Finding the weights a run refers to: `teacher`, `pretrained` (an experiment, a run or a file).
+
+An experiment means its newest finished run; `run:<id>` means that run; `best:EXP` its best
+scored finished run; `EXP@key=value` its newest finished run with those settings; anything else
+is a file, relative to the registry's folder. Every failure names the key and what is missing,
+and every resolution is said in the log and kept in events.jsonl.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from core.errors import RunError
+from core.runs.context import RunContext
+from core.runs.lookup import find_run
+from core.store import Store
+
+
+def reference(ctx: RunContext, key: str) -> dict[str, str]:
+    ref = ctx.config.get("references", {}).get(key)
+    if not ref:
+        raise RunError(f"run '{ctx.run_id}': key '{key}' is not set")
+    return ref
+
+
+def source_run(ctx: RunContext, key: str) -> dict[str, Any] | None:
+    """The run a reference points at (None for a file reference)."""
+    return _run_of(ctx, reference(ctx, key), key)
+
+
+def _run_of(ctx: RunContext, ref: dict[str, str], key: str) -> dict[str, Any] | None:
+    if ref["kind"] == "file":
+        return None
+    store = Store(ctx.db_path)
+    try:
+        run = find_run(store, ref["kind"], ref["target"], key)
+    finally:
+        store.close()
+    say_resolved(ctx.reporter, key, ref, run)
+    return run
+
+
+def say_resolved(reporter: Any, key: str, ref: dict[str, str], run: dict[str, Any]) -> None:
+    """Which run a reference resolved to: one line in the log and a `reference` event in the
+    run's record (an experiment name alone means whatever finished last, so this is kept)."""
+    score = run.get("sdr") if run.get("sdr") is not None else run.get("accuracy")
+    print(f"{key}: {_describe(ref)} -> run {run['id']}"
+          + (f" (score {score:.4g})" if score is not None else ""), flush=True)
+    reporter.event({"type": "reference", "key": key, "ref": _describe(ref), "run": run["id"]})
+
+
+def checkpoint_path(ctx: RunContext, key: str, prefix: str, part: str, which: str = "best") -> Path:
+    """The checkpoint file `<best_><prefix>_<part>.pth` of the referenced run (or file)."""
+    return checkpoint_path_of(ctx, reference(ctx, key), key, prefix, part, which)
+
+
+def checkpoint_path_of(
+    ctx: RunContext, ref: dict[str, str], key: str, prefix: str, part: str, which: str = "best"
+) -> Path:
+    """As checkpoint_path, for a reference given as {kind, target}; `key` names it in errors."""
+    name = f"{'best_' if which == 'best' else ''}{prefix}_{part}.pth"
+    if ref["kind"] == "file":
+        given = Path(ref["target"])
+        given = given if given.is_absolute() else ctx.root / given
+        if not given.is_file():
+            raise RunError(f"{key} '{ref['target']}': file {given} not found")
+        path = given
+        for other in ("encoder", "classifier", "head"):
+            if given.name.endswith(f"_{other}.pth") and other != part:
+                # one file of a pair was named: its sibling holds the other part
+                path = given.with_name(given.name.replace(f"_{other}.pth", f"_{part}.pth"))
+                if not path.is_file():
+                    raise RunError(
+                        f"{key} '{ref['target']}': the {part} checkpoint {path.name} that "
+                        f"belongs with it is not beside it in {given.parent}"
+                    )
+        return path
+    else:
+        run = _run_of(ctx, ref, key)
+        path = Path(ctx.config["checkpoints_dir"]).parent / run["id"] / name
+        if not path.is_file():  # a command experiment's checkpoint, under its own name
+            recorded = _recorded_checkpoint(ctx, run["id"])
+            path = recorded or path
+    if not path.is_file():
+        raise RunError(f"{key} '{_describe(ref)}': checkpoint {path} not found")
+    return path
+
+
+def _recorded_checkpoint(ctx: RunContext, run_id: str) -> Path | None:
+    from core.runs.lookup import checkpoint_of_run
+
+    store = Store(ctx.db_path)
+    try:
+        found = checkpoint_of_run(store, run_id)
+    finally:
+        store.close()
+    return Path(found["path"]) if found else None
+
+
+def checkpoint_id(path: Path) -> str:
+    """The store's id of a checkpoint file: <run_id>/<file name>."""
+    return f"{path.parent.name}/{path.name}"
+
+
+def _describe(ref: dict[str, str]) -> str:
+    return {"run": f"run:{ref['target']}", "best": f"best:{ref['target']}"}.get(
+        ref["kind"], ref["target"])

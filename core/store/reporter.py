@@ -1,0 +1,169 @@
+"""The worker's one reporter: every event goes to runs/<id>/events.jsonl (flushed) and the store.
+
+The file is the durable record and is written first; the store is an index of it. Neither a full
+disk, a read-only folder nor a replaced database stops the run: what cannot be written is said
+once in output.log, and the final status carries it.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from core.store import Store
+from core.store.events import FINAL, BadEvent
+from core.util.names import open_append, run_path
+
+RESERVE_NAME = ".nkd-reserve"
+RESERVE_BYTES = 1 << 20
+
+
+class Reporter:
+    """Log dicts for a run. The JSONL file is the durable record; the store is an index of it."""
+
+    def __init__(self, run_id: str, run_dir: Path, store: Store | None) -> None:
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.store = store
+        self.write_errors: list[str] = []  # one entry per distinct failure, for the final status
+        path = run_path(run_dir, "events.jsonl")
+        self._fd = open_append(path)
+        self._mend_torn_line(path)
+        self._reserve: Path | None = None
+
+    def reserve(self, size: int = RESERVE_BYTES) -> None:
+        """Set disk space aside for the final status: on a full disk it is freed just before
+        that status is written, so the run's end is recorded even when nothing else fits."""
+        path = run_path(self.run_dir, RESERVE_NAME)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            finally:
+                os.close(fd)
+            self._reserve = path
+        except (OSError, AttributeError):
+            path.unlink(missing_ok=True)
+
+    def _release_reserve(self) -> bool:
+        if self._reserve is None:
+            return False
+        path, self._reserve = self._reserve, None
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            return False  # a folder turned read-only: nothing to free, nothing to clean
+        return True
+
+    def _mend_torn_line(self, path: Path) -> None:
+        """A writer killed mid-line leaves no newline at the end: start on a fresh line, so the
+        next event is not glued onto the torn one."""
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                if fh.tell() == 0:
+                    return
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    os.write(self._fd, b"\n")
+        except OSError as exc:
+            self.failed("events.jsonl", exc)
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        """Note a write that failed, once per kind; the final status will carry it."""
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0] or type(exc).__name__
+        message = f"{what}: {reason}"
+        if message not in self.write_errors:
+            self.write_errors.append(message)
+            print(f"nkd: {self.run_id}: cannot write {message}", file=sys.stderr, flush=True)
+
+    def event(self, event: dict[str, Any]) -> dict[str, Any]:
+        event = {"t": time.time(), **event}
+        if event.get("type") == "status" and event.get("status") in FINAL and self.write_errors:
+            said = [event["error"]] if event.get("error") else []
+            event["error"] = "; ".join(said + self.write_errors)[:8000]
+        final = event.get("type") == "status" and event.get("status") in FINAL
+        line = (json.dumps(event, sort_keys=True) + "\n").encode("utf-8")
+        try:
+            self._write(line, final)
+        except OSError as exc:  # the store still gets it; `nkd reindex` cannot, so say so
+            self.failed("events.jsonl", exc)
+        self._apply(event)
+        if final:
+            self._release_reserve()
+        return event
+
+    def _write(self, line: bytes, final: bool) -> None:
+        try:
+            os.write(self._fd, line)
+        except OSError as exc:
+            if not (final and exc.errno == errno.ENOSPC and self._release_reserve()):
+                raise
+            os.write(self._fd, line)
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        if self.store is None:
+            return
+        if self.store.replaced():
+            self._reopen()  # its replay holds this event too: it is already in the file
+            return
+        try:
+            self.store.apply(self.run_id, event)
+        except sqlite3.OperationalError as exc:
+            final = event.get("type") == "status" and event.get("status") in FINAL
+            if final and "full" in str(exc) and self._release_reserve():
+                try:
+                    self.store.apply(self.run_id, event)
+                    return
+                except Exception as again:
+                    exc = again  # type: ignore[assignment]
+            self.failed(f"the store {self.store.path.name}", exc)
+        except BadEvent as exc:
+            print(f"nkd: {self.run_id}: event not recorded ({exc})", file=sys.stderr, flush=True)
+        except Exception as exc:  # the JSONL line is kept; `nkd reindex` restores the row
+            self.failed(f"the store {self.store.path.name}", exc)
+
+    def _reopen(self) -> None:
+        """The database was deleted or replaced (reindex moved a broken one aside): write to
+        the new one, after replaying this run's events into it so nothing written meanwhile is
+        missing. While there is none, the events file alone records the run."""
+        assert self.store is not None
+        path = self.store.path
+        if not path.is_file():
+            return
+        try:
+            fresh = Store(path)
+            fresh.reindex(self.run_dir.parent, only=self.run_id)
+        except Exception as exc:
+            self.failed(f"the store {path.name}", exc)
+            return
+        self.store.close()
+        self.store = fresh
+
+    def status(self, status: str, **fields: Any) -> None:
+        self.event({"type": "status", "status": status, **fields})
+
+    def epoch(self, epoch: int, **values: Any) -> None:
+        self.event({"type": "epoch", "epoch": epoch, **values})
+
+    def metric(self, name: str, value: float, **where: Any) -> None:
+        self.event({"type": "metric", "name": name, "value": float(value), **where})
+
+    def checkpoint(self, path: str, role: str, **fields: Any) -> None:
+        self.event({"type": "checkpoint", "path": path, "role": role, **fields})
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._release_reserve()
+
+    def reopen(self) -> None:
+        """Write again after close (one more status after a failed requeue)."""
+        self._fd = open_append(run_path(self.run_dir, "events.jsonl"))
