@@ -115,7 +115,7 @@ def throughput(ws: Path) -> list[tuple[str, float]]:
 
     from core.data.cache import AudioCache
     from core.data.tracks import prepare
-    from core.registry.model import load_registry
+    from core.registry import load_registry
     from core.separation.models import build, masks_of
     from core.separation.segments import SegmentSet, StepBatches, loader
     from core.separation.spectral import Stft

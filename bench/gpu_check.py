@@ -106,7 +106,7 @@ def launch(ws: Path, exp: str, *sets: str) -> tuple[Path, float]:
 
 
 def throughput(ws: Path, exp: str, epochs: int) -> None:
-    from core.registry.model import load_registry
+    from core.registry import load_registry
 
     batch = int(load_registry(ws / "experiments.toml").resolve(exp).params["batch_size"])
     sampler = Sampler()

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.registry.model import load_registry  # noqa: E402
+from core.registry import load_registry  # noqa: E402
 from core.registry.workspace import Workspace  # noqa: E402
 from core.runs.launch import launch  # noqa: E402
 from core.runs.status import reconcile, wait_for  # noqa: E402

@@ -20,7 +20,7 @@ from typing import Any
 from core.backends.liveness import identity
 from core.backends.procs import end_processes, python_env, run_processes
 from core.capture.command import CommandRun
-from core.registry.model import PLACEHOLDER
+from core.registry import PLACEHOLDER
 from core.runs import context as recipes
 from core.runs.control import Control, StopRun
 from core.store import Store

@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Input, Static, Tree
 from textual.widgets.tree import TreeNode
 
-from core.registry.model import Registry, load_registry
+from core.registry import Registry, load_registry
 from core.registry.workspace import Workspace
 from core.store.events import ACTIVE
 from nkd_tui.format import STATUS_SYMBOL, middle

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, EXIT_RUN_FAILED, NkdError
-from core.registry.model import KEYS, Registry, load_registry
+from core.registry import KEYS, Registry, load_registry
 from core.registry.workspace import Workspace
 from core.store import FINAL, Store
 from core.store.recover import open_store
@@ -90,7 +90,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(_args: argparse.Namespace) -> int:
-    from core.registry.model import REQUIRED
+    from core.registry import REQUIRED
 
     for key, spec in KEYS.items():
         choices = f" ({'/'.join(spec.choices)})" if spec.choices else ""

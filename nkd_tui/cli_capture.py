@@ -16,7 +16,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
     builtins, patterns = True, []
     if args.experiment:
-        from core.registry.model import load_registry
+        from core.registry import load_registry
         from nkd_tui.cli import _registry_path
 
         exp = load_registry(_registry_path(args)).get(args.experiment)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from core.errors import NkdError
-from core.registry.model import load_registry
-from core.registry.workspace import Workspace
+from core.registry import load_registry
+from core.registry.workspace import Workspace, index_dir
 from nkd_tui.cli import _registry_path
 
 
@@ -39,7 +39,7 @@ def cmd_data_index(args: argparse.Namespace) -> int:
             f"is for clip folders (separation tracks are checked stem by stem when a run starts)"
         )
     root = str(src.root.resolve())
-    index = dataset.index_dir(Workspace.at(registry.path).cache_dir, src.name)
+    index = index_dir(Workspace.at(registry.path).cache_dir, src.name)
     source = dataset.Source.from_config(src.name, {**src.settings, "root": root,
                                                    "index_dir": str(index)})
     rows = dataset.ensure(source, args.sample_rate, args.segment_seconds, force=True)

@@ -103,7 +103,7 @@ def _parent(store: Store, params: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(ref, str):
         return None
     from core.errors import RunError
-    from core.registry.model import reference_form
+    from core.registry import reference_form
     from core.runs.lookup import find_run
 
     kind, target = reference_form(ref)

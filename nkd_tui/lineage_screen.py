@@ -15,7 +15,7 @@ from textual.widgets import Button, Footer, Input, Label, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from core.errors import NkdError
-from core.registry.model import Registry
+from core.registry import Registry
 from core.runs.lineage import Node
 
 

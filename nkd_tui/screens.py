@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, TextArea
 
 from core.errors import NkdError
-from core.registry.model import Registry
+from core.registry import Registry
 
 # Keys shown in the launch dialog are the ones a researcher tunes; wiring stays in the registry.
 HIDDEN_KEYS = ("group", "description", "command", "reported", "recipe", "env", "cwd", "tags")

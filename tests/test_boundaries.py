@@ -18,7 +18,7 @@ def _loaded_after(stmt: str) -> set[str]:
 
 def test_core_imports_no_ui() -> None:
     loaded = _loaded_after(
-        "import core, core.registry.model, core.store, core.runs.launch, core.worker, core.store.reporter, "
+        "import core, core.registry, core.store, core.runs.launch, core.worker, core.store.reporter, "
         "core.report, core.registry.recipes, core.training.loop, core.data.features, core.noise.recipes, "
         "core.separation.recipes, core.separation.bsseval, core.runs.lineage, core.runs.blends, "
         "core.runs.status, core.runs.actions, core.backends.slurm, "

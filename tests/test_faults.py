@@ -24,7 +24,7 @@ from conftest import Workspace, nkd, wait_until
 
 from core.backends.liveness import identity
 from core.backends.procs import run_processes
-from core.registry.model import load_registry
+from core.registry import load_registry
 from core.registry.workspace import Workspace as Paths
 from core.runs.launch import launch
 from core.runs.status import current_status, reconcile, wait_for

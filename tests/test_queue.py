@@ -14,7 +14,7 @@ from conftest import TICKER, Workspace, most_at_once, nkd, wait_until
 
 from core.backends.gpus import Gpu, GpuProcess, read_gpus
 from core.backends.queue.placement import Lease, Need, place
-from core.registry.model import load_registry
+from core.registry import load_registry
 from core.registry.queue import QueueConfig, parse_memory
 from core.runs.plan import make_plan
 from core.store import FINAL, FULL_COLUMNS

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import RegistryError
-from core.registry.model import load_registry, substitute_command
+from core.registry import load_registry, substitute_command
 from nkd_tui.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -327,7 +327,7 @@ def test_a_project_registry_includes_another_and_places_its_workspace(
 
     from conftest import TICKER
 
-    from core.registry.model import load_registry
+    from core.registry import load_registry
     from core.registry.workspace import Workspace
 
     shared = tmp_path / "shared"

@@ -15,7 +15,7 @@ from conftest import Workspace, nkd, wait_until
 
 from core.backends.liveness import is_alive, process_start_time
 from core.capture.records import RecordError, parse_record
-from core.registry.model import load_registry
+from core.registry import load_registry
 from core.registry.workspace import Workspace as Paths
 from core.runs.control import Control, StopRun, request
 from core.runs.launch import launch

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from core.registry.model import PLACEHOLDER
+from core.registry import PLACEHOLDER
 from core.util.checksum import sha256_file
 
 MODES = ("link", "copy", "none")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import RunError
-from core.registry.model import PLACEHOLDER
+from core.registry import PLACEHOLDER
 from core.runs.lookup import checkpoint_of_run, find_run
 from core.store import Store
 

@@ -8,8 +8,7 @@ from typing import Any
 
 from core.data.cache import AudioCache
 from core.errors import RegistryError
-from core.registry import folders
-from core.registry.model import DATA_REF_KEYS, Registry, data_source
+from core.registry import DATA_REF_KEYS, Registry, data_source, folders
 from core.registry.workspace import Workspace
 
 DEFAULT_RATE = {"separation": 22050, "noise": 16000}

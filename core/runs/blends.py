@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from core.errors import NkdError
-from core.registry.model import Experiment, Reference, Registry
+from core.registry import Experiment, Reference, Registry
 from core.store import Store
 from core.util.names import NAME_MAX, check_name
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import NkdError, RegistryError
-from core.registry.model import (
+from core.registry import (
     KEYS,
     Experiment,
     Reference,

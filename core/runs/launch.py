@@ -17,8 +17,7 @@ from typing import Any
 from core.backends.gpus import Gpu, GpuError, read_gpus
 from core.backends.local import start_worker, visible_ids
 from core.errors import NkdError, RunError
-from core.registry import recipes
-from core.registry.model import DATA_REF_KEYS, Experiment, Registry, substitute_command
+from core.registry import DATA_REF_KEYS, Experiment, Registry, recipes, substitute_command
 from core.registry.queue import QueueConfig
 from core.registry.workspace import Workspace
 from core.store import FINAL, Store
@@ -149,7 +148,7 @@ def _placement(
 
 
 def registry_queue(ws: Workspace) -> QueueConfig:
-    from core.registry.model import load_registry
+    from core.registry import load_registry
 
     try:
         return load_registry(ws.registry_path).queue
@@ -280,7 +279,7 @@ def _record_and_start(
 def _source_table(registry: Registry, name: str) -> dict[str, Any]:
     """What a run needs of a data source: its settings, its folder, and where derived files
     (the clip index) go: the workspace, never the data folder."""
-    from core.registry.model import data_source
+    from core.registry import data_source
     from core.registry.workspace import index_dir
 
     src = data_source(registry, name)

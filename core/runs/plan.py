@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import RegistryError
-from core.registry.model import Experiment, Reference, Registry
+from core.registry import Experiment, Reference, Registry
 from core.runs.sweeps import expand, grid_combos
 from core.util.names import check_name
 

@@ -115,7 +115,7 @@ class Queue:
             st = self.ws.registry_path.stat()
             key = (st.st_mtime, st.st_size)
             if key != self._config_key:
-                from core.registry.model import load_registry
+                from core.registry import load_registry
 
                 self._config = load_registry(self.ws.registry_path).queue
                 self._config_key = key
