@@ -42,9 +42,9 @@ def evaluate(ctx: RunContext) -> None:
     if not chosen:
         raise RunError(f"data '{src.name}': no clip of the classes {names} to score")
     log(f"scoring {len(chosen)} clips of {src.name} as split={split}")
-    from core.noise.recipes import _teacher_logits_fn  # the ensemble's grouping, shared
+    from core.noise.hybrid import teacher_logits_fn  # the ensemble's grouping, shared
 
-    logits_of = _teacher_logits_fn(t, classes, f"run '{ctx.run_id}'")
+    logits_of = teacher_logits_fn(t, classes, f"run '{ctx.run_id}'")
     te = clips(ctx, chosen, settings, seconds, device)
     embs, _ = embed_and_classify(t.encoder, t.head, te.mels, t.norm, device)
     with torch.no_grad():

@@ -337,3 +337,20 @@ def eval_rows(
         return chosen, y, "test"
     chosen, y = dataset.select(rows, classes, name, ("val",))
     return chosen, y, "val"
+
+
+def augment_for(p: dict[str, Any], who: str) -> str:
+    kind = p.get("augment", "none")
+    return kind if p.get("augment_target", "student") in (who, "both") else "none"
+
+
+def labels_tensor(y: list[int]) -> torch.Tensor:
+    return torch.tensor(y, dtype=torch.long)
+
+
+def class_map(classes: Any) -> dict[str, list[str]]:
+    return (
+        {k: list(v) for k, v in classes.items()}
+        if isinstance(classes, dict)
+        else {c: [c] for c in classes}
+    )

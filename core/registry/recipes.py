@@ -12,8 +12,12 @@ from core.errors import RunError
 
 # family.step -> "module:function". A family's module is added here when it is built.
 RECIPES: dict[str, str] = {
-    f"noise.{step}": f"core.noise.recipes:{step}"
-    for step in ("index", "teacher", "soft_labels", "student", "ensemble", "hybrid_kd")
+    "noise.index": "core.noise.teacher:index",
+    "noise.teacher": "core.noise.teacher:teacher",
+    "noise.soft_labels": "core.noise.soft_labels:soft_labels",
+    "noise.student": "core.noise.student:student",
+    "noise.ensemble": "core.noise.student:ensemble",
+    "noise.hybrid_kd": "core.noise.hybrid:hybrid_kd",
 } | {
     "noise.evaluate": "core.noise.evaluation:evaluate",
 } | {

@@ -12,15 +12,16 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
-from core.errors import RunError, StoreError
+from core.errors import StoreError
 from core.store.apply import HANDLERS, apply_guarded
-from core.store.events import ACTIVE, FINAL, HOLDING, BadEvent, EventLog, check
+from core.store.events import ACTIVE, FINAL, BadEvent, EventLog, check
+from core.store.queries import RunQueries
 from core.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:  # imported when a migration runs: it costs ~100 ms, the TUI starts without it
@@ -28,49 +29,7 @@ if TYPE_CHECKING:  # imported when a migration runs: it costs ~100 ms, the TUI s
 
 BUSY_TIMEOUT_MS = 30_000
 
-# What a listing reads: eight plain columns served by one covering index, no JSON. Python's sqlite3
-# spends about 0.9 ms per column per 10,000 rows building objects, so every column here costs;
-# `score` is what the run table shows beside the loss: mean SDR for separation, else accuracy.
-# The experiment is not listed: the run id starts with it, and per-experiment lists filter on it.
-LIST_COLUMNS = (
-    "id", "status", "epoch", "epochs_total", "best_val_loss",
-    "coalesce(sdr, accuracy) AS score", "started_at", "ended_at",
-)
-FULL_COLUMNS = (
-    "id", "experiment", "recipe", "status", "epoch", "epochs_total", "best_epoch",
-    "best_val_loss", "best_train_loss", "accuracy", "sdr", "test_sdr", "pid", "pid_start", "host",
-    "device", "created_at", "started_at", "ended_at", "heartbeat_at", "exit_code", "error",
-    "gpus", "sweep", "priority", "backend", "job_id", "node", "slurm_state", "slurm_reason",
-    "requeues", "tags", "note", "archived",
-)
-LIVENESS_COLUMNS = (
-    "id", "status", "pid", "pid_start", "pid_ticks", "host", "created_at", "status_at", "backend",
-)
-_IS_ACTIVE = f"status IN ({', '.join('?' * len(ACTIVE))})"  # bind ACTIVE as its arguments
-
-
-class RunList(Sequence[dict[str, Any]]):
-    """Rows of a listing, fetched as tuples; each becomes a dict only when it is looked at."""
-
-    def __init__(self, names: list[str], rows: list[tuple[Any, ...]]) -> None:
-        self.names = names
-        self.rows = rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
-
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        if isinstance(index, slice):
-            return [dict(zip(self.names, r, strict=True)) for r in self.rows[index]]
-        return dict(zip(self.names, self.rows[index], strict=True))
-
-
-class Store:
+class Store(RunQueries):
     """One connection to the run database. Cheap to open; open one per process or thread."""
 
     def __init__(self, path: str | Path, *, migrate_to: int = SCHEMA_VERSION) -> None:
@@ -174,159 +133,6 @@ class Store:
 
     def set_status(self, run_id: str, status: str, **fields: Any) -> None:
         self.apply(run_id, {"type": "status", "status": status, "t": time.time(), **fields})
-
-    # ── reading ─────────────────────────────────────────────────────────────────────────────
-
-    def list_runs(
-        self,
-        experiment: str | None = None,
-        limit: int | None = None,
-        columns: tuple[str, ...] = LIST_COLUMNS,
-        sweep: str | None = None,
-        archived: bool | None = None,
-    ) -> RunList:
-        """Runs, newest first. The default columns are the cheap listing; pass FULL_COLUMNS
-        for everything but params. `archived`: None lists every run, False hides the archived
-        ones (what a person sees by default), True lists only them."""
-        sql = f"SELECT {', '.join(columns)} FROM runs"
-        args: list[Any] = []
-        where = []
-        if experiment is not None:
-            where.append("experiment = ?")
-            args.append(experiment)
-        if sweep is not None:
-            where.append("sweep = ?")
-            args.append(sweep)
-        if archived is not None:
-            where.append("archived IS NOT NULL" if archived else "archived IS NULL")
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        cur = self.conn.execute(sql, args)
-        return RunList([d[0] for d in cur.description], cur.fetchall())
-
-    def active_runs(self) -> list[dict[str, Any]]:
-        """Runs that claim to be alive, with what is needed to check that they are."""
-        cur = self.conn.execute(
-            f"SELECT {', '.join(LIVENESS_COLUMNS)} FROM runs WHERE {_IS_ACTIVE}", ACTIVE
-        )
-        return [dict(zip(LIVENESS_COLUMNS, row, strict=True)) for row in cur.fetchall()]
-
-    def require_run(self, run_id: str) -> dict[str, Any]:
-        """`get_run` for a run that must exist: RunError (one line) names it otherwise."""
-        row = self.get_run(run_id)
-        if row is None:
-            raise RunError(f"no run '{run_id}' in {self.path}")
-        return row
-
-    def get_run(self, run_id: str) -> dict[str, Any] | None:
-        cur = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
-        row = cur.fetchone()
-        if row is None:
-            return None
-        out = dict(zip([d[0] for d in cur.description], row, strict=True))
-        out["params"] = json.loads(out["params"] or "{}")
-        return out
-
-    def find_runs(self, prefix: str) -> list[str]:
-        rows = self.conn.execute(
-            "SELECT id FROM runs WHERE id = ? OR id LIKE ? ESCAPE '\\' ORDER BY created_at DESC",
-            (prefix, _like_prefix(prefix)),
-        )
-        return [r[0] for r in rows]
-
-    def latest_run(self, experiment: str, status: str | None = None) -> dict[str, Any] | None:
-        sql = "SELECT id FROM runs WHERE experiment = ?"
-        args: list[Any] = [experiment]
-        if status:
-            sql += " AND status = ?"
-            args.append(status)
-        row = self.conn.execute(sql + " ORDER BY created_at DESC LIMIT 1", args).fetchone()
-        return self.get_run(row[0]) if row else None
-
-    def runs_of_recipe(self, recipe: str, status: str = "finished") -> list[str]:
-        """Ids of a recipe's runs with `status`, newest first."""
-        cur = self.conn.execute(
-            "SELECT id FROM runs WHERE recipe = ? AND status = ? ORDER BY created_at DESC",
-            (recipe, status),
-        )
-        return [r[0] for r in cur]
-
-    def epochs(self, run_id: str) -> list[dict[str, Any]]:
-        cur = self.conn.execute(
-            "SELECT epoch, train_loss, val_loss, lr, extra, seconds, at FROM epochs "
-            "WHERE run = ? ORDER BY epoch",
-            (run_id,),
-        )
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-    def epochs_after(
-        self, run_id: str, after: int
-    ) -> list[tuple[int, float | None, float | None, float | None, str | None]]:
-        """(epoch, train_loss, val_loss, lr, extra as JSON) of the epochs after `after`, for
-        live charts."""
-        return self.conn.execute(
-            "SELECT epoch, train_loss, val_loss, lr, extra FROM epochs WHERE run = ? AND epoch > ? "
-            "ORDER BY epoch",
-            (run_id, after),
-        ).fetchall()
-
-    def focus_experiment(self) -> str | None:
-        """Where a person reopening the app wants to look: the newest live run's experiment,
-        else the newest run's."""
-        for where, args in ((f"WHERE {_IS_ACTIVE}", ACTIVE), ("", ())):
-            row = self.conn.execute(
-                f"SELECT experiment FROM runs {where} ORDER BY created_at DESC LIMIT 1", args
-            ).fetchone()
-            if row:
-                return row[0]
-        return None
-
-    def latest_statuses(self) -> dict[str, str]:
-        """Each experiment's latest run status (SQLite takes status from the max() row);
-        archived runs are left out, as the TUI hides them."""
-        rows = self.conn.execute(
-            "SELECT experiment, status, max(created_at) FROM runs WHERE archived IS NULL "
-            "GROUP BY experiment"
-        )
-        return {experiment: status for experiment, status, _ in rows}
-
-    def experiment_summaries(self) -> dict[str, tuple[int, float | None]]:
-        """Each experiment's number of live runs and the best score of its finished runs
-        (validation SDR, else accuracy), for the TUI's tree."""
-        marks = ", ".join("?" * len(HOLDING))
-        rows = self.conn.execute(
-            f"SELECT experiment, sum(status IN ({marks})), "
-            "max(CASE WHEN status = 'finished' THEN coalesce(sdr, accuracy) END) "
-            "FROM runs GROUP BY experiment", HOLDING)
-        return {experiment: (int(live or 0), best) for experiment, live, best in rows}
-
-    def metrics(self, run_id: str) -> list[dict[str, Any]]:
-        cur = self.conn.execute(
-            "SELECT name, value, stem, track, split, definition, epoch, gains FROM metrics "
-            "WHERE run = ? ORDER BY id",
-            (run_id,),
-        )
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-    def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
-        cur = self.conn.execute(
-            "SELECT id, path, role, epoch, value, sha256, at FROM checkpoints WHERE run = ? "
-            "ORDER BY at",
-            (run_id,),
-        )
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-    def lineage(self) -> list[dict[str, Any]]:
-        cur = self.conn.execute("SELECT child, parent, relation, weight FROM lineage")
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     # ── rebuilding ──────────────────────────────────────────────────────────────────────────
 
@@ -453,11 +259,6 @@ def _timed(
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
     """Valid events of one run; bad or torn lines are skipped."""
     yield from EventLog(path)
-
-
-def _like_prefix(prefix: str) -> str:
-    """A LIKE pattern matching ids that start with `prefix` literally (_ and % included)."""
-    return prefix.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:

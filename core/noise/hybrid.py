@@ -1,0 +1,160 @@
+"""`noise.hybrid_kd` (mark2.5-2.9): a student trained on `alpha·T²·KL + (1−alpha)·CE` against a
+teacher whose classes may be regrouped (binary mark2 / mark3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.data import noise_index as dataset
+from core.errors import RunError
+from core.noise import text
+from core.noise.clips import model_input
+from core.noise.kd import group_logits, hybrid_kd_loss
+from core.noise.models import (
+    STUDENT_CHANNELS,
+    FlatStudent,
+)
+from core.noise.parts import (
+    Feed,
+    Inputs,
+    Teacher,
+    augment_for,
+    class_map,
+    clips,
+    device_of,
+    eval_rows,
+    evaluate,
+    fit_best,
+    labeled_splits,
+    load_teacher,
+    log,
+    logits_of,
+    mel_meta,
+)
+from core.runs.context import RunContext
+from core.training.loop import Batcher
+
+
+def teacher_logits_fn(t: Teacher, classes: Any, where: str):
+    """Teacher logits over the experiment's classes, from its text head.
+
+    The same classes in the same order: the head as is. Otherwise each class is a group of fine
+    labels, and a group's logit is the log of its labels' summed probability: the labels are the
+    teacher's own classes when it was trained on them, or else their prompts are embedded with
+    the teacher's text model (zero-shot scoring, weaker).
+    """
+    names, _ = dataset.class_map(classes)
+    if names == t.classes:
+        return lambda e: t.head.class_logits(e)
+    groups_map = class_map(classes)
+    fine = [label for group in groups_map.values() for label in group]
+    if all(label in t.classes for label in fine):
+        own = [[t.classes.index(label) for label in group] for group in groups_map.values()]
+        log(f"teacher scores {names} by grouping its classes {t.classes}")
+        return lambda e: group_logits(t.head.class_logits(e), own)
+    if t.meta.get("text_model") == text.FIXED:
+        raise RunError(
+            f"{where}: teacher {t.encoder_path.parent.name} knows only {t.classes} (fixed class "
+            f"embeddings, no text model), so it cannot score {fine}; train the teacher with a "
+            f"text model or on these classes"
+        )
+    emb = text.embed(
+        fine,
+        t.meta.get("prompt") or "a sound of {class} in the room",
+        t.meta["text_model"],
+        int(t.meta["embed_dim"]),
+    )
+    vectors = emb.vectors
+    groups, at = [], 0
+    for group in groups_map.values():
+        groups.append(list(range(at, at + len(group))))
+        at += len(group)
+    log(f"teacher scores {names} through the prompts of {fine}")
+    return lambda e: group_logits(t.head.class_logits(e, vectors.to(e.device)), groups)
+
+
+def hybrid_kd(ctx: RunContext) -> None:
+    p = ctx.params
+    device = device_of(ctx)
+    which = p.get("teacher_checkpoint", "best")
+    t = load_teacher(ctx, which).to(device)
+    log(
+        "ESKD: using the teacher's "
+        f"{'early-stopped best' if which == 'best' else 'last'} checkpoint"
+    )
+    where = f"experiment '{ctx.config.get('experiment')}'"
+    teacher_logits = teacher_logits_fn(t, p["classes"], where)
+    d = labeled_splits(ctx, device)
+    settings, seconds, names, norm, tr, va = d.settings, d.seconds, d.names, d.norm, d.train, d.val
+    t_inputs = Inputs(
+        t.settings, t.norm, augment_for(p, "teacher"), float(p.get("noise_snr_db", 20.0))
+    )
+
+    @torch.no_grad()
+    def teacher_on(waves: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+        out = []
+        for i in range(0, waves.shape[0], 256):
+            x = t_inputs.from_waves(waves[i : i + 256].to(device), g)
+            out.append(teacher_logits(t.encoder(x).float()).float())
+        return torch.cat(out)
+
+    tl_train, tl_val = teacher_on(tr.waves).cpu(), teacher_on(va.waves).cpu()
+    model = FlatStudent(len(names), settings.n_mels, model_input(tr.mels[:1]).shape[-1])
+    inputs = Inputs(settings, norm, augment_for(p, "student"), float(p.get("noise_snr_db", 20.0)))
+    alpha, temp = float(p.get("alpha", 0.7)), float(p.get("kd_temperature", 4.0))
+    feed = Feed(
+        Batcher(
+            {"x": tr.mels, "w": tr.waves, "y": d.y_train, "t": tl_train},
+            int(p.get("batch_size", 16)),
+            device,
+        )
+    )
+    val = Batcher({"x": va.mels, "y": d.y_val, "t": tl_val}, 256, device)
+    teacher_augmented = t_inputs.kind != "none"
+
+    def step(batch: dict[str, torch.Tensor], is_train: bool):
+        g = feed.generator if is_train else None
+        logits = model(inputs(batch, g, is_train)).float()
+        target = teacher_on(batch["w"], g) if (is_train and teacher_augmented) else batch["t"]
+        loss = hybrid_kd_loss(logits, target, batch["y"], alpha, temp)
+        return loss, batch["y"].numel(), {"accuracy": (logits.argmax(1) == batch["y"]).sum()}
+
+    meta = {
+        "recipe": "noise.hybrid_kd",
+        "experiment": ctx.config.get("experiment"),
+        "architecture": "FlatStudent",
+        "channels": list(STUDENT_CHANNELS[:3]),
+        "classes": names,
+        "class_map": class_map(p["classes"]),
+        "alpha": alpha,
+        "kd_temperature": temp,
+        "teacher_sha256": t.sha256,
+        "teacher_checkpoint": str(t.encoder_path),
+        "teacher_which": which,
+        "augment": p.get("augment", "none"),
+        "augment_target": p.get("augment_target", "student"),
+        "seed": int(p.get("seed", 0)),
+        **mel_meta(settings, seconds, norm),
+    }
+    fit_best(
+        ctx,
+        "student",
+        {"encoder": model.encoder, "head": model.head},
+        step,
+        feed,
+        val,
+        meta,
+        device,
+        parents=[t.parent()],
+    )
+    test_rows, yte, split = eval_rows(d.rows, p["classes"], d.source.name, ctx,
+                                      settings.sample_rate, seconds)
+    te = clips(ctx, test_rows, settings, seconds, device)
+    y = np.array(yte)
+    probs = logits_of(model, te.mels, norm, device).softmax(1).numpy()
+    evaluate(ctx, probs, y, names, test_rows, split)
+    tprobs = teacher_on(te.waves).softmax(1).cpu().numpy()
+    evaluate(ctx, tprobs, y, names, test_rows, split, prefix="teacher_", files=False)
