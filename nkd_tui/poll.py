@@ -260,7 +260,8 @@ def _where(r: dict) -> str:
 
 
 def _read_gpus() -> tuple[tuple[dict, ...], str]:
-    """`python -m core.backends.gpus` in its own process: NVML (or NKD_GPUS) never loads in the TUI."""
+    """`python -m core.backends.gpus` in its own process: NVML (or NKD_GPUS) never loads in the
+    TUI."""
     import json
     import subprocess
     import sys

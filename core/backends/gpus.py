@@ -2,7 +2,8 @@
 re-read when it changes) for tests and demos on a box without one.
 
 NVML comes from the optional `gpu` extra (`nvidia-ml-py`), imported here lazily; the TUI process
-never imports this module's NVML path: it runs `python -m core.backends.gpus`, which prints the same JSON.
+never imports this module's NVML path: it runs `python -m core.backends.gpus`, which prints
+the same JSON.
 
     {"gpus": [{"index": 0, "uuid": "GPU-0", "name": "NVIDIA H100 80GB",
                "memory_total_mib": 81559, "memory_used_mib": 0, "utilization": 0,
@@ -174,7 +175,8 @@ def read_gpus() -> list[Gpu]:
 
 
 def main() -> int:
-    """`python -m core.backends.gpus`: the GPUs as JSON, for a process that must not load NVML itself."""
+    """`python -m core.backends.gpus`: the GPUs as JSON, for a process that must not load NVML
+    itself."""
     try:
         gpus = read_gpus()
     except GpuError as exc:

@@ -1,12 +1,13 @@
 """The workspace's one scheduler: starts queued runs when what they wait for has finished and their
 GPUs (or, without GPUs, a slot) are free, by priority then age.
 
-`python -m core.backends.queue.scheduler REGISTRY` runs it; `ensure_running` starts it on demand, detached
-in its own session, so it survives logout. One instance per workspace holds `nkd.queue.lock`
-(a file lock the kernel drops when the process dies, also on kill -9). A run is claimed
-(`queued` -> `starting`, under the store's write lock) before its worker is started, so a
-restarted scheduler never starts it twice; a claim whose worker was never started goes back to
-the queue (see `core.runs.status.record_if_lost`). It exits after a while with nothing queued.
+`python -m core.backends.queue.scheduler REGISTRY` runs it; `ensure_running` starts it on
+demand, detached in its own session, so it survives logout. One instance per workspace holds
+`nkd.queue.lock` (a file lock the kernel drops when the process dies, also on kill -9). A run is
+claimed (`queued` -> `starting`, under the store's write lock, `start_queued`) before its worker
+is started, so a restarted scheduler never starts it twice; a claim whose worker was never
+started goes back to the queue (see `core.runs.status.record_if_lost`). It exits after a while
+with nothing queued. It starts workers through core.backends.local and never imports core.runs.
 """
 
 from __future__ import annotations

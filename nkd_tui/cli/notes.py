@@ -12,9 +12,9 @@ from core.errors import EXIT_OK
 def cmd_tag(args: argparse.Namespace) -> int:
     from core.runs.annotate import tag
     from core.runs.status import resolve_run
-    from nkd_tui.cli import _open_store
+    from nkd_tui.cli.context import open_workspace
 
-    ws, store = _open_store(args)
+    ws, store = open_workspace(args)
     run_id = resolve_run(store, args.run)
     tags = tag(store, ws, run_id, add=args.tags, remove=args.remove or [])
     print(f"{run_id}: {' '.join('#' + t for t in tags) if tags else 'no tags'}")
@@ -24,9 +24,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
 def cmd_note(args: argparse.Namespace) -> int:
     from core.runs.annotate import note
     from core.runs.status import resolve_run
-    from nkd_tui.cli import _open_store
+    from nkd_tui.cli.context import open_workspace
 
-    ws, store = _open_store(args)
+    ws, store = open_workspace(args)
     run_id = resolve_run(store, args.run)
     if args.text is None:  # no text: the note as it is
         print(store.get_run(run_id).get("note") or f"{run_id}: no note")
@@ -39,9 +39,9 @@ def cmd_note(args: argparse.Namespace) -> int:
 def cmd_archive(args: argparse.Namespace) -> int:
     from core.runs.annotate import archive
     from core.runs.status import resolve_run
-    from nkd_tui.cli import _open_store
+    from nkd_tui.cli.context import open_workspace
 
-    ws, store = _open_store(args)
+    ws, store = open_workspace(args)
     run_ids = [resolve_run(store, ref) for ref in args.runs]  # all found before any is changed
     for run_id in run_ids:
         print(archive(store, ws, run_id, archived=not args.undo))

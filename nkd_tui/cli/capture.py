@@ -17,9 +17,9 @@ def cmd_capture(args: argparse.Namespace) -> int:
     builtins, patterns = True, []
     if args.experiment:
         from core.registry import load_registry
-        from nkd_tui.cli import _registry_path
+        from nkd_tui.cli.context import registry_path
 
-        exp = load_registry(_registry_path(args)).get(args.experiment)
+        exp = load_registry(registry_path(args)).get(args.experiment)
         builtins = bool(exp.params.get("builtin_scalars", True))
         patterns = list(exp.params.get("output_scalars", []))
     path = Path(args.log)
@@ -71,9 +71,9 @@ def add_parser(add: Any, sub: Any) -> None:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from core.runs.history import read_manifest, scan
-    from nkd_tui.cli import _open_store
+    from nkd_tui.cli.context import open_workspace
 
-    ws, store = _open_store(args)
+    ws, store = open_workspace(args)
     if args.scan:
         folder = Path(args.scan)
         if not folder.is_dir():

@@ -12,7 +12,7 @@ from typing import Any
 
 from core.errors import NkdError
 from core.store import FINAL, FULL_COLUMNS
-from nkd_tui.cli import _open_store, _sync_slurm, _table
+from nkd_tui.cli.context import open_workspace, sync_slurm
 from nkd_tui.format import duration, fmt_num, fmt_time, status_text
 
 
@@ -57,9 +57,9 @@ def _print_metrics(metrics: list[dict[str, Any]]) -> None:
 def cmd_ps(args: argparse.Namespace) -> int:
     from core.runs.status import reconcile
 
-    ws, store = _open_store(args)
+    ws, store = open_workspace(args)
     reconcile(store, ws)
-    _sync_slurm(store, ws)
+    sync_slurm(store, ws)
     from core.runs.annotate import matches, tags_of
 
     rows = store.list_runs(
@@ -121,14 +121,14 @@ def cmd_ps(args: argparse.Namespace) -> int:
     ]
     header = ["RUN", "STATUS", "EPOCH", "BEST VAL", "ACC", "SDR", "TEST SDR", "STARTED", "TIME",
               "GPU", "WHERE", "TAGS"]
-    print(_table(table, header) if table else "no runs yet")
+    print(table(table, header) if table else "no runs yet")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from core.runs.status import current_status, resolve_run
 
-    ws, store = _open_store(args)
+    ws, store = open_workspace(args)
     run_id = resolve_run(store, args.run)
     row = store.get_run(run_id)
     assert row is not None
@@ -190,7 +190,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     from core.runs.status import resolve_run
 
-    ws, store = _open_store(args)
+    ws, store = open_workspace(args)
     run_id = resolve_run(store, args.run)
     log = ws.run_dir(run_id) / "output.log"
     if not log.is_file():

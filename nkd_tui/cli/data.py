@@ -9,11 +9,11 @@ from typing import Any
 from core.errors import NkdError
 from core.registry import load_registry
 from core.registry.workspace import Workspace, index_dir
-from nkd_tui.cli import _registry_path
+from nkd_tui.cli.context import registry_path
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
-    registry = load_registry(_registry_path(args))
+    registry = load_registry(registry_path(args))
     if args.kind == "noise":
         from core.noise.synth import synthesize
 
@@ -26,7 +26,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_data_index(args: argparse.Namespace) -> int:
-    registry = load_registry(_registry_path(args))
+    registry = load_registry(registry_path(args))
     if args.source not in registry.data:
         known = ", ".join(registry.data) or "none"
         raise NkdError(f"{registry.path}: no data source '{args.source}' (known: {known})")
@@ -54,7 +54,7 @@ def cmd_data_index(args: argparse.Namespace) -> int:
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from core.data.prepare import prepare_source
 
-    for line in prepare_source(load_registry(_registry_path(args)), args.source,
+    for line in prepare_source(load_registry(registry_path(args)), args.source,
                                args.sample_rate):
         print(line)
     return 0

@@ -16,9 +16,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from core.runs.launch import launch_experiment
     from core.runs.plan import make_plan, pin
     from core.runs.status import resolve_run
-    from nkd_tui.cli import _follow_run, _open
+    from nkd_tui.cli.context import open_registry
+    from nkd_tui.cli.follow import follow_run
 
-    registry, ws, store = _open(args)
+    registry, ws, store = open_registry(args)
     after = [resolve_run(store, ref) for ref in args.after or []]
     sets = list(args.set or [])
     if args.on:
@@ -38,7 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{launched.run_id}: started (pid {launched.pid}){on}, folder {launched.run_dir}")
         if args.detach:
             return EXIT_OK
-        return _follow_run(store, ws, launched.run_id)
+        return follow_run(store, ws, launched.run_id)
     _notice_without_gpus(plan)
     ids: list[str] = []
     for planned in plan.runs:
@@ -57,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if any(p.experiment.params.get("backend", "local") == "local" for p in plan.runs):
         ensure_running(ws)
     if on_slurm and len(ids) == 1 and not args.detach and not plan.after:
-        return _follow_run(store, ws, ids[0])
+        return follow_run(store, ws, ids[0])
     return EXIT_OK
 
 
@@ -65,9 +66,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     """Ingest Slurm runs' new events and ask squeue about their jobs (what `nkd ps` and the
     TUI do on their own), for scripts and cron."""
     from core.backends.slurm import refresh
-    from nkd_tui.cli import _open_store
+    from nkd_tui.cli.context import open_workspace
 
-    ws, store = _open_store(args)
+    ws, store = open_workspace(args)
     lost = refresh(store, ws)
     print(f"synced; {len(lost)} run(s) found lost" + (f": {', '.join(lost)}" if lost else ""))
     return EXIT_OK
@@ -94,9 +95,9 @@ def cmd_queue(args: argparse.Namespace) -> int:
     from core.backends.queue.scheduler import Queue, ensure_running, is_running, paused, set_paused
     from core.runs.actions import cancel, set_priority
     from core.runs.status import resolve_run
-    from nkd_tui.cli import _open_store
+    from nkd_tui.cli.context import open_workspace
 
-    ws, store = _open_store(args)
+    ws, store = open_workspace(args)
     action = args.action or "list"
     if action in ("pause", "resume"):
         set_paused(ws, action == "pause")

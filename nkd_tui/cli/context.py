@@ -1,0 +1,47 @@
+"""What every sub-command shares: the registry path (`--registry`, $NKD_REGISTRY), the registry,
+workspace and store it opens, a plain text table, and a Slurm sync before reading runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from core.errors import NkdError
+from core.registry import Registry, load_registry
+from core.registry.workspace import Workspace
+from core.store import Store
+from core.store.recover import open_store
+
+
+def registry_path(args: argparse.Namespace) -> Path:
+    return Path(args.registry or os.environ.get("NKD_REGISTRY") or "experiments.toml")
+
+
+def open_registry(args: argparse.Namespace) -> tuple[Registry, Workspace, Store]:
+    registry = load_registry(registry_path(args))
+    ws = Workspace.at(registry.path)
+    return registry, ws, open_store(ws)
+
+
+def open_workspace(args: argparse.Namespace) -> tuple[Workspace, Store]:
+    """The store beside the registry file; the registry itself need not be valid to read runs."""
+    path = registry_path(args)
+    if not path.is_file():
+        raise NkdError(f"{path}: registry file not found")
+    ws = Workspace.at(path)
+    return ws, open_store(ws)
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def sync_slurm(store: Store, ws: Workspace) -> None:
+    """Slurm runs' new events and states, when there are any (no Slurm call otherwise)."""
+    from core.backends.slurm import refresh
+
+    refresh(store, ws)

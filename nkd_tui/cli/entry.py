@@ -1,0 +1,87 @@
+"""The `nkd` command line: run experiments headless, list and follow runs, control them."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, NkdError
+from core.store.recover import open_store
+from nkd_tui.cli import capture, control, data, experiments, lineage, notes, queue, runs
+from nkd_tui.cli.context import registry_path
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from nkd_tui.app import make_app
+
+    app = make_app(registry_path(args), message=getattr(args, "message", None))
+    open_store(app.workspace).close()  # a broken database: one line here; a missing one: rebuilt
+    app.run()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nkd", description="Experiment manager for audio distillation and separation runs."
+    )
+    registry_help = "experiments.toml (default ./experiments.toml or $NKD_REGISTRY)"
+    parser.add_argument("--registry", "-r", help=registry_help)
+    # the same option after the command too (`nkd ps --registry X`); SUPPRESS keeps a value
+    # given before the command when none is given after it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--registry", "-r", default=argparse.SUPPRESS, help=registry_help)
+
+    def add(group: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return group.add_parser(name, parents=[common], **kwargs)
+
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = add(sub, "tui", help="the terminal interface (also: nkd with no command)")
+    p.add_argument("--message", help="text shown in a notice when the interface opens (what a "
+                   "script printed before it, which the interface would otherwise cover)")
+    p.set_defaults(func=cmd_tui)
+
+
+    # in this order in --help
+    experiments.add_parsers(add, sub)
+    queue.add_parsers(add, sub)
+    notes.add_parsers(add, sub)
+    capture.add_parser(add, sub)
+    capture.add_import_parser(add, sub)
+    runs.add_parsers(add, sub)
+    control.add_parsers(add, sub)
+    lineage.add_parsers(add, sub)
+    data.add_parsers(add, sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        args.func = cmd_tui
+    try:
+        return int(args.func(args))
+    except NkdError as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"nkd: {line}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("nkd: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except sqlite3.Error as exc:  # a database that broke under us: one line and the way out
+        where = args.registry if getattr(args, "registry", None) else "the workspace"
+        print(f"nkd: run database of {where}: {exc}; `nkd reindex` rebuilds it from the run "
+              f"folders", file=sys.stderr)
+        return EXIT_REFUSED
+    except OSError as exc:
+        print(f"nkd: {exc.filename or 'a file'}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_REFUSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

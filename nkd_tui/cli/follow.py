@@ -1,0 +1,100 @@
+"""A run followed in the foreground: a line per epoch (and the step inside one on a terminal),
+Ctrl-C stops it, a second kills it; its end said with its headline scores."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, NkdError
+from core.registry.workspace import Workspace
+from core.store import FINAL, Store
+from nkd_tui.cli.context import sync_slurm
+from nkd_tui.format import fmt_num
+
+SLURM_SYNC_S = 1.0  # how often a foreground Slurm run is ingested and asked about
+
+
+def follow_run(store: Store, ws: Workspace, run_id: str) -> int:
+    """Show per-epoch progress until the run ends; Ctrl-C stops it, a second Ctrl-C kills it."""
+    from core.runs.actions import kill, send
+    from core.runs.progress import progress_text
+    from core.runs.status import current_status
+
+    tty = sys.stdout.isatty()
+    shown = 0
+    interrupts = 0
+    synced = 0.0
+    stepped = None
+    while True:
+        try:
+            row = store.get_run(run_id)
+            assert row is not None
+            if row.get("backend") == "slurm" and time.monotonic() - synced >= SLURM_SYNC_S:
+                synced = time.monotonic()
+                sync_slurm(store, ws)  # a compute node writes only its folder: ingest it
+                row = store.get_run(run_id) or row
+            epochs = store.epochs(run_id)
+            for ep in epochs[shown:]:
+                line = epoch_line(ep, row.get("epochs_total"))
+                print(("\r\033[K" if tty else "") + line, end="" if tty else "\n", flush=True)
+            shown = len(epochs)
+            if tty and row.get("step_at") != stepped:  # inside an epoch: step k/n and the ETA
+                stepped = row.get("step_at")
+                text = progress_text(store.conn, run_id, time.time())
+                if text:
+                    print(f"\r\033[K{text}", end="", flush=True)
+            status = current_status(store, ws, row)
+            if status in FINAL:
+                if tty:
+                    print()
+                code = report_end(store, run_id)
+                return EXIT_INTERRUPTED if interrupts else code
+            time.sleep(0.3)
+        except KeyboardInterrupt:
+            interrupts += 1
+            if interrupts == 1:
+                print("\nstopping the run (Ctrl-C again to kill it) ...", flush=True)
+                try:
+                    send(store, ws, run_id, "stop")
+                except NkdError as exc:
+                    print(f"nkd: {exc}", file=sys.stderr)
+            else:
+                print(kill(store, ws, run_id, grace=0), flush=True)
+
+
+def epoch_line(ep: dict[str, Any], total: int | None) -> str:
+    n = ep["epoch"]
+    bar = ""
+    if total:
+        filled = int(20 * min(n, total) / total)
+        bar = f"[{'#' * filled}{'.' * (20 - filled)}] "
+    parts = [f"epoch {n}{f'/{total}' if total else ''}", bar.strip()]
+    parts.append(f"train {fmt_num(ep['train_loss'])}")
+    if ep["val_loss"] is not None:
+        parts.append(f"val {fmt_num(ep['val_loss'])}")
+    if ep["lr"] is not None:
+        parts.append(f"lr {ep['lr']:.2g}")
+    if ep.get("seconds"):
+        parts.append(f"{ep['seconds']:.1f} s/epoch")
+    return "  ".join(p for p in parts if p)
+
+
+HEADLINE = {("accuracy", None), ("macro_f1", None), ("sdr", "mean")}  # said when a run ends
+
+
+def report_end(store: Store, run_id: str) -> int:
+    row = store.get_run(run_id)
+    assert row is not None
+    best = ""
+    if row["best_epoch"] is not None:
+        best = f", best epoch {row['best_epoch']} (val {fmt_num(row['best_val_loss'])})"
+    error = f": {row['error']}" if row.get("error") else ""
+    print(f"{run_id}: {row['status']}{best}{error}")
+    headline = [m for m in store.metrics(run_id) if not m["track"] and m["epoch"] is None
+                and ((m["name"], m["stem"]) in HEADLINE)]
+    if headline:  # an evaluation has no epochs to show: its scores, by split
+        print("  " + ", ".join(f"{m['name']}{' ' + m['stem'] if m['stem'] else ''} "
+                               f"{fmt_num(m['value'])} ({m['split'] or '-'})" for m in headline))
+    return EXIT_OK if row["status"] in ("finished", "stopped", "suspended") else EXIT_RUN_FAILED
