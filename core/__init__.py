@@ -1,1 +1,2 @@
-"""nkd core: registry, store, runner, worker and recipes. Never imports a UI library."""
+"""nkd core, in layers (README, "Architecture"): errors, util, registry, store, backends, runs,
+capture, data, training, the recipe families, the worker. Never imports a UI library."""

@@ -1,2 +1,2 @@
-"""What a command experiment reports: `@nkd` records from its output (patterns, TensorBoard and
-checkpoint globs will join them here)."""
+"""What a command experiment reports: the script run and followed (command), `@nkd` records,
+printed log shapes, TensorBoard scalars, checkpoints by name and `{pretrained}` as a path."""

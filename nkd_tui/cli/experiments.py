@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.registry import KEYS, load_registry
-from nkd_tui.cli.context import open_registry, registry_path, table
+from nkd_tui.cli.context import open_registry, registry_path, text_table
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -47,7 +47,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=2))
     else:
         header = ["GROUP", "EXPERIMENT", "RECIPE", "FROM", "REPORTED", "LATEST"]
-        print(table(rows, header))
+        print(text_table(rows, header))
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from core.errors import NkdError
 from core.store import FINAL, FULL_COLUMNS
-from nkd_tui.cli.context import open_workspace, sync_slurm
+from nkd_tui.cli.context import open_workspace, sync_slurm, text_table
 from nkd_tui.format import duration, fmt_num, fmt_time, status_text
 
 
@@ -121,7 +121,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     ]
     header = ["RUN", "STATUS", "EPOCH", "BEST VAL", "ACC", "SDR", "TEST SDR", "STARTED", "TIME",
               "GPU", "WHERE", "TAGS"]
-    print(table(table, header) if table else "no runs yet")
+    print(text_table(table, header) if table else "no runs yet")
     return 0
 
 
