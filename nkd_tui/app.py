@@ -19,6 +19,7 @@ from textual.widgets.tree import TreeNode
 from core.registry import Registry, load_registry
 from core.registry.workspace import Workspace
 from core.store.events import ACTIVE
+from nkd_tui.experiment_tree import ExperimentTree, tree_groups
 from nkd_tui.format import STATUS_SYMBOL, middle
 from nkd_tui.gpu_panel import GpuPanel
 from nkd_tui.log_pane import LogPane
@@ -31,12 +32,6 @@ POLL_S = 1.0  # bounded refresh: one store read a second, redraws only for what 
 PREFETCH_WAIT_S = 0.25  # how long the first paint waits for the prefetched snapshot
 FIRST_ROWS = 200  # the first paint reads this many runs; the rest come with the next read
 WIDE = 120  # from this width the chart and the log sit side by side; below, the log is under it
-
-
-class ExperimentTree(Tree):
-    """The experiments tree; space marks the highlighted run (enter still folds a group)."""
-
-    BINDINGS = [Binding("space", "app.mark", "Mark", show=False)]
 
 
 class NkdApp(RunActions, App[None]):
@@ -91,6 +86,8 @@ class NkdApp(RunActions, App[None]):
         self._log_text = ""
         self._latest: dict[str, str] | None = None  # each experiment's latest status
         self._summaries: dict[str, tuple[int, float | None]] = {}  # live runs, best score
+        self._adhoc: dict[str, tuple[str, str | None, str]] = {}  # evaluations, blends
+        self.poller.known = set(registry.experiments)
         self._chart = None  # the LossChart, once mounted (just after the first paint)
         self._reported: dict[str, float] = {}  # the experiment's reported values, for the chart
         self._early: Snapshot | None = None  # read before the chart was mounted
@@ -183,7 +180,7 @@ class NkdApp(RunActions, App[None]):
             from core.runs.annotate import experiments_matching
 
             by_runs = experiments_matching(self.poller.store, text)
-        for group, names in self.registry.groups().items():
+        for group, names in tree_groups(self.registry.groups(), self._adhoc):
             shown = [n for n in names if text.lower() in n.lower() or n in by_runs]
             if not shown:
                 continue
@@ -194,6 +191,13 @@ class NkdApp(RunActions, App[None]):
         if self._latest is not None:
             self._update_tree(self._latest)
         return first_leaf
+
+    def _refill_tree(self) -> None:
+        self._fill_tree(self.poller.search)
+        tree = self.query_one(Tree)
+        for leaf in (leaf for branch in tree.root.children for leaf in branch.children):
+            if leaf.data == self.experiment:
+                self.call_after_refresh(tree.move_cursor, leaf)
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -266,6 +270,9 @@ class NkdApp(RunActions, App[None]):
         if snap.experiment != self.experiment:
             return  # the user moved on while this was read
         with self.batch_update():
+            if snap.adhoc != self._adhoc:  # an evaluation or blend made since: it joins the tree
+                self._adhoc = snap.adhoc
+                self._refill_tree()
             self._update_tree(snap.latest, snap.summaries)
             table = self.query_one(RunTable)
             table.follow_run = self.run_id
@@ -349,7 +356,10 @@ class NkdApp(RunActions, App[None]):
         """The line over the run table: the experiment, its description and what the
         researcher reported for it (the value new runs are judged against)."""
         exp = self.registry.experiments.get(name)
-        if exp is None:
+        if exp is None:  # an evaluation or blend made with `nkd eval` / `nkd blend`
+            about = self._adhoc.get(name, ("", None, ""))[2]
+            self.query_one("#about", Static).update(
+                Text(name, style="bold").append(f" · {about}" if about else ""))
             return
         text = Text(name, style="bold")
         description = str(exp.params.get("description") or "").strip()

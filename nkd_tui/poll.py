@@ -58,6 +58,9 @@ class Snapshot:
     # experiment -> (live runs, best finished score): the tree's `▶2` and best value
     summaries: dict[str, tuple[int, float | None]] = field(default_factory=dict)
     partial: bool = False  # only the newest runs were read (the first paint): a full read follows
+    # experiments with runs that the registry does not name (nkd eval, nkd blend):
+    # name -> (group, the experiment it scores or None, description)
+    adhoc: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,9 @@ class Poller:
         self.show_archived = False  # the TUI's `A`: archived runs listed too, dimmed
         self.search = ""  # the TUI's `/` text: runs whose id, tags or note match it
         self._rows: dict[tuple, RunRow] = {}  # the last listing: its raw rows, as displayed
+        self.known: set[str] = set()  # the registry's experiments
+        self._adhoc: tuple[frozenset[str], dict[str, tuple[str, str | None, str]]] = (
+            frozenset(), {})
 
     @property
     def store(self) -> Store:
@@ -129,11 +135,27 @@ class Poller:
             new_epochs = tuple(self.store.epochs_after(run_id, after_epoch))
             tail = self.log_tail(run_id)
             progress = self.progress(run_id)
-        return Snapshot(self.store.latest_statuses(), experiment, runs, run_id, new_epochs,
+        latest = self.store.latest_statuses()
+        return Snapshot(latest, experiment, runs, run_id, new_epochs,
                         tail, lost, self.gpu_reading() if gpus else None,
                         self.ended_since_last() if reconcile_runs else (), progress,
                         self.store.experiment_summaries(),
-                        partial=limit is not None and len(runs) >= limit)
+                        partial=limit is not None and len(runs) >= limit,
+                        adhoc=self.adhoc(latest))
+
+    def adhoc(self, latest: dict[str, str]) -> dict[str, tuple[str, str | None, str]]:
+        """The experiments with runs that the registry does not name, read again only when
+        that set changes: each one's group, what it scores and its description."""
+        names = frozenset(latest) - self.known
+        if names != self._adhoc[0]:
+            from core.runs.evals import scored_experiment
+
+            found = {}
+            for name, params in self.store.latest_params(sorted(names)).items():
+                found[name] = (str(params.get("group") or "other"), scored_experiment(params),
+                               str(params.get("description") or ""))
+            self._adhoc = (names, found)
+        return self._adhoc[1]
 
     def progress(self, run_id: str) -> str:
         """Step and ETA while the run trains; what its worker cost once it has ended."""

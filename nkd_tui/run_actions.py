@@ -142,7 +142,9 @@ class RunActions:
             self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
             return
         what = "queued" if queued else "started" + (f" on GPU {done.gpus}" if done.gpus else "")
-        self.call_from_thread(self.notify, f"{done.run_id}: {what}")
+        said = "".join(f"\n{line}" for line in done.skipped)
+        self.call_from_thread(self.notify, f"{done.run_id}: {what}{said}",
+                              timeout=10 if said else 5)
         self.call_from_thread(self.refresh_data)
 
     def action_queue(self, what: str) -> None:

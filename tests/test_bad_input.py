@@ -47,6 +47,32 @@ root = "data/torn"
 [data.tracks]
 root = "data/tracks"
 kind = "separation"
+[data.demo_val]
+root = "data/demo_val"
+kind = "separation"
+synth = "separation"
+
+[experiments.student]
+group = "noise"
+recipe = "noise.student"
+teacher = "mark1"
+data = "short"
+[experiments.sep]
+group = "separation"
+recipe = "separation.train"
+data = "tracks"
+val_data = "tracks"
+[experiments.tune]
+extends = "sep"
+pretrained = "sep"
+[experiments.merged]
+group = "separation"
+recipe = "separation.blend"
+sources = { sep = 0.5, tune = 0.5 }
+val_data = "tracks"
+[experiments.merged_demo]
+extends = "merged"
+val_data = "demo_val"
 """
 
 
@@ -247,6 +273,43 @@ def _cases() -> list[Case]:
              ["data source 'tracks'", "no track folders"]),
         Case("prepare-bad-folder", ["data", "prepare", "./data/empty"],
              ["data folder", "holds no track folders"]),
+    ]
+    # what a run reads, checked before it is recorded: references to nothing finished, data
+    # folders that are not there (a demo-only source is left out instead, unless it is all)
+    nothing = "nothing was started"
+    cases += [
+        Case("eval-unfinished", ["eval", "mark1", "--data", "./data/short"],
+             ["experiment 'eval_mark1_on_short'", "teacher 'mark1' has no finished run yet",
+              nothing]),
+        Case("eval-unfinished-best", ["eval", "best:mark1", "--data", "./data/short"],
+             ["teacher 'best:mark1'", "no finished run of mark1 has a score yet", nothing]),
+        Case("run-teacher-unfinished", ["run", "student"],
+             ["experiment 'student'", "teacher 'mark1' has no finished run yet", nothing]),
+        Case("run-teacher-unfinished-queued", ["run", "student", "--queue"],
+             ["experiment 'student'", "teacher 'mark1' has no finished run yet", nothing]),
+        Case("run-pretrained-unfinished", ["run", "tune"],
+             ["experiment 'tune'", "pretrained 'sep' has no finished run yet", nothing]),
+        Case("run-pretrained-best", ["run", "sep", "--set", "pretrained=best:tune"],
+             ["experiment 'sep'", "pretrained 'best:tune'", "no finished run of tune"]),
+        Case("run-pretrained-where", ["run", "sep", "--set", "pretrained=tune@lr=0.1"],
+             ["experiment 'sep'", "no finished run of tune with lr=0.1", nothing]),
+        Case("run-pretrained-file", ["run", "sep", "--set", "pretrained=./nope.pth"],
+             ["experiment 'sep'", "key 'pretrained': checkpoint file", "nope.pth does not "
+              "exist", nothing]),
+        Case("run-pretrained-no-run", ["run", "sep", "--set", "pretrained=run:nosuch_run"],
+             ["experiment 'sep'", "key 'pretrained': no run 'nosuch_run'", nothing]),
+        Case("run-pretrained-run-queued", ["run", "sep", "--set", "pretrained=run:{run}"],
+             ["experiment 'sep'", "run '{run}' is queued, not finished", nothing], db=_queued),
+        Case("run-blend-unfinished", ["run", "merged"],
+             ["experiment 'merged'", "sources 'sep' has no finished run yet", nothing]),
+        Case("blend-unfinished", ["blend", "sep", "tune", "--weights", "0.5,0.5"],
+             ["sources 'sep' has no finished run yet", nothing]),
+        Case("run-data-missing", ["run", "mark1"],
+             ["experiment 'mark1'", "key 'data': data source 'noise'", "does not exist",
+              nothing]),
+        Case("run-demo-val-only", ["run", "merged_demo"],
+             ["experiment 'merged_demo'", "key 'val_data': data source 'demo_val'",
+              "nkd data synth separation", "--set val_data=FOLDER", nothing]),
     ]
     # tags, notes, archive
     cases += [

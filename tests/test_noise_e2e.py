@@ -206,10 +206,17 @@ def test_class_order_mismatch_is_refused(space: Space) -> None:
     assert "class order" in run["error"] and "differs from teacher" in run["error"]
 
 
-def test_missing_teacher_run_is_a_clear_error(space: Space) -> None:
-    assert space.nkd("run", "mark2.soft_labels") != 0
-    run = space.latest("mark2.soft_labels")
-    assert "teacher 'mark2' has no finished run yet; run `nkd run mark2` first" in run["error"]
+def test_missing_teacher_run_is_a_clear_error(space: Space, capsys) -> None:
+    """Refused before anything is recorded: no failed run left in the store."""
+    capsys.readouterr()
+    assert space.nkd("run", "mark2.soft_labels") == 2
+    err = capsys.readouterr().err
+    assert "teacher 'mark2' has no finished run yet; run `nkd run mark2` first" in err
+    store = space.store()
+    try:
+        assert store.latest_run("mark2.soft_labels") is None
+    finally:
+        store.close()
 
 
 def test_eval_scores_the_teacher_on_clips_it_never_saw(space: Space, tmp_path: Path,

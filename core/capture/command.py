@@ -57,6 +57,8 @@ class CommandRun:
         self.scalars = Follower(bool(params.get("builtin_scalars", True)),
                                 params.get("output_scalars", []))
         self.epoch: int | None = None  # the latest epoch recorded, for checkpoints found by glob
+        self.summaries: set[tuple[str, str | None, str | None]] = set()  # (name, stem, split)
+        self.started = time.time()
         dirs = [run_dir]
         if params.get("tensorboard_dir"):
             dirs.append(Path(config["root"]) / fill_placeholders(params["tensorboard_dir"],
@@ -166,6 +168,7 @@ class CommandRun:
         for captured in self.scalars.flush():
             self._report(captured)
         self._follow_files(final=True)
+        self._read_results()
         if self.refused:
             print(f"nkd: {self.refused} @nkd record(s) refused in this run", flush=True)
         if self.killed:
@@ -226,7 +229,34 @@ class CommandRun:
     def _report(self, event: dict[str, Any]) -> None:
         if event["type"] == "epoch":
             self.epoch = event["epoch"]
+        if event["type"] == "metric" and not event.get("track"):
+            self.summaries.add((event["name"], event.get("stem"), event.get("split")))
         self.reporter.event(event)
+
+    def _read_results(self) -> None:
+        """eval_result_<stem>.csv the script wrote: per-track metrics, and the summaries it did
+        not print itself (the median over tracks per stem, the mean over stems)."""
+        from core.capture.results import read_result, result_files
+
+        stems: dict[tuple[str, str | None], list[float]] = {}
+        for path in result_files([self.cwd, self.run_dir], self.started - 1.0):
+            try:
+                events = read_result(path)
+            except (OSError, ValueError) as exc:
+                print(f"nkd: {path.name}: not read as metrics ({exc})", flush=True)
+                continue
+            for event in events:
+                key = (event["name"], event["stem"], event.get("split"))
+                if "track" not in event:
+                    stems.setdefault((event["name"], event.get("split")), []).append(
+                        event["value"])
+                    if key in self.summaries:
+                        continue  # the script printed it itself
+                self._report(event)
+        for (name, split), values in stems.items():
+            if (name, "mean", split) not in self.summaries and len(values) > 1:
+                self._report({"type": "metric", "name": name, "value": sum(values) / len(values),
+                              "stem": "mean", **({"split": split} if split else {})})
 
     def _follow_files(self, final: bool) -> None:
         """What the script writes to files: TensorBoard scalars, checkpoints by name."""

@@ -86,6 +86,28 @@ def eval_experiment(
             if setting in base:
                 params[setting] = base[setting]
     params.update(settings)
-    short = re.sub(r"[^A-Za-z0-9_-]", "_", f"eval_{Path(reference.target).stem}_on_"
-                   f"{Path(data.rstrip('/')).name or data}")
+    # the experiment's (or run's) own name, dots kept: mark2.5 is not mark2; a file by its stem
+    scored = Path(reference.target).stem if reference.kind == "file" else reference.target
+    short = re.sub(r"[^A-Za-z0-9._-]", "_", f"eval_{scored}_on_"
+                   f"{Path(data.rstrip('/')).name or data}").strip("._")
     return Experiment(short[:NAME_MAX], params, (short[:NAME_MAX],), {key: reference})
+
+
+RUN_SUFFIX = re.compile(r"_\d{8}_\d{6}(_\d{1,3})?$")
+
+
+def scored_experiment(params: dict[str, Any]) -> str | None:
+    """The experiment an evaluation scores (or a blend's first source): what its `teacher` or
+    `pretrained` names, a run id read as its experiment; None for a checkpoint file."""
+    ref = params.get("teacher") or params.get("pretrained")
+    if not isinstance(ref, str):
+        sources = params.get("sources")
+        ref = next(iter(sources), None) if isinstance(sources, dict) and sources else None
+    if not isinstance(ref, str):
+        return None
+    kind, target = reference_form(ref)
+    if kind == "file":
+        return None
+    if kind == "run":
+        return RUN_SUFFIX.sub("", target)
+    return target.partition("@")[0]

@@ -4,6 +4,7 @@ detached worker."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import sys
 import time
@@ -20,10 +21,11 @@ from core.errors import NkdError, RunError
 from core.registry import DATA_REF_KEYS, Experiment, Registry, recipes, substitute_command
 from core.registry.queue import QueueConfig
 from core.registry.workspace import Workspace
+from core.runs.inputs import check_inputs
 from core.store import FINAL, Store
 from core.store.reporter import Reporter
 from core.util.files import atomic_write_json
-from core.util.names import check_name, inside
+from core.util.names import check_name, inside, open_append, run_path
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Launched:
     pid: int | None  # None: queued, the scheduler starts it
     gpus: str | None = None  # CUDA_VISIBLE_DEVICES it was given
     notice: str | None = None  # one line for the user (a setting ignored on this box)
+    skipped: tuple[str, ...] = ()  # optional parts left out (demo data not on disk), one line each
 
 
 def allocate_run_dir(runs_dir: Path, experiment: str, now: datetime | None = None) -> Path:
@@ -102,11 +105,15 @@ def launch_experiment(
     own_store = store is None
     store = store or Store(ws.db_path)
     try:
+        exp, skipped = check_inputs(registry, exp, store, queued or slurm, after)
         if slurm:
-            return _submit_to_slurm(registry, ws, exp, store, list(after), sweep, cwd)
-        with _placement(ws, exp, queued, store) as (gpus, notice):
-            return _record_and_start(registry, ws, exp, store, queued, list(after), sweep,
-                                     cwd, gpus, notice)
+            launched = _submit_to_slurm(registry, ws, exp, store, list(after), sweep, cwd,
+                                        skipped)
+        else:
+            with _placement(ws, exp, queued, store) as (gpus, notice):
+                launched = _record_and_start(registry, ws, exp, store, queued, list(after),
+                                             sweep, cwd, gpus, notice, skipped=skipped)
+        return dataclasses.replace(launched, skipped=tuple(skipped))
     finally:
         if own_store:
             store.close()
@@ -171,6 +178,7 @@ def _submit_to_slurm(
     after: list[str],
     sweep: str | None,
     cwd: str | None,
+    skipped: list[str],
 ) -> Launched:
     """Record the run (`queued`: pending in Slurm) and submit its sbatch script; the runs it
     waits for become `--dependency=afterok:` on their jobs."""
@@ -196,7 +204,7 @@ def _submit_to_slurm(
                            f"can wait only for Slurm jobs")
         depends.append(row["job_id"])
     launched = _record_and_start(registry, ws, exp, store, True, after, sweep, cwd, None, None,
-                                 backend="slurm")
+                                 backend="slurm", skipped=skipped)
     script = slurm.job_script(launched.run_dir, exp.params, registry.backends["slurm"])
     job_id = slurm.submit(store, launched.run_dir, script, depends)
     return dataclasses.replace(launched, notice=f"Slurm job {job_id}")
@@ -214,10 +222,17 @@ def _record_and_start(
     gpus: list[Gpu] | None,
     notice: str | None,
     backend: str = "local",
+    skipped: list[str] | None = None,
 ) -> Launched:
     name = exp.name
     run_dir = allocate_run_dir(ws.runs_dir, name)
     run_id = run_dir.name
+    if skipped:  # said first in the run's log, where its worker's output follows
+        log = open_append(run_path(run_dir, "output.log"))
+        try:
+            os.write(log, "".join(f"nkd: {line}\n" for line in skipped).encode())
+        finally:
+            os.close(log)
     config: dict[str, Any] = {
         "run_id": run_id,
         "experiment": name,

@@ -35,6 +35,19 @@ def _tracks(ctx: RunContext, key: str, stems: tuple[str, ...], rate: int) -> lis
     return prepare(Path(table["root"]), name, stems, rate, AudioCache(ctx.cache_dir))
 
 
+def held_out(tracks: list[TrackFiles]) -> tuple[list[TrackFiles], list[TrackFiles]]:
+    """Without `val_data`: the last tracks by name (about one in seven, at least one) are kept
+    out of training and validate it, the same ones on every run and resume."""
+    if len(tracks) < 2:
+        raise RunError(f"data: {len(tracks)} track: nothing to hold out for validation; set "
+                       f"val_data (a source or a folder of tracks)")
+    n = max(1, round(len(tracks) / 7))
+    ordered = sorted(tracks, key=lambda t: t.name)
+    print(f"no val_data: {n} of {len(tracks)} tracks of data held out for validation "
+          f"({', '.join(t.name for t in ordered[-n:])})", flush=True)
+    return ordered[:-n], ordered[-n:]
+
+
 def _workers(p: dict[str, Any], device: torch.device) -> int:
     """DataLoader worker processes: `num_workers`, else 4 beside a GPU and none on the CPU
     (where the model needs the cores more than the loader does)."""
@@ -83,7 +96,10 @@ def train(ctx: RunContext) -> None:
     stems = tuple(p.get("stems", STEMS))
     stft = Stft.from_params(p)
     train_tracks = _tracks(ctx, "data", stems, stft.sample_rate)
-    val_tracks = _tracks(ctx, "val_data", stems, stft.sample_rate)
+    if p.get("val_data"):
+        val_tracks = _tracks(ctx, "val_data", stems, stft.sample_rate)
+    else:
+        train_tracks, val_tracks = held_out(train_tracks)
     seg = int(float(p.get("segment_seconds", 2.0)) * stft.sample_rate)
     seed = int(p.get("seed", 0))
     train_set = SegmentSet(train_tracks, seg, p, stems, seed)
@@ -198,16 +214,16 @@ def _score(
     stems, rate = tuple(meta["stems"]), int(meta["stft"]["sample_rate"])
     sep = Separation(model, meta, device, float(p.get("mask_scale", 1.0)),
                      float(p.get("threshold", 0.0)))
-    if not p.get("val_data") and not p.get("test_data"):
+    if val_tracks is None and not p.get("val_data") and not p.get("test_data"):
         raise RunError("nothing to score: set val_data or test_data")
-    if p.get("gain_correction") and not p.get("val_data"):
+    if p.get("gain_correction") and val_tracks is None and not p.get("val_data"):
         raise RunError("key 'gain_correction': gains are fitted on validation data only; "
                        "set val_data (the test data is never used to fit them)")
     if val_tracks is None and p.get("val_data"):
         val_tracks = _tracks(ctx, "val_data", stems, rate)
     gains, gains_from = None, "none"
     if p.get("gain_correction"):
-        val_name = ctx.data_source("val_data")[0]
+        val_name = ctx.data_source("val_data")[0] if p.get("val_data") else "data (held out)"
         gains, gains_from = fit_gains(ctx, sep, val_tracks, val_name), f"val:{val_name}"
     if val_tracks is not None:
         score(ctx, sep, val_tracks, "val", gains, gains_from)

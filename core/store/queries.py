@@ -206,6 +206,16 @@ class RunQueries:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
+    def latest_params(self, experiments: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Each experiment's settings as its newest run recorded them."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in experiments:
+            row = self.conn.execute(
+                "SELECT params FROM runs WHERE experiment = ? ORDER BY created_at DESC LIMIT 1",
+                (name,)).fetchone()
+            out[name] = json.loads(row[0]) if row and row[0] else {}
+        return out
+
     def lineage(self) -> list[dict[str, Any]]:
         cur = self.conn.execute("SELECT child, parent, relation, weight FROM lineage")
         names = [d[0] for d in cur.description]

@@ -7,6 +7,7 @@ runs         nkd ps, show, logs              control   pause/resume/suspend/stop
                                                        reindex
 notes        nkd tag, note, archive          capture   nkd capture, import
 lineage      nkd lineage, blend, eval        data      nkd data synth/index/prepare
+compare      nkd compare
 """
 
 from nkd_tui.cli.entry import build_parser, main

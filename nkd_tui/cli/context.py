@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 from core.errors import NkdError
 from core.registry import Registry, load_registry
@@ -45,3 +47,9 @@ def sync_slurm(store: Store, ws: Workspace) -> None:
     from core.backends.slurm import refresh
 
     refresh(store, ws)
+
+
+def say_skipped(launched: Any) -> None:
+    """The optional parts a launch left out (demo data not on disk), one `nkd:` line each."""
+    for line in launched.skipped:
+        print(f"nkd: {launched.run_id}: {line}", file=sys.stderr)

@@ -10,7 +10,17 @@ from typing import Any
 
 from core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, NkdError
 from core.store.recover import open_store
-from nkd_tui.cli import capture, control, data, experiments, lineage, notes, queue, runs
+from nkd_tui.cli import (
+    capture,
+    compare,
+    control,
+    data,
+    experiments,
+    lineage,
+    notes,
+    queue,
+    runs,
+)
 from nkd_tui.cli.context import registry_path
 
 
@@ -51,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     capture.add_parser(add, sub)
     capture.add_import_parser(add, sub)
     runs.add_parsers(add, sub)
+    compare.add_parsers(add, sub)
     control.add_parsers(add, sub)
     lineage.add_parsers(add, sub)
     data.add_parsers(add, sub)
@@ -59,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse ends a `nargs="*"` positional at the first option; a command may say
+        spill = getattr(args, "more_positionals", None)  # which list takes the words after it
+        if not spill or any(word.startswith("-") for word in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        getattr(args, spill).extend(extra)  # `nkd tag RUN -d OLD NEW`: NEW is a tag to add
     if not getattr(args, "func", None):
         args.func = cmd_tui
     try:

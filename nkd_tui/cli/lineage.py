@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from nkd_tui.cli.context import open_registry, open_workspace
+from nkd_tui.cli.context import open_registry, open_workspace, say_skipped
 from nkd_tui.cli.follow import follow_run
 
 
@@ -38,6 +38,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
         args.threshold,
     )
     launched = launch_experiment(registry, exp, store=store)
+    say_skipped(launched)
     print(f"{launched.run_id}: started (pid {launched.pid}), folder {launched.run_dir}")
     if args.detach:
         return 0
@@ -51,6 +52,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     registry, ws, store = open_registry(args)
     exp = eval_experiment(registry, store, args.ref, args.data, args.split, args.set)
     launched = launch_experiment(registry, exp, store=store)
+    say_skipped(launched)
     print(f"{launched.run_id}: started (pid {launched.pid}), folder {launched.run_dir}")
     if args.detach:
         return 0

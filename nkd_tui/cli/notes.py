@@ -53,7 +53,7 @@ def add_parsers(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
     p.add_argument("run", help="run id, unique prefix, or experiment (its latest run)")
     p.add_argument("tags", nargs="*", help="tags to add: letters, digits, _ . : / + = @ -")
     p.add_argument("--remove", "-d", action="append", metavar="TAG", help="a tag to take off")
-    p.set_defaults(func=cmd_tag)
+    p.set_defaults(func=cmd_tag, more_positionals="tags")  # nkd tag RUN -d OLD NEW
 
     p = add(sub, "note", help="a run's note: set it, clear it with '', or print it")
     p.add_argument("run")

@@ -16,7 +16,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from core.runs.launch import launch_experiment
     from core.runs.plan import make_plan, pin
     from core.runs.status import resolve_run
-    from nkd_tui.cli.context import open_registry
+    from nkd_tui.cli.context import open_registry, say_skipped
     from nkd_tui.cli.follow import follow_run
 
     registry, ws, store = open_registry(args)
@@ -33,6 +33,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     on_slurm = plan.runs[0].experiment.params.get("backend") == "slurm"
     if not plan.queued and not on_slurm:
         launched = launch_experiment(registry, plan.runs[0].experiment, store=store)
+        say_skipped(launched)
         if launched.notice:
             print(f"nkd: {launched.notice}", file=sys.stderr)
         on = f" on GPU {launched.gpus}" if launched.gpus else ""
@@ -48,6 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         launched = launch_experiment(registry, exp, store=store, queued=True, after=waits,
                                      sweep=planned.sweep)
         ids.append(launched.run_id)
+        say_skipped(launched)
         swept = " ".join(planned.overrides) if planned.sweep else ""
         wait = f" after {', '.join(waits)}" if waits else ""
         where = f" as {launched.notice}" if launched.notice else ""
