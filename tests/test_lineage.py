@@ -25,6 +25,8 @@ def _family(root: Path) -> Path:
     registry.write_text(
         registry.read_text() + '\n[data.musdb_val]\nroot = "data/val"\nkind = "separation"\n'
     )
+    for folder in ("val", "musdb"):  # a blend's inputs are checked before it starts
+        (root / "data" / folder).mkdir(parents=True)
     store = Store(root / "nkd.db")
     for run_id, parents in (
         (ROOT_RUN, []),

@@ -75,11 +75,13 @@ def test_the_chain_queued_in_one_command_pins_the_parent(own: Workspace) -> None
     assert child["status"] == "finished" and child["params"]["pretrained"] == f"run:{parent['id']}"
 
 
-def test_a_missing_parent_fails_the_run_with_one_line(own: Workspace) -> None:
-    assert nkd(own, "run", "own_crnn_finetune", "--set", "epochs=1") == 1
-    row = own.store().latest_run("own_crnn_finetune")
-    assert row["status"] == "failed"
-    assert "pretrained 'own_crnn' has no finished run yet" in row["error"]
+def test_a_missing_parent_is_refused_with_one_line(
+    own: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert nkd(own, "run", "own_crnn_finetune", "--set", "epochs=1") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pretrained 'own_crnn' has no finished run yet" in err
+    assert own.store().latest_run("own_crnn_finetune") is None  # nothing recorded
 
 
 def test_a_blend_of_two_plain_checkpoints_keeps_their_layout(

@@ -368,9 +368,11 @@ def test_references_say_which_run(space: Space, capsys) -> None:
     capsys.readouterr()
     assert space.nkd("show", run["id"]) == 0
     assert f"reference   pretrained {ref} -> run {expected}" in capsys.readouterr().out
+    before = space.run("crnn_large_finetune")["id"]
     assert space.nkd("run", "crnn_large_finetune", *SMALL, "--set", "epochs=1",
-                     "--set", "pretrained=crnn_long@lr=0.5") == 1
-    assert "no finished run of crnn_long with lr=0.5" in space.run("crnn_large_finetune")["error"]
+                     "--set", "pretrained=crnn_long@lr=0.5") == 2  # refused: nothing recorded
+    assert "no finished run of crnn_long with lr=0.5" in capsys.readouterr().err
+    assert space.run("crnn_large_finetune")["id"] == before
 
 
 def test_a_folder_path_works_where_a_source_is_expected(space: Space, capsys) -> None:

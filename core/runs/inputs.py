@@ -35,14 +35,35 @@ def check_inputs(
     """The experiment as it will run (absent optional data left out) and the notices to give;
     RunError, before anything is written, for a source or reference that points at nothing."""
     where = f"{registry.path}: experiment '{exp.name}'"
-    experiment, notices = _data(registry, exp, where)
+    experiment, notices = _data(registry, exp, where, _scores(registry, store, exp))
     waits = list(after)
     for key, ref in [*exp.references.items(), *(("sources", s) for s in exp.sources)]:
         _reference(registry, store, where, key, ref, queued, waits)
     return experiment, notices
 
 
-def _data(registry: Registry, exp: Experiment, where: str) -> tuple[Experiment, list[str]]:
+def _scores(registry: Registry, store: Store, exp: Experiment) -> bool:
+    """Will the run score anything? An evaluation does; a blend only when all its sources are
+    nkd separators (a blend of plain state dicts from a script of one's own is not evaluated)."""
+    if exp.recipe not in SCORING:
+        return False
+    for ref in exp.sources:
+        if ref.kind == "file":
+            return False
+        if ref.kind == "run":
+            run = store.get_run(ref.target)
+            recipe = run.get("recipe") if run else None
+        else:
+            source = registry.experiments.get(ref.target.partition("@")[0])
+            recipe = source.recipe if source else None
+        if not str(recipe or "").startswith("separation."):
+            return False
+    return True
+
+
+def _data(
+    registry: Registry, exp: Experiment, where: str, scores: bool
+) -> tuple[Experiment, list[str]]:
     params = dict(exp.params)
     notices: list[str] = []
     dropped: list[str] = []
@@ -61,8 +82,7 @@ def _data(registry: Registry, exp: Experiment, where: str) -> tuple[Experiment, 
         notices.append(f"{key} '{src.name}' ({src.root}) is a demo source that is not on disk: "
                        f"left out, {WITHOUT[key]}")
         del params[key]
-    scores = any(k in params for k in ("val_data", "test_data"))
-    if exp.recipe in SCORING and dropped and not scores:
+    if scores and dropped and not any(k in params for k in ("val_data", "test_data")):
         raise RunError(f"{dropped[0]}; give data of your own with --set val_data=FOLDER "
                        f"(or test_data); nothing was started")
     if not notices:
