@@ -174,6 +174,11 @@ def _cases() -> list[Case]:
         ("data=./data/empty", ["key 'data': folder", "holds no track folders"]),
         ("pretrained=best:tik", ["unknown experiment 'tik' in 'best:tik'"]),
         ("pretrained=slow@lr", ["'slow@lr' needs EXP@key=value"]),
+        ("loss=l2", ["key 'loss' must be one of", "l1", "mse"]),
+        ("wiener_iterations=-1", ["key 'wiener_iterations' must be ≥ 0"]),
+        ("wiener_iterations=1.5", ["key 'wiener_iterations' must be an integer"]),
+        ("select_by=sdr", ["key 'select_by' must be one of", "val_sdr"]),
+        ("model=bsrnn", ["key 'model' must be one of", "mask_lstm"]),
     ]:
         cases.append(Case(f"set-{value}", ["run", "tick", "--set", value],
                           ["experiment 'tick'", *words]))

@@ -140,7 +140,7 @@ KEYS: dict[str, Key] = {
     "zero_shot_classes": Key("list[str]", "held-out noise types evaluated zero-shot"),
     "embed_dim": _pos("int", "embedding size of the audio encoder"),
     # source separation
-    "model": Key("str", "separation model", ("crnn", "unet_crnn")),
+    "model": Key("str", "separation model", ("crnn", "unet_crnn", "mask_lstm")),
     "hidden_size": _pos("int", "LSTM hidden size"),
     "num_layers": _pos("int", "LSTM layers"),
     "dropout": _pos("float", "dropout probability", lo_open=False, hi=1, hi_open=True),
@@ -158,6 +158,13 @@ KEYS: dict[str, Key] = {
     "freeze": Key("list[str]", "parameter-name prefixes kept frozen"),
     "rhythm_head": Key("bool", "add the onset (rhythm) head of the U-Net CRNN"),
     "focal_gamma": _pos("float", "focal-loss gamma of the rhythm head", lo_open=False),
+    "loss": Key("str", "separation loss on masked magnitudes: l1 (the median: sparse stems such "
+                "as drums fade), mse (the mean)", ("l1", "mse")),
+    "wiener_iterations": _pos("int", "multichannel Wiener filter passes over the estimates at "
+                              "inference (0: the masks alone)", lo_open=False),
+    "select_by": Key("str", "which epoch's weights are kept as best: the lowest validation loss, "
+                     "or the highest validation SDR (BSS Eval of val_data each epoch)",
+                     ("val_loss", "val_sdr")),
 }
 
 DATA_KEYS: dict[str, Key] = {

@@ -5,7 +5,7 @@ scored in the memory of two tracks; BSS Eval runs on the GPU when the run has on
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from core.runs.context import RunContext
 from core.separation import bsseval
 from core.separation.models import masks_of
 from core.separation.spectral import MagNorm, Stft
+from core.separation.wiener import wiener
 from core.util.files import atomic_write_text, csv_text
 
 METRICS = ("sdr", "isr", "sir", "sar", "si_sdr")
@@ -32,8 +33,10 @@ def separate(
     device: torch.device,
     mask_scale: float = 1.0,
     threshold: float = 0.0,
+    wiener_iterations: int = 0,
 ) -> np.ndarray:
-    """mixture [channels, n] -> estimates [stems, channels, n], each channel separated alone."""
+    """mixture [channels, n] -> estimates [stems, channels, n], each channel masked alone, then
+    (with `wiener_iterations`) the channels filtered together (core.separation.wiener)."""
     stft = Stft(**meta["stft"])
     norm = MagNorm.from_meta(meta)
     model.to(device).eval()
@@ -43,6 +46,10 @@ def separate(
     masks = masks.float() * mask_scale
     if threshold > 0:
         masks = torch.where(masks < threshold, torch.zeros_like(masks), masks)
+    if wiener_iterations > 0:
+        mags = (masks * spec.abs()[:, None]).transpose(0, 1)  # [S, C, 512, T]
+        est = stft.wave(wiener(spec, mags, wiener_iterations), wave.shape[-1])
+        return est.cpu().numpy()  # [S, C, n]
     est = stft.wave(masks * spec[:, None], wave.shape[-1])  # mixture phase
     return est.permute(1, 0, 2).cpu().numpy()  # [S, C, n]
 
@@ -71,10 +78,11 @@ class Separation:
     device: torch.device
     mask_scale: float = 1.0
     threshold: float = 0.0
+    wiener_iterations: int = 0
 
     def __call__(self, track: Track) -> np.ndarray:
         return separate(self.model, self.meta, track.mixture, self.device, self.mask_scale,
-                        self.threshold)
+                        self.threshold, self.wiener_iterations)
 
 
 def fit_gains(ctx: RunContext, sep: Separation, tracks: Sequence[TrackFiles],
@@ -98,6 +106,41 @@ def fit_gains(ctx: RunContext, sep: Separation, tracks: Sequence[TrackFiles],
     return g
 
 
+def bss_scores(
+    separate_track: Callable[[Track], np.ndarray],
+    tracks: Iterable[Track],
+    stems: list[str],
+    rate: int,
+    device: torch.device | None = None,
+) -> dict[str, list[dict[str, float]]]:
+    """BSS Eval of every track's estimates (1 s frames, the median over frames): per stem, one
+    row per track with each measure."""
+    per_track: dict[str, list[dict[str, float]]] = {s: [] for s in stems}
+    for track in tracks:
+        est = separate_track(track)
+        refs = track.stems.transpose(0, 2, 1)  # [S, n, C]
+        result = bsseval.bss_eval(
+            refs, est.transpose(0, 2, 1), window=rate, hop=rate, device=device
+        ).medians()
+        for i, stem in enumerate(stems):
+            per_track[stem].append({"track": track.name,
+                                    **{k: float(result[k][i]) for k in METRICS}})
+    return per_track
+
+
+def summarize(per_track: dict[str, list[dict[str, float]]], measure: str = "sdr"
+              ) -> dict[str, float]:
+    """The median over tracks per stem, and their mean (the MUSDB18 / SiSEC 2018 figure)."""
+    summary: dict[str, float] = {}
+    for stem, rows in per_track.items():
+        values = [r[measure] for r in rows if np.isfinite(r[measure])]
+        if values:
+            summary[stem] = float(np.median(values))
+    if summary:
+        summary["mean"] = float(np.mean(list(summary.values())))
+    return summary
+
+
 def score(
     ctx: RunContext,
     sep: Separation,
@@ -115,36 +158,26 @@ def score(
     if not tracks:
         raise RunError(f"no {split} tracks to evaluate on")
     g = np.ones(len(stems)) if gains is None else gains
-    per_track: dict[str, list[dict[str, float]]] = {s: [] for s in stems}
     bss_device = sep.device if sep.device.type == "cuda" else None
     where = {"split": split, "gains": gains_from}
-    for track in loaded(tracks):
-        est = sep(track) * g[:, None, None]
-        refs = track.stems.transpose(0, 2, 1)  # [S, n, C]
-        result = bsseval.bss_eval(
-            refs, est.transpose(0, 2, 1), window=rate, hop=rate, device=bss_device
-        ).medians()
-        for i, stem in enumerate(stems):
-            values = {k: float(result[k][i]) for k in METRICS}
-            per_track[stem].append({"track": track.name, **values})
-            for k, v in values.items():
-                if np.isfinite(v):
-                    ctx.reporter.metric(k, v, stem=stem, track=track.name, **where,
-                                        definition=_definition(k))
-    summary: dict[str, float] = {}
+    per_track = bss_scores(lambda track: sep(track) * g[:, None, None], loaded(tracks), stems,
+                           rate, bss_device)
     suffix = "" if split == "val" else f"_{split}"
     for stem in stems:
         rows = per_track[stem]
+        for row in rows:
+            for k in METRICS:
+                if np.isfinite(row[k]):
+                    ctx.reporter.metric(k, row[k], stem=stem, track=row["track"], **where,
+                                        definition=_definition(k))
         for k in METRICS:
             values = [r[k] for r in rows if np.isfinite(r[k])]
             if values:
-                med = float(np.median(values))
-                ctx.reporter.metric(k, med, stem=stem, **where, definition=_definition(k))
-                if k == "sdr":
-                    summary[stem] = med
+                ctx.reporter.metric(k, float(np.median(values)), stem=stem, **where,
+                                    definition=_definition(k))
         _write_csv(ctx.run_dir / f"eval_result_{stem}{suffix}.csv", rows)
+    summary = summarize(per_track)
     if summary:
-        summary["mean"] = float(np.mean(list(summary.values())))
         ctx.reporter.metric("sdr", summary["mean"], stem="mean", **where,
                             definition=bsseval.DEFINITION)
     print(

@@ -1,4 +1,5 @@
-"""Separation models on STFT magnitudes: CRNN and U-Net CRNN (with an optional rhythm head).
+"""Separation models on STFT magnitudes: CRNN, U-Net CRNN (with an optional rhythm head) and the
+mask LSTM.
 
 Input: normalised log1p magnitudes [B, 1, 512, T] (the Nyquist bin is dropped on the way in).
 Output: one sigmoid mask per stem [B, S, 512, T]; the U-Net's rhythm head also gives per-frame
@@ -116,6 +117,34 @@ class UNetCRNN(nn.Module):
         return masks, onsets
 
 
+class MaskLSTM(nn.Module):
+    """Whole-spectrum frames: a linear layer over the 512 bins -> BiLSTM over time, its input
+    added back -> two linear layers -> one mask per stem. No convolution over the full
+    spectrogram, so it trains several times faster than the CRNNs per step on a CPU, and every
+    mask sees every bin of its frame (a pitch's harmonics, a drum hit's whole band)."""
+
+    def __init__(
+        self, stems: int = 4, hidden_size: int = 256, num_layers: int = 3, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.stems = stems
+        self.encoder = nn.Sequential(nn.Linear(BINS, hidden_size), nn.LayerNorm(hidden_size),
+                                     nn.Tanh())
+        self.lstm = nn.LSTM(hidden_size, hidden_size // 2, num_layers, batch_first=True,
+                            bidirectional=True, dropout=dropout if num_layers > 1 else 0.0)
+        self.decoder = nn.Sequential(
+            nn.Linear(2 * hidden_size, hidden_size), nn.LayerNorm(hidden_size), nn.ReLU(),
+            nn.Linear(hidden_size, stems * BINS),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, f, t = x.shape
+        h = self.encoder(x[:, 0].transpose(1, 2))  # [B, T, H]
+        seq, _ = self.lstm(h)
+        masks = torch.sigmoid(self.decoder(torch.cat([h, seq], dim=-1)))  # [B, T, S*F]
+        return masks.view(b, t, self.stems, f).permute(0, 2, 3, 1)
+
+
 def build(meta: dict) -> nn.Module:
     """The model a checkpoint's meta describes."""
     kind = meta["model"]
@@ -127,6 +156,8 @@ def build(meta: dict) -> nn.Module:
     )
     if kind == "unet_crnn":
         return UNetCRNN(**common, rhythm_head=bool(meta.get("rhythm_head", True)))
+    if kind == "mask_lstm":
+        return MaskLSTM(**common)
     return CRNN(**common)
 
 

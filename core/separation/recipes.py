@@ -15,7 +15,7 @@ from core.errors import RunError
 from core.runs import refs
 from core.runs.context import RunContext
 from core.separation import blend as blending
-from core.separation.evaluate import Separation, fit_gains, score
+from core.separation.evaluate import Separation, bss_scores, fit_gains, loaded, score, summarize
 from core.separation.models import build, focal_loss, load_weights, masks_of
 from core.separation.segments import SegmentSet, StepBatches, ValSet, loader
 from core.separation.spectral import MagNorm, Stft
@@ -136,6 +136,7 @@ def train(ctx: RunContext) -> None:
         float(p.get("focal_gamma", 2.0)),
     )
     drums = stems.index("drums") if "drums" in stems else None
+    squared = p.get("loss", "l1") == "mse"
 
     def step(batch: dict[str, torch.Tensor], is_train: bool):
         for module in frozen:  # frozen layers keep their normalisation statistics too
@@ -146,7 +147,8 @@ def train(ctx: RunContext) -> None:
         mag = spec.abs()
         masks, onsets = masks_of(model, norm(mag)[:, None])
         target_mag = stft.spec(target).abs()
-        loss = (masks.float() * mag[:, None] - target_mag).abs().mean()
+        error = masks.float() * mag[:, None] - target_mag
+        loss = error.square().mean() if squared else error.abs().mean()
         if rhythm and onsets is not None and drums is not None:
             loss = loss + ONSET_WEIGHT * focal_loss(
                 onsets.float(), onset_targets(target_mag[:, drums]), gamma
@@ -179,10 +181,28 @@ def train(ctx: RunContext) -> None:
         device,
         parents=parents,
         trainable=trainable,
+        select=("sdr", _val_sdr(model, full_meta, device, p, val_tracks))
+        if p.get("select_by") == "val_sdr" else None,
     )
     trainer.fit()
     trainer.load_best()
     _score(ctx, model, full_meta, device, val_tracks)
+
+
+def _val_sdr(model: torch.nn.Module, meta: dict[str, Any], device: torch.device,
+             p: dict[str, Any], tracks: list[TrackFiles]):
+    """The mean validation SDR of the model as it is (BSS Eval, as the run's scores are),
+    separated as this run will be scored: its mask settings and Wiener passes."""
+    sep = Separation(model, meta, device, float(p.get("mask_scale", 1.0)),
+                     float(p.get("threshold", 0.0)), int(p.get("wiener_iterations", 0)))
+    rate = int(meta["stft"]["sample_rate"])
+    bss_device = device if device.type == "cuda" else None
+
+    def score() -> float:
+        per_track = bss_scores(sep, loaded(tracks), list(meta["stems"]), rate, bss_device)
+        return summarize(per_track)["mean"]
+
+    return score
 
 
 def onset_targets(drum_mag: torch.Tensor) -> torch.Tensor:
@@ -213,7 +233,7 @@ def _score(
     p = ctx.params
     stems, rate = tuple(meta["stems"]), int(meta["stft"]["sample_rate"])
     sep = Separation(model, meta, device, float(p.get("mask_scale", 1.0)),
-                     float(p.get("threshold", 0.0)))
+                     float(p.get("threshold", 0.0)), int(p.get("wiener_iterations", 0)))
     if val_tracks is None and not p.get("val_data") and not p.get("test_data"):
         raise RunError("nothing to score: set val_data or test_data")
     if p.get("gain_correction") and val_tracks is None and not p.get("val_data"):

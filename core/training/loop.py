@@ -69,6 +69,10 @@ class Trainer:
     parents: list[dict[str, Any]] = field(default_factory=list)  # lineage of every checkpoint
     params: dict[str, Any] = field(default_factory=dict)
     trainable: list[nn.Parameter] | None = None  # default: every parameter of every part
+    # a score of the model as it is after an epoch's validation (higher is better, recorded as
+    # val_<name>); when given, the best epoch is the one with the highest score, not the lowest
+    # validation loss (separation: the validation SDR)
+    select: tuple[str, Callable[[], float]] | None = None
 
     def __post_init__(self) -> None:
         p = self.params or self.ctx.params
@@ -359,6 +363,11 @@ class Trainer:
         train_loss, train_extra = self._train()
         train_seconds = time.perf_counter() - started
         val_loss, val_extra = self._validate()
+        chosen = val_loss
+        if self.select is not None:
+            name, score = self.select
+            val_extra[name] = score()
+            chosen = -val_extra[name]
         self.epoch += 1
         lr = self.optimizer.param_groups[0]["lr"]
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -367,9 +376,9 @@ class Trainer:
             self.scheduler.step()
         self.history["train_loss"].append(train_loss)
         self.history["val_loss"].append(val_loss)
-        improved = val_loss < self.best
+        improved = chosen < self.best
         if improved:
-            self.best, self.best_epoch, self.bad_epochs = val_loss, self.epoch, 0
+            self.best, self.best_epoch, self.bad_epochs = chosen, self.epoch, 0
         else:
             self.bad_epochs += 1
         extra = {f"train_{k}": v for k, v in train_extra.items()}

@@ -23,7 +23,6 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 def cmd_blend(args: argparse.Namespace) -> int:
     from core.runs.blends import blend_experiment, parse_weights
-    from core.runs.launch import launch_experiment
 
     registry, ws, store = open_registry(args)
     weights = parse_weights(args.weights, len(args.sources))
@@ -37,6 +36,13 @@ def cmd_blend(args: argparse.Namespace) -> int:
         args.mask_scale,
         args.threshold,
     )
+    return _start(args, registry, ws, store, exp)
+
+
+def _start(args: argparse.Namespace, registry: Any, ws: Any, store: Any, exp: Any) -> int:
+    """An ad-hoc run (a blend, an evaluation) started, then followed unless --detach."""
+    from core.runs.launch import launch_experiment
+
     launched = launch_experiment(registry, exp, store=store)
     say_skipped(launched)
     print(f"{launched.run_id}: started (pid {launched.pid}), folder {launched.run_dir}")
@@ -47,16 +53,10 @@ def cmd_blend(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from core.runs.evals import eval_experiment
-    from core.runs.launch import launch_experiment
 
     registry, ws, store = open_registry(args)
     exp = eval_experiment(registry, store, args.ref, args.data, args.split, args.set)
-    launched = launch_experiment(registry, exp, store=store)
-    say_skipped(launched)
-    print(f"{launched.run_id}: started (pid {launched.pid}), folder {launched.run_dir}")
-    if args.detach:
-        return 0
-    return follow_run(store, ws, launched.run_id)
+    return _start(args, registry, ws, store, exp)
 
 
 def add_parsers(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
