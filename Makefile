@@ -36,6 +36,7 @@ bench: $(VENV_STAMP)
 	$(PY) bench/lost_race.py
 	$(PY) bench/queue_bench.py
 	$(PY) bench/data_bench.py
+	$(PY) bench/separation_quality.py --quick
 
 snapshot-update: $(VENV_STAMP)
 	$(PY) -m pytest -q --snapshot-update
