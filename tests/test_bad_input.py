@@ -242,6 +242,8 @@ def _cases() -> list[Case]:
                 continue
             cases.append(Case(f"run-{command}-{ref[:10]}", [command, ref],
                               ["no run or experiment with runs named", ref[:20]]))
+    cases.append(Case("compare-unknown-run", ["compare", "{run}", "nosuch_run"],
+                      ["no run or experiment with runs named 'nosuch_run'"]))
     cases.append(Case("run-ambiguous", ["show", "tick_2"], ["run 'tick_2' is ambiguous",
                                                              "2 runs match"]))
     # control of a run that has ended ({run} is the finished run)

@@ -4,6 +4,7 @@ SDR; and the mask_lstm recipe resuming a stopped run exactly, as the others do."
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -94,7 +95,7 @@ def test_the_best_epoch_is_the_one_with_the_best_validation_sdr(space: Path) -> 
     assert main(["--registry", reg, "run", "mask_lstm", *TINY]) == 0
     run = _latest(space, "mask_lstm")
     epochs = _epochs(space, run["id"])
-    sdr = [e["extra"]["val_sdr"] for e in epochs]
+    sdr = [json.loads(e["extra"])["val_sdr"] for e in epochs]
     assert len(sdr) == 3 and all(np.isfinite(sdr))
     assert run["best_epoch"] == 1 + int(np.argmax(sdr))
     assert run["sdr"] is not None  # scored with its Wiener filter after training
@@ -103,7 +104,7 @@ def test_the_best_epoch_is_the_one_with_the_best_validation_sdr(space: Path) -> 
 def test_a_stopped_mask_lstm_run_restarts_to_the_same_epochs(space: Path) -> None:
     reg = str(space / "experiments.toml")
     assert main(["--registry", reg, "run", "mask_lstm", *TINY, "--set", "seed=4"]) == 0
-    want = [(e["epoch"], e["train_loss"], e["val_loss"], e["extra"]["val_sdr"])
+    want = [(e["epoch"], e["train_loss"], e["val_loss"], json.loads(e["extra"])["val_sdr"])
             for e in _epochs(space, _latest(space, "mask_lstm")["id"])]
     assert main(["--registry", reg, "run", "mask_lstm", *TINY, "--set", "seed=4",
                  "--detach"]) == 0
@@ -118,7 +119,7 @@ def test_a_stopped_mask_lstm_run_restarts_to_the_same_epochs(space: Path) -> Non
         time.sleep(0.2)
     if len(_epochs(space, run_id)) < 3:
         assert main(["--registry", reg, "restart", run_id]) == 0
-    got = [(e["epoch"], e["train_loss"], e["val_loss"], e["extra"]["val_sdr"])
+    got = [(e["epoch"], e["train_loss"], e["val_loss"], json.loads(e["extra"])["val_sdr"])
            for e in _epochs(space, run_id)]
     assert [g[0] for g in got] == [1, 2, 3]
     for g, w in zip(got, want, strict=True):
