@@ -217,9 +217,11 @@ class Trainer:
         finally:
             self.plot()
         if stopped_early:
+            what = f"validation {self.select[0]}" if self.select else "validation loss"
+            best = -self.best if self.select else self.best
             print(
-                f"early stop after epoch {self.epoch}: no better validation loss for "
-                f"{self.patience} epochs (best {self.best:.4f} at epoch {self.best_epoch})",
+                f"early stop after epoch {self.epoch}: no better {what} for "
+                f"{self.patience} epochs (best {best:.4f} at epoch {self.best_epoch})",
                 flush=True,
             )
         return {
