@@ -41,6 +41,9 @@ def _foreground_run(ws: Workspace, epochs: int) -> tuple[subprocess.Popen, Store
         [sys.executable, "-m", "nkd_tui.cli", "--registry", str(ws.registry), "run", "slow"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         cwd=Path(__file__).resolve().parent.parent,
+        # as in a terminal's foreground: Ctrl-C reaches it even when the suite itself was
+        # started as a background job (which makes the shell ignore SIGINT for its children)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     store = ws.store()
     _wait(lambda: bool(store.list_runs()) and _epochs(store, store.list_runs()[0]["id"]) >= epochs,
