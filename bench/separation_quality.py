@@ -82,27 +82,24 @@ def train(registry: Path, experiment: str, epochs: int, sets: list[str], quick: 
     return {"run": run, "test": test, "val": val}
 
 
-def oracle(root: Path, cache: Path, power: float) -> dict[str, float]:
-    stft = Stft()
-    tracks = prepare(root, "test", tuple(STEMS), stft.sample_rate, AudioCache(cache))
-    return summarize(bss_scores(lambda t: irm(t, stft, power), loaded(tracks), STEMS,
-                                stft.sample_rate))
-
-
-def oracle_wiener(root: Path, cache: Path) -> dict[str, float]:
-    """The same post-filter as the recipe's, fed the true magnitudes: the ceiling of a separator
-    whose estimates are Wiener-filtered across the channels (SiSEC 2018's MWF oracle, one pass)."""
+def oracles(root: Path, cache: Path) -> dict[str, dict[str, float]]:
+    """The oracles on the test tracks: the IRM (p = 1), IRM2 (p = 2), and the recipe's
+    post-filter fed the true magnitudes, the ceiling of a separator whose estimates are
+    Wiener-filtered across the channels (SiSEC 2018's MWF oracle, one pass)."""
     import torch
 
     stft = Stft()
+    tracks = prepare(root, "test", tuple(STEMS), stft.sample_rate, AudioCache(cache))
 
-    def separate(track):
+    def filtered(track):
         spec = stft.spec(torch.as_tensor(track.mixture))
         mags = stft.spec(torch.as_tensor(track.stems)).abs()
         return stft.wave(wiener(spec, mags, 1), track.mixture.shape[-1]).numpy()
 
-    tracks = prepare(root, "test", tuple(STEMS), stft.sample_rate, AudioCache(cache))
-    return summarize(bss_scores(separate, loaded(tracks), STEMS, stft.sample_rate))
+    ways = {"irm1": lambda t: irm(t, stft, 1.0), "irm2": lambda t: irm(t, stft, 2.0),
+            "wiener": filtered}
+    return {name: summarize(bss_scores(way, loaded(tracks), STEMS, stft.sample_rate))
+            for name, way in ways.items()}
 
 
 def line(name: str, scores: dict[str, float]) -> str:
@@ -134,9 +131,8 @@ def main() -> int:
         torch.set_num_threads(1)
     result = train(registry, args.experiment, args.epochs or mode["epochs"], args.set,
                    args.quick)
-    irm1 = oracle(work / "data" / "test", work / "cache", 1.0)
-    irm2 = oracle(work / "data" / "test", work / "cache", 2.0)
-    mwf = oracle_wiener(work / "data" / "test", work / "cache")
+    found = oracles(work / "data" / "test", work / "cache")
+    irm1, irm2, mwf = found["irm1"], found["irm2"], found["wiener"]
     print(f"\n{'SDR (dB)':<22}" + "".join(f"{s:>9}" for s in [*STEMS, "mean"]))
     print(line(f"{args.experiment} val", result["val"]))
     print(line(f"{args.experiment} test", result["test"]))

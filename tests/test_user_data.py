@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_noise_e2e import Space
 
-from core.store import Store
 from nkd_tui.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,26 +51,8 @@ CHAINS: dict[str, list[tuple[str, list[str]]]] = {
 }
 
 
-class User:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.registry = root / "experiments.toml"
-
-    def nkd(self, *args: str) -> int:
-        return main(["--registry", str(self.registry), *args])
-
-    def latest(self, experiment: str) -> dict:
-        store = Store(self.root / "nkd.db")
-        try:
-            run = store.latest_run(experiment)
-            assert run is not None, f"no run of {experiment}"
-            return run
-        finally:
-            store.close()
-
-
 @pytest.fixture(scope="module")
-def user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[User]:
+def user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Space]:
     demo = tmp_path_factory.mktemp("demo")  # where the user's folders come from
     shutil.copy(ROOT / "experiments.toml", demo / "experiments.toml")
     for kind in ("noise", "separation"):
@@ -82,12 +64,12 @@ def user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[User]:
                          ("val", "tracks_val"), ("test", "tracks_test")]:
         shutil.copytree(demo / "data" / theirs, mine / ours)
     assert not (root / "data").exists()  # nothing of the demo set is there
-    yield User(root)
+    yield Space(root)
 
 
 @pytest.mark.parametrize("chain", list(CHAINS))
 def test_every_shipped_chain_finishes_on_a_users_folders(
-    user: User, chain: str, capsys: pytest.CaptureFixture[str]
+    user: Space, chain: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for experiment, sets in CHAINS[chain]:
         args = [a for s in sets for a in ("--set", s)]
@@ -108,7 +90,7 @@ def test_every_shipped_chain_finishes_on_a_users_folders(
 
 
 def test_an_evaluation_on_a_users_folder_is_named_after_what_it_scores(
-    user: User, capsys: pytest.CaptureFixture[str]
+    user: Space, capsys: pytest.CaptureFixture[str]
 ) -> None:
     if user.latest("mark2.5")["status"] != "finished":
         pytest.skip("needs the hybrid_kd chain")

@@ -113,7 +113,7 @@ def launch_experiment(
             with _placement(ws, exp, queued, store) as (gpus, notice):
                 launched = _record_and_start(registry, ws, exp, store, queued, list(after),
                                              sweep, cwd, gpus, notice, skipped=skipped)
-        return dataclasses.replace(launched, skipped=tuple(skipped))
+        return launched
     finally:
         if own_store:
             store.close()
@@ -285,10 +285,11 @@ def _record_and_start(
         }
     )
     reporter.close()
+    said = tuple(skipped or ())
     if queued:
-        return Launched(run_id, run_dir, None)
+        return Launched(run_id, run_dir, None, skipped=said)
     pid = start_worker(run_dir, store=store, gpus=gpus)
-    return Launched(run_id, run_dir, pid, visible_ids(gpus), notice)
+    return Launched(run_id, run_dir, pid, visible_ids(gpus), notice, said)
 
 
 def _source_table(registry: Registry, name: str) -> dict[str, Any]:
