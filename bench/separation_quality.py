@@ -88,7 +88,7 @@ def oracles(root: Path, cache: Path) -> dict[str, dict[str, float]]:
     Wiener-filtered across the channels (SiSEC 2018's MWF oracle, one pass)."""
     import torch
 
-    stft = Stft()
+    stft = Stft.from_params({})
     tracks = prepare(root, "test", tuple(STEMS), stft.sample_rate, AudioCache(cache))
 
     def filtered(track):

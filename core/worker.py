@@ -21,6 +21,7 @@ from core.backends.liveness import identity
 from core.backends.procs import end_processes, python_env, run_processes
 from core.capture.command import CommandRun
 from core.registry import PLACEHOLDER
+from core.registry.settings import of_config
 from core.runs import context as recipes
 from core.runs.control import Control, StopRun
 from core.store import Store
@@ -201,9 +202,10 @@ def _run_recipe(
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(reporter, stop), daemon=True)
     beat.start()
+    settings, origin = of_config(config)
     ctx = recipes.RunContext(
         run_id=config["run_id"],
-        params=config["params"],
+        params=settings,
         run_dir=run_dir,
         checkpoints_dir=Path(config["checkpoints_dir"]),
         root=Path(config["root"]),
@@ -211,11 +213,12 @@ def _run_recipe(
         control=control,
         resume=resume,
         config=config,
+        origin=origin,
     )
     for name, table in config.get("data_sources", {}).items():
         if table.get("detected"):  # a folder given where a source was expected
             print(f"data {name}: {table['detected']}", flush=True)
-    threads, why = plan(config.get("params", {}), _others_active(config, run_dir),
+    threads, why = plan(settings, _others_active(config, run_dir),
                         cores())
     if why:
         print(why, flush=True)
@@ -227,7 +230,7 @@ def _run_recipe(
         from core.training.loop import seed_everything  # the recipes have imported torch already
 
         apply_torch(threads)
-        seed_everything(int(config["params"].get("seed", 0)))
+        seed_everything(int(settings["seed"]))
         recipe(ctx)
         return "finished", 0
     except StopRun as req:

@@ -35,7 +35,7 @@ def _track(seconds: float = 3.0) -> Track:
 
 
 def test_wiener_estimates_sum_to_the_mixture_and_beat_the_ratio_mask() -> None:
-    track, stft = _track(), Stft()
+    track, stft = _track(), Stft.from_params({})
     spec = stft.spec(torch.as_tensor(track.mixture))
     mags = stft.spec(torch.as_tensor(track.stems)).abs()  # the true magnitudes
     filtered = wiener(spec, mags, iterations=1)

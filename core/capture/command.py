@@ -24,6 +24,7 @@ from core.capture.patterns import Follower
 from core.capture.records import RecordError, parse_record
 from core.capture.references import resolve as resolve_references
 from core.capture.tensorboard import TensorboardWatch
+from core.registry.settings import of_config
 from core.runs.control import read_request
 from core.store.reporter import Reporter
 
@@ -52,10 +53,9 @@ class CommandRun:
         self.parents: list[dict[str, Any]] = []  # lineage of every checkpoint this run makes
         self.cwd = Path(config.get("cwd") or config["root"])
         self.folders = (run_dir, Path(config["checkpoints_dir"]))
-        params = config.get("params", {})
+        params = of_config(config)[0]
         # what an unedited script prints: common log shapes and the registry's own patterns
-        self.scalars = Follower(bool(params.get("builtin_scalars", True)),
-                                params.get("output_scalars", []))
+        self.scalars = Follower(bool(params["builtin_scalars"]), params["output_scalars"])
         self.epoch: int | None = None  # the latest epoch recorded, for checkpoints found by glob
         self.summaries: set[tuple[str, str | None, str | None]] = set()  # (name, stem, split)
         self.started = time.time()
@@ -68,7 +68,7 @@ class CommandRun:
         if params.get("checkpoints"):
             self.watch = CheckpointWatch(
                 params["checkpoints"], params, Path(config["root"]),
-                Path(config["checkpoints_dir"]), params.get("checkpoint_copy", "link"),
+                Path(config["checkpoints_dir"]), params["checkpoint_copy"],
                 since=time.time() - 1.0,
             )
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from core.registry.settings import with_defaults
+
 AMIN = 1e-10  # librosa.power_to_db's floor
 TOP_DB = 80.0  # and its dynamic range: nothing more than 80 dB below the clip's peak
 CPU_CHUNK = 64  # clips per STFT on the CPU: the spectra of a chunk stay in cache
@@ -31,19 +33,16 @@ def _torchaudio_spectrogram():  # pragma: no cover - depends on the machine
 
 @dataclass(frozen=True)
 class MelSettings:
-    sample_rate: int = 16000
-    n_fft: int = 512
-    hop_length: int = 160
-    n_mels: int = 64
+    sample_rate: int
+    n_fft: int
+    hop_length: int
+    n_mels: int
 
     @classmethod
     def from_params(cls, params: dict) -> MelSettings:
-        return cls(
-            int(params.get("sample_rate", 16000)),
-            int(params.get("n_fft", 512)),
-            int(params.get("hop_length", 160)),
-            int(params.get("n_mels", 64)),
-        )
+        """From a run's settings; keys it lacks take the schema's noise defaults."""
+        p = with_defaults("noise", params)
+        return cls(int(p["sample_rate"]), int(p["n_fft"]), int(p["hop_length"]), int(p["n_mels"]))
 
     def frames(self, samples: int) -> int:
         return samples // self.hop_length + 1

@@ -9,9 +9,13 @@ from typing import Any
 from core.data.cache import AudioCache
 from core.errors import RegistryError
 from core.registry import DATA_REF_KEYS, Registry, data_source, folders
+from core.registry.settings import family_of, with_defaults
 from core.registry.workspace import Workspace
 
-DEFAULT_RATE = {"separation": 22050, "noise": 16000}
+
+def _rate(kind: str) -> int:
+    """The schema's sample rate for a kind of data (a command experiment reads none)."""
+    return int(with_defaults(kind if kind == "separation" else "noise", {})["sample_rate"])
 
 
 def needs(registry: Registry, source: str) -> list[tuple[int, tuple[str, ...]]]:
@@ -19,11 +23,11 @@ def needs(registry: Registry, source: str) -> list[tuple[int, tuple[str, ...]]]:
     kind = data_source(registry, source).settings.get("kind", "noise")
     found: list[tuple[int, tuple[str, ...]]] = []
     for exp in registry.experiments.values():
-        p: dict[str, Any] = exp.params
-        if not any(p.get(k) == source for k in DATA_REF_KEYS):
+        if not any(exp.params.get(k) == source for k in DATA_REF_KEYS):
             continue
+        p: dict[str, Any] = with_defaults(family_of(exp.recipe), exp.params)
         stems = tuple(p.get("stems", ())) if kind == "separation" else ()
-        pair = (int(p.get("sample_rate", DEFAULT_RATE.get(kind, 16000))), stems or _stems(kind))
+        pair = (int(p.get("sample_rate") or _rate(kind)), stems or _stems(kind))
         if pair not in found:
             found.append(pair)
     return found
@@ -42,7 +46,7 @@ def prepare_source(registry: Registry, source: str, rate: int | None = None) -> 
     if rate is not None:
         wanted = [(rate, stems) for _, stems in wanted] or [(rate, ())]
     if not wanted:
-        wanted = [(DEFAULT_RATE.get(kind, 16000), ())]
+        wanted = [(_rate(kind), ())]
     cache = AudioCache(Workspace.at(registry.path).cache_dir)
     lines = []
     for sample_rate, stems in dict.fromkeys(wanted):

@@ -107,7 +107,7 @@ def evaluate(ctx: RunContext) -> None:
         raise RunError("nothing to score: set test_data or val_data (a source or a folder)")
     split = "test" if key == "test_data" else "val"
     device = device_of(ctx)
-    model = _scored(ctx, str(p.get("teacher_checkpoint", "best")), p.get("classes"), device)
+    model = _scored(ctx, str(p["teacher_checkpoint"]), p.get("classes"), device)
     ctx.reporter.checkpoint(
         str(model.path), "evaluation", id=f"{ctx.run_id}/evaluation",
         sha256=sha256_file(model.path),

@@ -79,7 +79,7 @@ def teacher_logits_fn(t: Teacher, classes: Any, where: str):
 def hybrid_kd(ctx: RunContext) -> None:
     p = ctx.params
     device = device_of(ctx)
-    which = p.get("teacher_checkpoint", "best")
+    which = p["teacher_checkpoint"]
     t = load_teacher(ctx, which).to(device)
     log(
         "ESKD: using the teacher's "
@@ -90,7 +90,7 @@ def hybrid_kd(ctx: RunContext) -> None:
     d = labeled_splits(ctx, device)
     settings, seconds, names, norm, tr, va = d.settings, d.seconds, d.names, d.norm, d.train, d.val
     t_inputs = Inputs(
-        t.settings, t.norm, augment_for(p, "teacher"), float(p.get("noise_snr_db", 20.0))
+        t.settings, t.norm, augment_for(p, "teacher"), float(p["noise_snr_db"])
     )
 
     @torch.no_grad()
@@ -103,12 +103,12 @@ def hybrid_kd(ctx: RunContext) -> None:
 
     tl_train, tl_val = teacher_on(tr.waves).cpu(), teacher_on(va.waves).cpu()
     model = FlatStudent(len(names), settings.n_mels, model_input(tr.mels[:1]).shape[-1])
-    inputs = Inputs(settings, norm, augment_for(p, "student"), float(p.get("noise_snr_db", 20.0)))
-    alpha, temp = float(p.get("alpha", 0.7)), float(p.get("kd_temperature", 4.0))
+    inputs = Inputs(settings, norm, augment_for(p, "student"), float(p["noise_snr_db"]))
+    alpha, temp = float(p["alpha"]), float(p["kd_temperature"])
     feed = Feed(
         Batcher(
             {"x": tr.mels, "w": tr.waves, "y": d.y_train, "t": tl_train},
-            int(p.get("batch_size", 16)),
+            int(p["batch_size"]),
             device,
         )
     )
@@ -134,9 +134,9 @@ def hybrid_kd(ctx: RunContext) -> None:
         "teacher_sha256": t.sha256,
         "teacher_checkpoint": str(t.encoder_path),
         "teacher_which": which,
-        "augment": p.get("augment", "none"),
-        "augment_target": p.get("augment_target", "student"),
-        "seed": int(p.get("seed", 0)),
+        "augment": p["augment"],
+        "augment_target": p["augment_target"],
+        "seed": int(p["seed"]),
         **mel_meta(settings, seconds, norm),
     }
     fit_best(

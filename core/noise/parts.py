@@ -164,7 +164,7 @@ class Splits:
 
 def labeled_splits(ctx: RunContext, device: torch.device) -> Splits:
     p = ctx.params
-    settings, seconds = MelSettings.from_params(p), float(p.get("segment_seconds", 1.0))
+    settings, seconds = MelSettings.from_params(p), float(p["segment_seconds"])
     src, rows = rows_of(ctx, "data", settings.sample_rate, seconds)
     names, _ = dataset.class_map(p["classes"])
     train_rows, ytr = dataset.select(rows, p["classes"], src.name, ("train",))
@@ -340,8 +340,8 @@ def eval_rows(
 
 
 def augment_for(p: dict[str, Any], who: str) -> str:
-    kind = p.get("augment", "none")
-    return kind if p.get("augment_target", "student") in (who, "both") else "none"
+    kind = p["augment"]
+    return kind if p["augment_target"] in (who, "both") else "none"
 
 
 def labels_tensor(y: list[int]) -> torch.Tensor:

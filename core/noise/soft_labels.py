@@ -31,7 +31,7 @@ def soft_labels(ctx: RunContext) -> None:
     """Teacher embeddings and probabilities for a clip pool, saved as npz (never pickle)."""
     p = ctx.params
     device = device_of(ctx)
-    t = load_teacher(ctx, p.get("teacher_checkpoint", "best")).to(device)
+    t = load_teacher(ctx, p["teacher_checkpoint"]).to(device)
     if "classes" in p:
         check_classes(
             t,
@@ -110,7 +110,7 @@ def teacher_and_classes(ctx: RunContext) -> tuple[torch.device, Teacher, list[st
     """The device, the teacher (on it) and the class names, which must be the teacher's own."""
     p = ctx.params
     device = device_of(ctx)
-    t = load_teacher(ctx, p.get("teacher_checkpoint", "best")).to(device)
+    t = load_teacher(ctx, p["teacher_checkpoint"]).to(device)
     names = dataset.class_map(p["classes"])[0] if "classes" in p else t.classes
     check_classes(t, names, None, f"experiment '{ctx.config.get('experiment')}'")
     return device, t, names

@@ -83,11 +83,11 @@ def student(ctx: RunContext) -> None:
     head.load_state_dict(t.head.state_dict())
     for q in head.parameters():
         q.requires_grad_(False)
-    cosine_weight = float(p.get("cosine_weight", 0.0))
-    inputs = Inputs(settings, norm, augment_for(p, "student"), float(p.get("noise_snr_db", 20.0)))
+    cosine_weight = float(p["cosine_weight"])
+    inputs = Inputs(settings, norm, augment_for(p, "student"), float(p["noise_snr_db"]))
     feed = Feed(
         Batcher(
-            {"x": pool.mels, "w": pool.waves, "e": targets}, int(p.get("batch_size", 16)), device
+            {"x": pool.mels, "w": pool.waves, "e": targets}, int(p["batch_size"]), device
         )
     )
     val = Batcher({"x": va.mels, "e": vtargets, "y": labels_tensor(yva)}, 256, device)
@@ -122,7 +122,7 @@ def student(ctx: RunContext) -> None:
         "channels": list(STUDENT_CHANNELS),
         "teacher_sha256": t.sha256,
         "teacher_checkpoint": str(t.encoder_path),
-        "seed": int(p.get("seed", 0)),
+        "seed": int(p["seed"]),
         **mel_meta(settings, seconds, norm),
     }
     fit_best(
@@ -178,7 +178,7 @@ def ensemble(ctx: RunContext) -> None:
     te = clips(ctx, test_rows, t.settings, seconds, device)
     _, pt = embed_and_classify(t.encoder, t.head, te.mels, t.norm, device)
     _, ps = embed_and_classify(s_enc, s_head, te.mels, t.norm, device)
-    weight, how = float(p.get("ensemble_weight", 2 / 3)), p.get("ensemble", "mean")
+    weight, how = float(p["ensemble_weight"]), p["ensemble"]
     pe = combine(pt, ps, weight, how)
     y = np.array(y)
     table = [["model", "accuracy", "macro_f1", "roc_auc"]]

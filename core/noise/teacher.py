@@ -41,13 +41,13 @@ from core.training.loop import Batcher
 
 
 def _seconds(p: dict[str, Any]) -> float:
-    return float(p.get("segment_seconds", 1.0))
+    return float(p["segment_seconds"])
 
 
 def index(ctx: RunContext) -> None:
     """Index every data source the experiment names; record segment counts per split."""
     p = ctx.params
-    rate, seconds = int(p.get("sample_rate", 16000)), _seconds(p)
+    rate, seconds = int(p["sample_rate"]), _seconds(p)
     for key in ("data", "val_data", "eval_data"):
         if key not in p:
             continue
@@ -69,23 +69,23 @@ def teacher(ctx: RunContext) -> None:
     device = device_of(ctx)
     d = labeled_splits(ctx, device)
     settings, seconds, names, norm = d.settings, d.seconds, d.names, d.norm
-    dim = int(p.get("embed_dim", 384))
+    dim = int(p["embed_dim"])
     emb = text.embed(
         names,
-        p.get("prompt", "a sound of {class} in the room"),
-        p.get("text_model", "all-MiniLM-L6-v2"),
+        p["prompt"],
+        p["text_model"],
         dim,
         warn=log,
     )
     encoder = AudioEncoder(dim, TEACHER_CHANNELS)
     head = TextHead(
-        emb.vectors, float(p.get("temperature", 0.07)), bool(p.get("background_embedding"))
+        emb.vectors, float(p["temperature"]), bool(p["background_embedding"])
     )
-    inputs = Inputs(settings, norm, augment_for(p, "teacher"), float(p.get("noise_snr_db", 20.0)))
+    inputs = Inputs(settings, norm, augment_for(p, "teacher"), float(p["noise_snr_db"]))
     feed = Feed(
         Batcher(
             {"x": d.train.mels, "w": d.train.waves, "y": d.y_train},
-            int(p.get("batch_size", 16)),
+            int(p["batch_size"]),
             device,
         )
     )
@@ -110,8 +110,8 @@ def teacher(ctx: RunContext) -> None:
         "prompts": emb.prompts,
         "text_model": emb.model,
         "text_hash": emb.digest,
-        "temperature": float(p.get("temperature", 0.07)),
-        "seed": int(p.get("seed", 0)),
+        "temperature": float(p["temperature"]),
+        "seed": int(p["seed"]),
         **mel_meta(settings, seconds, norm),
     }
     fit_best(
@@ -136,7 +136,7 @@ def _zero_shot(
     device: torch.device,
 ) -> None:
     p = ctx.params
-    new = list(p.get("zero_shot_classes", []))
+    new = list(p["zero_shot_classes"])
     if not new or "eval_data" not in p:
         return
     if not emb.zero_shot:
@@ -148,7 +148,7 @@ def _zero_shot(
         raise RunError(f"data source '{src.name}': no clips of zero-shot classes {new}")
     names = emb.classes + new
     vectors = text.embed(
-        names, p.get("prompt", "a sound of {class} in the room"), emb.model, emb.vectors.shape[1]
+        names, p["prompt"], emb.model, emb.vectors.shape[1]
     ).vectors
     ev = clips(ctx, chosen, settings, seconds, device)
     _, probs = embed_and_classify(encoder, head, ev.mels, norm, device, text=vectors)

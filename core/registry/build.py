@@ -3,6 +3,7 @@ inherited through `extends` is told once, at the experiment that wrote it."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,10 @@ def build_experiments(
                 if "params" in own and "params" in params:
                     own["params"] = {**params["params"], **own["params"]}
                 params.update(own)
-            out[name] = validate_experiment(path, name, params, chain, data, raw)
+            exp = validate_experiment(path, name, params, chain, data, raw)
+            # keys whose value is the registry's [defaults] one (its origin in the settings)
+            inherited = frozenset(k for k in defaults if not any(k in raw[a] for a in chain))
+            out[name] = dataclasses.replace(exp, from_defaults=inherited)
         except RegistryError as exc:
             prefix = f"{path}: {where}: "
             own = [line.removeprefix(prefix) for line in str(exc).splitlines()]

@@ -37,6 +37,7 @@ class Experiment:
     chain: tuple[str, ...]  # extends chain, this experiment first
     references: dict[str, Reference] = field(default_factory=dict)
     sources: tuple[Reference, ...] = ()
+    from_defaults: frozenset[str] = frozenset()  # keys whose value is the registry's [defaults]
 
     @property
     def group(self) -> str:

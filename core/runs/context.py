@@ -11,6 +11,7 @@ from typing import Any
 
 from core.errors import RunError
 from core.registry.recipes import RECIPES
+from core.registry.settings import explicit, family_of, with_defaults
 from core.runs.control import Control
 from core.store.reporter import Reporter
 
@@ -20,7 +21,7 @@ class RunContext:
     """What a recipe gets: its settings, where to write, how to report, when to stop."""
 
     run_id: str
-    params: dict[str, Any]
+    params: dict[str, Any]  # the resolved settings: every key the recipe reads, defaults filled
     run_dir: Path
     checkpoints_dir: Path
     root: Path
@@ -28,6 +29,17 @@ class RunContext:
     control: Control
     resume: bool = False
     config: dict[str, Any] = field(default_factory=dict)  # the run's config.json
+    origin: dict[str, str] = field(default_factory=dict)  # where each setting came from
+
+    def __post_init__(self) -> None:
+        # a context made outside a worker (tests, benches) takes the schema's defaults for the
+        # keys it is not given; a worker's settings already hold every key its recipe reads
+        self.params = with_defaults(family_of(self.config.get("recipe")), self.params)
+
+    def explicit(self, key: str) -> bool:
+        """Whether the experiment (or `--set`) chose this setting: a checkpoint's or a run-time
+        rule's value never overrides it."""
+        return explicit(self.origin, key)
 
     def data_source(self, key: str) -> tuple[str, dict[str, Any]]:
         """The named data source a data key (data, val_data, eval_data) points at."""

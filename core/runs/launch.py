@@ -20,6 +20,8 @@ from core.backends.local import start_worker, visible_ids
 from core.errors import NkdError, RunError
 from core.registry import DATA_REF_KEYS, Experiment, Registry, recipes, substitute_command
 from core.registry.queue import QueueConfig
+from core.registry.settings import DEFAULT
+from core.registry.settings import resolve as resolve_settings
 from core.registry.workspace import Workspace
 from core.runs.inputs import check_inputs
 from core.store import FINAL, Store
@@ -233,6 +235,7 @@ def _record_and_start(
             os.write(log, "".join(f"nkd: {line}\n" for line in skipped).encode())
         finally:
             os.close(log)
+    settings, origin = resolve_settings(exp.recipe, exp.params, exp.from_defaults)
     config: dict[str, Any] = {
         "run_id": run_id,
         "experiment": name,
@@ -241,8 +244,11 @@ def _record_and_start(
         "cwd": cwd,
         "env": {k: str(v) for k, v in exp.params.get("env", {}).items()},
         "params": exp.params,
-        "seed": exp.params.get("seed"),
-        "device": exp.params.get("device", "auto"),
+        # every key the recipe reads, defaults filled in, and where each value came from
+        "settings": settings,
+        "settings_origin": origin,
+        "seed": settings.get("seed"),
+        "device": settings.get("device"),
         "registry": str(ws.registry_path),
         "root": str(ws.root),
         "db": str(ws.db_path),
@@ -272,10 +278,12 @@ def _record_and_start(
             "recipe": exp.recipe or "command",
             "status": "queued" if queued else "starting",
             "params": exp.params,
+            "defaults": {k: settings[k] for k, o in origin.items() if o == DEFAULT},
+            "select_by": settings.get("select_by"),
             "run_dir": str(run_dir),
-            "seed": exp.params.get("seed"),
+            "seed": settings.get("seed"),
             "host": socket.gethostname(),
-            "epochs_total": exp.params.get("epochs"),
+            "epochs_total": settings.get("epochs"),
             "gpus": exp.params.get("gpus"),
             "gpu_memory": _memory(exp),
             "priority": exp.params.get("priority", 0),

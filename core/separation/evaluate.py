@@ -9,12 +9,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from core.data.tracks import Track, TrackFiles
 from core.errors import RunError
+from core.registry.settings import CHECKPOINT, DEFAULT
 from core.runs.context import RunContext
 from core.separation import bsseval
 from core.separation.models import masks_of
@@ -31,9 +33,9 @@ def separate(
     meta: dict,
     mixture: np.ndarray,
     device: torch.device,
-    mask_scale: float = 1.0,
-    threshold: float = 0.0,
-    wiener_iterations: int = 0,
+    mask_scale: float,
+    threshold: float,
+    wiener_iterations: int,
 ) -> np.ndarray:
     """mixture [channels, n] -> estimates [stems, channels, n], each channel masked alone, then
     (with `wiener_iterations`) the channels filtered together (core.separation.wiener)."""
@@ -76,13 +78,45 @@ class Separation:
     model: torch.nn.Module
     meta: dict
     device: torch.device
-    mask_scale: float = 1.0
-    threshold: float = 0.0
-    wiener_iterations: int = 0
+    mask_scale: float
+    threshold: float
+    wiener_iterations: int
 
     def __call__(self, track: Track) -> np.ndarray:
         return separate(self.model, self.meta, track.mixture, self.device, self.mask_scale,
                         self.threshold, self.wiener_iterations)
+
+
+# what a separator's output depends on beyond its weights, saved in its checkpoint's meta
+# ("inference") beside the STFT, the stems and the normalisation
+INFERENCE_KEYS = ("mask_scale", "threshold", "wiener_iterations")
+
+
+def inference_settings(ctx: RunContext, meta: dict) -> dict[str, tuple[Any, str]]:
+    """key -> (value, where it came from) for each inference setting: the experiment's own
+    (or `--set`) first, then the checkpoint's, then the registry's [defaults] or the schema's."""
+    saved = meta.get("inference") or {}
+    chosen: dict[str, tuple[Any, str]] = {}
+    for key in INFERENCE_KEYS:
+        if key in saved and not ctx.explicit(key):
+            chosen[key] = (saved[key], CHECKPOINT)
+        else:
+            chosen[key] = (ctx.params[key], ctx.origin.get(key, DEFAULT))
+    return chosen
+
+
+def separation_for(ctx: RunContext, model: torch.nn.Module, meta: dict,
+                   device: torch.device) -> Separation:
+    """The run's Separation of a model with its inference settings, said in the log and
+    recorded on the run with where each came from."""
+    chosen = inference_settings(ctx, meta)
+    print("inference: " + ", ".join(f"{k} {v} ({o})" for k, (v, o) in chosen.items()),
+          flush=True)
+    ctx.reporter.event({"type": "settings", "used": {k: v for k, (v, _) in chosen.items()},
+                        "origin": {k: o for k, (_, o) in chosen.items()}})
+    values = {k: v for k, (v, _) in chosen.items()}
+    return Separation(model, meta, device, float(values["mask_scale"]),
+                      float(values["threshold"]), int(values["wiener_iterations"]))
 
 
 def fit_gains(ctx: RunContext, sep: Separation, tracks: Sequence[TrackFiles],

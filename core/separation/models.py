@@ -71,7 +71,7 @@ class UNetCRNN(nn.Module):
         stems: int = 4,
         hidden_size: int = 256,
         num_layers: int = 3,
-        dropout: float = 0.4,
+        dropout: float = 0.0,  # off; the registry default (0.4 here) comes from the recipe
         rhythm_head: bool = True,
         channels: int = 16,
     ) -> None:

@@ -10,12 +10,21 @@ from typing import Any
 import torch
 
 from core.data.cache import AudioCache
-from core.data.tracks import STEMS, TrackFiles, prepare
+from core.data.tracks import TrackFiles, prepare
 from core.errors import RunError
 from core.runs import refs
 from core.runs.context import RunContext
 from core.separation import blend as blending
-from core.separation.evaluate import Separation, bss_scores, fit_gains, loaded, score, summarize
+from core.separation.evaluate import (
+    INFERENCE_KEYS,
+    Separation,
+    bss_scores,
+    fit_gains,
+    loaded,
+    score,
+    separation_for,
+    summarize,
+)
 from core.separation.models import build, focal_loss, load_weights, masks_of
 from core.separation.segments import SegmentSet, StepBatches, ValSet, loader
 from core.separation.spectral import MagNorm, Stft
@@ -48,12 +57,21 @@ def held_out(tracks: list[TrackFiles]) -> tuple[list[TrackFiles], list[TrackFile
     return ordered[:-n], ordered[-n:]
 
 
-def _workers(p: dict[str, Any], device: torch.device) -> int:
-    """DataLoader worker processes: `num_workers`, else 4 beside a GPU and none on the CPU
-    (where the model needs the cores more than the loader does)."""
+def _workers(ctx: RunContext, device: torch.device) -> int:
+    """DataLoader worker processes (the key's rule): the experiment's `num_workers`; else none
+    on the CPU, where the model needs the cores more than the loader does; beside a GPU the
+    registry's [defaults] value, else 4."""
+    p = ctx.params
+    if ctx.explicit("num_workers"):
+        return int(p["num_workers"])
+    if device.type != "cuda":
+        if p.get("num_workers"):
+            print(f"num_workers 0 on the CPU (rule; the [defaults] value {p['num_workers']} "
+                  f"applies beside a GPU)", flush=True)
+        return 0
     if "num_workers" in p:
         return int(p["num_workers"])
-    return min(4, max(1, (os.cpu_count() or 2) - 1)) if device.type == "cuda" else 0
+    return min(4, max(1, (os.cpu_count() or 2) - 1))
 
 
 def separator_path(ctx: RunContext, key: str) -> Path:
@@ -61,13 +79,15 @@ def separator_path(ctx: RunContext, key: str) -> Path:
 
 
 def _meta(p: dict[str, Any], stems: tuple[str, ...], stft: Stft) -> dict[str, Any]:
+    """What builds the model again (its constructor arguments, the STFT); the inference
+    settings and the normalisation join it once they are known."""
     return {
-        "model": p.get("model", "crnn"),
+        "model": p["model"],
         "stems": list(stems),
-        "hidden_size": int(p.get("hidden_size", 256)),
-        "num_layers": int(p.get("num_layers", 3)),
-        "dropout": float(p.get("dropout", 0.0)),
-        "rhythm_head": bool(p.get("rhythm_head", False)),
+        "hidden_size": int(p["hidden_size"]),
+        "num_layers": int(p["num_layers"]),
+        "dropout": float(p["dropout"]),
+        "rhythm_head": bool(p["rhythm_head"]),
         "stft": stft.as_meta(),
     }
 
@@ -93,21 +113,22 @@ def _freeze(model: torch.nn.Module, prefixes: list[str]) -> list[torch.nn.Parame
 def train(ctx: RunContext) -> None:
     p = ctx.params
     device = run_device(ctx)
-    stems = tuple(p.get("stems", STEMS))
+    stems = tuple(p["stems"])
     stft = Stft.from_params(p)
     train_tracks = _tracks(ctx, "data", stems, stft.sample_rate)
     if p.get("val_data"):
         val_tracks = _tracks(ctx, "val_data", stems, stft.sample_rate)
     else:
         train_tracks, val_tracks = held_out(train_tracks)
-    seg = int(float(p.get("segment_seconds", 2.0)) * stft.sample_rate)
-    seed = int(p.get("seed", 0))
+    seg = int(float(p["segment_seconds"]) * stft.sample_rate)
+    seed = int(p["seed"])
     train_set = SegmentSet(train_tracks, seg, p, stems, seed)
     val_set = ValSet(val_tracks, seg, VAL_SEGMENTS_PER_TRACK)
-    workers = _workers(p, device)
+    workers = _workers(ctx, device)
     meta = _meta(p, stems, stft)
     model = build(meta)
     parents: list[dict[str, Any]] = []
+    source: dict[str, Any] = {"meta": {}}
     if "pretrained" in ctx.config.get("references", {}):
         path = separator_path(ctx, "pretrained")
         source = checkpoint.load(path, kind=KIND)
@@ -118,11 +139,11 @@ def train(ctx: RunContext) -> None:
         print(f"fine-tuning from {path}", flush=True)
     else:
         norm = train_set.norm(stft)  # a fixed-size sample, whatever the size of the data
-    trainable = _freeze(model, list(p.get("freeze", [])))
+    trainable = _freeze(model, list(p["freeze"]))
     frozen = [
         m
         for name, m in model.named_children()
-        if any(name.startswith(f) for f in p.get("freeze", []))
+        if any(name.startswith(f) for f in p["freeze"])
     ]
     if p.get("freeze"):
         print(
@@ -130,13 +151,13 @@ def train(ctx: RunContext) -> None:
             f"parameters",
             flush=True,
         )
-    batch_size = int(p.get("batch_size", 8))
+    batch_size = int(p["batch_size"])
     rhythm, gamma = (
         bool(meta["rhythm_head"]) and meta["model"] == "unet_crnn",
-        float(p.get("focal_gamma", 2.0)),
+        float(p["focal_gamma"]),
     )
     drums = stems.index("drums") if "drums" in stems else None
-    squared = p.get("loss", "l1") == "mse"
+    squared = p["loss"] == "mse"
 
     def step(batch: dict[str, torch.Tensor], is_train: bool):
         for module in frozen:  # frozen layers keep their normalisation statistics too
@@ -168,8 +189,13 @@ def train(ctx: RunContext) -> None:
         **norm.to_meta(),
         "recipe": "separation.train",
         "experiment": ctx.config.get("experiment"),
-        "seed": int(p.get("seed", 0)),
+        "seed": int(p["seed"]),
     }
+    # selected, validated and scored with the inference settings it will be evaluated with: a
+    # fine-tune keeps its parent's unless the experiment sets others
+    sep = separation_for(ctx, model, {**full_meta, "inference": source["meta"].get("inference")},
+                         device)
+    full_meta["inference"] = {k: getattr(sep, k) for k in INFERENCE_KEYS}
     trainer = Trainer(
         ctx,
         PREFIX,
@@ -181,20 +207,17 @@ def train(ctx: RunContext) -> None:
         device,
         parents=parents,
         trainable=trainable,
-        select=("sdr", _val_sdr(model, full_meta, device, p, val_tracks))
-        if p.get("select_by") == "val_sdr" else None,
+        select=("sdr", _val_sdr(sep, val_tracks)) if p["select_by"] == "val_sdr" else None,
     )
     trainer.fit()
     trainer.load_best()
-    _score(ctx, model, full_meta, device, val_tracks)
+    _score(ctx, sep, val_tracks)
 
 
-def _val_sdr(model: torch.nn.Module, meta: dict[str, Any], device: torch.device,
-             p: dict[str, Any], tracks: list[TrackFiles]):
+def _val_sdr(sep: Separation, tracks: list[TrackFiles]):
     """The mean validation SDR of the model as it is (BSS Eval, as the run's scores are),
     separated as this run will be scored: its mask settings and Wiener passes."""
-    sep = Separation(model, meta, device, float(p.get("mask_scale", 1.0)),
-                     float(p.get("threshold", 0.0)), int(p.get("wiener_iterations", 0)))
+    meta, device = sep.meta, sep.device
     rate = int(meta["stft"]["sample_rate"])
     bss_device = device if device.type == "cuda" else None
 
@@ -214,26 +237,20 @@ def onset_targets(drum_mag: torch.Tensor) -> torch.Tensor:
 
 
 def _score_checkpoint(ctx: RunContext, path: Path, device: torch.device) -> None:
-    """Score a checkpoint with this run's mask_scale, threshold and gain correction."""
+    """Score a checkpoint with the inference settings it was trained with (unless this
+    experiment sets others) and this run's gain correction."""
     payload = checkpoint.load(path, kind=KIND)
     model = build(payload["meta"])
     load_weights(model, payload["state_dict"], str(path))
-    _score(ctx, model, payload["meta"], device)
+    _score(ctx, separation_for(ctx, model, payload["meta"], device))
 
 
-def _score(
-    ctx: RunContext,
-    model: torch.nn.Module,
-    meta: dict[str, Any],
-    device,
-    val_tracks: list[TrackFiles] | None = None,
-) -> None:
+def _score(ctx: RunContext, sep: Separation, val_tracks: list[TrackFiles] | None = None) -> None:
     """Validation scores, and test scores when `test_data` is set. A gain correction is fitted
     on the validation tracks only and applied unchanged to both; every SDR records that."""
     p = ctx.params
+    meta = sep.meta
     stems, rate = tuple(meta["stems"]), int(meta["stft"]["sample_rate"])
-    sep = Separation(model, meta, device, float(p.get("mask_scale", 1.0)),
-                     float(p.get("threshold", 0.0)), int(p.get("wiener_iterations", 0)))
     if val_tracks is None and not p.get("val_data") and not p.get("test_data"):
         raise RunError("nothing to score: set val_data or test_data")
     if p.get("gain_correction") and val_tracks is None and not p.get("val_data"):

@@ -48,8 +48,8 @@ class SegmentSet(Dataset):
     ) -> None:
         _too_short(tracks, seg)
         self.tracks, self.seg, self.seed = tracks, seg, seed
-        self.remix_prob = float(p.get("remix_prob", 0.0))
-        self.random_gain = bool(p.get("random_gain", False))
+        self.remix_prob = float(p["remix_prob"])
+        self.random_gain = bool(p["random_gain"])
         target = p.get("target_stem")
         if target and target not in names:
             raise RunError(f"key 'target_stem': '{target}' is not one of the stems {list(names)}")

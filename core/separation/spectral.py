@@ -10,22 +10,21 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from core.registry.settings import with_defaults
 from core.separation.models import BINS
 
 
 @dataclass(frozen=True)
 class Stft:
-    sample_rate: int = 22050
-    n_fft: int = 1024
-    hop_length: int = 256
+    sample_rate: int
+    n_fft: int
+    hop_length: int
 
     @classmethod
-    def from_params(cls, p: dict) -> Stft:
-        return cls(
-            int(p.get("sample_rate", 22050)),
-            int(p.get("n_fft", 1024)),
-            int(p.get("hop_length", 256)),
-        )
+    def from_params(cls, params: dict) -> Stft:
+        """From a run's settings; keys it lacks take the schema's separation defaults."""
+        p = with_defaults("separation", params)
+        return cls(int(p["sample_rate"]), int(p["n_fft"]), int(p["hop_length"]))
 
     def as_meta(self) -> dict:
         return asdict(self)

@@ -161,9 +161,21 @@ def _v7(db: sqlite_utils.Database) -> None:
         db["runs"].add_column(column, kind)
 
 
-SCHEMA_VERSION = 7
+def _v8(db: sqlite_utils.Database) -> None:
+    # v8: what a run selects its best epoch by and that epoch's value (best_epoch is the epoch
+    # whose weights are in its best checkpoint); the values its recipe took from the key
+    # schema's defaults (JSON); the inference settings it used with where each came from (JSON
+    # {key: [value, origin]}); and why it stopped early. Runs recorded before select_by by
+    # their lowest validation loss, as the store chose then.
+    for column, kind in (("select_by", str), ("best_value", float), ("defaults", str),
+                         ("settings_used", str), ("early_stop", str)):
+        db["runs"].add_column(column, kind)
+    db.execute("UPDATE runs SET best_value = coalesce(best_val_loss, best_train_loss)")
+
+
+SCHEMA_VERSION = 8
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
-    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7,
+    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8,
 }
 
 

@@ -30,6 +30,10 @@ import torch
 from torch import nn
 
 from core.data.batches import Batch, Batcher, Epoch
+from core.errors import RunError
+from core.registry.keys import SELECT_BY
+from core.registry.settings import with_defaults
+from core.store.apply import early_stop_text
 from core.runs.context import RunContext
 from core.runs.control import StopRun
 from core.training import checkpoint
@@ -69,19 +73,27 @@ class Trainer:
     parents: list[dict[str, Any]] = field(default_factory=list)  # lineage of every checkpoint
     params: dict[str, Any] = field(default_factory=dict)
     trainable: list[nn.Parameter] | None = None  # default: every parameter of every part
-    # a score of the model as it is after an epoch's validation (higher is better, recorded as
-    # val_<name>); when given, the best epoch is the one with the highest score, not the lowest
-    # validation loss (separation: the validation SDR)
+    # a score of the model as it is after an epoch's validation, recorded as val_<name> (the
+    # separation recipe's validation SDR); the run's `select_by` says whether it picks the best
     select: tuple[str, Callable[[], float]] | None = None
 
     def __post_init__(self) -> None:
-        p = self.params or self.ctx.params
+        # a run's resolved settings; a loop driven directly (tests, benches) takes the schema's
+        # defaults for what it is not given
+        p = with_defaults("training", self.params or self.ctx.params)
         self.params = p
-        self.epochs = int(p.get("epochs", 10))
-        self.patience = int(p.get("patience", 0))
-        self.amp = bool(p.get("amp", True)) and self.device.type == "cuda"
-        self.accumulate = max(1, int(p.get("accumulate", 1)))
-        self.grad_clip = float(p.get("grad_clip", 0.0))
+        self.epochs = int(p["epochs"])
+        self.patience = int(p["patience"])
+        self.amp = bool(p["amp"]) and self.device.type == "cuda"
+        self.accumulate = max(1, int(p["accumulate"]))
+        self.grad_clip = float(p["grad_clip"])
+        # what the best epoch is chosen by (the run's `select_by`, recorded on the run): the
+        # store, the checkpoint's meta and the end-of-run line all name the same epoch
+        self.select_by = str(p["select_by"])
+        self.select_field, self.higher_is_better = SELECT_BY[self.select_by]
+        if self.select_field == "val_sdr" and (self.select is None or self.select[0] != "sdr"):
+            raise RunError(f"select_by = \"{self.select_by}\": this recipe does not score "
+                           f"validation SDR each epoch (separation.train does)")
         self.compiled = False
         params = (
             self.trainable
@@ -90,7 +102,7 @@ class Trainer:
         )
         self.optimizer = make_optimizer(params, p)
         self.scheduler = make_scheduler(self.optimizer, p, self.epochs)
-        self.generator = torch.Generator().manual_seed(int(p.get("seed", 0)))
+        self.generator = torch.Generator().manual_seed(int(p["seed"]))
         self.epoch = 0
         self.best = math.inf
         self.best_epoch = 0
@@ -109,14 +121,17 @@ class Trainer:
     def path(self, part: str, best: bool) -> Path:
         return self.dir / f"{'best_' if best else ''}{self.prefix}_{part}.pth"
 
-    def _save_parts(self, best: bool, value: float) -> None:
+    def _save_parts(self, best: bool, value: float, val_loss: float) -> None:
         for name, module in self.parts.items():
             path = self.path(name, best)
             meta = {
                 **self.meta,
                 "part": name,
                 "epoch": self.epoch,
-                "val_loss": value,
+                "val_loss": val_loss,
+                "select_by": self.select_by,
+                "value": value,
+                "best_epoch": self.best_epoch,
                 "run_id": self.ctx.run_id,
                 "role": "best" if best else "last",
             }
@@ -198,13 +213,13 @@ class Trainer:
                 flush=True,
             )
         else:
-            seed_everything(int(self.params.get("seed", 0)))
-            self.generator.manual_seed(int(self.params.get("seed", 0)))
+            seed_everything(int(self.params["seed"]))
+            self.generator.manual_seed(int(self.params["seed"]))
         for m in self.parts.values():
             m.to(self.device)
         optimizer_to(self.optimizer, self.device)
         tune_device(self.device)
-        if self.params.get("compile"):
+        if self.params["compile"]:
             self.compiled = compile_parts(self.parts)
         stopped_early = False
         try:
@@ -216,20 +231,25 @@ class Trainer:
                 self.ctx.control.epoch_end()
         finally:
             self.plot()
+        best = self.best_value()
         if stopped_early:
-            what = f"validation {self.select[0]}" if self.select else "validation loss"
-            best = -self.best if self.select else self.best
-            print(
-                f"early stop after epoch {self.epoch}: no better {what} for "
-                f"{self.patience} epochs (best {best:.4f} at epoch {self.best_epoch})",
-                flush=True,
-            )
+            event = {"type": "early_stop", "epoch": self.epoch, "select_by": self.select_by,
+                     "patience": self.patience, "best_epoch": self.best_epoch,
+                     "best_value": best}
+            print(f"early stop {early_stop_text(event)}", flush=True)
+            self.ctx.reporter.event(event)
         return {
             "epochs": self.epoch,
             "best_epoch": self.best_epoch,
-            "best_val_loss": self.best,
+            "select_by": self.select_by,
+            "best_value": best,
             "early_stopped": stopped_early,
         }
+
+    def best_value(self) -> float:
+        """The best epoch's `select_by` value, as recorded (the loop keeps it negated when
+        higher is better, so that lower is always better inside)."""
+        return -self.best if self.higher_is_better else self.best
 
     def _step(self, batch: Batch, train: bool) -> tuple[torch.Tensor, int, dict[str, Any]]:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
@@ -365,11 +385,16 @@ class Trainer:
         train_loss, train_extra = self._train()
         train_seconds = time.perf_counter() - started
         val_loss, val_extra = self._validate()
-        chosen = val_loss
         if self.select is not None:
             name, score = self.select
             val_extra[name] = score()
-            chosen = -val_extra[name]
+        values = {"val_loss": val_loss, "train_loss": train_loss,
+                  **{f"val_{k}": v for k, v in val_extra.items()}}
+        if self.select_field not in values:
+            raise RunError(f"select_by = \"{self.select_by}\": this recipe records no "
+                           f"{self.select_field} (it records {', '.join(sorted(values))})")
+        chosen = values[self.select_field]
+        chosen = -chosen if self.higher_is_better else chosen
         self.epoch += 1
         lr = self.optimizer.param_groups[0]["lr"]
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -401,11 +426,12 @@ class Trainer:
             + (" *best*" if improved else ""),
             flush=True,
         )
+        value = values[self.select_field]  # a checkpoint's value is what selects the best
         if improved:
-            self._save_parts(best=True, value=val_loss)
-        every = max(1, int(self.params.get("checkpoint_every", 1)))
+            self._save_parts(best=True, value=value, val_loss=val_loss)
+        every = max(1, int(self.params["checkpoint_every"]))
         if self.epoch % every == 0 or self.epoch == self.epochs:
-            self._save_parts(best=False, value=val_loss)
+            self._save_parts(best=False, value=value, val_loss=val_loss)
         self._save_state()
 
     def plot(self) -> Path | None:

@@ -60,7 +60,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def run_device(ctx: RunContext) -> torch.device:
     """The device a run uses (auto -> cuda when there is one), recorded on the run."""
-    device = pick_device(ctx.params.get("device", "auto"))
+    device = pick_device(ctx.params["device"])
     ctx.reporter.status("running", device=str(device))
     return device
 
@@ -73,9 +73,9 @@ def seed_everything(seed: int) -> None:
 
 def make_optimizer(params: list[nn.Parameter], p: dict[str, Any]) -> torch.optim.Optimizer:
     name, lr, wd = (
-        p.get("optimizer", "adam"),
-        float(p.get("lr", 1e-3)),
-        float(p.get("weight_decay", 0.0)),
+        p["optimizer"],
+        float(p["lr"]),
+        float(p["weight_decay"]),
     )
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
@@ -85,7 +85,7 @@ def make_optimizer(params: list[nn.Parameter], p: dict[str, Any]) -> torch.optim
 
 
 def make_scheduler(opt: torch.optim.Optimizer, p: dict[str, Any], epochs: int):
-    name = p.get("scheduler", "none")
+    name = p["scheduler"]
     if name == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=3)
     if name == "cosine":

@@ -17,11 +17,13 @@ def cmd_capture(args: argparse.Namespace) -> int:
     builtins, patterns = True, []
     if args.experiment:
         from core.registry import load_registry
+        from core.registry.settings import with_defaults
         from nkd_tui.cli.context import registry_path
 
         exp = load_registry(registry_path(args)).get(args.experiment)
-        builtins = bool(exp.params.get("builtin_scalars", True))
-        patterns = list(exp.params.get("output_scalars", []))
+        settings = with_defaults("command", exp.params)
+        builtins = bool(settings["builtin_scalars"])
+        patterns = list(settings["output_scalars"])
     path = Path(args.log)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
