@@ -14,6 +14,7 @@ from typing import Any
 
 from core.runs.annotate import tags_of
 from core.store import ACTIVE, Store
+from core.store.apply import best_of, settings_of
 from core.util.files import csv_text
 from nkd_tui.format import fmt_num
 
@@ -140,23 +141,35 @@ def compare(store: Store, run_ids: list[str]) -> Comparison:
                 score(run),
                 run.get("epoch"),
                 run.get("best_val_loss"),
-                run.get("best_epoch"),
+                best_of(run)[0],
                 run["experiment"],
                 " ".join(f"#{t}" for t in tags_of(run)) or None,
                 run.get("note") or None,
             ]
         )
     active = any(run["status"] in ACTIVE for run in runs)
-    keys = sorted({k for p in params for k in p} - IGNORED_PARAMS)
+    # every setting a run used: its own, the schema defaults its recipe took and what it found
+    # as it ran (a checkpoint's inference settings); a value not its own says where it came from
+    used = [settings_of(run) for run in runs]
+    keys = sorted({k for u in used for k in u} - IGNORED_PARAMS)
     table = []
     for key in keys:
-        values = [p.get(key) for p in params]
-        table.append((key, values, any(v != values[0] for v in values[1:])))
+        raw = [u.get(key, (None, ""))[0] for u in used]
+        shown = [_with_origin(*u[key]) if key in u else None for u in used]
+        table.append((key, shown, any(v != raw[0] for v in raw[1:])))
     table.sort(key=lambda t: (not t[2], t[0]))  # differences first
     curves = {
         r: [(e["epoch"], e["train_loss"], e["val_loss"]) for e in store.epochs(r)] for r in run_ids
     }
     return Comparison(list(run_ids), columns, rows, table, curves, active)
+
+
+def _with_origin(value: Any, origin: str) -> Any:
+    """A setting's value as compared; one the run did not take from its experiment says so:
+    `0 (default)`, `1 (checkpoint)`."""
+    if origin in ("experiment", ""):
+        return value
+    return f"{json.dumps(value) if not isinstance(value, str) else value} ({origin})"
 
 
 def fmt(value: Any, signed: bool = False) -> str:

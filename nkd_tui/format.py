@@ -26,6 +26,17 @@ def fmt_num(v: float | None, digits: int = 4) -> str:
     return "-" if v is None else f"{v:.{digits}g}"
 
 
+def best_text(row: dict[str, Any]) -> str:
+    """`best epoch 38 (val_sdr 7.145)`: the epoch whose weights are in the run's best
+    checkpoint, and what it was selected by; "" before a first epoch."""
+    from core.store.apply import best_of
+
+    epoch, select_by, value = best_of(row)
+    if epoch is None:
+        return ""
+    return f"best epoch {epoch} ({select_by} {fmt_num(value)})"
+
+
 def duration(row: dict[str, Any], now: float | None = None) -> str:
     if not row.get("started_at"):
         return "-"

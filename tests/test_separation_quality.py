@@ -124,3 +124,31 @@ def test_a_stopped_mask_lstm_run_restarts_to_the_same_epochs(space: Path) -> Non
     assert [g[0] for g in got] == [1, 2, 3]
     for g, w in zip(got, want, strict=True):
         assert g[1:] == pytest.approx(w[1:], rel=1e-6)
+
+
+def test_eval_scores_a_model_with_the_inference_settings_it_was_trained_with(
+        space: Path, capsys) -> None:
+    reg = str(space / "experiments.toml")
+    if _latest(space, "mask_lstm") is None:
+        assert main(["--registry", reg, "run", "mask_lstm", *TINY]) == 0
+    trained = _latest(space, "mask_lstm")
+    assert main(["--registry", reg, "eval", trained["id"], "--data", "musdb_val"]) == 0
+    kept = Store(space / "nkd.db")
+    try:
+        run = kept.latest_run("eval_" + trained["id"] + "_on_musdb_val")
+        assert run["settings_used"]["wiener_iterations"] == [1, "checkpoint"]
+        assert run["settings_used"]["mask_scale"] == [1.0, "checkpoint"]
+        log = (Path(run["run_dir"]) / "output.log").read_text()
+        assert "wiener_iterations 1 (checkpoint)" in log
+        # told otherwise, it scores without the Wiener pass and says so
+        assert main(["--registry", reg, "eval", trained["id"], "--data", "musdb_val",
+                     "--set", "wiener_iterations=0"]) == 0
+        told = kept.latest_run("eval_" + trained["id"] + "_on_musdb_val")
+        assert told["id"] != run["id"]
+        assert told["settings_used"]["wiener_iterations"] == [0, "experiment"]
+    finally:
+        kept.close()
+    capsys.readouterr()
+    assert main(["--registry", reg, "compare", run["id"], told["id"]]) == 0
+    out = capsys.readouterr().out
+    assert "1 (checkpoint)" in out

@@ -189,7 +189,7 @@ KEYS: dict[str, Key] = {
     "builtin_scalars": Key(
         "bool",
         "read common log shapes (Keras, Lightning, tqdm, key: value) "
-        "from a command's output (default true)",
+        "from a command's output",
         default=True,
         used_by=COMMAND,
     ),
@@ -298,7 +298,7 @@ KEYS: dict[str, Key] = {
         default=Per("family", {"command": 0}, otherwise=1),
     ),
     "gpu_memory": Key("memory", 'free memory a GPU must have for the run, e.g. "10GiB"'),
-    "priority": Key("int", "queue priority: higher starts first (default 0)", default=0),
+    "priority": Key("int", "queue priority: higher starts first", default=0),
     "backend": Key(
         "str",
         "where runs execute: this box, or the Slurm cluster of [backends.slurm]",

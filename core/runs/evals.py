@@ -80,17 +80,23 @@ def eval_experiment(
         f"{split}_data": data,
         "description": f"{ref} scored on {data} ({split})",
     }
+    inherited: set[str] = set()  # copied values that were the registry's [defaults]
     if reference.kind in ("experiment", "best", "where"):
-        base = registry.experiments[reference.target.partition("@")[0]].params
+        scored_exp = registry.experiments[reference.target.partition("@")[0]]
+        base = scored_exp.params
         for setting in ("classes", "stems", "device", "seed", "num_workers", "threads", "env"):
             if setting in base:
                 params[setting] = base[setting]
+                if setting in scored_exp.from_defaults:
+                    inherited.add(setting)
     params.update(settings)
+    inherited -= set(settings)
     # the experiment's (or run's) own name, dots kept: mark2.5 is not mark2; a file by its stem
     scored = Path(reference.target).stem if reference.kind == "file" else reference.target
     short = re.sub(r"[^A-Za-z0-9._-]", "_", f"eval_{scored}_on_"
                    f"{Path(data.rstrip('/')).name or data}").strip("._")
-    return Experiment(short[:NAME_MAX], params, (short[:NAME_MAX],), {key: reference})
+    return Experiment(short[:NAME_MAX], params, (short[:NAME_MAX],), {key: reference},
+                      from_defaults=frozenset(inherited))
 
 
 RUN_SUFFIX = re.compile(r"_\d{8}_\d{6}(_\d{1,3})?$")

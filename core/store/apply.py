@@ -145,6 +145,30 @@ def selected_field(select_by: str | None, ev: dict[str, Any]) -> tuple[str, bool
     return field, higher
 
 
+def best_of(row: dict[str, Any]) -> tuple[int | None, str, float | None]:
+    """(best epoch, what it was selected by, its value) of a run row."""
+    select_by = row.get("select_by") or (
+        "val_loss" if row.get("best_val_loss") is not None or row.get("best_value") is None
+        else "train_loss")
+    value = row.get("best_value")
+    if value is None:  # a row from before select_by was recorded
+        value = row.get("best_val_loss") if select_by == "val_loss" else row.get(
+            "best_train_loss")
+    return row.get("best_epoch"), select_by, value
+
+
+def settings_of(row: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    """key -> (value, where it came from) of a run row: the experiment's own params, the
+    schema defaults its recipe took, and the settings found only as it ran (a checkpoint's)."""
+    out: dict[str, tuple[Any, str]] = {k: (v, "default") for k, v in
+                                       (row.get("defaults") or {}).items()}
+    out |= {k: (v, "experiment") for k, v in (row.get("params") or {}).items()}
+    for k, pair in (row.get("settings_used") or {}).items():
+        if isinstance(pair, list) and len(pair) == 2:
+            out[k] = (pair[0], pair[1] or "experiment")
+    return out
+
+
 def _on_settings(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
     """The settings a run used that were found only when it ran (a checkpoint's inference
     settings), each with where it came from; merged over what earlier events said."""

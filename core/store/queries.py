@@ -24,7 +24,7 @@ FULL_COLUMNS = (
     "best_val_loss", "best_train_loss", "accuracy", "sdr", "test_sdr", "pid", "pid_start", "host",
     "device", "created_at", "started_at", "ended_at", "heartbeat_at", "exit_code", "error",
     "gpus", "sweep", "priority", "backend", "job_id", "node", "slurm_state", "slurm_reason",
-    "requeues", "tags", "note", "archived",
+    "requeues", "tags", "note", "archived", "select_by", "best_value", "early_stop",
 )
 LIVENESS_COLUMNS = (
     "id", "status", "pid", "pid_start", "pid_ticks", "host", "created_at", "status_at", "backend",
@@ -112,6 +112,9 @@ class RunQueries:
             return None
         out = dict(zip([d[0] for d in cur.description], row, strict=True))
         out["params"] = json.loads(out["params"] or "{}")
+        for key in ("defaults", "settings_used"):
+            if key in out:
+                out[key] = json.loads(out[key] or "{}")
         return out
 
     def find_runs(self, prefix: str) -> list[str]:

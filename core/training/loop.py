@@ -33,9 +33,9 @@ from core.data.batches import Batch, Batcher, Epoch
 from core.errors import RunError
 from core.registry.keys import SELECT_BY
 from core.registry.settings import with_defaults
-from core.store.apply import early_stop_text
 from core.runs.context import RunContext
 from core.runs.control import StopRun
+from core.store.apply import early_stop_text
 from core.training import checkpoint
 from core.training.setup import (
     compile_parts,

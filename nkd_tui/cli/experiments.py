@@ -59,7 +59,8 @@ def cmd_keys(_args: argparse.Namespace) -> int:
         limits = f" [{spec.range_text()}]" if spec.range_text() else ""
         needed = [r for r, keys in REQUIRED.items() if key in keys]
         needed_by = f"; required by {', '.join(needed)}" if needed else ""
-        print(f"{key:22} {spec.kind:10} {spec.help}{choices}{limits}{needed_by}")
+        default = f"; default {spec.default_text()}" if spec.default_text() else ""
+        print(f"{key:22} {spec.kind:10} {spec.help}{choices}{limits}{default}{needed_by}")
     return 0
 
 

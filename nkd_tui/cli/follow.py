@@ -11,7 +11,7 @@ from core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, NkdError
 from core.registry.workspace import Workspace
 from core.store import FINAL, Store
 from nkd_tui.cli.context import sync_slurm
-from nkd_tui.format import fmt_num
+from nkd_tui.format import best_text, fmt_num
 
 SLURM_SYNC_S = 1.0  # how often a foreground Slurm run is ingested and asked about
 
@@ -87,11 +87,11 @@ HEADLINE = {("accuracy", None), ("macro_f1", None), ("sdr", "mean")}  # said whe
 def report_end(store: Store, run_id: str) -> int:
     row = store.get_run(run_id)
     assert row is not None
-    best = ""
-    if row["best_epoch"] is not None:
-        best = f", best epoch {row['best_epoch']} (val {fmt_num(row['best_val_loss'])})"
+    best = f", {best_text(row)}" if best_text(row) else ""
     error = f": {row['error']}" if row.get("error") else ""
     print(f"{run_id}: {row['status']}{best}{error}")
+    if row.get("early_stop"):
+        print(f"  stopped early {row['early_stop']}")
     headline = [m for m in store.metrics(run_id) if not m["track"] and m["epoch"] is None
                 and ((m["name"], m["stem"]) in HEADLINE)]
     if headline:  # an evaluation has no epochs to show: its scores, by split

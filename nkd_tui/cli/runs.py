@@ -13,7 +13,7 @@ from typing import Any
 from core.errors import NkdError
 from core.store import FINAL, FULL_COLUMNS
 from nkd_tui.cli.context import open_workspace, sync_slurm, text_table
-from nkd_tui.format import duration, fmt_num, fmt_time, status_text
+from nkd_tui.format import best_text, duration, fmt_num, fmt_time, status_text
 
 
 def _references(run_dir: Path) -> list[dict[str, Any]]:
@@ -136,9 +136,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     epochs = store.epochs(run_id)
     metrics = store.metrics(run_id)
     checkpoints = store.checkpoints(run_id)
+    settings = _settings(row)
     if args.json:
         out = {k: row[k] for k in row if k not in ("params",)}
         out["params"] = row["params"]
+        out["settings"] = {k: {"value": v, "from": o} for k, (v, o) in settings.items()}
         out["epochs"] = [
             {k: e[k] for k in ("epoch", "train_loss", "val_loss", "lr")} for e in epochs
         ]
@@ -153,10 +155,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         + (f"  — {row['error']}" if row.get("error") else "")
     )
     print(
-        f"epochs      {row['epoch'] or 0}/{row['epochs_total'] or '?'}  best epoch "
-        f"{row['best_epoch'] if row['best_epoch'] is not None else '-'}  best val "
-        f"{fmt_num(row['best_val_loss'])}  train {fmt_num(row['best_train_loss'])}"
+        f"epochs      {row['epoch'] or 0}/{row['epochs_total'] or '?'}  "
+        f"{best_text(row) or 'best epoch -'}  val loss {fmt_num(row['best_val_loss'])}  "
+        f"train {fmt_num(row['best_train_loss'])}"
     )
+    if row.get("early_stop"):
+        print(f"early stop  {row['early_stop']}")
     print(
         f"started     {fmt_time(row['started_at'])}  time {duration(row)}  pid {row['pid']}"
         f"  host {row['host']}  device {row.get('device') or '-'}"
@@ -175,6 +179,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"note        {row['note']}")
     for ref in _references(Path(row["run_dir"] or "")):
         print(f"reference   {ref['key']} {ref['ref']} -> run {ref['run']}")
+    if settings:
+        _print_settings(settings)
     if metrics:
         _print_metrics(metrics)
     if checkpoints:
@@ -185,6 +191,34 @@ def cmd_show(args: argparse.Namespace) -> int:
                 f"  {c['path']}"
             )
     return 0
+
+
+def _settings(row: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    """key -> (value, origin): the resolved settings saved in the run's config.json at launch,
+    with what the run found as it ran (a checkpoint's inference settings) over them."""
+    from core.registry.settings import of_config
+    from core.store.apply import settings_of
+    from core.util.files import read_json
+
+    try:
+        config = read_json(Path(row["run_dir"] or "") / "config.json")
+    except (OSError, ValueError):
+        return settings_of(row)
+    values, origin = of_config(config)
+    out = {k: (v, origin.get(k, "experiment")) for k, v in values.items()
+           if k not in ("description", "group", "reported", "tags")}
+    out |= {k: v for k, v in settings_of(row).items() if v[1] not in ("experiment", "default")}
+    return dict(sorted(out.items()))
+
+
+def _print_settings(settings: dict[str, tuple[Any, str]]) -> None:
+    """Every setting the run used, `(default)`, `([defaults])` or `(checkpoint)` after those it
+    did not take from the experiment itself."""
+    print("settings")
+    for key, (value, origin) in settings.items():
+        shown = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+        where = "" if origin == "experiment" else f"  ({origin})"
+        print(f"  {key:<20} {shown[:70]}{where}")
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
