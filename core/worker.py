@@ -17,16 +17,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.backends import backend_of
 from core.backends.liveness import identity
 from core.backends.procs import end_processes, python_env, run_processes
+from core.backends.this_box import active_here
 from core.capture.command import CommandRun
 from core.registry import PLACEHOLDER
 from core.registry.settings import of_config
 from core.runs import context as recipes
 from core.runs.control import Control, StopRun
 from core.store import Store
-from core.store.events import HOLDING
 from core.store.reporter import Reporter
+from core.store.states import Status, ended_badly
 from core.util.files import read_json
 from core.util.threads import apply_env, apply_torch, cores, plan
 
@@ -48,9 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     apply_env(config, None)  # the registry's env, for recipes too, before torch is imported
     if "--resume-if-state" in argv[1:]:  # a Slurm job, requeued: go on from its saved state
         resume = any(Path(config["checkpoints_dir"]).glob("*_state.pt"))
-    on_slurm = config.get("backend") == "slurm"
     store: Store | None = None
-    if not on_slurm:  # a compute node writes only its run folder; the login side ingests it
+    if backend_of(config).writes_store:  # a compute node writes only its run folder
         try:
             store = Store(config["db"])
         except Exception as exc:  # the events file alone records the run; reindex restores it
@@ -65,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         where = {"node": socket.gethostname()[:200]}
         if os.environ.get("CUDA_VISIBLE_DEVICES"):
             where["gpus"] = os.environ["CUDA_VISIBLE_DEVICES"][:400]
-    reporter.status("running", **identity(os.getpid()), device=config.get("device"), **where)
-    ended = "failed"  # what on_finish is told, if the run gets as far as a final status
+    reporter.status(Status.RUNNING, **identity(os.getpid()), device=config.get("device"), **where)
+    ended = Status.FAILED  # what on_finish is told, if the run gets as far as a final status
     try:
         if config.get("command"):
             status, code = CommandRun(config, run_dir, reporter).run()
@@ -77,17 +78,18 @@ def main(argv: list[str] | None = None) -> int:
             return _requeue(reporter)
         ended = status
         error = {
-            "failed": f"command exited with status {code}",
-            "killed": "the script did not stop within the grace period and was killed",
+            Status.FAILED: f"command exited with status {code}",
+            Status.KILLED: "the script did not stop within the grace period and was killed",
         }.get(status)
         reporter.status(status, exit_code=code, **({"error": error} if error else {}),
                         **usage(bool(config.get("command"))))
-        return 0 if status not in ("failed", "killed") else 1
+        return 1 if ended_badly(status) else 0
     except Exception as exc:
         traceback.print_exc()
         sys.stdout.flush()
         message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        reporter.status("failed", exit_code=1, error=message, **usage(bool(config.get("command"))))
+        reporter.status(Status.FAILED, exit_code=1, error=message,
+                        **usage(bool(config.get("command"))))
         return 1
     finally:
         # nothing the run started outlives it (a script's background or setsid children)
@@ -165,12 +167,12 @@ def _requeue(reporter: Reporter) -> int:
     requeued job resumes from it. Where Slurm refuses, the run ends `suspended` instead."""
     from core.backends.slurm import requeue_self
 
-    reporter.status("queued", requeue=1, resume=1)
+    reporter.status(Status.QUEUED, requeue=1, resume=1)
     reporter.close()  # the requeue ends this process: nothing may be left unwritten
     if requeue_self():
         return 0
     reporter.reopen()
-    reporter.status("suspended", exit_code=0,
+    reporter.status(Status.SUSPENDED, exit_code=0,
                     error="the time-limit warning came and the requeue failed; nkd resume")
     return 0
 
@@ -232,31 +234,25 @@ def _run_recipe(
         apply_torch(threads)
         seed_everything(int(settings["seed"]))
         recipe(ctx)
-        return "finished", 0
+        return Status.FINISHED, 0
     except StopRun as req:
         if req.action == "suspend" and control.requeue:
             return "requeue", 0
-        return ("suspended" if req.action == "suspend" else "stopped"), 0
+        return (Status.SUSPENDED if req.action == "suspend" else Status.STOPPED), 0
     finally:
         stop.set()
 
 
 def _others_active(config: dict[str, Any], run_dir: Path) -> int:
     """Other runs active on this machine now (0 on a Slurm node, whose cores are its own)."""
-    if config.get("backend") == "slurm" or os.environ.get("SLURM_JOB_ID"):
+    if not backend_of(config).checked_by_pid or os.environ.get("SLURM_JOB_ID"):
         return 0
     try:
         store = Store(config["db"])
     except Exception:  # noqa: BLE001 - no store: no sharing to plan for
         return 0
     try:
-        host = socket.gethostname()
-        marks = ", ".join("?" * len(HOLDING))
-        rows = store.conn.execute(
-            f"SELECT count(*) FROM runs WHERE status IN ({marks}) AND id != ? "
-            "AND coalesce(host, ?) = ? AND coalesce(backend, 'local') = 'local'",
-            (*HOLDING, run_dir.name, host, host)).fetchone()
-        return int(rows[0])
+        return active_here(store, run_dir.name, socket.gethostname())
     finally:
         store.close()
 

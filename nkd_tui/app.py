@@ -19,6 +19,7 @@ from textual.widgets.tree import TreeNode
 from core.registry import Registry, load_registry
 from core.registry.workspace import Workspace
 from core.store.events import ACTIVE
+from core.store.states import ended_badly
 from nkd_tui.experiment_tree import ExperimentTree, tree_groups
 from nkd_tui.format import STATUS_SYMBOL, middle
 from nkd_tui.gpu_panel import GpuPanel
@@ -291,7 +292,7 @@ class NkdApp(RunActions, App[None]):
             for run_id, status in snap.ended:
                 if run_id in snap.lost:
                     continue  # told above
-                failed = status in ("failed", "killed", "lost", "blocked")
+                failed = ended_badly(status)
                 self.notify(f"{run_id}: {status}", severity="error" if failed else "information")
             if snap.ended:
                 self.bell()  # heard from another window too

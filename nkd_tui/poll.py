@@ -18,6 +18,7 @@ from core.runs.progress import (
 )
 from core.store import Store
 from core.store.events import FINAL, HOLDING
+from core.store.states import Status
 from nkd_tui.format import fmt_num, fmt_time, short_duration
 
 LOG_TAIL_BYTES = 16_384
@@ -122,9 +123,9 @@ class Poller:
         if reconcile_runs and now >= self._next_slurm:
             # Slurm runs: their new events, ingested by byte offset, and squeue's view of them
             self._next_slurm = now + SLURM_EVERY_S
-            from core.backends.slurm import refresh
+            from core.backends import sync_all
 
-            lost += tuple(refresh(self.store, self.ws))
+            lost += tuple(sync_all(self.store, self.ws))
         runs = self.runs(experiment, limit) if experiment else ()
         if run_id is None and runs:
             run_id = runs[0].run_id
@@ -213,13 +214,13 @@ class Poller:
             r = dict(zip(listed.names, raw, strict=True))
             if search and search.lower() not in experiment.lower() and not matches(r, search):
                 continue
-            if r["status"] == "queued" and not positions:
+            if r["status"] == Status.QUEUED and not positions:
                 positions = self.queue_positions()
             total = r["epochs_total"]
             status = r["status"]
-            if status == "queued" and r["id"] in positions:
+            if status == Status.QUEUED and r["id"] in positions:
                 status = f"queued #{positions[r['id']]}"
-            elif status == "queued" and r["slurm_reason"]:  # pending in Slurm, and why
+            elif status == Status.QUEUED and r["slurm_reason"]:  # pending in Slurm, and why
                 status = f"queued ({r['slurm_reason']})"
             cells = (
                 short_id(r["id"], experiment),
@@ -246,7 +247,7 @@ class Poller:
 
     def _time_cell(self, r: dict, now: float) -> str:
         """A running run's time left, once it has reported steps; else how long it ran."""
-        if r["status"] == "running":
+        if r["status"] == Status.RUNNING:
             found = progress(self.store.conn, r["id"], now)
             if found is not None and found[1] is not None:
                 return eta_short(found[1])
@@ -254,11 +255,9 @@ class Poller:
 
     def queue_positions(self) -> dict[str, int]:
         """Queued runs' places in the queue (the scheduler's order: priority, then age)."""
-        cur = self.store.conn.execute(
-            "SELECT id FROM runs WHERE status = 'queued' AND coalesce(backend, 'local') = 'local' "
-            "ORDER BY priority DESC, queued_at, created_at"
-        )
-        return {run_id: n for n, (run_id,) in enumerate(cur, 1)}
+        from core.backends.queue.scheduler import queued_rows
+
+        return {row["id"]: n for n, row in enumerate(queued_rows(self.store), 1)}
 
     def log_tail(self, run_id: str) -> str:
         path: Path = self.ws.run_dir(run_id) / "output.log"
@@ -276,8 +275,11 @@ class Poller:
 
 def _where(r: dict) -> str:
     """The device cell: a Slurm run's job and node, else the GPUs it holds, else its device."""
-    if r["backend"] == "slurm":
-        return f"job {r['job_id']}" + (f"@{r['node']}" if r["node"] else "")
+    from core.backends import backend_of
+
+    backend = backend_of(r)
+    if not backend.checked_by_pid:  # held elsewhere: its backend says where
+        return backend.describe(r)
     return f"gpu {r['gpus']}" if r["gpus"] else r["device"] or "-"
 
 

@@ -172,3 +172,40 @@ def test_nkd_help_runs() -> None:
     for command in ("run", "ps", "logs", "show", "pause", "resume", "suspend", "stop", "kill",
                     "restart", "reindex", "data", "blend", "lineage", "queue"):
         assert command in out
+
+
+BACKEND_NAMES = ("local", "slurm")
+STATUS_NAMES = ("queued", "starting", "running", "paused", "stopping", "suspending", "finished",
+                "stopped", "suspended", "failed", "killed", "lost", "blocked", "cancelled")
+
+
+def _literal_compares(names: tuple[str, ...], exempt: tuple[str, ...]) -> list[str]:
+    """Places outside `exempt` that compare a value with one of `names` written as a literal
+    (`x == "slurm"`, `x in ("failed", "killed")`), or name one in an SQL condition."""
+    found = []
+    sql = [f"= '{n}'" for n in names]
+    for module, path in _modules().items():
+        if module.startswith(exempt):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare):
+                for side in [node.left, *node.comparators]:
+                    values = side.elts if isinstance(side, ast.Tuple | ast.List | ast.Set) \
+                        else [side]
+                    if any(isinstance(v, ast.Constant) and v.value in names for v in values):
+                        found.append(f"{module}:{node.lineno}")
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and any(
+                    s in node.value for s in sql):
+                found.append(f"{module}:{node.lineno} (SQL)")
+    return found
+
+
+def test_only_the_backends_compare_a_backends_name() -> None:
+    """Where a run executes is asked of its backend (core/backends), never by its name."""
+    assert _literal_compares(BACKEND_NAMES, ("core.backends",)) == []
+
+
+def test_statuses_are_compared_through_their_enumeration() -> None:
+    """A status is compared as `Status.X` or through the states table (core/store/states.py),
+    never as a string written again somewhere."""
+    assert _literal_compares(STATUS_NAMES, ("core.store.states",)) == []

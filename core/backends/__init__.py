@@ -1,3 +1,34 @@
 """Where a worker runs and how it is found alive: this box (local: started in its own session,
 procs, liveness, GPUs), the queue (placement and the scheduler) and Slurm. Imports the store and
 below, never core.runs: whoever needs more passes it down."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.backends.base import Backend
+    from core.registry.workspace import Workspace
+    from core.store import Store
+
+
+def backend_of(row: dict[str, Any]) -> Backend:
+    """The backend a run row (or a run's config.json) executes on."""
+    return backend_named(row.get("backend"))
+
+
+def backend_named(name: str | None) -> Backend:
+    """The backend of a registry's `backend` value (this box when unset)."""
+    from core.backends.slurm import SLURM
+    from core.backends.this_box import LOCAL
+
+    return SLURM if name == SLURM.name else LOCAL
+
+
+def sync_all(store: Store, ws: Workspace) -> list[str]:
+    """Bring the store up to date with every backend's runs (Slurm: ingest and squeue);
+    returns the runs found lost."""
+    from core.backends.slurm import SLURM
+    from core.backends.this_box import LOCAL
+
+    return [run_id for backend in (LOCAL, SLURM) for run_id in backend.sync(store, ws)]

@@ -18,15 +18,21 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.backends.base import Backend
 from core.backends.procs import PROJECT_ROOT
 from core.errors import RunError
+from core.registry.keys import KEYS
+from core.registry.settings import family_of
 from core.registry.slurm import SlurmConfig
 from core.registry.workspace import Workspace
 from core.store import Store
-from core.store.events import ACTIVE, BadEvent, parse_line
+from core.store.events import ACTIVE, FINAL, BadEvent, parse_line
+from core.store.states import MAY, Status
+from core.store.transition import transition
 from core.util.files import atomic_write_text
 
 SCRIPT_NAME = "job.sbatch"
@@ -59,7 +65,8 @@ def _slurm(*argv: str) -> str:
 
 def job_script(run_dir: Path, params: dict[str, Any], cfg: SlurmConfig) -> str:
     """The run's sbatch script, kept in its run folder so it can be read and resubmitted."""
-    gpus = int(params.get("gpus", 0 if params.get("command") else 1) or 0)
+    gpus = int(params.get("gpus", KEYS["gpus"].default_for(
+        params, family_of(None if params.get("command") else params.get("recipe")))) or 0)
     lines = ["#!/bin/bash", f"#SBATCH --job-name={run_dir.name}",
              f"#SBATCH --chdir={run_dir}", f"#SBATCH --output={run_dir}/slurm-%j.out",
              "#SBATCH --requeue", f"#SBATCH --signal={cfg.signal}"]
@@ -99,7 +106,7 @@ def submit(store: Store, run_dir: Path, script: str, depends: list[str]) -> str:
     job_id = _slurm(*argv, str(path)).strip().split(";")[0]
     reporter = Reporter(run_dir.name, run_dir, store)
     try:
-        reporter.event({"type": "job", "job_id": job_id})
+        reporter.event({"type": "job", "job_id": job_id, "backend": "slurm"})
     finally:
         reporter.close()
     _mark_ingested(store, run_dir)
@@ -187,7 +194,7 @@ def refresh(store: Store, ws: Workspace) -> list[str]:
     lost = []
     for row in active:
         job = listed.get(row["job_id"])
-        if job and row["status"] == "queued" and job.get("job_state") == "PENDING" \
+        if job and row["status"] == Status.QUEUED and job.get("job_state") == "PENDING" \
                 and _reason(job) == "BeginTime" and _requeued(store, row["id"]):
             _release_requeued(row["job_id"])
     with store.write() as conn:
@@ -232,11 +239,9 @@ def _offset(store: Store, run_id: str) -> int:
 
 
 def _record_lost(store: Store, ws: Workspace, run_id: str, job_id: str, state: str) -> bool:
-    from core.store.transition import transition
-
     return transition(
-        store, ws, run_id, ACTIVE,
-        {"type": "status", "status": "lost",
+        store, ws, run_id, MAY["lose"] + MAY["cancel"],
+        {"type": "status", "status": Status.LOST,
          "error": f"Slurm job {job_id} ended ({state}) without a final status"},
     )
 
@@ -269,3 +274,118 @@ def requeue_self() -> bool:
         print(f"nkd: requeue of job {job_id} failed: {exc}", flush=True)
         return False
     return True
+
+
+# ── the backend ─────────────────────────────────────────────────────────────────────────────
+
+
+class SlurmBackend(Backend):
+    name = "slurm"
+    writes_store = False  # a compute node writes only its run folder; `sync` ingests it
+    checked_by_pid = False  # followed through squeue
+    resumes = MAY["restart"]  # any ended run is submitted again and resumes from its state
+
+    def check_launch(self, backends: dict[str, Any], where: str) -> None:
+        if self.name not in backends:
+            raise RunError(f"{where}: backend 'slurm' needs a [backends.slurm] table")
+        if not available():
+            raise RunError(f"{where.rpartition(': ')[2]}: sbatch and squeue are not on this "
+                           f"machine's PATH; run it here without `--on slurm`, or from the "
+                           f"cluster's login node")
+
+    def dependencies(self, store: Store, after: list[str]) -> list[str]:
+        """The jobs of the runs in `after` (`--dependency=afterok:`); a finished one is done."""
+        depends = []
+        for parent in after:
+            row = store.get_run(parent)
+            if row is None:
+                raise RunError(f"--after: no run '{parent}' in {store.path}")
+            if row["status"] == Status.FINISHED:
+                continue
+            if row["status"] in FINAL:
+                raise RunError(f"--after: run '{parent}' ended {row['status']}; nothing to "
+                               f"wait for")
+            if row.get("backend") != self.name or not row.get("job_id"):
+                raise RunError(f"--after: run '{parent}' runs on this box, not on Slurm; a "
+                               f"Slurm job can wait only for Slurm jobs")
+            depends.append(row["job_id"])
+        return depends
+
+    @property
+    def starts_queued(self) -> bool:
+        return True  # pending in Slurm's queue until a node takes it
+
+    def start(self, store: Store, run_dir: Path, gpus: list[Any] | None, depends: list[str],
+              params: dict[str, Any], backends: dict[str, Any]) -> tuple[int | None, str | None]:
+        job_id = submit(store, run_dir, job_script(run_dir, params, backends[self.name]),
+                        depends)
+        return None, f"Slurm job {job_id}"
+
+    def wake(self, row: dict[str, Any], hard: bool = False) -> None:
+        signal_worker(row["job_id"], "TERM" if hard else "USR1")
+
+    def control_waiting(self, store: Store, ws: Workspace, row: dict[str, Any],
+                        action: str) -> str:
+        """A pending job is held (pause), released (resume) or cancelled (stop)."""
+        run_id, job = row["id"], row.get("job_id")
+        if not job:
+            raise RunError(f"run '{run_id}' has no Slurm job yet")
+        if action == "stop":
+            cancel(job)
+            transition(store, ws, run_id, MAY["cancel"], {
+                "type": "status", "status": Status.CANCELLED,
+                "error": f"Slurm job {job} cancelled"})
+            return f"{run_id}: pending Slurm job {job} cancelled"
+        if action in ("pause", "resume"):
+            hold(job, action == "pause")
+            done = "held" if action == "pause" else "released"
+            return f"{run_id}: pending Slurm job {job} {done}"
+        raise RunError(f"run '{run_id}' is pending in Slurm (job {job}); it can be held "
+                       f"(pause), released (resume) or cancelled (stop)")
+
+    def hard_stop(self, store: Store, ws: Workspace, row: dict[str, Any], status: str,
+                  grace: float, ask_stop: Callable[[], None],
+                  wait: Callable[[float], bool]) -> str:
+        """`scancel`: SIGTERM to every process of the job, then SIGKILL (Slurm's own grace)."""
+        job = row.get("job_id")
+        if not job:
+            raise RunError(f"run '{row['id']}' has no Slurm job yet")
+        cancel(job)
+        final = Status.CANCELLED if status in MAY["cancel"] else Status.KILLED
+        transition(store, ws, row["id"], MAY["kill"], {
+            "type": "status", "status": final, "error": f"Slurm job {job} cancelled"})
+        return f"{row['id']}: Slurm job {job} cancelled"
+
+    def start_again(self, store: Store, ws: Workspace, row: dict[str, Any]) -> str:
+        """Submit the ended run's job.sbatch again: it resumes from its last state."""
+        from core.store.reporter import Reporter
+
+        run_id = row["id"]
+        script = ws.run_dir(run_id) / SCRIPT_NAME
+        try:
+            text = script.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RunError(f"{script}: cannot be read ({exc.strerror})") from None
+        reporter = Reporter(run_id, ws.run_dir(run_id), store)
+        try:
+            reporter.status(Status.QUEUED, pid=None, pid_start=None, pid_ticks=None, resume=1)
+        finally:
+            reporter.close()
+        job = submit(store, ws.run_dir(run_id), text, [])
+        return f"submitted again as Slurm job {job}; it resumes from its last state"
+
+    def alive(self, row: dict[str, Any]) -> bool:
+        return True  # `sync` asks squeue and records `lost` for a job gone without its end
+
+    def sync(self, store: Store, ws: Workspace) -> list[str]:
+        return refresh(store, ws)
+
+    def describe(self, row: dict[str, Any]) -> str:
+        job = row.get("job_id") or "?"
+        return f"slurm {job}" + (f"@{row['node']}" if row.get("node") else "")
+
+    def waiting_reason(self, row: dict[str, Any]) -> str | None:
+        return row.get("slurm_reason") or None
+
+
+SLURM = SlurmBackend()

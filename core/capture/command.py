@@ -27,6 +27,7 @@ from core.capture.tensorboard import TensorboardWatch
 from core.registry.settings import of_config
 from core.runs.control import read_request
 from core.store.reporter import Reporter
+from core.store.states import Status
 
 HEARTBEAT_S = 5.0
 PROGRESS_S = 2.0  # a script's step records become at most one progress event this often
@@ -172,10 +173,10 @@ class CommandRun:
         if self.refused:
             print(f"nkd: {self.refused} @nkd record(s) refused in this run", flush=True)
         if self.killed:
-            return "killed", code
+            return Status.KILLED, code
         if self.stopping:
-            return "stopped", code
-        return ("finished" if code == 0 else "failed"), code
+            return Status.STOPPED, code
+        return (Status.FINISHED if code == 0 else Status.FAILED), code
 
     def _read(self, lines: queue.SimpleQueue[str | None]) -> None:
         assert self.proc.stdout is not None
@@ -288,16 +289,16 @@ class CommandRun:
         if action == "pause" and not self.paused and not self.stopping:
             self._signal(signal.SIGSTOP)
             self.paused = True
-            self.reporter.status("paused")
+            self.reporter.status(Status.PAUSED)
         elif action == "resume" and self.paused:
             self._signal(signal.SIGCONT)
             self.paused = False
-            self.reporter.status("running")
+            self.reporter.status(Status.RUNNING)
         elif action == "suspend":
             print("nkd: suspend is not available for command experiments; use stop", flush=True)
         elif action == "stop" and not self.stopping:
             self.stopping = True
-            self.reporter.status("stopping")
+            self.reporter.status(Status.STOPPING)
             if self.paused:
                 self._signal(signal.SIGCONT)
                 self.paused = False

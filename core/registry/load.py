@@ -72,9 +72,10 @@ def parse_registry(path: Path, doc: dict[str, Any]) -> Registry:
     sweeps = parse_sweeps(path, doc.get("sweeps"), raw, problems)
     backends = parse_backends(path, doc.get("backends"), problems)
     for name, exp in built.items():
-        if exp.params.get("backend") == "slurm" and "slurm" not in backends:
-            problems.append(f"{path}: experiment '{name}': key 'backend': 'slurm' needs a "
-                            f"[backends.slurm] table")
+        backend = exp.params.get("backend", KEYS["backend"].default)
+        if backend != KEYS["backend"].default and backend not in backends:
+            problems.append(f"{path}: experiment '{name}': key 'backend': '{backend}' needs a "
+                            f"[backends.{backend}] table")
     if problems:
         raise RegistryError("\n".join(problems))
     return Registry(path=path, defaults=defaults, data=data, raw=raw, experiments=built,

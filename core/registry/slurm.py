@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BACKENDS = ("local", "slurm")
+from core.registry.keys import KEYS
+
+# backends configured by a [backends.NAME] table: every `backend` value but this box's
+CONFIGURED = tuple(b for b in KEYS["backend"].choices if b != KEYS["backend"].default)
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,8 @@ def parse_backends(path: Path, tables: Any, problems: list[str]) -> dict[str, Sl
     out = {}
     for name, table in tables.items():
         where = f"{path}: [backends.{name}]"
-        if name != "slurm":
-            problems.append(f"{where}: unknown backend '{name}' (known: slurm)")
+        if name not in CONFIGURED:
+            problems.append(f"{where}: unknown backend '{name}' (known: {', '.join(CONFIGURED)})")
             continue
         if not isinstance(table, dict):
             problems.append(f"{where} must be a table")

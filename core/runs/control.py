@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from core.store.states import Status
 from core.util.files import atomic_write_json, read_json
 
 ACTIONS = ("pause", "resume", "suspend", "stop")
@@ -91,16 +92,16 @@ class Control:
 
     def boundary(self) -> None:
         if self.paused and not self.pending:
-            self.on_change("paused")
+            self.on_change(Status.PAUSED)
             while self.paused and not self.pending:
                 time.sleep(0.05)
             if not self.pending:
-                self.on_change("running")
+                self.on_change(Status.RUNNING)
         if self.pending == "suspend" and self.defer_suspend:
             if not self._told:
                 self._told = True
                 print("suspend: finishing this epoch first, so its work is kept", flush=True)
-                self.on_change("suspending")
+                self.on_change(Status.SUSPENDING)
             return
         if self.pending:
             raise StopRun(self.pending)

@@ -33,6 +33,7 @@ from core.errors import NkdError
 from core.registry.workspace import Workspace
 from core.store import Store
 from core.store.reporter import Reporter
+from core.store.states import Status
 from core.util.checksum import sha256_file
 from core.util.names import name_problem
 
@@ -174,7 +175,7 @@ def import_entries(ws: Workspace, store: Store, entries: list[Entry]) -> list[st
         rep = Reporter(entry.run_id, run_dir, store)
         try:
             rep.event({"type": "run", "experiment": entry.experiment, "recipe": "imported",
-                       "status": "starting", "params": entry.settings, "run_dir": str(run_dir),
+                       "status": Status.STARTING, "params": entry.settings, "run_dir": str(run_dir),
                        "t": t})
             digest = sha256_file(entry.file) if entry.file.is_file() else None
             parents = [{"checkpoint": _checkpoint_id(by_name, store, p), "relation":
@@ -188,7 +189,7 @@ def import_entries(ws: Workspace, store: Store, entries: list[Entry]) -> list[st
                     rep.event({"type": "metric", "name": name, "value": float(value),
                                "definition": "reported", **({"stem": stem} if stem else {}),
                                "t": t})
-            rep.event({"type": "status", "status": "finished", "t": t})
+            rep.event({"type": "status", "status": Status.FINISHED, "t": t})
         finally:
             rep.close()
         missing = "" if digest else " (file not found: imported without its sha256)"

@@ -18,6 +18,7 @@ from core.errors import RunError
 from core.registry import DATA_REF_KEYS, Experiment, Reference, Registry, data_source
 from core.runs.lookup import find_run
 from core.store import ACTIVE, Store
+from core.store.states import Status
 
 # what leaving out an optional data key means, said in its notice
 WITHOUT = {
@@ -109,7 +110,7 @@ def _reference(
         run = store.get_run(ref.target)
         if run is None:
             raise RunError(f"{where}: key '{key}': no run '{ref.target}'; nothing was started")
-        if run["status"] != "finished" and not (queued and run["status"] in ACTIVE):
+        if run["status"] != Status.FINISHED and not (queued and run["status"] in ACTIVE):
             raise RunError(f"{where}: key '{key}': run '{ref.target}' is {run['status']}, not "
                            f"finished: it has no checkpoint to build on; nothing was started")
         return

@@ -8,24 +8,26 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.backends.gpus import Gpu, GpuError, read_gpus
-from core.backends.local import start_worker, visible_ids
-from core.errors import NkdError, RunError
+from core.backends import backend_named
+from core.backends.gpus import Gpu
+from core.backends.local import visible_ids
+from core.backends.this_box import LOCAL
+from core.errors import RunError
 from core.registry import DATA_REF_KEYS, Experiment, Registry, recipes, substitute_command
-from core.registry.queue import QueueConfig
+from core.registry.queue import parse_memory
 from core.registry.settings import DEFAULT
 from core.registry.settings import resolve as resolve_settings
 from core.registry.workspace import Workspace
 from core.runs.inputs import check_inputs
-from core.store import FINAL, Store
+from core.store import Store
 from core.store.reporter import Reporter
+from core.store.states import Status
 from core.util.files import atomic_write_json
 from core.util.names import check_name, inside, open_append, run_path
 
@@ -103,113 +105,33 @@ def launch_experiment(
         cwd = str((ws.root / exp.params.get("cwd", ".")).resolve())
         if not Path(cwd).is_dir():
             raise RunError(f"{where}: key 'cwd': folder {cwd} does not exist")
-    slurm = exp.params.get("backend") == "slurm"
+    backend = backend_named(exp.params.get("backend"))
+    backend.check_launch(registry.backends, where)
     own_store = store is None
     store = store or Store(ws.db_path)
     try:
-        exp, skipped = check_inputs(registry, exp, store, queued or slurm, after)
-        if slurm:
-            launched = _submit_to_slurm(registry, ws, exp, store, list(after), sweep, cwd,
-                                        skipped)
-        else:
-            with _placement(ws, exp, queued, store) as (gpus, notice):
-                launched = _record_and_start(registry, ws, exp, store, queued, list(after),
-                                             sweep, cwd, gpus, notice, skipped=skipped)
-        return launched
+        queued = queued or backend.starts_queued
+        exp, skipped = check_inputs(registry, exp, store, queued, after)
+        depends = backend.dependencies(store, list(after))
+        need = {"gpus": exp.params.get("gpus"), "gpu_memory": exp.params.get("gpu_memory"),
+                "recipe": exp.recipe}
+        with backend.placement(ws, need, name, queued and not backend.starts_queued,
+                               store) as (gpus, notice):
+            launched = _record_and_start(registry, ws, exp, store, queued, list(after),
+                                         sweep, cwd, gpus, notice, backend.name, skipped)
+            if queued and not backend.starts_queued:  # the workspace's scheduler starts it
+                return launched
+            pid, said = backend.start(store, launched.run_dir, gpus, depends, exp.params,
+                                      registry.backends)
+        return dataclasses.replace(launched, pid=pid, notice=said or launched.notice)
     finally:
         if own_store:
             store.close()
 
 
-@contextmanager
-def _placement(
-    ws: Workspace, exp: Experiment, queued: bool, store: Store
-) -> Iterator[tuple[list[Gpu] | None, str | None]]:
-    """For a run started now: its GPUs, chosen and recorded under the placement lock."""
-    from core.backends.queue.placement import need_of, place
-    from core.backends.queue.scheduler import lease_rows, nkd_pids, placement_lock
-
-    wanted = exp.params.get("gpus")
-    if queued:
-        yield None, None
-        return
-    with placement_lock(ws):
-        try:
-            gpus = read_gpus()
-        except GpuError as exc:
-            raise RunError(str(exc)) from None
-        if not gpus:
-            notice = None
-            if wanted:
-                notice = (f"this box has no GPU: '{exp.name}' asks for gpus = {wanted}, which "
-                          f"is ignored here")
-            yield None, notice
-            return
-        row = {"needs_gpus": wanted, "recipe": exp.recipe or "command",
-               "gpu_memory": _memory(exp)}
-        pids = nkd_pids() if any(g.processes for g in gpus) else set()
-        placed, why = place(need_of(row, True), gpus, lease_rows(store), registry_queue(ws),
-                            pids)
-        if placed is None:
-            raise RunError(f"experiment '{exp.name}': no GPU is free now ({why}); "
-                           f"`nkd run {exp.name} --queue` waits for one")
-        yield placed, None
-
-
-def registry_queue(ws: Workspace) -> QueueConfig:
-    from core.registry import load_registry
-
-    try:
-        return load_registry(ws.registry_path).queue
-    except NkdError:
-        return QueueConfig()
-
-
 def _memory(exp: Experiment) -> float | None:
-    from core.registry.queue import parse_memory
-
     value = exp.params.get("gpu_memory")
     return None if value is None else parse_memory(value)
-
-
-def _submit_to_slurm(
-    registry: Registry,
-    ws: Workspace,
-    exp: Experiment,
-    store: Store,
-    after: list[str],
-    sweep: str | None,
-    cwd: str | None,
-    skipped: list[str],
-) -> Launched:
-    """Record the run (`queued`: pending in Slurm) and submit its sbatch script; the runs it
-    waits for become `--dependency=afterok:` on their jobs."""
-    from core.backends import slurm
-
-    if "slurm" not in registry.backends:
-        raise RunError(f"{registry.path}: experiment '{exp.name}': backend 'slurm' needs a "
-                       f"[backends.slurm] table")
-    if not slurm.available():
-        raise RunError(f"experiment '{exp.name}': sbatch and squeue are not on this machine's "
-                       f"PATH; run it here without `--on slurm`, or from the cluster's login node")
-    depends = []
-    for parent in after:
-        row = store.get_run(parent)
-        if row is None:
-            raise RunError(f"--after: no run '{parent}' in {store.path}")
-        if row["status"] == "finished":
-            continue
-        if row["status"] in FINAL:
-            raise RunError(f"--after: run '{parent}' ended {row['status']}; nothing to wait for")
-        if row.get("backend") != "slurm" or not row.get("job_id"):
-            raise RunError(f"--after: run '{parent}' runs on this box, not on Slurm; a Slurm job "
-                           f"can wait only for Slurm jobs")
-        depends.append(row["job_id"])
-    launched = _record_and_start(registry, ws, exp, store, True, after, sweep, cwd, None, None,
-                                 backend="slurm", skipped=skipped)
-    script = slurm.job_script(launched.run_dir, exp.params, registry.backends["slurm"])
-    job_id = slurm.submit(store, launched.run_dir, script, depends)
-    return dataclasses.replace(launched, notice=f"Slurm job {job_id}")
 
 
 def _record_and_start(
@@ -223,9 +145,11 @@ def _record_and_start(
     cwd: str | None,
     gpus: list[Gpu] | None,
     notice: str | None,
-    backend: str = "local",
+    backend: str,
     skipped: list[str] | None = None,
 ) -> Launched:
+    """The run folder, config.json and the run's first event (`queued`, or `starting` for a
+    worker started next); nothing is started here."""
     name = exp.name
     run_dir = allocate_run_dir(ws.runs_dir, name)
     run_id = run_dir.name
@@ -276,7 +200,7 @@ def _record_and_start(
             "type": "run",
             "experiment": name,
             "recipe": exp.recipe or "command",
-            "status": "queued" if queued else "starting",
+            "status": Status.QUEUED if queued else Status.STARTING,
             "params": exp.params,
             "defaults": {k: settings[k] for k, o in origin.items() if o == DEFAULT},
             "select_by": settings.get("select_by"),
@@ -289,15 +213,11 @@ def _record_and_start(
             "priority": exp.params.get("priority", 0),
             **({"after": after} if after else {}),
             **({"sweep": sweep} if sweep else {}),
-            **({"backend": backend} if backend != "local" else {}),
+            **({"backend": backend} if backend != LOCAL.name else {}),
         }
     )
     reporter.close()
-    said = tuple(skipped or ())
-    if queued:
-        return Launched(run_id, run_dir, None, skipped=said)
-    pid = start_worker(run_dir, store=store, gpus=gpus)
-    return Launched(run_id, run_dir, pid, visible_ids(gpus), notice, said)
+    return Launched(run_id, run_dir, None, visible_ids(gpus), notice, tuple(skipped or ()))
 
 
 def _source_table(registry: Registry, name: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from core.errors import RunError
 from core.store import Store
+from core.store.states import Status
 
 
 def find_run(store: Store, kind: str, target: str, key: str) -> dict[str, Any]:
@@ -24,9 +25,9 @@ def find_run(store: Store, kind: str, target: str, key: str) -> dict[str, Any]:
         return run
     if kind == "best":
         cur = store.conn.execute(
-            "SELECT id FROM runs WHERE experiment = ? AND status = 'finished' AND "
+            "SELECT id FROM runs WHERE experiment = ? AND status = ? AND "
             "coalesce(sdr, accuracy) IS NOT NULL ORDER BY coalesce(sdr, accuracy) DESC, "
-            "created_at DESC LIMIT 1", (target,))
+            "created_at DESC LIMIT 1", (target, Status.FINISHED))
         row = cur.fetchone()
         if row is None:
             raise RunError(f"{key} 'best:{target}': no finished run of {target} has a score yet")
@@ -34,14 +35,14 @@ def find_run(store: Store, kind: str, target: str, key: str) -> dict[str, Any]:
     if kind == "where":
         experiment, wanted = split_where(target)
         for (run_id,) in store.conn.execute(
-            "SELECT id FROM runs WHERE experiment = ? AND status = 'finished' "
-            "ORDER BY created_at DESC", (experiment,)).fetchall():
+            "SELECT id FROM runs WHERE experiment = ? AND status = ? "
+            "ORDER BY created_at DESC", (experiment, Status.FINISHED)).fetchall():
             run = store.get_run(run_id)
             if run and all(_same(run["params"].get(k), v) for k, v in wanted.items()):
                 return run
         raise RunError(f"{key} '{target}': no finished run of {experiment} with "
                        f"{', '.join(f'{k}={v}' for k, v in wanted.items())}")
-    run = store.latest_run(target, status="finished")
+    run = store.latest_run(target, status=Status.FINISHED)
     if run is None:
         raise RunError(f"{key} '{target}' has no finished run yet; run `nkd run {target}` first")
     return run

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from core.store.states import Status
+
 
 def fmt_eta(seconds: float) -> str:
     """Time left as h:mm:ss."""
@@ -66,7 +68,7 @@ def progress(conn: sqlite3.Connection, run_id: str, now: float) -> tuple[str, fl
     if row is None:
         return None
     status, epoch, total, step, steps, step_at, status_at = row
-    if status != "running" or not steps or not step or step_at is None:
+    if status != Status.RUNNING or not steps or not step or step_at is None:
         return None
     epoch = epoch or 0
     last_at, mean_s, done = conn.execute(

@@ -10,11 +10,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from core.backends.liveness import is_alive
+from core.backends import backend_of
 from core.errors import RunError
 from core.registry.workspace import Workspace
 from core.store import ACTIVE, Store
 from core.store.events import last_status
+from core.store.states import MAY, Status
 from core.store.transition import transition
 
 # a run that is queued but whose worker has not reported yet is given this long before "lost"
@@ -27,20 +28,20 @@ def _gone(row: dict[str, Any], now: float) -> bool:
     if row.get("pid") is None:
         since = row.get("status_at") or row.get("created_at") or 0
         return now - since >= START_GRACE_S
-    return not is_alive(row["pid"], row.get("pid_start"), row.get("pid_ticks"))
+    return not backend_of(row).alive(row)
 
 
 def effective_status(row: dict[str, Any], host: str | None = None) -> str:
     """The status to show: an active run whose process is gone reads `lost` (not recorded;
     `record_if_lost` decides that, under the write lock)."""
     status = row["status"]
-    if status not in ACTIVE or status == "queued":  # a queued run has no process yet
+    if status not in MAY["lose"]:  # a queued or ended run has no process to look for
         return status
-    if row.get("backend") == "slurm":
-        return status  # followed through squeue (core.backends.slurm.refresh), not a pid
+    if not backend_of(row).checked_by_pid:
+        return status  # followed by its backend (Slurm: squeue), not a pid
     if row.get("host") and row["host"] != (host or socket.gethostname()):
         return status  # another machine's process cannot be checked from here
-    return "lost" if _gone(row, time.time()) else status
+    return Status.LOST if _gone(row, time.time()) else status
 
 
 LOST_RECHECK_S = 0.2  # the second look, before `lost` is written
@@ -55,8 +56,8 @@ def record_if_lost(store: Store, ws: Workspace, run_id: str) -> bool:
     to the queue instead."""
     time.sleep(LOST_RECHECK_S)
     if _claimed_by_queue(ws.run_dir(run_id)) and transition(
-        store, ws, run_id, ("starting",),
-        {"type": "status", "status": "queued"},  # its resume flag stays as the queue had it
+        store, ws, run_id, MAY["requeue"],
+        {"type": "status", "status": Status.QUEUED},  # its resume flag stays as the queue had it
         unless=lambda row: row.get("pid") is not None or not _gone(row, time.time()),
     ):
         from core.backends.queue.scheduler import ensure_running
@@ -64,26 +65,26 @@ def record_if_lost(store: Store, ws: Workspace, run_id: str) -> bool:
         ensure_running(ws)
         return False
     return transition(
-        store, ws, run_id, ACTIVE,
-        {"type": "status", "status": "lost",
+        store, ws, run_id, MAY["lose"],
+        {"type": "status", "status": Status.LOST,
          "error": "worker process vanished without a final status"},
-        unless=lambda row: row["status"] == "queued" or not _gone(row, time.time()),
+        unless=lambda row: not _gone(row, time.time()),
     )
 
 
 def _claimed_by_queue(run_dir: Path) -> bool:
     """Is the last status event the queue's claim (`starting`, by the queue)?"""
     last = last_status(run_dir / "events.jsonl")
-    return bool(last and last["status"] == "starting" and last.get("by") == "queue")
+    return bool(last and last["status"] == Status.STARTING and last.get("by") == "queue")
 
 
 def current_status(store: Store, ws: Workspace, row: dict[str, Any]) -> str:
     """One run's status now, read again from the store (a row read earlier may be stale);
     records `lost` when `record_if_lost` confirms it."""
     fresh = store.get_run(row["id"]) or row
-    if fresh["status"] in ACTIVE and effective_status(fresh) == "lost":
+    if fresh["status"] in ACTIVE and effective_status(fresh) == Status.LOST:
         if _try_record_lost(store, ws, row["id"]):
-            return "lost"
+            return Status.LOST
         fresh = store.get_run(row["id"]) or fresh
     return str(fresh["status"])
 
@@ -98,7 +99,7 @@ def _try_record_lost(store: Store, ws: Workspace, run_id: str) -> bool:
 def reconcile(store: Store, ws: Workspace) -> list[str]:
     """Check every run that claims to be alive; record `lost` for those that are."""
     host = socket.gethostname()
-    suspects = [r["id"] for r in store.active_runs() if effective_status(r, host) == "lost"]
+    suspects = [r["id"] for r in store.active_runs() if effective_status(r, host) == Status.LOST]
     return [run_id for run_id in suspects if _try_record_lost(store, ws, run_id)]
 
 

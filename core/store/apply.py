@@ -10,6 +10,7 @@ from typing import Any
 
 from core.registry.keys import SELECT_BY
 from core.store.events import FINAL
+from core.store.states import Status
 
 
 def _on_run(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
@@ -22,7 +23,7 @@ def _on_run(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
             run_id,
             ev["experiment"],
             ev.get("recipe"),
-            ev.get("status", "queued"),
+            ev.get("status", Status.QUEUED),
             json.dumps(ev.get("params", {}), sort_keys=True),
             ev.get("run_dir"),
             ev.get("seed"),
@@ -34,7 +35,7 @@ def _on_run(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
             ev.get("priority") or 0,
             json.dumps(ev["after"]) if ev.get("after") else None,
             ev.get("sweep"),
-            ev["t"] if ev.get("status") == "queued" else None,
+            ev["t"] if ev.get("status") == Status.QUEUED else None,
             ev["t"],
             ev.get("backend"),
             ev.get("select_by"),
@@ -45,8 +46,8 @@ def _on_run(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
 
 def _on_job(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
     """A run submitted to Slurm: its job id."""
-    conn.execute("UPDATE runs SET job_id = ?, backend = 'slurm' WHERE id = ?",
-                 (ev["job_id"], run_id))
+    conn.execute("UPDATE runs SET job_id = ?, backend = coalesce(?, backend) WHERE id = ?",
+                 (ev["job_id"], ev.get("backend"), run_id))
 
 
 def _on_queue(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
@@ -70,20 +71,20 @@ def _on_status(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> Non
         if key in ev:
             sets.append(f"{key} = ?")
             args.append(ev[key])
-    if status == "running":
+    if status == Status.RUNNING:
         sets.append("started_at = coalesce(started_at, ?)")
         args.append(ev["t"])
-    if status == "queued":
+    if status == Status.QUEUED:
         sets.append("queued_at = ?")
         args.append(ev["t"])
     if ev.get("requeue"):  # a Slurm job put back in its queue (time limit, preemption)
         sets.append("requeues = coalesce(requeues, 0) + 1")
-    if status == "queued":  # back in the queue: it holds no GPU (an ended run keeps its record
+    if status == Status.QUEUED:  # back in the queue: it holds no GPU (an ended run keeps its record
         sets.append("gpus = NULL")  # of which GPUs it used; only active runs hold a lease)
     if status in FINAL:
         sets.append("ended_at = ?")
         args.append(ev["t"])
-    elif status in ("starting", "running"):
+    elif status in (Status.STARTING, Status.RUNNING):
         sets.append("ended_at = NULL")
     conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*args, run_id))
 

@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ACTIVE = ("queued", "starting", "running", "paused", "stopping", "suspending")
-FINAL = ("finished", "stopped", "suspended", "failed", "killed", "lost", "blocked", "cancelled")
-STATUSES = ACTIVE + FINAL
-HOLDING = tuple(s for s in ACTIVE if s != "queued")  # a run in these holds its GPUs (a lease)
+from core.registry.keys import KEYS
+from core.store.states import ACTIVE, FINAL, HOLDING, STATUSES, Status
+
+__all__ = ["ACTIVE", "FINAL", "HOLDING", "STATUSES", "BadEvent", "EventLog", "check",
+           "final_status", "last_status", "parse_line"]
 NAME_MAX = 100  # metric names, stems, splits, roles
 TEXT_MAX = 2000  # error messages, paths
 MAX_LINE_BYTES = 1 << 20  # a longer line is refused before it is parsed
@@ -80,7 +81,7 @@ def check(event: Any) -> dict[str, Any]:
         finite(event.get(key), key)
     if kind == "run":
         text(event.get("experiment"), "experiment", 200)
-        if event.get("status", "queued") not in ACTIVE:
+        if event.get("status", Status.QUEUED) not in ACTIVE:
             raise BadEvent(f"a run starts in one of {', '.join(ACTIVE)}")
         integer(event.get("epochs_total"), "epochs_total")
         integer(event.get("seed"), "seed", None)
@@ -90,8 +91,8 @@ def check(event: Any) -> dict[str, Any]:
         integer(event.get("gpus"), "gpus")
         finite(event.get("gpu_memory"), "gpu_memory")
         text(event.get("sweep"), "sweep", 200)
-        if event.get("backend") not in (None, "local", "slurm"):
-            raise BadEvent("'backend' must be local or slurm")
+        if event.get("backend") not in (None, *KEYS["backend"].choices):
+            raise BadEvent(f"'backend' must be {' or '.join(KEYS['backend'].choices)}")
         after = event.get("after", [])
         if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
             raise BadEvent("'after' must be a list of run ids")

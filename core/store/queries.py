@@ -10,6 +10,7 @@ from typing import Any, overload
 
 from core.errors import RunError
 from core.store.events import ACTIVE, HOLDING
+from core.store.states import Status
 
 # What a listing reads: eight plain columns served by one covering index, no JSON. Python's sqlite3
 # spends about 0.9 ms per column per 10,000 rows building objects, so every column here costs;
@@ -133,7 +134,7 @@ class RunQueries:
         row = self.conn.execute(sql + " ORDER BY created_at DESC LIMIT 1", args).fetchone()
         return self.get_run(row[0]) if row else None
 
-    def runs_of_recipe(self, recipe: str, status: str = "finished") -> list[str]:
+    def runs_of_recipe(self, recipe: str, status: str = Status.FINISHED) -> list[str]:
         """Ids of a recipe's runs with `status`, newest first."""
         cur = self.conn.execute(
             "SELECT id FROM runs WHERE recipe = ? AND status = ? ORDER BY created_at DESC",
@@ -187,8 +188,8 @@ class RunQueries:
         marks = ", ".join("?" * len(HOLDING))
         rows = self.conn.execute(
             f"SELECT experiment, sum(status IN ({marks})), "
-            "max(CASE WHEN status = 'finished' THEN coalesce(sdr, accuracy) END) "
-            "FROM runs GROUP BY experiment", HOLDING)
+            "max(CASE WHEN status = ? THEN coalesce(sdr, accuracy) END) "
+            "FROM runs GROUP BY experiment", (*HOLDING, Status.FINISHED))
         return {experiment: (int(live or 0), best) for experiment, live, best in rows}
 
     def metrics(self, run_id: str) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from core.store import ACTIVE, Store
 from core.store.apply import HANDLERS
 from core.store.events import final_status
 from core.store.reporter import Reporter
+from core.store.states import Status
 
 
 def transition(
@@ -37,7 +38,7 @@ def transition(
         if row["status"] not in tuple(allowed) or unless(row):
             return False
         final = final_status(run_dir / "events.jsonl") if run_dir.is_dir() else None
-        if final is not None and row["status"] in ACTIVE and row["status"] != "queued":
+        if final is not None and row["status"] in ACTIVE and row["status"] != Status.QUEUED:
             # the worker wrote its end to the file but not to the store: take it from there
             HANDLERS["status"](conn, run_id, final)
             return False

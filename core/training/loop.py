@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
@@ -40,15 +39,14 @@ from core.training import checkpoint
 from core.training.setup import (
     compile_parts,
     fall_back_to_eager,
-    literal,
     make_optimizer,
     make_scheduler,
-    numpy_state,
     optimizer_to,
     pick_device,
+    restore_rng,
+    rng_state,
     run_device,
     seed_everything,
-    set_numpy_state,
     tune_device,
 )
 from core.util.checksum import sha256_file
@@ -164,13 +162,7 @@ class Trainer:
                 # generator as the epoch began (the epoch's order is drawn from it again)
                 "mid_epoch": mid_epoch or {},
                 "history": self.history,
-                "rng": {
-                    "torch": torch.get_rng_state(),
-                    "generator": self.generator.get_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                    "numpy": numpy_state(),
-                    "python": repr(random.getstate()),
-                },
+                "rng": rng_state(self.generator),
             },
         )
 
@@ -193,13 +185,7 @@ class Trainer:
         self.step_in_epoch = int(mid.get("step", 0))
         self.carried = dict(mid)
         self.epoch_rng = mid.get("epoch_rng")
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        self.generator.set_state(rng["generator"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        set_numpy_state(rng["numpy"])
-        random.setstate(literal(rng["python"]))
+        restore_rng(self.generator, state["rng"])
 
     # ── the loop ─────────────────────────────────────────────────────────────────────────────
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from core.runs.context import RunContext
+from core.store.states import Status
 
 
 def tune_device(device: torch.device) -> bool:
@@ -61,7 +62,7 @@ def pick_device(name: str = "auto") -> torch.device:
 def run_device(ctx: RunContext) -> torch.device:
     """The device a run uses (auto -> cuda when there is one), recorded on the run."""
     device = pick_device(ctx.params["device"])
-    ctx.reporter.status("running", device=str(device))
+    ctx.reporter.status(Status.RUNNING, device=str(device))
     return device
 
 
@@ -118,3 +119,24 @@ def set_numpy_state(s: dict[str, Any]) -> None:
 
 def literal(text: str) -> Any:
     return ast.literal_eval(text)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """Every random state a resumed run needs to go on exactly: torch's, the loop's generator,
+    CUDA's, numpy's and Python's (as text: no pickle)."""
+    return {
+        "torch": torch.get_rng_state(),
+        "generator": generator.get_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": numpy_state(),
+        "python": repr(random.getstate()),
+    }
+
+
+def restore_rng(generator: torch.Generator, rng: dict[str, Any]) -> None:
+    torch.set_rng_state(rng["torch"])
+    generator.set_state(rng["generator"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    set_numpy_state(rng["numpy"])
+    random.setstate(literal(rng["python"]))

@@ -43,10 +43,11 @@ def text_table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def sync_slurm(store: Store, ws: Workspace) -> None:
-    """Slurm runs' new events and states, when there are any (no Slurm call otherwise)."""
-    from core.backends.slurm import refresh
+    """Runs held elsewhere brought up to date (Slurm: new events and states, when there are
+    any; no Slurm call otherwise)."""
+    from core.backends import sync_all
 
-    refresh(store, ws)
+    sync_all(store, ws)
 
 
 def say_skipped(launched: Any) -> None:

@@ -7,9 +7,11 @@ import sys
 import time
 from typing import Any
 
+from core.backends import backend_of
 from core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, NkdError
 from core.registry.workspace import Workspace
 from core.store import FINAL, Store
+from core.store.states import ENDED_AS_ASKED
 from nkd_tui.cli.context import sync_slurm
 from nkd_tui.format import best_text, fmt_num
 
@@ -31,7 +33,7 @@ def follow_run(store: Store, ws: Workspace, run_id: str) -> int:
         try:
             row = store.get_run(run_id)
             assert row is not None
-            if row.get("backend") == "slurm" and time.monotonic() - synced >= SLURM_SYNC_S:
+            if not backend_of(row).writes_store and time.monotonic() - synced >= SLURM_SYNC_S:
                 synced = time.monotonic()
                 sync_slurm(store, ws)  # a compute node writes only its folder: ingest it
                 row = store.get_run(run_id) or row
@@ -97,4 +99,4 @@ def report_end(store: Store, run_id: str) -> int:
     if headline:  # an evaluation has no epochs to show: its scores, by split
         print("  " + ", ".join(f"{m['name']}{' ' + m['stem'] if m['stem'] else ''} "
                                f"{fmt_num(m['value'])} ({m['split'] or '-'})" for m in headline))
-    return EXIT_OK if row["status"] in ("finished", "stopped", "suspended") else EXIT_RUN_FAILED
+    return EXIT_OK if row["status"] in ENDED_AS_ASKED else EXIT_RUN_FAILED

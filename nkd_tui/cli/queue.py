@@ -9,9 +9,12 @@ import sys
 from typing import Any
 
 from core.errors import EXIT_OK, NkdError
+from core.registry.keys import KEYS
+from core.store.states import Status
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from core.backends import backend_named
     from core.backends.queue.scheduler import ensure_running
     from core.runs.launch import launch_experiment
     from core.runs.plan import make_plan, pin
@@ -30,8 +33,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             planned.experiment = dataclasses.replace(
                 planned.experiment, params={**planned.experiment.params,
                                             "priority": args.priority})
-    on_slurm = plan.runs[0].experiment.params.get("backend") == "slurm"
-    if not plan.queued and not on_slurm:
+    backend = backend_named(plan.runs[0].experiment.params.get("backend"))
+    if not plan.queued and not backend.starts_queued:
         launched = launch_experiment(registry, plan.runs[0].experiment, store=store)
         say_skipped(launched)
         if launched.notice:
@@ -57,9 +60,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for sweep in plan.sweeps:
         print(f"sweep {sweep}: {sum(p.sweep == sweep for p in plan.runs)} runs "
               f"(nkd ps --sweep {sweep})")
-    if any(p.experiment.params.get("backend", "local") == "local" for p in plan.runs):
-        ensure_running(ws)
-    if on_slurm and len(ids) == 1 and not args.detach and not plan.after:
+    if any(not backend_named(p.experiment.params.get("backend")).starts_queued
+           for p in plan.runs):
+        ensure_running(ws)  # the workspace's scheduler starts this box's queued runs
+    if backend.starts_queued and len(ids) == 1 and not args.detach and not plan.after:
         return follow_run(store, ws, ids[0])
     return EXIT_OK
 
@@ -67,11 +71,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     """Ingest Slurm runs' new events and ask squeue about their jobs (what `nkd ps` and the
     TUI do on their own), for scripts and cron."""
-    from core.backends.slurm import refresh
+    from core.backends import sync_all
     from nkd_tui.cli.context import open_workspace
 
     ws, store = open_workspace(args)
-    lost = refresh(store, ws)
+    lost = sync_all(store, ws)
     print(f"synced; {len(lost)} run(s) found lost" + (f": {', '.join(lost)}" if lost else ""))
     return EXIT_OK
 
@@ -125,7 +129,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
         ensure_running(ws)  # e.g. after the scheduler was killed: nothing queued is forgotten
     rows: list[dict[str, Any]] = []
     for n, d in enumerate(decisions, 1):
-        state = {"start": "starting now", "blocked": "blocked: " + d.reason}.get(
+        state = {"start": "starting now", Status.BLOCKED: "blocked: " + d.reason}.get(
             d.state, d.reason)
         rows.append({"position": n, "run": d.row["id"], "priority": d.row["priority"] or 0,
                      "sweep": d.row.get("sweep"), "waits": state})
@@ -151,7 +155,7 @@ def add_parsers(add: Any, sub: Any) -> None:
                    help="start only after this run (or experiment's latest run) finished")
     p.add_argument("--priority", type=int, help="queue priority (higher first)")
     p.add_argument("--sweep-name", help="the sweep's id (default <experiment>_sweep_<time>)")
-    p.add_argument("--on", choices=["local", "slurm"],
+    p.add_argument("--on", choices=list(KEYS["backend"].choices),
                    help="where to run (default: the experiment's backend, else this box)")
     p.add_argument("--detach", "-d", action="store_true", help="return at once")
     p.set_defaults(func=cmd_run)

@@ -10,8 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.backends import backend_of
 from core.errors import NkdError
 from core.store import FINAL, FULL_COLUMNS
+from core.store.states import MAY, PROGRESSING
 from nkd_tui.cli.context import open_workspace, sync_slurm, text_table
 from nkd_tui.format import best_text, duration, fmt_num, fmt_time, status_text
 
@@ -103,8 +105,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     table = [
         [
             ("⌂ " if r["archived"] else "") + r["id"],
-            status_text(r["status"]) + (f" ({r['slurm_reason']})"
-                                        if r["status"] == "queued" and r["slurm_reason"] else ""),
+            status_text(r["status"]) + _waiting_reason(r),
             f"{r['epoch'] or 0}/{r['epochs_total'] or '?'}",
             fmt_num(r["best_val_loss"]),
             fmt_num(r["accuracy"]),
@@ -113,8 +114,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             fmt_time(r["started_at"]),
             duration(r),
             r["gpus"] or "-",
-            f"slurm {r['job_id']}" + (f"@{r['node']}" if r["node"] else "")
-            if r["backend"] == "slurm" else "local",
+            backend_of(r).describe(r),
             " ".join(f"#{t}" for t in tags_of(r)) or "-",
         ]
         for r in rows
@@ -123,6 +123,12 @@ def cmd_ps(args: argparse.Namespace) -> int:
               "GPU", "WHERE", "TAGS"]
     print(text_table(table, header) if table else "no runs yet")
     return 0
+
+
+def _waiting_reason(r: dict[str, Any]) -> str:
+    """` (Priority)`: why a run waiting in its backend's own queue has not started."""
+    reason = backend_of(r).waiting_reason(r) if r["status"] in MAY["cancel"] else None
+    return f" ({reason})" if reason else ""
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -165,7 +171,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         f"started     {fmt_time(row['started_at'])}  time {duration(row)}  pid {row['pid']}"
         f"  host {row['host']}  device {row.get('device') or '-'}"
     )
-    if row.get("steps") and row.get("status") in ("running", "paused", "suspending"):
+    if row.get("steps") and row.get("status") in PROGRESSING:
         print(f"progress    step {row['step']}/{row['steps']} of epoch {(row['epoch'] or 0) + 1}")
     if row.get("peak_rss_mb") is not None:
         print(f"cost        peak memory {row['peak_rss_mb']:.0f} MiB  CPU {row['cpu_s']:.1f} s")

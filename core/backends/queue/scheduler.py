@@ -32,6 +32,7 @@ from core.registry.queue import QueueConfig
 from core.registry.workspace import Workspace
 from core.store import Store
 from core.store.events import FINAL, HOLDING
+from core.store.states import Status
 from core.store.transition import transition
 
 LOCK_NAME = "nkd.queue.lock"
@@ -77,8 +78,9 @@ def queued_rows(store: Store) -> list[dict[str, Any]]:
     cols = ("id", "experiment", "recipe", "needs_gpus", "gpu_memory", "priority", "after",
             "resume", "queued_at", "sweep")
     cur = store.conn.execute(
-        f"SELECT {', '.join(cols)} FROM runs WHERE status = 'queued' "
-        "AND coalesce(backend, 'local') = 'local' ORDER BY priority DESC, queued_at, created_at"
+        f"SELECT {', '.join(cols)} FROM runs WHERE status = ? "
+        "AND coalesce(backend, 'local') = 'local' ORDER BY priority DESC, queued_at, created_at",
+        (Status.QUEUED,),
     )
     return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
@@ -178,7 +180,7 @@ class Queue:
                 return []
             for decision in self.decide(gpus):
                 run_id = decision.row["id"]
-                if decision.state == "blocked":
+                if decision.state == Status.BLOCKED:
                     block(self.store, self.ws, run_id, decision.reason)
                 elif decision.state == "start" and start_queued(
                     self.store, self.ws, decision.row, decision.gpus
@@ -192,11 +194,11 @@ def _dependencies(after: list[str], statuses: dict[str, str]) -> tuple[str, str]
     for parent in after:
         status = statuses.get(parent)
         if status is None:
-            return "blocked", f"waits for run '{parent}', which does not exist"
-        if status == "finished":
+            return Status.BLOCKED, f"waits for run '{parent}', which does not exist"
+        if status == Status.FINISHED:
             continue
         if status in FINAL:
-            return "blocked", f"waits for {parent}, which ended {status}"
+            return Status.BLOCKED, f"waits for {parent}, which ended {status}"
         waiting.append(f"{parent} ({status})")
     if waiting:
         return "wait", "waits for " + ", ".join(waiting)
@@ -281,9 +283,9 @@ def start_queued(
     """Claim a queued run (`queued` -> `starting`, by the queue) and start its worker; False if
     someone else took or cancelled it first."""
     run_id = row["id"]
-    claim = {"type": "status", "status": "starting", "by": "queue", "pid": None,
+    claim = {"type": "status", "status": Status.STARTING, "by": "queue", "pid": None,
              "pid_start": None, "pid_ticks": None}
-    if not transition(store, ws, run_id, ("queued",), claim):
+    if not transition(store, ws, run_id, (Status.QUEUED,), claim):
         return False
     start_worker(ws.run_dir(run_id), store, resume=bool(row.get("resume")), gpus=gpus)
     return True
@@ -291,8 +293,8 @@ def start_queued(
 
 def block(store: Store, ws: Workspace, run_id: str, reason: str) -> bool:
     """A queued run whose parent ended without finishing will never start: `blocked`."""
-    return transition(store, ws, run_id, ("queued",),
-                      {"type": "status", "status": "blocked", "error": reason})
+    return transition(store, ws, run_id, (Status.QUEUED,),
+                      {"type": "status", "status": Status.BLOCKED, "error": reason})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,116 @@
+"""What a registry key is: its type, range, default and who reads it (`Key`), a default that
+depends on the recipe's family or another key (`Per`), and the groups of recipes that read
+keys. The keys themselves are in core/registry/keys.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class _NoDefault:
+    """The default of a key that has none: unset means off, absent or decided by a rule."""
+
+    def __repr__(self) -> str:
+        return "—"
+
+
+NO_DEFAULT: Any = _NoDefault()
+
+# who reads a key: recipe names, a family's pattern ("noise.*") or "command"
+BUILTIN = ("noise.*", "separation.*")
+TRAINING = ("noise.teacher", "noise.student", "noise.hybrid_kd", "separation.train")
+NOISE = ("noise.*",)
+SEPARATION = ("separation.*",)
+COMMAND = ("command",)
+# what a run may select its best epoch by: the epoch field it reads, and whether higher is better
+SELECT_BY: dict[str, tuple[str, bool]] = {
+    "val_loss": ("val_loss", False),
+    "val_sdr": ("val_sdr", True),
+    "val_accuracy": ("val_accuracy", True),
+    "train_loss": ("train_loss", False),
+}
+SEP_TRAIN = ("separation.train",)
+HYBRID = ("noise.hybrid_kd",)
+
+
+@dataclass(frozen=True)
+class Per:
+    """A default that depends on another setting: the recipe's family (`on = "family"`) or the
+    value of a key such as `model`."""
+
+    on: str
+    values: dict[str, Any]
+    otherwise: Any = NO_DEFAULT
+
+    def pick(self, settings: dict[str, Any], family: str) -> Any:
+        which = family if self.on == "family" else settings.get(self.on)
+        return self.values.get(which, self.otherwise)
+
+    def text(self) -> str:
+        shown = [
+            f"{_show(v)} ({self.on} {k})" if self.on != "family" else f"{_show(v)} ({k})"
+            for k, v in self.values.items()
+        ]
+        if self.otherwise is not NO_DEFAULT:
+            shown.append(f"{_show(self.otherwise)} otherwise")
+        return ", ".join(shown)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Key:
+    kind: str  # str | int | float | bool | list[str] | str-or-list | classes | weights | table
+    help: str
+    choices: tuple[str, ...] = ()
+    lo: float | None = None  # smallest allowed value (numbers)
+    hi: float | None = None  # largest allowed value
+    lo_open: bool = False  # lo itself is not allowed (lr > 0)
+    hi_open: bool = False
+    # the value a recipe uses when the key is not set: a value, a Per (by family or another
+    # key), or NO_DEFAULT (unset means off or absent, or `rule` decides at run time)
+    default: Any = NO_DEFAULT
+    used_by: tuple[str, ...] = ()  # who reads it (the resolved settings of those runs hold it)
+    rule: str = ""  # what decides the value at run time when no experiment sets it
+
+    def default_for(self, settings: dict[str, Any], family: str) -> Any:
+        if isinstance(self.default, Per):
+            return self.default.pick(settings, family)
+        return self.default
+
+    def default_text(self) -> str:
+        if self.rule:
+            return self.rule
+        if isinstance(self.default, Per):
+            return self.default.text()
+        return "" if self.default is NO_DEFAULT else _show(self.default)
+
+    def read_by(self, recipe: str) -> bool:
+        family = recipe.partition(".")[0]
+        return any(u in (recipe, f"{family}.*") for u in self.used_by)
+
+    def range_text(self) -> str:
+        if self.lo is None and self.hi is None:
+            return ""
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '≥'} {self.lo:g}"
+        if self.lo is None:
+            return f"{'<' if self.hi_open else '≤'} {self.hi:g}"
+        return (
+            f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}"
+            f"{')' if self.hi_open else ']'}"
+        )
+
+    def out_of_range(self, value: float) -> bool:
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            return True
+        return self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi))
