@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Input, Static, Tree
 from textual.widgets.tree import TreeNode
+from textual.worker import Worker, WorkerState
 
 from core.registry import Registry, load_registry
 from core.registry.workspace import Workspace
@@ -24,6 +25,7 @@ from nkd_tui.experiment_tree import ExperimentTree, tree_groups
 from nkd_tui.format import STATUS_SYMBOL, middle
 from nkd_tui.gpu_panel import GpuPanel
 from nkd_tui.log_pane import LogPane
+from nkd_tui.messages import Polled, Said, report_worker_error
 from nkd_tui.poll import Poller, Snapshot
 from nkd_tui.run_actions import RunActions
 from nkd_tui.run_table import RunTable
@@ -264,8 +266,23 @@ class NkdApp(RunActions, App[None]):
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def _poll(self, experiment: str | None, run_id: str | None, after: int, gpus: bool) -> None:
-        snap = self.poller.snapshot(experiment, run_id, after, gpus=gpus)
-        self.call_from_thread(self._apply, snap)
+        self.post_message(Polled(self.poller.snapshot(experiment, run_id, after, gpus=gpus)))
+
+    def on_polled(self, message: Polled) -> None:
+        self._apply(message.snapshot)
+
+    def on_said(self, message: Said) -> None:
+        """A worker's notice; the store is read again after an action."""
+        self.notify(message.text, severity=message.severity,  # type: ignore[arg-type]
+                    **({"timeout": message.timeout} if message.timeout else {}))
+        if message.refresh:
+            self.refresh_data()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place an unexpected error of any thread worker (this app's or a screen's)
+        becomes a notice and a line in the TUI's log file, instead of vanishing."""
+        if event.state == WorkerState.ERROR:
+            report_worker_error(self, event.worker, self.workspace.root)
 
     def _apply(self, snap: Snapshot) -> None:
         if snap.experiment != self.experiment:

@@ -18,6 +18,7 @@ from core.util.files import atomic_write_text
 from nkd_tui.chart import STYLES, decimate, legend
 from nkd_tui.compare import Comparison, compare, fmt, param_text
 from nkd_tui.format import middle
+from nkd_tui.messages import ComparisonRead
 
 CURVE_POINTS = 200  # per run: the overlaid chart is small
 LIVE_S = 1.0  # how often a live comparison is read again
@@ -105,12 +106,12 @@ class CompareScreen(Screen[None]):
         store = Store(self.db_path)
         try:
             result = compare(store, self.run_ids)
-        except Exception as exc:  # a message, never a crash of the whole interface
-            self.app.call_from_thread(self.notify, f"compare: {exc}", severity="error")
-            return
         finally:
             store.close()
-        self.app.call_from_thread(self._show, result)
+        self.post_message(ComparisonRead(result))
+
+    def on_comparison_read(self, message: ComparisonRead) -> None:
+        self._show(message.comparison)
 
     def _show(self, result: Comparison) -> None:
         self.reads += 1

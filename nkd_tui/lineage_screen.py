@@ -17,6 +17,7 @@ from textual.widgets.tree import TreeNode
 from core.errors import NkdError
 from core.registry import Registry
 from core.runs.lineage import Node
+from nkd_tui.messages import LineageRead
 
 
 class LineageTree(Tree):
@@ -61,12 +62,12 @@ class LineageScreen(Screen[None]):
         store = Store(self.db_path)
         try:
             roots = tree(store, self.run_id)
-        except Exception as exc:  # a message, never a crash of the interface
-            self.app.call_from_thread(self.notify, f"lineage: {exc}", severity="error")
-            return
         finally:
             store.close()
-        self.app.call_from_thread(self._show, roots)
+        self.post_message(LineageRead(roots))
+
+    def on_lineage_read(self, message: LineageRead) -> None:
+        self._show(message.roots)
 
     def _show(self, roots: list[Node]) -> None:
         tree = self.query_one(LineageTree)

@@ -25,6 +25,7 @@ from textual.strip import Strip
 from textual.widgets import Footer, Input, Static
 
 from nkd_tui.log_file import LogIndex
+from nkd_tui.messages import LogFound, LogGrew, LogSaid
 
 ERRORS = re.compile(rb"Traceback|Error|Exception|\bnan\b|\binf\b|refused|failed|killed", re.I)
 FOLLOW_S = 1.0
@@ -111,13 +112,25 @@ class LogViewer(Screen[None]):
                 added += n
                 if time.monotonic() - told >= PROGRESS_S:
                     told = time.monotonic()
-                    self.app.call_from_thread(self._grew)
+                    self.post_message(LogGrew())
         except OSError as exc:
-            self.app.call_from_thread(self._say, f"{self.path}: {exc.strerror or exc}")
+            self.post_message(LogSaid(f"{self.path}: {exc.strerror or exc}"))
             return
         self.indexed = True
         if added or not self.lines:
-            self.app.call_from_thread(self._grew)
+            self.post_message(LogGrew())
+
+    def on_log_grew(self, _message: LogGrew) -> None:
+        self._grew()
+
+    def on_log_said(self, message: LogSaid) -> None:
+        self._say(message.text)
+
+    def on_log_found(self, message: LogFound) -> None:
+        if message.line is None:
+            self._status(f"no further {message.what}")
+        else:
+            self._go(message.line, message.what)
 
     def _grew(self) -> None:
         view = self.query_one(FileView)
@@ -153,12 +166,9 @@ class LogViewer(Screen[None]):
         try:
             line = self.lines.search(pattern, start, step)
         except OSError as exc:
-            self.app.call_from_thread(self._say, f"{self.path}: {exc.strerror or exc}")
+            self.post_message(LogSaid(f"{self.path}: {exc.strerror or exc}"))
             return
-        if line is None:
-            self.app.call_from_thread(self._status, f"no further {what}")
-        else:
-            self.app.call_from_thread(self._go, line, what)
+        self.post_message(LogFound(line, what))
 
     def _search_pattern(self) -> re.Pattern[bytes]:
         return re.compile(re.escape(self.pattern.encode("utf-8")), re.I)

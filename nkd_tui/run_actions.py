@@ -9,6 +9,7 @@ from textual import work
 
 from core.errors import NkdError
 from nkd_tui.gpu_panel import GpuPanel
+from nkd_tui.messages import Said
 from nkd_tui.run_table import RunTable
 
 # what the command palette says under each key's name
@@ -90,10 +91,9 @@ class RunActions:
             else:
                 message = annotate.archive(store, ws, run_id, archived=bool(text))
         except NkdError as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error")
+            self.post_message(Said(str(exc), "error"))
             return
-        self.call_from_thread(self.notify, message)
-        self.call_from_thread(self.refresh_data)
+        self.post_message(Said(message, refresh=True))
 
     def action_metric(self, step: int) -> None:
         if self.chart is not None:
@@ -139,13 +139,12 @@ class RunActions:
             if queued:
                 ensure_running(self.workspace)
         except NkdError as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+            self.post_message(Said(str(exc), "error", timeout=10))
             return
         what = "queued" if queued else "started" + (f" on GPU {done.gpus}" if done.gpus else "")
         said = "".join(f"\n{line}" for line in done.skipped)
-        self.call_from_thread(self.notify, f"{done.run_id}: {what}{said}",
-                              timeout=10 if said else 5)
-        self.call_from_thread(self.refresh_data)
+        self.post_message(Said(f"{done.run_id}: {what}{said}", timeout=10 if said else 5,
+                               refresh=True))
 
     def action_queue(self, what: str) -> None:
         if self._sync_run():
@@ -171,10 +170,9 @@ class RunActions:
             else:
                 message = send(self.poller.store, self.workspace, run_id, action)
         except NkdError as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error")
+            self.post_message(Said(str(exc), "error"))
             return
-        self.call_from_thread(self.notify, message)
-        self.call_from_thread(self.refresh_data)
+        self.post_message(Said(message, refresh=True))
 
     def _confirm(self, question: str, action: str) -> None:
         from nkd_tui.screens import ConfirmScreen

@@ -14,7 +14,7 @@ from core.backends.gpus import Gpu
 from core.backends.liveness import identity
 from core.backends.procs import python_env
 from core.store import Store
-from core.store.reporter import Reporter
+from core.store.reporter import record
 from core.util.names import open_append, run_path
 
 
@@ -51,10 +51,6 @@ def start_worker(
         os.close(log)
     # reap it when it ends, so a long-lived launcher (the TUI) leaves no zombie behind
     threading.Thread(target=proc.wait, daemon=True).start()
-    reporter = Reporter(run_dir.name, run_dir, store)
-    try:
-        reporter.event({"type": "worker", **identity(proc.pid),
-                        **({"gpus": visible} if visible is not None else {})})
-    finally:
-        reporter.close()
+    record(run_dir.name, run_dir, store, "worker", **identity(proc.pid),
+           **({"gpus": visible} if visible is not None else {}))
     return proc.pid

@@ -31,6 +31,7 @@ from core.registry.slurm import SlurmConfig
 from core.registry.workspace import Workspace
 from core.store import Store
 from core.store.events import ACTIVE, FINAL, BadEvent, parse_line
+from core.store.reporter import record
 from core.store.states import MAY, Status
 from core.store.transition import transition
 from core.util.files import atomic_write_text
@@ -96,19 +97,13 @@ def job_script(run_dir: Path, params: dict[str, Any], cfg: SlurmConfig) -> str:
 
 def submit(store: Store, run_dir: Path, script: str, depends: list[str]) -> str:
     """Write job.sbatch, submit it (after `depends` succeeded), record the job id."""
-    from core.store.reporter import Reporter
-
     path = run_dir / SCRIPT_NAME
     atomic_write_text(path, script)
     argv = ["sbatch", "--parsable"]
     if depends:
         argv.append(f"--dependency=afterok:{':'.join(depends)}")
     job_id = _slurm(*argv, str(path)).strip().split(";")[0]
-    reporter = Reporter(run_dir.name, run_dir, store)
-    try:
-        reporter.event({"type": "job", "job_id": job_id, "backend": "slurm"})
-    finally:
-        reporter.close()
+    record(run_dir.name, run_dir, store, "job", job_id=job_id, backend=SlurmBackend.name)
     _mark_ingested(store, run_dir)
     return job_id
 
@@ -358,19 +353,14 @@ class SlurmBackend(Backend):
 
     def start_again(self, store: Store, ws: Workspace, row: dict[str, Any]) -> str:
         """Submit the ended run's job.sbatch again: it resumes from its last state."""
-        from core.store.reporter import Reporter
-
         run_id = row["id"]
         script = ws.run_dir(run_id) / SCRIPT_NAME
         try:
             text = script.read_text(encoding="utf-8")
         except OSError as exc:
             raise RunError(f"{script}: cannot be read ({exc.strerror})") from None
-        reporter = Reporter(run_id, ws.run_dir(run_id), store)
-        try:
-            reporter.status(Status.QUEUED, pid=None, pid_start=None, pid_ticks=None, resume=1)
-        finally:
-            reporter.close()
+        record(run_id, ws.run_dir(run_id), store, "status", status=Status.QUEUED, pid=None,
+               pid_start=None, pid_ticks=None, resume=1)
         job = submit(store, ws.run_dir(run_id), text, [])
         return f"submitted again as Slurm job {job}; it resumes from its last state"
 

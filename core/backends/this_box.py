@@ -20,7 +20,7 @@ from core.errors import NkdError, RunError
 from core.registry.queue import QueueConfig, parse_memory
 from core.registry.workspace import Workspace
 from core.store import Store
-from core.store.reporter import Reporter
+from core.store.reporter import record
 from core.store.states import HOLDING, MAY, Status
 from core.store.transition import transition
 
@@ -155,11 +155,11 @@ class LocalBackend(Backend):
         with placement_lock(ws):
             gpus, placed, why = place_now(ws, row, store)
             if row.get("queued_at") is not None or (gpus and placed is None):
-                _record(run_id, run_dir, store, Status.QUEUED, resume=1)
+                record(run_id, run_dir, store, "status", status=Status.QUEUED, resume=1)
                 ensure_running(ws)
                 return "queued again" + (f" ({why})" if why else "")
-            _record(run_id, run_dir, store, Status.STARTING, pid=None, pid_start=None,
-                    pid_ticks=None)
+            record(run_id, run_dir, store, "status", status=Status.STARTING, pid=None,
+                   pid_start=None, pid_ticks=None)
             pid = start_worker(run_dir, store, resume=True, gpus=placed)
             on = f" on GPU {visible_ids(placed)}" if placed else ""
             return f"pid {pid}{on}"
@@ -169,14 +169,6 @@ class LocalBackend(Backend):
 
     def describe(self, row: dict[str, Any]) -> str:
         return "local"
-
-
-def _record(run_id: str, run_dir: Path, store: Store, status: Status, **fields: Any) -> None:
-    reporter = Reporter(run_id, run_dir, store)
-    try:
-        reporter.status(status, **fields)
-    finally:
-        reporter.close()
 
 
 def _child_pid(run_dir: Path) -> int | None:

@@ -10,7 +10,7 @@ from core.registry.workspace import Workspace
 from core.runs import control
 from core.runs.status import current_status, wait_for
 from core.store import Store
-from core.store.reporter import Reporter
+from core.store.reporter import record
 from core.store.states import FINAL, MAY, Status
 
 KILL_GRACE_S = 10.0
@@ -37,11 +37,7 @@ def set_priority(store: Store, ws: Workspace, run_id: str, priority: int | None)
             "SELECT max(priority) FROM runs WHERE status = ?", (Status.QUEUED,)
         ).fetchone()[0] or 0
         priority = int(top) + 1
-    reporter = Reporter(run_id, ws.run_dir(run_id), store)
-    try:
-        reporter.event({"type": "queue", "priority": priority})
-    finally:
-        reporter.close()
+    record(run_id, ws.run_dir(run_id), store, "queue", priority=priority)
     return f"{run_id}: priority {priority}"
 
 

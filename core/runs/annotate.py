@@ -16,7 +16,7 @@ from core.errors import NkdError, RunError
 from core.registry.workspace import Workspace
 from core.store import Store
 from core.store.events import FINAL, TEXT_MAX
-from core.store.reporter import Reporter
+from core.store.reporter import record
 
 TAG = re.compile(r"[\w.:/+=@-]{1,100}")
 
@@ -33,11 +33,7 @@ def check_tag(tag: str) -> str:
 
 
 def _record(store: Store, ws: Workspace, run_id: str, event: dict[str, Any]) -> None:
-    reporter = Reporter(run_id, ws.run_dir(run_id), store)
-    try:
-        reporter.event({"type": "annotate", **event})
-    finally:
-        reporter.close()
+    record(run_id, ws.run_dir(run_id), store, "annotate", **event)
 
 
 def tag(store: Store, ws: Workspace, run_id: str, add: Iterable[str] = (),

@@ -172,8 +172,7 @@ def import_entries(ws: Workspace, store: Store, entries: list[Entry]) -> list[st
             continue
         run_dir.mkdir(parents=True)
         t = entry.stamp.timestamp() if entry.stamp else time.time()
-        rep = Reporter(entry.run_id, run_dir, store)
-        try:
+        with Reporter(entry.run_id, run_dir, store) as rep:
             rep.event({"type": "run", "experiment": entry.experiment, "recipe": "imported",
                        "status": Status.STARTING, "params": entry.settings, "run_dir": str(run_dir),
                        "t": t})
@@ -190,8 +189,6 @@ def import_entries(ws: Workspace, store: Store, entries: list[Entry]) -> list[st
                                "definition": "reported", **({"stem": stem} if stem else {}),
                                "t": t})
             rep.event({"type": "status", "status": Status.FINISHED, "t": t})
-        finally:
-            rep.close()
         missing = "" if digest else " (file not found: imported without its sha256)"
         done.append(f"{entry.run_id}: imported{missing}")
     return done

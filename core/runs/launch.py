@@ -20,13 +20,14 @@ from core.backends.local import visible_ids
 from core.backends.this_box import LOCAL
 from core.errors import RunError
 from core.registry import DATA_REF_KEYS, Experiment, Registry, recipes, substitute_command
+from core.registry.keys import KEYS
 from core.registry.queue import parse_memory
 from core.registry.settings import DEFAULT
 from core.registry.settings import resolve as resolve_settings
 from core.registry.workspace import Workspace
 from core.runs.inputs import check_inputs
 from core.store import Store
-from core.store.reporter import Reporter
+from core.store.reporter import record
 from core.store.states import Status
 from core.util.files import atomic_write_json
 from core.util.names import check_name, inside, open_append, run_path
@@ -194,10 +195,12 @@ def _record_and_start(
         "created_at": time.time(),
     }
     atomic_write_json(run_dir / "config.json", config, sort_keys=False)  # class order matters
-    reporter = Reporter(run_id, run_dir, store)
-    reporter.event(
-        {
-            "type": "run",
+    record(
+        run_id,
+        run_dir,
+        store,
+        "run",
+        **{
             "experiment": name,
             "recipe": exp.recipe or "command",
             "status": Status.QUEUED if queued else Status.STARTING,
@@ -210,13 +213,12 @@ def _record_and_start(
             "epochs_total": settings.get("epochs"),
             "gpus": exp.params.get("gpus"),
             "gpu_memory": _memory(exp),
-            "priority": exp.params.get("priority", 0),
+            "priority": exp.params.get("priority", KEYS["priority"].default),
             **({"after": after} if after else {}),
             **({"sweep": sweep} if sweep else {}),
             **({"backend": backend} if backend != LOCAL.name else {}),
-        }
+        },
     )
-    reporter.close()
     return Launched(run_id, run_dir, None, visible_ids(gpus), notice, tuple(skipped or ()))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.registry.keys import SELECT_BY
-from core.store.events import FINAL
+from core.store.events import FINAL, row_fields
 from core.store.states import Status
 
 
@@ -56,11 +56,8 @@ def _on_queue(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None
         conn.execute("UPDATE runs SET priority = ? WHERE id = ?", (ev["priority"], run_id))
 
 
-_STATUS_FIELDS = (
-    "pid", "pid_start", "pid_ticks", "exit_code", "error", "device", "seed", "resume", "node",
-    "gpus", "peak_rss_mb", "cpu_s",
-)
-_PROCESS_FIELDS = ("pid", "pid_start", "pid_ticks")
+_STATUS_FIELDS = row_fields("status")  # what a status event sets on the run's row as it is
+_PROCESS_FIELDS = row_fields("worker")
 
 
 def _on_status(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:

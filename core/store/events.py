@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.registry.keys import KEYS
-from core.store.states import ACTIVE, FINAL, HOLDING, STATUSES, Status
+from core.registry.keys import KEYS, SELECT_BY
+from core.store.states import ACTIVE, FINAL, HOLDING, STATUSES
 
 __all__ = ["ACTIVE", "FINAL", "HOLDING", "STATUSES", "BadEvent", "EventLog", "check",
            "final_status", "last_status", "parse_line"]
@@ -61,10 +63,118 @@ def _show(value: Any) -> str:
     return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
-_NUMBERS = {
-    "epoch": ("train_loss", "val_loss", "lr", "seconds", "train_seconds"),
-    "checkpoint": ("value",),
+# ── the events, declared once ───────────────────────────────────────────────────────────────
+# Each kind of event: its fields, their types and whether they must be there. `check` validates
+# by this table (live and on reindex), `apply` reads which fields set which columns from it, and
+# the writers build events through `event(kind, ...)`, which checks them against it.
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str  # number | int | text | table | list | ids | tags | parents | choice | flag | status
+    required: bool = False
+    minimum: int | None = 0  # ints
+    limit: int = NAME_MAX  # texts
+    choices: tuple[str, ...] = ()  # choice, status
+    column: bool = False  # a status event's field kept on the run's row as it is
+
+
+def _n(required: bool = False) -> Field:
+    return Field("number", required)
+
+
+def _i(minimum: int | None = 0, required: bool = False, column: bool = False) -> Field:
+    return Field("int", required, minimum, column=column)
+
+
+def _t(limit: int = NAME_MAX, required: bool = False, column: bool = False) -> Field:
+    return Field("text", required, limit=limit, column=column)
+
+
+_PROCESS = {"pid": _i(1, column=True), "pid_start": Field("number", column=True),
+            "pid_ticks": _i(column=True)}
+
+EVENTS: dict[str, dict[str, Field]] = {
+    "run": {  # a run recorded: what it is and what it needs
+        "experiment": _t(200), "recipe": _t(), "run_dir": _t(TEXT_MAX),
+        "status": Field("status", choices=ACTIVE), "params": Field("table"),
+        "defaults": Field("table"), "select_by": Field("choice", choices=tuple(SELECT_BY)),
+        "seed": _i(None), "host": _t(200), "epochs_total": _i(), "gpus": _i(),
+        "gpu_memory": _n(), "priority": _i(None), "after": Field("ids"), "sweep": _t(200),
+        "backend": Field("choice", choices=KEYS["backend"].choices),
+    },
+    "status": {  # a change of status, with what the run's row keeps of it
+        "status": Field("status", required=True, choices=STATUSES), **_PROCESS,
+        "exit_code": _i(None, column=True), "error": Field("error", column=True),
+        "device": _t(column=True), "seed": _i(None, column=True),
+        "resume": _i(column=True), "requeue": _i(), "node": _t(200, column=True),
+        "gpus": _t(400, column=True), "peak_rss_mb": Field("number", column=True),
+        "cpu_s": Field("number", column=True), "by": _t(),
+    },
+    "worker": {**_PROCESS, "gpus": _t(400)},  # the process a launcher started
+    "queue": {"priority": _i(None)},
+    "job": {"job_id": _t(40, required=True),
+            "backend": Field("choice", choices=KEYS["backend"].choices)},
+    "annotate": {"tags": Field("tags"), "note": Field("note"), "archived": Field("flag")},
+    "progress": {"step": _i(required=True), "epoch": _i(), "steps": _i(), "loss": _n()},
+    "epoch": {"epoch": _i(required=True), "train_loss": _n(), "val_loss": _n(), "lr": _n(),
+              "seconds": _n(), "train_seconds": _n()},  # other keys: the epoch's extra values
+    "metric": {"name": _t(), "value": Field("number", required=True),
+               "stem": _t(), "track": _t(TEXT_MAX), "split": _t(), "definition": _t(),
+               "gains": _t(), "epoch": _i()},
+    "checkpoint": {"path": _t(TEXT_MAX), "role": _t(), "sha256": _t(), "id": _t(TEXT_MAX),
+                   "epoch": _i(), "value": _n(), "parents": Field("parents")},
+    "reference": {"key": _t(TEXT_MAX), "ref": _t(TEXT_MAX), "run": _t(TEXT_MAX)},
+    "resume": {"epoch": _i()},
+    # the inference settings a run found as it ran, each with where it came from
+    "settings": {"used": Field("table", required=True), "origin": Field("table")},
+    "early_stop": {"epoch": _i(required=True), "select_by": Field(
+        "choice", True, choices=tuple(SELECT_BY)), "patience": _i(required=True),
+        "best_epoch": _i(required=True), "best_value": _n(required=True)},
 }
+
+
+def _field(value: Any, key: str, spec: Field) -> None:
+    kind = spec.kind
+    if kind == "number":
+        finite(value, key)
+    elif kind == "int":
+        integer(value, key, spec.minimum)
+    elif kind == "text":
+        text(value, key, spec.limit)
+    elif kind in ("status", "choice"):
+        if value is not None and value not in spec.choices:
+            raise BadEvent(f"'{key}' must be one of {', '.join(spec.choices)}")
+    elif kind == "table":
+        if not isinstance(value, dict):
+            raise BadEvent(f"'{key}' must be a table")
+    elif kind == "ids":
+        if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+            raise BadEvent(f"'{key}' must be a list of run ids")
+    elif kind == "tags":
+        if not isinstance(value, list) or not all(
+                isinstance(t, str) and t and len(t) <= NAME_MAX and t.strip() == t
+                for t in value):
+            raise BadEvent(f"'{key}' must be a list of non-empty tags without spaces at their "
+                           f"ends")
+    elif kind == "note":
+        if not isinstance(value, str) or len(value) > TEXT_MAX:
+            raise BadEvent(f"'{key}' must be a string of at most {TEXT_MAX} characters")
+    elif kind == "error":
+        if not isinstance(value, str | None):
+            raise BadEvent(f"'{key}' must be a string")
+    elif kind == "flag":
+        if not isinstance(value, bool):
+            raise BadEvent(f"'{key}' must be true or false")
+    elif kind == "parents":
+        if not isinstance(value, list):
+            raise BadEvent(f"'{key}' must be a list")
+        for parent in value:
+            if not isinstance(parent, dict):
+                raise BadEvent("each parent must be a table")
+            text(parent.get("checkpoint"), "parents.checkpoint", TEXT_MAX)
+            text(parent.get("relation"), "parents.relation")
+            finite(parent.get("weight"), "parents.weight")
 
 
 def check(event: Any) -> dict[str, Any]:
@@ -77,101 +187,26 @@ def check(event: Any) -> dict[str, Any]:
     finite(event.get("t"), "t")
     if event.get("t") is None:
         raise BadEvent("'t' is missing")
-    for key in _NUMBERS.get(kind, ()):
-        finite(event.get(key), key)
-    if kind == "run":
-        text(event.get("experiment"), "experiment", 200)
-        if event.get("status", Status.QUEUED) not in ACTIVE:
-            raise BadEvent(f"a run starts in one of {', '.join(ACTIVE)}")
-        integer(event.get("epochs_total"), "epochs_total")
-        integer(event.get("seed"), "seed", None)
-        if not isinstance(event.get("params", {}), dict):
-            raise BadEvent("'params' must be a table")
-        integer(event.get("priority"), "priority", None)
-        integer(event.get("gpus"), "gpus")
-        finite(event.get("gpu_memory"), "gpu_memory")
-        text(event.get("sweep"), "sweep", 200)
-        if event.get("backend") not in (None, *KEYS["backend"].choices):
-            raise BadEvent(f"'backend' must be {' or '.join(KEYS['backend'].choices)}")
-        after = event.get("after", [])
-        if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
-            raise BadEvent("'after' must be a list of run ids")
-    elif kind == "status":
-        if event.get("status") not in STATUSES:
-            raise BadEvent(f"'status' must be one of {', '.join(STATUSES)}")
-        _check_process(event)
-        integer(event.get("exit_code"), "exit_code", None)
-        integer(event.get("resume"), "resume")
-        integer(event.get("requeue"), "requeue")
-        text(event.get("node"), "node", 200)
-        text(event.get("gpus"), "gpus", 400)
-        if not isinstance(event.get("error", ""), str | None):
-            raise BadEvent("'error' must be a string")
-        text(event.get("device"), "device")
-        finite(event.get("peak_rss_mb"), "peak_rss_mb")
-        finite(event.get("cpu_s"), "cpu_s")
-    elif kind == "worker":
-        _check_process(event)
-        text(event.get("gpus"), "gpus", 400)
-    elif kind == "queue":
-        integer(event.get("priority"), "priority", None)
-    elif kind == "job":
-        if text(event.get("job_id"), "job_id", 40) is None:
-            raise BadEvent("'job_id' is missing")
-    elif kind == "annotate":
-        tags = event.get("tags", [])
-        if not isinstance(tags, list) or not all(
-                isinstance(t, str) and t and len(t) <= NAME_MAX and t.strip() == t for t in tags):
-            raise BadEvent("'tags' must be a list of non-empty tags without spaces at their ends")
-        if not isinstance(event.get("note", ""), str) or len(event.get("note", "")) > TEXT_MAX:
-            raise BadEvent(f"'note' must be a string of at most {TEXT_MAX} characters")
-        if not isinstance(event.get("archived", False), bool):
-            raise BadEvent("'archived' must be true or false")
-    elif kind == "progress":
-        if integer(event.get("step"), "step") is None:
-            raise BadEvent("'step' is missing")
-        integer(event.get("epoch"), "epoch")
-        integer(event.get("steps"), "steps")
-        finite(event.get("loss"), "loss")
-    elif kind == "epoch":
-        if event.get("epoch") is None:
-            raise BadEvent("'epoch' is missing")
-        integer(event.get("epoch"), "epoch")
-    elif kind == "metric":
-        text(event.get("name"), "name")
-        if "value" not in event:
-            raise BadEvent("'value' is missing")
-        finite(event.get("value"), "value")
-        for key in ("stem", "track", "split", "definition", "gains"):
-            text(event.get(key), key, TEXT_MAX if key == "track" else NAME_MAX)
-        integer(event.get("epoch"), "epoch")
-    elif kind == "checkpoint":
-        text(event.get("path"), "path", TEXT_MAX)
-        for key in ("role", "sha256"):
-            text(event.get(key), key)
-        text(event.get("id"), "id", TEXT_MAX)
-        integer(event.get("epoch"), "epoch")
-        parents = event.get("parents", [])
-        if not isinstance(parents, list):
-            raise BadEvent("'parents' must be a list")
-        for parent in parents:
-            if not isinstance(parent, dict):
-                raise BadEvent("each parent must be a table")
-            text(parent.get("checkpoint"), "parents.checkpoint", TEXT_MAX)
-            text(parent.get("relation"), "parents.relation")
-            finite(parent.get("weight"), "parents.weight")
-    elif kind == "reference":  # which run a reference resolved to (the worker's own record)
-        for key in ("key", "ref", "run"):
-            text(event.get(key), key, TEXT_MAX)
-    elif kind == "resume":
-        integer(event.get("epoch"), "epoch")
+    for key, spec in EVENTS.get(kind, {}).items():
+        if key not in event:
+            if spec.required:
+                raise BadEvent(f"'{key}' is missing")
+            continue
+        _field(event[key], key, spec)
     return event
 
 
-def _check_process(event: dict[str, Any]) -> None:
-    integer(event.get("pid"), "pid", 1)
-    finite(event.get("pid_start"), "pid_start")
-    integer(event.get("pid_ticks"), "pid_ticks")
+def event(kind: str, **fields: Any) -> dict[str, Any]:
+    """A new event of a declared kind, checked now (a writer's mistake is found where it is
+    made, not at the next reindex), stamped with the time."""
+    if kind not in EVENTS:
+        raise BadEvent(f"no event kind '{kind}' (declared: {', '.join(EVENTS)})")
+    return check({"type": kind, "t": time.time(), **fields})
+
+
+def row_fields(kind: str) -> tuple[str, ...]:
+    """The fields of an event kind that the run's row keeps as they are."""
+    return tuple(k for k, spec in EVENTS[kind].items() if spec.column)
 
 
 def parse_line(line: str | bytes) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from core.store import Store
 from core.store.events import FINAL, BadEvent
+from core.store.events import event as declared
 from core.util.names import open_append, run_path
 
 RESERVE_NAME = ".nkd-reserve"
@@ -158,6 +159,12 @@ class Reporter:
     def checkpoint(self, path: str, role: str, **fields: Any) -> None:
         self.event({"type": "checkpoint", "path": path, "role": role, **fields})
 
+    def __enter__(self) -> Reporter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
@@ -167,3 +174,11 @@ class Reporter:
     def reopen(self) -> None:
         """Write again after close (one more status after a failed requeue)."""
         self._fd = open_append(run_path(self.run_dir, "events.jsonl"))
+
+
+def record(run_id: str, run_dir: Path, store: Store | None, kind: str,
+           **fields: Any) -> dict[str, Any]:
+    """One event of a declared kind for a run, from outside its worker (a launch, an action,
+    the queue): checked, written to events.jsonl and the store, and the file closed again."""
+    with Reporter(run_id, run_dir, store) as reporter:
+        return reporter.event(declared(kind, **fields))

@@ -44,9 +44,8 @@ def transition(
             return False
         event = {"t": time.time(), **event}
         try:  # into events.jsonl too, so `nkd reindex` keeps it
-            reporter = Reporter(run_id, run_dir, None)
-            reporter.event(event)
-            reporter.close()
+            with Reporter(run_id, run_dir, None) as reporter:
+                reporter.event(event)
         except (RunError, OSError):
             pass  # a folder that cannot be written: the store still says it
         HANDLERS["status"](conn, run_id, event)
