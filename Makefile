@@ -35,6 +35,7 @@ bench: $(VENV_STAMP)
 	$(PY) bench/sdr_bench.py
 	$(PY) bench/lost_race.py
 	$(PY) bench/queue_bench.py
+	$(PY) bench/capture_bench.py
 	$(PY) bench/data_bench.py
 	$(PY) bench/separation_quality.py --quick
 

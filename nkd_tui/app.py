@@ -15,7 +15,6 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Input, Static, Tree
 from textual.widgets.tree import TreeNode
-from textual.worker import Worker, WorkerState
 
 from core.registry import Registry, load_registry
 from core.registry.workspace import Workspace
@@ -25,7 +24,7 @@ from nkd_tui.experiment_tree import ExperimentTree, tree_groups
 from nkd_tui.format import STATUS_SYMBOL, middle
 from nkd_tui.gpu_panel import GpuPanel
 from nkd_tui.log_pane import LogPane
-from nkd_tui.messages import Polled, Said, report_worker_error
+from nkd_tui.messages import Polled, ReportsWorkerErrors, Said
 from nkd_tui.poll import Poller, Snapshot
 from nkd_tui.run_actions import RunActions
 from nkd_tui.run_table import RunTable
@@ -37,7 +36,7 @@ FIRST_ROWS = 200  # the first paint reads this many runs; the rest come with the
 WIDE = 120  # from this width the chart and the log sit side by side; below, the log is under it
 
 
-class NkdApp(RunActions, App[None]):
+class NkdApp(ReportsWorkerErrors, RunActions, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "nkd"
     # The footer shows these in order, and a narrow terminal cuts it from the right: quit and
@@ -264,7 +263,8 @@ class NkdApp(RunActions, App[None]):
         self._poll(self.experiment, self.run_id, after, self.query_one(GpuPanel).has_class(
             "-shown"))
 
-    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="poll", name="reading the store",
+          exit_on_error=False)
     def _poll(self, experiment: str | None, run_id: str | None, after: int, gpus: bool) -> None:
         self.post_message(Polled(self.poller.snapshot(experiment, run_id, after, gpus=gpus)))
 
@@ -277,12 +277,6 @@ class NkdApp(RunActions, App[None]):
                     **({"timeout": message.timeout} if message.timeout else {}))
         if message.refresh:
             self.refresh_data()
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place an unexpected error of any thread worker (this app's or a screen's)
-        becomes a notice and a line in the TUI's log file, instead of vanishing."""
-        if event.state == WorkerState.ERROR:
-            report_worker_error(self, event.worker, self.workspace.root)
 
     def _apply(self, snap: Snapshot) -> None:
         if snap.experiment != self.experiment:

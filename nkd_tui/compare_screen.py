@@ -18,7 +18,7 @@ from core.util.files import atomic_write_text
 from nkd_tui.chart import STYLES, decimate, legend
 from nkd_tui.compare import Comparison, compare, fmt, param_text
 from nkd_tui.format import middle
-from nkd_tui.messages import ComparisonRead
+from nkd_tui.messages import ComparisonRead, ReportsWorkerErrors
 
 CURVE_POINTS = 200  # per run: the overlaid chart is small
 LIVE_S = 1.0  # how often a live comparison is read again
@@ -51,7 +51,7 @@ class CurvesPlot(PlotextPlot):
         return super().render()
 
 
-class CompareScreen(Screen[None]):
+class CompareScreen(ReportsWorkerErrors, Screen[None]):
     """Live: while a compared run is still going the comparison is read again every second, so
     its epochs, metrics and curves keep up with the run table behind it."""
 
@@ -99,7 +99,7 @@ class CompareScreen(Screen[None]):
         if self.comparison is not None and self.comparison.active:
             self._load()
 
-    @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="compare", name="compare", exit_on_error=False)
     def _load(self) -> None:
         from core.store import Store
 

@@ -17,14 +17,14 @@ from textual.widgets.tree import TreeNode
 from core.errors import NkdError
 from core.registry import Registry
 from core.runs.lineage import Node
-from nkd_tui.messages import LineageRead
+from nkd_tui.messages import LineageRead, ReportsWorkerErrors
 
 
 class LineageTree(Tree):
     BINDINGS = [Binding("space", "screen.mark", "Mark", show=False)]
 
 
-class LineageScreen(Screen[None]):
+class LineageScreen(ReportsWorkerErrors, Screen[None]):
     BINDINGS = [
         Binding("escape,q", "app.pop_screen", "Back", id="lineage.back"),
         Binding("space", "mark", "Mark for blend", id="lineage.mark"),
@@ -54,7 +54,7 @@ class LineageScreen(Screen[None]):
         tree.guide_depth = 3
         self._load()
 
-    @work(thread=True, exit_on_error=False)
+    @work(thread=True, name="lineage", exit_on_error=False)
     def _load(self) -> None:
         from core.runs.lineage import tree
         from core.store import Store

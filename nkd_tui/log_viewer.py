@@ -25,7 +25,7 @@ from textual.strip import Strip
 from textual.widgets import Footer, Input, Static
 
 from nkd_tui.log_file import LogIndex
-from nkd_tui.messages import LogFound, LogGrew, LogSaid
+from nkd_tui.messages import LogFound, LogGrew, LogSaid, ReportsWorkerErrors
 
 ERRORS = re.compile(rb"Traceback|Error|Exception|\bnan\b|\binf\b|refused|failed|killed", re.I)
 FOLLOW_S = 1.0
@@ -57,7 +57,7 @@ class FileView(ScrollView, can_focus=True):
         return Strip([Segment(text, style)]).adjust_cell_length(width, style)
 
 
-class LogViewer(Screen[None]):
+class LogViewer(ReportsWorkerErrors, Screen[None]):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("slash", "search", "Search"),
@@ -99,7 +99,8 @@ class LogViewer(Screen[None]):
 
     # ── reading ──────────────────────────────────────────────────────────────────────────────
 
-    @work(thread=True, exclusive=True, group="log-read")
+    @work(thread=True, exclusive=True, group="log-read", name="reading the log",
+          exit_on_error=False)
     def _read(self) -> None:
         """Index what was written since the last read (a worker thread); the view grows every
         PROGRESS_S while a large file is indexed."""
@@ -159,7 +160,8 @@ class LogViewer(Screen[None]):
         self._say(f"searching for {what}…")
         self._search(pattern, start, step, what)
 
-    @work(thread=True, exclusive=True, group="log-search")
+    @work(thread=True, exclusive=True, group="log-search", name="log search",
+          exit_on_error=False)
     def _search(self, pattern: re.Pattern[bytes], start: int, step: int, what: str) -> None:
         """A search reads the file a block at a time: a miss in 100 MB is about a second, in
         this thread, never the interface's."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.message import Message
+from textual.worker import Worker, WorkerState
 
 LOG_NAME = "nkd.tui.log"  # beside nkd.db: what went wrong in the TUI, with its traceback
 
@@ -63,10 +64,21 @@ class LogSaid(Message):
     text: str
 
 
-def report_worker_error(app: Any, worker: Any, log_dir: Path | None) -> str:
+class ReportsWorkerErrors:
+    """For the app and each screen that runs thread workers: a worker's state change is posted
+    to the node that started it and does not bubble, so each hands it to the one handler."""
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            report_worker_error(self.app, event.worker)  # type: ignore[attr-defined]
+
+
+def report_worker_error(app: Any, worker: Worker[Any]) -> str:
     """A worker that ended with an unexpected error: one notice, and the error with its
-    traceback appended to the TUI's log file (when the workspace can be written). Returns the
-    notice's text."""
+    traceback appended to the TUI's log file beside nkd.db (when it can be written). Returns
+    the notice's text."""
+    workspace = getattr(app, "workspace", None)
+    log_dir: Path | None = getattr(workspace, "root", None)
     error = worker.error
     what = worker.name or worker.group or "a background task"
     text = f"{what} failed: {type(error).__name__}: {error}"

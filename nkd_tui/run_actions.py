@@ -76,7 +76,7 @@ class RunActions:
                     else "archived runs hidden")
         self.refresh_data()
 
-    @work(thread=True, group="control", exit_on_error=False)
+    @work(thread=True, group="control", name="tags and note", exit_on_error=False)
     def _annotate(self, run_id: str, what: str, text: str) -> None:
         from core.runs import annotate
 
@@ -128,7 +128,7 @@ class RunActions:
 
         self.push_screen(LaunchScreen(self.registry, name), launched)
 
-    @work(thread=True, group="control", exit_on_error=False)
+    @work(thread=True, group="control", name="launch", exit_on_error=False)
     def _launch(self, name: str, overrides: list[str], queued: bool = False) -> None:
         from core.backends.queue.scheduler import ensure_running
         from core.runs.launch import launch_experiment
@@ -154,7 +154,7 @@ class RunActions:
         if self._sync_run():
             self._control(self.run_id, action)
 
-    @work(thread=True, group="control", exit_on_error=False)
+    @work(thread=True, group="control", name="control", exit_on_error=False)
     def _control(self, run_id: str, action: str) -> None:
         from core.runs.actions import cancel, kill, restart, send, set_priority
 

@@ -363,3 +363,29 @@ def test_a_project_registry_includes_another_and_places_its_workspace(
     registry.write_text('[workspace]\nrun = "x"\n')
     assert main(["--registry", str(registry), "check"]) == 2
     assert "[workspace]: unknown key 'run'" in capsys.readouterr().err
+
+
+def test_nkd_keys_shows_every_default(capsys) -> None:
+    from nkd_tui.cli import main
+
+    assert main(["keys"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "default 0.4 (model unet_crnn), 0 otherwise" in lines["dropout"]
+    assert "default 0" in lines["wiener_iterations"] and "default 0" in lines["seed"]
+    assert "default 0.001" in lines["lr"]
+    assert "default 16 (noise), 8 (separation)" in lines["batch_size"]
+    assert "none on the CPU" in lines["num_workers"]
+
+
+def test_resolved_settings_fill_every_key_a_recipe_reads() -> None:
+    from core.registry.settings import reads, resolve
+
+    settings, origin = resolve("separation.train", {"model": "unet_crnn", "seed": 42},
+                               from_defaults={"seed"})
+    assert settings["dropout"] == 0.4 and origin["dropout"] == "default"
+    assert settings["seed"] == 42 and origin["seed"] == "[defaults]"
+    assert settings["batch_size"] == 8 and settings["wiener_iterations"] == 0
+    noise, _ = resolve("noise.teacher", {})
+    assert noise["batch_size"] == 16 and noise["sample_rate"] == 16000
+    assert "alpha" not in noise and "alpha" in reads("noise.hybrid_kd")
+    assert "num_workers" not in settings  # decided by its rule when the run starts

@@ -152,3 +152,11 @@ def test_eval_scores_a_model_with_the_inference_settings_it_was_trained_with(
     assert main(["--registry", reg, "compare", run["id"], told["id"]]) == 0
     out = capsys.readouterr().out
     assert "1 (checkpoint)" in out
+    assert main(["--registry", reg, "show", run["id"]]) == 0
+    shown = capsys.readouterr().out
+    assert any(line.split()[:3] == ["wiener_iterations", "1", "(checkpoint)"]
+               for line in shown.splitlines())
+    # the registry's [defaults] num_workers = 2 applies beside a GPU; on the CPU the recipe's
+    # rule of no loader workers wins, and the run says so
+    trained_log = (Path(trained["run_dir"]) / "output.log").read_text()
+    assert "num_workers 0 on the CPU (rule; the [defaults] value 2" in trained_log

@@ -761,3 +761,49 @@ async def test_keys_typed_right_after_slash_land_in_the_filter(tmp_path: Path) -
             app.post_message(events.Key(key, char))
         await _settle(pilot)
         assert app.query_one("#filter").value == "crn"
+
+
+def _raises(error: Exception):
+    def broken(*_args, **_kwargs):
+        raise error
+    return broken
+
+
+async def _notified(app: NkdApp, pilot, text: str):
+    """The notice whose message holds `text`, once it is shown."""
+    def found():
+        return next((n for n in app._notifications if text in str(n.message)), None)
+    await _until(pilot, lambda: found() is not None)
+    return found()
+
+
+async def test_an_unexpected_worker_error_becomes_a_notice_and_a_log_line(tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    """A thread worker's error (a control action, or a screen's read) is never lost: one
+    notice on the screen and the error with its traceback in nkd.tui.log."""
+    from nkd_tui.messages import LOG_NAME
+
+    app = _app(tmp_path)
+    monkeypatch.setattr("core.runs.actions.send",
+                        _raises(ZeroDivisionError("the store said no")))
+    async with app.run_test(size=SIZE) as pilot:
+        await _select_crnn_long(pilot)
+        app._control(app.run_id, "pause")
+        notice = await _notified(app, pilot, "the store said no")
+        assert notice.severity == "error"
+        assert str(notice.message).startswith("control failed: ZeroDivisionError")
+    log = (app.workspace.root / LOG_NAME).read_text()
+    assert "ZeroDivisionError: the store said no" in log and "Traceback" in log
+
+
+async def test_a_screens_worker_error_reaches_the_same_handler(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    from nkd_tui.compare_screen import CompareScreen
+
+    app = _app(tmp_path)
+    monkeypatch.setattr("nkd_tui.compare_screen.compare", _raises(RuntimeError("compare broke")))
+    async with app.run_test(size=SIZE) as pilot:
+        await _select_crnn_long(pilot)
+        await app.push_screen(CompareScreen(app.poller.store.path, [app.run_id], tmp_path))
+        notice = await _notified(app, pilot, "compare broke")
+        assert str(notice.message).startswith("compare failed: RuntimeError")

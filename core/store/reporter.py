@@ -176,7 +176,7 @@ class Reporter:
         self._fd = open_append(run_path(self.run_dir, "events.jsonl"))
 
 
-def record(run_id: str, run_dir: Path, store: Store | None, kind: str,
+def record(run_id: str, run_dir: Path, store: Store | None, kind: str, /,
            **fields: Any) -> dict[str, Any]:
     """One event of a declared kind for a run, from outside its worker (a launch, an action,
     the queue): checked, written to events.jsonl and the store, and the file closed again."""
