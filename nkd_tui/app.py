@@ -24,7 +24,7 @@ from nkd_tui.experiment_tree import ExperimentTree, tree_groups
 from nkd_tui.format import STATUS_SYMBOL, middle
 from nkd_tui.gpu_panel import GpuPanel
 from nkd_tui.log_pane import LogPane
-from nkd_tui.messages import Polled, ReportsWorkerErrors, Said
+from nkd_tui.messages import Polled, ReportsWorkerErrors
 from nkd_tui.poll import Poller, Snapshot
 from nkd_tui.run_actions import RunActions
 from nkd_tui.run_table import RunTable
@@ -270,13 +270,6 @@ class NkdApp(ReportsWorkerErrors, RunActions, App[None]):
 
     def on_polled(self, message: Polled) -> None:
         self._apply(message.snapshot)
-
-    def on_said(self, message: Said) -> None:
-        """A worker's notice; the store is read again after an action."""
-        self.notify(message.text, severity=message.severity,  # type: ignore[arg-type]
-                    **({"timeout": message.timeout} if message.timeout else {}))
-        if message.refresh:
-            self.refresh_data()
 
     def _apply(self, snap: Snapshot) -> None:
         if snap.experiment != self.experiment:

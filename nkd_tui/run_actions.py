@@ -76,6 +76,13 @@ class RunActions:
                     else "archived runs hidden")
         self.refresh_data()
 
+    def on_said(self, message: Said) -> None:
+        """A worker's notice; the store is read again after an action."""
+        self.notify(message.text, severity=message.severity,  # type: ignore[arg-type]
+                    **({"timeout": message.timeout} if message.timeout else {}))
+        if message.refresh:
+            self.refresh_data()
+
     @work(thread=True, group="control", name="tags and note", exit_on_error=False)
     def _annotate(self, run_id: str, what: str, text: str) -> None:
         from core.runs import annotate

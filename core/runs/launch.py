@@ -103,7 +103,7 @@ def launch_experiment(
     ws = Workspace.at(registry.path)
     cwd = None
     if exp.command:
-        cwd = str((ws.root / exp.params.get("cwd", ".")).resolve())
+        cwd = str((ws.root / exp.params.get("cwd", KEYS["cwd"].default)).resolve())
         if not Path(cwd).is_dir():
             raise RunError(f"{where}: key 'cwd': folder {cwd} does not exist")
     backend = backend_named(exp.params.get("backend"))
@@ -118,7 +118,7 @@ def launch_experiment(
                 "recipe": exp.recipe}
         with backend.placement(ws, need, name, queued and not backend.starts_queued,
                                store) as (gpus, notice):
-            launched = _record_and_start(registry, ws, exp, store, queued, list(after),
+            launched = _record_run(registry, ws, exp, store, queued, list(after),
                                          sweep, cwd, gpus, notice, backend.name, skipped)
             if queued and not backend.starts_queued:  # the workspace's scheduler starts it
                 return launched
@@ -135,7 +135,7 @@ def _memory(exp: Experiment) -> float | None:
     return None if value is None else parse_memory(value)
 
 
-def _record_and_start(
+def _record_run(
     registry: Registry,
     ws: Workspace,
     exp: Experiment,
