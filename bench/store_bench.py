@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from core.store import FULL_COLUMNS, Store  # noqa: E402
 
@@ -82,6 +83,25 @@ def main() -> None:
         print(f"for comparison, all {len(FULL_COLUMNS)} run columns: {full * 1e3:7.2f} ms "
               f"({full / listed:.1f}x the listing)")
         store.close()
+        ps, bare = nkd_ps(Path(tmp))
+        print(f"`nkd ps --all`, the whole process: {ps * 1e3:7.1f} ms, median of 7 "
+              f"(`python -c pass`: {bare * 1e3:.1f} ms; {ps / bare:.1f}x)")
+
+
+def nkd_ps(root: Path) -> tuple[float, float]:
+    """The whole `nkd ps --all` process on this store, timed from outside, beside a bare
+    interpreter's start."""
+    import subprocess
+
+    (root / "experiments.toml").write_text("")
+    ps = [sys.executable, "-m", "nkd_tui.cli", "--registry", str(root / "experiments.toml"),
+          "ps", "--all"]
+    bare = [sys.executable, "-c", "pass"]
+
+    def run(argv: list[str]) -> None:
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+
+    return timed(lambda: run(ps), 7), timed(lambda: run(bare), 7)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,13 @@ import time
 from datetime import datetime
 from typing import Any
 
-STATUS_SYMBOL = {
-    "queued": "…", "starting": "…", "running": "▶", "paused": "⏸", "stopping": "■",
-    "suspending": "■", "suspended": "⏾", "finished": "✓", "stopped": "■", "failed": "✗",
-    "killed": "✗", "lost": "?", "blocked": "⊘", "cancelled": "■",
+from core.store.states import Status
+
+S = Status
+STATUS_SYMBOL: dict[str, str] = {
+    S.QUEUED: "…", S.STARTING: "…", S.RUNNING: "▶", S.PAUSED: "⏸", S.STOPPING: "■",
+    S.SUSPENDING: "■", S.SUSPENDED: "⏾", S.FINISHED: "✓", S.STOPPED: "■", S.FAILED: "✗",
+    S.KILLED: "✗", S.LOST: "?", S.BLOCKED: "⊘", S.CANCELLED: "■",
 }
 
 

@@ -19,10 +19,16 @@ def backend_of(row: dict[str, Any]) -> Backend:
 
 def backend_named(name: str | None) -> Backend:
     """The backend of a registry's `backend` value (this box when unset)."""
-    from core.backends.slurm import SLURM
-    from core.backends.this_box import LOCAL
+    found = _NAMED.get(name)
+    if found is None:  # imported on first use: `nkd --help` and the TUI start without them
+        from core.backends.slurm import SLURM
+        from core.backends.this_box import LOCAL
 
-    return SLURM if name == SLURM.name else LOCAL
+        found = _NAMED[name] = SLURM if name == SLURM.name else LOCAL
+    return found
+
+
+_NAMED: dict[str | None, Backend] = {}
 
 
 def sync_all(store: Store, ws: Workspace) -> list[str]:

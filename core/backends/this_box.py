@@ -9,25 +9,28 @@ import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.backends.base import Backend
-from core.backends.gpus import Gpu, GpuError, read_gpus
 from core.backends.liveness import is_alive
 from core.backends.local import start_worker, visible_ids
 from core.backends.procs import kill_all, run_processes
 from core.errors import NkdError, RunError
-from core.registry.queue import QueueConfig, parse_memory
 from core.registry.workspace import Workspace
 from core.store import Store
 from core.store.reporter import record
 from core.store.states import HOLDING, MAY, Status
 from core.store.transition import transition
 
+if TYPE_CHECKING:  # GPUs and the queue's settings are read when a run is placed, not before
+    from core.backends.gpus import Gpu
+    from core.registry.queue import QueueConfig
+
 
 def registry_queue(ws: Workspace) -> QueueConfig:
     """The workspace registry's `[queue]` settings (its defaults when the file cannot load)."""
     from core.registry import load_registry
+    from core.registry.queue import QueueConfig
 
     try:
         return load_registry(ws.registry_path).queue
@@ -39,6 +42,7 @@ def place_now(ws: Workspace, row: dict[str, Any], store: Store
               ) -> tuple[list[Gpu], list[Gpu] | None, str]:
     """(this box's GPUs, the ones the run gets now or None, why none): read the GPUs and the
     processes on them, count nkd's own leases as used. Call it under `placement_lock`."""
+    from core.backends.gpus import GpuError, read_gpus
     from core.backends.queue.placement import need_of, place
     from core.backends.queue.scheduler import lease_rows, nkd_pids
 
@@ -74,6 +78,7 @@ class LocalBackend(Backend):
                   store: Store) -> Iterator[tuple[list[Gpu] | None, str | None]]:
         """For a run started now: its GPUs, chosen and recorded under the placement lock."""
         from core.backends.queue.scheduler import placement_lock
+        from core.registry.queue import parse_memory
 
         if queued:
             yield None, None

@@ -47,7 +47,7 @@ def say_resolved(reporter: Any, key: str, ref: dict[str, str], run: dict[str, An
     score = run.get("sdr") if run.get("sdr") is not None else run.get("accuracy")
     print(f"{key}: {_describe(ref)} -> run {run['id']}"
           + (f" (score {score:.4g})" if score is not None else ""), flush=True)
-    reporter.event({"type": "reference", "key": key, "ref": _describe(ref), "run": run["id"]})
+    reporter.emit("reference", key=key, ref=_describe(ref), run=run["id"])
 
 
 def checkpoint_path(ctx: RunContext, key: str, prefix: str, part: str, which: str = "best") -> Path:

@@ -112,8 +112,8 @@ def separation_for(ctx: RunContext, model: torch.nn.Module, meta: dict,
     chosen = inference_settings(ctx, meta)
     print("inference: " + ", ".join(f"{k} {v} ({o})" for k, (v, o) in chosen.items()),
           flush=True)
-    ctx.reporter.event({"type": "settings", "used": {k: v for k, (v, _) in chosen.items()},
-                        "origin": {k: o for k, (_, o) in chosen.items()}})
+    ctx.reporter.emit("settings", used={k: v for k, (v, _) in chosen.items()},
+                      origin={k: o for k, (_, o) in chosen.items()})
     values = {k: v for k, (v, _) in chosen.items()}
     return Separation(model, meta, device, float(values["mask_scale"]),
                       float(values["threshold"]), int(values["wiener_iterations"]))

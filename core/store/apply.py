@@ -119,18 +119,43 @@ def _on_epoch(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None
             ev["t"],
         ),
     )
-    conn.execute("UPDATE runs SET epoch = max(coalesce(epoch, 0), ?) WHERE id = ?", (epoch, run_id))
-    # The best epoch by the run's own select_by (the loop keeps the same one's weights).
-    row = conn.execute("SELECT select_by FROM runs WHERE id = ?", (run_id,)).fetchone()
-    field, higher = selected_field(row[0] if row else None, ev)
-    score = ev.get(field)
-    if isinstance(score, int | float) and not isinstance(score, bool):
-        conn.execute(
-            f"UPDATE runs SET best_epoch = ?, best_value = ?, best_val_loss = ?, "
-            f"best_train_loss = ? WHERE id = ? AND (best_value IS NULL OR best_value "
-            f"{'<' if higher else '>'} ? OR best_epoch = ?)",
-            (epoch, score, ev.get("val_loss"), ev.get("train_loss"), run_id, score, epoch),
-        )
+    # the epoch reached, and the best epoch by the run's own select_by (the loop keeps the same
+    # one's weights), in one statement: an epoch is recorded as often as a script prints one
+    values = {field: _number(ev.get(field)) for field, _ in SELECT_BY.values()}
+    conn.execute(_EPOCH_UPDATE, {**values, "epoch": epoch, "id": run_id})
+
+
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _best_sql() -> str:
+    """The UPDATE of an epoch, its best-epoch rule written from SELECT_BY: the score is the
+    field the run's select_by names (`val_loss` falls back to `train_loss` in a run without
+    validation), compared the way that field is better."""
+    which = "coalesce(select_by, 'val_loss')"
+    score = "CASE " + which + " " + " ".join(
+        f"WHEN '{name}' THEN " + ("coalesce(:val_loss, :train_loss)" if name == "val_loss"
+                                  else f":{field}")
+        for name, (field, _) in SELECT_BY.items()) + " END"
+    better = "CASE " + which + " " + " ".join(
+        f"WHEN '{name}' THEN ({score}) {'>' if higher else '<'} best_value"
+        for name, (_, higher) in SELECT_BY.items()) + " END"
+    return (
+        "UPDATE runs SET epoch = max(coalesce(epoch, 0), :epoch), "
+        f"best_epoch = CASE WHEN ({score}) IS NOT NULL AND (best_value IS NULL OR "
+        f"best_epoch = :epoch OR {better}) THEN :epoch ELSE best_epoch END, "
+        f"best_val_loss = CASE WHEN ({score}) IS NOT NULL AND (best_value IS NULL OR "
+        f"best_epoch = :epoch OR {better}) THEN :val_loss ELSE best_val_loss END, "
+        f"best_train_loss = CASE WHEN ({score}) IS NOT NULL AND (best_value IS NULL OR "
+        f"best_epoch = :epoch OR {better}) THEN :train_loss ELSE best_train_loss END, "
+        f"best_value = CASE WHEN ({score}) IS NOT NULL AND (best_value IS NULL OR "
+        f"best_epoch = :epoch OR {better}) THEN ({score}) ELSE best_value END "
+        "WHERE id = :id"
+    )
+
+
+_EPOCH_UPDATE = _best_sql()
 
 
 def selected_field(select_by: str | None, ev: dict[str, Any]) -> tuple[str, bool]:

@@ -147,6 +147,17 @@ class Reporter:
         self.store.close()
         self.store = fresh
 
+    def emit(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """An event of a declared kind (core.store.events.EVENTS), checked as it is made. One
+        the declaration refuses (a NaN loss) is said in output.log, never written, and never
+        ends the run."""
+        try:
+            return self.event(declared(kind, **fields))
+        except BadEvent as exc:
+            print(f"nkd: {self.run_id}: {kind} event not recorded ({exc})", file=sys.stderr,
+                  flush=True)
+            return {"type": kind, **fields}
+
     def status(self, status: str, **fields: Any) -> None:
         self.event({"type": "status", "status": status, **fields})
 

@@ -219,11 +219,10 @@ class Trainer:
             self.plot()
         best = self.best_value()
         if stopped_early:
-            event = {"type": "early_stop", "epoch": self.epoch, "select_by": self.select_by,
-                     "patience": self.patience, "best_epoch": self.best_epoch,
-                     "best_value": best}
+            event = self.ctx.reporter.emit(
+                "early_stop", epoch=self.epoch, select_by=self.select_by,
+                patience=self.patience, best_epoch=self.best_epoch, best_value=best)
             print(f"early stop {early_stop_text(event)}", flush=True)
-            self.ctx.reporter.event(event)
         return {
             "epochs": self.epoch,
             "best_epoch": self.best_epoch,
@@ -341,10 +340,8 @@ class Trainer:
         if self._steps_seen > 1 and now - self._progress_at < PROGRESS_S:
             return
         self._progress_at = now
-        self.ctx.reporter.event({
-            "type": "progress", "epoch": self.epoch + 1, "step": step, "steps": steps,
-            "loss": float(total) / max(count, 1),
-        })
+        self.ctx.reporter.emit("progress", epoch=self.epoch + 1, step=step, steps=steps,
+                               loss=float(total) / max(count, 1))
 
     def _validate(self) -> tuple[float, dict[str, float]]:
         for m in self.parts.values():

@@ -7,10 +7,12 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from core.backends import backend_of
+from core.backends import backend_named
+from core.backends.base import Backend
 from core.errors import NkdError
 from core.store import FINAL, FULL_COLUMNS
 from core.store.states import MAY, PROGRESSING
@@ -102,10 +104,12 @@ def cmd_ps(args: argparse.Namespace) -> int:
         print(json.dumps([{**{k: r[k] for k in keys}, "tags": tags_of(r),
                            "archived": bool(r["archived"])} for r in rows], indent=2))
         return 0
+    backend, waiting = cache(backend_named), MAY["cancel"]
     table = [
         [
             ("⌂ " if r["archived"] else "") + r["id"],
-            status_text(r["status"]) + _waiting_reason(r),
+            status_text(r["status"]) + (_waiting_reason(r, backend(r["backend"]))
+                                        if r["status"] in waiting else ""),
             f"{r['epoch'] or 0}/{r['epochs_total'] or '?'}",
             fmt_num(r["best_val_loss"]),
             fmt_num(r["accuracy"]),
@@ -114,7 +118,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             fmt_time(r["started_at"]),
             duration(r),
             r["gpus"] or "-",
-            backend_of(r).describe(r),
+            backend(r["backend"]).describe(r),
             " ".join(f"#{t}" for t in tags_of(r)) or "-",
         ]
         for r in rows
@@ -125,9 +129,9 @@ def cmd_ps(args: argparse.Namespace) -> int:
     return 0
 
 
-def _waiting_reason(r: dict[str, Any]) -> str:
+def _waiting_reason(r: dict[str, Any], backend: Backend) -> str:
     """` (Priority)`: why a run waiting in its backend's own queue has not started."""
-    reason = backend_of(r).waiting_reason(r) if r["status"] in MAY["cancel"] else None
+    reason = backend.waiting_reason(r)
     return f" ({reason})" if reason else ""
 
 

@@ -32,7 +32,7 @@ from core.registry.queue import QueueConfig
 from core.registry.workspace import Workspace
 from core.store import Store
 from core.store.events import FINAL, HOLDING
-from core.store.states import Status
+from core.store.states import MAY, Status
 from core.store.transition import transition
 
 LOCK_NAME = "nkd.queue.lock"
@@ -285,7 +285,7 @@ def start_queued(
     run_id = row["id"]
     claim = {"type": "status", "status": Status.STARTING, "by": "queue", "pid": None,
              "pid_start": None, "pid_ticks": None}
-    if not transition(store, ws, run_id, (Status.QUEUED,), claim):
+    if not transition(store, ws, run_id, MAY["start"], claim):
         return False
     start_worker(ws.run_dir(run_id), store, resume=bool(row.get("resume")), gpus=gpus)
     return True
@@ -293,7 +293,7 @@ def start_queued(
 
 def block(store: Store, ws: Workspace, run_id: str, reason: str) -> bool:
     """A queued run whose parent ended without finishing will never start: `blocked`."""
-    return transition(store, ws, run_id, (Status.QUEUED,),
+    return transition(store, ws, run_id, MAY["block"],
                       {"type": "status", "status": Status.BLOCKED, "error": reason})
 
 
