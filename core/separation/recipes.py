@@ -12,6 +12,7 @@ import torch
 from core.data.cache import AudioCache
 from core.data.tracks import TrackFiles, prepare
 from core.errors import RunError
+from core.registry.settings import RULE
 from core.runs import refs
 from core.runs.context import RunContext
 from core.separation import blend as blending
@@ -60,18 +61,20 @@ def held_out(tracks: list[TrackFiles]) -> tuple[list[TrackFiles], list[TrackFile
 def _workers(ctx: RunContext, device: torch.device) -> int:
     """DataLoader worker processes (the key's rule): the experiment's `num_workers`; else none
     on the CPU, where the model needs the cores more than the loader does; beside a GPU the
-    registry's [defaults] value, else 4."""
+    registry's [defaults] value, else 4. What the rule decided is recorded on the run."""
     p = ctx.params
     if ctx.explicit("num_workers"):
         return int(p["num_workers"])
     if device.type != "cuda":
+        n = 0
         if p.get("num_workers"):
             print(f"num_workers 0 on the CPU (rule; the [defaults] value {p['num_workers']} "
                   f"applies beside a GPU)", flush=True)
-        return 0
-    if "num_workers" in p:
-        return int(p["num_workers"])
-    return min(4, max(1, (os.cpu_count() or 2) - 1))
+    else:
+        n = int(p["num_workers"]) if "num_workers" in p else min(4, max(1, (os.cpu_count() or 2)
+                                                                        - 1))
+    ctx.reporter.emit("settings", used={"num_workers": n}, origin={"num_workers": RULE})
+    return n
 
 
 def separator_path(ctx: RunContext, key: str) -> Path:

@@ -3,12 +3,14 @@ Ctrl-C stops it, a second kills it; its end said with its headline scores."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import Any
 
 from core.backends import backend_of
 from core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, NkdError
+from core.registry.keys import SELECT_BY
 from core.registry.workspace import Workspace
 from core.store import FINAL, Store
 from core.store.states import ENDED_AS_ASKED
@@ -39,7 +41,7 @@ def follow_run(store: Store, ws: Workspace, run_id: str) -> int:
                 row = store.get_run(run_id) or row
             epochs = store.epochs(run_id)
             for ep in epochs[shown:]:
-                line = epoch_line(ep, row.get("epochs_total"))
+                line = epoch_line(ep, row.get("epochs_total"), row.get("select_by"))
                 print(("\r\033[K" if tty else "") + line, end="" if tty else "\n", flush=True)
             shown = len(epochs)
             if tty and row.get("step_at") != stepped:  # inside an epoch: step k/n and the ETA
@@ -66,7 +68,9 @@ def follow_run(store: Store, ws: Workspace, run_id: str) -> int:
                 print(kill(store, ws, run_id, grace=0), flush=True)
 
 
-def epoch_line(ep: dict[str, Any], total: int | None) -> str:
+def epoch_line(ep: dict[str, Any], total: int | None, select_by: str | None = None) -> str:
+    """One epoch as the foreground run prints it; a run whose best epoch is chosen by another
+    value than its losses (val_sdr, val_accuracy) shows that value too."""
     n = ep["epoch"]
     bar = ""
     if total:
@@ -76,6 +80,11 @@ def epoch_line(ep: dict[str, Any], total: int | None) -> str:
     parts.append(f"train {fmt_num(ep['train_loss'])}")
     if ep["val_loss"] is not None:
         parts.append(f"val {fmt_num(ep['val_loss'])}")
+    field = SELECT_BY.get(select_by or "", ("",))[0]
+    if field and field not in ep:  # a value kept in the epoch's extra, not a loss column
+        value = json.loads(ep.get("extra") or "{}").get(field)
+        if isinstance(value, int | float):
+            parts.append(f"{field} {fmt_num(value)}")
     if ep["lr"] is not None:
         parts.append(f"lr {ep['lr']:.2g}")
     if ep.get("seconds"):
