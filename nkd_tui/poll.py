@@ -255,7 +255,7 @@ class Poller:
 
     def queue_positions(self) -> dict[str, int]:
         """Queued runs' places in the queue (the scheduler's order: priority, then age)."""
-        from core.backends.queue.scheduler import queued_rows
+        from core.backends.queue.order import queued_rows
 
         return {row["id"]: n for n, row in enumerate(queued_rows(self.store), 1)}
 

@@ -4,6 +4,7 @@ below, never core.runs: whoever needs more passes it down."""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,14 +21,13 @@ def backend_of(row: dict[str, Any]) -> Backend:
 def backend_named(name: str | None) -> Backend:
     """The backend of a registry's `backend` value (this box when unset)."""
     found = _NAMED.get(name)
-    if found is None:  # imported on first use: `nkd --help` and the TUI start without them
-        from core.backends.slurm import SLURM
-        from core.backends.this_box import LOCAL
-
-        found = _NAMED[name] = SLURM if name == SLURM.name else LOCAL
+    if found is None:  # imported on first use, each alone: the TUI's first paint needs few
+        module, attr = _HOMES.get(name or "", ("core.backends.this_box", "LOCAL"))
+        found = _NAMED[name] = getattr(importlib.import_module(module), attr)
     return found
 
 
+_HOMES = {"slurm": ("core.backends.slurm", "SLURM")}  # any other name: this box
 _NAMED: dict[str | None, Backend] = {}
 
 

@@ -12,9 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.backends.base import Backend
-from core.backends.liveness import is_alive
-from core.backends.local import start_worker, visible_ids
-from core.backends.procs import kill_all, run_processes
 from core.errors import NkdError, RunError
 from core.registry.workspace import Workspace
 from core.store import Store
@@ -22,7 +19,9 @@ from core.store.reporter import record
 from core.store.states import HOLDING, MAY, Status
 from core.store.transition import transition
 
-if TYPE_CHECKING:  # GPUs and the queue's settings are read when a run is placed, not before
+# GPUs, processes and the queue's settings are read when a run is placed, signalled or killed,
+# not when the TUI first shows a run: those imports (psutil, NVML) wait for their first use
+if TYPE_CHECKING:
     from core.backends.gpus import Gpu
     from core.registry.queue import QueueConfig
 
@@ -102,6 +101,8 @@ class LocalBackend(Backend):
 
     def start(self, store: Store, run_dir: Path, gpus: list[Gpu] | None, depends: list[str],
               params: dict[str, Any], backends: dict[str, Any]) -> tuple[int | None, str | None]:
+        from core.backends.local import start_worker
+
         return start_worker(run_dir, store=store, gpus=gpus), None
 
     def wake(self, row: dict[str, Any], hard: bool = False) -> None:
@@ -126,6 +127,8 @@ class LocalBackend(Backend):
     def hard_stop(self, store: Store, ws: Workspace, row: dict[str, Any], status: str,
                   grace: float, ask_stop: Callable[[], None],
                   wait: Callable[[float], bool]) -> str:
+        from core.backends.procs import kill_all, run_processes
+
         run_id = row["id"]
         if status in MAY["cancel"]:
             return self.control_waiting(store, ws, row, "stop")
@@ -153,6 +156,7 @@ class LocalBackend(Backend):
         came through the queue, or finds no free GPU, goes back to the queue instead.
         `starting` is recorded with no process first, so nothing mistakes the old, gone worker
         for the new one."""
+        from core.backends.local import start_worker, visible_ids
         from core.backends.queue.scheduler import ensure_running, placement_lock
 
         run_id = row["id"]
@@ -170,6 +174,8 @@ class LocalBackend(Backend):
             return f"pid {pid}{on}"
 
     def alive(self, row: dict[str, Any]) -> bool:
+        from core.backends.liveness import is_alive
+
         return is_alive(row["pid"], row.get("pid_start"), row.get("pid_ticks"))
 
     def describe(self, row: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 from core.backends.gpus import Gpu, GpuError, read_gpus
 from core.backends.local import start_worker
 from core.backends.procs import marked, python_env
+from core.backends.queue.order import queued_rows
 from core.backends.queue.placement import Lease, after_of, leases_of, need_of, place, states
 from core.errors import NkdError
 from core.registry.queue import QueueConfig
@@ -71,18 +72,6 @@ def set_paused(ws: Workspace, on: bool) -> None:
         path.write_text(f"{time.time()}\n")
     else:
         path.unlink(missing_ok=True)
-
-
-def queued_rows(store: Store) -> list[dict[str, Any]]:
-    """Queued runs in the order they start: priority (higher first), then age."""
-    cols = ("id", "experiment", "recipe", "needs_gpus", "gpu_memory", "priority", "after",
-            "resume", "queued_at", "sweep")
-    cur = store.conn.execute(
-        f"SELECT {', '.join(cols)} FROM runs WHERE status = ? "
-        "AND coalesce(backend, 'local') = 'local' ORDER BY priority DESC, queued_at, created_at",
-        (Status.QUEUED,),
-    )
-    return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
 
 def lease_rows(store: Store) -> list[Lease]:
