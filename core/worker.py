@@ -6,6 +6,7 @@ connection that started it. Its stdout and stderr are the run's output.log.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import resource
 import socket
@@ -22,6 +23,7 @@ from core.backends.liveness import identity
 from core.backends.procs import end_processes, python_env, run_processes
 from core.backends.this_box import active_here
 from core.capture.command import CommandRun
+from core.errors import RunError
 from core.registry import PLACEHOLDER
 from core.registry.settings import of_config
 from core.runs import context as recipes
@@ -30,6 +32,7 @@ from core.store import Store
 from core.store.reporter import Reporter
 from core.store.states import Status, ended_badly
 from core.util.files import read_json
+from core.util.names import run_path
 from core.util.threads import apply_env, apply_torch, cores, plan
 
 HEARTBEAT_S = 5.0
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.stderr = _Tolerant(sys.stderr)
     config = read_json(run_dir / "config.json")
     run_id = config["run_id"]
+    if not _hold(run_dir):  # one worker per run, whoever started this one
+        print(f"nkd: {run_id}: another worker is running this run; this one exits", flush=True)
+        return 2
     apply_env(config, None)  # the registry's env, for recipes too, before torch is imported
     if "--resume-if-state" in argv[1:]:  # a Slurm job, requeued: go on from its saved state
         resume = any(Path(config["checkpoints_dir"]).glob("*_state.pt"))
@@ -102,6 +108,28 @@ def main(argv: list[str] | None = None) -> int:
             reporter.store.close()
         if ended and config.get("params", {}).get("on_finish"):
             _on_finish(config, run_dir, ended)
+
+
+LOCK_NAME = "worker.lock"
+_held: list[int] = []  # the lock's descriptor, open for the worker's whole life
+
+
+def _hold(run_dir: Path) -> bool:
+    """Take the run folder's worker lock (an exclusive flock, released by the kernel when this
+    process ends however it ends); False when another live worker holds it."""
+    try:
+        fd = os.open(run_path(run_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except (OSError, RunError) as exc:  # a read-only folder: the store's claim still holds
+        print(f"nkd: worker lock not taken ({getattr(exc, 'strerror', None) or exc})",
+              flush=True)
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _held.append(fd)
+    return True
 
 
 def usage(command: bool) -> dict[str, float]:

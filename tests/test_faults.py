@@ -195,6 +195,70 @@ def test_sigkill_of_a_recipe_worker_then_restart_equals_an_uninterrupted_run(
     store.close()
 
 
+def _at_once(reg: str, n: int, *command: str) -> list[subprocess.CompletedProcess]:
+    """`n` shells typing the same `nkd` command at the same moment: each process is started
+    and waits on a shared file before it runs the command."""
+    go = Path(reg).parent / "go"
+    code = ("import os, sys, time\n"
+            f"while not os.path.exists({str(go)!r}): time.sleep(0.002)\n"
+            "from nkd_tui.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, "--registry", reg, *command],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=ROOT) for _ in range(n)]
+    time.sleep(3.0)  # every interpreter started and waiting
+    go.write_text("")
+    done = [subprocess.CompletedProcess(p.args, p.wait(timeout=120), *p.communicate())
+            for p in procs]
+    go.unlink()
+    return done
+
+
+def _workers(root: Path, run_id: str, since: int) -> set[int]:
+    """The worker processes that ran the run after its `since`-th event."""
+    return {e["pid"] for e in _events_of(root, run_id)[since:]
+            if e["type"] == "status" and e["status"] == "running" and e.get("pid")}
+
+
+@pytest.mark.parametrize("how", ["restart", "resume"])
+def test_ten_restarts_or_resumes_at_once_start_one_worker(separation: Path, how: str) -> None:
+    """Ten shells restart a stopped run (or resume a suspended one) at the same moment: one
+    succeeds and starts the only worker; the others are refused (exit 2, naming why), or, for
+    a resume that comes when the run is already going, told it is not paused (exit 0)."""
+    from nkd_tui.cli import main
+
+    reg = str(separation / "experiments.toml")
+    assert main(["--registry", reg, "run", "crnn_long", *SMALL, "--set", "epochs=3",
+                 "--detach"]) == 0
+    store = Store(separation / "nkd.db")
+    run_id = store.latest_run("crnn_long")["id"]
+    _wait(lambda: len(store.epochs(run_id)) >= 1, 120, "a first epoch")
+    action, ended = ("stop", "stopped") if how == "restart" else ("suspend", "suspended")
+    assert main(["--registry", reg, action, run_id]) == 0
+    _wait(lambda: store.get_run(run_id)["status"] == ended, 60, ended)
+    if store.get_run(run_id)["epoch"] >= 3:
+        pytest.skip("the run finished before it could be stopped")
+    before = len(_events_of(separation, run_id))
+    command = ["restart", run_id, "--detach"] if how == "restart" else ["resume", run_id]
+    done = _at_once(reg, 10, *command)
+    started = [d for d in done if "restarted from" in d.stdout or "resumes from" in d.stdout]
+    assert len(started) == 1 and started[0].returncode == 0, [d.stdout for d in done]
+    for d in done:
+        if d is started[0]:
+            continue
+        if d.returncode == 0:  # resuming a run that is already going: a no-op, as documented
+            assert how == "resume" and "not paused" in d.stdout, d.stdout
+        else:
+            assert d.returncode == 2 and "claimed it first" in d.stderr or any(
+                f"is {s}" in d.stderr for s in ("starting", "running")), d.stderr
+    _wait(lambda: store.get_run(run_id)["status"] in FINAL, 120, "the end")
+    assert len(_workers(separation, run_id, before)) == 1
+    statuses = [e["status"] for e in _events_of(separation, run_id)[before:]
+                if e["type"] == "status"]
+    assert statuses.count("starting") == 1 and statuses[-1] == "finished", statuses
+    store.close()
+
+
 def _events_of(root: Path, run_id: str) -> list[dict]:
     return list(EventLog(root / "runs" / run_id / "events.jsonl"))
 

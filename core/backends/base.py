@@ -15,6 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from core.errors import RunError
+from core.store.states import MAY
+from core.store.transition import transition
+
 if TYPE_CHECKING:
     from core.backends.gpus import Gpu
     from core.registry.workspace import Workspace
@@ -97,3 +101,12 @@ class Backend(ABC):
     def waiting_reason(self, row: dict[str, Any]) -> str | None:
         """Why a waiting run has not started, as the backend says (Slurm's reason)."""
         return None
+
+
+def claim(store: Store, ws: Workspace, run_id: str, event: dict[str, Any]) -> None:
+    """Claim an ended run to start it again: its status moves from a restartable one only
+    under the store's write lock, so of any number of restarts and resumes at once (shells,
+    TUIs, schedulers) exactly one goes on; the others are refused, naming what won."""
+    if not transition(store, ws, run_id, MAY["restart"], event):
+        now = (store.get_run(run_id) or {}).get("status", "gone")
+        raise RunError(f"run '{run_id}' is {now}: another restart or resume claimed it first")

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.backends.base import Backend
+from core.backends.base import Backend, claim
 from core.backends.procs import PROJECT_ROOT
 from core.errors import RunError
 from core.registry.keys import KEYS
@@ -359,8 +359,8 @@ class SlurmBackend(Backend):
             text = script.read_text(encoding="utf-8")
         except OSError as exc:
             raise RunError(f"{script}: cannot be read ({exc.strerror})") from None
-        record(run_id, ws.run_dir(run_id), store, "status", status=Status.QUEUED, pid=None,
-               pid_start=None, pid_ticks=None, resume=1)
+        claim(store, ws, run_id, {"type": "status", "status": Status.QUEUED, "pid": None,
+                                  "pid_start": None, "pid_ticks": None, "resume": 1})
         job = submit(store, ws.run_dir(run_id), text, [])
         return f"submitted again as Slurm job {job}; it resumes from its last state"
 

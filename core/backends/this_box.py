@@ -11,11 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.backends.base import Backend
+from core.backends.base import Backend, claim
 from core.errors import NkdError, RunError
 from core.registry.workspace import Workspace
 from core.store import Store
-from core.store.reporter import record
 from core.store.states import HOLDING, MAY, Status
 from core.store.transition import transition
 
@@ -164,11 +163,12 @@ class LocalBackend(Backend):
         with placement_lock(ws):
             gpus, placed, why = place_now(ws, row, store)
             if row.get("queued_at") is not None or (gpus and placed is None):
-                record(run_id, run_dir, store, "status", status=Status.QUEUED, resume=1)
+                claim(store, ws, run_id, {"type": "status", "status": Status.QUEUED,
+                                          "resume": 1})
                 ensure_running(ws)
                 return "queued again" + (f" ({why})" if why else "")
-            record(run_id, run_dir, store, "status", status=Status.STARTING, pid=None,
-                   pid_start=None, pid_ticks=None)
+            claim(store, ws, run_id, {"type": "status", "status": Status.STARTING, "pid": None,
+                                      "pid_start": None, "pid_ticks": None})
             pid = start_worker(run_dir, store, resume=True, gpus=placed)
             on = f" on GPU {visible_ids(placed)}" if placed else ""
             return f"pid {pid}{on}"
