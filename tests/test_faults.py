@@ -416,6 +416,43 @@ def test_garbage_database_is_moved_aside_and_the_live_run_follows(
     assert ws.store().get_run(run_id)["heartbeat_at"] is not None
 
 
+def test_a_page_damaged_database_is_repaired_by_reindex_while_a_run_writes(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Damaged pages inside nkd.db ("database disk image is malformed"), the file itself in
+    place and a live run writing to it: `nkd reindex` moves it aside and rebuilds, the run goes
+    on into the new database, and every command works again."""
+    store = ws.store()
+    for n in range(60):  # enough rows for pages beyond the schema's
+        old = ws.root / "runs" / f"old_20260101_{n:06d}"
+        old.mkdir(parents=True)
+        rep = Reporter(old.name, old, store)
+        rep.event({"type": "run", "experiment": "old", "status": "queued",
+                   "params": {"note": "x" * 300}})
+        rep.status("finished", exit_code=0)
+        rep.close()
+    run_id = launch(load_registry(ws.registry), "slow", ("epochs=40",), store=store).run_id
+    _wait(lambda: len(store.epochs(run_id)) >= 3, what="epochs")
+    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    size = ws.db.stat().st_size
+    page = 4096
+    assert size >= 8 * page
+    rng = random.Random(5)
+    with open(ws.db, "r+b") as fh:  # pages 3 .. n-2 overwritten; page 1 (the schema) kept
+        for number in range(2, size // page - 1):
+            fh.seek(number * page)
+            fh.write(bytes(rng.randrange(256) for _ in range(page)))
+    capsys.readouterr()
+    assert nkd(ws, "reindex") == 0
+    out = capsys.readouterr().out
+    assert "moved aside to nkd.db.broken-" in out and "rebuilt from 61 run folders" in out
+    assert list(ws.root.glob("nkd.db.broken-*"))  # kept, never deleted
+    _all_forty_epochs_recorded(ws, run_id)
+    assert nkd(ws, "ps", "--all") == 0
+    assert len(ws.store().list_runs()) == 61
+
+
 def test_torn_last_line_then_restart_starts_a_fresh_line(ws: Workspace) -> None:
     run_dir = ws.root / "runs" / "torn_20260101_000000"
     run_dir.mkdir(parents=True)

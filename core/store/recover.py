@@ -5,6 +5,7 @@ database is rebuilt from the run folders, a broken one is moved aside (never del
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -61,8 +62,10 @@ def move_aside(db_path: Path) -> Path:
 
 
 def rebuild(ws: Workspace) -> tuple[ReindexReport, Path | None]:
-    """`nkd reindex`: rebuild the store from runs/*/events.jsonl, moving a database that cannot
-    be opened aside first. Returns the report and where the broken file went (if it did)."""
+    """`nkd reindex`: rebuild the store from runs/*/events.jsonl. A database that cannot be
+    opened, fails SQLite's own check, or turns out damaged while it is rebuilt is moved aside
+    first (never deleted), whatever SQLite says of it. Returns the report and where the broken
+    file went (if it did)."""
     moved = None
     try:
         store = Store(ws.db_path)
@@ -71,9 +74,41 @@ def rebuild(ws: Workspace) -> tuple[ReindexReport, Path | None]:
             raise  # permissions, a read-only folder: moving the file would not help
         moved = move_aside(ws.db_path)
         store = Store(ws.db_path)
+    else:
+        if _damage(store) is not None:
+            store.close()
+            moved = move_aside(ws.db_path)
+            store = Store(ws.db_path)
     try:
         if not ws.runs_dir.is_dir():
             return ReindexReport(), moved
-        return store.reindex(ws.runs_dir), moved
+        try:
+            return store.reindex(ws.runs_dir), moved
+        except (sqlite3.DatabaseError, StoreError) as exc:
+            if moved is not None or not _corrupt(exc):
+                raise
+            store.close()  # damage the check did not see: aside with it, and again
+            moved = move_aside(ws.db_path)
+            store = Store(ws.db_path)
+            return store.reindex(ws.runs_dir), moved
     finally:
         store.close()
+
+
+def _corrupt(exc: BaseException) -> bool:
+    """A damaged file (not a busy or read-only one, which moving aside would not mend)."""
+    if isinstance(exc, StoreError):
+        return "not a usable run database" in str(exc)
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+
+
+def _damage(store: Store) -> str | None:
+    """What SQLite's quick check finds wrong with the file, or None when it is whole."""
+    try:
+        rows = store.conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError):
+            raise StoreError(f"{store.path}: cannot check the run database ({exc})") from None
+        return str(exc)
+    bad = [str(r[0]) for r in rows if r[0] != "ok"]
+    return bad[0] if bad else None

@@ -51,7 +51,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     ws = Workspace.at(path)
     report, moved = rebuild(ws)
     if moved:
-        print(f"{ws.db_path}: could not be opened; moved aside to {moved.name}")
+        print(f"{ws.db_path}: damaged or not a run database; moved aside to {moved.name}")
     skipped = f", {report.skipped_lines} bad lines skipped" if report.skipped_lines else ""
     print(f"{ws.db_path}: rebuilt from {report.runs} run folders{skipped}")
     for line in report.lines():
