@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from core.util.text import visible
+
 NUMPY_FROM = 20_000
 
 
@@ -79,9 +81,9 @@ def series_from(rows: Sequence[tuple]) -> dict[str, dict[int, float]]:
         values = {"train_loss": train, "val_loss": val, "lr": lr}
         if extra:
             try:
-                values |= {k: v for k, v in json.loads(extra).items()
+                values |= {visible(k, keep=""): v for k, v in json.loads(extra).items()
                            if k not in SKIPPED and isinstance(v, int | float)
-                           and not isinstance(v, bool)}
+                           and not isinstance(v, bool)}  # a script's name, drawn as text
             except ValueError:
                 pass
         for name, value in values.items():

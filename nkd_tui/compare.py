@@ -16,6 +16,7 @@ from core.runs.annotate import tags_of
 from core.store import ACTIVE, Store
 from core.store.apply import best_of, settings_of
 from core.util.files import csv_text
+from core.util.text import visible
 from nkd_tui.format import fmt_num
 
 # What a researcher reads first leads, so it is in the first screenful at 80-100 columns: the
@@ -74,7 +75,7 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 def param_text(value: Any) -> str:
     if value is None:
         return "-"
-    return value if isinstance(value, str) else json.dumps(value)
+    return visible(value, keep="") if isinstance(value, str) else json.dumps(value)
 
 
 def _headline(metrics: list[dict[str, Any]]) -> dict[str, float]:
@@ -175,4 +176,6 @@ def _with_origin(value: Any, origin: str) -> Any:
 def fmt(value: Any, signed: bool = False) -> str:
     if isinstance(value, float) and signed:
         return f"{value:+.4g}"
-    return fmt_num(value) if value is None or isinstance(value, float) else str(value)
+    if value is None or isinstance(value, float):
+        return fmt_num(value)
+    return visible(str(value), keep="")  # a note or tag, as given: never a control sequence

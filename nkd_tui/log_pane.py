@@ -6,6 +6,8 @@ import textwrap
 
 from textual.widgets import Log
 
+from core.util.text import log_line
+
 LOG_LINES = 2_000  # lines the pane keeps (the log viewer, enter, has the whole file)
 
 
@@ -33,8 +35,8 @@ class LogPane(Log):
         self._wrapped_at = width
         lines = []
         for line in self.text.rstrip("\n").split("\n")[-LOG_LINES:] if self.text else []:
-            lines += textwrap.wrap(line, width, subsequent_indent="  ", drop_whitespace=False,
-                                   replace_whitespace=False) or [""]
+            lines += textwrap.wrap(log_line(line), width, subsequent_indent="  ",
+                                   drop_whitespace=False, replace_whitespace=False) or [""]
         at_end = self.is_vertical_scroll_end
         self.clear()
         self.write_lines(lines, scroll_end=False)

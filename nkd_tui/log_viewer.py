@@ -24,6 +24,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Footer, Input, Static
 
+from core.util.text import log_line
 from nkd_tui.log_file import LogIndex
 from nkd_tui.messages import LogFound, LogGrew, LogSaid, ReportsWorkerErrors
 
@@ -53,7 +54,7 @@ class FileView(ScrollView, can_focus=True):
             return Strip.blank(width, style)
         if i == self.found:
             style = style + Style(reverse=True)
-        text = self.index[i].expandtabs(8)[scroll_x: scroll_x + width]
+        text = log_line(self.index[i]).expandtabs(8)[scroll_x: scroll_x + width]
         return Strip([Segment(text, style)]).adjust_cell_length(width, style)
 
 
@@ -152,7 +153,7 @@ class LogViewer(ReportsWorkerErrors, Screen[None]):
         view.found = line
         view.scroll_to(y=max(0, line - 2), animate=False, immediate=True)
         view.refresh()
-        self._status(f"{what} at line {line + 1}: {self.lines[line][:120]}")
+        self._status(f"{what} at line {line + 1}: {log_line(self.lines[line])[:120]}")
 
     def _find(self, pattern: re.Pattern[bytes], step: int, what: str) -> None:
         view = self.query_one(FileView)

@@ -14,6 +14,8 @@ from typing import Any
 from textual.message import Message
 from textual.worker import Worker, WorkerState
 
+from core.util.text import visible
+
 LOG_NAME = "nkd.tui.log"  # beside nkd.db: what went wrong in the TUI, with its traceback
 
 
@@ -92,5 +94,5 @@ def report_worker_error(app: Any, worker: Worker[Any]) -> str:
             where = f" (details in {path})"
         except OSError:
             pass
-    app.notify(text + where, severity="error", timeout=10)
+    app.notify(visible(text + where), severity="error", timeout=10)
     return text

@@ -19,6 +19,7 @@ from core.runs.progress import (
 from core.store import Store
 from core.store.events import FINAL, HOLDING
 from core.store.states import Status
+from core.util.text import visible
 from nkd_tui.format import fmt_num, fmt_time, short_duration
 
 LOG_TAIL_BYTES = 16_384
@@ -233,8 +234,8 @@ class Poller:
                 fmt_time(r["started_at"]),
                 _where(r),
             )
-            row = RunRow(r["id"], r["status"], cells, tuple(tags_of(r)), r["note"] or "",
-                         bool(r["archived"]))
+            row = RunRow(r["id"], r["status"], cells, tuple(visible(t) for t in tags_of(r)),
+                         visible(r["note"] or ""), bool(r["archived"]))
             self._rows[raw] = row
             out.append(row)
         return tuple(out)

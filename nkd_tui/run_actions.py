@@ -8,6 +8,7 @@ from functools import partial
 from textual import work
 
 from core.errors import NkdError
+from core.util.text import visible
 from nkd_tui.gpu_panel import GpuPanel
 from nkd_tui.messages import Said
 from nkd_tui.run_table import RunTable
@@ -78,7 +79,7 @@ class RunActions:
 
     def on_said(self, message: Said) -> None:
         """A worker's notice; the store is read again after an action."""
-        self.notify(message.text, severity=message.severity,  # type: ignore[arg-type]
+        self.notify(visible(message.text), severity=message.severity,  # type: ignore[arg-type]
                     **({"timeout": message.timeout} if message.timeout else {}))
         if message.refresh:
             self.refresh_data()

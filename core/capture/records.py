@@ -16,6 +16,7 @@ from typing import Any
 
 from core.store.events import BadEvent, finite, integer, text
 from core.util.names import inside
+from core.util.text import has_control
 
 PREFIX = "@nkd"
 MAX_RECORD_CHARS = 65536
@@ -119,6 +120,15 @@ def _checkpoint(payload: dict[str, Any], cwd: Path, folders: tuple[Path, ...]) -
     }
 
 
+def _name(value: Any, key: str) -> str:
+    """A name a script gives (a metric, a stem, a split): a short string without control
+    characters, which would reach every terminal that shows it."""
+    checked = text(value, key)
+    if checked is not None and has_control(checked):
+        raise RecordError(f"'{key}' holds control characters")
+    return checked
+
+
 def _metric(payload: dict[str, Any]) -> dict[str, Any]:
     if "name" not in payload or "value" not in payload:
         raise RecordError("a metric record needs both 'name' and 'value'")
@@ -128,12 +138,12 @@ def _metric(payload: dict[str, Any]) -> dict[str, Any]:
         raise RecordError(f"a metric record has no key {unknown[0]!r}")
     event: dict[str, Any] = {
         "type": "metric",
-        "name": text(payload["name"], "name"),
+        "name": _name(payload["name"], "name"),
         "value": finite(payload["value"], "value"),
     }
     for key in ("stem", "track", "split", "definition"):
         if payload.get(key) is not None:
-            event[key] = text(payload[key], key)
+            event[key] = _name(payload[key], key)
     if payload.get("epoch") is not None:
         event["epoch"] = integer(payload["epoch"], "epoch")
     return event
@@ -151,7 +161,7 @@ def _epoch(payload: dict[str, Any]) -> dict[str, Any]:
     if len(extra) > MAX_EXTRA_KEYS:
         raise RecordError(f"more than {MAX_EXTRA_KEYS} extra values")
     for key, value in extra.items():
-        text(key, "an extra key")
+        _name(key, "an extra key")
         if isinstance(value, str):
             text(value, key, 200)
         elif not isinstance(value, bool):

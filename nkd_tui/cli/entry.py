@@ -10,6 +10,7 @@ from typing import Any
 
 from core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, NkdError
 from core.store.recover import open_store
+from core.util.text import visible
 from nkd_tui.cli import (
     capture,
     compare,
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except NkdError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
-            print(f"nkd: {line}", file=sys.stderr)
+            print(f"nkd: {visible(line, keep='')}", file=sys.stderr)  # it may echo the input
         return exc.exit_code
     except BrokenPipeError:
         return EXIT_OK
@@ -95,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"folders", file=sys.stderr)
         return EXIT_REFUSED
     except OSError as exc:
-        print(f"nkd: {exc.filename or 'a file'}: {exc.strerror or exc}", file=sys.stderr)
+        print(visible(f"nkd: {exc.filename or 'a file'}: {exc.strerror or exc}", keep=""),
+              file=sys.stderr)
         return EXIT_REFUSED
 
 

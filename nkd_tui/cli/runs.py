@@ -16,6 +16,7 @@ from core.backends.base import Backend
 from core.errors import NkdError
 from core.store import FINAL, FULL_COLUMNS
 from core.store.states import MAY, PROGRESSING
+from core.util.text import log_line, visible
 from nkd_tui.cli.context import open_workspace, sync_slurm, text_table
 from nkd_tui.format import best_text, duration, fmt_num, fmt_time, status_text
 
@@ -46,16 +47,16 @@ def _print_metrics(metrics: list[dict[str, Any]]) -> None:
         table.setdefault((m["name"], m["stem"] or ""), {})[m["split"] or "-"] = m["value"]
         if m.get("gains") and m["gains"] != "none":
             gains[m["split"] or "-"] = m["gains"]
-    print("metrics" + "".join(f"{s:>24}" if i == 0 else f"{s:>12}"
+    say("metrics" + "".join(f"{s:>24}" if i == 0 else f"{s:>12}"
                               for i, s in enumerate(splits)))
     for (name, stem), values in table.items():
         label = f"{name} {stem}".strip()
-        print(f"  {label:<28}" + "".join(f"{fmt_num(values.get(s)):>12}" for s in splits))
+        say(f"  {label:<28}" + "".join(f"{fmt_num(values.get(s)):>12}" for s in splits))
     for split, source in sorted(gains.items()):
-        print(f"  gain correction of the {split} values fitted on {source}")
+        say(f"  gain correction of the {split} values fitted on {source}")
     per_track = sum(1 for m in metrics if m["track"])
     if per_track:
-        print(f"  and {per_track} per-track values (nkd show --json)")
+        say(f"  and {per_track} per-track values (nkd show --json)")
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
@@ -158,45 +159,45 @@ def cmd_show(args: argparse.Namespace) -> int:
         out["checkpoints"] = checkpoints
         print(json.dumps(out, indent=2, default=str))
         return 0
-    print(f"run         {run_id}")
-    print(f"experiment  {row['experiment']}  ({row['recipe']})")
-    print(
+    say(f"run         {run_id}")
+    say(f"experiment  {row['experiment']}  ({row['recipe']})")
+    say(
         f"status      {status_text(row['status'])}"
         + (f"  — {row['error']}" if row.get("error") else "")
     )
-    print(
+    say(
         f"epochs      {row['epoch'] or 0}/{row['epochs_total'] or '?'}  "
         f"{best_text(row) or 'best epoch -'}  val loss {fmt_num(row['best_val_loss'])}  "
         f"train {fmt_num(row['best_train_loss'])}"
     )
     if row.get("early_stop"):
-        print(f"early stop  {row['early_stop']}")
-    print(
+        say(f"early stop  {row['early_stop']}")
+    say(
         f"started     {fmt_time(row['started_at'])}  time {duration(row)}  pid {row['pid']}"
         f"  host {row['host']}  device {row.get('device') or '-'}"
     )
     if row.get("steps") and row.get("status") in PROGRESSING:
-        print(f"progress    step {row['step']}/{row['steps']} of epoch {(row['epoch'] or 0) + 1}")
+        say(f"progress    step {row['step']}/{row['steps']} of epoch {(row['epoch'] or 0) + 1}")
     if row.get("peak_rss_mb") is not None:
-        print(f"cost        peak memory {row['peak_rss_mb']:.0f} MiB  CPU {row['cpu_s']:.1f} s")
-    print(f"folder      {row['run_dir']}")
+        say(f"cost        peak memory {row['peak_rss_mb']:.0f} MiB  CPU {row['cpu_s']:.1f} s")
+    say(f"folder      {row['run_dir']}")
     from core.runs.annotate import tags_of
 
     if tags_of(row) or row.get("archived"):
-        print(f"tags        {' '.join('#' + t for t in tags_of(row)) or '-'}"
+        say(f"tags        {' '.join('#' + t for t in tags_of(row)) or '-'}"
               + ("  (archived: nkd archive --undo shows it again)" if row.get("archived") else ""))
     if row.get("note"):
-        print(f"note        {row['note']}")
+        say(f"note        {row['note']}")
     for ref in _references(Path(row["run_dir"] or "")):
-        print(f"reference   {ref['key']} {ref['ref']} -> run {ref['run']}")
+        say(f"reference   {ref['key']} {ref['ref']} -> run {ref['run']}")
     if settings:
         _print_settings(settings)
     if metrics:
         _print_metrics(metrics)
     if checkpoints:
-        print("checkpoints")
+        say("checkpoints")
         for c in checkpoints:
-            print(
+            say(
                 f"  {c['role'] or '-':<6} epoch {c['epoch'] if c['epoch'] is not None else '-'}"
                 f"  {c['path']}"
             )
@@ -224,11 +225,22 @@ def _settings(row: dict[str, Any]) -> dict[str, tuple[Any, str]]:
 def _print_settings(settings: dict[str, tuple[Any, str]]) -> None:
     """Every setting the run used, `(default)`, `([defaults])` or `(checkpoint)` after those it
     did not take from the experiment itself."""
-    print("settings")
+    say("settings")
     for key, (value, origin) in settings.items():
         shown = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
         where = "" if origin == "experiment" else f"  ({origin})"
-        print(f"  {key:<20} {shown[:70]}{where}")
+        say(f"  {key:<20} {shown[:70]}{where}")
+
+
+def _log_text(text: str) -> str:
+    """A log as `nkd logs` shows it: every line without the script's escape sequences."""
+    return "\n".join(log_line(line) for line in text.split("\n"))
+
+
+def say(text: str) -> None:
+    """A line of `nkd show`: what people and scripts wrote in it (a note, a tag, a metric name,
+    an error) shown with its control characters made visible, never sent to the terminal."""
+    print(visible(text))
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -239,14 +251,15 @@ def cmd_logs(args: argparse.Namespace) -> int:
     log = ws.run_dir(run_id) / "output.log"
     if not log.is_file():
         raise NkdError(f"run '{run_id}': no output.log in {log.parent}")
+    shown = (lambda text: text) if args.raw else _log_text
     with open(log, encoding="utf-8", errors="replace") as fh:
-        sys.stdout.write(fh.read())
+        sys.stdout.write(shown(fh.read()))
         sys.stdout.flush()
         if not args.follow:
             return 0
         try:
             while True:
-                chunk = fh.read()
+                chunk = shown(fh.read())
                 if chunk:
                     sys.stdout.write(chunk)
                     sys.stdout.flush()
@@ -279,4 +292,6 @@ def add_parsers(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
     p = add(sub, "logs", help="a run's output log")
     p.add_argument("run")
     p.add_argument("--follow", "-f", action="store_true")
+    p.add_argument("--raw", action="store_true",
+                   help="the log's bytes as written, escape sequences included")
     p.set_defaults(func=cmd_logs)
