@@ -17,7 +17,7 @@ from textual_plotext import PlotextPlot
 from core.util.files import atomic_write_text
 from nkd_tui.chart import STYLES, decimate, legend
 from nkd_tui.compare import Comparison, compare, fmt, param_text
-from nkd_tui.format import middle
+from nkd_tui.format import fit_number, middle
 from nkd_tui.messages import ComparisonRead, ReportsWorkerErrors
 
 CURVE_POINTS = 200  # per run: the overlaid chart is small
@@ -147,7 +147,7 @@ class CompareScreen(ReportsWorkerErrors, Screen[None]):
             style = "bold yellow" if differs else "dim"
             params.add_row(
                 Text(middle(key, KEY_WIDTH), style=style),
-                *[Text(middle(param_text(v), CELL_WIDTH), style=style) for v in values],
+                *[Text(fit_number(param_text(v), CELL_WIDTH), style=style) for v in values],
                 key=key,
             )
         if result.params:

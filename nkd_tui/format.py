@@ -57,6 +57,41 @@ def middle(name: str, width: int) -> str:
     return name[: width - 1 - tail] + "…" + name[-tail:]
 
 
+def fit_number(text: str, width: int) -> str:
+    """A number (or `done/total`) in at most `width` characters, rounded, never cut: 0.7037
+    becomes 0.704, -2.702 -2.7, 3000/3000 3k/3k. Text that is no number is shortened in the
+    middle as names are."""
+    if len(text) <= width:
+        return text
+    if "/" in text:
+        parts = [_thousands(p) for p in text.split("/")]
+        joined = "/".join(parts)
+        if len(joined) <= width:
+            return joined
+        return fit_number(parts[0], width)  # how far it got matters most
+    try:
+        value = float(text)
+    except ValueError:
+        return middle(text, width)
+    for digits in range(6, 0, -1):
+        shown = f"{value:.{digits}g}"
+        if len(shown) <= width:
+            return shown
+    shown = f"{value:.0e}".replace("e+0", "e").replace("e-0", "e-")
+    return shown if len(shown) <= width else "#" * width
+
+
+def _thousands(text: str) -> str:
+    """`12000` as `12k`, `3500` as `3.5k`; other text unchanged."""
+    if not text.isdigit() or int(text) < 1000:
+        return text
+    value = int(text)
+    for unit, size in (("M", 1_000_000), ("k", 1000)):
+        if value >= size:
+            return f"{value / size:.3g}{unit}"
+    return text
+
+
 def short_duration(row: dict[str, Any], now: float | None = None) -> str:
     """`duration` in at most 7 characters, for a table cell: 1:05:00, then 23h59m, 4d03h."""
     if not row.get("started_at"):

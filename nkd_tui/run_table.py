@@ -15,7 +15,7 @@ from functools import partial
 from rich.text import Text
 from textual.widgets import DataTable
 
-from nkd_tui.format import middle, status_text
+from nkd_tui.format import fit_number, middle, status_text
 from nkd_tui.poll import RunRow
 
 # header, width with its separating space; in the order a narrow terminal drops them (last first)
@@ -23,6 +23,7 @@ COLUMNS: tuple[tuple[str, int], ...] = (
     ("run", 16), ("status", 12), ("epoch", 8), ("best val", 9), ("score", 6), ("time", 8),
     ("t/epoch", 8), ("started", 12), ("device", 10),
 )
+NUMERIC = ("epoch", "best val", "score")
 ESSENTIAL = 6
 SCROLLBAR = 2  # the vertical scrollbar, once there are more runs than rows
 LATER_S = 0.05  # rows below the screen are added this long after the first ones
@@ -114,7 +115,10 @@ class RunTable(DataTable):
         elif header == "run":
             value = ("● " if row.run_id in self.marked else "") \
                 + ("⌂ " if row.archived else "") + value
-        value = middle(value, WIDTH[header] - 1)
+        if header in NUMERIC:  # rounded to fit, never cut in the middle into another number
+            value = fit_number(value, WIDTH[header] - 1)
+        else:
+            value = middle(value, WIDTH[header] - 1)
         return Text(value, style="dim") if row.archived else Text(value)
 
     def refresh_run(self, run_id: str) -> None:

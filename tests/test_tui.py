@@ -807,3 +807,23 @@ async def test_a_screens_worker_error_reaches_the_same_handler(tmp_path: Path,
         await app.push_screen(CompareScreen(app.poller.store.path, [app.run_id], tmp_path))
         notice = await _notified(app, pilot, "compare broke")
         assert str(notice.message).startswith("compare failed: RuntimeError")
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_no_number_in_the_run_table_is_cut_in_the_middle(width: int) -> None:
+    """A number too wide for its column is rounded (0.7037 -> 0.704), never shortened in the
+    middle into another number (0.…37); so is an epoch count (3000/3000 -> 3k/3k)."""
+    from nkd_tui.poll import RunRow
+    from nkd_tui.run_table import INDEX, RunTable, columns_for
+
+    table = RunTable()
+    table.shown = columns_for(width)
+    cells = ["run_1", "finished", "3000/3000", "-2.702e-05", "0.7037", "1:00:00", "12.3s",
+             "12-06 12:00", "cpu"]
+    row = RunRow("run_1", "finished", tuple(cells), (), "", False)
+    shown = {h: table.cell(h, row).plain for h in table.shown}
+    assert "…" not in shown["epoch"] + shown["best val"] + shown["score"]
+    assert shown["score"] == "0.704" and shown["epoch"] == "3k/3k"
+    assert float(shown["best val"]) == pytest.approx(-2.702e-05, rel=0.05)
+    assert all(len(shown[h]) <= dict(COLUMNS)[h] - 1 for h in shown)
+    assert INDEX["score"] == 4
