@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import sys
 from pathlib import Path
 
@@ -157,6 +158,38 @@ def test_the_event_reader_agrees_with_tensorboards_own(tmp_path: Path, new_style
         else:
             want = {e.step: e.value for e in theirs.Scalars(tag)}
         assert {step: ours[step][key] for step in want} == pytest.approx(want)
+
+
+def test_a_damaged_event_file_record_is_skipped_never_read_as_a_value(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One flipped byte inside a scalar's record: that record fails its CRC-32C and is skipped
+    with one log line; every other value is read as written. A damaged length stops the file."""
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    from core.capture.tensorboard import TensorboardWatch, masked_crc
+
+    assert masked_crc(b"") == 0xA282EAD8  # TFRecord's mask of CRC-32C(b"") = 0
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    for step in range(1, 6):
+        writer.add_scalar("loss/train", 0.5 + step, step)
+    writer.close()
+    path = next((tmp_path / "tb").glob("events.out.tfevents.*"))
+    data = bytearray(path.read_bytes())
+    value = struct.pack("<f", 3.5)  # step 3's value, inside its record
+    at = data.find(value)
+    assert at > 0
+    data[at + 1] ^= 0x40  # one bit: read unchecked, 3.5 would become another number
+    path.write_bytes(bytes(data))
+    got = {e["epoch"]: e["train_loss"] for e in TensorboardWatch([tmp_path / "tb"], 0).poll()}
+    assert got == {1: 1.5, 2: 2.5, 4: 4.5, 5: 5.5}
+    out = capsys.readouterr().out
+    assert out.count("fails its checksum") == 1 and path.name in out
+
+    data[8] ^= 0x01  # the first record's length checksum
+    path.write_bytes(bytes(data))
+    assert TensorboardWatch([tmp_path / "tb"], 0).poll() == []
+    assert "the rest of the file is not read" in capsys.readouterr().out
 
 
 TB_SCRIPT = '''

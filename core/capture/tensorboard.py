@@ -101,25 +101,64 @@ def scalars(event: bytes) -> tuple[int, list[tuple[str, float]]]:
     return step, found
 
 
-def records(path: Path, offset: int) -> tuple[list[bytes], int]:
-    """The complete TFRecord frames after `offset`, and the offset after them."""
+def _crc_table() -> list[int]:
+    table = []
+    for n in range(256):
+        crc = n
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC32C = _crc_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), the checksum of TFRecord frames."""
+    crc = 0xFFFFFFFF
+    table = _CRC32C
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def masked_crc(data: bytes) -> int:
+    """TFRecord's masked CRC-32C of `data`."""
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def records(path: Path, offset: int) -> tuple[list[bytes], int, list[str]]:
+    """The complete TFRecord frames after `offset` whose checksums hold, the offset after them,
+    and what was skipped: a frame whose data fails its CRC is skipped alone; a length that fails
+    its CRC cannot be trusted, so the rest of the file is."""
     try:
         with open(path, "rb") as fh:
             fh.seek(offset)
             data = fh.read()
     except OSError:
-        return [], offset
-    out, pos = [], 0
+        return [], offset, []
+    out, skipped, pos = [], [], 0
     while pos + 12 <= len(data):
-        (size,) = struct.unpack("<Q", data[pos:pos + 8])
-        if size > MAX_RECORD:
-            return out, offset + len(data)
+        head = data[pos:pos + 8]
+        (size,) = struct.unpack("<Q", head)
+        (head_crc,) = struct.unpack("<I", data[pos + 8:pos + 12])
+        if head_crc != masked_crc(head) or size > MAX_RECORD:
+            skipped.append(f"byte {offset + pos}: the record's length fails its checksum; "
+                           f"the rest of the file is not read")
+            return out, offset + len(data), skipped
         end = pos + 12 + size + 4
         if end > len(data):
             break  # still being written
-        out.append(data[pos + 12:pos + 12 + size])
+        body = data[pos + 12:pos + 12 + size]
+        (body_crc,) = struct.unpack("<I", data[end - 4:end])
+        if body_crc == masked_crc(body):
+            out.append(body)
+        else:
+            skipped.append(f"byte {offset + pos}: a record fails its checksum; skipped")
         pos = end
-    return out, offset + pos
+    return out, offset + pos, skipped
 
 
 def key_of(tag: str) -> str:
@@ -161,7 +200,10 @@ class TensorboardWatch:
         """Epoch records for the steps that got new values."""
         changed: set[int] = set()
         for path in self._files():
-            frames, self.offsets[str(path)] = records(path, self.offsets.get(str(path), 0))
+            frames, self.offsets[str(path)], skipped = records(
+                path, self.offsets.get(str(path), 0))
+            for why in skipped:  # said once in the run's log, never read as a value
+                print(f"nkd: TensorBoard file {path.name}: {why}", flush=True)
             for frame in frames:
                 try:
                     step, found = scalars(frame)
