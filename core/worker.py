@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -74,18 +75,26 @@ def main(argv: list[str] | None = None) -> int:
             where["gpus"] = os.environ["CUDA_VISIBLE_DEVICES"][:400]
     reporter.status(Status.RUNNING, **identity(os.getpid()), device=config.get("device"), **where)
     ended = Status.FAILED  # what on_finish is told, if the run gets as far as a final status
+    orphaned: list[str] = []  # why the run's folder is no longer its record, once it is not
+    watching = threading.Event()
+    threading.Thread(target=_watch_folder, args=(run_dir, orphaned, watching),
+                     daemon=True).start()
     try:
         if config.get("command"):
             status, code = CommandRun(config, run_dir, reporter).run()
         else:
             status, code = _run_recipe(config, run_dir, reporter, resume)
+        watching.set()
         if status == "requeue":
             ended = ""  # back in Slurm's queue: not an end
             return _requeue(reporter)
+        if orphaned:  # stopped because its record is gone: the store says so, and why
+            status = Status.LOST
         ended = status
         error = {
             Status.FAILED: f"command exited with status {code}",
             Status.KILLED: "the script did not stop within the grace period and was killed",
+            Status.LOST: orphaned[0] if orphaned else "",
         }.get(status)
         reporter.status(status, exit_code=code, **({"error": error} if error else {}),
                         **usage(bool(config.get("command"))))
@@ -98,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                         **usage(bool(config.get("command"))))
         return 1
     finally:
+        watching.set()
         # nothing the run started outlives it (a script's background or setsid children)
         leftovers = run_processes(run_dir)
         if leftovers:
@@ -203,6 +213,36 @@ def _requeue(reporter: Reporter) -> int:
     reporter.status(Status.SUSPENDED, exit_code=0,
                     error="the time-limit warning came and the requeue failed; nkd resume")
     return 0
+
+
+WATCH_S = 1.0  # how often the worker checks that its run folder is still its record
+
+
+def _folder_identity(run_dir: Path) -> tuple[int, ...] | None:
+    try:
+        folder, events = run_dir.stat(), (run_dir / "events.jsonl").stat()
+    except OSError:
+        return None
+    return folder.st_dev, folder.st_ino, events.st_ino
+
+
+def _watch_folder(run_dir: Path, orphaned: list[str], done: threading.Event) -> None:
+    """The run folder deleted (`rm -rf runs/<id>`) or its events.jsonl removed or replaced
+    under a live run: the worker stops within seconds, and its end is recorded `lost`, with
+    the reason, instead of a run going on that no folder records."""
+    first = _folder_identity(run_dir)
+    if first is None:
+        return
+    while not done.wait(WATCH_S):
+        now = _folder_identity(run_dir)
+        if now == first:
+            continue
+        moved = not run_dir.is_dir() or now is not None and now[:2] != first[:2]
+        what = "its run folder" if moved else "its events.jsonl"
+        orphaned.append(f"{what} ({run_dir}) was deleted or replaced while it ran; stopped")
+        print(f"nkd: {orphaned[0]}", flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)  # the worker's own meaning of SIGTERM is stop
+        return
 
 
 def _heartbeat(reporter: Reporter, stop: threading.Event) -> None:

@@ -453,6 +453,41 @@ def test_a_page_damaged_database_is_repaired_by_reindex_while_a_run_writes(
     assert len(ws.store().list_runs()) == 61
 
 
+@pytest.mark.parametrize("what", ["folder", "events"])
+def test_a_run_folder_deleted_under_a_live_run_is_noticed(ws: Workspace, what: str) -> None:
+    """`rm -rf runs/<id>` (or its events.jsonl removed) while the run goes on: within seconds
+    the worker stops and the store says `lost`, naming why; a reindex then keeps no row that
+    no folder records."""
+    store = ws.store()
+    launched = launch(load_registry(ws.registry), "slow", (), store=store)
+    run_id = launched.run_id
+    _wait(lambda: len(store.epochs(run_id)) >= 2, what="epochs")
+    run_dir = ws.root / "runs" / run_id
+    if what == "folder":
+        shutil.rmtree(run_dir)
+    else:
+        (run_dir / "events.jsonl").unlink()
+    started = time.monotonic()
+    _wait(lambda: store.get_run(run_id)["status"] in FINAL, 30, "the end")
+    assert time.monotonic() - started < 15
+    row = store.get_run(run_id)
+    assert row["status"] == "lost" and "deleted or replaced" in row["error"]
+    assert ("run folder" if what == "folder" else "events.jsonl") in row["error"]
+    _wait(lambda: not _procs(ws, run_id) and not _alive(launched.pid), 30, "the worker gone")
+    if what == "folder":
+        store.reindex(ws.root / "runs")
+        assert store.get_run(run_id) is None
+    store.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
 def test_torn_last_line_then_restart_starts_a_fresh_line(ws: Workspace) -> None:
     run_dir = ws.root / "runs" / "torn_20260101_000000"
     run_dir.mkdir(parents=True)
