@@ -29,3 +29,7 @@ class RunError(NkdError):
 
 class StoreError(NkdError):
     """The run database cannot be opened or written; the message says the way out."""
+
+
+class DiskFullError(RunError):
+    """A file could not be written because its disk is full; the message names the file."""

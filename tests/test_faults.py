@@ -522,6 +522,25 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def test_a_checkpoint_that_hits_a_full_disk_says_disk_full_and_keeps_the_last_one(
+        tmpfs: Path) -> None:
+    """torch.save on a full disk raises `unexpected pos`; nkd says "disk full" with the path,
+    leaves no partial file, and the previous checkpoint stays whole and loadable."""
+    import torch
+
+    from core.errors import DiskFullError
+    from core.training import checkpoint
+
+    path = tmpfs / "separator_state.pt"
+    small = {"format": checkpoint.FORMAT, "kind": "separator_state", "w": torch.zeros(10)}
+    checkpoint.save_payload(path, small)
+    with pytest.raises(DiskFullError, match="disk full") as refused:
+        checkpoint.save_payload(path, {**small, "w": torch.zeros(2_000_000)})  # 8 MB in 3 MB
+    assert str(path) in str(refused.value)
+    assert sorted(p.name for p in tmpfs.iterdir()) == ["separator_state.pt"]  # nothing partial
+    assert checkpoint.load(path, kind="separator_state")["w"].shape == (10,)
+
+
 def test_disk_full_records_the_end_and_says_why(tmpfs: Path) -> None:
     space = Workspace(tmpfs)
     filler = tmpfs / "fill.py"

@@ -43,7 +43,8 @@ def set_priority(store: Store, ws: Workspace, run_id: str, priority: int | None)
 
 def restart(store: Store, ws: Workspace, run_id: str) -> str:
     """Start an ended run again from its last checkpointed state (the end of its last completed
-    epoch): after a stop, a crash or a reboot the run goes on as the same run."""
+    epoch), or from the start when none was saved: after a stop, a crash, a full disk or a
+    reboot the run goes on as the same run."""
     row = store.require_run(run_id)
     status = current_status(store, ws, row)
     if status not in MAY["restart"]:
@@ -53,13 +54,11 @@ def restart(store: Store, ws: Workspace, run_id: str) -> str:
         raise RunError(f"run '{run_id}': a command experiment keeps no restart state")
     states = sorted((ws.checkpoints_dir / run_id).glob("*_state.pt"))
     backend = backend_of(row)
-    if not states and backend.writes_store:  # a Slurm job's state may be on its node's disk
-        raise RunError(
-            f"run '{run_id}' has no checkpointed state yet (it ended in its first epoch)"
-        )
     done = backend.start_again(store, ws, store.require_run(run_id))
-    if not backend.writes_store:
+    if not backend.writes_store:  # a Slurm job's state may be on its node's disk
         return f"{run_id}: {done}"
+    if not states:  # it ended in its first epoch, or its first state could not be written
+        return f"{run_id}: restarted from the start, no state was saved ({done})"
     return f"{run_id}: restarted from {states[-1].name} ({done})"
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from core.errors import DiskFullError
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None], suffix: str = "") -> Path:
@@ -22,10 +26,31 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], suffix: str = ""
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        full = _disk_full(exc, path.parent)  # asked before the partial file frees its space
         Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise DiskFullError(f"{path}: disk full (no space left on the device of "
+                                f"{path.parent}); the file was not written, its previous "
+                                f"version is kept") from None
         raise
     return path
+
+
+FULL_BELOW = 1 << 20  # free bytes under which a failed write is taken as a full disk
+
+
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    """Whether a failed write failed for a full disk: ENOSPC, or a writer that does not say
+    (torch.save's `unexpected pos`) on a disk with almost nothing free."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if not isinstance(exc, Exception) or isinstance(exc, OSError):
+        return False
+    try:
+        return shutil.disk_usage(folder).free < FULL_BELOW
+    except OSError:
+        return False
 
 
 def atomic_write_text(path: Path, text: str) -> None:
