@@ -9,7 +9,9 @@ $(VENV_STAMP): pyproject.toml
 	python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	@# the build's own notices (setuptools' editable-install warning) go to a log, shown on failure
+	@$(PY) -m pip install --quiet -e ".[dev]" > .venv/install.log 2>&1 \
+		|| { cat .venv/install.log; exit 1; }
 	touch $(VENV_STAMP)
 
 setup: $(VENV_STAMP)

@@ -147,7 +147,8 @@ class LocalBackend(Backend):
         kill_all(run_processes(ws.run_dir(run_id)))
         transition(store, ws, run_id, MAY["kill"], {
             "type": "status", "status": Status.KILLED,
-            "error": f"killed after {grace:g} s without stopping"})
+            "error": f"killed after {grace:g} s without stopping" if grace > 0
+            else "killed at once, without a grace period (a second Ctrl-C, or --grace 0)"})
         return f"{run_id}: killed"
 
     def start_again(self, store: Store, ws: Workspace, row: dict[str, Any]) -> str:

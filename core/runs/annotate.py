@@ -27,7 +27,7 @@ def tags_of(row: dict[str, Any]) -> list[str]:
 
 def check_tag(tag: str) -> str:
     if not TAG.fullmatch(tag):
-        raise NkdError(f"tag '{tag}': use 1 to 100 letters, digits or _ . : / + = @ - "
+        raise NkdError(f"tag '{tag}': use 1 to 100 ASCII letters, digits or _ . : / + = @ - "
                        "(no spaces or commas)")
     return tag
 

@@ -23,8 +23,8 @@ def name_problem(name: object) -> str | None:
     if not NAME.fullmatch(name):
         if len(name) > NAME_MAX:
             return f"a name has at most {NAME_MAX} characters"
-        return ("a name may hold only letters, digits, '.', '_' and '-', and starts with a "
-                "letter or digit (it becomes a folder name)")
+        return ("a name may hold only ASCII letters (a-z, A-Z), digits, '.', '_' and '-', and "
+                "starts with a letter or digit (it becomes a folder name)")
     return None
 
 
