@@ -57,6 +57,13 @@ def middle(name: str, width: int) -> str:
     return name[: width - 1 - tail] + "…" + name[-tail:]
 
 
+def epochs_text(done: int | None, total: int | None) -> str:
+    """`12/40`; `-` for a run that trains no epochs (an evaluation, a blend)."""
+    if not done and not total:
+        return "-"
+    return f"{done or 0}/{total or '?'}"
+
+
 def fit_number(text: str, width: int) -> str:
     """A number (or `done/total`) in at most `width` characters, rounded, never cut: 0.7037
     becomes 0.704, -2.702 -2.7, 3000/3000 3k/3k. Text that is no number is shortened in the

@@ -20,7 +20,7 @@ from core.store import Store
 from core.store.events import FINAL, HOLDING
 from core.store.states import Status
 from core.util.text import visible
-from nkd_tui.format import fmt_num, fmt_time, short_duration
+from nkd_tui.format import epochs_text, fmt_num, fmt_time, short_duration
 
 LOG_TAIL_BYTES = 16_384
 RECONCILE_EVERY_S = 5.0
@@ -226,7 +226,7 @@ class Poller:
             cells = (
                 short_id(r["id"], experiment),
                 status,
-                f"{r['epoch'] or 0}/{total or '?'}",
+                epochs_text(r["epoch"], total),
                 fmt_num(r["best_val_loss"]),
                 fmt_num(r["score"]),
                 self._time_cell(r, now),

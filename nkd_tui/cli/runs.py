@@ -18,7 +18,7 @@ from core.store import FINAL, FULL_COLUMNS
 from core.store.states import MAY, PROGRESSING
 from core.util.text import log_line, visible
 from nkd_tui.cli.context import open_workspace, sync_slurm, text_table
-from nkd_tui.format import best_text, duration, fmt_num, fmt_time, status_text
+from nkd_tui.format import best_text, duration, epochs_text, fmt_num, fmt_time, status_text
 
 
 def _references(run_dir: Path) -> list[dict[str, Any]]:
@@ -111,7 +111,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             ("⌂ " if r["archived"] else "") + r["id"],
             status_text(r["status"]) + (_waiting_reason(r, backend(r["backend"]))
                                         if r["status"] in waiting else ""),
-            f"{r['epoch'] or 0}/{r['epochs_total'] or '?'}",
+            epochs_text(r["epoch"], r["epochs_total"]),
             fmt_num(r["best_val_loss"]),
             fmt_num(r["accuracy"]),
             fmt_num(r["sdr"]),
@@ -166,7 +166,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         + (f"  — {row['error']}" if row.get("error") else "")
     )
     say(
-        f"epochs      {row['epoch'] or 0}/{row['epochs_total'] or '?'}  "
+        f"epochs      {epochs_text(row['epoch'], row['epochs_total'])}  "
         f"{best_text(row) or 'best epoch -'}  val loss {fmt_num(row['best_val_loss'])}  "
         f"train {fmt_num(row['best_train_loss'])}"
     )
