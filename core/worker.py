@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         }.get(status)
         reporter.status(status, exit_code=code, **({"error": error} if error else {}),
                         **usage(bool(config.get("command"))))
+        _release()
         return 1 if ended_badly(status) else 0
     except Exception as exc:
         traceback.print_exc()
@@ -105,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         reporter.status(Status.FAILED, exit_code=1, error=message,
                         **usage(bool(config.get("command"))))
+        _release()
         return 1
     finally:
         watching.set()
@@ -124,20 +127,39 @@ LOCK_NAME = "worker.lock"
 _held: list[int] = []  # the lock's descriptor, open for the worker's whole life
 
 
+LOCK_WAIT_S = 10.0  # a worker that recorded its end may still be ending its processes
+
+
+def _release() -> None:
+    """Let go of the run once its end is recorded: a restart typed right after may start."""
+    while _held:
+        fd = _held.pop()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
 def _hold(run_dir: Path) -> bool:
-    """Take the run folder's worker lock (an exclusive flock, released by the kernel when this
-    process ends however it ends); False when another live worker holds it."""
+    """Take the run folder's worker lock (an exclusive flock, released when the run's end is
+    recorded, and by the kernel when this process ends however it ends); False when another
+    worker still runs the run after LOCK_WAIT_S."""
     try:
         fd = os.open(run_path(run_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except (OSError, RunError) as exc:  # a read-only folder: the store's claim still holds
         print(f"nkd: worker lock not taken ({getattr(exc, 'strerror', None) or exc})",
               flush=True)
         return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return False
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return False
+            time.sleep(0.05)
     _held.append(fd)
     return True
 
