@@ -248,9 +248,11 @@ def test_ten_restarts_or_resumes_at_once_start_one_worker(separation: Path, how:
             continue
         if d.returncode == 0:  # resuming a run that is already going: a no-op, as documented
             assert how == "resume" and "not paused" in d.stdout, d.stdout
-        else:
-            assert d.returncode == 2 and "claimed it first" in d.stderr or any(
-                f"is {s}" in d.stderr for s in ("starting", "running")), d.stderr
+        else:  # refused in one line naming the run: claimed first, or already starting
+            assert d.returncode == 2 and d.stderr.count("\n") == 1 and run_id in d.stderr, \
+                d.stderr
+            assert "claimed it first" in d.stderr or "starting" in d.stderr \
+                or "running" in d.stderr, d.stderr
     _wait(lambda: store.get_run(run_id)["status"] in FINAL, 120, "the end")
     assert len(_workers(separation, run_id, before)) == 1
     statuses = [e["status"] for e in _events_of(separation, run_id)[before:]
