@@ -155,11 +155,15 @@ def _hold(run_dir: Path) -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
-        except OSError:
+        except BlockingIOError:  # held: another worker of this run
             if time.monotonic() >= deadline:
                 os.close(fd)
                 return False
             time.sleep(0.05)
+        except OSError as exc:  # no locks on this filesystem (some NFS): the store's claim holds
+            print(f"nkd: worker lock not taken ({exc.strerror or exc})", flush=True)
+            os.close(fd)
+            return True
     _held.append(fd)
     return True
 
