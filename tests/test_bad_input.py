@@ -182,6 +182,10 @@ def _cases() -> list[Case]:
     ]:
         cases.append(Case(f"set-{value}", ["run", "tick", "--set", value],
                           ["experiment 'tick'", *words]))
+    cases.append(Case("set-select-by-not-recorded", ["run", "mark1", "--set",
+                                                     "select_by=val_sdr"],
+                      ["experiment 'mark1'", "key 'select_by': val_sdr is recorded each epoch "
+                       "only by separation.train"]))
     cases.append(Case("set-recipe-key-missing", ["run", "mark1", "--set", "data=nope"],
                       ["key 'data'", "unknown data source 'nope'"]))
     cases.append(Case("unknown-experiment", ["run", "tik"],
@@ -322,6 +326,9 @@ def _cases() -> list[Case]:
     cases += [
         Case("tag-spaces", ["tag", "{run}", "two words"], ["tag 'two words'", "no spaces"]),
         Case("tag-comma", ["tag", "{run}", "a,b"], ["tag 'a,b'", "no spaces or commas"]),
+        # the refusal echoes the tag with its control characters visible, never as escapes
+        Case("tag-control-sequence", ["tag", "{run}", "x\x1b]0;PWNED\x07"],
+             ["tag 'x^[]0;PWNED^G'", "ASCII letters"]),
         Case("tag-unknown-run", ["tag", "nosuch_run", "best"], ["'nosuch_run'"]),
         Case("tag-remove-bad", ["tag", "{run}", "--remove", ""], ["tag ''"]),
         Case("note-too-long", ["note", "{run}", "x" * 2001], ["note for {run}", "at most 2000"]),

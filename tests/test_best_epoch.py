@@ -89,13 +89,26 @@ def test_reindex_names_the_same_best_epoch(tmp_path: Path) -> None:
 
 
 def test_a_score_the_recipe_does_not_record_is_refused_by_name(tmp_path: Path) -> None:
-    from core.errors import RunError
+    """Refused before anything is recorded, by the registry (which recipes record which score
+    is declared once, beside select_by); and by the loop, should one get past it."""
+    from core.errors import RegistryError, RunError
+    from core.registry import load_registry
+
+    root = Path(__file__).resolve().parent.parent
+    registry = load_registry(root / "experiments.toml")
+    with pytest.raises(RegistryError, match="key 'select_by': val_sdr is recorded each epoch "
+                                            "only by separation.train, not by 'noise.teacher'"):
+        registry.resolve("mark1", ["select_by=val_sdr"])
+    assert registry.resolve("mask_lstm", ["select_by=val_sdr"]).params["select_by"] == "val_sdr"
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    ctx = RunContext("r1", {"select_by": "val_sdr"}, run_dir, tmp_path / "ckpt", tmp_path,
-                     Reporter("r1", run_dir, None), Control(run_dir))
+    ctx = RunContext("r1", {"select_by": "val_sdr", "epochs": 1}, run_dir, tmp_path / "ckpt",
+                     tmp_path, Reporter("r1", run_dir, None), Control(run_dir))
     model = torch.nn.Linear(2, 1)
-    with pytest.raises(RunError, match="select_by = \"val_sdr\""):
-        Trainer(ctx, "toy", {"model": model}, lambda b, t: (model(b).mean(), 1, {}),
-                lambda g: [], lambda: [], {}, torch.device("cpu"))
+    x = torch.randn(4, 2)
+    trainer = Trainer(ctx, "toy", {"model": model}, lambda b, t: (model(b).mean(), 1, {}),
+                      lambda g: [x], lambda: [x], {}, torch.device("cpu"))
+    with pytest.raises(RunError, match="select_by = \"val_sdr\": this recipe records no "
+                                       "val_sdr"):
+        trainer.fit()

@@ -30,6 +30,14 @@ SELECT_BY: dict[str, tuple[str, bool]] = {
     "val_accuracy": ("val_accuracy", True),
     "train_loss": ("train_loss", False),
 }
+# what a run without that value goes by instead (a run without validation: its training loss)
+SELECT_FALLBACK = {"val_loss": "train_loss"}
+# the built-in recipes that record a value each epoch, where not every trainer does (a command
+# experiment records whatever its script reports)
+RECORDED_BY = {
+    "val_sdr": ("separation.train",),
+    "val_accuracy": ("noise.teacher", "noise.student", "noise.hybrid_kd"),
+}
 SEP_TRAIN = ("separation.train",)
 HYBRID = ("noise.hybrid_kd",)
 
@@ -114,3 +122,9 @@ class Key:
         if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
             return True
         return self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi))
+
+
+def positive(kind: str, help: str, lo: float = 0, lo_open: bool = True, hi: float | None = None,
+             hi_open: bool = False, **rest: Any) -> Key:
+    """A number key, positive unless told otherwise."""
+    return Key(kind, help, lo=lo, lo_open=lo_open, hi=hi, hi_open=hi_open, **rest)

@@ -17,7 +17,8 @@ from core.registry.key import (  # noqa: F401 - the schema's types, read with KE
     Key,
     Per,
 )
-from core.registry.recipe_keys import RECIPE_KEYS, _pos
+from core.registry.key import positive as _pos
+from core.registry.recipe_keys import RECIPE_KEYS
 
 KEYS: dict[str, Key] = {
     # identity and wiring

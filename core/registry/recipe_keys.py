@@ -4,8 +4,6 @@ general keys (identity, references, training, placement) are in core/registry/ke
 
 from __future__ import annotations
 
-from typing import Any
-
 from core.registry.key import (
     BUILTIN,
     COMMAND,
@@ -18,20 +16,7 @@ from core.registry.key import (
     Key,
     Per,
 )
-
-
-def _pos(
-    kind: str,
-    help: str,
-    lo: float = 0,
-    lo_open: bool = True,
-    hi: float | None = None,
-    hi_open: bool = False,
-    **rest: Any,
-) -> Key:
-    """A number key, positive unless told otherwise."""
-    return Key(kind, help, lo=lo, lo_open=lo_open, hi=hi, hi_open=hi_open, **rest)
-
+from core.registry.key import positive as _pos
 
 RECIPE_KEYS: dict[str, Key] = {
     # audio features

@@ -41,29 +41,28 @@ def resolve(
     """(settings, origin): the experiment's params with every default its recipe reads filled
     in, and where each key's value came from."""
     registry_defaults = set(from_defaults)
-    settings = dict(params)
     origin = {k: DEFAULTS if k in registry_defaults else EXPERIMENT for k in params
               if k in KEYS}
-    family = family_of(recipe)
-    for key in reads(recipe):
-        if key in settings:
-            continue
-        value = KEYS[key].default_for(settings, family)
-        if value is not NO_DEFAULT:
-            settings[key] = list(value) if isinstance(value, list) else value
-            origin[key] = DEFAULT
+    settings = _filled(params, family_of(recipe), reads(recipe))
+    origin |= {k: DEFAULT for k in settings if k not in params}
     return settings, origin
 
 
 def with_defaults(family: str, params: dict[str, Any]) -> dict[str, Any]:
     """`params` with the schema's default for `family` filled in for every key it lacks (for code
     that builds features or an STFT outside a run: benches, data preparation)."""
+    return _filled(params, family, KEYS)
+
+
+def _filled(params: dict[str, Any], family: str, keys: Iterable[str]) -> dict[str, Any]:
+    """`params` and the default of each of `keys` it lacks (a list default copied, so a run
+    never shares the schema's own)."""
     out = dict(params)
-    for key, spec in KEYS.items():
+    for key in keys:
         if key not in out:
-            value = spec.default_for(out, family)
+            value = KEYS[key].default_for(out, family)
             if value is not NO_DEFAULT:
-                out[key] = value
+                out[key] = list(value) if isinstance(value, list) else value
     return out
 
 

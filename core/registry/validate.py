@@ -13,6 +13,7 @@ from typing import Any
 from core.errors import RegistryError, RunError
 from core.registry import folders
 from core.registry.experiment import DataSource, Experiment, Reference
+from core.registry.key import RECORDED_BY
 from core.registry.keys import (
     DATA_REF_KEYS,
     KEYS,
@@ -135,6 +136,13 @@ def _check_recipe(where: str, params: dict[str, Any]) -> None:
         raise RegistryError(
             f"{where}: recipe '{recipe}' needs key{'s' if len(missing) > 1 else ''} "
             f"{', '.join(repr(k) for k in missing)}"
+        )
+    select_by = params.get("select_by")
+    if select_by in RECORDED_BY and recipe not in RECORDED_BY[select_by]:
+        raise RegistryError(
+            f"{where}: key 'select_by': {select_by} is recorded each epoch only by "
+            f"{', '.join(RECORDED_BY[select_by])}, not by '{recipe}' (val_loss or train_loss "
+            f"work for every recipe)"
         )
 
 

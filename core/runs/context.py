@@ -33,8 +33,9 @@ class RunContext:
 
     def __post_init__(self) -> None:
         # a context made outside a worker (tests, benches) takes the schema's defaults for the
-        # keys it is not given; a worker's settings already hold every key its recipe reads
-        self.params = with_defaults(family_of(self.config.get("recipe")), self.params)
+        # keys it is not given; a worker's are its config.json's settings, as recorded
+        if "settings" not in self.config:
+            self.params = with_defaults(family_of(self.config.get("recipe")), self.params)
 
     def explicit(self, key: str) -> bool:
         """Whether the experiment (or `--set`) chose this setting: a checkpoint's or a run-time

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.registry.keys import SELECT_BY
+from core.registry.key import SELECT_BY, SELECT_FALLBACK
+from core.registry.keys import KEYS
 from core.store.events import FINAL, row_fields
 from core.store.states import Status
 
@@ -131,53 +132,42 @@ def _number(value: Any) -> float | None:
 
 def _best_sql() -> str:
     """The UPDATE of an epoch, its best-epoch rule written from SELECT_BY: the score is the
-    field the run's select_by names (`val_loss` falls back to `train_loss` in a run without
-    validation), compared the way that field is better."""
-    which = "coalesce(select_by, 'val_loss')"
+    field the run's select_by names (or its SELECT_FALLBACK in a run without that value),
+    compared the way that field is better. Rows from before select_by go by the key's
+    default."""
+    which = f"coalesce(select_by, '{KEYS['select_by'].default}')"
+
+    def value(name: str, field: str) -> str:
+        fallback = SELECT_FALLBACK.get(name)
+        return f"coalesce(:{field}, :{SELECT_BY[fallback][0]})" if fallback else f":{field}"
+
     score = "CASE " + which + " " + " ".join(
-        f"WHEN '{name}' THEN " + ("coalesce(:val_loss, :train_loss)" if name == "val_loss"
-                                  else f":{field}")
-        for name, (field, _) in SELECT_BY.items()) + " END"
+        f"WHEN '{name}' THEN {value(name, field)}" for name, (field, _) in SELECT_BY.items()
+    ) + " END"
     better = "CASE " + which + " " + " ".join(
         f"WHEN '{name}' THEN ({score}) {'>' if higher else '<'} best_value"
         for name, (_, higher) in SELECT_BY.items()) + " END"
-    return (
-        "UPDATE runs SET epoch = max(coalesce(epoch, 0), :epoch), "
-        f"best_epoch = CASE WHEN ({score}) IS NOT NULL AND (best_value IS NULL OR "
-        f"best_epoch = :epoch OR {better}) THEN :epoch ELSE best_epoch END, "
-        f"best_val_loss = CASE WHEN ({score}) IS NOT NULL AND (best_value IS NULL OR "
-        f"best_epoch = :epoch OR {better}) THEN :val_loss ELSE best_val_loss END, "
-        f"best_train_loss = CASE WHEN ({score}) IS NOT NULL AND (best_value IS NULL OR "
-        f"best_epoch = :epoch OR {better}) THEN :train_loss ELSE best_train_loss END, "
-        f"best_value = CASE WHEN ({score}) IS NOT NULL AND (best_value IS NULL OR "
-        f"best_epoch = :epoch OR {better}) THEN ({score}) ELSE best_value END "
-        "WHERE id = :id"
-    )
+    new_best = f"({score}) IS NOT NULL AND (best_value IS NULL OR best_epoch = :epoch OR {better})"
+    sets = [f"{column} = CASE WHEN {new_best} THEN {new} ELSE {column} END"
+            for column, new in (("best_epoch", ":epoch"), ("best_val_loss", ":val_loss"),
+                                ("best_train_loss", ":train_loss"), ("best_value", score))]
+    # every SET reads the row as it was, so the four see the same old best
+    return (f"UPDATE runs SET epoch = max(coalesce(epoch, 0), :epoch), {', '.join(sets)} "
+            "WHERE id = :id")
 
 
 _EPOCH_UPDATE = _best_sql()
 
 
-def selected_field(select_by: str | None, ev: dict[str, Any]) -> tuple[str, bool]:
-    """(the epoch field a run's best epoch is chosen by, whether higher is better). Runs
-    recorded before select_by, and runs without validation, go by their validation loss, else
-    their training loss."""
-    field, higher = SELECT_BY.get(select_by or "val_loss", SELECT_BY["val_loss"])
-    if field == "val_loss" and "val_loss" not in ev:
-        return "train_loss", False
-    return field, higher
-
-
 def best_of(row: dict[str, Any]) -> tuple[int | None, str, float | None]:
-    """(best epoch, what it was selected by, its value) of a run row."""
-    select_by = row.get("select_by") or (
-        "val_loss" if row.get("best_val_loss") is not None or row.get("best_value") is None
-        else "train_loss")
-    value = row.get("best_value")
-    if value is None:  # a row from before select_by was recorded
-        value = row.get("best_val_loss") if select_by == "val_loss" else row.get(
-            "best_train_loss")
-    return row.get("best_epoch"), select_by, value
+    """(best epoch, what it was selected by, its value) of a run row: its select_by, or that
+    value's fallback where the run had none of it (the rule of the epoch UPDATE above)."""
+    select_by = row.get("select_by") or KEYS["select_by"].default
+    fallback = SELECT_FALLBACK.get(select_by)
+    if fallback and row.get(f"best_{select_by}") is None \
+            and row.get(f"best_{fallback}") is not None:
+        select_by = fallback
+    return row.get("best_epoch"), select_by, row.get("best_value")
 
 
 def settings_of(row: dict[str, Any]) -> dict[str, tuple[Any, str]]:

@@ -64,17 +64,5 @@ MAY: dict[str, tuple[Status, ...]] = {
 }
 
 
-def may(action: str, status: str) -> bool:
-    """Whether `action` may move a run that is `status` now."""
-    return status in MAY[action]
-
-
 def ended_badly(status: str) -> bool:
     return status in ENDED_BADLY
-
-
-def phase(status: str) -> str:
-    """`waiting`, `live` or `ended`: where a run is in its life, whatever its outcome."""
-    if status in WAITING:
-        return "waiting"
-    return "live" if status in LIVE else "ended"

@@ -14,7 +14,7 @@ from core.registry import Registry, load_registry
 from core.registry.workspace import Workspace
 from core.store import Store
 from core.store.recover import open_store
-from core.util.text import visible
+from core.util.text import has_control, visible
 
 
 def registry_path(args: argparse.Namespace) -> Path:
@@ -39,7 +39,9 @@ def open_workspace(args: argparse.Namespace) -> tuple[Workspace, Store]:
 def text_table(rows: list[list[str]], header: list[str]) -> str:
     """Columns padded to their widest cell; a cell's control characters made visible (a tag or
     note as given, never a control sequence)."""
-    rows = [[visible(str(c), keep="") for c in r] for r in rows]
+    rows = [[str(c) for c in r] for r in rows]
+    if has_control("".join("".join(r) for r in rows)):  # one look for the common case
+        rows = [[visible(c, keep="") for c in r] for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
