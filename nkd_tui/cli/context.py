@@ -39,9 +39,13 @@ def open_workspace(args: argparse.Namespace) -> tuple[Workspace, Store]:
 def text_table(rows: list[list[str]], header: list[str]) -> str:
     """Columns padded to their widest cell; a cell's control characters made visible (a tag or
     note as given, never a control sequence)."""
-    rows = [[str(c) for c in r] for r in rows]
-    if has_control("".join("".join(r) for r in rows)):  # one look for the common case
-        rows = [[visible(c, keep="") for c in r] for r in rows]
+    table = _aligned(rows, header)
+    if has_control(table.replace("\n", "")):  # looked for once, in the common case none
+        table = _aligned([[visible(str(c), keep="") for c in r] for r in rows], header)
+    return table
+
+
+def _aligned(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
