@@ -97,8 +97,15 @@ def _new_run(root: Path, run_id: str) -> tuple[Store, Reporter]:
     return store, Reporter(run_id, run_dir, store)
 
 
+def _app_on(registry: Path) -> NkdApp:
+    """The app on `registry`, its clock ten days after the fixture's first run. It starts
+    reading the store and the newest run's log in a thread as it is made, so a test writes
+    what the first paint should show before this."""
+    return make_app(registry, clock=lambda: T0 + 10 * 86_400, poll=False)
+
+
 def _app(root: Path) -> NkdApp:
-    return make_app(_fixture_workspace(root), clock=lambda: T0 + 10 * 86_400, poll=False)
+    return _app_on(_fixture_workspace(root))
 
 
 async def _settle(pilot) -> None:
@@ -441,10 +448,11 @@ async def test_the_tree_counts_live_runs_and_shows_the_best_score(tmp_path: Path
 
 
 async def test_enter_opens_the_whole_log_searchable_and_following(tmp_path: Path) -> None:
-    app = _app(tmp_path)
+    registry = _fixture_workspace(tmp_path)
     log_path = tmp_path / "runs" / "crnn_long_20260101_120000" / "output.log"
     with open(log_path, "a") as fh:
         fh.write("Traceback (most recent call last):\nValueError: bad batch\n")
+    app = _app_on(registry)  # after the write: the app starts reading as it is made
     async with app.run_test(size=SIZE) as pilot:
         await _select_crnn_long(pilot)
         await pilot.press("tab", "down", "down", "enter")  # the finished run: 40 epochs
@@ -547,11 +555,12 @@ async def test_the_layout_follows_the_terminal_size(tmp_path: Path) -> None:
 async def test_the_log_pane_wraps_and_scrolls_when_focused(tmp_path: Path) -> None:
     """A long line is wrapped, not cut; tab reaches the pane, and while the reader has scrolled
     up a newer tail waits instead of moving the lines under them."""
-    app = _app(tmp_path)
+    registry = _fixture_workspace(tmp_path)
     run_dir = tmp_path / "runs" / "crnn_long_20260103_120000"
     long_line = "epoch 3: val sdr " + " ".join(f"stem{i} {i}.25 dB" for i in range(12))
     (run_dir / "output.log").write_text("\n".join(f"line {i}" for i in range(60))
                                         + "\n" + long_line + "\n")
+    app = _app_on(registry)  # after the write: the app starts reading as it is made
     async with app.run_test(size=(80, 24)) as pilot:
         await _select_crnn_long(pilot)
         log = app.query_one("#log")
