@@ -18,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -151,13 +152,29 @@ def ingest(store: Store, ws: Workspace, run_id: str, offset: int | None) -> int:
     return applied
 
 
+_ACTIVE_FIELDS = ("id", "job_id", "status", "ingested", "requeues", "status_at")
+
+
 def _active(store: Store) -> list[dict[str, Any]]:
     marks = ", ".join("?" * len(ACTIVE))
     cur = store.conn.execute(
-        f"SELECT id, job_id, status, ingested FROM runs WHERE backend = 'slurm' "
+        f"SELECT {', '.join(_ACTIVE_FIELDS)} FROM runs WHERE backend = 'slurm' "
         f"AND status IN ({marks})", ACTIVE)
-    return [dict(zip(("id", "job_id", "status", "ingested"), r, strict=True))
-            for r in cur.fetchall()]
+    return [dict(zip(_ACTIVE_FIELDS, r, strict=True)) for r in cur.fetchall()]
+
+
+REQUEUE_GRACE_S = 60.0  # how long squeue may show a requeued job's old incarnation as ended
+
+
+def gone_for_good(row: dict[str, Any], state: str, now: float) -> bool:
+    """Whether a job squeue shows as `state` ("gone" when not listed) has ended its run. A worker
+    that requeued its own job wrote `queued` just before asking; for a moment after, squeue still
+    shows the incarnation it ended (FAILED, CANCELLED) until the requeued one is PENDING, so
+    that is not an end until REQUEUE_GRACE_S have passed without the requeue showing."""
+    if state != "gone" and state not in ENDED:
+        return False
+    requeuing = row["status"] == Status.QUEUED and (row.get("requeues") or 0) > 0
+    return not (requeuing and now - float(row.get("status_at") or 0.0) < REQUEUE_GRACE_S)
 
 
 def jobs(job_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -200,10 +217,11 @@ def refresh(store: Store, ws: Workspace) -> list[str]:
                     "UPDATE runs SET slurm_state = ?, slurm_reason = ?, node = coalesce(?, "
                     "node) WHERE id = ?",
                     (job.get("job_state"), _reason(job), job.get("nodes") or None, row["id"]))
+    now = time.time()
     for row in active:
         job = listed.get(row["job_id"])
         state = job.get("job_state") if job else "gone"
-        if job is None or state in ENDED:
+        if gone_for_good(row, state, now):
             ingest(store, ws, row["id"], _offset(store, row["id"]))  # its last lines
             if _record_lost(store, ws, row["id"], row["job_id"], state):
                 lost.append(row["id"])
