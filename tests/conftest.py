@@ -117,6 +117,44 @@ def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> Non
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def add_to_registry(ws: Workspace, text: str) -> None:
+    """Append TOML (an experiment, a backend) to the workspace's registry."""
+    ws.registry.write_text(ws.registry.read_text() + "\n" + text)
+
+
+def statuses(ws: Workspace, run_id: str) -> list[str]:
+    """The statuses a run's events.jsonl holds, in order."""
+    from core.store.events import EventLog
+
+    log = EventLog(ws.root / "runs" / run_id / "events.jsonl")
+    return [e["status"] for e in log if e["type"] == "status"]
+
+
+def run_procs(ws: Workspace, run_id: str) -> list:
+    """The live processes of a run (its mark is the run folder)."""
+    from core.backends.procs import run_processes
+    from core.registry.workspace import Workspace as Paths
+
+    return run_processes(Paths.at(ws.registry).run_dir(run_id))
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MB tmpfs (a disk that fills); skipped where this process cannot mount."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()[:80]}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
 def most_at_once(rows) -> int:
     """The most runs (rows with started_at and ended_at) that ran at one moment."""
     edges = sorted([(r["started_at"], 1) for r in rows] + [(r["ended_at"], -1) for r in rows])

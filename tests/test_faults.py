@@ -21,6 +21,9 @@ from pathlib import Path
 
 import pytest
 from conftest import Workspace, nkd, wait_until
+from conftest import add_to_registry as _add
+from conftest import run_procs as _procs
+from conftest import statuses as _statuses
 
 from core.backends.liveness import identity
 from core.backends.procs import run_processes
@@ -39,10 +42,6 @@ def _wait(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "con
     wait_until(predicate, timeout, what)
 
 
-def _add(ws: Workspace, text: str) -> None:
-    ws.registry.write_text(ws.registry.read_text() + "\n" + text)
-
-
 def _script(ws: Workspace, name: str, body: str) -> Path:
     path = ws.root / f"{name}.py"
     path.write_text(body)
@@ -52,15 +51,6 @@ def _script(ws: Workspace, name: str, body: str) -> Path:
 
 def _events(ws: Workspace, run_id: str) -> list[dict]:
     return list(EventLog(ws.root / "runs" / run_id / "events.jsonl"))
-
-
-def _procs(ws: Workspace, run_id: str) -> list:
-    """The live processes of a run (its mark is the run folder)."""
-    return run_processes(Paths.at(ws.registry).run_dir(run_id))
-
-
-def _statuses(ws: Workspace, run_id: str) -> list[str]:
-    return [e["status"] for e in _events(ws, run_id) if e["type"] == "status"]
 
 
 # ── the follower / reconcile race ───────────────────────────────────────────────────────────
@@ -505,96 +495,6 @@ def test_torn_last_line_then_restart_starts_a_fresh_line(ws: Workspace) -> None:
     log = EventLog(run_dir / "events.jsonl")
     kinds = [e["type"] for e in log]
     assert kinds == ["run", "status"] and len(log.skipped) == 1
-
-
-# ── a full disk and a read-only runs folder ─────────────────────────────────────────────────
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-                          capture_output=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()[:80]}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def test_a_checkpoint_that_hits_a_full_disk_says_disk_full_and_keeps_the_last_one(
-        tmpfs: Path) -> None:
-    """torch.save on a full disk raises `unexpected pos`; nkd says "disk full" with the path,
-    leaves no partial file, and the previous checkpoint stays whole and loadable."""
-    import torch
-
-    from core.errors import DiskFullError
-    from core.training import checkpoint
-
-    path = tmpfs / "separator_state.pt"
-    small = {"format": checkpoint.FORMAT, "kind": "separator_state", "w": torch.zeros(10)}
-    checkpoint.save_payload(path, small)
-    with pytest.raises(DiskFullError, match="disk full") as refused:
-        checkpoint.save_payload(path, {**small, "w": torch.zeros(2_000_000)})  # 8 MB in 3 MB
-    assert str(path) in str(refused.value)
-    assert sorted(p.name for p in tmpfs.iterdir()) == ["separator_state.pt"]  # nothing partial
-    assert checkpoint.load(path, kind="separator_state")["w"].shape == (10,)
-
-
-def test_disk_full_records_the_end_and_says_why(tmpfs: Path) -> None:
-    space = Workspace(tmpfs)
-    filler = tmpfs / "fill.py"
-    filler.write_text(
-        "import json, os, sys\n"
-        "print('@nkd ' + json.dumps({'epoch': 1, 'train_loss': 1.0}), flush=True)\n"
-        "with open(os.path.join(os.environ['NKD_RUN_DIR'], 'big.bin'), 'wb', buffering=0) as fh:\n"
-        "    try:\n"
-        "        while True:\n"
-        "            fh.write(b'x' * 65536); fh.flush()\n"
-        "    except OSError as exc:\n"
-        "        print('script: ' + exc.strerror, file=sys.stderr, flush=True)\n"
-        "        sys.exit(5)\n"
-    )
-    _add(space, f'[experiments.fill]\ncommand = ["{sys.executable}", "{filler}"]\n')
-    try:
-        assert nkd(space, "run", "fill") == 1  # the run failed, and says so
-        store = space.store()
-        row = store.latest_run("fill")
-        assert row["status"] == "failed" and row["exit_code"] == 5
-        assert "No space left on device" in row["error"]
-        events = _statuses(space, row["id"])
-        assert events[-1] == "failed"  # the reserve kept room for the end
-    finally:
-        space.cleanup()
-
-
-def test_read_only_runs_folder_is_one_line_and_kill_still_kills(
-    tmpfs: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    space = Workspace(tmpfs)
-    store = space.store()
-    run_id = launch(load_registry(space.registry), "slow", (), store=store).run_id
-    _wait(lambda: len(store.epochs(run_id)) >= 2, what="epochs")
-    runs = tmpfs / "runs"
-    bind = subprocess.run(["mount", "--bind", str(runs), str(runs)], capture_output=True)
-    if bind.returncode != 0:
-        pytest.skip("cannot bind-mount here")
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(runs)], check=True)
-        capsys.readouterr()
-        assert nkd(space, "ps") == 0
-        assert nkd(space, "pause", run_id) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "control.json" in err and "Read-only" in err
-        assert nkd(space, "kill", run_id, "--grace", "2") == 0  # SIGTERM needs no file
-        _wait(lambda: not _procs(space, run_id), 20, "every process of the run gone")
-        row = store.get_run(run_id)
-        assert row["status"] in ("stopped", "killed"), row["error"]
-    finally:
-        subprocess.run(["umount", "-l", str(runs)], check=False)
-        space.cleanup()
 
 
 # ── process trees ───────────────────────────────────────────────────────────────────────────

@@ -125,6 +125,17 @@ class Store(RunQueries):
         with self.write() as conn:
             handler(conn, run_id, event)
 
+    def end_unrecorded(self, run_id: str, event: dict[str, Any], reason: str) -> None:
+        """A worker's final status that its events.jsonl could not take (disk full, read-only
+        folder). The store never claims an end the run's record lacks: the row says `lost`,
+        with what the worker meant to record and why it could not, and `unrecorded_ends` keeps
+        that for `reindex`."""
+        lost = unrecorded_end(run_id, event, reason)
+        with self.write() as conn:
+            HANDLERS["status"](conn, run_id, lost)
+            conn.execute("INSERT OR REPLACE INTO unrecorded_ends (run, status, error, t) "
+                         "VALUES (?, ?, ?, ?)", (run_id, event["status"], lost["error"], lost["t"]))
+
     def heartbeat(self, run_id: str, when: float | None = None) -> None:
         with self.write() as conn:
             conn.execute(
@@ -160,6 +171,7 @@ class Store(RunQueries):
                 problem = apply_guarded(conn, run_id, event)
                 if problem:
                     logs[run_id].skipped.append((0, problem))
+            _keep_unrecorded_ends(conn, only)
             for folder in folders:
                 _last_seen(conn, folder)
             report.runs = len(folders)
@@ -235,6 +247,34 @@ def _placeholder(conn: sqlite3.Connection, folder: Path) -> None:
         " epoch) VALUES (?, ?, ?, 'queued', '{}', ?, ?, 0)",
         (folder.name, experiment, config.get("recipe") or "command", str(folder), created),
     )
+
+
+def unrecorded_end(run_id: str, event: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The `lost` status the store records for a final status the run's events.jsonl could not
+    take: what the worker meant to record, and why the folder does not hold it."""
+    said = f"; {event['error']}" if event.get("error") else ""
+    error = (f"ended {event['status']}, but its end could not be written to "
+             f"runs/{run_id}/events.jsonl ({reason}); the run folder does not record it{said}")
+    return {"type": "status", "status": "lost", "t": event["t"], "error": error[:8000],
+            **({"exit_code": event["exit_code"]} if "exit_code" in event else {})}
+
+
+def _keep_unrecorded_ends(conn: sqlite3.Connection, only: str | None) -> None:
+    """After a replay: a run whose last status in its file is older than an end its worker
+    could not write is `lost` again with that reason (not "worker vanished"); one that has
+    moved on since (restarted) drops it."""
+    rows = conn.execute("SELECT run, error, t FROM unrecorded_ends").fetchall()
+    for run_id, error, t in rows:
+        if only is not None and run_id != only:
+            continue
+        seen = conn.execute("SELECT status_at FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if seen is None:
+            continue  # its folder is not indexed (now): the note waits
+        if (seen[0] or 0.0) > t:
+            conn.execute("DELETE FROM unrecorded_ends WHERE run = ?", (run_id,))
+            continue
+        HANDLERS["status"](conn, run_id, {"type": "status", "status": "lost", "t": t,
+                                          "error": error})
 
 
 def _last_seen(conn: sqlite3.Connection, folder: Path) -> None:

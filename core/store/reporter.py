@@ -2,7 +2,8 @@
 
 The file is the durable record and is written first; the store is an index of it. Neither a full
 disk, a read-only folder nor a replaced database stops the run: what cannot be written is said
-once in output.log, and the final status carries it.
+once in output.log, and the final status carries it. A final status the file cannot take is never
+claimed by the store: it records the run `lost`, with the end it meant and why (`end_unrecorded`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Reporter:
         self._fd = open_append(path)
         self._mend_torn_line(path)
         self._reserve: Path | None = None
+        self._torn = False  # the last line written was cut short by the disk
 
     def reserve(self, size: int = RESERVE_BYTES) -> None:
         """Set disk space aside for the final status: on a full disk it is freed just before
@@ -95,18 +97,36 @@ class Reporter:
             self._write(line, final)
         except OSError as exc:  # the store still gets it; `nkd reindex` cannot, so say so
             self.failed("events.jsonl", exc)
+            if final:  # but never an end the record lacks: the store says why it is missing
+                self._end_unrecorded(event, exc)
+                self._release_reserve()
+                return event
         self._apply(event)
         if final:
             self._release_reserve()
         return event
 
     def _write(self, line: bytes, final: bool) -> None:
+        if self._torn:  # a line the disk cut short before: start this one on a fresh line
+            line = b"\n" + line
         try:
-            os.write(self._fd, line)
+            self._write_all(line)
         except OSError as exc:
             if not (final and exc.errno == errno.ENOSPC and self._release_reserve()):
                 raise
-            os.write(self._fd, line)
+            self._write_all((b"\n" if self._torn else b"") + line)
+
+    def _write_all(self, data: bytes) -> None:
+        """All of `data`, or OSError: a full disk may take part of a line and refuse the rest;
+        that part is left torn (`EventLog` skips it) and the next line starts afresh."""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._fd, view):]
+            except OSError:
+                self._torn = len(view) < len(data) or self._torn
+                raise
+        self._torn = False
 
     def _apply(self, event: dict[str, Any]) -> None:
         if self.store is None:
@@ -129,6 +149,17 @@ class Reporter:
             print(f"nkd: {self.run_id}: event not recorded ({exc})", file=sys.stderr, flush=True)
         except Exception as exc:  # the JSONL line is kept; `nkd reindex` restores the row
             self.failed(f"the store {self.store.path.name}", exc)
+
+    def _end_unrecorded(self, event: dict[str, Any], exc: OSError) -> None:
+        if self.store is None:
+            return  # a compute node: its login side finds the job ended without an end
+        if self.store.replaced():
+            self._reopen()
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        try:
+            self.store.end_unrecorded(self.run_id, event, reason)
+        except Exception as again:
+            self.failed(f"the store {self.store.path.name}", again)
 
     def _reopen(self) -> None:
         """The database was deleted or replaced (reindex moved a broken one aside): write to

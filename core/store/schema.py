@@ -173,9 +173,17 @@ def _v8(db: sqlite_utils.Database) -> None:
     db.execute("UPDATE runs SET best_value = coalesce(best_val_loss, best_train_loss)")
 
 
-SCHEMA_VERSION = 8
+def _v9(db: sqlite_utils.Database) -> None:
+    # v9: the ends a worker could not write to its run's events.jsonl (disk full, read-only
+    # folder). The run's row says `lost` with the reason; this table keeps what it meant to
+    # record, so `nkd reindex`, which rebuilds every other table from the files, keeps it too.
+    db["unrecorded_ends"].create({"run": str, "status": str, "error": str, "t": float},
+                                 pk="run")
+
+
+SCHEMA_VERSION = 9
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
-    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8,
+    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9,
 }
 
 
