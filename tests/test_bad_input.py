@@ -99,6 +99,7 @@ def space(tmp_path_factory: pytest.TempPathFactory):
     _wav(root / "data" / "torn" / "a" / "cut.wav", 1.0, truncate=4000)
     _wav(root / "data" / "torn" / "b" / "cut.wav", 1.0, truncate=4000)
     (root / "data" / "tracks").mkdir(parents=True)
+    _checkpoint_files(root / "ckpt")
     reg = str(root / "experiments.toml")
     assert main(["--registry", reg, "run", "tick"]) == 0
     assert main(["--registry", reg, "run", "tick"]) == 0  # two runs: a prefix can be ambiguous
@@ -109,6 +110,28 @@ def space(tmp_path_factory: pytest.TempPathFactory):
     store.close()
     yield root, run_id
     workspace.cleanup()
+
+
+def _checkpoint_files(folder: Path) -> None:
+    """Files a run may name that no recipe can use: each is refused at launch."""
+    import torch
+
+    from core.registry.settings import resolve
+    from core.separation.models import build
+    from core.separation.recipes import model_meta
+    from core.training import checkpoint
+
+    folder.mkdir(parents=True)
+    for label, make, _words in BAD_CHECKPOINTS:
+        make(folder / f"{label}.pth")
+    meta = model_meta(resolve("separation.train", {"hidden_size": 32, "num_layers": 1})[0])
+    wide = {**meta, "hidden_size": 48}
+    checkpoint.save(folder / "wide.pth", "separator_model", build(wide).state_dict(), wide)
+    checkpoint.save(folder / "narrow.pth", "separator_model", build(meta).state_dict(), meta)
+    checkpoint.save(folder / "odd.pth", "separator_model", {"w": torch.zeros(2)}, meta)
+    checkpoint.save(folder / "x_encoder.pth", "separator_model", {"w": torch.zeros(2)}, meta)
+    checkpoint.save(folder / "x_classifier.pth", "separator_model", {"w": torch.zeros(2)}, meta)
+    checkpoint.save(folder / "lone_encoder.pth", "teacher_encoder", {"w": torch.zeros(2)}, {})
 
 
 def _queued(db: Path) -> None:
@@ -138,6 +161,31 @@ def _foreign(db: Path) -> None:
 
 def _truncated_db(db: Path) -> None:
     db.write_bytes(db.read_bytes()[:100])
+
+
+BAD_CHECKPOINTS: list[tuple[str, Callable[[Path], None], str]] = [
+    ("missing", lambda p: None, "checkpoint not found"),
+    ("empty", lambda p: p.write_bytes(b""), "an empty file, not a checkpoint"),
+    ("text", lambda p: p.write_text("hello\n"), "not a PyTorch checkpoint file"),
+    ("object", lambda p: _torch_save(p, {"x": Path("/")}), "pickled Python objects"),
+    ("bare", lambda p: _torch_save(p, {"w": _tensor()}), "a bare state_dict"),
+    ("truncated", lambda p: (_torch_save(p, {"format": "x", "w": _tensor()}),
+                             p.write_bytes(p.read_bytes()[:200])), "damaged or truncated"),
+    ("foreign", lambda p: _torch_save(p, {"format": "other", "state_dict": {}}),
+     "not an nkd checkpoint"),
+]
+
+
+def _tensor():
+    import torch
+
+    return torch.zeros(3)
+
+
+def _torch_save(path: Path, obj: object) -> None:
+    import torch
+
+    torch.save(obj, path)
 
 
 def _cases() -> list[Case]:
@@ -318,6 +366,45 @@ def _cases() -> list[Case]:
         Case("run-data-missing", ["run", "mark1"],
              ["experiment 'mark1'", "key 'data': data source 'noise'", "does not exist",
               nothing]),
+        # checkpoint files opened and checked at launch, as the recipe would read them
+        *[Case(f"run-pretrained-{label}", ["run", "sep", "--set",
+                                            f"pretrained=./ckpt/{label}.pth"],
+               ["experiment 'sep'", "key 'pretrained'", f"{label}.pth", words, nothing])
+          for label, _make, words in BAD_CHECKPOINTS if label != "missing"],
+        Case("run-pretrained-architecture", ["run", "sep", "--set", "hidden_size=32", "--set",
+                                             "num_layers=1", "--set", "pretrained=./ckpt/wide.pth"],
+             ["key 'pretrained'", "different architectures: hidden_size is 48", nothing]),
+        Case("run-pretrained-weights", ["run", "sep", "--set", "pretrained=./ckpt/odd.pth"],
+             ["key 'pretrained'", "odd.pth: weights do not fit", nothing]),
+        Case("run-pretrained-kind", ["run", "sep", "--set",
+                                     "pretrained=./ckpt/lone_encoder.pth"],
+             ["key 'pretrained'", "a 'teacher_encoder' checkpoint where 'separator_model'",
+              nothing]),
+        Case("eval-file-pickle", ["eval", "./ckpt/object.pth", "--data", "tracks"],
+             ["key 'pretrained'", "object.pth", "pickled Python objects", nothing]),
+        Case("eval-file-truncated", ["eval", "./ckpt/truncated.pth", "--data", "tracks"],
+             ["key 'pretrained'", "damaged or truncated", nothing]),
+        Case("blend-files-architecture", ["blend", "./ckpt/narrow.pth", "./ckpt/wide.pth",
+                                          "--weights", "0.5,0.5", "--val-data", "tracks"],
+             ["key 'sources'", "different architectures: hidden_size is 32", nothing]),
+        Case("blend-files-text", ["blend", "./ckpt/narrow.pth", "./ckpt/text.pth",
+                                  "--weights", "0.5,0.5", "--val-data", "tracks"],
+             ["key 'sources'", "text.pth", "not a PyTorch checkpoint file", nothing]),
+        Case("blend-files-plain-and-bare", ["blend", "./ckpt/bare.pth", "./ckpt/narrow.pth",
+                                            "--weights", "0.5,0.5", "--val-data", "tracks"],
+             ["key 'sources'", "under different keys", nothing]),
+        Case("run-teacher-separator", ["run", "student", "--set",
+                                       "teacher=./ckpt/x_encoder.pth"],
+             ["experiment 'student'", "key 'teacher'", "a 'separator_model' checkpoint where "
+              "'teacher_encoder'", nothing]),
+        Case("run-teacher-no-pair", ["run", "student", "--set",
+                                     "teacher=./ckpt/lone_encoder.pth"],
+             ["key 'teacher'", "lone_classifier.pth", "is not beside it", nothing]),
+        Case("run-device-no-cuda", ["run", "sep", "--set", "device=cuda:7"],
+             ["experiment 'sep'", "key 'device'", "'cuda:7'", "no CUDA GPU", nothing],
+             env={"NKD_GPUS": ""}),
+        Case("run-device-unknown", ["run", "sep", "--set", "device=gpu0"],
+             ["experiment 'sep'", "key 'device'", "'gpu0' is not a device", nothing]),
         Case("run-demo-val-only", ["run", "merged_demo"],
              ["experiment 'merged_demo'", "key 'val_data': data source 'demo_val'",
               "nkd data synth separation", "--set val_data=FOLDER", nothing]),
@@ -421,31 +508,6 @@ def test_bad_input(
     assert _tree(root) == before, "something recorded changed"
     if case.db is not None and case.db is not _directory:
         assert (root / "nkd.db").is_file()  # never deleted
-
-
-BAD_CHECKPOINTS: list[tuple[str, Callable[[Path], None], str]] = [
-    ("missing", lambda p: None, "checkpoint not found"),
-    ("empty", lambda p: p.write_bytes(b""), "an empty file, not a checkpoint"),
-    ("text", lambda p: p.write_text("hello\n"), "not a PyTorch checkpoint file"),
-    ("object", lambda p: _torch_save(p, {"x": Path("/")}), "pickled Python objects"),
-    ("bare", lambda p: _torch_save(p, {"w": _tensor()}), "a bare state_dict"),
-    ("truncated", lambda p: (_torch_save(p, {"format": "x", "w": _tensor()}),
-                             p.write_bytes(p.read_bytes()[:200])), "damaged or truncated"),
-    ("foreign", lambda p: _torch_save(p, {"format": "other", "state_dict": {}}),
-     "not an nkd checkpoint"),
-]
-
-
-def _tensor():
-    import torch
-
-    return torch.zeros(3)
-
-
-def _torch_save(path: Path, obj: object) -> None:
-    import torch
-
-    torch.save(obj, path)
 
 
 @pytest.mark.parametrize("label,make,words", BAD_CHECKPOINTS, ids=[c[0] for c in BAD_CHECKPOINTS])

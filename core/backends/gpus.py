@@ -174,6 +174,23 @@ def read_gpus() -> list[Gpu]:
     return _from_nvml()
 
 
+DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")  # one folder per GPU while the driver is loaded
+
+
+def cuda_devices() -> int | None:
+    """How many CUDA GPUs this box has, without NVML or torch: the NKD_GPUS description where
+    set (tests), else the NVIDIA driver's own listing; 0 with no driver, None where it cannot
+    be told (a driver device without its listing)."""
+    if os.environ.get(ENV):
+        return len(read_gpus())
+    try:
+        return sum(1 for _ in DRIVER_GPUS.iterdir())
+    except FileNotFoundError:
+        return None if Path("/dev/nvidiactl").exists() else 0
+    except OSError:
+        return None
+
+
 def main() -> int:
     """`python -m core.backends.gpus`: the GPUs as JSON, for a process that must not load NVML
     itself."""

@@ -33,12 +33,12 @@ from core.noise.parts import (
     log,
     logits_of,
     rows_of,
+    student_pair,
 )
 from core.noise.parts import evaluate as record_scores
 from core.runs import refs
 from core.runs.context import RunContext
 from core.runs.refs import checkpoint_id
-from core.training import checkpoint
 from core.util.checksum import sha256_file
 
 
@@ -80,9 +80,7 @@ def _scored(ctx: RunContext, which: str, classes: Any, device: torch.device) -> 
 
 
 def _student(path: Path, device: torch.device) -> Scored:
-    enc = checkpoint.load(path, kind="student_encoder")
-    head = checkpoint.load(path.with_name(path.name.replace("_encoder", "_head")),
-                           kind="student_head")
+    enc, head = student_pair(path)
     meta = enc["meta"]
     norm = Norm.from_meta(meta)
     classes = meta.get("class_map") or meta["classes"]  # a student knows only its own classes

@@ -120,19 +120,35 @@ def load_teacher(ctx: RunContext, which: str = "best") -> Teacher:
 
     enc_path = refs.checkpoint_path(ctx, "teacher", "teacher", "encoder", which)
     cls_path = refs.checkpoint_path(ctx, "teacher", "teacher", "classifier", which)
-    enc = checkpoint.load(enc_path, kind="teacher_encoder")
-    cls = checkpoint.load(cls_path, kind="teacher_classifier")
+    enc, cls = teacher_pair(enc_path, cls_path)
     meta = enc["meta"]
-    if cls["meta"].get("text_hash") != meta.get("text_hash"):
-        raise RunError(
-            f"teacher {enc_path.parent.name}: encoder and classifier come from different "
-            f"trainings (text embedding hash {meta.get('text_hash')} vs "
-            f"{cls['meta'].get('text_hash')})"
-        )
     encoder, head = encoder_and_head(enc, cls)
     ref = refs.reference(ctx, "teacher")
     log(f"teacher: {enc_path} ({which}, epoch {meta.get('epoch')}, classes {meta['classes']})")
     return Teacher(encoder, head, meta, enc_path, sha256_file(enc_path), ref["target"])
+
+
+def teacher_pair(enc_path: Path, cls_path: Path) -> tuple[dict, dict]:
+    """A teacher's encoder and classifier checkpoints, refused unless both are nkd teacher
+    parts of one training (launch checks a named file with this too)."""
+    enc = checkpoint.load(enc_path, kind="teacher_encoder")
+    cls = checkpoint.load(cls_path, kind="teacher_classifier")
+    if cls["meta"].get("text_hash") != enc["meta"].get("text_hash"):
+        raise RunError(
+            f"teacher {enc_path.parent.name}: encoder and classifier come from different "
+            f"trainings (text embedding hash {enc['meta'].get('text_hash')} vs "
+            f"{cls['meta'].get('text_hash')})"
+        )
+    return enc, cls
+
+
+def student_pair(enc_path: Path, what: str = "student") -> tuple[dict, dict]:
+    """A student's encoder checkpoint and the head beside it (`..._encoder` -> `..._head`)."""
+    head_path = enc_path.with_name(enc_path.name.replace("_encoder", "_head"))
+    if head_path == enc_path or not head_path.is_file():
+        raise RunError(f"{what}: no student head {head_path.name} beside {enc_path.name}")
+    return (checkpoint.load(enc_path, kind="student_encoder"),
+            checkpoint.load(head_path, kind="student_head"))
 
 
 def encoder_and_head(encoder_ckpt: dict, head_ckpt: dict) -> tuple[AudioEncoder, TextHead]:

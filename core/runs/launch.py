@@ -22,9 +22,11 @@ from core.errors import RunError
 from core.registry import DATA_REF_KEYS, Experiment, Registry, recipes, substitute_command
 from core.registry.keys import KEYS
 from core.registry.queue import parse_memory
-from core.registry.settings import DEFAULT
+from core.registry.settings import DEFAULT, family_of
 from core.registry.settings import resolve as resolve_settings
 from core.registry.workspace import Workspace
+from core.runs.device_check import check_device
+from core.runs.file_checks import check_files
 from core.runs.inputs import check_inputs
 from core.store import Store
 from core.store.reporter import record
@@ -113,6 +115,12 @@ def launch_experiment(
     try:
         queued = queued or backend.starts_queued
         exp, skipped = check_inputs(registry, exp, store, queued, after)
+        if exp.recipe:
+            gpus = exp.params.get("gpus", KEYS["gpus"].default_for(exp.params,
+                                                                  family_of(exp.recipe)))
+            check_device(exp.params.get("device"), int(gpus or 0), backend.checked_by_pid,
+                         where)
+        check_files(registry, exp, where)
         depends = backend.dependencies(store, list(after))
         need = {"gpus": exp.params.get("gpus"), "gpu_memory": exp.params.get("gpu_memory"),
                 "recipe": exp.recipe}

@@ -65,17 +65,7 @@ def checkpoint_path_of(
         given = given if given.is_absolute() else ctx.root / given
         if not given.is_file():
             raise RunError(f"{key} '{ref['target']}': file {given} not found")
-        path = given
-        for other in ("encoder", "classifier", "head"):
-            if given.name.endswith(f"_{other}.pth") and other != part:
-                # one file of a pair was named: its sibling holds the other part
-                path = given.with_name(given.name.replace(f"_{other}.pth", f"_{part}.pth"))
-                if not path.is_file():
-                    raise RunError(
-                        f"{key} '{ref['target']}': the {part} checkpoint {path.name} that "
-                        f"belongs with it is not beside it in {given.parent}"
-                    )
-        return path
+        return part_of_file(given, part, f"{key} '{ref['target']}'")
     else:
         run = _run_of(ctx, ref, key)
         path = Path(ctx.config["checkpoints_dir"]).parent / run["id"] / name
@@ -85,6 +75,22 @@ def checkpoint_path_of(
     if not path.is_file():
         raise RunError(f"{key} '{_describe(ref)}': checkpoint {path} not found")
     return path
+
+
+PAIR_PARTS = ("encoder", "classifier", "head")  # the files of a noise model come in pairs
+
+
+def part_of_file(given: Path, part: str, what: str) -> Path:
+    """The file holding `part` when the user named `given`: itself, or, when they named one
+    file of a pair (`..._encoder.pth`), its sibling beside it (`..._classifier.pth`)."""
+    for other in PAIR_PARTS:
+        if given.name.endswith(f"_{other}.pth") and other != part:
+            path = given.with_name(given.name.replace(f"_{other}.pth", f"_{part}.pth"))
+            if not path.is_file():
+                raise RunError(f"{what}: the {part} checkpoint {path.name} that belongs with it "
+                               f"is not beside it in {given.parent}")
+            return path
+    return given
 
 
 def _recorded_checkpoint(ctx: RunContext, run_id: str) -> Path | None:

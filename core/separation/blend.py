@@ -31,15 +31,37 @@ def check_compatible(items: list[tuple[str, dict[str, Any]]]) -> None:
                 )
 
 
-def average(
-    states: list[tuple[str, dict[str, torch.Tensor]]], weights: list[float]
-) -> dict[str, torch.Tensor]:
-    """Σ wᵢ·θᵢ over identical key sets and shapes; integer buffers come from the first source."""
-    total = sum(weights)
-    if not math.isclose(total, 1.0, abs_tol=1e-6):
-        raise RunError(f"blend weights {weights} sum to {total:g}, not 1")
-    if any(w <= 0 for w in weights):
-        raise RunError(f"blend weights {weights} must all be positive")
+def check_sources(paths: list[Path], payloads: list[Any]) -> bool:
+    """Refuse sources that cannot be averaged, naming the file and what differs; True when
+    they are plain state dicts (the researcher's own), False for nkd separators. The run and a
+    launch (before anything is recorded) check them with this one function."""
+    if all(checkpoint.is_nkd(pl) for pl in payloads):
+        loaded = [checkpoint.load(p, kind=KIND, payload=pl)
+                  for p, pl in zip(paths, payloads, strict=True)]
+        check_compatible([(str(p), pl["meta"]) for p, pl in zip(paths, loaded, strict=True)])
+        alike([(str(p), pl["state_dict"]) for p, pl in zip(paths, loaded, strict=True)])
+        return False
+    _plain_states(paths, payloads)
+    return True
+
+
+def _plain_states(
+    paths: list[Path], payloads: list[Any]
+) -> tuple[list[tuple[str, dict[str, Any]]], tuple[Any, str | None]]:
+    """Plain checkpoints' state dicts (checked alike) and the first one's layout."""
+    loaded = [checkpoint.load_plain(p, pl) for p, pl in zip(paths, payloads, strict=True)]
+    layouts = {key for _payload, key in loaded}
+    if len(layouts) > 1:
+        raise RunError("the sources keep their weights under different keys: "
+                       + ", ".join(f"{p.name}: {k or 'bare'}" for p, (_pl, k)
+                                   in zip(paths, loaded, strict=True)))
+    states = [(str(p), pl[key] if key else pl) for p, (pl, key) in zip(paths, loaded, strict=True)]
+    alike(states)
+    return states, loaded[0]
+
+
+def alike(states: list[tuple[str, dict[str, torch.Tensor]]]) -> None:
+    """The same keys and shapes in every state dict, or the first difference named."""
     first_name, first = states[0]
     for name, state in states[1:]:
         missing, extra = sorted(set(first) - set(state)), sorted(set(state) - set(first))
@@ -55,6 +77,19 @@ def average(
                     f"key '{key}': shape {tuple(tensor.shape)} in {first_name} but "
                     f"{tuple(state[key].shape)} in {name}"
                 )
+
+
+def average(
+    states: list[tuple[str, dict[str, torch.Tensor]]], weights: list[float]
+) -> dict[str, torch.Tensor]:
+    """Σ wᵢ·θᵢ over identical key sets and shapes; integer buffers come from the first source."""
+    total = sum(weights)
+    if not math.isclose(total, 1.0, abs_tol=1e-6):
+        raise RunError(f"blend weights {weights} sum to {total:g}, not 1")
+    if any(w <= 0 for w in weights):
+        raise RunError(f"blend weights {weights} must all be positive")
+    alike(states)
+    first = states[0][1]
     out = {}
     for key, tensor in first.items():
         if not tensor.is_floating_point():
@@ -72,16 +107,8 @@ def write_plain_blend(
     """Plain PyTorch checkpoints (a bare state dict, or one under state_dict /
     model_state_dict / model): averaged, and written back in the first one's layout.
     `payloads`, when given, are the files as `checkpoint.read` loaded them already."""
-    loaded = [checkpoint.load_plain(p, pl)
-              for p, pl in zip(paths, payloads or [None] * len(paths), strict=True)]
-    layouts = {key for _payload, key in loaded}
-    if len(layouts) > 1:
-        raise RunError("the sources keep their weights under different keys: "
-                       + ", ".join(f"{p.name}: {k or 'bare'}" for p, (_pl, k)
-                                   in zip(paths, loaded, strict=True)))
-    states = [(str(p), pl[key] if key else pl) for p, (pl, key) in zip(paths, loaded, strict=True)]
+    states, (first, key) = _plain_states(paths, payloads or [None] * len(paths))
     state = average(states, weights)
-    first, key = loaded[0]
     payload = {**first, key: state} if key else state
     checkpoint.save_payload(out, payload)
     print("blended " + " + ".join(f"{w:g} x {p}" for p, w in zip(paths, weights, strict=True))

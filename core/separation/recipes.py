@@ -81,6 +81,27 @@ def separator_path(ctx: RunContext, key: str) -> Path:
     return refs.checkpoint_path(ctx, key, PREFIX, PART, "best")
 
 
+def model_meta(p: dict[str, Any]) -> dict[str, Any]:
+    """The architecture a run's settings build (what a `pretrained` file must match)."""
+    return _meta(p, tuple(p["stems"]), Stft.from_params(p))
+
+
+def check_pretrained(path: Path, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A separator checkpoint as fine-tuning or an evaluation reads it: an nkd separator whose
+    weights fit the model its meta describes, and, for a fine-tune (`settings` given), the
+    architecture this run builds. Returns the loaded checkpoint."""
+    payload = checkpoint.load(path, kind=KIND)
+    try:
+        model = build(payload["meta"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunError(f"{path}: its meta does not describe a separator ({exc})") from None
+    load_weights(model, payload["state_dict"], str(path))
+    if settings is not None:
+        blending.check_compatible([(str(path), payload["meta"]),
+                                   ("this experiment", model_meta(settings))])
+    return payload
+
+
 def _meta(p: dict[str, Any], stems: tuple[str, ...], stft: Stft) -> dict[str, Any]:
     """What builds the model again (its constructor arguments, the STFT); the inference
     settings and the normalisation join it once they are known."""
@@ -134,8 +155,7 @@ def train(ctx: RunContext) -> None:
     source: dict[str, Any] = {"meta": {}}
     if "pretrained" in ctx.config.get("references", {}):
         path = separator_path(ctx, "pretrained")
-        source = checkpoint.load(path, kind=KIND)
-        blending.check_compatible([(str(path), source["meta"]), ("this experiment", meta)])
+        source = check_pretrained(path, p)  # as the launch checked it
         load_weights(model, source["state_dict"], str(path))
         norm = MagNorm.from_meta(source["meta"])  # the statistics the weights were trained with
         parents.append({"checkpoint": refs.checkpoint_id(path), "relation": "pretrained"})
@@ -298,7 +318,7 @@ def blend(ctx: RunContext) -> None:
     weights = [float(s["weight"]) for s in sources]
     out = ctx.checkpoints_dir / BEST
     payloads = [checkpoint.read(p) for p in paths]  # each file loaded once
-    plain = not all(checkpoint.is_nkd(pl) for pl in payloads)
+    plain = blending.check_sources(paths, payloads)
     if plain:  # the researcher's own checkpoints: averaged and written in their own layout
         out = ctx.checkpoints_dir / f"{ctx.run_id}_blend{paths[0].suffix or '.pth'}"
         blending.write_plain_blend(paths, weights, out, payloads)
