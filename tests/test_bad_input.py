@@ -98,6 +98,10 @@ def space(tmp_path_factory: pytest.TempPathFactory):
     _wav(root / "data" / "short" / "b" / "blip.wav", 0.1)
     _wav(root / "data" / "torn" / "a" / "cut.wav", 1.0, truncate=4000)
     _wav(root / "data" / "torn" / "b" / "cut.wav", 1.0, truncate=4000)
+    for n in range(3):  # an unlabelled pool: one file-name prefix is no class
+        _wav(root / "data" / "pool" / f"clip_{n:03d}.wav", 0.5)
+    for label in ("thud", "drip", "hum"):  # classes of the user's own, by sub-folder
+        _wav(root / "data" / "own" / label / "a.wav", 0.5)
     (root / "data" / "tracks").mkdir(parents=True)
     _checkpoint_files(root / "ckpt")
     reg = str(root / "experiments.toml")
@@ -403,6 +407,20 @@ def _cases() -> list[Case]:
         Case("run-device-no-cuda", ["run", "sep", "--set", "device=cuda:7"],
              ["experiment 'sep'", "key 'device'", "'cuda:7'", "no CUDA GPU", nothing],
              env={"NKD_GPUS": ""}),
+        Case("run-student-pool", ["run", "student", "--set", "data=./data/pool", "--set",
+                                  "teacher=./ckpt/lone_encoder.pth"],
+             ["experiment 'student'", "key 'data'", "is an unlabelled pool",
+              "the student is validated on labelled clips; set val_data=FOLDER", nothing]),
+        Case("run-teacher-pool", ["run", "mark1", "--set", "data=./data/pool"],
+             ["experiment 'mark1'", "key 'data'", "is an unlabelled pool",
+              "noise.teacher reads labels from it", nothing]),
+        Case("run-teacher-own-classes", ["run", "mark1", "--set", "data=./data/own"],
+             ["experiment 'mark1'", "key 'classes'", "no clips of class 'apartment_noise', "
+              "'daily_noise'", "the labels it holds are drip, hum, thud (by sub-folder)",
+              """--set 'classes=["drip","hum","thud"]'""", nothing]),
+        Case("run-teacher-own-classes-some", ["run", "mark1", "--set", "data=./data/own",
+                                              "--set", 'classes=["thud","water"]'],
+             ["key 'classes'", "no clips of class 'water'", nothing]),
         Case("run-device-unknown", ["run", "sep", "--set", "device=gpu0"],
              ["experiment 'sep'", "key 'device'", "'gpu0' is not a device", nothing]),
         Case("run-demo-val-only", ["run", "merged_demo"],

@@ -101,3 +101,48 @@ def test_an_evaluation_on_a_users_folder_is_named_after_what_it_scores(
     assert user.nkd("compare", "mark2.5", "eval_mark2.5_on_fine") == 0
     table = capsys.readouterr().out
     assert "accuracy test" in table and "eval_mark2.5_on_fine" in table
+
+
+def test_a_chain_on_classes_of_the_users_own(
+    user: Space, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder of three classes nobody shipped (sub-folders thud, drip, hum): the shipped
+    teacher's classes are refused at launch, naming the labels found and how to give them;
+    with the user's classes the hybrid-KD chain runs. A pool of clip_<n>.wav files is indexed
+    as unlabelled, never as one class 'clip', and a student needing labels on it is refused."""
+    mine = user.root / "mine"
+    for ours, theirs in (("thud", "thumping"), ("drip", "water"), ("hum", "background")):
+        (mine / "own" / ours).mkdir(parents=True)
+        for n, clip in enumerate(sorted((mine / "fine").glob(f"{theirs}_*.wav"))):
+            shutil.copy(clip, mine / "own" / ours / f"{n:03d}.wav")
+    capsys.readouterr()
+    runs_before = len(list((user.root / "runs").iterdir()))
+    assert user.nkd("run", "kd_teacher", "--set", "data=mine/own") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the labels it holds are drip, hum, thud" in err
+    assert """--set 'classes=["drip","hum","thud"]'""" in err
+    assert len(list((user.root / "runs").iterdir())) == runs_before  # nothing recorded
+    own = ["--set", "data=mine/own", "--set", 'classes=["thud", "drip", "hum"]',
+           "--set", "epochs=1"]
+    assert user.nkd("run", "kd_teacher", *own) == 0
+    assert user.latest("kd_teacher")["status"] == "finished"
+    kd = ["--set", "data=mine/own", "--set", 'classes={ thud = ["thud"], other = ["drip", '
+          '"hum"] }', "--set", "epochs=1"]
+    assert user.nkd("run", "mark2.5", *kd) == 0
+    assert user.latest("mark2.5")["status"] == "finished"
+    pool, water = mine / "pool", next((mine / "fine").glob("water_*.wav"))
+    pool.mkdir()
+    for n in range(4):  # a pool: every clip the same prefix
+        shutil.copy(water, pool / f"clip_{n:03d}.wav")
+    capsys.readouterr()
+    assert user.nkd("data", "index", "mine/pool") == 0
+    indexed = capsys.readouterr().out
+    assert "(unlabeled " in indexed and "clip" not in indexed.split("segments by split")[1]
+    store = user.store()
+    teacher = store.latest_run("mark1")
+    store.close()
+    if teacher is None or teacher["status"] != "finished":
+        pytest.skip("the student's refusal needs the mark1 chain's teacher")
+    assert user.nkd("run", "mark1.student", "--set", "data=mine/pool") == 2
+    err = capsys.readouterr().err
+    assert "unlabelled pool" in err and "set val_data=FOLDER" in err

@@ -4,8 +4,10 @@ The kind is detected from what the folder holds, and said in one line:
 
 * track folders: sub-folders that each hold a `mixture.*` file (MUSDB18 layout) -> separation;
 * class sub-folders: sub-folders of audio files -> noise clips labelled by folder name;
-* filename prefixes: audio files named `<class>_<n>.wav` directly in it -> noise clips labelled
-  by the prefix.
+* filename prefixes: audio files named `<class>_<n>.wav` directly in it, of two classes or more
+  -> noise clips labelled by the prefix;
+* any other audio files directly in it (`clip_000.wav` ...: one prefix is no class) -> an
+  unlabelled pool, for soft labels and a student's training, never read as one class.
 
 Nothing is written into the folder: its index and prepared audio live in the workspace.
 """
@@ -46,10 +48,15 @@ def detect(root: Path) -> tuple[dict[str, Any], str] | None:
                 f"{', ...' if len(classes) > 6 else ''}): noise clips labelled by folder")
     files = [f for f in root.iterdir() if f.is_file() and f.suffix.lower() in EXTENSIONS]
     labels = sorted({m["label"] for f in files if (m := PREFIXED.match(f.stem))})
-    if labels:
+    if len(labels) > 1:
         return ({"kind": "noise", "label_from": "prefix"},
                 f"{len(files)} clips named <class>_<n> ({', '.join(labels[:6])}"
                 f"{', ...' if len(labels) > 6 else ''}): noise clips labelled by prefix")
+    if files:  # one name for all (clip_000.wav ...) or none: a pool, never a class of one
+        return ({"kind": "noise", "unlabeled": True},
+                f"{len(files)} clips without class names (no class sub-folders, "
+                f"{'one prefix, ' + repr(labels[0]) if labels else 'no <class>_<n> names'}): "
+                f"an unlabelled pool")
     return None
 
 

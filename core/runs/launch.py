@@ -28,6 +28,7 @@ from core.registry.workspace import Workspace
 from core.runs.device_check import check_device
 from core.runs.file_checks import check_files
 from core.runs.inputs import check_inputs
+from core.runs.label_check import check_labels
 from core.store import Store
 from core.store.reporter import record
 from core.store.states import Status
@@ -115,6 +116,7 @@ def launch_experiment(
     try:
         queued = queued or backend.starts_queued
         exp, skipped = check_inputs(registry, exp, store, queued, after)
+        check_labels(registry, exp, where)  # after the absent demo parts are left out
         if exp.recipe:
             gpus = exp.params.get("gpus", KEYS["gpus"].default_for(exp.params,
                                                                   family_of(exp.recipe)))

@@ -26,13 +26,17 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_data_index(args: argparse.Namespace) -> int:
+    from core.registry import data_source
+    from core.registry.folders import looks_like_folder
+
     registry = load_registry(registry_path(args))
-    if args.source not in registry.data:
+    if args.source not in registry.data and not looks_like_folder(args.source):
         known = ", ".join(registry.data) or "none"
-        raise NkdError(f"{registry.path}: no data source '{args.source}' (known: {known})")
+        raise NkdError(f"{registry.path}: no data source '{args.source}' (known: {known}; or "
+                       f"a folder: ./PATH)")
     from core.data import noise_index as dataset
 
-    src = registry.data[args.source]
+    src = data_source(registry, args.source)  # a folder as `nkd run --set data=` takes it
     if src.settings.get("kind") == "separation":
         raise NkdError(
             f"{registry.path}: data source '{args.source}' holds track folders; `nkd data index` "
