@@ -21,7 +21,7 @@ from core.registry.workspace import Workspace
 from core.store.events import ACTIVE
 from core.store.states import ended_badly
 from nkd_tui.experiment_tree import ExperimentTree, tree_groups
-from nkd_tui.format import STATUS_SYMBOL, middle
+from nkd_tui.format import CAVEAT_MARK, STATUS_SYMBOL, middle
 from nkd_tui.gpu_panel import GpuPanel
 from nkd_tui.log_pane import LogPane
 from nkd_tui.messages import Polled, ReportsWorkerErrors
@@ -345,12 +345,15 @@ class NkdApp(ReportsWorkerErrors, RunActions, App[None]):
         """The highlighted run's tags and note, on a line under the table (none without)."""
         row = self._row(self.run_id)
         box = self.query_one("#run-notes", Static)
-        if row is None or not (row.tags or row.note or row.archived):
+        if row is None or not (row.tags or row.note or row.archived or row.caveat):
             box.remove_class("-shown")
             return
         text = Text(row.cells[0] + " ", style="bold")
         if row.archived:
             text.append("archived · ", style="dim")
+        if row.caveat:
+            text.append(f"{CAVEAT_MARK} {row.caveat}", style="yellow")
+            text.append(" · " if row.tags or row.note else "")
         text.append(" ".join(f"#{t}" for t in row.tags), style="cyan")
         if row.note:
             text.append((" · " if row.tags else "") + row.note)

@@ -17,7 +17,7 @@ from core.store import ACTIVE, Store
 from core.store.apply import best_of, settings_of
 from core.util.files import csv_text
 from core.util.text import visible
-from nkd_tui.format import fmt_num
+from nkd_tui.format import fmt_num, in_sample
 
 # What a researcher reads first leads, so it is in the first screenful at 80-100 columns: the
 # run, its status, the delta against its parent, then the headline metric (mean SDR before the
@@ -81,7 +81,8 @@ def param_text(value: Any) -> str:
 def _headline(metrics: list[dict[str, Any]]) -> dict[str, float]:
     """The newest value of each (name, stem) per split. A test-split value has a column of its
     own (`sdr mean test`), so one run's test SDR never stands beside another's validation SDR
-    in the same column; validation and unsplit values share the plain column."""
+    in the same column; so has a validation value whose gains were fitted on it (`sdr mean
+    in-sample`); validation and unsplit values share the plain column."""
     chosen: dict[str, float] = {}
     for m in metrics:  # the store returns them oldest first: the newest wins
         if m.get("track"):
@@ -92,7 +93,10 @@ def _headline(metrics: list[dict[str, Any]]) -> dict[str, float]:
         split = m.get("split")
         if split not in (None, "val", "test"):
             continue
-        chosen[f"{name} test" if split == "test" else name] = m["value"]
+        # a validation value whose gains were fitted on it has its own column: in-sample
+        column = f"{name} test" if split == "test" else f"{name} in-sample" if in_sample(m) \
+            else name
+        chosen[column] = m["value"]
     return chosen
 
 
@@ -124,7 +128,7 @@ def compare(store: Store, run_ids: list[str]) -> Comparison:
         raise KeyError(f"no such run: {', '.join(missing)}")
     params = [run["params"] for run in runs]  # the store parses them
     headlines = [_headline(store.metrics(r)) for r in run_ids]
-    names = [n for base in METRIC_ORDER for n in (base, f"{base} test")
+    names = [n for base in METRIC_ORDER for n in (base, f"{base} in-sample", f"{base} test")
              if any(n in h for h in headlines)]
     columns = FIRST + names + LAST
     rows = []

@@ -70,6 +70,8 @@ def fit_number(text: str, width: int) -> str:
     middle as names are."""
     if len(text) <= width:
         return text
+    if text.endswith(CAVEAT_MARK) and len(text) > 1:  # a marked score keeps its mark
+        return fit_number(text[:-1], width - 1) + CAVEAT_MARK
     if "/" in text:
         parts = [_thousands(p) for p in text.split("/")]
         joined = "/".join(parts)
@@ -110,3 +112,26 @@ def short_duration(row: dict[str, Any], now: float | None = None) -> str:
     if hours < 100:
         return f"{hours}h{seconds % 3600 // 60:02d}m"
     return f"{hours // 24}d{hours % 24:02d}h"
+
+
+CAVEAT_MARK = "*"  # beside a score whose run has a caveat (`nkd ps` lists it under the table)
+
+
+def in_sample(metric: dict[str, Any]) -> bool:
+    """A validation value whose gain correction was fitted on those same tracks."""
+    return metric.get("split") == "val" and str(metric.get("gains") or "").startswith("val:")
+
+
+def scored_on(metric: dict[str, Any]) -> str:
+    """Where a value was scored, in words: its split, `in-sample` where its gains were fitted
+    on it (it does not compare with test), and why it means less than it looks."""
+    parts = [metric.get("split") or "-"]
+    if in_sample(metric):
+        parts.append("in-sample: its gains were fitted on it")
+    if metric.get("caveat"):
+        parts.append(str(metric["caveat"]))
+    return "; ".join(parts)
+
+
+def score_cell(value: float | None, caveat: str | None) -> str:
+    return fmt_num(value) + (CAVEAT_MARK if caveat and value is not None else "")

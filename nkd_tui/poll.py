@@ -20,14 +20,14 @@ from core.store import Store
 from core.store.events import FINAL, HOLDING
 from core.store.states import Status
 from core.util.text import visible
-from nkd_tui.format import epochs_text, fmt_num, fmt_time, short_duration
+from nkd_tui.format import epochs_text, fmt_num, fmt_time, score_cell, short_duration
 
 LOG_TAIL_BYTES = 16_384
 RECONCILE_EVERY_S = 5.0
 RUN_COLUMNS = (
     "id", "status", "epoch", "epochs_total", "best_val_loss",
     "coalesce(sdr, accuracy) AS score", "started_at", "ended_at", "device", "gpus",
-    "backend", "job_id", "node", "slurm_reason", "tags", "note", "archived",
+    "backend", "job_id", "node", "slurm_reason", "tags", "note", "archived", "caveat",
 )
 SLURM_EVERY_S = 1.0  # a compute node's epoch is on screen within about a second of ingest
 GPUS_EVERY_S = 2.0  # the GPU panel's reading (a subprocess: the TUI never loads NVML)
@@ -43,6 +43,7 @@ class RunRow:
     tags: tuple[str, ...] = ()
     note: str = ""
     archived: bool = False
+    caveat: str = ""  # why its score means less than it looks
 
 
 @dataclass(frozen=True)
@@ -228,14 +229,14 @@ class Poller:
                 status,
                 epochs_text(r["epoch"], total),
                 fmt_num(r["best_val_loss"]),
-                fmt_num(r["score"]),
+                score_cell(r["score"], r["caveat"]),
                 self._time_cell(r, now),
                 self._per_epoch_cell(r),
                 fmt_time(r["started_at"]),
                 _where(r),
             )
             row = RunRow(r["id"], r["status"], cells, tuple(visible(t) for t in tags_of(r)),
-                         visible(r["note"] or ""), bool(r["archived"]))
+                         visible(r["note"] or ""), bool(r["archived"]), visible(r["caveat"] or ""))
             self._rows[raw] = row
             out.append(row)
         return tuple(out)

@@ -55,6 +55,19 @@ def roc_auc(y: np.ndarray, probs: np.ndarray) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def caveat(y: np.ndarray, classes: int, split: str) -> str | None:
+    """Why scores on these labels mean less than they look, or None: fewer clips than classes,
+    or a class with no clip in the split (its ROC AUC is undefined)."""
+    n, present = len(y), len(set(np.asarray(y).tolist()))
+    if n < classes:
+        return (f"{n} {split} clip{'' if n == 1 else 's'} for {classes} classes: too few to "
+                f"mean anything")
+    if present < classes:
+        return (f"{classes - present} of {classes} classes have no {split} clip (ROC AUC "
+                f"undefined)")
+    return None
+
+
 def summary(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     pred = probs.argmax(1)
     n = probs.shape[1]

@@ -296,13 +296,15 @@ def evaluate(
 ) -> dict[str, float]:
     """Record accuracy, macro-F1 and ROC AUC as metrics; write the confusion matrix and details."""
     values = metrics.summary(y, probs)
+    caveat = metrics.caveat(y, len(names), split)
     for name, value in values.items():
         if not np.isnan(value):
-            ctx.reporter.metric(f"{prefix}{name}", value, split=split)
+            ctx.reporter.metric(f"{prefix}{name}", value, split=split,
+                                **({"caveat": caveat} if caveat else {}))
     log(
         f"{prefix or 'model '}{split}: "
         + ", ".join(f"{k} {v:.4f}" for k, v in values.items())
-        + f" ({len(y)} clips)"
+        + f" ({len(y)} clips)" + (f"; {caveat}" if caveat else "")
     )
     if not files:
         return values

@@ -38,6 +38,7 @@ class Experiment:
     references: dict[str, Reference] = field(default_factory=dict)
     sources: tuple[Reference, ...] = ()
     from_defaults: frozenset[str] = frozenset()  # keys whose value is the registry's [defaults]
+    overridden: frozenset[str] = frozenset()  # keys given on the command line (--set)
 
     @property
     def group(self) -> str:

@@ -4,7 +4,7 @@ overrides; a data source named by a folder path."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,10 @@ class Registry:
         own = dict(self.raw[name])
         params_table = dict(own.get("params", base.params.get("params", {})))
         changed = False
+        given: set[str] = set()
         for item in overrides:
             key, value = parse_override(self.path, name, item)
+            given.add(key)
             if key.startswith("params."):
                 params_table[key.removeprefix("params.")] = value
             elif key not in KEYS and key in params_table:
@@ -73,7 +75,8 @@ class Registry:
             own["params"] = params_table
         raw = dict(self.raw)
         raw[name] = own
-        return build_experiments(self.path, self.defaults, self.data, raw, only=name)[name]
+        built = build_experiments(self.path, self.defaults, self.data, raw, only=name)[name]
+        return replace(built, overridden=frozenset(given))
 
     def groups(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}

@@ -5,7 +5,9 @@ A refusal is one line naming the experiment, the key and what is missing (exit s
 nothing is written. An optional part whose data are absent is not a refusal: a demo-only source
 (one with `synth`, which `nkd data synth` writes) that is not on disk, named by `val_data`,
 `test_data` or `eval_data`, is left out of the run with one notice, so a run on a researcher's own
-folder (`--set data=FOLDER`) never fails after training on a leftover of the demo registry.
+folder (`--set data=FOLDER`) never fails after training on a leftover of the demo registry. And a
+run whose `data` is the researcher's own never scores such a demo source left on disk by `make
+demo` unless the command line names it: it is left out with one notice too.
 """
 
 from __future__ import annotations
@@ -68,10 +70,17 @@ def _data(
     params = dict(exp.params)
     notices: list[str] = []
     dropped: list[str] = []
+    own = "data" in params and not data_source(registry, params["data"]).settings.get("synth")
     for key in DATA_REF_KEYS:
         if key not in params:
             continue
         src = data_source(registry, params[key])  # a folder path that is not there: refused
+        synth = src.settings.get("synth")
+        if own and key != "data" and synth and key not in exp.overridden:
+            notices.append(f"{key} '{src.name}' is demo data and data is your own: left out, "
+                           f"{WITHOUT[key]} (--set {key}={src.name} scores it)")
+            del params[key]
+            continue
         if src.root.is_dir():
             continue
         synth = src.settings.get("synth")

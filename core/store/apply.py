@@ -216,7 +216,7 @@ _ROW_METRICS = {
 def _on_metric(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO metrics (run, name, value, stem, track, split, epoch, definition,"
-        " gains, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " gains, caveat, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             run_id,
             ev["name"],
@@ -227,15 +227,18 @@ def _on_metric(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> Non
             ev.get("epoch"),
             ev.get("definition"),
             ev.get("gains"),
+            ev.get("caveat"),
             ev["t"],
         ),
     )
     column = _ROW_METRICS.get((ev["name"], ev.get("stem"), ev.get("split")))
     if column and ev.get("track") is None:
-        conn.execute(
+        shown = conn.execute(
             f"UPDATE runs SET {column} = ? WHERE id = ? AND ({column} IS NULL OR {column} < ?)",
             (ev["value"], run_id, ev["value"]),
         )
+        if shown.rowcount and column == "accuracy":  # the score the row shows, what it means
+            conn.execute("UPDATE runs SET caveat = ? WHERE id = ?", (ev.get("caveat"), run_id))
 
 
 def _on_checkpoint(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:

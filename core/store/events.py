@@ -121,7 +121,7 @@ EVENTS: dict[str, dict[str, Field]] = {
               "seconds": _n(), "train_seconds": _n()},  # other keys: the epoch's extra values
     "metric": {"name": _t(), "value": Field("number", required=True),
                "stem": _t(), "track": _t(TEXT_MAX), "split": _t(), "definition": _t(),
-               "gains": _t(), "epoch": _i()},
+               "gains": _t(), "epoch": _i(), "caveat": _t(200)},
     "checkpoint": {"path": _t(TEXT_MAX), "role": _t(), "sha256": _t(), "id": _t(TEXT_MAX),
                    "epoch": _i(), "value": _n(), "parents": Field("parents")},
     "reference": {"key": _t(TEXT_MAX), "ref": _t(TEXT_MAX), "run": _t(TEXT_MAX)},

@@ -25,7 +25,7 @@ FULL_COLUMNS = (
     "best_val_loss", "best_train_loss", "accuracy", "sdr", "test_sdr", "pid", "pid_start", "host",
     "device", "created_at", "started_at", "ended_at", "heartbeat_at", "exit_code", "error",
     "gpus", "sweep", "priority", "backend", "job_id", "node", "slurm_state", "slurm_reason",
-    "requeues", "tags", "note", "archived", "select_by", "best_value", "early_stop",
+    "requeues", "tags", "note", "archived", "select_by", "best_value", "early_stop", "caveat",
 )
 LIVENESS_COLUMNS = (
     "id", "status", "pid", "pid_start", "pid_ticks", "host", "created_at", "status_at", "backend",
@@ -194,7 +194,7 @@ class RunQueries:
 
     def metrics(self, run_id: str) -> list[dict[str, Any]]:
         cur = self.conn.execute(
-            "SELECT name, value, stem, track, split, definition, epoch, gains FROM metrics "
+            "SELECT name, value, stem, track, split, definition, epoch, gains, caveat FROM metrics "
             "WHERE run = ? ORDER BY id",
             (run_id,),
         )

@@ -179,6 +179,10 @@ def _v9(db: sqlite_utils.Database) -> None:
     # record, so `nkd reindex`, which rebuilds every other table from the files, keeps it too.
     db["unrecorded_ends"].create({"run": str, "status": str, "error": str, "t": float},
                                  pk="run")
+    # and what makes a score mean less than it looks (a split of fewer clips than classes, a
+    # class absent from it): on the metric, and on the run for the score its row shows
+    db["metrics"].add_column("caveat", str)
+    db["runs"].add_column("caveat", str)
 
 
 SCHEMA_VERSION = 9

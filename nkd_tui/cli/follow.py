@@ -15,7 +15,7 @@ from core.registry.workspace import Workspace
 from core.store import FINAL, Store
 from core.store.states import ENDED_AS_ASKED
 from nkd_tui.cli.context import sync_slurm
-from nkd_tui.format import best_text, fmt_num
+from nkd_tui.format import best_text, fmt_num, scored_on
 
 SLURM_SYNC_S = 1.0  # how often a foreground Slurm run is ingested and asked about
 
@@ -107,5 +107,5 @@ def report_end(store: Store, run_id: str) -> int:
                 and ((m["name"], m["stem"]) in HEADLINE)]
     if headline:  # an evaluation has no epochs to show: its scores, by split
         print("  " + ", ".join(f"{m['name']}{' ' + m['stem'] if m['stem'] else ''} "
-                               f"{fmt_num(m['value'])} ({m['split'] or '-'})" for m in headline))
+                               f"{fmt_num(m['value'])} ({scored_on(m)})" for m in headline))
     return EXIT_OK if row["status"] in ENDED_AS_ASKED else EXIT_RUN_FAILED

@@ -18,7 +18,16 @@ from core.store import FINAL, FULL_COLUMNS
 from core.store.states import MAY, PROGRESSING
 from core.util.text import log_line, visible
 from nkd_tui.cli.context import open_workspace, sync_slurm, text_table
-from nkd_tui.format import best_text, duration, epochs_text, fmt_num, fmt_time, status_text
+from nkd_tui.format import (
+    CAVEAT_MARK,
+    best_text,
+    duration,
+    epochs_text,
+    fmt_num,
+    fmt_time,
+    score_cell,
+    status_text,
+)
 
 
 def _references(run_dir: Path) -> list[dict[str, Any]]:
@@ -53,7 +62,12 @@ def _print_metrics(metrics: list[dict[str, Any]]) -> None:
         label = f"{name} {stem}".strip()
         say(f"  {label:<28}" + "".join(f"{fmt_num(values.get(s)):>12}" for s in splits))
     for split, source in sorted(gains.items()):
-        say(f"  gain correction of the {split} values fitted on {source}")
+        fitted = " (in-sample: they do not compare with test)" if split == "val" and \
+            source.startswith("val:") else ""
+        say(f"  gain correction of the {split} values fitted on {source}{fitted}")
+    for split, caveat in sorted({(m["split"] or "-", m["caveat"]) for m in metrics
+                                 if m.get("caveat") and not m["track"]}):
+        say(f"  {split}: {caveat}")
     per_track = sum(1 for m in metrics if m["track"])
     if per_track:
         say(f"  and {per_track} per-track values (nkd show --json)")
@@ -113,8 +127,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
                                         if r["status"] in waiting else ""),
             epochs_text(r["epoch"], r["epochs_total"]),
             fmt_num(r["best_val_loss"]),
-            fmt_num(r["accuracy"]),
-            fmt_num(r["sdr"]),
+            score_cell(r["accuracy"], r["caveat"]),
+            score_cell(r["sdr"], r["caveat"]),
             fmt_num(r["test_sdr"]),
             fmt_time(r["started_at"]),
             duration(r),
@@ -127,6 +141,9 @@ def cmd_ps(args: argparse.Namespace) -> int:
     header = ["RUN", "STATUS", "EPOCH", "BEST VAL", "ACC", "SDR", "TEST SDR", "STARTED", "TIME",
               "GPU", "WHERE", "TAGS"]
     print(text_table(table, header) if table else "no runs yet")
+    for r in rows:
+        if r["caveat"] and (r["accuracy"] is not None or r["sdr"] is not None):
+            print(visible(f"{CAVEAT_MARK} {r['id']}: {r['caveat']}"))
     return 0
 
 
