@@ -14,20 +14,19 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Input, Static, Tree
-from textual.widgets.tree import TreeNode
 
 from core.registry import Registry, load_registry
 from core.registry.workspace import Workspace
-from core.store.events import ACTIVE
 from core.store.states import ended_badly
-from nkd_tui.experiment_tree import ExperimentTree, tree_groups
-from nkd_tui.format import CAVEAT_MARK, STATUS_SYMBOL, middle
+from nkd_tui.experiment_tree import ExperimentTree
+from nkd_tui.format import CAVEAT_MARK
 from nkd_tui.gpu_panel import GpuPanel
 from nkd_tui.log_pane import LogPane
 from nkd_tui.messages import Polled, ReportsWorkerErrors
 from nkd_tui.poll import Poller, Snapshot
 from nkd_tui.run_actions import RunActions
 from nkd_tui.run_table import RunTable
+from nkd_tui.tree_actions import TreeActions
 
 MIN_SIZE = (80, 24)  # below this the TUI shows one line saying so instead of a clipped layout
 POLL_S = 1.0  # bounded refresh: one store read a second, redraws only for what changed
@@ -36,7 +35,7 @@ FIRST_ROWS = 200  # the first paint reads this many runs; the rest come with the
 WIDE = 120  # from this width the chart and the log sit side by side; below, the log is under it
 
 
-class NkdApp(ReportsWorkerErrors, RunActions, App[None]):
+class NkdApp(ReportsWorkerErrors, RunActions, TreeActions, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "nkd"
     # The footer shows these in order, and a narrow terminal cuts it from the right: quit and
@@ -169,47 +168,19 @@ class NkdApp(ReportsWorkerErrors, RunActions, App[None]):
         if self.message:
             self.notify(self.message.strip(), title="printed before nkd opened", timeout=30)
 
-    def _fill_tree(self, text: str) -> TreeNode | None:
-        """The experiments whose names contain `text` (all for ""), or that have runs whose
-        tags or note match it (`#best`: tagged best), by group in the registry's order; returns
-        the first leaf. The run table then lists only the matching runs."""
-        tree = self.query_one(Tree)
-        tree.clear()
-        first_leaf: TreeNode | None = None
-        self.poller.search = text
-        by_runs = set()
-        if text:
-            from core.runs.annotate import experiments_matching
-
-            by_runs = experiments_matching(self.poller.store, text)
-        for group, names in tree_groups(self.registry.groups(), self._adhoc):
-            shown = [n for n in names if text.lower() in n.lower() or n in by_runs]
-            if not shown:
-                continue
-            branch = tree.root.add(group, expand=True, data=None)
-            for name in shown:
-                leaf = branch.add_leaf(name, data=name)
-                first_leaf = first_leaf or leaf
-        if self._latest is not None:
-            self._update_tree(self._latest)
-        return first_leaf
-
-    def _refill_tree(self) -> None:
-        self._fill_tree(self.poller.search)
-        tree = self.query_one(Tree)
-        for leaf in (leaf for branch in tree.root.children for leaf in branch.children):
-            if leaf.data == self.experiment:
-                self.call_after_refresh(tree.move_cursor, leaf)
-
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.add_class("-shown")
-        box.display = True  # now, not at the next restyle: a hidden box cannot take focus
-        self.set_focus(box)  # at once: the keys typed right after `/` go to the box
-
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self._fill_tree(event.value.strip())
+        """The tree narrowed to the matches; the right pane follows the experiment the cursor
+        is on: the one shown before when it still matches, else the first match (never the
+        chart and log of an experiment the tree no longer shows)."""
+        first = self._fill_tree(event.value.strip())
+        tree = self.query_one(Tree)
+        leaves = {leaf.data: leaf for branch in tree.root.children for leaf in branch.children}
+        target = leaves.get(self.experiment) or first
+        if target is not None:
+            self.call_after_refresh(tree.move_cursor, target)
+        else:
+            self._show_experiment(None)
         self.refresh_data()
 
     @on(Input.Submitted, "#filter")
@@ -305,28 +276,6 @@ class NkdApp(ReportsWorkerErrors, RunActions, App[None]):
         if snap.partial and not self.poll_enabled:  # else the next poll reads them all
             self.refresh_data()
 
-    def _update_tree(
-        self, latest: dict[str, str], summaries: dict[str, tuple[int, float | None]] | None = None
-    ) -> None:
-        """Each experiment: its latest run's status, or `▶N` while N of its runs are live (an
-        older run may be running while a newer one finished), and its best score so far."""
-        self._latest = latest
-        self._summaries = summaries = summaries if summaries is not None else self._summaries
-        tree = self.query_one(Tree)
-        # the width left beside the guide, and the scrollbar once the tree is taller than shown
-        budget = max(8, tree.size.width - 2 - (2 if tree.show_vertical_scrollbar else 0))
-        for branch in tree.root.children:
-            for leaf in branch.children:
-                status = latest.get(leaf.data)
-                live, best = summaries.get(leaf.data, (0, None))
-                symbol = f"▶{live}" if live > 1 or (live and status not in ACTIVE) \
-                    else STATUS_SYMBOL.get(status or "", " ")
-                score = f" {best:.3g}" if best is not None else ""
-                name = middle(leaf.data, max(5, budget - len(score) - len(symbol) - 1))
-                label = name if status is None else f"{symbol} {name}{score}"
-                if str(leaf.label) != label:
-                    leaf.set_label(label)
-
     def _show_log(self, tail: str) -> None:
         """The followed run's last lines, wrapped. While the reader has scrolled up the focused
         pane, a newer tail waits for the next poll, so the lines they read stay put."""
@@ -388,14 +337,7 @@ class NkdApp(ReportsWorkerErrors, RunActions, App[None]):
     def _experiment_highlighted(self, event: Tree.NodeHighlighted) -> None:
         name = event.node.data
         if name and name != self.experiment:
-            self.experiment = name
-            self.run_id = None
-            self.query_one(RunTable).reset()
-            if self.chart is not None:
-                self.chart.follow(None)
-            self._show_about(name)
-            self._log_text = ""
-            self.query_one(LogPane).show("")
+            self._show_experiment(name)
             self.refresh_data()
 
     @on(DataTable.RowHighlighted, "#runs")

@@ -247,12 +247,20 @@ class RunActions:
         self.notify(f"cleared {len(cleared)} mark{'s' if len(cleared) != 1 else ''}")
 
     def action_compare(self) -> None:
-        if len(self.marked) < 2:
-            self.notify("mark two or more runs with space, then press c", severity="warning")
+        """The marked runs side by side; one marked run beside the highlighted one (space on a
+        run, move to another, in the tree or the table, then c)."""
+        ids = list(self.marked)
+        highlighted = self._sync_run()
+        if len(ids) == 1 and highlighted and highlighted not in ids:
+            ids.append(highlighted)
+        if len(ids) < 2:
+            said = f"{ids[0]} is marked; " if ids else ""
+            self.notify(f"{said}mark another run with space (or highlight it), then press c",
+                        severity="warning")
             return
         from nkd_tui.compare_screen import CompareScreen
 
-        self.push_screen(CompareScreen(self.workspace.db_path, list(self.marked),
+        self.push_screen(CompareScreen(self.workspace.db_path, ids,
                                        self.workspace.root / "exports", clock=self.poller.clock,
                                        poll=self.poll_enabled))
 

@@ -22,7 +22,7 @@ class LossChart(PlotextPlot):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.run_id: str | None = None
-        self.progress = ""  # "epoch 4/100 · step 120/480 · ETA 1:12:05" while the run trains
+        self.progress = ""  # "epoch 4/100 · step 120/480 · ETA 1h12m05s" while the run trains
         self.view = LOSS
         self.log_y = False
         self.reported: dict[str, float] = {}

@@ -396,11 +396,11 @@ def test_a_running_run_shows_its_step_and_eta(tmp_path: Path) -> None:
     rep.close()
     store.close()
     poller = Poller(Workspace.at(registry), clock=lambda: t + 29)
-    assert poller.progress(run_id) == "epoch 3/10 · step 30/100 · 10.0s/epoch · ETA 0:01:31"
+    assert poller.progress(run_id) == "epoch 3/10 · step 30/100 · 10.0s/epoch · ETA 1m31s"
     cells = dict(zip([h for h, _ in COLUMNS], poller.runs("tick")[0].cells, strict=True))
     assert cells["time"] == "ETA 1m" and cells["t/epoch"] == "10.0s"
     later = Poller(Workspace.at(registry), clock=lambda: t + 40)  # 11 s on, no new step yet
-    assert later.progress(run_id).endswith("ETA 0:01:20")
+    assert later.progress(run_id).endswith("ETA 1m20s")
     assert poller.progress("crnn_long_20260101_120000") == ""  # finished: nothing to estimate
     store = Store(tmp_path / "nkd.db")
     store.apply(run_id, {"type": "status", "status": "finished", "peak_rss_mb": 986.4,
@@ -522,7 +522,7 @@ async def test_the_progress_title_stays_visible_at_80_columns(tmp_path: Path) ->
     async with app.run_test(size=(80, 24)) as pilot:
         await _select_crnn_long(pilot)
         chart = app.query_one("#chart")
-        chart.show_progress("epoch 4/100 · step 120/480 · ETA 1:12:05")
+        chart.show_progress("epoch 4/100 · step 120/480 · ETA 1h12m05s")
         await pilot.pause()
         assert "epoch 4/100 · step 120/4" in str(chart.render())
 
@@ -723,6 +723,26 @@ async def test_keys_typed_in_one_burst_act_on_the_row_under_the_cursor(tmp_path:
         assert app.marked == ["crnn_long_20260103_120000", "crnn_long_20260102_120000"]
 
 
+async def test_space_in_the_tree_then_c_compares_with_the_highlighted_run(tmp_path: Path) -> None:
+    """The Quick start: the TUI opens on the tree; space marks the run it shows, and c with one
+    mark says what to do, then compares it with the run highlighted next."""
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _select_crnn_long(pilot)
+        assert app.focused is app.query_one("#experiments")
+        await pilot.press("space", "c")
+        await _settle(pilot)
+        assert app.marked == ["crnn_long_20260103_120000"]
+        assert type(app.screen).__name__ == "Screen"
+        said = [n.message for n in app._notifications]
+        assert "crnn_long_20260103_120000 is marked; mark another run with space (or highlight " \
+            "it), then press c" in said
+        await pilot.press("tab", "down", "c")
+        await _settle(pilot)
+        assert type(app.screen).__name__ == "CompareScreen"
+        assert app.screen.run_ids == ["crnn_long_20260103_120000", "crnn_long_20260102_120000"]
+
+
 def test_long_durations_fit_the_time_column() -> None:
     from nkd_tui.format import short_duration
 
@@ -770,6 +790,27 @@ async def test_keys_typed_right_after_slash_land_in_the_filter(tmp_path: Path) -
             app.post_message(events.Key(key, char))
         await _settle(pilot)
         assert app.query_one("#filter").value == "crn"
+
+
+async def test_after_a_filter_the_right_pane_shows_the_experiment_the_tree_is_on(
+        tmp_path: Path) -> None:
+    """`/` and a name that leaves the shown experiment out: the cursor goes to the first match
+    and the chart, table and log follow it; a filter nothing matches empties them."""
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _select_crnn_long(pilot)
+        assert app.chart.run_id is not None and app.query_one("#log").lines
+        await pilot.press("slash", "t", "i", "c", "k", "enter")
+        await _settle(pilot)
+        assert app.experiment == "tick"
+        assert app.query_one("#experiments").cursor_node.data == "tick"
+        assert app.run_id is None and app.chart.run_id is None
+        assert not [line for line in app.query_one("#log").lines if line.strip()]
+        await pilot.press("slash", "ctrl+a", "x", "y", "z", "z", "y", "enter")
+        await _settle(pilot)
+        assert app.experiment is None and app.run_id is None
+        await pilot.press("slash", "escape")  # the filter cleared: every experiment again
+        await _settle(pilot)
 
 
 def _raises(error: Exception):
@@ -836,3 +877,12 @@ def test_no_number_in_the_run_table_is_cut_in_the_middle(width: int) -> None:
     assert float(shown["best val"]) == pytest.approx(-2.702e-05, rel=0.05)
     assert all(len(shown[h]) <= dict(COLUMNS)[h] - 1 for h in shown)
     assert INDEX["score"] == 4
+
+
+def test_the_table_and_the_chart_title_say_the_eta_in_the_same_units() -> None:
+    from core.runs.progress import eta_short, fmt_eta
+
+    for seconds, title, cell in ((45, "45s", "ETA 45s"), (788, "13m08s", "ETA 13m"),
+                                 (3912, "1h05m12s", "ETA 1h05"), (40_000, "11h06m40s", "ETA 11h")):
+        assert (fmt_eta(seconds), eta_short(seconds)) == (title, cell)
+        assert title.startswith(cell.removeprefix("ETA "))  # the cell is the title, cut

@@ -83,3 +83,15 @@ class Registry:
         for exp in self.experiments.values():
             out.setdefault(exp.group, []).append(exp.name)
         return out
+
+
+def named_files(registry: Registry, exp: Experiment) -> tuple[list[tuple[str, Path]], list[Path]]:
+    """The checkpoint files a run names: (key, path) for `pretrained` / `teacher`, and a
+    blend's file sources; relative paths are the registry folder's."""
+    def path_of(target: str) -> Path:
+        path = Path(target).expanduser()
+        return path if path.is_absolute() else registry.root / path
+
+    named = [(key, path_of(ref.target)) for key, ref in exp.references.items()
+             if ref.kind == "file"]
+    return named, [path_of(ref.target) for ref in exp.sources if ref.kind == "file"]

@@ -26,9 +26,7 @@ from core.registry.settings import DEFAULT, family_of
 from core.registry.settings import resolve as resolve_settings
 from core.registry.workspace import Workspace
 from core.runs.device_check import check_device
-from core.runs.file_checks import check_files
 from core.runs.inputs import check_inputs
-from core.runs.label_check import check_labels
 from core.store import Store
 from core.store.reporter import record
 from core.store.states import Status
@@ -116,13 +114,12 @@ def launch_experiment(
     try:
         queued = queued or backend.starts_queued
         exp, skipped = check_inputs(registry, exp, store, queued, after)
-        check_labels(registry, exp, where)  # after the absent demo parts are left out
+        _family_checks(exp, registry, where)  # after the absent demo parts are left out
         if exp.recipe:
             gpus = exp.params.get("gpus", KEYS["gpus"].default_for(exp.params,
                                                                   family_of(exp.recipe)))
             check_device(exp.params.get("device"), int(gpus or 0), backend.checked_by_pid,
                          where)
-        check_files(registry, exp, where)
         depends = backend.dependencies(store, list(after))
         need = {"gpus": exp.params.get("gpus"), "gpu_memory": exp.params.get("gpu_memory"),
                 "recipe": exp.recipe}
@@ -138,6 +135,18 @@ def launch_experiment(
     finally:
         if own_store:
             store.close()
+
+
+def _family_checks(exp: Experiment, registry: Registry, where: str) -> None:
+    """What the run names (checkpoint files, its folders' labels), checked by its family as
+    its recipe will read it: one line naming the key, exit 2, nothing recorded."""
+    check = recipes.launch_check(exp.recipe)
+    if check is None:
+        return
+    try:
+        check(registry, exp)
+    except RunError as exc:
+        raise RunError(f"{where}: {exc}; nothing was started") from None
 
 
 def _memory(exp: Experiment) -> float | None:

@@ -7,10 +7,18 @@ import sqlite3
 from core.store.states import Status
 
 
-def fmt_eta(seconds: float) -> str:
-    """Time left as h:mm:ss."""
+def _hms(seconds: float) -> tuple[int, int, int]:
     h, rest = divmod(int(seconds + 0.5), 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
+    return h, rest // 60, rest % 60
+
+
+def fmt_eta(seconds: float) -> str:
+    """Time left in full, in the units the run table's ETA uses: `45s`, `13m17s`, `1h05m12s`
+    (the table's `ETA 13m` is this, cut to its first unit or two)."""
+    h, m, s = _hms(seconds)
+    if h:
+        return f"{h}h{m:02d}m{s:02d}s"
+    return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 def cost_text(conn: sqlite3.Connection, run_id: str) -> str:
@@ -37,19 +45,19 @@ def mean_epoch_seconds(conn: sqlite3.Connection, run_id: str) -> float | None:
 
 
 def eta_short(seconds: float) -> str:
-    """Time left in at most 8 characters, for a table cell: `ETA 45s`, `ETA 12m`, `ETA 1h05`."""
-    s = int(seconds + 0.5)
-    if s < 60:
-        return f"ETA {s}s"
-    if s < 3600:
-        return f"ETA {s // 60}m"
-    if s < 36_000:
-        return f"ETA {s // 3600}h{s % 3600 // 60:02d}"
-    return f"ETA {s // 3600}h"
+    """Time left in at most 8 characters, for a table cell: `ETA 45s`, `ETA 12m`, `ETA 1h05`:
+    `fmt_eta`'s units, its first one or two."""
+    h, m, s = _hms(seconds)
+    if h >= 10:
+        return f"ETA {h}h"
+    if h:
+        return f"ETA {h}h{m:02d}"
+    return f"ETA {m}m" if m else f"ETA {s}s"
 
 
 def progress_text(conn: sqlite3.Connection, run_id: str, now: float) -> str:
-    """`epoch 4/100 · step 120/480 · ETA 1:12:05` for a running run that reports steps, else ""."""
+    """`epoch 4/100 · step 120/480 · ETA 1h12m05s` for a running run that reports steps, else
+    ""."""
     found = progress(conn, run_id, now)
     if found is None:
         return ""
