@@ -97,6 +97,24 @@ def test_a_row_read_before_the_end_never_makes_a_finished_run_lost(ws: Workspace
     assert false_lost == 0 and not reconciled
 
 
+def test_stop_of_a_frozen_worker_says_so_and_acts_once_it_is_continued(
+        ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    store = ws.store()
+    run_id = launch(load_registry(ws.registry), "slow", (), store=store).run_id
+    _wait(lambda: len(store.epochs(run_id)) >= 1, what="first epoch")
+    pid = store.get_run(run_id)["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        capsys.readouterr()
+        assert nkd(ws, "stop", run_id) == 0
+        said = capsys.readouterr().out
+        assert f"stop requested; but its worker (pid {pid}) is frozen" in said
+        assert f"kill -CONT {pid}" in said and f"nkd kill {run_id}" in said
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert wait_for(store, run_id, FINAL, 30) == "stopped"
+
+
 def test_a_restarted_run_is_not_lost_while_its_new_worker_starts(ws: Workspace) -> None:
     """`starting` is recorded without the old worker's pid, so the gone old process is never
     taken for the new run (the false "lost" after a Ctrl-C stop and `nkd restart`)."""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import shutil
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from core.store import SCHEMA_VERSION, Store
 from core.store.reporter import Reporter
@@ -226,3 +229,28 @@ def test_show_puts_val_and_test_side_by_side_and_says_where_gains_came_from(
     assert line.split()[-2:] == ["4.5", "3.25"]
     assert "gain correction of the test values fitted on val:musdb_val" in out
     assert "and 2 per-track values" in out
+
+
+def test_two_registries_sharing_one_runs_folder_are_warned(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two registries whose [workspace] runs name one folder have two stores, each listing only
+    its own runs: the second is warned, naming the first; a copied workspace is not."""
+    from nkd_tui.cli import main
+
+    (tmp_path / "shared_runs").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "experiments.toml").write_text(
+            '[workspace]\nruns = "../shared_runs"\n\n[experiments.x]\ncommand = ["true"]\n')
+    assert main(["--registry", str(tmp_path / "a" / "experiments.toml"), "ps"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["--registry", str(tmp_path / "b" / "experiments.toml"), "ps"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nkd: warning:" in err
+    assert f"is also the runs folder of the store {tmp_path / 'a' / 'nkd.db'}" in err
+    assert main(["--registry", str(tmp_path / "a" / "experiments.toml"), "ps"]) == 0
+    assert "warning" not in capsys.readouterr().err  # the first is the folder's own
+    shutil.copytree(tmp_path, tmp_path.parent / f"{tmp_path.name}-copy")
+    copy = tmp_path.parent / f"{tmp_path.name}-copy"
+    assert main(["--registry", str(copy / "a" / "experiments.toml"), "ps"]) == 0
+    assert "warning" not in capsys.readouterr().err  # a copy's runs folder is its own

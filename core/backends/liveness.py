@@ -27,6 +27,13 @@ def _stat_fields(pid: int) -> list[str] | None:
     return rest.split() if sep else None
 
 
+def is_frozen(pid: int) -> bool:
+    """Is the process stopped by a signal (SIGSTOP, ctrl-Z, a debugger)? It acts on nothing,
+    a stop request included, until it is continued."""
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] in ("T", "t")
+
+
 def start_ticks(pid: int) -> int | None:
     """The process's start in clock ticks after boot, or None (no such process, no /proc)."""
     fields = _stat_fields(pid)

@@ -107,7 +107,20 @@ def send(store: Store, ws: Workspace, run_id: str, action: str) -> str:
         hard = True  # the worker's own meaning of SIGTERM is stop
     backend.wake(row, hard)
     return f"{run_id}: {action} requested" + (
-        "" if backend.writes_store else f" ({backend.describe(row)})")
+        "" if backend.writes_store else f" ({backend.describe(row)})") + _frozen(row)
+
+
+def _frozen(row: dict) -> str:
+    """What to do when the run's worker on this box is stopped by a signal: until it is
+    continued, it reads no request."""
+    from core.backends.liveness import is_alive, is_frozen
+
+    pid = row.get("pid")
+    if not backend_of(row).checked_by_pid or not pid or not is_frozen(int(pid)) \
+            or not is_alive(int(pid), row.get("pid_start"), row.get("pid_ticks")):
+        return ""
+    return (f"; but its worker (pid {pid}) is frozen (SIGSTOP or ctrl-Z): it acts on this once "
+            f"continued (kill -CONT {pid}), or `nkd kill {row['id']}` ends it now")
 
 
 def kill(store: Store, ws: Workspace, run_id: str, grace: float = KILL_GRACE_S) -> str:

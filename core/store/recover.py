@@ -43,7 +43,43 @@ def open_store(ws: Workspace) -> Store:
               file=sys.stderr)
         for line in report.lines():
             print(f"nkd: {line}", file=sys.stderr)
+    shared = shared_runs(ws)
+    if shared:
+        print(f"nkd: warning: {shared}", file=sys.stderr)
     return store
+
+
+OWNER_NAME = ".nkd-store"  # in a runs folder: which store indexes it (JSON: runs, db)
+
+
+def shared_runs(ws: Workspace) -> str | None:
+    """A line when this workspace's runs folder is another registry's too: two stores would
+    each list only the runs started through them. The first store to open a runs folder is
+    noted in it; a folder copied or moved elsewhere, or whose first store is gone, is not
+    another's."""
+    import json
+
+    from core.util.files import atomic_write_json
+
+    runs, db = ws.runs_dir.resolve(), ws.db_path.resolve()
+    marker = runs / OWNER_NAME
+    try:
+        noted = json.loads(marker.read_text(encoding="utf-8"))
+        other_runs, other_db = Path(str(noted["runs"])), Path(str(noted["db"]))
+    except FileNotFoundError:
+        if runs.is_dir() and not marker.is_symlink():
+            try:
+                atomic_write_json(marker, {"runs": str(runs), "db": str(db)})
+            except OSError:
+                pass  # a read-only folder: nothing noted, nothing lost
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if other_runs != runs or other_db == db or not other_db.is_file():
+        return None
+    return (f"{runs} is also the runs folder of the store {other_db} (another registry's "
+            f"[workspace] runs): each store lists only the runs started through it until "
+            f"`nkd reindex`; give each registry a runs folder of its own")
 
 
 def move_aside(db_path: Path) -> Path:
