@@ -109,7 +109,7 @@ def test_finished_run_records_everything(ws: Workspace, capsys: pytest.CaptureFi
     shown = json.loads(capsys.readouterr().out)
     assert shown["metrics"] == [{"name": "accuracy", "value": 0.9, "stem": None, "track": None,
                                  "split": "val", "definition": None, "epoch": None,
-                                 "gains": None}]
+                                 "gains": None, "caveat": None}]
     assert len(shown["epochs"]) == 5 and shown["status"] == "finished"
     assert nkd(ws, "show", "tick") == 0  # an experiment name means its latest run
     assert run_id in capsys.readouterr().out
