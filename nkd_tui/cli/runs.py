@@ -101,6 +101,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             "accuracy",
             "sdr",
             "test_sdr",
+            "caveat",
             "pid",
             "started_at",
             "ended_at",
