@@ -5,7 +5,7 @@ decoded) against the classes it asks for, an unlabelled pool where labels are ne
 a student's encoder and head). The recipe calls the same functions when it loads them.
 
 A classes refusal names the classes found and how to give them (`--set 'classes=["a","b","c"]'`);
-a pool is never read as a class of one.
+a pool is never read as a class of one. torch is imported only for a run that names a file.
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ from typing import Any
 
 from core.data.noise_index import audio_files, class_map, label_of
 from core.errors import RunError
-from core.noise.parts import student_pair, teacher_pair
 from core.registry import data_source
 from core.registry.experiment import Experiment
 from core.registry.model import Registry, named_files
-from core.runs.refs import part_of_file
 
 
 def check(registry: Registry, exp: Experiment) -> None:
@@ -96,6 +94,9 @@ def _classes_held(name: str, root: Any, settings: dict[str, Any], classes: Any) 
 def _noise_teacher(recipe: str, path: Path) -> None:
     """A teacher's encoder and classifier (the other file of the pair beside the one named);
     an evaluation scores a student's encoder and head too."""
+    from core.noise.parts import student_pair, teacher_pair  # torch: only for a named file
+    from core.runs.refs import part_of_file
+
     what = f"file {path}"
     try:
         teacher_pair(part_of_file(path, "encoder", what), part_of_file(path, "classifier", what))
