@@ -10,7 +10,7 @@ import torch
 
 from core.data import noise_index as dataset
 from core.errors import RunError
-from core.noise import text
+from core.noise import augment, text
 from core.noise.clips import model_input
 from core.noise.kd import group_logits, hybrid_kd_loss
 from core.noise.models import (
@@ -76,6 +76,23 @@ def teacher_logits_fn(t: Teacher, classes: Any, where: str):
     return lambda e: group_logits(t.head.class_logits(e, vectors.to(e.device)), groups)
 
 
+def kd_views(
+    student_kind: str, teacher_kind: str, waves: torch.Tensor, g: torch.Generator,
+    snr_db: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clip the student and the teacher each see in one training step. Both augmented
+    (augment_target "both"): one augmented draw for both, so the soft label the student is
+    pulled toward belongs to the clip it hears. One side only ("student", ESKD's choice, or
+    "teacher"): the other sees the clean clip."""
+    if student_kind == "none" and teacher_kind == "none":
+        return waves, waves
+    augmented = augment.apply(student_kind if student_kind != "none" else teacher_kind, waves, g,
+                              snr_db)
+    if student_kind != "none" and teacher_kind != "none":
+        return augmented, augmented
+    return (augmented, waves) if student_kind != "none" else (waves, augmented)
+
+
 def hybrid_kd(ctx: RunContext) -> None:
     p = ctx.params
     device = device_of(ctx)
@@ -94,10 +111,10 @@ def hybrid_kd(ctx: RunContext) -> None:
     )
 
     @torch.no_grad()
-    def teacher_on(waves: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+    def teacher_on(waves: torch.Tensor) -> torch.Tensor:
         out = []
         for i in range(0, waves.shape[0], 256):
-            x = t_inputs.from_waves(waves[i : i + 256].to(device), g)
+            x = t_inputs.from_waves(waves[i : i + 256].to(device))
             out.append(teacher_logits(t.encoder(x).float()).float())
         return torch.cat(out)
 
@@ -113,12 +130,17 @@ def hybrid_kd(ctx: RunContext) -> None:
         )
     )
     val = Batcher({"x": va.mels, "y": d.y_val, "t": tl_val}, 256, device)
-    teacher_augmented = t_inputs.kind != "none"
+    augmented = inputs.kind != "none" or t_inputs.kind != "none"
 
     def step(batch: dict[str, torch.Tensor], is_train: bool):
-        g = feed.generator if is_train else None
-        logits = model(inputs(batch, g, is_train)).float()
-        target = teacher_on(batch["w"], g) if (is_train and teacher_augmented) else batch["t"]
+        if is_train and augmented:
+            heard, taught = kd_views(inputs.kind, t_inputs.kind, batch["w"], feed.generator,
+                                     inputs.snr_db)
+            logits = model(inputs.from_waves(heard)).float()
+            target = teacher_on(taught) if t_inputs.kind != "none" else batch["t"]
+        else:
+            logits = model(inputs(batch, None, False)).float()
+            target = batch["t"]
         loss = hybrid_kd_loss(logits, target, batch["y"], alpha, temp)
         return loss, batch["y"].numel(), {"accuracy": (logits.argmax(1) == batch["y"]).sum()}
 

@@ -28,6 +28,17 @@ def hybrid_kd_loss(
     return alpha * t * t * soft + (1.0 - alpha) * hard
 
 
+def embedding_kd_loss(
+    student: torch.Tensor, teacher: torch.Tensor, cosine_weight: float = 0.0
+) -> torch.Tensor:
+    """ViLD-image's distillation: the L1 distance of the student's embedding to the teacher's,
+    averaged over every element, plus `cosine_weight` · (1 − cosine similarity), batch mean."""
+    loss = F.l1_loss(student, teacher)
+    if cosine_weight:
+        loss = loss + cosine_weight * (1 - F.cosine_similarity(student, teacher, dim=1)).mean()
+    return loss
+
+
 def group_logits(logits: torch.Tensor, groups: list[list[int]]) -> torch.Tensor:
     """Logits over fine labels -> logits over groups of them (log of the summed probabilities)."""
     return torch.stack([logits[:, g].logsumexp(dim=1) for g in groups], dim=1)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
 
 from core.data import noise_index as dataset
 from core.errors import RunError
+from core.noise.kd import embedding_kd_loss
 from core.noise.kd import ensemble as combine
 from core.noise.models import (
     STUDENT_CHANNELS,
@@ -94,9 +94,7 @@ def student(ctx: RunContext) -> None:
 
     def step(batch: dict[str, torch.Tensor], is_train: bool):
         e = encoder(inputs(batch, feed.generator if is_train else None, is_train)).float()
-        loss = F.l1_loss(e, batch["e"])
-        if cosine_weight:
-            loss = loss + cosine_weight * (1 - F.cosine_similarity(e, batch["e"], dim=1)).mean()
+        loss = embedding_kd_loss(e, batch["e"], cosine_weight)
         extra = {}
         if "y" in batch:
             extra["accuracy"] = (head.class_logits(e).argmax(1) == batch["y"]).sum()

@@ -92,7 +92,8 @@ RECIPE_KEYS: dict[str, Key] = {
     ),
     "augment_target": Key(
         "str",
-        "who is trained on augmented data",
+        "who hears augmented clips: student (ESKD: the teacher's soft label from the clean "
+        "clip), both (hybrid KD: one augmented clip for teacher and student), teacher",
         ("teacher", "student", "both"),
         default="student",
         used_by=NOISE,
