@@ -23,6 +23,7 @@ from nkd_tui.format import fmt_num, in_sample
 # run, its status, the delta against its parent, then the headline metric (mean SDR before the
 # stems); where a run stands in training and its bookkeeping follow.
 FIRST = ["run", "status", "Δ vs parent"]
+TWIN = "Δ vs no-KD twin"  # a KD run's score against the same run with alpha 0, when there is one
 LAST = ["score", "epochs", "best val", "best ep", "experiment", "tags", "note"]
 METRIC_ORDER = [
     "sdr mean",
@@ -121,6 +122,36 @@ def _parent(store: Store, params: dict[str, Any]) -> dict[str, Any] | None:
         return None
 
 
+# what may differ between a KD run and its no-KD twin besides alpha: its name and description
+TWIN_IGNORED = IGNORED_PARAMS | {"alpha", "extends", "kd_temperature"}
+
+
+def no_kd_twin(store: Store, run: dict[str, Any]) -> dict[str, Any] | None:
+    """For a hybrid-KD run (alpha > 0): the newest finished run of the same recipe with alpha 0
+    and every other setting the same, its seed included (a registry's `.no_kd` experiment, or
+    the alpha 0 run of a sweep); None when there is none."""
+    p = run.get("params") or {}
+    if run.get("recipe") != "noise.hybrid_kd" or not float(p.get("alpha") or 0) > 0:
+        return None
+    mine = {k: v for k, v in p.items() if k not in TWIN_IGNORED}
+    found = store.conn.execute(
+        "SELECT id FROM runs WHERE recipe = 'noise.hybrid_kd' AND status = 'finished' "
+        "AND id != ? ORDER BY created_at DESC", (run["id"],)).fetchall()
+    for (other_id,) in found:
+        other = store.get_run(other_id)
+        q = (other or {}).get("params") or {}
+        if float(q.get("alpha") or 0) == 0 and \
+                {k: v for k, v in q.items() if k not in TWIN_IGNORED} == mine:
+            return other
+    return None
+
+
+def _delta(run: dict[str, Any], other: dict[str, Any] | None) -> float | None:
+    if other is None or score(run) is None or score(other) is None:
+        return None
+    return round(score(run) - score(other), 6)
+
+
 def compare(store: Store, run_ids: list[str]) -> Comparison:
     runs = [store.get_run(r) for r in run_ids]
     missing = [r for r, run in zip(run_ids, runs, strict=True) if run is None]
@@ -130,18 +161,17 @@ def compare(store: Store, run_ids: list[str]) -> Comparison:
     headlines = [_headline(store.metrics(r)) for r in run_ids]
     names = [n for base in METRIC_ORDER for n in (base, f"{base} in-sample", f"{base} test")
              if any(n in h for h in headlines)]
-    columns = FIRST + names + LAST
+    twins = [no_kd_twin(store, run) for run in runs]
+    first = FIRST + ([TWIN] if any(twins) else [])
+    columns = first + names + LAST
     rows = []
-    for run, p, h in zip(runs, params, headlines, strict=True):
-        parent = _parent(store, p)
-        delta = None
-        if parent is not None and score(run) is not None and score(parent) is not None:
-            delta = round(score(run) - score(parent), 6)
+    for run, p, h, twin in zip(runs, params, headlines, twins, strict=True):
         rows.append(
             [
                 run["id"],
                 run["status"],
-                delta,
+                _delta(run, _parent(store, p)),
+                *([_delta(run, twin)] if any(twins) else []),
                 *[h.get(n) for n in names],
                 score(run),
                 run.get("epoch"),

@@ -189,7 +189,7 @@ class CompareScreen(ReportsWorkerErrors, Screen[None]):
                 elif name in ("tags", "note", "experiment"):
                     cells.append(middle(fmt(value), TEXT_WIDTH))
                 else:
-                    cells.append(fmt(value, signed=name == "Δ vs parent"))
+                    cells.append(fmt(value, signed=name.startswith("Δ")))
             table.add_row(*cells, key=values[0])
         table.move_cursor(row=min(row, max(0, table.row_count - 1)), animate=False)
 

@@ -59,3 +59,89 @@ def test_teacher_and_student_hear_the_same_augmented_clip_unless_a_key_says_othe
     assert torch.equal(heard, waves) and not torch.equal(taught, waves)
     heard, taught = kd_views("none", "none", waves, torch.Generator().manual_seed(1), 10.0)
     assert heard is waves and taught is waves
+
+
+def _kd_run(ws, run_id: str, alpha: float, seed: int, accuracy: float, t: float) -> None:
+    from core.store.reporter import Reporter
+
+    store = ws.store()
+    run_dir = ws.root / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    params = {"recipe": "noise.hybrid_kd", "alpha": alpha, "kd_temperature": 4.0, "seed": seed,
+              "data": "noise_fine", "teacher": "kd_teacher", "classes": {"a": ["a"]},
+              "description": "twin" if alpha == 0 else "kd"}
+    with Reporter(run_id, run_dir, store) as rep:
+        rep.event({"type": "run", "experiment": run_id.rsplit("_", 2)[0],
+                   "recipe": "noise.hybrid_kd", "params": params, "t": t})
+        rep.status("running", t=t)
+        rep.metric("accuracy", accuracy, split="test")
+        rep.status("finished", t=t + 1)
+    store.close()
+
+
+def test_compare_shows_a_kd_run_beside_its_no_kd_twin(ws, capsys) -> None:
+    """The twin is the finished run with alpha 0 and every other setting the same, its seed
+    included; a run without one shows no column."""
+    from conftest import nkd
+
+    _kd_run(ws, "mark2.5.no_kd_20260101_100000", 0.0, 1, 0.75, 1.0e9)
+    _kd_run(ws, "mark2.5.no_kd_20260101_110000", 0.0, 2, 0.95, 1.0e9 + 10)  # another seed
+    _kd_run(ws, "mark2.5_20260101_120000", 0.7, 1, 0.80, 1.0e9 + 20)
+    capsys.readouterr()
+    assert nkd(ws, "compare", "mark2.5_20260101_120000", "mark2.5.no_kd_20260101_100000") == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("Δ vs no-KD twin"))
+    assert "+0.05" in row
+    assert nkd(ws, "compare", "mark2.5.no_kd_20260101_100000",
+               "mark2.5.no_kd_20260101_110000") == 0
+    assert "no-KD twin" not in capsys.readouterr().out
+
+
+TEACHERS = """
+[data.clips]
+root = "clips"
+kind = "noise"
+
+[experiments.t]
+recipe = "noise.teacher"
+classes = ["a", "b"]
+data = "clips"
+text_model = "fixed"
+
+[experiments.kd]
+recipe = "noise.hybrid_kd"
+teacher = "t"
+data = "clips"
+classes = { a = ["a"], other = ["b"] }
+
+[experiments.sl]
+recipe = "noise.soft_labels"
+teacher = "t"
+data = "clips"
+"""
+
+
+def test_a_student_whose_classes_its_teacher_cannot_score_is_refused_at_launch(ws) -> None:
+    from core.errors import RunError
+    from core.noise.launch_checks import check
+    from core.registry import load_registry
+    from core.store.reporter import Reporter
+
+    ws.registry.write_text(TEACHERS)
+    store = ws.store()
+    run_dir = ws.root / "runs" / "t_20260101_120000"
+    run_dir.mkdir(parents=True)
+    with Reporter("t_20260101_120000", run_dir, store) as rep:
+        rep.event({"type": "run", "experiment": "t", "recipe": "noise.teacher",
+                   "params": {"classes": ["a", "b"], "text_model": "fixed"}})
+        rep.status("finished")
+    store.close()
+    registry = load_registry(ws.registry)
+    check(registry, registry.resolve("kd"))  # a and b: the teacher's own
+    with pytest.raises(RunError, match=r"key 'teacher': teacher run t_20260101_120000 knows "
+                                       r"only a, b \(fixed class embeddings.*cannot score c"):
+        check(registry, registry.resolve("kd", ['classes={ a = ["a"], other = ["c"] }']))
+    with pytest.raises(RunError, match=r"key 'classes': b, a is not teacher run "
+                                       r"t_20260101_120000's class order \(a, b\)"):
+        check(registry, registry.resolve("sl", ['classes=["b", "a"]']))
+    check(registry, registry.resolve("sl", ['classes=["a", "b"]']))

@@ -17,6 +17,7 @@ from core.data.noise_index import audio_files, class_map, label_of
 from core.errors import RunError
 from core.registry import data_source
 from core.registry.experiment import Experiment
+from core.registry.keys import KEYS
 from core.registry.model import Registry, named_files
 
 
@@ -24,6 +25,8 @@ def check(registry: Registry, exp: Experiment) -> None:
     """RunError, naming the key, for labels the folders lack or a teacher file the recipe
     would refuse."""
     check_labels(registry, exp)
+    if exp.recipe in ("noise.hybrid_kd", "noise.soft_labels", "noise.student"):
+        _teacher_agrees(registry, exp)
     named, _sources = named_files(registry, exp)
     for key, path in named:
         if key == "teacher":
@@ -43,6 +46,48 @@ LABELLED: dict[str, tuple[str, ...]] = {
     "noise.student": ("val_data", "test_data"),
 }
 SHOWN = 8  # labels named in a refusal
+
+
+def _teacher_agrees(registry: Registry, exp: Experiment) -> None:
+    """The classes a run sets against its teacher's (the finished run the reference names, its
+    classes as it ran). Soft labels and a ViLD-image student keep the teacher's class order
+    exactly (their probabilities and text embeddings line up by it). A hybrid-KD student's
+    labels must each be one of the teacher's classes, unless the teacher has a text model (then
+    their prompts are scored, zero-shot)."""
+    from core.registry.workspace import Workspace
+    from core.runs.lookup import find_run
+    from core.store import Store
+
+    ref = exp.references.get("teacher")
+    classes = exp.params.get("classes")
+    if ref is None or ref.kind == "file" or not classes:
+        return
+    store = Store(Workspace.at(registry.path).db_path)
+    try:
+        teacher = find_run(store, ref.kind, ref.target, "teacher")
+    except RunError:
+        return  # said by the reference check, with the same words as before
+    finally:
+        store.close()
+    params = teacher.get("params") or {}
+    known = class_map(params.get("classes") or [])[0]
+    names, mapping = class_map(classes)
+    if exp.recipe != "noise.hybrid_kd":
+        if names != known:
+            raise RunError(f"key 'classes': {', '.join(names)} is not teacher run "
+                           f"{teacher['id']}'s class order ({', '.join(known)}): its soft "
+                           f"labels and text embeddings line up by it; leave classes unset or "
+                           f"give the teacher's")
+        return
+    labels = sorted(mapping)
+    missing = [label for label in labels if label not in known]
+    text_model = params.get("text_model", KEYS["text_model"].default)
+    if not missing or names == known or text_model != "fixed":
+        return
+    raise RunError(f"key 'teacher': teacher run {teacher['id']} knows only {', '.join(known)} "
+                   f"(fixed class embeddings, no text model), so it cannot score "
+                   f"{', '.join(missing)}; give the student classes made of the teacher's, or "
+                   f"train the teacher with a text model")
 
 
 def check_labels(registry: Registry, exp: Experiment) -> None:

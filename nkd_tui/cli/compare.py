@@ -22,7 +22,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(table.to_csv(), end="")
         return 0
     header = ["", *[f"#{i}" for i in range(1, len(ids) + 1)]]
-    rows = [[column, *[fmt(row[i], signed=column == "Δ vs parent") for row in table.rows]]
+    rows = [[column, *[fmt(row[i], signed=column.startswith("Δ")) for row in table.rows]]
             for i, column in enumerate(table.columns)
             if any(row[i] is not None for row in table.rows)]
     print(text_table(rows, header))
