@@ -125,7 +125,7 @@ def linear_baseline(data: Path, seed: int) -> float:
             split = split_of(f"{label}/{path.name}")
             if split not in feats:
                 continue
-            mel = logmel(torch.as_tensor(audio.read(path, SR))[None])[0]
+            mel = logmel(torch.as_tensor(audio.read(path, SR))[None]).reshape(64, -1)
             feats[split].append((torch.cat([mel.mean(-1), mel.std(-1)]), k))
     x_tr = torch.stack([f for f, _ in feats["train"]])
     y_tr = torch.tensor([k for _, k in feats["train"]])
@@ -179,9 +179,11 @@ def one_seed(registry: Path, mode: dict, seed: int) -> dict[str, float]:
     out["mark1 teacher (ViLD-text)"] = accuracy(registry, "mark1")
     nkd(registry, "run", "mark1.soft_labels", *common, "--set", "data=./data/hard_pool")
     nkd(registry, "run", "mark1.student", *common, "--set", "data=./data/hard_pool",
-        "--set", "val_data=./data/hard", "--set", f"epochs={mode['student_epochs']}")
+        "--set", "val_data=./data/hard", "--set", f"classes={THREE}",
+        "--set", f"epochs={mode['student_epochs']}")
     out["mark1 student (ViLD-image)"] = accuracy(registry, "mark1.student")
-    nkd(registry, "run", "mark1.ensemble", *common, "--set", "data=./data/hard")
+    nkd(registry, "run", "mark1.ensemble", *common, "--set", "data=./data/hard",
+        "--set", f"classes={THREE}")
     out["mark1 ensemble"] = accuracy(registry, "mark1.ensemble")
     nkd(registry, "run", "kd_teacher", *teacher)
     out["kd_teacher"] = accuracy(registry, "kd_teacher")

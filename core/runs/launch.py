@@ -20,6 +20,7 @@ from core.backends.local import visible_ids
 from core.backends.this_box import LOCAL
 from core.errors import RunError
 from core.registry import DATA_REF_KEYS, Experiment, Registry, recipes, substitute_command
+from core.registry.key import TRAINING
 from core.registry.keys import KEYS
 from core.registry.queue import parse_memory
 from core.registry.settings import DEFAULT, family_of
@@ -229,7 +230,10 @@ def _record_run(
             "run_dir": str(run_dir),
             "seed": settings.get("seed"),
             "host": socket.gethostname(),
-            "epochs_total": settings.get("epochs"),
+            # a recipe that trains nothing (soft labels, an ensemble, an evaluation, a blend)
+            # has no epochs, whatever `epochs` it inherits: its EPOCH column says `-`
+            "epochs_total": settings.get("epochs") if not exp.recipe or exp.recipe in TRAINING
+            else None,
             "gpus": exp.params.get("gpus"),
             "gpu_memory": _memory(exp),
             "priority": exp.params.get("priority", KEYS["priority"].default),
