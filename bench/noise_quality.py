@@ -52,9 +52,9 @@ CLASSES = ["thumping", "water", "daily_human"]
 GENERATOR = {"thumping": synth.floor_impact, "water": synth.water, "daily_human": synth.speech}
 SR = synth.SR
 MODES = {
-    "quick": {"seeds": 3, "per_class": 80, "pool": 120, "teacher_epochs": 25,
+    "quick": {"seeds": 3, "per_class": 150, "pool": 150, "teacher_epochs": 25,
               "student_epochs": 25, "kd_epochs": 30},
-    "full": {"seeds": 5, "per_class": 200, "pool": 300, "teacher_epochs": 60,
+    "full": {"seeds": 5, "per_class": 400, "pool": 600, "teacher_epochs": 60,
              "student_epochs": 60, "kd_epochs": 80},
 }
 BINARY = '{ thumping = ["thumping"], other = ["water", "daily_human"] }'
