@@ -15,6 +15,7 @@ from typing import Any
 from core.runs.annotate import tags_of
 from core.store import ACTIVE, Store
 from core.store.apply import best_of, settings_of
+from core.store.states import Status
 from core.util.files import csv_text
 from core.util.text import visible
 from nkd_tui.format import fmt_num, in_sample
@@ -135,8 +136,8 @@ def no_kd_twin(store: Store, run: dict[str, Any]) -> dict[str, Any] | None:
         return None
     mine = {k: v for k, v in p.items() if k not in TWIN_IGNORED}
     found = store.conn.execute(
-        "SELECT id FROM runs WHERE recipe = 'noise.hybrid_kd' AND status = 'finished' "
-        "AND id != ? ORDER BY created_at DESC", (run["id"],)).fetchall()
+        "SELECT id FROM runs WHERE recipe = 'noise.hybrid_kd' AND status = ? AND id != ? "
+        "ORDER BY created_at DESC", (Status.FINISHED, run["id"])).fetchall()
     for (other_id,) in found:
         other = store.get_run(other_id)
         q = (other or {}).get("params") or {}
