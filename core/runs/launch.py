@@ -17,6 +17,7 @@ from typing import Any
 from core.backends import backend_named
 from core.backends.gpus import Gpu
 from core.backends.local import visible_ids
+from core.backends.procs import PROJECT_ROOT
 from core.backends.this_box import LOCAL
 from core.errors import RunError
 from core.registry import DATA_REF_KEYS, Experiment, Registry, recipes, substitute_command
@@ -26,6 +27,7 @@ from core.registry.queue import parse_memory
 from core.registry.settings import DEFAULT, family_of
 from core.registry.settings import resolve as resolve_settings
 from core.registry.workspace import Workspace
+from core.runs import provenance
 from core.runs.device_check import check_device
 from core.runs.inputs import check_inputs
 from core.store import Store
@@ -215,6 +217,16 @@ def _record_run(
         "created_at": time.time(),
     }
     atomic_write_json(run_dir / "config.json", config, sort_keys=False)  # class order matters
+    said = provenance.record(  # what made the run: code, data, environment (never fails it)
+        run_dir, Path(cwd) if cwd else PROJECT_ROOT,
+        {key: Path(config["data_sources"][exp.params[key]]["root"])
+         for key in DATA_REF_KEYS if key in exp.params})
+    if said:
+        log = open_append(run_path(run_dir, "output.log"))
+        try:
+            os.write(log, "".join(f"nkd: {line}\n" for line in said).encode())
+        finally:
+            os.close(log)
     record(
         run_id,
         run_dir,
@@ -242,7 +254,8 @@ def _record_run(
             **({"backend": backend} if backend != LOCAL.name else {}),
         },
     )
-    return Launched(run_id, run_dir, None, visible_ids(gpus), notice, tuple(skipped or ()))
+    return Launched(run_id, run_dir, None, visible_ids(gpus), notice,
+                    (*(skipped or ()), *said))
 
 
 def _source_table(registry: Registry, name: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 from core.backends import backend_named
 from core.backends.base import Backend
 from core.errors import NkdError
+from core.runs import provenance
 from core.store import FINAL, FULL_COLUMNS
 from core.store.states import MAY, PROGRESSING
 from core.util.text import log_line, visible
@@ -175,6 +176,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         ]
         out["metrics"] = metrics
         out["checkpoints"] = checkpoints
+        out["provenance"] = provenance.read(Path(row["run_dir"] or ""))
         print(json.dumps(out, indent=2, default=str))
         return 0
     say(f"run         {run_id}")
@@ -208,6 +210,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         say(f"note        {row['note']}")
     for ref in _references(Path(row["run_dir"] or "")):
         say(f"reference   {ref['key']} {ref['ref']} -> run {ref['run']}")
+    made = provenance.read(Path(row["run_dir"] or ""))
+    if made is not None:
+        for line in provenance.lines(made):
+            say(line)
     if settings:
         _print_settings(settings)
     if metrics:
