@@ -425,7 +425,7 @@ def _cases() -> list[Case]:
                                               "--set", 'classes=["thud","water"]'],
              ["key 'classes'", "no clips of class 'water'", nothing]),
         Case("run-device-unknown", ["run", "sep", "--set", "device=gpu0"],
-             ["experiment 'sep'", "key 'device'", "'gpu0' is not a device", nothing]),
+             ["experiment 'sep'", "key 'device' must be auto, cpu, cuda or cuda:N", "'gpu0'"]),
         Case("run-demo-val-only", ["run", "merged_demo"],
              ["experiment 'merged_demo'", "key 'val_data': data source 'demo_val'",
               "nkd data synth separation", "--set val_data=FOLDER", nothing]),

@@ -26,8 +26,7 @@ from typing import Any
 from core.backends.base import Backend, claim
 from core.backends.procs import PROJECT_ROOT
 from core.errors import RunError
-from core.registry.keys import KEYS
-from core.registry.settings import family_of
+from core.registry.settings import gpus_of
 from core.registry.slurm import SlurmConfig
 from core.registry.workspace import Workspace
 from core.store import Store
@@ -67,8 +66,7 @@ def _slurm(*argv: str) -> str:
 
 def job_script(run_dir: Path, params: dict[str, Any], cfg: SlurmConfig) -> str:
     """The run's sbatch script, kept in its run folder so it can be read and resubmitted."""
-    gpus = int(params.get("gpus", KEYS["gpus"].default_for(
-        params, family_of(None if params.get("command") else params.get("recipe")))) or 0)
+    gpus = gpus_of(params)
     lines = ["#!/bin/bash", f"#SBATCH --job-name={run_dir.name}",
              f"#SBATCH --chdir={run_dir}", f"#SBATCH --output={run_dir}/slurm-%j.out",
              "#SBATCH --requeue", f"#SBATCH --signal={cfg.signal}"]

@@ -77,7 +77,7 @@ def _show(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Key:
-    kind: str  # str | int | float | bool | list[str] | str-or-list | classes | weights | table
+    kind: str  # str | int | float | bool | list[str] | classes | weights | table | device ...
     help: str
     choices: tuple[str, ...] = ()
     lo: float | None = None  # smallest allowed value (numbers)

@@ -110,7 +110,8 @@ KEYS: dict[str, Key] = {
         used_by=BUILTIN + COMMAND,
     ),
     "device": Key(
-        "str", "auto (cuda if available), cpu, cuda or cuda:N", default="auto", used_by=BUILTIN
+        "device", "auto (cuda if available), cpu, cuda or cuda:N", default="auto",
+        used_by=BUILTIN,
     ),
     "epochs": _pos("int", "maximum number of epochs", default=10, used_by=TRAINING),
     "lr": _pos("float", "learning rate", default=1e-3, used_by=TRAINING),

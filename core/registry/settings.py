@@ -29,6 +29,12 @@ def family_of(recipe: str | None) -> str:
     return (recipe or "command").partition(".")[0] if recipe else "command"
 
 
+def gpus_of(params: dict[str, Any]) -> int:
+    """How many GPUs a run is given: its `gpus`, else the key's default for its family."""
+    family = family_of(None if params.get("command") else params.get("recipe"))
+    return int(params.get("gpus", KEYS["gpus"].default_for(params, family)) or 0)
+
+
 def reads(recipe: str | None) -> list[str]:
     """The keys a recipe (or a command experiment) reads, in the schema's order."""
     name = recipe or "command"

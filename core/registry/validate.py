@@ -211,7 +211,9 @@ _KIND_NAMES = {
     "table": "a table",
     "memory": 'a size such as "10GiB" or "512MiB"',
     "globs": "a list of glob patterns, or a table of role (best, last) -> glob",
+    "device": "auto, cpu, cuda or cuda:N",
 }
+DEVICE = re.compile(r"auto|cpu|cuda(?::\d+)?")  # the names a run's `device` may take
 
 
 def _is_kind(kind: str, value: Any) -> bool:
@@ -222,6 +224,7 @@ def _is_kind(kind: str, value: Any) -> bool:
         "bool": lambda v: isinstance(v, bool),
         "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
         "table": lambda v: isinstance(v, dict),
+        "device": lambda v: isinstance(v, str) and DEVICE.fullmatch(v) is not None,
         "memory": lambda v: parse_memory(v) is not None,
         "globs": lambda v: (isinstance(v, list) and all(isinstance(x, str) and x for x in v))
         or (isinstance(v, dict) and bool(v) and set(v) <= {"best", "last"}

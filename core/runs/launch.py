@@ -24,7 +24,7 @@ from core.registry import DATA_REF_KEYS, Experiment, Registry, recipes, substitu
 from core.registry.key import TRAINING
 from core.registry.keys import KEYS
 from core.registry.queue import parse_memory
-from core.registry.settings import DEFAULT, family_of
+from core.registry.settings import DEFAULT, gpus_of
 from core.registry.settings import resolve as resolve_settings
 from core.registry.workspace import Workspace
 from core.runs import provenance
@@ -119,10 +119,8 @@ def launch_experiment(
         exp, skipped = check_inputs(registry, exp, store, queued, after)
         _family_checks(exp, registry, where)  # after the absent demo parts are left out
         if exp.recipe:
-            gpus = exp.params.get("gpus", KEYS["gpus"].default_for(exp.params,
-                                                                  family_of(exp.recipe)))
-            check_device(exp.params.get("device"), int(gpus or 0), backend.checked_by_pid,
-                         where)
+            check_device(exp.params.get("device"), gpus_of(exp.params),
+                         backend.checked_by_pid, where)
         depends = backend.dependencies(store, list(after))
         need = {"gpus": exp.params.get("gpus"), "gpu_memory": exp.params.get("gpu_memory"),
                 "recipe": exp.recipe}
