@@ -137,11 +137,13 @@ def test_a_student_whose_classes_its_teacher_cannot_score_is_refused_at_launch(w
         rep.status("finished")
     store.close()
     registry = load_registry(ws.registry)
-    check(registry, registry.resolve("kd"))  # a and b: the teacher's own
+    store = ws.store()
+    check(registry, registry.resolve("kd"), store)  # a and b: the teacher's own
     with pytest.raises(RunError, match=r"key 'teacher': teacher run t_20260101_120000 knows "
                                        r"only a, b \(fixed class embeddings.*cannot score c"):
-        check(registry, registry.resolve("kd", ['classes={ a = ["a"], other = ["c"] }']))
+        check(registry, registry.resolve("kd", ['classes={ a = ["a"], other = ["c"] }']), store)
     with pytest.raises(RunError, match=r"key 'classes': b, a is not teacher run "
                                        r"t_20260101_120000's class order \(a, b\)"):
-        check(registry, registry.resolve("sl", ['classes=["b", "a"]']))
-    check(registry, registry.resolve("sl", ['classes=["a", "b"]']))
+        check(registry, registry.resolve("sl", ['classes=["b", "a"]']), store)
+    check(registry, registry.resolve("sl", ['classes=["a", "b"]']), store)
+    store.close()

@@ -19,14 +19,15 @@ from core.registry import data_source
 from core.registry.experiment import Experiment
 from core.registry.keys import KEYS
 from core.registry.model import Registry, named_files
+from core.store import Store
 
 
-def check(registry: Registry, exp: Experiment) -> None:
+def check(registry: Registry, exp: Experiment, store: Store) -> None:
     """RunError, naming the key, for labels the folders lack or a teacher file the recipe
     would refuse."""
     check_labels(registry, exp)
     if exp.recipe in ("noise.hybrid_kd", "noise.soft_labels", "noise.student"):
-        _teacher_agrees(registry, exp)
+        _teacher_agrees(exp, store)
     named, _sources = named_files(registry, exp)
     for key, path in named:
         if key == "teacher":
@@ -48,27 +49,22 @@ LABELLED: dict[str, tuple[str, ...]] = {
 SHOWN = 8  # labels named in a refusal
 
 
-def _teacher_agrees(registry: Registry, exp: Experiment) -> None:
+def _teacher_agrees(exp: Experiment, store: Store) -> None:
     """The classes a run sets against its teacher's (the finished run the reference names, its
     classes as it ran). Soft labels and a ViLD-image student keep the teacher's class order
     exactly (their probabilities and text embeddings line up by it). A hybrid-KD student's
     labels must each be one of the teacher's classes, unless the teacher has a text model (then
     their prompts are scored, zero-shot)."""
-    from core.registry.workspace import Workspace
     from core.runs.lookup import find_run
-    from core.store import Store
 
     ref = exp.references.get("teacher")
     classes = exp.params.get("classes")
     if ref is None or ref.kind == "file" or not classes:
         return
-    store = Store(Workspace.at(registry.path).db_path)
     try:
         teacher = find_run(store, ref.kind, ref.target, "teacher")
     except RunError:
         return  # said by the reference check, with the same words as before
-    finally:
-        store.close()
     params = teacher.get("params") or {}
     known = class_map(params.get("classes") or [])[0]
     names, mapping = class_map(classes)

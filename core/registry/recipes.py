@@ -31,16 +31,16 @@ RECIPES: dict[str, str] = {
 
 PLANNED: dict[str, str] = {}  # families named in a registry before their recipes are built
 
-# family -> "module:function(registry, experiment)": what a run of it names, checked at launch as
-# its recipes will read it (checkpoint files, the labels of its folders); RunError, naming the
-# key, refuses the run before anything is recorded
+# family -> "module:function(registry, experiment, store)": what a run of it names, checked at
+# launch as its recipes will read it (checkpoint files, the labels of its folders, its teacher's
+# classes); RunError, naming the key, refuses the run before anything is recorded
 LAUNCH_CHECKS: dict[str, str] = {
     "noise": "core.noise.launch_checks:check",
     "separation": "core.separation.launch_checks:check",
 }
 
 
-def launch_check(recipe: str | None) -> Callable[[Any, Any], None] | None:
+def launch_check(recipe: str | None) -> Callable[[Any, Any, Any], None] | None:
     """The family's launch check for `recipe` (None for a command experiment)."""
     target = LAUNCH_CHECKS.get((recipe or "").split(".", 1)[0])
     if target is None:

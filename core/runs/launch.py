@@ -117,7 +117,7 @@ def launch_experiment(
     try:
         queued = queued or backend.starts_queued
         exp, skipped = check_inputs(registry, exp, store, queued, after)
-        _family_checks(exp, registry, where)  # after the absent demo parts are left out
+        _family_checks(exp, registry, store, where)  # after the absent demo parts are left out
         if exp.recipe:
             check_device(exp.params.get("device"), gpus_of(exp.params),
                          backend.checked_by_pid, where)
@@ -138,14 +138,14 @@ def launch_experiment(
             store.close()
 
 
-def _family_checks(exp: Experiment, registry: Registry, where: str) -> None:
+def _family_checks(exp: Experiment, registry: Registry, store: Store, where: str) -> None:
     """What the run names (checkpoint files, its folders' labels), checked by its family as
     its recipe will read it: one line naming the key, exit 2, nothing recorded."""
     check = recipes.launch_check(exp.recipe)
     if check is None:
         return
     try:
-        check(registry, exp)
+        check(registry, exp, store)
     except RunError as exc:
         raise RunError(f"{where}: {exc}; nothing was started") from None
 

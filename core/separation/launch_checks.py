@@ -10,9 +10,10 @@ from core.errors import RunError
 from core.registry.experiment import Experiment
 from core.registry.model import Registry, named_files
 from core.registry.settings import resolve
+from core.store import Store
 
 
-def check(registry: Registry, exp: Experiment) -> None:
+def check(registry: Registry, exp: Experiment, _store: Store) -> None:
     """RunError, naming the key and the file, for a file the recipe would refuse."""
     named, sources = named_files(registry, exp)
     if not sources and not any(key == "pretrained" for key, _path in named):
