@@ -127,24 +127,25 @@ def _parent(store: Store, params: dict[str, Any]) -> dict[str, Any] | None:
 TWIN_IGNORED = IGNORED_PARAMS | {"alpha", "extends", "kd_temperature"}
 
 
-def no_kd_twin(store: Store, run: dict[str, Any]) -> dict[str, Any] | None:
-    """For a hybrid-KD run (alpha > 0): the newest finished run of the same recipe with alpha 0
-    and every other setting the same, its seed included (a registry's `.no_kd` experiment, or
-    the alpha 0 run of a sweep); None when there is none."""
+def no_kd_runs(store: Store) -> list[dict[str, Any]]:
+    """Finished hybrid-KD runs with alpha 0, newest first: the runs a KD run's twin is among."""
+    found = store.conn.execute(
+        "SELECT id FROM runs WHERE recipe = 'noise.hybrid_kd' AND status = ? "
+        "ORDER BY created_at DESC", (Status.FINISHED,)).fetchall()
+    runs = [store.get_run(run_id) for (run_id,) in found]
+    return [r for r in runs if r and float((r.get("params") or {}).get("alpha") or 0) == 0]
+
+
+def no_kd_twin(run: dict[str, Any], no_kd: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """For a hybrid-KD run (alpha > 0): the newest of `no_kd` with every other setting the
+    same, its seed included (a registry's `.no_kd` experiment, or the alpha 0 run of a sweep);
+    None when there is none."""
     p = run.get("params") or {}
     if run.get("recipe") != "noise.hybrid_kd" or not float(p.get("alpha") or 0) > 0:
         return None
     mine = {k: v for k, v in p.items() if k not in TWIN_IGNORED}
-    found = store.conn.execute(
-        "SELECT id FROM runs WHERE recipe = 'noise.hybrid_kd' AND status = ? AND id != ? "
-        "ORDER BY created_at DESC", (Status.FINISHED, run["id"])).fetchall()
-    for (other_id,) in found:
-        other = store.get_run(other_id)
-        q = (other or {}).get("params") or {}
-        if float(q.get("alpha") or 0) == 0 and \
-                {k: v for k, v in q.items() if k not in TWIN_IGNORED} == mine:
-            return other
-    return None
+    return next((other for other in no_kd if {k: v for k, v in other["params"].items()
+                                              if k not in TWIN_IGNORED} == mine), None)
 
 
 def _delta(run: dict[str, Any], other: dict[str, Any] | None) -> float | None:
@@ -162,7 +163,9 @@ def compare(store: Store, run_ids: list[str]) -> Comparison:
     headlines = [_headline(store.metrics(r)) for r in run_ids]
     names = [n for base in METRIC_ORDER for n in (base, f"{base} in-sample", f"{base} test")
              if any(n in h for h in headlines)]
-    twins = [no_kd_twin(store, run) for run in runs]
+    kd = any(run.get("recipe") == "noise.hybrid_kd" for run in runs)
+    no_kd = no_kd_runs(store) if kd else []
+    twins = [no_kd_twin(run, no_kd) for run in runs]
     first = FIRST + ([TWIN] if any(twins) else [])
     columns = first + names + LAST
     rows = []

@@ -10,6 +10,7 @@ list (its hash in the summary). Nothing here blocks or fails a run: what cannot 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -108,12 +109,19 @@ def data_fingerprint(root: Path) -> dict[str, Any]:
             **({"unreadable": unreadable} if unreadable else {})}
 
 
-def environment(run_dir: Path) -> dict[str, Any]:
-    """Python, the platform, the host, and the installed packages (packages.txt, its hash)."""
+@functools.cache
+def installed() -> tuple[str, ...]:
+    """`name==version` of every installed package, read once per process (a sweep launches
+    many runs from one)."""
     from importlib import metadata
 
-    packages = sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()
-                       if d.metadata["Name"]}, key=str.lower)
+    return tuple(sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()
+                         if d.metadata["Name"]}, key=str.lower))
+
+
+def environment(run_dir: Path) -> dict[str, Any]:
+    """Python, the platform, the host, and the installed packages (packages.txt, its hash)."""
+    packages = installed()
     text = "\n".join(packages) + "\n"
     atomic_write_text(run_dir / "packages.txt", text)
     versions = {p.split("==")[0].lower(): p.split("==")[1] for p in packages}

@@ -22,9 +22,10 @@ def _has_run_folders(runs_dir: Path) -> bool:
         return False
 
 
-def open_store(ws: Workspace) -> Store:
+def open_store(ws: Workspace, warnings: list[str] | None = None) -> Store:
     """The workspace's store. When the database is missing (or holds no run) while run folders
-    exist, it is rebuilt from them first, with one line saying so."""
+    exist, it is rebuilt from them first, with one line saying so. A warning (a runs folder
+    another registry's store indexes too) is printed, or added to `warnings` when given."""
     store = Store(ws.db_path)
     try:
         empty = store.conn.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is None
@@ -44,7 +45,9 @@ def open_store(ws: Workspace) -> Store:
         for line in report.lines():
             print(f"nkd: {line}", file=sys.stderr)
     shared = shared_runs(ws)
-    if shared:
+    if shared and warnings is not None:
+        warnings.append(shared)
+    elif shared:
         print(f"nkd: warning: {shared}", file=sys.stderr)
     return store
 

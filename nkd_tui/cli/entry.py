@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, NkdError
-from core.store.recover import open_store, shared_runs
+from core.store.recover import open_store
 from core.util.text import visible
 from nkd_tui.cli import (
     capture,
@@ -29,10 +29,10 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from nkd_tui.app import make_app
 
     app = make_app(registry_path(args), message=getattr(args, "message", None))
-    open_store(app.workspace).close()  # a broken database: one line here; a missing one: rebuilt
-    shared = shared_runs(app.workspace)
-    if shared:  # said in the interface too: it covers what was printed before it
-        app.message = "\n".join(filter(None, [app.message, f"warning: {shared}"]))
+    warnings: list[str] = []  # said in the interface: it covers what is printed before it
+    open_store(app.workspace, warnings).close()  # a broken database: one line; missing: rebuilt
+    if warnings:
+        app.message = "\n".join(filter(None, [app.message, *(f"warning: {w}" for w in warnings)]))
     app.run()
     return 0
 
