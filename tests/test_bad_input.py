@@ -454,6 +454,13 @@ def _cases() -> list[Case]:
         ("nosuch", ["no data source 'nosuch'"]),
     ]:
         cases.append(Case(f"data-{source}", ["data", "index", source], words))
+    # a folder as `nkd run --set data=` takes it
+    cases += [
+        Case("data-index-no-folder", ["data", "index", "./data/nowhere"],
+             ["data folder", "data/nowhere does not exist"]),
+        Case("data-index-empty-folder", ["data", "index", "./data/empty"],
+             ["data folder", "data/empty holds no track folders"]),
+    ]
     # broken databases: every command names the file and the way out
     for label, breaker in [("garbage", _garbage), ("directory", _directory),
                            ("foreign", _foreign), ("truncated", _truncated_db)]:
