@@ -30,6 +30,7 @@ from core.registry import PLACEHOLDER
 from core.registry.settings import of_config
 from core.runs import context as recipes
 from core.runs.control import Control, StopRun
+from core.runs.machine import record_worker
 from core.store import Store
 from core.store.reporter import Reporter
 from core.store.states import Status, ended_badly
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                      daemon=True).start()
     try:
         if config.get("command"):
+            record_worker(run_dir)  # the machine it runs on; torch's versions from its files
             status, code = CommandRun(config, run_dir, reporter).run()
         else:
             status, code = _run_recipe(config, run_dir, reporter, resume)
@@ -327,6 +329,7 @@ def _run_recipe(
 
         apply_torch(threads)
         seed_everything(int(settings["seed"]))
+        record_worker(run_dir)  # the machine it runs on, with the torch the recipe loaded
         recipe(ctx)
         return Status.FINISHED, 0
     except StopRun as req:

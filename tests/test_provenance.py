@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import Workspace, nkd
 
-from core.runs import provenance
+from core.runs.fingerprint import fingerprint
 
 GIT = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t",
        "-c", "init.defaultBranch=main"]
@@ -89,9 +89,9 @@ def test_the_data_fingerprint_changes_with_a_file_added(tmp_path: Path) -> None:
     data = tmp_path / "clips"
     (data / "a").mkdir(parents=True)
     (data / "a" / "one.wav").write_bytes(b"x" * 10)
-    before = provenance.data_fingerprint(data)
+    before = fingerprint(data)
     assert (before["files"], before["bytes"]) == (1, 10)
-    assert provenance.data_fingerprint(data) == before  # the same folder, the same print
+    assert fingerprint(data) == before  # the same folder, the same print
     (data / "a" / "two.wav").write_bytes(b"y")
-    after = provenance.data_fingerprint(data)
+    after = fingerprint(data)
     assert after["files"] == 2 and after["fingerprint"] != before["fingerprint"]

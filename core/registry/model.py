@@ -54,13 +54,19 @@ class Registry:
 
     def resolve(self, name: str, overrides: Iterable[str] = ()) -> Experiment:
         """The experiment with `--set key=value` overrides applied and validated."""
+        self.get(name)
+        return self.resolve_values(name, [parse_override(self.path, name, item)
+                                          for item in overrides])
+
+    def resolve_values(self, name: str, values: Iterable[tuple[str, Any]]) -> Experiment:
+        """The experiment with (key, value) overrides applied and validated, as `--set` would
+        (`nkd rerun` gives a run's recorded values this way)."""
         base = self.get(name)
         own = dict(self.raw[name])
         params_table = dict(own.get("params", base.params.get("params", {})))
         changed = False
         given: set[str] = set()
-        for item in overrides:
-            key, value = parse_override(self.path, name, item)
+        for key, value in values:
             given.add(key)
             if key.startswith("params."):
                 params_table[key.removeprefix("params.")] = value

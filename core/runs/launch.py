@@ -95,19 +95,21 @@ def launch_experiment(
     queued: bool = False,
     after: Iterable[str] = (),
     sweep: str | None = None,
+    made: provenance.Snapshot | None = None,
+    rerun: dict[str, Any] | None = None,
 ) -> Launched:
     """Record and start a run of a resolved experiment (one from the registry, or an ad-hoc
     one such as `nkd blend` makes). With `queued` the run is recorded `queued` and the
     workspace's scheduler starts it when its GPUs are free and the runs in `after` finished;
-    without, it starts now on a free GPU, or is refused (nothing written) when none is."""
+    without, it starts now on a free GPU, or is refused (nothing written) when none is.
+    `made`: its code and data as already read (`nkd rerun`), `rerun`: the run it repeats."""
     name = exp.name
     where = f"{registry.path}: experiment '{name}'"
     if exp.recipe:
         recipes.check(exp.recipe, where)
     ws = Workspace.at(registry.path)
-    cwd = None
-    if exp.command:
-        cwd = str((ws.root / exp.params.get("cwd", KEYS["cwd"].default)).resolve())
+    cwd = command_cwd(ws, exp)
+    if cwd is not None:
         if not Path(cwd).is_dir():
             raise RunError(f"{where}: key 'cwd': folder {cwd} does not exist")
     backend = backend_named(exp.params.get("backend"))
@@ -127,7 +129,7 @@ def launch_experiment(
         with backend.placement(ws, need, name, queued and not backend.starts_queued,
                                store) as (gpus, notice):
             launched = _record_run(registry, ws, exp, store, queued, list(after),
-                                         sweep, cwd, gpus, notice, backend.name, skipped)
+                                   sweep, cwd, gpus, notice, backend.name, skipped, made, rerun)
             if queued and not backend.starts_queued:  # the workspace's scheduler starts it
                 return launched
             pid, said = backend.start(store, launched.run_dir, gpus, depends, exp.params,
@@ -168,9 +170,11 @@ def _record_run(
     notice: str | None,
     backend: str,
     skipped: list[str] | None = None,
+    made: provenance.Snapshot | None = None,
+    rerun: dict[str, Any] | None = None,
 ) -> Launched:
-    """The run folder, config.json and the run's first event (`queued`, or `starting` for a
-    worker started next); nothing is started here."""
+    """The run folder, config.json, provenance.json and the run's first event (`queued`, or
+    `starting` for a worker started next); nothing is started here."""
     name = exp.name
     run_dir = allocate_run_dir(ws.runs_dir, name)
     run_id = run_dir.name
@@ -215,10 +219,9 @@ def _record_run(
         "created_at": time.time(),
     }
     atomic_write_json(run_dir / "config.json", config, sort_keys=False)  # class order matters
-    said = provenance.record(  # what made the run: code, data, environment (never fails it)
-        run_dir, Path(cwd) if cwd else PROJECT_ROOT,
-        {key: Path(config["data_sources"][exp.params[key]]["root"])
-         for key in DATA_REF_KEYS if key in exp.params})
+    if made is None:  # what made the run: code, data, environment (never fails it)
+        made = provenance.snapshot(code_folder(cwd), data_roots(registry, exp), ws.cache_dir)
+    said = provenance.record(run_dir, made, rerun)
     if said:
         log = open_append(run_path(run_dir, "output.log"))
         try:
@@ -250,10 +253,30 @@ def _record_run(
             **({"after": after} if after else {}),
             **({"sweep": sweep} if sweep else {}),
             **({"backend": backend} if backend != LOCAL.name else {}),
+            **({"rerun_of": rerun["of"]} if rerun else {}),
         },
     )
     return Launched(run_id, run_dir, None, visible_ids(gpus), notice,
                     (*(skipped or ()), *said))
+
+
+def code_folder(cwd: str | None) -> Path:
+    """Where a run's code is: a command's working directory, else nkd's own recipes."""
+    return Path(cwd) if cwd else PROJECT_ROOT
+
+
+def command_cwd(ws: Workspace, exp: Experiment) -> str | None:
+    """A command experiment's working directory, resolved; None for a recipe."""
+    return str((ws.root / exp.params.get("cwd", KEYS["cwd"].default)).resolve()) \
+        if exp.command else None
+
+
+def data_roots(registry: Registry, exp: Experiment) -> dict[str, Path]:
+    """The folder of each data source a run reads, by key (`data`, `val_data`, ...)."""
+    from core.registry import data_source
+
+    return {key: data_source(registry, exp.params[key]).root.resolve()
+            for key in DATA_REF_KEYS if key in exp.params}
 
 
 def _source_table(registry: Registry, name: str) -> dict[str, Any]:

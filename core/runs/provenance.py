@@ -12,19 +12,24 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import platform
 import shutil
 import subprocess
 import sys
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.runs import machine
+from core.runs.fingerprint import cache_file, fingerprint
 from core.util.files import atomic_write_json, atomic_write_text
 
 DIFF_CAP = 1 << 20  # bytes of uncommitted diff kept in code.diff
+UNTRACKED_CAP = 1 << 16  # bytes of one untracked source file added to it
 GIT_TIMEOUT_S = 5.0
-SOURCE_SUFFIXES = (".py", ".toml", ".yaml", ".yml", ".json", ".cfg", ".sh", ".txt", ".md")
+# untracked files that are code or its configuration (not outputs or notes a script writes)
+SOURCE_SUFFIXES = (".py", ".pyx", ".sh", ".toml", ".yaml", ".yml", ".cfg", ".ini")
 NAME = "provenance.json"
 
 
@@ -37,17 +42,18 @@ def _git(repo: Path, *args: str) -> str:
     return done.stdout.decode("utf-8", "replace")
 
 
-def code_state(folder: Path, run_dir: Path) -> tuple[dict[str, Any], list[str]]:
-    """The repository holding `folder`: commit, branch, dirty, untracked source files; its
-    uncommitted diff written to run_dir/code.diff. ({"repository": None, "why": ...} when there
-    is none.) Returns the summary and the notices."""
+def code_state(folder: Path) -> tuple[dict[str, Any], list[str], bytes]:
+    """The repository holding `folder`: commit, branch, dirty, untracked source files, and
+    its uncommitted diff (capped; untracked source files included as new files).
+    ({"repository": None, "why": ...} when there is none.) Returns the summary, the notices
+    and the diff."""
     if shutil.which("git") is None:
         return {"repository": None, "why": "git is not installed"}, \
-            ["code: git is not installed; the code state is not recorded"]
+            ["code: git is not installed; the code state is not recorded"], b""
     try:
         top = Path(_git(folder, "rev-parse", "--show-toplevel").strip())
     except (OSError, subprocess.TimeoutExpired):
-        return {"repository": None, "why": f"{folder} is not in a git repository"}, []
+        return {"repository": None, "why": f"{folder} is not in a git repository"}, [], b""
     notices: list[str] = []
     state: dict[str, Any] = {"repository": str(top)}
     try:
@@ -66,11 +72,13 @@ def code_state(folder: Path, run_dir: Path) -> tuple[dict[str, Any], list[str]]:
                                     and line[3:].endswith(SOURCE_SUFFIXES))[:200]
         diff = _git(top, "diff", "HEAD", "--no-color", "--no-ext-diff") if state["commit"] \
             else ""
+        # an untracked source file is part of the code that ran: its text, as a new file
+        diff += "".join(_new_file(top, rel) for rel in state["untracked"])
     except (OSError, subprocess.TimeoutExpired) as exc:
         notices.append(f"code: git status failed in {top} ({exc}); the diff is not recorded")
         state["dirty"], diff = None, ""
-    if diff:
-        data = diff.encode("utf-8")
+    data = diff.encode("utf-8", "surrogateescape")
+    if data:
         if len(data) > DIFF_CAP:
             notices.append(f"code: the uncommitted diff is {len(data):,} bytes; its first "
                            f"{DIFF_CAP:,} are kept in code.diff")
@@ -78,35 +86,24 @@ def code_state(folder: Path, run_dir: Path) -> tuple[dict[str, Any], list[str]]:
             state["diff_cut"] = True
         state["diff_sha256"] = hashlib.sha256(data).hexdigest()
         state["diff_bytes"] = len(data)
-        atomic_write_text(run_dir / "code.diff", data.decode("utf-8", "replace"))
-    return state, notices
+    return state, notices, data
 
 
-def data_fingerprint(root: Path) -> dict[str, Any]:
-    """A folder's files by name, size and modification time: count, bytes, and a sha256 over
-    (relative path, size, mtime in ns), sorted; any change of a file's content that moves its
-    mtime, an added or a removed file changes it."""
-    entries: list[tuple[str, int, int]] = []
-    unreadable = 0
-    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda _e: None):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if name.startswith("."):
-                continue
-            path = os.path.join(dirpath, name)
-            try:
-                st = os.stat(path)
-            except OSError:
-                unreadable += 1
-                continue
-            entries.append((os.path.relpath(path, root), st.st_size, st.st_mtime_ns))
-    entries.sort()
-    digest = hashlib.sha256()
-    for rel, size, mtime in entries:
-        digest.update(f"{rel}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
-    return {"root": str(root), "files": len(entries), "bytes": sum(e[1] for e in entries),
-            "fingerprint": digest.hexdigest()[:16],
-            **({"unreadable": unreadable} if unreadable else {})}
+def _new_file(top: Path, rel: str) -> str:
+    """An untracked file as a unified diff from nothing; a binary or unreadable one, a line
+    saying so."""
+    try:
+        data = (top / rel).read_bytes()[:UNTRACKED_CAP + 1]
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, 0, 1, "binary")
+        text = data[:UNTRACKED_CAP].decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return f"diff --git a/{rel} b/{rel}\nnew file (untracked), binary or unreadable\n"
+    lines = text.splitlines()
+    body = "".join(f"+{line}\n" for line in lines)
+    cut = "\\ cut: the file is longer\n" if len(data) > UNTRACKED_CAP else ""
+    return (f"diff --git a/{rel} b/{rel}\nnew file (untracked)\n--- /dev/null\n+++ b/{rel}\n"
+            f"@@ -0,0 +1,{len(lines)} @@\n{body}{cut}")
 
 
 @functools.cache
@@ -132,38 +129,88 @@ def environment(run_dir: Path) -> dict[str, Any]:
             "packages_sha256": hashlib.sha256(text.encode()).hexdigest()[:16]}
 
 
-def record(run_dir: Path, code_folder: Path, data_roots: dict[str, Path]) -> list[str]:
-    """Write provenance.json (and code.diff, packages.txt) into the run folder; the notices
-    to give. Never raises for what it cannot read."""
+@dataclass
+class Snapshot:
+    """What made a run that can be read before its folder exists: the code (with its diff) and
+    each data source's fingerprint; `nkd rerun` compares one with a run's record, then hands
+    it to the launch, which records it."""
+
+    code: dict[str, Any]
+    diff: bytes
+    data: dict[str, Any]
+    notices: list[str] = field(default_factory=list)
+
+
+def snapshot(code_folder: Path, data_roots: dict[str, Path],
+             cache_dir: Path | None = None) -> Snapshot:
+    """The code of the repository holding `code_folder` and each data root's fingerprint,
+    cached by directory times in `cache_dir` (None: every file read). Never raises for what
+    it cannot read: that is recorded as such, with one notice."""
     notices: list[str] = []
     try:
-        code, said = code_state(code_folder, run_dir)
+        code, said, diff = code_state(code_folder)
         notices += said
     except Exception as exc:  # provenance never fails a run
-        code = {"repository": None, "why": f"not recorded ({type(exc).__name__}: {exc})"}
+        code, diff = {"repository": None, "why": f"not recorded ({type(exc).__name__})"}, b""
         notices.append(f"code: not recorded ({exc})")
-    data = {}
-    for key, root in data_roots.items():
-        if root.is_dir():
-            data[key] = data_fingerprint(root)
-        else:
-            data[key] = {"root": str(root), "missing": True}
+    return Snapshot(code, diff, data_state(data_roots, cache_dir, notices), notices)
+
+
+def record(run_dir: Path, made: Snapshot, rerun: dict[str, Any] | None = None) -> list[str]:
+    """Write provenance.json (and code.diff, packages.txt) into the run folder; the notices
+    to give. `rerun`: the run this one repeats, and what differs from it."""
+    notices = list(made.notices)
+    if made.diff:
+        try:
+            atomic_write_text(run_dir / "code.diff", made.diff.decode("utf-8", "replace"))
+        except OSError as exc:
+            notices.append(f"code: code.diff not written ({exc.strerror or exc})")
     try:
         env = environment(run_dir)
     except Exception as exc:
         env = {"python": platform.python_version(), "why": f"packages not listed ({exc})"}
         notices.append(f"environment: the package list is not recorded ({exc})")
-    atomic_write_json(run_dir / NAME, {"code": code, "data": data, "environment": env})
+    atomic_write_json(run_dir / NAME, {"code": made.code, "data": made.data, "environment": env,
+                                       **({"rerun": rerun} if rerun else {})})
     return notices
 
 
+def data_state(data_roots: dict[str, Path], cache_dir: Path | None,
+               notices: list[str] | None = None) -> dict[str, Any]:
+    """Each data source's fingerprint (cached by directory times where `cache_dir` is given);
+    a folder that is not there is recorded missing, with a notice."""
+    data: dict[str, Any] = {}
+    for key, root in data_roots.items():
+        try:
+            if not root.is_dir():
+                raise FileNotFoundError(root)
+            data[key] = fingerprint(root, cache_file(cache_dir, root) if cache_dir else None)
+            if data[key].get("unreadable") and notices is not None:
+                notices.append(f"data {key}: {data[key]['unreadable']} entries of {root} could "
+                               f"not be read; the fingerprint leaves them out")
+        except OSError:
+            data[key] = {"root": str(root), "missing": True}
+            if notices is not None:
+                notices.append(f"data {key}: {root} is not there; its fingerprint is not "
+                               f"recorded")
+    return data
+
+
 def read(run_dir: Path) -> dict[str, Any] | None:
+    """provenance.json, with the machine the worker last ran on under "machine" once it has
+    started (worker_environment.json); None for a run recorded before provenance was."""
     import json
 
     try:
-        return json.loads((run_dir / NAME).read_text(encoding="utf-8"))
+        prov = json.loads((run_dir / NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    if not isinstance(prov, dict):
+        return None
+    worker = machine.last(run_dir)
+    if worker:
+        prov["machine"] = worker
+    return prov
 
 
 def lines(prov: dict[str, Any]) -> list[str]:
@@ -191,4 +238,23 @@ def lines(prov: dict[str, Any]) -> list[str]:
     out.append(f"environment  Python {env.get('python')}, torch {env.get('torch') or '-'}, "
                f"{env.get('packages', '?')} packages ({env.get('packages_sha256', '-')}) "
                f"on {env.get('host', '?')}")
+    if prov.get("machine"):
+        out.append(f"machine      {machine_text(prov['machine'])}")
+    rerun = prov.get("rerun")
+    if rerun:
+        differs = "; ".join(rerun.get("differs") or []) or "code and data as recorded"
+        out.append(f"rerun of     {rerun.get('of')} ({differs})")
     return out
+
+
+def machine_text(m: dict[str, Any]) -> str:
+    """The worker's machine in one line: host, torch with CUDA and cuDNN, driver and GPUs."""
+    torch = f"torch {m.get('torch') or '-'}"
+    extra = [f"CUDA {m['cuda']}" if m.get("cuda") else "no CUDA"]
+    if m.get("cudnn"):
+        extra.append(f"cuDNN {m['cudnn']}")
+    gpus = m.get("gpus") or []
+    shown = ", ".join(f"{n}× {name}" if n > 1 else name
+                      for name, n in Counter(gpus).items()) if gpus else "no GPU"
+    driver = f", driver {m['driver']}" if m.get("driver") else ""
+    return f"{m.get('host', '?')}: {torch} ({', '.join(extra)}), {shown}{driver}"

@@ -102,6 +102,7 @@ EVENTS: dict[str, dict[str, Field]] = {
         "seed": _i(None), "host": _t(200), "epochs_total": _i(), "gpus": _i(),
         "gpu_memory": _n(), "priority": _i(None), "after": Field("ids"), "sweep": _t(200),
         "backend": Field("choice", choices=KEYS["backend"].choices),
+        "rerun_of": _t(TEXT_MAX),  # `nkd rerun`: the run this one repeats
     },
     "status": {  # a change of status, with what the run's row keeps of it
         "status": Field("status", required=True, choices=STATUSES), **_PROCESS,

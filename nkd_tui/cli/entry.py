@@ -18,6 +18,7 @@ from nkd_tui.cli import (
     data,
     experiments,
     lineage,
+    made,
     notes,
     queue,
     runs,
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     capture.add_import_parser(add, sub)
     runs.add_parsers(add, sub)
     compare.add_parsers(add, sub)
+    made.add_parsers(add, sub)
     control.add_parsers(add, sub)
     lineage.add_parsers(add, sub)
     data.add_parsers(add, sub)
