@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from core.runs import differences, provenance
 from core.runs.annotate import tags_of
 from core.store import ACTIVE, Store
 from core.store.apply import best_of, settings_of
@@ -50,6 +52,9 @@ class Comparison:
     params: list[tuple[str, list[Any], bool]]  # key, value per run, whether they differ
     curves: dict[str, list[tuple[int, float | None, float | None]]] = field(default_factory=dict)
     active: bool = False  # a compared run is still going: the screen keeps reading
+    # what made each run (code, data per source, environment, machine), differences first;
+    # empty when no run has a provenance record
+    made: list[tuple[str, list[Any], bool]] = field(default_factory=list)
 
     def sorted_rows(self, column: str, reverse: bool = False) -> list[list[Any]]:
         """Rows sorted by one column; missing values last either way."""
@@ -66,6 +71,8 @@ class Comparison:
                 [],
                 ["parameter", *self.run_ids],
                 *[[key, *[param_text(v) for v in values]] for key, values, _ in self.params],
+                *([[], ["made by", *self.run_ids]] if self.made else []),
+                *[[key, *[param_text(v) for v in values]] for key, values, _ in self.made],
             ]
         )
 
@@ -200,7 +207,8 @@ def compare(store: Store, run_ids: list[str]) -> Comparison:
     curves = {
         r: [(e["epoch"], e["train_loss"], e["val_loss"]) for e in store.epochs(r)] for r in run_ids
     }
-    return Comparison(list(run_ids), columns, rows, table, curves, active)
+    made = differences.rows([provenance.read(Path(run["run_dir"] or "")) for run in runs])
+    return Comparison(list(run_ids), columns, rows, table, curves, active, made)
 
 
 def _with_origin(value: Any, origin: str) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -120,9 +121,10 @@ class CompareScreen(ReportsWorkerErrors, Screen[None]):
         self.comparison = result
         differ = sum(1 for _k, _v, d in result.params if d)
         live = " · live" if result.active else ""
+        made = "".join(f" · {k} differs" for k, _v, d in result.made if d)
         self.query_one("#compare-title", Static).update(
             f"{len(result.run_ids)} runs{live} · {differ} of {len(result.params)} settings "
-            "differ · o/O sort · e CSV · C unmark · esc"
+            f"differ{made} · o/O sort · e CSV · C unmark · esc"
         )
         self._fill_metrics()
         self._fill_params()
@@ -143,26 +145,33 @@ class CompareScreen(ReportsWorkerErrors, Screen[None]):
         params.add_column("setting", key="setting")
         for i, run_id in enumerate(result.run_ids):
             params.add_column(f"#{i + 1}", key=run_id)
-        for key, values, differs in result.params:
+        rows = self._rows()
+        for i, (key, values, differs) in enumerate(rows):
             style = "bold yellow" if differs else "dim"
+            made = i < len(result.made)  # what made the runs: code, data, environment
             params.add_row(
-                Text(middle(key, KEY_WIDTH), style=style),
+                Text(middle(key, KEY_WIDTH), style=style + (" italic" if made else "")),
                 *[Text(fit_number(param_text(v), CELL_WIDTH), style=style) for v in values],
-                key=key,
+                key=f"made:{key}" if made else key,
             )
-        if result.params:
-            params.move_cursor(row=min(row, len(result.params) - 1), animate=False)
-            self._show_value(min(row, len(result.params) - 1))
+        if rows:
+            params.move_cursor(row=min(row, len(rows) - 1), animate=False)
+            self._show_value(min(row, len(rows) - 1))
+
+    def _rows(self) -> list[tuple[str, list[Any], bool]]:
+        """What made the runs (code, data, environment: differences first), then settings."""
+        result = self.comparison
+        return [] if result is None else [*result.made, *result.params]
 
     @on(DataTable.RowHighlighted, "#compare-params")
     def _param_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_value(event.cursor_row)
 
     def _show_value(self, index: int) -> None:
-        result = self.comparison
-        if result is None or not 0 <= index < len(result.params):
+        rows = self._rows()
+        if not 0 <= index < len(rows):
             return
-        key, values, _ = result.params[index]
+        key, values, _ = rows[index]
         text = Text(f"{key}: ", style="bold")
         for i, value in enumerate(values):
             text.append(f"#{i + 1} ", style="dim")

@@ -38,7 +38,7 @@ class LineageScreen(ReportsWorkerErrors, Screen[None]):
         self.run_id = run_id
         self.marked: list[str] = []
         # every tree item of a run (a blend appears under each source): item, text, repeated
-        self._items: dict[str, list[tuple[TreeNode, str, bool]]] = {}
+        self._items: dict[str, list[tuple[TreeNode, str, bool, tuple[str, ...]]]] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -78,12 +78,13 @@ class LineageScreen(ReportsWorkerErrors, Screen[None]):
         def add(parent: TreeNode, node: Node) -> None:
             nonlocal target
             text = (f"{node.via} → " if node.via else "") + node.label
-            label = self._label(node.run_id, text, node.repeated)
+            label = self._label(node.run_id, text, node.repeated, node.marks)
             if node.children:
                 item = parent.add(label, data=node.run_id, expand=True)
             else:
                 item = parent.add_leaf(label, data=node.run_id)
-            self._items.setdefault(node.run_id, []).append((item, text, node.repeated))
+            self._items.setdefault(node.run_id, []).append(
+                (item, text, node.repeated, node.marks))
             if node.run_id == self.run_id and target is None:
                 target = item
             for child in node.children:
@@ -95,9 +96,12 @@ class LineageScreen(ReportsWorkerErrors, Screen[None]):
         if target is not None:
             self.call_after_refresh(tree.move_cursor, target)
 
-    def _label(self, run_id: str, text: str, repeated: bool) -> Text:
+    def _label(self, run_id: str, text: str, repeated: bool,
+               marks: tuple[str, ...] = ()) -> Text:
         label = Text("● " if run_id in self.marked else "")
         label.append(text, style="bold" if run_id == self.run_id else "")
+        if marks:  # made unlike its parent: its code or its data differ
+            label.append(f"  [{', '.join(marks)}]", style="yellow")
         if repeated:
             label.append("  (also above)", style="dim")
         return label
@@ -111,8 +115,8 @@ class LineageScreen(ReportsWorkerErrors, Screen[None]):
             self.marked.remove(run_id)
         else:
             self.marked.append(run_id)
-        for item, text, repeated in self._items.get(run_id, []):
-            item.set_label(self._label(run_id, text, repeated))
+        for item, text, repeated, marks in self._items.get(run_id, []):
+            item.set_label(self._label(run_id, text, repeated, marks))
 
     def action_blend(self) -> None:
         if len(self.marked) < 2:

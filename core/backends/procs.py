@@ -13,8 +13,9 @@ from pathlib import Path
 
 import psutil
 
+from core.util.project import PROJECT_ROOT
+
 MARK = "NKD_RUN_MARK"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent  # what `python -m core.worker` imports
 PR_SET_CHILD_SUBREAPER = 36
 
 

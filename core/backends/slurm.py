@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from core.backends.base import Backend, claim
-from core.backends.procs import PROJECT_ROOT
 from core.errors import RunError
 from core.registry.settings import gpus_of
 from core.registry.slurm import SlurmConfig
@@ -35,6 +34,7 @@ from core.store.reporter import record
 from core.store.states import MAY, Status
 from core.store.transition import transition
 from core.util.files import atomic_write_text
+from core.util.project import PROJECT_ROOT
 
 SCRIPT_NAME = "job.sbatch"
 TIMEOUT_S = 30

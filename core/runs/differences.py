@@ -33,7 +33,8 @@ def data_id(entry: dict[str, Any] | None) -> str:
         return "-"
     if entry.get("missing"):
         return "missing"
-    return f"{entry['fingerprint'][:10]} ({entry['files']:,} files)"
+    n = entry["files"]
+    return f"{entry['fingerprint'][:10]} ({n:,} file{'' if n == 1 else 's'})"
 
 
 def environment_id(prov: dict[str, Any] | None) -> str:
@@ -48,7 +49,7 @@ def facets(prov: dict[str, Any] | None) -> dict[str, str]:
     """One record's comparable values: code, data per source, environment, machine."""
     out = {"code": code_id(prov)}
     for key, entry in ((prov or {}).get("data") or {}).items():
-        out[f"data {key}"] = data_id(entry)
+        out[key] = data_id(entry)  # data, val_data, ...: the data source's key
     out["environment"] = environment_id(prov)
     if (prov or {}).get("machine"):
         m = prov["machine"]  # type: ignore[index]
@@ -101,7 +102,23 @@ def _data_change(was: dict[str, Any], now: dict[str, Any]) -> str:
     if was.get("missing") or now.get("missing"):
         return f"{data_id(was)} → {data_id(now)}"
     if was["files"] != now["files"]:
-        return f"{was['files']:,} → {now['files']:,} files"
+        return f"{was['files']:,} → {now['files']:,} file{'' if now['files'] == 1 else 's'}"
     if was["bytes"] != now["bytes"]:
         return f"{was['bytes']:,} → {now['bytes']:,} bytes"
     return "same file count and size; names or modification times changed"
+
+
+def lineage_marks(parent: dict[str, Any] | None, child: dict[str, Any] | None) -> list[str]:
+    """How a fine-tune, blend or evaluation was made unlike its parent: `code differs` when the
+    code does, `data differs` when it read a folder, or a state of one, that its parent did not
+    (an evaluation on the parent's own test split is not marked). Nothing when either has no
+    record."""
+    if not parent or not child:
+        return []
+    out = []
+    if code_id(parent) != code_id(child):
+        out.append("code differs")
+    known = {(e.get("root"), data_id(e)) for e in (parent.get("data") or {}).values()}
+    if any((e.get("root"), data_id(e)) not in known for e in (child.get("data") or {}).values()):
+        out.append("data differs")
+    return out

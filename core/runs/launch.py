@@ -17,7 +17,6 @@ from typing import Any
 from core.backends import backend_named
 from core.backends.gpus import Gpu
 from core.backends.local import visible_ids
-from core.backends.procs import PROJECT_ROOT
 from core.backends.this_box import LOCAL
 from core.errors import RunError
 from core.registry import DATA_REF_KEYS, Experiment, Registry, recipes, substitute_command
@@ -35,6 +34,7 @@ from core.store.reporter import record
 from core.store.states import Status
 from core.util.files import atomic_write_json
 from core.util.names import check_name, inside, open_append, run_path
+from core.util.project import PROJECT_ROOT
 
 
 @dataclass

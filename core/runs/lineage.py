@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from core.runs import provenance
+from core.runs.differences import lineage_marks
 from core.store import Store
 
 
@@ -60,6 +64,7 @@ class Node:
     via: str  # "" for a root
     repeated: bool = False  # already shown under another parent (a blend has several)
     children: list[Node] = field(default_factory=list)
+    marks: tuple[str, ...] = ()  # made unlike its parent: "code differs", "data differs"
 
 
 def describe(store: Store, run_id: str) -> str:
@@ -79,21 +84,31 @@ def tree(store: Store, run_id: str) -> list[Node]:
     """The roots of the family `run_id` belongs to, each with its descendants."""
     roots, children = component(edges(store), run_id)
     labels: dict[str, str] = {}
+    made: dict[str, dict[str, Any] | None] = {}  # each run's provenance, read once
     shown: set[str] = set()
 
-    def build(rid: str, via: str) -> Node:
+    def provenance_of(rid: str) -> dict[str, Any] | None:
+        if rid not in made:
+            row = store.get_run(rid)
+            made[rid] = provenance.read(Path(row["run_dir"])) if row and row.get("run_dir") \
+                else None
+        return made[rid]
+
+    def build(rid: str, via: str, parent: str | None) -> Node:
         if rid not in labels:
             labels[rid] = describe(store, rid)
-        node = Node(rid, labels[rid], via, repeated=rid in shown)
+        marks = tuple(lineage_marks(provenance_of(parent), provenance_of(rid))) if parent \
+            else ()
+        node = Node(rid, labels[rid], via, repeated=rid in shown, marks=marks)
         if node.repeated:
             return node
         shown.add(rid)
         for e in sorted(children[rid], key=lambda e: (e.child, e.relation)):
             weight = f" {e.weight:g}" if e.weight is not None else ""
-            node.children.append(build(e.child, f"{e.relation}{weight}"))
+            node.children.append(build(e.child, f"{e.relation}{weight}", rid))
         return node
 
-    return [build(root, "") for root in roots or [run_id]]
+    return [build(root, "", None) for root in roots or [run_id]]
 
 
 def render(store: Store, run_id: str) -> list[str]:
@@ -104,7 +119,8 @@ def render(store: Store, run_id: str) -> list[str]:
         via = f"{node.via} → " if node.via else ""
         mark = "  ◀" if node.run_id == run_id else ""
         again = "  (shown above)" if node.repeated else ""
-        lines.append(f"{prefix}{branch}{via}{node.label}{mark}{again}")
+        unlike = f"  [{', '.join(node.marks)}]" if node.marks else ""
+        lines.append(f"{prefix}{branch}{via}{node.label}{unlike}{mark}{again}")
         inner = prefix + {"├─ ": "│  ", "└─ ": "   "}.get(branch, "")
         for i, child in enumerate(node.children):
             walk(child, inner, "└─ " if i == len(node.children) - 1 else "├─ ")

@@ -26,6 +26,11 @@ def _picture(match: re.Match[str]) -> str:
     return f"<{code:02x}>"
 
 
+def has_control_but_newline(text: str) -> bool:
+    """Whether text holds a control character other than newline and tab (a table's lines)."""
+    return _CONTROL.search(text) is not None
+
+
 def has_control(text: str) -> bool:
     """Whether a name holds a control character (tab and newline included)."""
     return bool(_CONTROL.search(text)) or "\t" in text or "\n" in text

@@ -30,6 +30,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if differ and len(ids) > 1:
         print()
         print(text_table(differ, ["settings that differ", *header[1:]]))
+    if table.made:  # code, data, environment: what differs first, marked
+        print()
+        made = [[f"{key} (differs)" if d else key, *[param_text(v) for v in values]]
+                for key, values, d in table.made]
+        print(text_table(made, ["made by", *header[1:]]))
     return 0
 
 

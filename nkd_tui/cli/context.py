@@ -7,14 +7,16 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import NkdError
-from core.registry import Registry, load_registry
 from core.registry.workspace import Workspace
 from core.store import Store
 from core.store.recover import open_store
-from core.util.text import has_control, visible
+from core.util.text import has_control_but_newline, visible
+
+if TYPE_CHECKING:  # the registry's modules load only for a command that reads the registry
+    from core.registry import Registry
 
 
 def registry_path(args: argparse.Namespace) -> Path:
@@ -22,6 +24,8 @@ def registry_path(args: argparse.Namespace) -> Path:
 
 
 def open_registry(args: argparse.Namespace) -> tuple[Registry, Workspace, Store]:
+    from core.registry import load_registry
+
     registry = load_registry(registry_path(args))
     ws = Workspace.at(registry.path)
     return registry, ws, open_store(ws)
@@ -40,7 +44,7 @@ def text_table(rows: list[list[str]], header: list[str]) -> str:
     """Columns padded to their widest cell; a cell's control characters made visible (a tag or
     note as given, never a control sequence)."""
     table = _aligned(rows, header)
-    if has_control(table.replace("\n", "")):  # looked for once, in the common case none
+    if "\t" in table or has_control_but_newline(table):  # looked for once; usually none
         table = _aligned([[visible(str(c), keep="") for c in r] for r in rows], header)
     return table
 

@@ -7,12 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 from core.errors import NkdError
-from core.registry import load_registry
 from core.registry.workspace import Workspace, index_dir
 from nkd_tui.cli.context import registry_path
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
+    from core.registry import load_registry
+
     registry = load_registry(registry_path(args))
     if args.kind == "noise":
         from core.noise.synth import synthesize
@@ -26,7 +27,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_data_index(args: argparse.Namespace) -> int:
-    from core.registry import data_source
+    from core.registry import data_source, load_registry
     from core.registry.folders import looks_like_folder
 
     registry = load_registry(registry_path(args))
@@ -57,6 +58,7 @@ def cmd_data_index(args: argparse.Namespace) -> int:
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from core.data.prepare import prepare_source
+    from core.registry import load_registry
 
     for line in prepare_source(load_registry(registry_path(args)), args.source,
                                args.sample_rate):

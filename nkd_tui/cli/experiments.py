@@ -7,11 +7,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from core.registry import KEYS, load_registry
 from nkd_tui.cli.context import open_registry, registry_path, text_table
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from core.registry import load_registry
+
     registry = load_registry(registry_path(args))
     n = len(registry.sweeps)
     sweeps = f"{n} sweep{'s' if n != 1 else ''}, " if n else ""
@@ -53,6 +54,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_keys(_args: argparse.Namespace) -> int:
     from core.registry import REQUIRED
+    from core.registry.keys import KEYS
 
     for key, spec in KEYS.items():
         choices = f" ({'/'.join(spec.choices)})" if spec.choices else ""

@@ -14,7 +14,6 @@ from typing import Any
 from core.backends import backend_named
 from core.backends.base import Backend
 from core.errors import NkdError
-from core.runs import provenance
 from core.store import FINAL, FULL_COLUMNS
 from core.store.states import MAY, PROGRESSING
 from core.util.text import log_line, visible
@@ -82,10 +81,10 @@ def cmd_ps(args: argparse.Namespace) -> int:
     sync_slurm(store, ws)
     from core.runs.annotate import matches, tags_of
 
-    rows = store.list_runs(
+    rows = list(store.list_runs(  # each row made a dict once: the table and the caveats read it
         args.experiment, limit=None if args.all or args.json or args.sweep or args.search else 50,
         columns=FULL_COLUMNS, sweep=args.sweep, archived=None if args.archived else False,
-    )
+    ))
     if args.search:
         rows = [r for r in rows if matches(r, args.search)]
     if args.json:
@@ -176,6 +175,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         ]
         out["metrics"] = metrics
         out["checkpoints"] = checkpoints
+        from core.runs import provenance
+
         out["provenance"] = provenance.read(Path(row["run_dir"] or ""))
         print(json.dumps(out, indent=2, default=str))
         return 0
@@ -210,6 +211,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         say(f"note        {row['note']}")
     for ref in _references(Path(row["run_dir"] or "")):
         say(f"reference   {ref['key']} {ref['ref']} -> run {ref['run']}")
+    from core.runs import provenance
+
     made = provenance.read(Path(row["run_dir"] or ""))
     if made is not None:
         for line in provenance.lines(made):
