@@ -303,6 +303,10 @@ def _cases() -> list[Case]:
                               ["no run or experiment with runs named", ref[:20]]))
     cases.append(Case("compare-unknown-run", ["compare", "{run}", "nosuch_run"],
                       ["no run or experiment with runs named 'nosuch_run'"]))
+    cases.append(Case("diff-unknown-run", ["diff", "nosuch_run", "{run}"],
+                      ["no run or experiment with runs named 'nosuch_run'"]))
+    cases.append(Case("rerun-unknown-run", ["rerun", "nosuch_run"],
+                      ["no run or experiment with runs named 'nosuch_run'"]))
     cases.append(Case("run-ambiguous", ["show", "tick_2"], ["run 'tick_2' is ambiguous",
                                                              "2 runs match"]))
     # control of a run that has ended ({run} is the finished run)

@@ -221,3 +221,31 @@ async def test_marks_compare_sort_and_export(tmp_path: Path) -> None:
         assert len(exports) == 1 and "crnn_long_20260103_120000" in exports[0].read_text()
         await pilot.press("escape")
         assert len(app.screen_stack) == 1
+
+
+async def test_the_compare_screen_leads_with_what_made_the_runs(tmp_path: Path) -> None:
+    import json
+
+    app = _app(tmp_path)
+    store = Store(tmp_path / "nkd.db")
+    for run_id, commit in (("crnn_long_20260103_120000", "a" * 40),
+                           ("crnn_long_20260102_120000", "b" * 40)):
+        run_dir = tmp_path / "runs" / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "provenance.json").write_text(json.dumps({
+            "code": {"repository": "/src", "commit": commit, "dirty": False},
+            "data": {}, "environment": {"python": "3.11.7", "packages_sha256": "ab"}}))
+        with store.write() as conn:
+            conn.execute("UPDATE runs SET run_dir = ? WHERE id = ?", (str(run_dir), run_id))
+    store.close()
+    async with app.run_test(size=SIZE) as pilot:
+        await _select_crnn_long(pilot)
+        await pilot.press("tab", "space", "down", "space", "c")
+        await _settle(pilot)
+        screen = app.screen
+        table = screen.query_one("#compare-params")
+        assert table.get_row_at(0)[0].plain == "code"  # what differs leads
+        assert "aaaaaaaaaa" in str(table.get_row_at(0)[1]) + str(table.get_row_at(0)[2])
+        title = str(screen.query_one("#compare-title").render())
+        assert "code differs" in title
+        assert [k for k, _v, d in screen.comparison.made if not d] == ["environment"]

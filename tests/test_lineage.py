@@ -3,6 +3,7 @@ and the blend dialog that starts a blend of two marked nodes."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -139,3 +140,34 @@ async def test_blend_dialog_checks_weights_then_launches(tmp_path: Path) -> None
     store.close()
     assert full["params"]["sources"] == {f"run:{FINE_TUNE}": 0.8, f"run:{BLEND_RUN}": 0.2}
     assert full["recipe"] == "separation.blend"
+
+
+def _made(store: Store, run_id: str, commit: str, data: str) -> None:
+    """A provenance record as a launch writes it: the code at `commit`, one data folder."""
+    run_dir = Path(store.path).parent / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with store.write() as conn:  # the fixture's runs were recorded without their folders
+        conn.execute("UPDATE runs SET run_dir = ? WHERE id = ?", (str(run_dir), run_id))
+    (run_dir / "provenance.json").write_text(json.dumps({
+        "code": {"repository": "/src", "commit": commit, "dirty": False},
+        "data": {"data": {"root": "/data/musdb", "files": 10, "bytes": 99,
+                          "fingerprint": data}},
+        "environment": {"python": "3.11.7", "torch": "2.13.0", "packages_sha256": "ab"}}))
+
+
+def test_a_child_made_from_other_code_or_data_is_marked(tmp_path: Path) -> None:
+    _family(tmp_path)
+    store = Store(tmp_path / "nkd.db")
+    _made(store, ROOT_RUN, "a" * 40, "f" * 16)
+    _made(store, FINE_TUNE, "b" * 40, "f" * 16)  # fine-tuned after a code change
+    _made(store, BLEND_RUN, "b" * 40, "e" * 16)  # blended on a changed data folder
+    roots = tree(store, BLEND_RUN)
+    lines = render(store, BLEND_RUN)
+    store.close()
+    kids = {c.via: c for c in roots[0].children}
+    assert roots[0].marks == ()
+    assert kids["pretrained"].marks == ("code differs",)
+    blend = kids["pretrained"].children[0]  # from the fine-tune: same code, other data
+    assert blend.marks == ("data differs",)
+    assert kids["blend 0.2"].marks == ("code differs", "data differs")  # from the root
+    assert any(f"{FINE_TUNE}" in line and "[code differs]" in line for line in lines)

@@ -211,3 +211,40 @@ def test_slurm_runs_in_ps_json(sws: Workspace, capsys: pytest.CaptureFixture[str
     assert nkd(sws, "ps", "--json") == 0
     listed = json.loads(capsys.readouterr().out)[0]
     assert listed["backend"] == "slurm" and listed["job_id"] and listed["status"] == "finished"
+
+
+def test_a_slurm_run_records_what_made_it_and_a_rerun_checks_it(
+        sws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    from test_provenance import MINE, _repo
+
+    repo = _repo(sws.root)
+    (sws.root / "clips").mkdir()
+    (sws.root / "clips" / "one.wav").write_bytes(b"x")
+    sws.registry.write_text(sws.registry.read_text()
+                            + MINE.format(python=sys.executable) + 'backend = "slurm"\n')
+    assert nkd(sws, "run", "mine", "--detach") == 0  # recorded at submission
+    first = _row(sws, "mine")
+    assert first["backend"] == "slurm"
+    _until(sws, lambda: _row(sws, "mine")["status"] in FINAL, 60, "the first job")
+    (repo / "train.py").write_text("print('@nkd {\"epoch\": 1, \"train_loss\": 0.125}')\n")
+    (sws.root / "clips" / "two.wav").write_bytes(b"y")
+    assert nkd(sws, "run", "mine", "--detach") == 0
+    second = _row(sws, "mine")
+    _until(sws, lambda: _row(sws, "mine")["status"] in FINAL, 60, "the second job")
+    capsys.readouterr()
+    assert nkd(sws, "compare", first["id"], second["id"]) == 0
+    out = capsys.readouterr().out
+    assert "code (differs)" in out and "data (differs)" in out
+    assert nkd(sws, "diff", first["id"], second["id"]) == 0
+    assert "+print('@nkd {\"epoch\": 1, \"train_loss\": 0.125}')" in capsys.readouterr().out
+    assert nkd(sws, "rerun", first["id"], "--detach") == 2
+    assert "code differs" in capsys.readouterr().err
+    assert nkd(sws, "rerun", first["id"], "--anyway", "--detach") == 0
+    rerun = _row(sws, "mine")
+    assert rerun["backend"] == "slurm" and rerun["job_id"]
+    _until(sws, lambda: _row(sws, "mine")["status"] in FINAL, 60, "the rerun's job")
+    assert _row(sws, "mine")["status"] == "finished"
+    worker = json.loads((Path(rerun["run_dir"]) / "worker_environment.json").read_text())
+    assert worker["starts"][0]["host"]  # written by the worker on the compute node
+    prov = json.loads((Path(rerun["run_dir"]) / "provenance.json").read_text())
+    assert prov["rerun"]["of"] == first["id"] and len(prov["rerun"]["differs"]) == 2

@@ -186,7 +186,8 @@ def data_state(data_roots: dict[str, Path], cache_dir: Path | None,
                 raise FileNotFoundError(root)
             data[key] = fingerprint(root, cache_file(cache_dir, root) if cache_dir else None)
             if data[key].get("unreadable") and notices is not None:
-                notices.append(f"data {key}: {data[key]['unreadable']} entries of {root} could "
+                n = data[key]["unreadable"]
+                notices.append(f"data {key}: {n} entr{'y' if n == 1 else 'ies'} of {root} could "
                                f"not be read; the fingerprint leaves them out")
         except OSError:
             data[key] = {"root": str(root), "missing": True}
