@@ -81,18 +81,17 @@ def main() -> int:
         run_dir, cache = root / "run", root / "cache"
         run_dir.mkdir()
 
+        def launch() -> None:  # what a launch does: read, then write into the run folder
+            provenance.installed.cache_clear()  # a fresh `nkd run` process lists them again
+            provenance.record(run_dir, provenance.snapshot(repo, {"data": data}, cache))
+
         def cold() -> None:
             shutil.rmtree(cache, ignore_errors=True)
-            provenance.installed.cache_clear()
-            provenance.record(run_dir, repo, {"data": data}, cache)
+            launch()
 
-        def warm() -> None:
-            provenance.installed.cache_clear()
-            provenance.record(run_dir, repo, {"data": data}, cache)
-
-        code = timed(lambda: provenance.code_state(repo, run_dir), args.repeat)
+        code = timed(lambda: provenance.code_state(repo), args.repeat)
         full = timed(lambda: fingerprint(data), args.repeat)
-        provenance.record(run_dir, repo, {"data": data}, cache)  # fills the cache
+        launch()  # fills the cache
         cached = timed(lambda: fingerprint(data, cache / "x.json"), 1)  # fills its own
         cached = timed(lambda: fingerprint(data, cache / "x.json"), args.repeat)
 
@@ -102,7 +101,7 @@ def main() -> int:
 
         environment = timed(env, args.repeat)
         whole_cold = timed(cold, args.repeat)
-        whole_warm = timed(warm, args.repeat)
+        whole_warm = timed(launch, args.repeat)
         print(f"code state (git status, diff, untracked):   {code:7.1f} ms")
         print(f"data fingerprint, every file read:          {full:7.1f} ms")
         print(f"data fingerprint, directory digests cached: {cached:7.1f} ms")
