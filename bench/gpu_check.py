@@ -7,6 +7,7 @@ H200). It prints one table:
   utilisation sampled with NVML while the run trains, the GPU memory its worker held at most,
   and the time from the launch to the first training step);
 * BSS Eval of a 4-minute stereo track on the GPU against the CPU (time, largest difference);
+* the machine each run's worker recorded (torch, CUDA, cuDNN, driver, GPU models);
 * suspend and resume on CUDA, compared bit for bit: mark1 run straight, run straight again (is
   CUDA deterministic here at all?), and run with a suspend inside an epoch and a resume.
 
@@ -131,6 +132,12 @@ def throughput(ws: Path, exp: str, epochs: int) -> None:
     say(f"{exp} ({end['status']}, batch {batch})",
         f"{rate:,.0f} samples/s, GPU util {util:.0f} %, peak GPU memory "
         f"{sampler.peak_mib:,.0f} MiB, first step {first['t'] - launched:.1f} s after launch")
+    from core.runs.machine import last
+    from core.runs.provenance import machine_text
+
+    recorded = last(run_dir)  # the worker's record: torch, CUDA, cuDNN, driver, GPU models
+    say(f"{exp}: the machine its worker recorded",
+        machine_text(recorded) if recorded else "NOT RECORDED")
 
 
 def bsseval() -> None:

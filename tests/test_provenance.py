@@ -238,7 +238,7 @@ def test_faults_give_one_notice_and_never_stop_a_record(tmp_path: Path) -> None:
     (data / "one.wav").write_bytes(b"x")
     (data / "gone.wav").symlink_to(tmp_path / "nowhere.wav")  # an entry that cannot be read
     made = provenance.snapshot(repo, {"data": data, "val_data": tmp_path / "vanished"})
-    notices = provenance.record(run_dir, made)
+    notices, _ = provenance.record(run_dir, made)
     prov = provenance.read(run_dir)
     assert prov["code"]["diff_cut"] is True
     assert (run_dir / "code.diff").stat().st_size == provenance.DIFF_CAP

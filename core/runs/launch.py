@@ -26,7 +26,7 @@ from core.registry.queue import parse_memory
 from core.registry.settings import DEFAULT, gpus_of
 from core.registry.settings import resolve as resolve_settings
 from core.registry.workspace import Workspace
-from core.runs import provenance
+from core.runs import differences, provenance
 from core.runs.device_check import check_device
 from core.runs.inputs import check_inputs
 from core.store import Store
@@ -221,7 +221,7 @@ def _record_run(
     atomic_write_json(run_dir / "config.json", config, sort_keys=False)  # class order matters
     if made is None:  # what made the run: code, data, environment (never fails it)
         made = provenance.snapshot(code_folder(cwd), data_roots(registry, exp), ws.cache_dir)
-    said = provenance.record(run_dir, made, rerun)
+    said, recorded = provenance.record(run_dir, made, rerun)
     if said:
         log = open_append(run_path(run_dir, "output.log"))
         try:
@@ -254,6 +254,8 @@ def _record_run(
             **({"sweep": sweep} if sweep else {}),
             **({"backend": backend} if backend != LOCAL.name else {}),
             **({"rerun_of": rerun["of"]} if rerun else {}),
+            # what made it, in its record too (provenance.json holds the whole of it)
+            "made": differences.facets(recorded),
         },
     )
     return Launched(run_id, run_dir, None, visible_ids(gpus), notice,

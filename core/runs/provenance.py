@@ -156,9 +156,10 @@ def snapshot(code_folder: Path, data_roots: dict[str, Path],
     return Snapshot(code, diff, data_state(data_roots, cache_dir, notices), notices)
 
 
-def record(run_dir: Path, made: Snapshot, rerun: dict[str, Any] | None = None) -> list[str]:
+def record(run_dir: Path, made: Snapshot, rerun: dict[str, Any] | None = None
+           ) -> tuple[list[str], dict[str, Any]]:
     """Write provenance.json (and code.diff, packages.txt) into the run folder; the notices
-    to give. `rerun`: the run this one repeats, and what differs from it."""
+    to give and what was written. `rerun`: the run this one repeats, and what differs."""
     notices = list(made.notices)
     if made.diff:
         try:
@@ -170,9 +171,10 @@ def record(run_dir: Path, made: Snapshot, rerun: dict[str, Any] | None = None) -
     except Exception as exc:
         env = {"python": platform.python_version(), "why": f"packages not listed ({exc})"}
         notices.append(f"environment: the package list is not recorded ({exc})")
-    atomic_write_json(run_dir / NAME, {"code": made.code, "data": made.data, "environment": env,
-                                       **({"rerun": rerun} if rerun else {})})
-    return notices
+    doc = {"code": made.code, "data": made.data, "environment": env,
+           **({"rerun": rerun} if rerun else {})}
+    atomic_write_json(run_dir / NAME, doc)
+    return notices, doc
 
 
 def data_state(data_roots: dict[str, Path], cache_dir: Path | None,

@@ -103,6 +103,7 @@ EVENTS: dict[str, dict[str, Field]] = {
         "gpu_memory": _n(), "priority": _i(None), "after": Field("ids"), "sweep": _t(200),
         "backend": Field("choice", choices=KEYS["backend"].choices),
         "rerun_of": _t(TEXT_MAX),  # `nkd rerun`: the run this one repeats
+        "made": Field("table"),  # code, data and environment in short (provenance.json)
     },
     "status": {  # a change of status, with what the run's row keeps of it
         "status": Field("status", required=True, choices=STATUSES), **_PROCESS,
