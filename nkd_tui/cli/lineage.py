@@ -6,8 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from nkd_tui.cli.context import open_registry, open_workspace, say_skipped
-from nkd_tui.cli.follow import follow_run
+from nkd_tui.cli.context import open_registry, open_workspace, started
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
@@ -43,12 +42,7 @@ def _start(args: argparse.Namespace, registry: Any, ws: Any, store: Any, exp: An
     """An ad-hoc run (a blend, an evaluation) started, then followed unless --detach."""
     from core.runs.launch import launch_experiment
 
-    launched = launch_experiment(registry, exp, store=store)
-    say_skipped(launched)
-    print(f"{launched.run_id}: started (pid {launched.pid}), folder {launched.run_dir}")
-    if args.detach:
-        return 0
-    return follow_run(store, ws, launched.run_id)
+    return started(store, ws, launch_experiment(registry, exp, store=store), args.detach)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

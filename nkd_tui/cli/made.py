@@ -5,7 +5,6 @@ when the code or the data differ unless `--anyway`)."""
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -29,23 +28,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_rerun(args: argparse.Namespace) -> int:
     from core.runs.rerun import rerun
     from core.runs.status import resolve_run
-    from nkd_tui.cli.context import open_registry, say_skipped
-    from nkd_tui.cli.follow import follow_run
+    from nkd_tui.cli.context import open_registry, started
 
     registry, ws, store = open_registry(args)
     run = store.get_run(resolve_run(store, args.run))
     assert run is not None
     launched, found = rerun(registry, store, run, anyway=args.anyway)
-    say_skipped(launched)
-    for line in found:  # --anyway: what the new run records as differing
-        print(f"nkd: {launched.run_id}: {line}", file=sys.stderr)
-    if launched.notice:
-        print(f"nkd: {launched.notice}", file=sys.stderr)
-    how = f"started (pid {launched.pid})" if launched.pid else "submitted"
-    print(f"{launched.run_id}: rerun of {run['id']}, {how}, folder {launched.run_dir}")
-    if args.detach:
-        return EXIT_OK
-    return follow_run(store, ws, launched.run_id)
+    # with --anyway, what differed (the new run records it too)
+    return started(store, ws, launched, args.detach, f"rerun of {run['id']}, ", found)
 
 
 def add_parsers(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:

@@ -19,7 +19,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from core.runs.launch import launch_experiment
     from core.runs.plan import make_plan, pin
     from core.runs.status import resolve_run
-    from nkd_tui.cli.context import open_registry, say_skipped
+    from nkd_tui.cli.context import open_registry, say_skipped, started
     from nkd_tui.cli.follow import follow_run
 
     registry, ws, store = open_registry(args)
@@ -36,14 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     backend = backend_named(plan.runs[0].experiment.params.get("backend"))
     if not plan.queued and not backend.starts_queued:
         launched = launch_experiment(registry, plan.runs[0].experiment, store=store)
-        say_skipped(launched)
-        if launched.notice:
-            print(f"nkd: {launched.notice}", file=sys.stderr)
-        on = f" on GPU {launched.gpus}" if launched.gpus else ""
-        print(f"{launched.run_id}: started (pid {launched.pid}){on}, folder {launched.run_dir}")
-        if args.detach:
-            return EXIT_OK
-        return follow_run(store, ws, launched.run_id)
+        return started(store, ws, launched, args.detach)
     _notice_without_gpus(plan)
     ids: list[str] = []
     for planned in plan.runs:
