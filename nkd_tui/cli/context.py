@@ -64,23 +64,6 @@ def sync_slurm(store: Store, ws: Workspace) -> None:
     sync_all(store, ws)
 
 
-def started(store: Store, ws: Workspace, launched: Any, detach: bool, what: str = "",
-            notes: list[str] | tuple[str, ...] = ()) -> int:
-    """A run just launched: its skipped parts and notices (one `nkd:` line each), the line
-    that names it and its folder, then its progress followed unless `detach`."""
-    from nkd_tui.cli.follow import follow_run
-
-    say_skipped(launched)
-    for line in notes:
-        print(f"nkd: {launched.run_id}: {line}", file=sys.stderr)
-    if launched.notice:
-        print(f"nkd: {launched.notice}", file=sys.stderr)
-    on = f" on GPU {launched.gpus}" if launched.gpus else ""
-    how = f"started (pid {launched.pid}){on}" if launched.pid else "submitted"
-    print(f"{launched.run_id}: {what}{how}, folder {launched.run_dir}")
-    return 0 if detach else follow_run(store, ws, launched.run_id)
-
-
 def say_skipped(launched: Any) -> None:
     """The optional parts a launch left out (demo data not on disk), one `nkd:` line each."""
     for line in launched.skipped:

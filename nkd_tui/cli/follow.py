@@ -14,7 +14,7 @@ from core.registry.keys import SELECT_BY
 from core.registry.workspace import Workspace
 from core.store import FINAL, Store
 from core.store.states import ENDED_AS_ASKED
-from nkd_tui.cli.context import sync_slurm
+from nkd_tui.cli.context import say_skipped, sync_slurm
 from nkd_tui.format import best_text, fmt_num, scored_on
 
 SLURM_SYNC_S = 1.0  # how often a foreground Slurm run is ingested and asked about
@@ -109,3 +109,18 @@ def report_end(store: Store, run_id: str) -> int:
         print("  " + ", ".join(f"{m['name']}{' ' + m['stem'] if m['stem'] else ''} "
                                f"{fmt_num(m['value'])} ({scored_on(m)})" for m in headline))
     return EXIT_OK if row["status"] in ENDED_AS_ASKED else EXIT_RUN_FAILED
+
+
+def started(store: Store, ws: Workspace, launched: Any, detach: bool, what: str = "",
+            notes: list[str] | tuple[str, ...] = ()) -> int:
+    """A run just launched: its skipped parts and notices (one `nkd:` line each), the line
+    that names it and its folder, then its progress followed unless `detach`."""
+    say_skipped(launched)
+    for line in notes:
+        print(f"nkd: {launched.run_id}: {line}", file=sys.stderr)
+    if launched.notice:
+        print(f"nkd: {launched.notice}", file=sys.stderr)
+    on = f" on GPU {launched.gpus}" if launched.gpus else ""
+    how = f"started (pid {launched.pid}){on}" if launched.pid else "submitted"
+    print(f"{launched.run_id}: {what}{how}, folder {launched.run_dir}")
+    return 0 if detach else follow_run(store, ws, launched.run_id)

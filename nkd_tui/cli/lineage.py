@@ -6,7 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from nkd_tui.cli.context import open_registry, open_workspace, started
+from nkd_tui.cli.context import open_registry, open_workspace
+from nkd_tui.cli.follow import started
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:

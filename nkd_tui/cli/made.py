@@ -28,7 +28,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_rerun(args: argparse.Namespace) -> int:
     from core.runs.rerun import rerun
     from core.runs.status import resolve_run
-    from nkd_tui.cli.context import open_registry, started
+    from nkd_tui.cli.context import open_registry
+    from nkd_tui.cli.follow import started
 
     registry, ws, store = open_registry(args)
     run = store.get_run(resolve_run(store, args.run))

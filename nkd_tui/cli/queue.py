@@ -19,8 +19,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from core.runs.launch import launch_experiment
     from core.runs.plan import make_plan, pin
     from core.runs.status import resolve_run
-    from nkd_tui.cli.context import open_registry, say_skipped, started
-    from nkd_tui.cli.follow import follow_run
+    from nkd_tui.cli.context import open_registry, say_skipped
+    from nkd_tui.cli.follow import follow_run, started
 
     registry, ws, store = open_registry(args)
     after = [resolve_run(store, ref) for ref in args.after or []]
