@@ -50,6 +50,7 @@ class NkdApp(ReportsWorkerErrors, RunActions, TreeActions, App[None]):
         Binding("space", "mark", "Mark", id="run.mark"),
         Binding("c", "compare", "Compare", id="run.compare"),
         Binding("L", "lineage", "Lineage", id="run.lineage"),
+        Binding("o", "results", "Results", id="run.results", show=False),
         Binding("u", "control('suspend')", "Suspend", id="run.suspend", show=False),
         Binding("K", "kill", "Kill", id="run.kill", show=False),
         Binding("R", "control('restart')", "Restart", id="run.restart", show=False),

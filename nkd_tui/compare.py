@@ -30,6 +30,7 @@ TWIN = "Δ vs no-KD twin"  # a KD run's score against the same run with alpha 0,
 LAST = ["score", "epochs", "best val", "best ep", "experiment", "tags", "note"]
 METRIC_ORDER = [
     "sdr mean",
+    "sdr_global mean",  # the challenges' figure, named apart from BSS Eval's median
     "accuracy",
     "macro_f1",
     "roc_auc",

@@ -47,6 +47,14 @@ class ComparisonRead(Message):
 
 
 @dataclass
+class ResultsRead(Message):
+    """A run's kept results (core.results.kept.Results per split), or why there are none."""
+
+    results: list[Any]
+    error: str | None = None
+
+
+@dataclass
 class LogGrew(Message):
     """The log viewer's index of a file grew (or was read whole)."""
 

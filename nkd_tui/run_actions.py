@@ -286,6 +286,17 @@ class RunActions:
 
         self.push_screen(LineageScreen(self.registry, self.workspace.db_path, self.run_id))
 
+    def action_results(self) -> None:
+        """What the highlighted run's evaluation kept: see its outputs (and hear them with
+        `nkd listen`)."""
+        run_id = self._sync_run()
+        if not run_id:
+            self.notify("no run highlighted", severity="warning")
+            return
+        from nkd_tui.results_screen import ResultsScreen
+
+        self.push_screen(ResultsScreen(self.workspace.run_dir(run_id), run_id))
+
     def action_stop(self) -> None:
         self._confirm(f"Stop {self._sync_run()}? It saves its last state.", "stop")
 

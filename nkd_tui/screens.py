@@ -198,6 +198,7 @@ HELP_KEYS = (
     ("space", "mark / unmark a run for compare; C clears all marks"),
     ("c / S", "compare the marked runs / the highlighted run's sweep"),
     ("L", "lineage: fine-tunes, blends, evaluations; b blends"),
+    ("o", "results: tracks worst first, spectrograms (nkd listen to hear)"),
     ("enter", "whole log (or v): / search, n next, e error, f follow"),
     ("m / y", "chart: next metric (M back) / log y axis"),
     ("t / n", "tags / note of the highlighted run"),

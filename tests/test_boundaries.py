@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("core.backends",),
     ("core.runs",),
     ("core.capture",),
-    ("core.data",),
+    ("core.data", "core.results"),
     ("core.training",),
     ("core.noise", "core.separation"),
     ("core.worker", "core.report", "core"),

@@ -16,6 +16,7 @@ from core.errors import RunError
 from core.noise import augment, metrics
 from core.noise.clips import Clips, Norm, model_input
 from core.noise.clips import load as load_clips
+from core.noise.keep import keep
 from core.noise.models import AudioEncoder, TextHead
 from core.runs import refs
 from core.runs.context import RunContext
@@ -323,6 +324,8 @@ def evaluate(
         f"{ctx.run_id} {tag}{split} (accuracy {values['accuracy']:.3f})",
     )
     write_details(ctx.run_dir / f"{tag}prediction_details.csv", rows, y, probs, names)
+    keep(ctx.run_dir, split, names, y, probs, rows, int(ctx.params["results_tracks"]),
+         int(ctx.params["sample_rate"]))
     return values
 
 

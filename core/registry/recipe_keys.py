@@ -213,6 +213,14 @@ RECIPE_KEYS: dict[str, Key] = {
         default=0,
         used_by=SEPARATION,
     ),
+    "results_tracks": _pos(
+        "int",
+        "tracks (separation) or clips (noise) an evaluation keeps as listenable excerpts with "
+        "spectrograms: the worst, the median and the best; 0 keeps only the per-second scores",
+        lo_open=False,
+        default=3,
+        used_by=BUILTIN,
+    ),
     "select_by": Key(
         "str",
         "which epoch's weights are kept as best: the lowest validation loss, the highest "

@@ -19,6 +19,7 @@ from core.errors import RunError
 from core.registry.settings import CHECKPOINT, DEFAULT
 from core.runs.context import RunContext
 from core.separation import bsseval
+from core.separation.keep import GLOBAL_DEFINITION, Keeper
 from core.separation.models import masks_of
 from core.separation.spectral import MagNorm, Stft
 from core.separation.wiener import wiener
@@ -146,19 +147,25 @@ def bss_scores(
     stems: list[str],
     rate: int,
     device: torch.device | None = None,
+    keeper: Keeper | None = None,
 ) -> dict[str, list[dict[str, float]]]:
     """BSS Eval of every track's estimates (1 s frames, the median over frames): per stem, one
-    row per track with each measure."""
+    row per track with each measure; with a `keeper`, its per-second SDR, global SDR and
+    excerpt are kept too (row key `sdr_global`)."""
     per_track: dict[str, list[dict[str, float]]] = {s: [] for s in stems}
     for track in tracks:
         est = separate_track(track)
         refs = track.stems.transpose(0, 2, 1)  # [S, n, C]
-        result = bsseval.bss_eval(
-            refs, est.transpose(0, 2, 1), window=rate, hop=rate, device=device
-        ).medians()
+        scores = bsseval.bss_eval(refs, est.transpose(0, 2, 1), window=rate, hop=rate,
+                                  device=device)
+        result = scores.medians()
+        glob = keeper.add(track, est, scores.sdr.double().cpu().numpy(),
+                          {stem: float(result["sdr"][i]) for i, stem in enumerate(stems)}) \
+            if keeper is not None else {}
         for i, stem in enumerate(stems):
             per_track[stem].append({"track": track.name,
-                                    **{k: float(result[k][i]) for k in METRICS}})
+                                    **{k: float(result[k][i]) for k in METRICS},
+                                    **({"sdr_global": glob[stem]} if glob else {})})
     return per_track
 
 
@@ -194,14 +201,17 @@ def score(
     g = np.ones(len(stems)) if gains is None else gains
     bss_device = sep.device if sep.device.type == "cuda" else None
     where = {"split": split, "gains": gains_from}
+    keeper = Keeper(ctx.run_dir, split, stems, rate, int(ctx.params["results_tracks"]),
+                    {"sdr": bsseval.DEFINITION})
     per_track = bss_scores(lambda track: sep(track) * g[:, None, None], loaded(tracks), stems,
-                           rate, bss_device)
+                           rate, bss_device, keeper)
+    keeper.finish()
     suffix = "" if split == "val" else f"_{split}"
     for stem in stems:
         rows = per_track[stem]
         for row in rows:
-            for k in METRICS:
-                if np.isfinite(row[k]):
+            for k in (*METRICS, "sdr_global"):
+                if np.isfinite(row.get(k, np.nan)):
                     ctx.reporter.metric(k, row[k], stem=stem, track=row["track"], **where,
                                         definition=_definition(k))
         for k in METRICS:
@@ -214,15 +224,36 @@ def score(
     if summary:
         ctx.reporter.metric("sdr", summary["mean"], stem="mean", **where,
                             definition=bsseval.DEFINITION)
+    challenge = global_summary(per_track)  # the challenges' figure: a mean over tracks
+    for stem, value in challenge.items():
+        ctx.reporter.metric("sdr_global", value, stem=stem, **where,
+                            definition=GLOBAL_DEFINITION + "; the mean over tracks")
     print(
         f"{split} SDR (median over frames, then tracks; gains {gains_from}): "
-        + ", ".join(f"{k} {v:.3f} dB" for k, v in summary.items()),
+        + ", ".join(f"{k} {v:.3f} dB" for k, v in summary.items())
+        + (f"; global SDR (challenge, mean over tracks) {challenge['mean']:.3f} dB"
+           if challenge else ""),
         flush=True,
     )
     return summary
 
 
+def global_summary(per_track: dict[str, list[dict[str, float]]]) -> dict[str, float]:
+    """Global SDR as the MDX / SDX challenges report it: per stem the mean over tracks, and
+    the mean over stems."""
+    out = {}
+    for stem, rows in per_track.items():
+        values = [r["sdr_global"] for r in rows if np.isfinite(r.get("sdr_global", np.nan))]
+        if values:
+            out[stem] = float(np.mean(values))
+    if out:
+        out["mean"] = float(np.mean(list(out.values())))
+    return out
+
+
 def _definition(metric: str) -> str:
+    if metric == "sdr_global":
+        return GLOBAL_DEFINITION
     return bsseval.SI_SDR_DEFINITION if metric == "si_sdr" else bsseval.DEFINITION
 
 

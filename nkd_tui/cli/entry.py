@@ -21,6 +21,7 @@ from nkd_tui.cli import (
     made,
     notes,
     queue,
+    results,
     runs,
 )
 from nkd_tui.cli.context import registry_path
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     made.add_parsers(add, sub)
     control.add_parsers(add, sub)
     lineage.add_parsers(add, sub)
+    results.add_parsers(add, sub)
     data.add_parsers(add, sub)
     return parser
 

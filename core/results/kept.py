@@ -1,0 +1,131 @@
+"""The results an evaluation keeps, on disk: `runs/<id>/results/<split>/results.json` and, per
+kept track or clip, FLAC excerpts and quantised spectrograms (`.npy`, uint8, loaded without
+pickle) in a folder of their own. Written atomically; read back by the TUI, `nkd results`,
+`nkd listen` and `nkd report`."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import RunError
+from core.util.files import atomic_write, atomic_write_json
+
+FOLDER = "results"
+MANIFEST = "results.json"
+EXCERPT_S = 10.0  # seconds of audio kept per track (separation)
+CLIP_S = 4.0  # seconds kept per misclassified clip (noise)
+
+
+def slug(name: str, taken: set[str] | None = None) -> str:
+    """A folder name for a track or clip: ASCII letters, digits, `.`, `_`, `-`; unique in
+    `taken`."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:60] or "item"
+    out, n = base, 2
+    while taken is not None and out in taken:
+        out, n = f"{base}_{n}", n + 1
+    if taken is not None:
+        taken.add(out)
+    return out
+
+
+def split_dir(run_dir: Path, split: str) -> Path:
+    return run_dir / FOLDER / slug(split)
+
+
+def write_flac(path: Path, samples: np.ndarray, rate: int) -> None:
+    """[n] or [channels, n] float audio as 16-bit FLAC, atomically."""
+    import soundfile
+
+    data = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+    frames = data.T if data.ndim == 2 else data
+    atomic_write(path, lambda fh: soundfile.write(fh, frames, rate, format="FLAC",
+                                                  subtype="PCM_16"), suffix=".flac")
+
+
+def write_spectrogram(path: Path, spec: np.ndarray) -> None:
+    def save(fh: Any) -> None:
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(spec, dtype=np.uint8), allow_pickle=False)
+        fh.write(buf.getvalue())
+
+    atomic_write(path, save, suffix=".npy")
+
+
+def read_spectrogram(path: Path) -> np.ndarray:
+    """A kept spectrogram (uint8 [bands, columns]); RunError naming the file when it is gone or
+    not one."""
+    try:
+        spec = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path}: spectrogram not readable ({exc}); the run's results are "
+                       f"incomplete") from None
+    if spec.dtype != np.uint8 or spec.ndim != 2:
+        raise RunError(f"{path}: not a kept spectrogram (uint8, two dimensions)")
+    return spec
+
+
+def write_manifest(folder: Path, doc: dict[str, Any]) -> None:
+    atomic_write_json(folder / MANIFEST, doc)
+
+
+@dataclass
+class Results:
+    """One split's kept results of a run."""
+
+    folder: Path
+    doc: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.doc.get("kind"))
+
+    @property
+    def split(self) -> str:
+        return str(self.doc.get("split"))
+
+    def path(self, relative: str) -> Path:
+        """A kept file, by its name in the manifest; never outside this folder."""
+        path = (self.folder / relative).resolve()
+        if self.folder.resolve() not in path.parents:
+            raise RunError(f"{self.folder / MANIFEST}: names {relative!r} outside its folder")
+        return path
+
+    def missing(self) -> list[str]:
+        """The kept files the manifest names that are not there."""
+        return [rel for rel in kept_files(self.doc) if not self.path(rel).is_file()]
+
+
+def kept_files(doc: dict[str, Any]) -> list[str]:
+    """Every audio and spectrogram file a manifest names."""
+    out: list[str] = []
+    for item in [*doc.get("tracks", []), *doc.get("misclassified", [])]:
+        kept = item.get("kept") or {}
+        for entry in (kept.get("signals") or {}).values():
+            out += [entry["audio"], entry["spectrogram"]]
+    return out
+
+
+def load(run_dir: Path) -> list[Results]:
+    """Every split's kept results of a run (test first, then val, then others); empty when it
+    kept none. A manifest that cannot be read is RunError naming it."""
+    folder = run_dir / FOLDER
+    out = []
+    if not folder.is_dir():
+        return out
+    for manifest in sorted(folder.glob(f"*/{MANIFEST}")):
+        try:
+            doc = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RunError(f"{manifest}: not readable ({exc})") from None
+        if not isinstance(doc, dict) or doc.get("kind") not in ("separation", "noise"):
+            raise RunError(f"{manifest}: not a results file of nkd")
+        out.append(Results(manifest.parent, doc))
+    order = {"test": 0, "val": 1}
+    return sorted(out, key=lambda r: (order.get(r.split, 2), r.split))

@@ -1,0 +1,144 @@
+"""What a separation evaluation keeps beside its BSS Eval values: every track's per-second SDR
+per stem and its global SDR (the MDX / SDX challenges' figure), and for a few tracks (the worst,
+the median and the best by mean SDR; `results_tracks` of them) a 10 s excerpt centred on the
+track's worst second of the mixture and of each stem's reference and estimate, as FLAC, with a
+spectrogram of each (core/results).
+
+Tracks are scored one at a time, so each track's excerpt waits in a pending folder (float16,
+a few MB) until every track is scored and the kept ones are known; the others are deleted.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.data.tracks import Track
+from core.results.kept import (
+    EXCERPT_S,
+    slug,
+    split_dir,
+    write_flac,
+    write_manifest,
+    write_spectrogram,
+)
+from core.results.spectrogram import spectrograms
+
+GLOBAL_DEFINITION = ("global SDR (MDX/SDX challenges): 10·log10(Σ reference² / Σ (reference − "
+                     "estimate)²) over the whole track and its channels, per stem")
+FRAMES_DEFINITION = "BSS Eval v4 SDR of each 1 s frame (the per-track SDR is their median)"
+
+
+def global_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """10·log10 of the reference's energy over the error's, whole track; NaN for a silent
+    reference (the challenges' definition adds a tiny epsilon to both: a silent reference
+    scores about 0 there)."""
+    num = float(np.sum(np.square(reference, dtype=np.float64)))
+    den = float(np.sum(np.square(reference - estimate, dtype=np.float64)))
+    if num == 0.0:
+        return float("nan")
+    return float(10 * np.log10(num / max(den, 1e-20)))
+
+
+def chosen(means: list[float], count: int) -> dict[int, str]:
+    """Which tracks to keep, by index: the worst, the best and the median first, then those
+    nearest the quartiles ...; `count` of them at most, each with why."""
+    order = sorted(range(len(means)), key=lambda i: (np.nan_to_num(means[i], nan=-1e9), i))
+    if count <= 0 or not order:
+        return {}
+    picks: dict[int, str] = {order[0]: "worst"}
+    extra = [(order[-1], "best"), (order[len(order) // 2], "median")]
+    for q in (0.25, 0.75, 0.125, 0.375, 0.625, 0.875):
+        extra.append((order[int(q * (len(order) - 1))], f"{int(q * 100)}th percentile"))
+    for i, why in extra:
+        if len(picks) >= count:
+            break
+        picks.setdefault(i, why)
+    return picks
+
+
+class Keeper:
+    """Collects what a split's scoring keeps; `finish` writes it under results/<split>/."""
+
+    def __init__(self, run_dir: Path, split: str, stems: list[str], rate: int, count: int,
+                 definitions: dict[str, str]) -> None:
+        self.folder = split_dir(run_dir, split)
+        self.pending = self.folder / ".pending"
+        shutil.rmtree(self.folder, ignore_errors=True)  # a split scored again replaces its own
+        self.pending.mkdir(parents=True, exist_ok=True)
+        self.split, self.stems, self.rate, self.count = split, stems, rate, count
+        self.definitions = definitions
+        self.tracks: list[dict[str, Any]] = []
+
+    def add(self, track: Track, estimates: np.ndarray, frames_sdr: np.ndarray,
+            sdr: dict[str, float]) -> dict[str, float]:
+        """One scored track: estimates [S, C, n], per-frame SDR [S, frames] (1 s frames), its
+        median SDR per stem. Returns its global SDR per stem."""
+        glob = {stem: global_sdr(track.stems[i], estimates[i])
+                for i, stem in enumerate(self.stems)}
+        with np.errstate(all="ignore"):
+            per_second = np.nanmean(np.where(np.isfinite(frames_sdr), frames_sdr, np.nan), 0) \
+                if frames_sdr.size else np.zeros(0)
+        finite = [v for v in sdr.values() if np.isfinite(v)]
+        self.tracks.append({
+            "name": track.name,
+            "sdr": {k: _num(v) for k, v in sdr.items()},
+            "sdr_global": {k: _num(v) for k, v in glob.items()},
+            "mean_sdr": _num(float(np.mean(finite))) if finite else None,
+            "frames": {stem: [_num(v, 2) for v in frames_sdr[i]]
+                       for i, stem in enumerate(self.stems)},
+        })
+        if self.count > 0:
+            worst = int(np.nanargmin(per_second)) if np.isfinite(per_second).any() else 0
+            n = track.mixture.shape[-1]
+            length = min(n, int(EXCERPT_S * self.rate))
+            start = int(min(max(0, (worst + 0.5) * self.rate - length / 2), n - length))
+            cut = slice(start, start + length)
+            np.savez(self.pending / f"{len(self.tracks) - 1}.npz",
+                     mixture=track.mixture[:, cut].astype(np.float16),
+                     references=track.stems[:, :, cut].astype(np.float16),
+                     estimates=estimates[:, :, cut].astype(np.float16))
+            self.tracks[-1]["excerpt"] = [start / self.rate, (start + length) / self.rate]
+        return glob
+
+    def finish(self) -> Path:
+        """Write the kept tracks' FLAC and spectrograms and results.json; the folder."""
+        picks = chosen([t["mean_sdr"] if t["mean_sdr"] is not None else float("nan")
+                        for t in self.tracks], self.count)
+        taken: set[str] = set()
+        for i, why in picks.items():
+            track = self.tracks[i]
+            with np.load(self.pending / f"{i}.npz", allow_pickle=False) as parts:
+                signals = {"mixture": parts["mixture"].astype(np.float32)}
+                for s, stem in enumerate(self.stems):
+                    signals[f"{stem}/reference"] = parts["references"][s].astype(np.float32)
+                    signals[f"{stem}/estimate"] = parts["estimates"][s].astype(np.float32)
+            name = slug(track["name"], taken)
+            specs = spectrograms(signals, self.rate)
+            entries = {}
+            for key, audio in signals.items():
+                base = f"{name}/{key.replace('/', '.')}"
+                write_flac(self.folder / f"{base}.flac", audio, self.rate)
+                write_spectrogram(self.folder / f"{base}.npy", specs[key])
+                entries[key] = {"audio": f"{base}.flac", "spectrogram": f"{base}.npy"}
+            track["kept"] = {"why": why, "start": track["excerpt"][0],
+                             "end": track["excerpt"][1], "signals": entries}
+        shutil.rmtree(self.pending, ignore_errors=True)
+        for track in self.tracks:
+            track.pop("excerpt", None)
+        write_manifest(self.folder, {
+            "kind": "separation", "split": self.split, "rate": self.rate, "stems": self.stems,
+            "definitions": {**self.definitions, "sdr_global": GLOBAL_DEFINITION,
+                            "frames": FRAMES_DEFINITION},
+            "tracks": sorted(self.tracks, key=lambda t: (t["mean_sdr"] is None,
+                                                         t["mean_sdr"] or 0.0)),
+        })
+        return self.folder
+
+
+def _num(value: float, digits: int = 4) -> float | None:
+    """A finite value rounded for the manifest; None for NaN or an infinity."""
+    return round(float(value), digits) if np.isfinite(value) else None
