@@ -77,11 +77,11 @@ class ResultsScreen(ReportsWorkerErrors, Screen[None]):
 
     def _show(self) -> None:
         current = self.results[self.index]
-        splits = " ".join(f"[{r.split}]" if i == self.index else r.split
-                          for i, r in enumerate(self.results))
-        self.query_one("#results-title", Static).update(
-            f"results of {self.run_id} · {current.doc['kind']} · split {splits} · s next split "
-            f"· esc back")
+        title = Text(f"results of {self.run_id} · {current.doc['kind']} · split ")
+        for i, r in enumerate(self.results):  # the shown split in bold: the names are text
+            title.append(f"{r.split} ", style="bold reverse" if i == self.index else "")
+        title.append("· s next split · esc back")
+        self.query_one("#results-title", Static).update(title)
         table = self.query_one("#results-table", DataTable)
         table.clear(columns=True)
         if current.kind == "separation":

@@ -20,12 +20,12 @@ def _kept(args: argparse.Namespace, refs: list[str]) -> list[tuple[str, list[Any
     from core.runs.status import resolve_run
     from nkd_tui.cli.context import open_workspace
 
-    _ws, store = open_workspace(args)
+    ws, store = open_workspace(args)
     out = []
     for ref in refs:
         run = store.get_run(resolve_run(store, ref))
         assert run is not None
-        results = load(Path(run["run_dir"] or ""))
+        results = load(Path(run["run_dir"]) if run["run_dir"] else ws.run_dir(run["id"]))
         if not results:
             what = "a command experiment" if run.get("recipe") in (None, "command") else \
                 f"a {run.get('recipe')} run"
