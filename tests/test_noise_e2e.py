@@ -258,3 +258,31 @@ def test_eval_scores_the_teacher_on_clips_it_never_saw(space: Space, tmp_path: P
     evaluated = (Path(run["run_dir"]) / "prediction_details.csv").read_text().splitlines()
     assert len(details) == len(evaluated)  # every clip of the folder, as nkd eval scored
     assert all(split == "test" for (_, split, _) in space.metrics(ens["id"]))
+
+
+def test_a_noise_evaluation_keeps_its_confusion_and_misclassified_clips(
+        space: Space, capsys) -> None:
+    """The teacher's test evaluation: the confusion matrix with per-class precision and recall,
+    the most confidently misclassified clips (excerpts that decode), shown by `nkd results`."""
+    import soundfile
+
+    from core.results.kept import load
+
+    run = space.latest("mark1.student")
+    [res] = [r for r in load(Path(run["run_dir"])) if r.split == "test"]
+    doc = res.doc
+    n = len(doc["classes"])
+    assert doc["kind"] == "noise" and len(doc["confusion"]) == n
+    assert sum(map(sum, doc["confusion"])) == doc["clips"] and res.missing() == []
+    correct = sum(doc["confusion"][i][i] for i in range(n))
+    assert len(doc["misclassified"]) == min(20, doc["clips"] - correct)
+    assert doc["misclassified"], "the student misclassified nothing: the excerpts need a miss"
+    confidences = [m["confidence"] for m in doc["misclassified"]]
+    assert confidences == sorted(confidences, reverse=True)
+    for item in doc["misclassified"][:3]:
+        audio = res.path(item["kept"]["signals"]["clip"]["audio"])
+        assert soundfile.info(str(audio)).samplerate == 16000
+    capsys.readouterr()
+    assert space.nkd("results", run["id"]) == 0
+    out = capsys.readouterr().out
+    assert "confusion (rows true, columns predicted)" in out and "precision  recall" in out

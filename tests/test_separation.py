@@ -441,3 +441,89 @@ def test_eval_scores_one_checkpoint_on_two_folders_as_two_runs(space: Space, cap
     assert "eval: --set mask_scal=2: unknown key 'mask_scal'" in capsys.readouterr().err
     assert space.nkd("eval", "crnn_lng", "--data", "./data/test") == 2
     assert "'crnn_lng' is not a run, an experiment" in capsys.readouterr().err
+
+
+def test_an_evaluation_keeps_what_to_see_and_hear(space: Space, capsys) -> None:
+    """After a run and its evaluation on the demo tracks: per-second and global SDR per track
+    and stem, the worst / median / best tracks' excerpts (FLAC that decodes) and spectrograms,
+    `nkd results` worst first, and the challenges' global SDR recorded as a metric."""
+    import soundfile
+
+    from core.results.kept import load
+
+    assert space.nkd("eval", "crnn_long", "--data", "./data/test", "--set", "threads=1") == 0
+    run_id = capsys.readouterr().out.split(":", 1)[0].strip().splitlines()[-1]
+    run = space.run("crnn_long")  # its final validation kept its own
+    for rid, split in ((run_id, "test"), (run["id"], "val")):
+        store = Store(space.root / "nkd.db")
+        row, metrics = store.get_run(rid), store.metrics(rid)
+        store.close()
+        [res] = [r for r in load(Path(row["run_dir"])) if r.split == split]
+        tracks = res.doc["tracks"]
+        assert len(tracks) == 2 and res.missing() == []
+        assert [t["mean_sdr"] for t in tracks] == sorted(t["mean_sdr"] for t in tracks)
+        assert {t["kept"]["why"] for t in tracks} == {"worst", "best"}
+        for t in tracks:
+            assert set(t["frames"]) == {"bass", "drums", "other", "vocals"}
+            assert len(t["frames"]["vocals"]) == 4  # 4 s tracks, 1 s frames
+            audio = res.path(t["kept"]["signals"]["drums/estimate"]["audio"])
+            data, rate = soundfile.read(str(audio))
+            assert rate == 22050 and data.shape == (4 * 22050, 2)
+        glob = {m["stem"]: m for m in metrics if m["name"] == "sdr_global" and not m["track"]}
+        assert set(glob) == {"bass", "drums", "other", "vocals", "mean"}
+        assert glob["mean"]["definition"] == "global_sdr_mdx_mean_over_tracks"
+        assert "global SDR (MDX/SDX challenges)" in res.doc["definitions"]["sdr_global"]
+    capsys.readouterr()
+    assert space.nkd("results", run_id) == 0
+    out = capsys.readouterr().out
+    sdrs = [float(line.split()[2]) for line in out.splitlines()[2:10]]
+    assert sdrs == sorted(sdrs)  # worst first
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _checked_in_chromium(url: str) -> str:
+    """The page's own check (every audio element loads until it can play through, every image
+    decodes), as a real headless Chromium ran it."""
+    import re
+    import subprocess
+
+    done = subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--mute-audio",
+         "--allow-file-access-from-files", "--virtual-time-budget=20000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=120, check=False)
+    found = re.search(r'<p id="check">([^<]*)</p>', done.stdout)
+    return found.group(1) if found else f"no verdict (exit {done.returncode})"
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (.ci/run installs it)")
+def test_the_listening_page_and_the_report_load_in_a_real_browser(space: Space) -> None:
+    import re
+    import subprocess
+    import sys
+
+    run = space.run("crnn_large_merged_0_8_0_2_gain")  # a blend-based fine-tune, and its parent
+    listen = subprocess.Popen(
+        [sys.executable, "-m", "nkd_tui.cli", "--registry", str(space.registry), "listen",
+         run["id"], "crnn_large_merged", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = listen.stdout.readline()
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))
+        assert "ssh -N -L" in listen.stdout.readline()
+        verdict = _checked_in_chromium(f"http://127.0.0.1:{port}/?check=1")
+        assert re.fullmatch(r"checked (\d+) audio (\d+) images 0 failed", verdict), verdict
+        assert int(verdict.split()[1]) >= 18  # two runs' kept tracks
+    finally:
+        listen.terminate()
+        listen.wait(timeout=10)
+    report = space.root / "report"  # the folder, opened from disk as someone it was sent to
+    assert space.nkd("report", run["id"], "--out", str(report)) == 0
+    verdict = _checked_in_chromium(f"{(report / 'index.html').as_uri()}?check=1")
+    assert re.fullmatch(r"checked \d+ audio \d+ images 0 failed", verdict), verdict
+    flac = next(report.rglob("*.flac"))
+    flac.write_bytes(flac.read_bytes()[:300])  # the check itself notices a file cut short
+    assert _checked_in_chromium(f"{(report / 'index.html').as_uri()}?check=1").endswith(
+        " 1 failed")

@@ -18,16 +18,17 @@ from core.results.kept import Results, read_spectrogram
 from core.results.spectrogram import RANGE_DB
 from core.results.table import separation_rows
 
-# a page opened with ?check=1 checks itself (the browser test): every audio element's source is
-# fetched and decoded, every image decoded; the verdict is written into #check
+# a page opened with ?check=1 checks itself (the browser test): every audio element loads its
+# source until it can play through (decoded), every image decodes; the verdict goes into #check
 CHECK = """<script>
 if (location.search.includes("check")) {
   const audios = [...document.querySelectorAll("audio")], images = [...document.images];
-  const ctx = new (window.AudioContext || window.webkitAudioContext)();
-  Promise.allSettled([
-    ...audios.map(a => fetch(a.currentSrc || a.src).then(r => r.arrayBuffer())
-      .then(b => ctx.decodeAudioData(b))),
-    ...images.map(i => i.decode())]).then(rs => {
+  const loaded = a => new Promise((ok, bad) => {
+    a.addEventListener("canplaythrough", ok, {once: true});
+    a.addEventListener("error", () => bad(a.error), {once: true});
+    a.preload = "auto"; a.load();
+  });
+  Promise.allSettled([...audios.map(loaded), ...images.map(i => i.decode())]).then(rs => {
     const bad = rs.filter(r => r.status !== "fulfilled").length;
     document.getElementById("check").textContent =
       `checked ${audios.length} audio ${images.length} images ${bad} failed`;

@@ -227,7 +227,7 @@ def score(
     challenge = global_summary(per_track)  # the challenges' figure: a mean over tracks
     for stem, value in challenge.items():
         ctx.reporter.metric("sdr_global", value, stem=stem, **where,
-                            definition=GLOBAL_DEFINITION + "; the mean over tracks")
+                            definition=f"{GLOBAL_DEFINITION}_mean_over_tracks")
     print(
         f"{split} SDR (median over frames, then tracks; gains {gains_from}): "
         + ", ".join(f"{k} {v:.3f} dB" for k, v in summary.items())

@@ -27,9 +27,10 @@ from core.results.kept import (
 )
 from core.results.spectrogram import spectrograms
 
-GLOBAL_DEFINITION = ("global SDR (MDX/SDX challenges): 10·log10(Σ reference² / Σ (reference − "
-                     "estimate)²) over the whole track and its channels, per stem")
-FRAMES_DEFINITION = "BSS Eval v4 SDR of each 1 s frame (the per-track SDR is their median)"
+GLOBAL_DEFINITION = "global_sdr_mdx"  # as a metric's definition: a short name, said in full below
+GLOBAL_TEXT = ("global SDR (MDX/SDX challenges): 10·log10(Σ reference² / Σ (reference − "
+               "estimate)²) over the whole track and its channels, per stem")
+FRAMES_TEXT = "BSS Eval v4 SDR of each 1 s frame (the per-track SDR is their median)"
 
 
 def global_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -131,8 +132,8 @@ class Keeper:
             track.pop("excerpt", None)
         write_manifest(self.folder, {
             "kind": "separation", "split": self.split, "rate": self.rate, "stems": self.stems,
-            "definitions": {**self.definitions, "sdr_global": GLOBAL_DEFINITION,
-                            "frames": FRAMES_DEFINITION},
+            "definitions": {**self.definitions, "sdr_global": GLOBAL_TEXT,
+                            "frames": FRAMES_TEXT},
             "tracks": sorted(self.tracks, key=lambda t: (t["mean_sdr"] is None,
                                                          t["mean_sdr"] or 0.0)),
         })
