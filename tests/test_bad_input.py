@@ -307,6 +307,12 @@ def _cases() -> list[Case]:
                       ["no run or experiment with runs named 'nosuch_run'"]))
     cases.append(Case("rerun-unknown-run", ["rerun", "nosuch_run"],
                       ["no run or experiment with runs named 'nosuch_run'"]))
+    cases.append(Case("results-none-kept", ["results", "{run}"],
+                      ["{run}", "kept no results", "a command experiment"]))
+    cases.append(Case("listen-none-kept", ["listen", "{run}", "--port", "0"],
+                      ["{run}", "kept no results"]))
+    cases.append(Case("report-unknown-run", ["report", "nosuch_run", "--out", "somewhere"],
+                      ["no run or experiment with runs named 'nosuch_run'"]))
     cases.append(Case("run-ambiguous", ["show", "tick_2"], ["run 'tick_2' is ambiguous",
                                                              "2 runs match"]))
     # control of a run that has ended ({run} is the finished run)

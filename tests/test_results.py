@@ -167,3 +167,22 @@ def test_results_report_and_their_refusals(tmp_path: Path,
         assert _cli(tmp_path, "listen", RUN, "--port", str(port)) == 2
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and f"port {port} on 127.0.0.1 is in use" in err
+
+
+async def test_a_classifier_shows_its_confusion_as_a_heat_map(tmp_path: Path) -> None:
+    app = _app(tmp_path)
+    folder = tmp_path / "runs" / RUN / "results" / "test"
+    write_manifest(folder, {
+        "kind": "noise", "split": "test", "rate": 16000, "classes": ["door", "footsteps"],
+        "clips": 10, "confusion": [[4, 1], [2, 3]], "precision": [0.6667, 0.75],
+        "recall": [0.8, 0.6], "misclassified": [
+            {"clip": "door/d_07.wav", "offset": 0.0, "true": "door", "predicted": "footsteps",
+             "confidence": 0.91}]})
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _results_of_the_finished_run(pilot)
+        table = app.screen.query_one("#results-table")
+        assert table.row_count == 2
+        row = table.get_row_at(0)
+        assert str(row[0]) == "door" and row[1].plain.strip() == "4" and row[-1] == "0.80"
+        assert "door/d_07.wav  door → footsteps (0.91)" in \
+            str(app.screen.query_one("#results-wrong").render())
