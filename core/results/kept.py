@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import RunError
-from core.util.files import atomic_write, atomic_write_json
+from core.util.files import atomic_write_json
 
 FOLDER = "results"
 MANIFEST = "results.json"
@@ -40,22 +41,31 @@ def split_dir(run_dir: Path, split: str) -> Path:
 
 
 def write_flac(path: Path, samples: np.ndarray, rate: int) -> None:
-    """[n] or [channels, n] float audio as 16-bit FLAC, atomically."""
+    """[n] or [channels, n] float audio as 16-bit FLAC (its fastest compression level), written
+    beside and renamed into place: a reader never sees half of it. Not fsynced: an excerpt is
+    made again by evaluating the run again, and 27 fsyncs would cost an evaluation more than
+    its excerpts do."""
     import soundfile
 
     data = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
-    frames = data.T if data.ndim == 2 else data
-    atomic_write(path, lambda fh: soundfile.write(fh, frames, rate, format="FLAC",
-                                                  subtype="PCM_16"), suffix=".flac")
+    buf = io.BytesIO()
+    soundfile.write(buf, data.T if data.ndim == 2 else data, rate, format="FLAC",
+                    subtype="PCM_16", compression_level=0.0)
+    _replace(path, buf.getvalue())
+
+
+def _replace(path: Path, body: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_bytes(body)
+    os.replace(tmp, path)
 
 
 def write_spectrogram(path: Path, spec: np.ndarray) -> None:
-    def save(fh: Any) -> None:
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(spec, dtype=np.uint8), allow_pickle=False)
-        fh.write(buf.getvalue())
-
-    atomic_write(path, save, suffix=".npy")
+    """A quantised spectrogram as .npy (uint8; read back without pickle), like write_flac."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(spec, dtype=np.uint8), allow_pickle=False)
+    _replace(path, buf.getvalue())
 
 
 def read_spectrogram(path: Path) -> np.ndarray:

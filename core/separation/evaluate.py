@@ -202,7 +202,7 @@ def score(
     bss_device = sep.device if sep.device.type == "cuda" else None
     where = {"split": split, "gains": gains_from}
     keeper = Keeper(ctx.run_dir, split, stems, rate, int(ctx.params["results_tracks"]),
-                    {"sdr": bsseval.DEFINITION})
+                    {"sdr": bsseval.DEFINITION}, tracks=len(tracks))
     per_track = bss_scores(lambda track: sep(track) * g[:, None, None], loaded(tracks), stems,
                            rate, bss_device, keeper)
     keeper.finish()

@@ -4,8 +4,9 @@ the median and the best by mean SDR; `results_tracks` of them) a 10 s excerpt ce
 track's worst second of the mixture and of each stem's reference and estimate, as FLAC, with a
 spectrogram of each (core/results).
 
-Tracks are scored one at a time, so each track's excerpt waits in a pending folder (float16,
-a few MB) until every track is scored and the kept ones are known; the others are deleted.
+Tracks are scored one at a time, so each track's excerpt waits (float16, a few MB: in memory,
+or in a pending folder when a test set's excerpts would pass PENDING_IN_MEMORY) until every
+track is scored and the kept ones are known; then the kept ones are encoded.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from core.results.kept import (
 )
 from core.results.spectrogram import spectrograms
 
+PENDING_IN_MEMORY = 256 << 20  # bytes of waiting excerpts kept in memory, else on disk
 GLOBAL_DEFINITION = "global_sdr_mdx"  # as a metric's definition: a short name, said in full below
 GLOBAL_TEXT = ("global SDR (MDX/SDX challenges): 10·log10(Σ reference² / Σ (reference − "
                "estimate)²) over the whole track and its channels, per stem")
@@ -62,17 +64,24 @@ def chosen(means: list[float], count: int) -> dict[int, str]:
 
 
 class Keeper:
-    """Collects what a split's scoring keeps; `finish` writes it under results/<split>/."""
+    """Collects what a split's scoring keeps; `finish` writes it under results/<split>/. The
+    excerpts wait (in memory, or on disk past PENDING_IN_MEMORY) until the kept ones are known.
+    (Encoding them in a thread beside the scoring was measured slower on two cores: both are
+    CPU work.)"""
 
     def __init__(self, run_dir: Path, split: str, stems: list[str], rate: int, count: int,
-                 definitions: dict[str, str]) -> None:
+                 definitions: dict[str, str], tracks: int = 1, channels: int = 2) -> None:
         self.folder = split_dir(run_dir, split)
         self.pending = self.folder / ".pending"
         shutil.rmtree(self.folder, ignore_errors=True)  # a split scored again replaces its own
-        self.pending.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        excerpt = int(EXCERPT_S * rate) * channels * (1 + 2 * len(stems)) * 4  # float32
+        self.waiting: dict[int, dict[str, np.ndarray]] | None = \
+            {} if tracks * excerpt <= PENDING_IN_MEMORY else None
         self.split, self.stems, self.rate, self.count = split, stems, rate, count
         self.definitions = definitions
         self.tracks: list[dict[str, Any]] = []
+        self.taken: set[str] = set()
 
     def add(self, track: Track, estimates: np.ndarray, frames_sdr: np.ndarray,
             sdr: dict[str, float]) -> dict[str, float]:
@@ -93,43 +102,67 @@ class Keeper:
                        for i, stem in enumerate(self.stems)},
         })
         if self.count > 0:
-            worst = int(np.nanargmin(per_second)) if np.isfinite(per_second).any() else 0
-            n = track.mixture.shape[-1]
-            length = min(n, int(EXCERPT_S * self.rate))
-            start = int(min(max(0, (worst + 0.5) * self.rate - length / 2), n - length))
-            cut = slice(start, start + length)
-            np.savez(self.pending / f"{len(self.tracks) - 1}.npz",
-                     mixture=track.mixture[:, cut].astype(np.float16),
-                     references=track.stems[:, :, cut].astype(np.float16),
-                     estimates=estimates[:, :, cut].astype(np.float16))
-            self.tracks[-1]["excerpt"] = [start / self.rate, (start + length) / self.rate]
+            self._excerpt(track, estimates, per_second)
         return glob
+
+    def _excerpt(self, track: Track, estimates: np.ndarray, per_second: np.ndarray) -> None:
+        """The track's 10 s around its worst second: written now (every track kept), or kept
+        waiting for `finish`."""
+        i = len(self.tracks) - 1
+        worst = int(np.nanargmin(per_second)) if np.isfinite(per_second).any() else 0
+        n = track.mixture.shape[-1]
+        length = min(n, int(EXCERPT_S * self.rate))
+        start = int(min(max(0, (worst + 0.5) * self.rate - length / 2), n - length))
+        cut = slice(start, start + length)
+        parts = {"mixture": track.mixture[:, cut], "references": track.stems[:, :, cut],
+                 "estimates": estimates[:, :, cut]}
+        name = slug(track.name, self.taken)
+        self.tracks[i]["kept"] = {
+            "start": start / self.rate, "end": (start + length) / self.rate,
+            "signals": {key: {"audio": f"{name}/{key.replace('/', '.')}.flac",
+                              "spectrogram": f"{name}/{key.replace('/', '.')}.npy"}
+                        for key in self._keys()}}
+        if self.waiting is not None:  # copies: the track's own arrays are let go
+            self.waiting[i] = {k: np.array(v, dtype=np.float32) for k, v in parts.items()}
+        else:
+            self.pending.mkdir(exist_ok=True)
+            np.savez(self.pending / f"{i}.npz",
+                     **{k: v.astype(np.float16) for k, v in parts.items()})
+
+    def _keys(self) -> list[str]:
+        return ["mixture", *(f"{stem}/{role}" for stem in self.stems
+                             for role in ("reference", "estimate"))]
+
+    def _write(self, i: int, parts: dict[str, np.ndarray]) -> None:
+        """Track i's kept excerpt: FLAC and a spectrogram of each signal."""
+        signals = {"mixture": parts["mixture"]}
+        for s, stem in enumerate(self.stems):
+            signals[f"{stem}/reference"] = parts["references"][s]
+            signals[f"{stem}/estimate"] = parts["estimates"][s]
+        entries = self.tracks[i]["kept"]["signals"]
+        specs = spectrograms(signals, self.rate)
+        for key, audio in signals.items():
+            write_flac(self.folder / entries[key]["audio"], audio, self.rate)
+            write_spectrogram(self.folder / entries[key]["spectrogram"], specs[key])
+
+    def _parts(self, i: int) -> dict[str, np.ndarray]:
+        if self.waiting is not None:
+            return self.waiting.pop(i)
+        with np.load(self.pending / f"{i}.npz", allow_pickle=False) as parts:
+            return {k: parts[k].astype(np.float32) for k in ("mixture", "references",
+                                                                "estimates")}
 
     def finish(self) -> Path:
         """Write the kept tracks' FLAC and spectrograms and results.json; the folder."""
         picks = chosen([t["mean_sdr"] if t["mean_sdr"] is not None else float("nan")
                         for t in self.tracks], self.count)
-        taken: set[str] = set()
-        for i, why in picks.items():
-            track = self.tracks[i]
-            with np.load(self.pending / f"{i}.npz", allow_pickle=False) as parts:
-                signals = {"mixture": parts["mixture"].astype(np.float32)}
-                for s, stem in enumerate(self.stems):
-                    signals[f"{stem}/reference"] = parts["references"][s].astype(np.float32)
-                    signals[f"{stem}/estimate"] = parts["estimates"][s].astype(np.float32)
-            name = slug(track["name"], taken)
-            specs = spectrograms(signals, self.rate)
-            entries = {}
-            for key, audio in signals.items():
-                base = f"{name}/{key.replace('/', '.')}"
-                write_flac(self.folder / f"{base}.flac", audio, self.rate)
-                write_spectrogram(self.folder / f"{base}.npy", specs[key])
-                entries[key] = {"audio": f"{base}.flac", "spectrogram": f"{base}.npy"}
-            track["kept"] = {"why": why, "start": track["excerpt"][0],
-                             "end": track["excerpt"][1], "signals": entries}
+        for i, track in enumerate(self.tracks):
+            if i not in picks:
+                track.pop("kept", None)
+                continue
+            self._write(i, self._parts(i))
+            track["kept"]["why"] = picks[i]
         shutil.rmtree(self.pending, ignore_errors=True)
-        for track in self.tracks:
-            track.pop("excerpt", None)
         write_manifest(self.folder, {
             "kind": "separation", "split": self.split, "rate": self.rate, "stems": self.stems,
             "definitions": {**self.definitions, "sdr_global": GLOBAL_TEXT,
