@@ -39,6 +39,7 @@ bench: $(VENV_STAMP)
 	$(PY) bench/store_bench.py
 	$(PY) bench/tui_bench.py
 	$(PY) bench/provenance_bench.py
+	$(PY) bench/results_bench.py
 	$(PY) bench/features_bench.py
 	$(PY) bench/sdr_bench.py
 	$(PY) bench/lost_race.py
