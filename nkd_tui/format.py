@@ -135,3 +135,21 @@ def scored_on(metric: dict[str, Any]) -> str:
 
 def score_cell(value: float | None, caveat: str | None) -> str:
     return fmt_num(value) + (CAVEAT_MARK if caveat and value is not None else "")
+
+
+def fmt_bytes(n: int | None) -> str:
+    """`-`, `812B`, `4.2K`, `310M`, `1.2G`, `3.4T`: a size in at most five characters."""
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if size < 1024 or unit == "T":
+            return f"{size:.0f}{unit}" if unit == "B" or size >= 10 else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{size:.1f}T"
+
+
+def run_bytes(row: dict[str, Any]) -> int | None:
+    """A run's size on disk: its live checkpoints and its folder (as of its end)."""
+    parts = [row.get("checkpoint_bytes"), row.get("folder_bytes")]
+    return None if all(p is None for p in parts) else sum(p or 0 for p in parts)

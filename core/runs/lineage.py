@@ -77,7 +77,12 @@ def describe(store: Store, run_id: str) -> str:
         metric = f"acc {row['accuracy']:.3f}"
     else:
         metric = "-"
-    return f"{run_id}  [{row['experiment']}, {row['status']}]  {metric}"
+    live, gone = store.conn.execute(
+        "SELECT COUNT(*) - COUNT(deleted_at), COUNT(deleted_at) FROM checkpoints WHERE run = ?",
+        (run_id,)).fetchone()
+    deleted = "  (checkpoints deleted by nkd gc)" if gone and not live else \
+        f"  ({gone} checkpoints deleted by nkd gc)" if gone else ""
+    return f"{run_id}  [{row['experiment']}, {row['status']}]  {metric}{deleted}"
 
 
 def tree(store: Store, run_id: str) -> list[Node]:

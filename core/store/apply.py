@@ -244,8 +244,8 @@ def _on_metric(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> Non
 def _on_checkpoint(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
     ckpt_id = ev.get("id") or f"{run_id}/{Path(ev['path']).name}"
     conn.execute(
-        "INSERT OR REPLACE INTO checkpoints (id, run, path, role, epoch, value, sha256, at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO checkpoints (id, run, path, role, epoch, value, sha256, at, "
+        "bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             ckpt_id,
             run_id,
@@ -255,13 +255,27 @@ def _on_checkpoint(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) ->
             ev.get("value"),
             ev.get("sha256"),
             ev["t"],
+            ev.get("bytes"),
         ),
     )
+    _checkpoint_bytes(conn, run_id)
     for parent in ev.get("parents", []):
         conn.execute(
             "INSERT OR REPLACE INTO lineage (child, parent, relation, weight) VALUES (?, ?, ?, ?)",
             (ckpt_id, parent["checkpoint"], parent["relation"], parent.get("weight")),
         )
+
+
+def _checkpoint_bytes(conn: sqlite3.Connection, run_id: str) -> None:
+    """The run's live checkpoint bytes: the sum over its checkpoints not deleted."""
+    conn.execute("UPDATE runs SET checkpoint_bytes = (SELECT SUM(bytes) FROM checkpoints "
+                 "WHERE run = ? AND deleted_at IS NULL) WHERE id = ?", (run_id, run_id))
+
+
+def _on_checkpoint_deleted(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
+    """`nkd gc` deleted a checkpoint file: it stays in the record, marked gone."""
+    conn.execute("UPDATE checkpoints SET deleted_at = ? WHERE id = ?", (ev["t"], ev["id"]))
+    _checkpoint_bytes(conn, run_id)
 
 
 def _on_annotate(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
@@ -287,6 +301,7 @@ HANDLERS: dict[str, Callable[[sqlite3.Connection, str, dict[str, Any]], None]] =
     "progress": _on_progress,
     "metric": _on_metric,
     "checkpoint": _on_checkpoint,
+    "checkpoint_deleted": _on_checkpoint_deleted,
     "settings": _on_settings,
     "early_stop": _on_early_stop,
 }

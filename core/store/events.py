@@ -112,6 +112,7 @@ EVENTS: dict[str, dict[str, Field]] = {
         "resume": _i(column=True), "requeue": _i(), "node": _t(200, column=True),
         "gpus": _t(400, column=True), "peak_rss_mb": Field("number", column=True),
         "cpu_s": Field("number", column=True), "by": _t(),
+        "folder_bytes": _i(column=True),  # the run folder's size when it ended
     },
     "worker": {**_PROCESS, "gpus": _t(400)},  # the process a launcher started
     "queue": {"priority": _i(None)},
@@ -125,7 +126,10 @@ EVENTS: dict[str, dict[str, Field]] = {
                "stem": _t(), "track": _t(TEXT_MAX), "split": _t(), "definition": _t(),
                "gains": _t(), "epoch": _i(), "caveat": _t(200)},
     "checkpoint": {"path": _t(TEXT_MAX), "role": _t(), "sha256": _t(), "id": _t(TEXT_MAX),
-                   "epoch": _i(), "value": _n(), "parents": Field("parents")},
+                   "epoch": _i(), "value": _n(), "parents": Field("parents"), "bytes": _i()},
+    # `nkd gc` deleted a checkpoint file: the record keeps it, marked gone
+    "checkpoint_deleted": {"id": _t(TEXT_MAX, required=True), "path": _t(TEXT_MAX),
+                           "bytes": _i(), "sha256": _t(), "by": _t()},
     "reference": {"key": _t(TEXT_MAX), "ref": _t(TEXT_MAX), "run": _t(TEXT_MAX)},
     "resume": {"epoch": _i()},
     # the inference settings a run found as it ran, each with where it came from

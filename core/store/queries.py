@@ -26,6 +26,7 @@ FULL_COLUMNS = (
     "device", "created_at", "started_at", "ended_at", "heartbeat_at", "exit_code", "error",
     "gpus", "sweep", "priority", "backend", "job_id", "node", "slurm_state", "slurm_reason",
     "requeues", "tags", "note", "archived", "select_by", "best_value", "early_stop", "caveat",
+    "checkpoint_bytes", "folder_bytes",
 )
 LIVENESS_COLUMNS = (
     "id", "status", "pid", "pid_start", "pid_ticks", "host", "created_at", "status_at", "backend",
@@ -203,7 +204,8 @@ class RunQueries:
 
     def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
         cur = self.conn.execute(
-            "SELECT id, path, role, epoch, value, sha256, at FROM checkpoints WHERE run = ? "
+            "SELECT id, path, role, epoch, value, sha256, at, bytes, deleted_at FROM checkpoints "
+            "WHERE run = ? "
             "ORDER BY at",
             (run_id,),
         )

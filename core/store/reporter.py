@@ -88,6 +88,11 @@ class Reporter:
 
     def event(self, event: dict[str, Any]) -> dict[str, Any]:
         event = {"t": time.time(), **event}
+        if event.get("type") == "checkpoint" and "bytes" not in event:  # its size, read once
+            try:
+                event["bytes"] = os.stat(event["path"]).st_size
+            except (OSError, KeyError, TypeError):
+                pass
         if event.get("type") == "status" and event.get("status") in FINAL and self.write_errors:
             said = [event["error"]] if event.get("error") else []
             event["error"] = "; ".join(said + self.write_errors)[:8000]

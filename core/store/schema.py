@@ -185,9 +185,19 @@ def _v9(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("caveat", str)
 
 
-SCHEMA_VERSION = 9
+def _v10(db: sqlite_utils.Database) -> None:
+    # v10: sizes on disk. Each checkpoint's bytes (from its event) and when `nkd gc` deleted it;
+    # a run's live checkpoint bytes kept as the sum of those, and its folder's size at its end,
+    # so listing sizes never walks the disk.
+    db["checkpoints"].add_column("bytes", int)
+    db["checkpoints"].add_column("deleted_at", float)
+    db["runs"].add_column("checkpoint_bytes", int)
+    db["runs"].add_column("folder_bytes", int)
+
+
+SCHEMA_VERSION = 10
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
-    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9,
+    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9, 10: _v10,
 }
 
 

@@ -16,6 +16,7 @@ from nkd_tui.cli import (
     compare,
     control,
     data,
+    disk,
     experiments,
     lineage,
     made,
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_parsers(add, sub)
     results.add_parsers(add, sub)
     data.add_parsers(add, sub)
+    disk.add_parsers(add, sub)
     return parser
 
 

@@ -23,8 +23,10 @@ from nkd_tui.format import (
     best_text,
     duration,
     epochs_text,
+    fmt_bytes,
     fmt_num,
     fmt_time,
+    run_bytes,
     score_cell,
     status_text,
 )
@@ -102,6 +104,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
             "sdr",
             "test_sdr",
             "caveat",
+            "checkpoint_bytes",
+            "folder_bytes",
             "pid",
             "started_at",
             "ended_at",
@@ -133,6 +137,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             fmt_num(r["test_sdr"]),
             fmt_time(r["started_at"]),
             duration(r),
+            fmt_bytes(run_bytes(r)),
             r["gpus"] or "-",
             backend(r["backend"]).describe(r),
             " ".join(f"#{t}" for t in tags_of(r)) or "-",
@@ -140,7 +145,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         for r in rows
     ]
     header = ["RUN", "STATUS", "EPOCH", "BEST VAL", "ACC", "SDR", "TEST SDR", "STARTED", "TIME",
-              "GPU", "WHERE", "TAGS"]
+              "SIZE", "GPU", "WHERE", "TAGS"]
     print(text_table(table, header) if table else "no runs yet")
     for r in rows:
         if r["caveat"] and (r["accuracy"] is not None or r["sdr"] is not None):
@@ -202,6 +207,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     if row.get("peak_rss_mb") is not None:
         say(f"cost        peak memory {row['peak_rss_mb']:.0f} MiB  CPU {row['cpu_s']:.1f} s")
     say(f"folder      {row['run_dir']}")
+    if run_bytes(row) is not None:
+        gone = sum(1 for c in checkpoints if c.get("deleted_at"))
+        say(f"disk        {fmt_bytes(run_bytes(row))}: checkpoints "
+            f"{fmt_bytes(row.get('checkpoint_bytes'))} ({len(checkpoints) - gone} files"
+            + (f", {gone} deleted by nkd gc" if gone else "") + "), folder "
+            + fmt_bytes(row.get("folder_bytes")))
     from core.runs.annotate import tags_of
 
     if tags_of(row) or row.get("archived"):
@@ -224,9 +235,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     if checkpoints:
         say("checkpoints")
         for c in checkpoints:
+            gone = "  (deleted by nkd gc; sha256 " + (c.get("sha256") or "-")[:12] + ")" \
+                if c.get("deleted_at") else ""
             say(
                 f"  {c['role'] or '-':<6} epoch {c['epoch'] if c['epoch'] is not None else '-'}"
-                f"  {c['path']}"
+                f"  {fmt_bytes(c.get('bytes')):>5}  {c['path']}{gone}"
             )
     return 0
 

@@ -1,0 +1,79 @@
+"""Disk, on the command line: `nkd du` (sizes, largest first, and the disk's free space) and
+`nkd gc` (the checkpoints of ended runs that nothing needs: a dry run unless --yes)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+from core.errors import EXIT_OK
+
+
+def cmd_du(args: argparse.Namespace) -> int:
+    from nkd_tui.cli.context import open_workspace, text_table
+    from nkd_tui.format import fmt_bytes
+
+    ws, store = open_workspace(args)
+    size = "COALESCE(checkpoint_bytes, 0) + COALESCE(folder_bytes, 0)"
+    if args.by == "run":
+        rows = store.conn.execute(
+            f"SELECT id, experiment, status, checkpoint_bytes, folder_bytes, {size} AS b "
+            f"FROM runs ORDER BY b DESC, id").fetchall()
+        table = [[r[0], r[1], r[2], fmt_bytes(r[3]), fmt_bytes(r[4]), fmt_bytes(r[5])]
+                 for r in rows]
+        header = ["RUN", "EXPERIMENT", "STATUS", "CHECKPOINTS", "FOLDER", "SIZE"]
+    else:
+        rows = store.conn.execute(
+            f"SELECT experiment, COUNT(*), SUM(COALESCE(checkpoint_bytes, 0)), "
+            f"SUM(COALESCE(folder_bytes, 0)), SUM({size}) AS b FROM runs GROUP BY experiment "
+            f"ORDER BY b DESC, experiment").fetchall()
+        table = [[r[0], str(r[1]), fmt_bytes(r[2]), fmt_bytes(r[3]), fmt_bytes(r[4])]
+                 for r in rows]
+        header = ["EXPERIMENT", "RUNS", "CHECKPOINTS", "FOLDERS", "SIZE"]
+    print(text_table(table, header) if table else "no runs yet")
+    total = sum(r[-1] or 0 for r in rows)
+    where = ws.checkpoints_dir if ws.checkpoints_dir.exists() else ws.root
+    free = shutil.disk_usage(where).free
+    print(f"\nworkspace: {fmt_bytes(total)} in {len(rows)} "
+          f"{'runs' if args.by == 'run' else 'experiments'}; {fmt_bytes(free)} free on the disk "
+          f"of {where}")
+    return EXIT_OK
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from core.runs import gc
+    from nkd_tui.cli.context import open_workspace, text_table
+    from nkd_tui.format import fmt_bytes
+
+    ws, store = open_workspace(args)
+    statuses = [s.strip() for s in args.status.split(",") if s.strip()] if args.status else None
+    keep = [s.strip() for s in args.keep.split(",") if s.strip()] if args.keep else None
+    chosen = gc.plan(store, ws, args.older, args.experiment, statuses, keep)
+    if chosen.delete:
+        print(text_table([[c.run, c.path.name, c.role, fmt_bytes(c.bytes), c.why]
+                          for c in chosen.delete], ["RUN", "CHECKPOINT", "ROLE", "SIZE", "WHY"]))
+    kept = len(chosen.kept)
+    if not args.yes:
+        print(f"would free {fmt_bytes(chosen.bytes)} in {len(chosen.delete)} checkpoints; "
+              f"{kept} kept (a lineage edge needs them, #keep, live runs, --keep); dry run: "
+              f"nothing deleted, --yes deletes")
+        return EXIT_OK
+    freed = gc.run(store, ws, chosen)
+    print(f"deleted {len(chosen.delete)} checkpoints, freed {fmt_bytes(freed)}; {kept} kept")
+    return EXIT_OK
+
+
+def add_parsers(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
+    p = add(sub, "du", help="sizes on disk, largest first, and the disk's free space")
+    p.add_argument("--by", choices=("experiment", "run"), default="experiment")
+    p.set_defaults(func=cmd_du)
+    p = add(sub, "gc", help="delete ended runs' checkpoints that no lineage edge needs "
+            "(a dry run unless --yes)")
+    p.add_argument("--older", metavar="AGE", help="runs that ended more than AGE ago (30d, 12h)")
+    p.add_argument("--experiment", metavar="NAME", help="only this experiment's runs")
+    p.add_argument("--status", metavar="S,...", help="only runs that ended so (failed,stopped)")
+    p.add_argument("--keep", metavar="ROLE,...", help="keep these roles of each run (best,last)")
+    p.add_argument("--yes", action="store_true", help="delete (the default only lists)")
+    p.set_defaults(func=cmd_gc)
