@@ -20,7 +20,15 @@ from core.store import Store
 from core.store.events import FINAL, HOLDING
 from core.store.states import Status
 from core.util.text import visible
-from nkd_tui.format import epochs_text, fmt_num, fmt_time, score_cell, short_duration
+from nkd_tui.format import (
+    epochs_text,
+    fmt_bytes,
+    fmt_num,
+    fmt_time,
+    run_bytes,
+    score_cell,
+    short_duration,
+)
 
 LOG_TAIL_BYTES = 16_384
 RECONCILE_EVERY_S = 5.0
@@ -28,6 +36,7 @@ RUN_COLUMNS = (
     "id", "status", "epoch", "epochs_total", "best_val_loss",
     "coalesce(sdr, accuracy) AS score", "started_at", "ended_at", "device", "gpus",
     "backend", "job_id", "node", "slurm_reason", "tags", "note", "archived", "caveat",
+    "checkpoint_bytes", "folder_bytes",
 )
 SLURM_EVERY_S = 1.0  # a compute node's epoch is on screen within about a second of ingest
 GPUS_EVERY_S = 2.0  # the GPU panel's reading (a subprocess: the TUI never loads NVML)
@@ -234,6 +243,7 @@ class Poller:
                 self._per_epoch_cell(r),
                 fmt_time(r["started_at"]),
                 _where(r),
+                fmt_bytes(run_bytes(r)),
             )
             row = RunRow(r["id"], r["status"], cells, tuple(visible(t) for t in tags_of(r)),
                          visible(r["note"] or ""), bool(r["archived"]), visible(r["caveat"] or ""))

@@ -21,7 +21,7 @@ from nkd_tui.poll import RunRow
 # header, width with its separating space; in the order a narrow terminal drops them (last first)
 COLUMNS: tuple[tuple[str, int], ...] = (
     ("run", 16), ("status", 12), ("epoch", 8), ("best val", 9), ("score", 6), ("time", 8),
-    ("t/epoch", 8), ("started", 12), ("device", 10),
+    ("t/epoch", 8), ("started", 12), ("device", 10), ("size", 6),
 )
 NUMERIC = ("epoch", "best val", "score")
 ESSENTIAL = 6

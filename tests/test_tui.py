@@ -869,7 +869,7 @@ def test_no_number_in_the_run_table_is_cut_in_the_middle(width: int) -> None:
     table = RunTable()
     table.shown = columns_for(width)
     cells = ["run_1", "finished", "3000/3000", "-2.702e-05", "0.7037", "1:00:00", "12.3s",
-             "12-06 12:00", "cpu"]
+             "12-06 12:00", "cpu", "1.2G"]
     row = RunRow("run_1", "finished", tuple(cells), (), "", False)
     shown = {h: table.cell(h, row).plain for h in table.shown}
     assert "…" not in shown["epoch"] + shown["best val"] + shown["score"]
