@@ -460,9 +460,10 @@ def test_an_evaluation_keeps_what_to_see_and_hear(space: Space, capsys) -> None:
         store.close()
         [res] = [r for r in load(Path(row["run_dir"])) if r.split == split]
         tracks = res.doc["tracks"]
-        assert len(tracks) == 2 and res.missing() == []
+        # the test folder's two tracks; the training run's validation tracks, however many
+        assert (len(tracks) == 2 if split == "test" else tracks) and res.missing() == []
         assert [t["mean_sdr"] for t in tracks] == sorted(t["mean_sdr"] for t in tracks)
-        assert {t["kept"]["why"] for t in tracks} == {"worst", "best"}
+        assert [t["kept"]["why"] for t in tracks][:2] == ["worst", "best"][:len(tracks)]
         for t in tracks:
             assert set(t["frames"]) == {"bass", "drums", "other", "vocals"}
             assert len(t["frames"]["vocals"]) == 4  # 4 s tracks, 1 s frames
