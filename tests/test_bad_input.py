@@ -313,6 +313,12 @@ def _cases() -> list[Case]:
                       ["{run}", "kept no results"]))
     cases.append(Case("report-unknown-run", ["report", "nosuch_run", "--out", "somewhere"],
                       ["no run or experiment with runs named 'nosuch_run'"]))
+    cases.append(Case("gc-bad-age", ["gc", "--older", "3x", "--yes"],
+                      ["--older '3x'", "nothing was deleted"]))
+    cases.append(Case("gc-live-status", ["gc", "--status", "running", "--yes"],
+                      ["--status running", "only ended runs"]))
+    cases.append(Case("gc-unknown-experiment", ["gc", "--experiment", "nope", "--yes"],
+                      ["--experiment 'nope'", "nothing was deleted"]))
     cases.append(Case("run-ambiguous", ["show", "tick_2"], ["run 'tick_2' is ambiguous",
                                                              "2 runs match"]))
     # control of a run that has ended ({run} is the finished run)
