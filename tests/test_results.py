@@ -186,3 +186,16 @@ async def test_a_classifier_shows_its_confusion_as_a_heat_map(tmp_path: Path) ->
         assert str(row[0]) == "door" and row[1].plain.strip() == "4" and row[-1] == "0.80"
         assert "door/d_07.wav  door → footsteps (0.91)" in \
             str(app.screen.query_one("#results-wrong").render())
+
+
+def test_kept_results_are_never_written_through_a_link(tmp_path: Path) -> None:
+    from core.errors import RunError
+    from core.separation.keep import Keeper
+
+    run_dir, outside = tmp_path / "run", tmp_path / "elsewhere"
+    run_dir.mkdir()
+    outside.mkdir()
+    (run_dir / "results").symlink_to(outside)
+    with pytest.raises(RunError, match="a symbolic link"):
+        Keeper(run_dir, "val", ["vocals"], RATE, 3, {})
+    assert list(outside.iterdir()) == []

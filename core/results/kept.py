@@ -17,6 +17,7 @@ import numpy as np
 
 from core.errors import RunError
 from core.util.files import atomic_write_json
+from core.util.names import inside
 
 FOLDER = "results"
 MANIFEST = "results.json"
@@ -37,7 +38,13 @@ def slug(name: str, taken: set[str] | None = None) -> str:
 
 
 def split_dir(run_dir: Path, split: str) -> Path:
-    return run_dir / FOLDER / slug(split)
+    """Where a split's kept results go; RunError when a link would take them out of the run's
+    folder (nothing is written through one)."""
+    folder = run_dir / FOLDER / slug(split)
+    if any(p.is_symlink() for p in (run_dir / FOLDER, folder)) or not inside(folder, run_dir):
+        raise RunError(f"{folder}: a symbolic link; kept results are written only inside the "
+                       f"run's folder")
+    return folder
 
 
 def write_flac(path: Path, samples: np.ndarray, rate: int) -> None:
