@@ -27,7 +27,6 @@ from core.registry.workspace import Workspace
 from core.store import Store
 from core.store.reporter import record
 from core.store.states import FINAL
-from core.util.names import inside
 
 KEEP_TAG = "keep"
 UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -83,25 +82,26 @@ def plan(store: Store, ws: Workspace, older: str | None = None, experiment: str 
         "r.ended_at, r.tags FROM checkpoints c JOIN runs r ON r.id = c.run "
         "ORDER BY r.created_at, c.id").fetchall()
     out = Plan()
-    roots = (ws.checkpoints_dir, ws.runs_dir)
+    within = _Within(ws.checkpoints_dir, ws.runs_dir)
     for ckpt, run, path, role, size, deleted, status, exp, ended, tags in rows:
         if experiment is not None and exp != experiment:
             continue
+        file = Path(path)
         if deleted is not None:
-            if _is_file(Path(path)) and inside(Path(path), *roots):
-                out.unfinished.append(Candidate(run, ckpt, Path(path), role or "", size or 0,
+            if _lstat(file) == "file" and within(file):
+                out.unfinished.append(Candidate(run, ckpt, file, role or "", size or 0,
                                                 "recorded deleted by an interrupted gc"))
             continue
         why = _kept_because(ckpt, role, status, ended, tags, needed, cutoff, statuses, keep)
         if why:
             out.kept.append((ckpt, why))
             continue
-        file = Path(path)
-        if file.is_symlink():
+        kind = _lstat(file)
+        if kind == "link":
             out.kept.append((ckpt, "a symbolic link: never followed"))
-        elif not inside(file, *roots):
+        elif not within(file):
             out.kept.append((ckpt, "outside the workspace's checkpoints and runs folders"))
-        elif not _is_file(file):
+        elif kind != "file":
             out.kept.append((ckpt, "its file is already gone"))
         else:
             reason = f"{status} run" + (f", ended {_age(now, ended)} ago" if ended else "")
@@ -109,6 +109,31 @@ def plan(store: Store, ws: Workspace, older: str | None = None, experiment: str 
                                         size if size is not None else file.stat().st_size,
                                         reason))
     return out
+
+
+class _Within:
+    """Whether a file lies inside the roots, links in its folders resolved: each folder
+    resolved once (a run's checkpoints share one)."""
+
+    def __init__(self, *roots: Path) -> None:
+        self.roots = [Path(os.path.realpath(r)) for r in roots]
+        self.seen: dict[str, bool] = {}
+
+    def __call__(self, path: Path) -> bool:
+        folder = str(path.parent)
+        if folder not in self.seen:
+            real = Path(os.path.realpath(folder))
+            self.seen[folder] = any(real.is_relative_to(r) for r in self.roots)
+        return self.seen[folder]
+
+
+def _lstat(path: Path) -> str:
+    """"file", "link", or "" (gone, or something else) without following a link."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return ""
+    return "file" if stat.S_ISREG(mode) else "link" if stat.S_ISLNK(mode) else ""
 
 
 def _kept_because(ckpt: str, role: str | None, status: str, ended: float | None,
@@ -127,13 +152,6 @@ def _kept_because(ckpt: str, role: str | None, status: str, ended: float | None,
     if cutoff is not None and (ended is None or ended > cutoff):
         return "its run ended more recently than --older"
     return None
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
 
 
 def _age(now: float | None, then: float) -> str:
@@ -166,5 +184,5 @@ def run(store: Store, ws: Workspace, chosen: Plan) -> int:
 
 
 def _remove(path: Path) -> None:
-    if _is_file(path):  # never a link, never a folder
+    if _lstat(path) == "file":  # never a link, never a folder
         path.unlink()
