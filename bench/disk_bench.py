@@ -13,7 +13,6 @@ files (5 per run, a lineage edge for one run in ten).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.timing import median_ms  # noqa: E402
 from core.registry.workspace import Workspace  # noqa: E402
 from core.runs import gc  # noqa: E402
 from core.store import FULL_COLUMNS, Store  # noqa: E402
@@ -58,15 +58,6 @@ def build(root: Path, runs: int, per_run: int) -> Store:
         conn.executemany("INSERT INTO lineage (child, parent, relation, weight) "
                          "VALUES (?, ?, ?, ?)", edges)
     return store
-
-
-def median_ms(fn, repeat: int) -> float:  # noqa: ANN001 - a bench's callable
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
 
 
 def main() -> int:

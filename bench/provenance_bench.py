@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.timing import median_ms  # noqa: E402
 from core.runs import provenance  # noqa: E402
 from core.runs.fingerprint import fingerprint  # noqa: E402
 
@@ -56,15 +56,6 @@ def make_data(root: Path, files: int) -> Path:
     return data
 
 
-def timed(fn, repeat: int) -> float:  # noqa: ANN001 - a bench's callable
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=100_000)
@@ -89,19 +80,19 @@ def main() -> int:
             shutil.rmtree(cache, ignore_errors=True)
             launch()
 
-        code = timed(lambda: provenance.code_state(repo), args.repeat)
-        full = timed(lambda: fingerprint(data), args.repeat)
+        code = median_ms(lambda: provenance.code_state(repo), args.repeat)
+        full = median_ms(lambda: fingerprint(data), args.repeat)
         launch()  # fills the cache
-        cached = timed(lambda: fingerprint(data, cache / "x.json"), 1)  # fills its own
-        cached = timed(lambda: fingerprint(data, cache / "x.json"), args.repeat)
+        cached = median_ms(lambda: fingerprint(data, cache / "x.json"), 1)  # fills its own
+        cached = median_ms(lambda: fingerprint(data, cache / "x.json"), args.repeat)
 
         def env() -> None:
             provenance.installed.cache_clear()
             provenance.environment(run_dir)
 
-        environment = timed(env, args.repeat)
-        whole_cold = timed(cold, args.repeat)
-        whole_warm = timed(launch, args.repeat)
+        environment = median_ms(env, args.repeat)
+        whole_cold = median_ms(cold, args.repeat)
+        whole_warm = median_ms(launch, args.repeat)
         print(f"code state (git status, diff, untracked):   {code:7.1f} ms")
         print(f"data fingerprint, every file read:          {full:7.1f} ms")
         print(f"data fingerprint, directory digests cached: {cached:7.1f} ms")
