@@ -82,6 +82,7 @@ class NkdApp(ReportsWorkerErrors, RunActions, TreeActions, App[None]):
         self.workspace = workspace
         self.poller = Poller(workspace, clock)
         self.poll_enabled = poll
+        self._disk_said = ""  # the low-disk warning last told
         self.experiment: str | None = None
         self.run_id: str | None = None  # the highlighted run, followed by chart and log
         self.marked: list[str] = []  # runs marked for the compare screen, in marking order
@@ -272,6 +273,9 @@ class NkdApp(ReportsWorkerErrors, RunActions, TreeActions, App[None]):
                 self.notify(f"{run_id}: {status}", severity="error" if failed else "information")
             if snap.ended:
                 self.bell()  # heard from another window too
+            if snap.disk and snap.disk != self._disk_said:  # said once, again if it changes
+                self.notify(snap.disk, severity="warning", timeout=30)
+            self._disk_said = snap.disk
             if snap.gpus is not None:
                 self.query_one(GpuPanel).show_reading(snap.gpus)
         if snap.partial and not self.poll_enabled:  # else the next poll reads them all

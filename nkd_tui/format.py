@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from core.store.states import Status
+from core.util.text import fmt_bytes  # noqa: F401 - the TUI's size cells
 
 S = Status
 STATUS_SYMBOL: dict[str, str] = {
@@ -135,18 +136,6 @@ def scored_on(metric: dict[str, Any]) -> str:
 
 def score_cell(value: float | None, caveat: str | None) -> str:
     return fmt_num(value) + (CAVEAT_MARK if caveat and value is not None else "")
-
-
-def fmt_bytes(n: int | None) -> str:
-    """`-`, `812B`, `4.2K`, `310M`, `1.2G`, `3.4T`: a size in at most five characters."""
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "K", "M", "G", "T"):
-        if size < 1024 or unit == "T":
-            return f"{size:.0f}{unit}" if unit == "B" or size >= 10 else f"{size:.1f}{unit}"
-        size /= 1024
-    return f"{size:.1f}T"
 
 
 def run_bytes(row: dict[str, Any]) -> int | None:

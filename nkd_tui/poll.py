@@ -73,6 +73,7 @@ class Snapshot:
     # experiments with runs that the registry does not name (nkd eval, nkd blend):
     # name -> (group, the experiment it scores or None, description)
     adhoc: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)
+    disk: str = ""  # a warning while runs go and the checkpoints' disk is nearly full
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class Poller:
         self.clock = clock
         self._local = threading.local()
         self._next_reconcile = 0.0
+        self._disk = ""  # the low-disk warning, read with the liveness check
         self._gpu_reading: tuple[float, tuple[dict, ...], str] | None = None
         self._next_slurm = 0.0
         self._active: set[str] | None = None  # runs active at the last poll
@@ -131,6 +133,9 @@ class Poller:
             from core.runs.status import reconcile  # psutil and friends, not needed to paint
 
             lost = tuple(reconcile(self.store, self.ws))
+            from core.runs.space import low_space  # read with the liveness check, not each poll
+
+            self._disk = low_space(self.ws, self.store) or ""
         if reconcile_runs and now >= self._next_slurm:
             # Slurm runs: their new events, ingested by byte offset, and squeue's view of them
             self._next_slurm = now + SLURM_EVERY_S
@@ -153,7 +158,7 @@ class Poller:
                         self.ended_since_last() if reconcile_runs else (), progress,
                         self.store.experiment_summaries(),
                         partial=limit is not None and len(runs) >= limit,
-                        adhoc=self.adhoc(latest))
+                        adhoc=self.adhoc(latest), disk=self._disk)
 
     def adhoc(self, latest: dict[str, str]) -> dict[str, tuple[str, str | None, str]]:
         """The experiments with runs that the registry does not name, read again only when

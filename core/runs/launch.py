@@ -29,6 +29,7 @@ from core.registry.workspace import Workspace
 from core.runs import differences, provenance
 from core.runs.device_check import check_device
 from core.runs.inputs import check_inputs
+from core.runs.space import check_launch as check_space
 from core.store import Store
 from core.store.reporter import record
 from core.store.states import Status
@@ -120,6 +121,7 @@ def launch_experiment(
         queued = queued or backend.starts_queued
         exp, skipped = check_inputs(registry, exp, store, queued, after)
         _family_checks(exp, registry, store, where)  # after the absent demo parts are left out
+        check_space(ws, store, name, where)  # what its experiment's runs wrote must fit
         if exp.recipe:
             check_device(exp.params.get("device"), gpus_of(exp.params),
                          backend.checked_by_pid, where)

@@ -55,3 +55,15 @@ def log_line(text: str) -> str:
     if "\x1b" in text:
         text = _SEQUENCE.sub("", text)
     return visible(text, keep="\t")
+
+
+def fmt_bytes(n: int | None) -> str:
+    """`-`, `812B`, `4.2K`, `310M`, `1.2G`, `3.4T`: a size in at most five characters."""
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if size < 1024 or unit == "T":
+            return f"{size:.0f}{unit}" if unit == "B" or size >= 10 else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{size:.1f}T"

@@ -150,6 +150,11 @@ def cmd_ps(args: argparse.Namespace) -> int:
     for r in rows:
         if r["caveat"] and (r["accuracy"] is not None or r["sdr"] is not None):
             print(visible(f"{CAVEAT_MARK} {r['id']}: {r['caveat']}"))
+    from core.runs.space import low_space
+
+    low = low_space(ws, store)
+    if low:
+        print(f"nkd: warning: {low}", file=sys.stderr)
     return 0
 
 
