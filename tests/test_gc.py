@@ -215,3 +215,25 @@ def test_a_run_the_disk_cannot_hold_is_refused_and_a_full_disk_is_said(
     _run(ws, "tick_queued", "tick", "queued", {}, T0 + 10)
     assert nkd(ws, "ps") == 0
     assert f"free on the disk of {tmpfs}: the next checkpoint" in capsys.readouterr().err
+
+
+def test_a_run_that_needs_a_checkpoint_gc_deleted_says_so(ws: Workspace) -> None:
+    """A fine-tune (in its worker) asking for the best checkpoint of a run whose files gc
+    deleted: one line naming the file, that gc deleted it, when, and its sha256."""
+    from types import SimpleNamespace
+
+    from core.errors import RunError
+    from core.runs.refs import checkpoint_path_of
+
+    _chain(ws)
+    assert nkd(ws, "gc", "--experiment", "sep", "--yes") == 0
+    said = []
+    ctx = SimpleNamespace(root=ws.root, db_path=ws.db,
+                          config={"checkpoints_dir": str(ws.root / "checkpoints" / "new")},
+                          reporter=SimpleNamespace(emit=lambda *a, **k: said.append(k)))
+    with pytest.raises(RunError) as refused:
+        checkpoint_path_of(ctx, {"kind": "run", "target": "sep_3"}, "pretrained", "best", "model",
+                           which="last")
+    line = str(refused.value)
+    assert "\n" not in line and "sep_3/best_model.pth not found: `nkd gc` deleted it on" in line
+    assert said and said[0]["run"] == "sep_3"

@@ -73,8 +73,25 @@ def checkpoint_path_of(
             recorded = _recorded_checkpoint(ctx, run["id"])
             path = recorded or path
     if not path.is_file():
-        raise RunError(f"{key} '{_describe(ref)}': checkpoint {path} not found")
+        raise RunError(f"{key} '{_describe(ref)}': checkpoint {path} not found"
+                       + _deleted_by_gc(ctx, path))
     return path
+
+
+def _deleted_by_gc(ctx: RunContext, path: Path) -> str:
+    """`: nkd gc deleted it on …` when the store records that it did."""
+    import time
+
+    store = Store(ctx.db_path)
+    try:
+        gone = store.deleted_checkpoint(str(path))
+    finally:
+        store.close()
+    if gone is None:
+        return ""
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(gone["deleted_at"]))
+    return (f": `nkd gc` deleted it on {when} (sha256 {(gone['sha256'] or '-')[:12]}); a copy "
+            f"with that sha256 put back there is used again")
 
 
 PAIR_PARTS = ("encoder", "classifier", "head")  # the files of a noise model come in pairs
