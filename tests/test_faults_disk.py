@@ -93,6 +93,8 @@ def test_read_only_runs_folder_is_one_line_and_kill_still_kills(
         subprocess.run(["mount", "-o", "remount,bind,ro", str(runs)], check=True)
         capsys.readouterr()
         assert nkd(space, "ps") == 0
+        # a 3 MB disk with a run going: ps says it is nearly full (a line of its own)
+        assert "free on the disk of" in capsys.readouterr().err
         assert nkd(space, "pause", run_id) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "control.json" in err and "Read-only" in err
