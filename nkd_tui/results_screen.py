@@ -17,13 +17,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from core.results.table import separation_rows, signals_of, sparkline
+from core.results.table import num_text, separation_rows, signals_of, sparkline
 from nkd_tui.messages import ReportsWorkerErrors, ResultsRead
 from nkd_tui.spectro import PALETTE, Spectrogram, legend
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
 
 
 class ResultsScreen(ReportsWorkerErrors, Screen[None]):
@@ -94,8 +90,8 @@ class ResultsScreen(ReportsWorkerErrors, Screen[None]):
         for name in ("track", "stem", "SDR", "global", "per second (−10…20 dB)", "kept"):
             table.add_column(name)
         for r in self.rows:
-            table.add_row(r["track"][:24], r["stem"][:8], _num(r["sdr"]),
-                          _num(r["sdr_global"]), sparkline(r["frames"], 24), r["kept"] or "")
+            table.add_row(r["track"][:24], r["stem"][:8], num_text(r["sdr"]),
+                          num_text(r["sdr_global"]), sparkline(r["frames"], 24), r["kept"] or "")
         self.query_one("#results-legend", Static).update(legend())
         if self.rows:
             table.move_cursor(row=0)
@@ -141,7 +137,7 @@ class ResultsScreen(ReportsWorkerErrors, Screen[None]):
             cells = [Text(f"{v:>5}", style=f"on {PALETTE[min(9, int(v / top * 9))]}"
                           + (" bold" if i == names.index(n) else ""))
                      for i, v in enumerate(r)]
-            table.add_row(n[:16], *cells, _num(p), _num(rec))
+            table.add_row(n[:16], *cells, num_text(p), num_text(rec))
         wrong = doc.get("misclassified") or []
         lines = Text(f"{doc['clips']} clips · most confidently misclassified:\n" if wrong
                      else f"{doc['clips']} clips · none misclassified", style="bold")

@@ -219,6 +219,7 @@ def _cases() -> list[Case]:
         ("kd_temperature=0", ["key 'kd_temperature' must be > 0"]),
         ("kd_temperature=-4", ["key 'kd_temperature' must be > 0"]),
         ("dropout=1", ["key 'dropout' must be in [0, 1)"]),
+        ("results_tracks=-1", ["key 'results_tracks' must be ≥ 0"]),
         ("classes=['x']", ["key 'classes'", "at least two classes"]),
         ("accumulate=0", ["key 'accumulate' must be > 0"]),
         ("grad_clip=-1", ["key 'grad_clip' must be ≥ 0"]),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import RunError
-from core.util.files import atomic_write_json
+from core.util.files import atomic_write, atomic_write_json
 from core.util.names import inside
 
 FOLDER = "results"
@@ -58,21 +57,18 @@ def write_flac(path: Path, samples: np.ndarray, rate: int) -> None:
     buf = io.BytesIO()
     soundfile.write(buf, data.T if data.ndim == 2 else data, rate, format="FLAC",
                     subtype="PCM_16", compression_level=0.0)
-    _replace(path, buf.getvalue())
+    _write(path, buf.getvalue(), ".flac")
 
 
-def _replace(path: Path, body: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_bytes(body)
-    os.replace(tmp, path)
+def _write(path: Path, body: bytes, suffix: str) -> None:
+    atomic_write(path, lambda fh: fh.write(body), suffix=suffix, sync=False)
 
 
 def write_spectrogram(path: Path, spec: np.ndarray) -> None:
     """A quantised spectrogram as .npy (uint8; read back without pickle), like write_flac."""
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(spec, dtype=np.uint8), allow_pickle=False)
-    _replace(path, buf.getvalue())
+    _write(path, buf.getvalue(), ".npy")
 
 
 def read_spectrogram(path: Path) -> np.ndarray:

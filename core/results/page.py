@@ -16,7 +16,7 @@ import numpy as np
 
 from core.results.kept import Results, read_spectrogram
 from core.results.spectrogram import RANGE_DB
-from core.results.table import separation_rows
+from core.results.table import num_text, separation_rows
 
 # a page opened with ?check=1 checks itself (the browser test): every audio element loads its
 # source until it can play through (decoded), every image decodes; the verdict goes into #check
@@ -75,10 +75,6 @@ def _e(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _n(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
 def build(runs: list[tuple[str, list[Results]]]) -> Page:
     """The page for runs (id, kept results), in the given order (a blend or fine-tune next to
     its parent)."""
@@ -116,7 +112,7 @@ def _separation(page: Page, res: Results, base: str) -> list[str]:
            "<th>global SDR</th><th class='l'>kept</th></tr>"]
     for r in separation_rows(doc):
         out.append(f"<tr><td class='l'>{_e(r['track'])}</td><td class='l'>{_e(r['stem'])}</td>"
-                   f"<td>{_n(r['sdr'])}</td><td>{_n(r['sdr_global'])}</td>"
+                   f"<td>{num_text(r['sdr'])}</td><td>{num_text(r['sdr_global'])}</td>"
                    f"<td class='l'>{_e(r['kept'] or '')}</td></tr>")
     out.append("</table><p>SDR: BSS Eval v4, the median over 1 s frames. Global SDR: the "
                "MDX/SDX challenges' whole-track figure. Spectrograms: dB below the mixture's "
@@ -135,7 +131,7 @@ def _separation(page: Page, res: Results, base: str) -> list[str]:
             for role in ("reference", "estimate"):
                 entry = signals.get(f"{stem}/{role}")
                 if entry:
-                    extra = f", SDR {_n(sdr)} dB" if role == "estimate" else ""
+                    extra = f", SDR {num_text(sdr)} dB" if role == "estimate" else ""
                     out.append(_media(page, res, base, entry, f"{stem} {role}{extra}"))
             out.append("</div>")
     return out
@@ -151,8 +147,8 @@ def _noise(page: Page, res: Results, base: str) -> list[str]:
     for name, row, p, r in zip(names, matrix, doc["precision"], doc["recall"], strict=True):
         cells = "".join(f"<td style='background:rgba(230,90,30,{v / top:.2f})'>{v}</td>"
                         for v in row)
-        out.append(f"<tr><td class='l'>{_e(name)}</td>{cells}<td>{_n(p)}</td>"
-                   f"<td>{_n(r)}</td></tr>")
+        out.append(f"<tr><td class='l'>{_e(name)}</td>{cells}<td>{num_text(p)}</td>"
+                   f"<td>{num_text(r)}</td></tr>")
     out.append("</table><h4>most confidently misclassified</h4><ul>")
     for item in doc.get("misclassified") or []:
         line = (f"{_e(item['clip'])}: {_e(item['true'])} → {_e(item['predicted'])} "

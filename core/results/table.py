@@ -61,7 +61,8 @@ def signals_of(doc: dict[str, Any], track: str, stem: str | None) -> dict[str, d
     return {}
 
 
-def _num(value: float | None, fmt: str = "{:.2f}") -> str:
+def num_text(value: float | None, fmt: str = "{:.2f}") -> str:
+    """A kept figure as the results table, screen and page print it; `-` when undefined."""
     return "-" if value is None else fmt.format(value)
 
 
@@ -73,8 +74,8 @@ def lines(results: Results, width: int = 60) -> list[str]:
         out.append(f"  {'track':<24} {'stem':<8} {'SDR':>7} {'global':>7}  per second (SDR "
                    f"{SPARK_LOW:g}..{SPARK_HIGH:g} dB)   kept")
         for r in separation_rows(doc):
-            out.append(f"  {r['track'][:24]:<24} {r['stem'][:8]:<8} {_num(r['sdr']):>7} "
-                       f"{_num(r['sdr_global']):>7}  {sparkline(r['frames'], 30):<30}  "
+            out.append(f"  {r['track'][:24]:<24} {r['stem'][:8]:<8} {num_text(r['sdr']):>7} "
+                       f"{num_text(r['sdr_global']):>7}  {sparkline(r['frames'], 30):<30}  "
                        f"{r['kept'] or ''}")
         out.append("  SDR: BSS Eval v4, the median over 1 s frames; global: the challenges' "
                    "whole-track SDR")
@@ -87,7 +88,7 @@ def lines(results: Results, width: int = 60) -> list[str]:
     for n, row, p, r in zip(names, doc["confusion"], doc["precision"], doc["recall"],
                             strict=True):
         out.append(f"  {n[:12]:<{w}} " + " ".join(f"{v:>6}" for v in row) +
-                   f"  {_num(p, '{:.3f}'):>9}  {_num(r, '{:.3f}'):>6}")
+                   f"  {num_text(p, '{:.3f}'):>9}  {num_text(r, '{:.3f}'):>6}")
     wrong = doc.get("misclassified") or []
     out.append(f"  most confidently misclassified ({len(wrong)}):" if wrong
                else "  no clip misclassified")

@@ -52,8 +52,7 @@ def facets(prov: dict[str, Any] | None) -> dict[str, str]:
         out[key] = data_id(entry)  # data, val_data, ...: the data source's key
     out["environment"] = environment_id(prov)
     if (prov or {}).get("machine"):
-        m = prov["machine"]  # type: ignore[index]
-        out["machine"] = machine_text({k: v for k, v in m.items() if k != "t"})
+        out["machine"] = machine_text(prov["machine"])  # type: ignore[index]
     return out
 
 

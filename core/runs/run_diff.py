@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from core.runs import provenance
-from core.runs.differences import code_id, data_id, environment_id
+from core.runs.differences import code_id, data_id, environment_id, facets
 from core.store.apply import settings_of
 
 COMMITS_CAP = 1 << 20  # bytes of the diff between two commits printed
@@ -111,12 +111,9 @@ def environment_lines(a: dict[str, Any], b: dict[str, Any], pa: dict[str, Any] |
         for name in sorted(set(ka) | set(kb), key=str.lower):
             if ka.get(name) != kb.get(name):
                 out.append(f"    {name}: {ka.get(name, '-')} → {kb.get(name, '-')}")
-    ma, mb = (pa or {}).get("machine"), (pb or {}).get("machine")
-    if ma and mb:
-        ta = provenance.machine_text({k: v for k, v in ma.items() if k != "t"})
-        tb = provenance.machine_text({k: v for k, v in mb.items() if k != "t"})
-        if ta != tb:
-            out += [f"  machine A {ta}", f"  machine B {tb}"]
+    ta, tb = facets(pa).get("machine"), facets(pb).get("machine")
+    if ta and tb and ta != tb:
+        out += [f"  machine A {ta}", f"  machine B {tb}"]
     return out
 
 

@@ -15,9 +15,11 @@ from typing import Any, BinaryIO
 from core.errors import DiskFullError
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None], suffix: str = "") -> Path:
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], suffix: str = "",
+                 sync: bool = True) -> Path:
     """Write a file so that readers see the old or the new content, never half of it:
-    `write` fills a temporary file beside it, which then replaces `path` in one rename."""
+    `write` fills a temporary file beside it, which then replaces `path` in one rename.
+    `sync=False` skips the fsync (files made again by running again: kept excerpts)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
@@ -25,7 +27,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], suffix: str = ""
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
         full = _disk_full(exc, path.parent)  # asked before the partial file frees its space
