@@ -220,6 +220,8 @@ def _cases() -> list[Case]:
         ("kd_temperature=-4", ["key 'kd_temperature' must be > 0"]),
         ("dropout=1", ["key 'dropout' must be in [0, 1)"]),
         ("results_tracks=-1", ["key 'results_tracks' must be ≥ 0"]),
+        ("keep_checkpoints=['last']", ["key 'keep_checkpoints' must be", '"best" or "best:K"']),
+        ("keep_checkpoints=['best:x']", ["key 'keep_checkpoints' must be", '"every:N"']),
         ("classes=['x']", ["key 'classes'", "at least two classes"]),
         ("accumulate=0", ["key 'accumulate' must be > 0"]),
         ("grad_clip=-1", ["key 'grad_clip' must be ≥ 0"]),
@@ -318,6 +320,8 @@ def _cases() -> list[Case]:
                       ["--older '3x'", "nothing was deleted"]))
     cases.append(Case("gc-live-status", ["gc", "--status", "running", "--yes"],
                       ["--status running", "only ended runs"]))
+    cases.append(Case("gc-unknown-role", ["gc", "--keep", "best,bset", "--yes"],
+                      ["--keep bset", "nothing was deleted"]))
     cases.append(Case("gc-unknown-experiment", ["gc", "--experiment", "nope", "--yes"],
                       ["--experiment 'nope'", "nothing was deleted"]))
     cases.append(Case("run-ambiguous", ["show", "tick_2"], ["run 'tick_2' is ambiguous",

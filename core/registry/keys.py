@@ -19,6 +19,7 @@ from core.registry.key import (  # noqa: F401 - the schema's types, read with KE
 )
 from core.registry.key import positive as _pos
 from core.registry.recipe_keys import RECIPE_KEYS
+from core.registry.retention import DEFAULT as DEFAULT_KEEP
 
 KEYS: dict[str, Key] = {
     # identity and wiring
@@ -177,6 +178,13 @@ KEYS: dict[str, Key] = {
     ),
     "checkpoint_every": _pos(
         "int", "write the last checkpoint every N epochs", default=1, used_by=TRAINING
+    ),
+    "keep_checkpoints": Key(
+        "keep",
+        'which checkpoints a run keeps as it goes: "best" (always), "best:K" (the K best '
+        'epochs, each in a file of its own), "last", "every:N" (epochs N, 2N, ... for good)',
+        default=DEFAULT_KEEP,
+        used_by=TRAINING,
     ),
     # placement and the queue
     "gpus": _pos(

@@ -24,6 +24,8 @@ from core.registry.keys import (
     Key,
 )
 from core.registry.queue import parse_memory
+from core.registry.retention import FORM as KEEP_FORM
+from core.registry.retention import parse_keep
 
 
 def validate_experiment(
@@ -212,6 +214,7 @@ _KIND_NAMES = {
     "memory": 'a size such as "10GiB" or "512MiB"',
     "globs": "a list of glob patterns, or a table of role (best, last) -> glob",
     "device": "auto, cpu, cuda or cuda:N",
+    "keep": KEEP_FORM,
 }
 DEVICE = re.compile(r"auto|cpu|cuda(?::\d+)?")  # the names a run's `device` may take
 
@@ -226,6 +229,7 @@ def _is_kind(kind: str, value: Any) -> bool:
         "table": lambda v: isinstance(v, dict),
         "device": lambda v: isinstance(v, str) and DEVICE.fullmatch(v) is not None,
         "memory": lambda v: parse_memory(v) is not None,
+        "keep": lambda v: parse_keep(v) is not None,
         "globs": lambda v: (isinstance(v, list) and all(isinstance(x, str) and x for x in v))
         or (isinstance(v, dict) and bool(v) and set(v) <= {"best", "last"}
             and all(isinstance(x, str) and x for x in v.values())),

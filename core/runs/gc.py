@@ -1,10 +1,11 @@
 """`nkd gc`: delete the checkpoints of ended runs that nothing needs, knowing the lineage.
 
 Selects the recorded checkpoints of ended runs by age, experiment and status, optionally keeping
-some roles (`best`, `last`). Never selects one that a lineage edge still needs (the parent of a
-fine-tune, a blend source, a teacher, soft labels, the subject of an evaluation), one of a run
-tagged `keep`, one of a live or queued run, a symbolic link, or a file outside the workspace's
-checkpoints and runs folders. A dry run unless told to delete.
+some roles (`best`, `last`, `epoch`: core.store.events.CHECKPOINT_ROLES). Never selects one that
+a lineage edge still needs (the parent of a fine-tune, a blend source, a teacher, soft labels,
+the subject of an evaluation), one of a run tagged `keep`, one of a live or queued run, a
+symbolic link, or a file outside the workspace's checkpoints and runs folders. A dry run unless
+told to delete.
 
 A deletion is recorded first (a `checkpoint_deleted` event in the run's events.jsonl, then the
 store), then the file is removed: a gc interrupted between the two leaves a record that says
@@ -25,6 +26,7 @@ from pathlib import Path
 from core.errors import RunError
 from core.registry.workspace import Workspace
 from core.store import Store
+from core.store.events import CHECKPOINT_ROLES
 from core.store.reporter import record
 from core.store.states import FINAL
 
@@ -71,6 +73,10 @@ def plan(store: Store, ws: Workspace, older: str | None = None, experiment: str 
     if unknown:
         raise RunError(f"--status {','.join(unknown)}: gc deletes only ended runs' checkpoints "
                        f"({', '.join(sorted(FINAL))}); nothing was deleted")
+    odd = [r for r in keep or [] if r not in CHECKPOINT_ROLES]
+    if odd:
+        raise RunError(f"--keep {','.join(odd)}: a checkpoint's role is one of "
+                       f"{', '.join(CHECKPOINT_ROLES)}; nothing was deleted")
     cutoff = (now or time.time()) - parse_age(older) if older else None
     if experiment is not None and not store.conn.execute(
             "SELECT 1 FROM runs WHERE experiment = ? LIMIT 1", (experiment,)).fetchone():

@@ -94,6 +94,10 @@ def _t(limit: int = NAME_MAX, required: bool = False, column: bool = False) -> F
 _PROCESS = {"pid": _i(1, column=True), "pid_start": Field("number", column=True),
             "pid_ticks": _i(column=True)}
 
+# what a recorded checkpoint is to its run: the best epoch's weights, the last ones, an epoch
+# kept in its own file (`keep_checkpoints`), the soft labels or evaluation a recipe wrote
+CHECKPOINT_ROLES = ("best", "last", "epoch", "soft_labels", "evaluation")
+
 EVENTS: dict[str, dict[str, Field]] = {
     "run": {  # a run recorded: what it is and what it needs
         "experiment": _t(200), "recipe": _t(), "run_dir": _t(TEXT_MAX),

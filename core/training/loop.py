@@ -1,8 +1,9 @@
 """The shared training loop of the noise and separation recipes.
 
 One `Trainer.fit()` gives every recipe the same behaviour: train and validation loss each epoch
-into the store, early stopping with patience, best checkpoints (`best_<prefix>_<part>.pth`) and
-last ones (`<prefix>_<part>.pth`) under checkpoints/<run_id>/, `loss_curve_train_val.png` in the
+into the store, early stopping with patience, the checkpoints its `keep_checkpoints` keeps (the
+best `best_<prefix>_<part>.pth`, the last `<prefix>_<part>.pth`, epochs of their own: see
+core/training/retention.py) under checkpoints/<run_id>/, `loss_curve_train_val.png` in the
 run folder, a resumable state file written at every epoch end (model, optimiser, scheduler, RNG
 states, counters) so that a suspended run continues exactly where it stopped, bf16 autocast on
 CUDA, and pause / stop / suspend at batch boundaries.
@@ -31,11 +32,13 @@ from torch import nn
 from core.data.batches import Batch, Batcher, Epoch
 from core.errors import RunError
 from core.registry.keys import SELECT_BY
+from core.registry.retention import parse_keep
 from core.registry.settings import with_defaults
 from core.runs.context import RunContext
 from core.runs.control import StopRun
 from core.store.apply import early_stop_text
 from core.training import checkpoint
+from core.training.retention import Checkpoints
 from core.training.setup import (
     compile_parts,
     fall_back_to_eager,
@@ -49,7 +52,6 @@ from core.training.setup import (
     seed_everything,
     tune_device,
 )
-from core.util.checksum import sha256_file
 
 # step(batch, train) -> (mean loss, examples in the batch, sums of extra per-example counts)
 Step = Callable[[Batch, bool], tuple[torch.Tensor, int, dict[str, float]]]
@@ -108,37 +110,13 @@ class Trainer:
         self.epoch_rng: torch.Tensor | None = None  # the generator as the epoch began
         self._progress_at = 0.0
         self._steps_seen = 0
-        self.dir = self.ctx.checkpoints_dir
-        self.state_path = self.dir / f"{self.prefix}_state.pt"
+        self.state_path = self.ctx.checkpoints_dir / f"{self.prefix}_state.pt"
+        keep = parse_keep(p["keep_checkpoints"])
+        assert keep is not None, p["keep_checkpoints"]  # the registry checked its form
+        self.checkpoints = Checkpoints(self.ctx, self.prefix, self.parts, self.meta, self.parents,
+                                       keep, self.select_by)
 
     # ── checkpoints ──────────────────────────────────────────────────────────────────────────
-
-    def path(self, part: str, best: bool) -> Path:
-        return self.dir / f"{'best_' if best else ''}{self.prefix}_{part}.pth"
-
-    def _save_parts(self, best: bool, value: float, val_loss: float) -> None:
-        for name, module in self.parts.items():
-            path = self.path(name, best)
-            meta = {
-                **self.meta,
-                "part": name,
-                "epoch": self.epoch,
-                "val_loss": val_loss,
-                "select_by": self.select_by,
-                "value": value,
-                "best_epoch": self.best_epoch,
-                "run_id": self.ctx.run_id,
-                "role": "best" if best else "last",
-            }
-            checkpoint.save(path, f"{self.prefix}_{name}", module.state_dict(), meta)
-            self.ctx.reporter.checkpoint(
-                str(path),
-                "best" if best else "last",
-                epoch=self.epoch,
-                value=value,
-                sha256=sha256_file(path),
-                parents=self.parents,
-            )
 
     def _save_state(self, mid_epoch: dict[str, Any] | None = None) -> None:
         checkpoint.save_payload(
@@ -155,6 +133,7 @@ class Trainer:
                     "best_epoch": self.best_epoch,
                     "bad_epochs": self.bad_epochs,
                 },
+                "kept_epochs": self.checkpoints.state(),  # the K best epochs' files
                 # where a suspend inside an epoch stopped: its step and running sums, and the
                 # generator as the epoch began (the epoch's order is drawn from it again)
                 "mid_epoch": mid_epoch or {},
@@ -178,6 +157,7 @@ class Trainer:
             int(c["bad_epochs"]),
         )
         self.history = {k: list(v) for k, v in state["history"].items()}
+        self.checkpoints.load(state.get("kept_epochs"))
         mid = state.get("mid_epoch") or {}
         self.step_in_epoch = int(mid.get("step", 0))
         self.carried = dict(mid)
@@ -406,12 +386,10 @@ class Trainer:
             + (" *best*" if improved else ""),
             flush=True,
         )
-        value = values[self.select_field]  # a checkpoint's value is what selects the best
-        if improved:
-            self._save_parts(best=True, value=value, val_loss=val_loss)
         every = max(1, int(self.params["checkpoint_every"]))
-        if self.epoch % every == 0 or self.epoch == self.epochs:
-            self._save_parts(best=False, value=value, val_loss=val_loss)
+        self.checkpoints.epoch_end(  # a checkpoint's value is what selects the best
+            self.epoch, self.best_epoch, chosen, values[self.select_field], val_loss,
+            last_due=self.epoch % every == 0 or self.epoch == self.epochs)
         self._save_state()
 
     def plot(self) -> Path | None:
@@ -429,7 +407,7 @@ class Trainer:
     def load_best(self) -> None:
         """Put the best epoch's weights back into the parts (for evaluation after fit)."""
         for name, module in self.parts.items():
-            path = self.path(name, best=True)
+            path = self.checkpoints.path(name, "best")
             if path.is_file():
                 module.load_state_dict(checkpoint.load(path)["state_dict"])
 

@@ -74,6 +74,7 @@ def add_parsers(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
     p.add_argument("--older", metavar="AGE", help="runs that ended more than AGE ago (30d, 12h)")
     p.add_argument("--experiment", metavar="NAME", help="only this experiment's runs")
     p.add_argument("--status", metavar="S,...", help="only runs that ended so (failed,stopped)")
-    p.add_argument("--keep", metavar="ROLE,...", help="keep these roles of each run (best,last)")
+    p.add_argument("--keep", metavar="ROLE,...",
+                   help="keep these roles of each run (best,last,epoch)")
     p.add_argument("--yes", action="store_true", help="delete (the default only lists)")
     p.set_defaults(func=cmd_gc)
