@@ -121,7 +121,7 @@ def test_gc_frees_what_nothing_needs_and_keeps_the_chain(
                for line in lines)
     assert nkd(ws, "show", "sep_3") == 0
     shown = capsys.readouterr().out
-    assert shown.count("(deleted by nkd gc; sha256") == 2 and "2 deleted by nkd gc" in shown
+    assert shown.count("(deleted by nkd gc; sha256") == 2 and "files, 2 deleted)" in shown
     events = (ws.root / "runs" / "sep_3" / "events.jsonl").read_text()
     assert events.count('"type": "checkpoint_deleted"') == 2
     # the store is what the run folders say

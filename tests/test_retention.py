@@ -65,6 +65,12 @@ def test_the_k_best_epochs_and_every_nth_are_kept_and_a_dropped_one_is_recorded(
     gone = sorted(Path(p).name for p, deleted in rows.items() if deleted)
     assert gone == ["toy_model_epoch001.pth", "toy_model_epoch002.pth"]
     assert len(rows) == 7  # best (one file, rewritten) and six epoch files, two marked gone
+    assert {by for (by,) in store.conn.execute(
+        "SELECT deleted_by FROM checkpoints WHERE deleted_at IS NOT NULL")} == {
+        "keep_checkpoints best:2,every:3"}
+    from core.runs.lineage import describe
+
+    assert "(2 checkpoints deleted by keep_checkpoints best:2,every:3)" in describe(store, "r1")
     on_disk = sum(p.stat().st_size for p in (tmp_path / "ckpt").iterdir())
     assert store.conn.execute("SELECT checkpoint_bytes FROM runs WHERE id = 'r1'"
                               ).fetchone()[0] == on_disk

@@ -76,15 +76,15 @@ def test_migration_from_v1_keeps_rows(tmp_path: Path) -> None:
     old.close()
 
     new = Store(tmp_path / "nkd.db")
-    assert new.version == SCHEMA_VERSION == 10
+    assert new.version == SCHEMA_VERSION == 11
     assert {c.name for c in new.db["metrics"].columns} >= {"definition"}
     assert {c.name for c in new.db["runs"].columns} >= {"device"}
     assert new.get_run("r1")["experiment"] == "mark1"
     assert new.epochs("r1")[0]["train_loss"] == 2.0
     versions = [r[0] for r in new.conn.execute("select version from schema_version order by 1")]
-    assert versions == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert versions == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
     new.close()
-    assert Store(tmp_path / "nkd.db").version == 10  # reopening migrates nothing twice
+    assert Store(tmp_path / "nkd.db").version == 11  # reopening migrates nothing twice
 
 
 def _rows(store: Store) -> dict[str, list[tuple]]:

@@ -77,11 +77,17 @@ def describe(store: Store, run_id: str) -> str:
         metric = f"acc {row['accuracy']:.3f}"
     else:
         metric = "-"
-    live, gone = store.conn.execute(
-        "SELECT COUNT(*) - COUNT(deleted_at), COUNT(deleted_at) FROM checkpoints WHERE run = ?",
-        (run_id,)).fetchone()
-    deleted = "  (checkpoints deleted by nkd gc)" if gone and not live else \
-        f"  ({gone} checkpoints deleted by nkd gc)" if gone else ""
+    counts = store.conn.execute(
+        "SELECT CASE WHEN deleted_at IS NULL THEN NULL ELSE COALESCE(deleted_by, 'nkd gc') END "
+        "AS by, COUNT(*) FROM checkpoints WHERE run = ? GROUP BY by ORDER BY by",
+        (run_id,)).fetchall()
+    live = sum(n for by, n in counts if by is None)
+    gone = [(by, n) for by, n in counts if by is not None]
+    deleted = ""
+    if gone and not live:
+        deleted = f"  (checkpoints deleted by {' and '.join(by for by, _ in gone)})"
+    elif gone:
+        deleted = "  (" + "; ".join(f"{n} checkpoints deleted by {by}" for by, n in gone) + ")"
     return f"{run_id}  [{row['experiment']}, {row['status']}]  {metric}{deleted}"
 
 

@@ -79,7 +79,7 @@ def checkpoint_path_of(
 
 
 def _deleted_by_gc(ctx: RunContext, path: Path) -> str:
-    """`: nkd gc deleted it on …` when the store records that it did."""
+    """`: nkd gc deleted it on …` when the store records that it was deleted."""
     import time
 
     store = Store(ctx.db_path)
@@ -90,8 +90,9 @@ def _deleted_by_gc(ctx: RunContext, path: Path) -> str:
     if gone is None:
         return ""
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(gone["deleted_at"]))
-    return (f": `nkd gc` deleted it on {when} (sha256 {(gone['sha256'] or '-')[:12]}); a copy "
-            f"with that sha256 put back there is used again")
+    return (f": `{gone['deleted_by']}` deleted it on {when} (sha256 "
+            f"{(gone['sha256'] or '-')[:12]}); a copy with that sha256 put back there is used "
+            f"again")
 
 
 PAIR_PARTS = ("encoder", "classifier", "head")  # the files of a noise model come in pairs

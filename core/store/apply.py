@@ -273,8 +273,10 @@ def _checkpoint_bytes(conn: sqlite3.Connection, run_id: str) -> None:
 
 
 def _on_checkpoint_deleted(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
-    """`nkd gc` deleted a checkpoint file: it stays in the record, marked gone."""
-    conn.execute("UPDATE checkpoints SET deleted_at = ? WHERE id = ?", (ev["t"], ev["id"]))
+    """`nkd gc` (or the run's `keep_checkpoints`) deleted a checkpoint file: it stays in the
+    record, marked gone, with who deleted it."""
+    conn.execute("UPDATE checkpoints SET deleted_at = ?, deleted_by = ? WHERE id = ?",
+                 (ev["t"], ev.get("by") or "nkd gc", ev["id"]))
     _checkpoint_bytes(conn, run_id)
 
 

@@ -203,15 +203,18 @@ class RunQueries:
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def deleted_checkpoint(self, path: str) -> dict[str, Any] | None:
-        """The record of a checkpoint file `nkd gc` deleted (when, its sha256), or None."""
+        """The record of a checkpoint file that was deleted (when, by what, its sha256), or
+        None."""
         row = self.conn.execute(
-            "SELECT id, deleted_at, sha256 FROM checkpoints WHERE path = ? AND deleted_at IS "
-            "NOT NULL ORDER BY deleted_at DESC LIMIT 1", (path,)).fetchone()
-        return None if row is None else {"id": row[0], "deleted_at": row[1], "sha256": row[2]}
+            "SELECT id, deleted_at, sha256, deleted_by FROM checkpoints WHERE path = ? AND "
+            "deleted_at IS NOT NULL ORDER BY deleted_at DESC LIMIT 1", (path,)).fetchone()
+        return None if row is None else {"id": row[0], "deleted_at": row[1], "sha256": row[2],
+                                         "deleted_by": row[3] or "nkd gc"}
 
     def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
         cur = self.conn.execute(
-            "SELECT id, path, role, epoch, value, sha256, at, bytes, deleted_at FROM checkpoints "
+            "SELECT id, path, role, epoch, value, sha256, at, bytes, deleted_at, deleted_by "
+            "FROM checkpoints "
             "WHERE run = ? "
             "ORDER BY at",
             (run_id,),

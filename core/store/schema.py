@@ -195,9 +195,15 @@ def _v10(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("folder_bytes", int)
 
 
-SCHEMA_VERSION = 10
+def _v11(db: sqlite_utils.Database) -> None:
+    # v11: who deleted a checkpoint: `nkd gc`, or the run's own `keep_checkpoints` dropping an
+    # epoch out of its K best
+    db["checkpoints"].add_column("deleted_by", str)
+
+
+SCHEMA_VERSION = 11
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
-    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9, 10: _v10,
+    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9, 10: _v10, 11: _v11,
 }
 
 

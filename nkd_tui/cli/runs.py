@@ -216,7 +216,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         gone = sum(1 for c in checkpoints if c.get("deleted_at"))
         say(f"disk        {fmt_bytes(run_bytes(row))}: checkpoints "
             f"{fmt_bytes(row.get('checkpoint_bytes'))} ({len(checkpoints) - gone} files"
-            + (f", {gone} deleted by nkd gc" if gone else "") + "), folder "
+            + (f", {gone} deleted" if gone else "") + "), folder "
             + fmt_bytes(row.get("folder_bytes")))
     from core.runs.annotate import tags_of
 
@@ -240,8 +240,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if checkpoints:
         say("checkpoints")
         for c in checkpoints:
-            gone = "  (deleted by nkd gc; sha256 " + (c.get("sha256") or "-")[:12] + ")" \
-                if c.get("deleted_at") else ""
+            gone = (f"  (deleted by {c.get('deleted_by') or 'nkd gc'}; sha256 "
+                    f"{(c.get('sha256') or '-')[:12]})") if c.get("deleted_at") else ""
             say(
                 f"  {c['role'] or '-':<6} epoch {c['epoch'] if c['epoch'] is not None else '-'}"
                 f"  {fmt_bytes(c.get('bytes')):>5}  {c['path']}{gone}"
