@@ -88,7 +88,7 @@ class NkdApp(ReportsWorkerErrors, RunActions, TreeActions, App[None]):
         self.marked: list[str] = []  # runs marked for the compare screen, in marking order
         self._log_text = ""
         self._latest: dict[str, str] | None = None  # each experiment's latest status
-        self._summaries: dict[str, tuple[int, float | None]] = {}  # live runs, best score
+        self._summaries: dict[str, tuple[int, float | None, int]] = {}  # live, best, bytes
         self._adhoc: dict[str, tuple[str, str | None, str]] = {}  # evaluations, blends
         self.poller.known = set(registry.experiments)
         self._chart = None  # the LossChart, once mounted (just after the first paint)
@@ -113,7 +113,9 @@ class NkdApp(ReportsWorkerErrors, RunActions, TreeActions, App[None]):
         with Horizontal(id="main", classes="-narrow" if self.size.width < WIDE else ""):
             yield Input(placeholder="filter experiments (enter keeps it, esc clears)",
                         id="filter")
-            yield ExperimentTree("experiments", id="experiments")
+            with Vertical(id="left"):
+                yield ExperimentTree("experiments", id="experiments")
+                yield Static("", id="workspace")
             with Vertical(id="right"):
                 yield Static("", id="about")
                 yield RunTable(id="runs")
@@ -252,6 +254,7 @@ class NkdApp(ReportsWorkerErrors, RunActions, TreeActions, App[None]):
                 self._adhoc = snap.adhoc
                 self._refill_tree()
             self._update_tree(snap.latest, snap.summaries)
+            self._show_workspace(snap.summaries, snap.free)
             table = self.query_one(RunTable)
             table.follow_run = self.run_id
             table.show_rows(snap.runs)

@@ -9,7 +9,7 @@ from textual.widgets.tree import TreeNode
 
 from core.store import ACTIVE
 from nkd_tui.experiment_tree import tree_groups
-from nkd_tui.format import STATUS_SYMBOL, middle
+from nkd_tui.format import STATUS_SYMBOL, fmt_bytes, middle
 from nkd_tui.log_pane import LogPane
 from nkd_tui.run_table import RunTable
 
@@ -56,10 +56,12 @@ class TreeActions:
         self.set_focus(box)  # at once: the keys typed right after `/` go to the box
 
     def _update_tree(
-        self, latest: dict[str, str], summaries: dict[str, tuple[int, float | None]] | None = None
+        self, latest: dict[str, str],
+        summaries: dict[str, tuple[int, float | None, int]] | None = None,
     ) -> None:
         """Each experiment: its latest run's status, or `▶N` while N of its runs are live (an
-        older run may be running while a newer one finished), and its best score so far."""
+        older run may be running while a newer one finished), its best score so far, and its
+        size on disk where the name still fits beside it."""
         self._latest = latest
         self._summaries = summaries = summaries if summaries is not None else self._summaries
         tree = self.query_one(Tree)
@@ -68,14 +70,29 @@ class TreeActions:
         for branch in tree.root.children:
             for leaf in branch.children:
                 status = latest.get(leaf.data)
-                live, best = summaries.get(leaf.data, (0, None))
+                live, best, size = summaries.get(leaf.data, (0, None, 0))
                 symbol = f"▶{live}" if live > 1 or (live and status not in ACTIVE) \
                     else STATUS_SYMBOL.get(status or "", " ")
                 score = f" {best:.3g}" if best is not None else ""
+                room = budget - len(score) - len(symbol) - 1
+                if size and len(leaf.data) + 1 + len(fmt_bytes(size)) <= room:
+                    score += f" {fmt_bytes(size)}"
                 name = middle(leaf.data, max(5, budget - len(score) - len(symbol) - 1))
                 label = name if status is None else f"{symbol} {name}{score}"
                 if str(leaf.label) != label:
                     leaf.set_label(label)
+
+    def _show_workspace(self, summaries: dict[str, tuple[int, float | None, int]],
+                        free: int | None) -> None:
+        """The line under the tree: every run's size on disk, and the free space on the disk of
+        the checkpoints (`runs` left out where the line would not fit)."""
+        total = sum(size for _live, _best, size in summaries.values())
+        text = fmt_bytes(total) + (f" · {fmt_bytes(free)} free" if free is not None else "")
+        box = self.query_one("#workspace", Static)
+        if len(text) + 5 <= box.size.width - 1:  # its padding
+            text = "runs " + text
+        if str(box.content) != text:
+            box.update(text)
 
     def _show_experiment(self, name: str | None) -> None:
         """The right pane emptied for `name` (None: no experiment matches the filter); the

@@ -52,8 +52,10 @@ pretrained = "crnn_long"
 
 @pytest.fixture(autouse=True)
 def utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """UTC, and a disk with 48 GiB free: the screens show the same on every machine."""
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
+    monkeypatch.setattr("core.runs.space.free_bytes", lambda folder: 48 << 30)
 
 
 def _fixture_workspace(root: Path) -> Path:
@@ -77,7 +79,10 @@ def _fixture_workspace(root: Path) -> Path:
             for stem, value in (("mean", 3.91), ("vocals", 4.4)):
                 rep.event({"type": "metric", "name": "sdr", "value": value, "stem": stem,
                            "split": "val", "t": t + 500})
-        rep.event({"type": "status", "status": status, "t": t + 10 * epochs + 5})
+        rep.event({"type": "checkpoint", "path": str(root / "checkpoints" / run_id / "m.pth"),
+                   "role": "best", "bytes": (310 << 20) // (n + 1), "t": t + 10 * epochs})
+        rep.event({"type": "status", "status": status, "folder_bytes": 2 << 20,
+                   "t": t + 10 * epochs + 5})
         if status == "finished":
             rep.event({"type": "annotate", "tags": ["baseline", "musdb-hq"],
                        "note": "the 0.8/0.2 blend starts from this one", "t": t + 600})

@@ -54,9 +54,10 @@ def check_launch(ws: Workspace, store: Store, experiment: str, where: str) -> No
                        f"nothing was started")
 
 
-def low_space(ws: Workspace, store: Store) -> str | None:
-    """A warning when runs are going and the checkpoints' disk has less than the margin free."""
-    free = free_bytes(ws.checkpoints_dir)
+def low_space(ws: Workspace, store: Store, free: int | None = None) -> str | None:
+    """A warning when runs are going and the checkpoints' disk has less than the margin free
+    (`free`: its free bytes, when already read)."""
+    free = free_bytes(ws.checkpoints_dir) if free is None else free
     if free is None or free >= MARGIN:
         return None
     going = store.conn.execute(

@@ -197,10 +197,13 @@ def _v10(db: sqlite_utils.Database) -> None:
 
 def _v11(db: sqlite_utils.Database) -> None:
     # v11: who deleted a checkpoint: `nkd gc`, or the run's own `keep_checkpoints` dropping an
-    # epoch out of its K best
+    # epoch out of its K best. And an index that covers what the TUI's tree sums per experiment
+    # (live runs, best score, bytes on disk): each poll reads it alone, never a run's wide row.
     db["checkpoints"].add_column("deleted_by", str)
+    db.execute(f"CREATE INDEX idx_runs_tree ON runs ({', '.join(TREE_INDEX)})")
 
 
+TREE_INDEX = ("experiment", "status", "sdr", "accuracy", "checkpoint_bytes", "folder_bytes")
 SCHEMA_VERSION = 11
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9, 10: _v10, 11: _v11,
