@@ -137,7 +137,7 @@ class Poller:
 
             lost = tuple(reconcile(self.store, self.ws))
             # free space: read with the liveness check, not each poll
-            from core.runs.space import free_bytes, low_space
+            from core.backends.space import free_bytes, low_space
 
             self._free = free_bytes(self.ws.checkpoints_dir)
             self._disk = low_space(self.ws, self.store, self._free) or ""

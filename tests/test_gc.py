@@ -212,9 +212,46 @@ def test_a_run_the_disk_cannot_hold_is_refused_and_a_full_disk_is_said(
     store = ws.store()
     assert [r["id"] for r in store.list_runs("tick")] == ["tick_old"]
     store.close()
+    # queued instead, it is recorded and waits in the queue, saying for what
+    assert nkd(ws, "run", "tick", "--queue") == 0
+    capsys.readouterr()
+    assert nkd(ws, "queue", "--json") == 0
+    waits = json.loads(capsys.readouterr().out)
+    assert len(waits) == 1 and waits[0]["waits"].startswith("waits for disk space: its "
+                                                            "checkpoints need about")
+    assert nkd(ws, "queue", "cancel", waits[0]["run"]) == 0
     _run(ws, "tick_queued", "tick", "queued", {}, T0 + 10)
     assert nkd(ws, "ps") == 0
     assert f"free on the disk of {tmpfs}: the next checkpoint" in capsys.readouterr().err
+
+
+def test_a_first_run_is_expected_to_write_its_models_size_times_the_files_it_keeps(
+        ws: Workspace) -> None:
+    """No run of the experiment has finished: what it will write is known from a finished run
+    of another experiment with the same recipe and model shape (its best checkpoint's parts),
+    times the files its keep_checkpoints keeps; a different shape tells nothing."""
+    from core.backends.space import expected_bytes
+
+    store = ws.store()
+    run_dir = ws.root / "runs" / "big_1"
+    run_dir.mkdir(parents=True)
+    rep = Reporter("big_1", run_dir, store)
+    rep.event({"type": "run", "experiment": "big", "recipe": "separation.train",
+               "run_dir": str(run_dir), "params": {"model": "crnn", "hidden_size": 512},
+               "t": T0})
+    for part in ("encoder", "head"):  # one checkpoint of the model: its parts together
+        rep.checkpoint(str(ws.root / f"best_{part}.pth"), "best", bytes=5 * MB, t=T0 + 1)
+    rep.checkpoint(str(ws.root / "last.pth"), "last", bytes=5 * MB, t=T0 + 1)
+    rep.event({"type": "status", "status": "finished", "t": T0 + 2})
+    rep.close()
+    same = {"model": "crnn", "hidden_size": 512, "epochs": 10, "keep_checkpoints": ["best:3"]}
+    expected = expected_bytes(store, "big_tuned", "separation.train", same)
+    assert expected is not None and expected[0] == 10 * MB * 4  # best + the 3 best epochs
+    assert "model's weights are 10M" in expected[1]
+    assert expected_bytes(store, "big_tuned", "separation.train",
+                          {"model": "crnn", "hidden_size": 256}) is None
+    assert expected_bytes(store, "big", "separation.train", same)[0] == 15 * MB  # its own runs
+    store.close()
 
 
 def test_a_run_that_needs_a_checkpoint_gc_deleted_says_so(ws: Workspace) -> None:

@@ -55,7 +55,7 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> None:
     """UTC, and a disk with 48 GiB free: the screens show the same on every machine."""
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
-    monkeypatch.setattr("core.runs.space.free_bytes", lambda folder: 48 << 30)
+    monkeypatch.setattr("core.backends.space.free_bytes", lambda folder: 48 << 30)
 
 
 def _fixture_workspace(root: Path) -> Path:

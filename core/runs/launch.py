@@ -17,6 +17,7 @@ from typing import Any
 from core.backends import backend_named
 from core.backends.gpus import Gpu
 from core.backends.local import visible_ids
+from core.backends.space import check_launch as check_space
 from core.backends.this_box import LOCAL
 from core.errors import RunError
 from core.registry import DATA_REF_KEYS, Experiment, Registry, recipes, substitute_command
@@ -29,7 +30,6 @@ from core.registry.workspace import Workspace
 from core.runs import differences, provenance
 from core.runs.device_check import check_device
 from core.runs.inputs import check_inputs
-from core.runs.space import check_launch as check_space
 from core.store import Store
 from core.store.reporter import record
 from core.store.states import Status
@@ -121,7 +121,8 @@ def launch_experiment(
         queued = queued or backend.starts_queued
         exp, skipped = check_inputs(registry, exp, store, queued, after)
         _family_checks(exp, registry, store, where)  # after the absent demo parts are left out
-        check_space(ws, store, name, where)  # what its experiment's runs wrote must fit
+        if not (queued and not backend.starts_queued):  # the queue holds one that cannot fit
+            check_space(ws, store, name, where, exp.recipe, exp.params)
         if exp.recipe:
             check_device(exp.params.get("device"), gpus_of(exp.params),
                          backend.checked_by_pid, where)

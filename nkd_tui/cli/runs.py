@@ -150,7 +150,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     for r in rows:
         if r["caveat"] and (r["accuracy"] is not None or r["sdr"] is not None):
             print(visible(f"{CAVEAT_MARK} {r['id']}: {r['caveat']}"))
-    from core.runs.space import low_space
+    from core.backends.space import low_space
 
     low = low_space(ws, store)
     if low:

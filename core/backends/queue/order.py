@@ -12,7 +12,7 @@ from core.store.states import Status
 def queued_rows(store: Store) -> list[dict[str, Any]]:
     """Queued runs in the order they start: priority (higher first), then age."""
     cols = ("id", "experiment", "recipe", "needs_gpus", "gpu_memory", "priority", "after",
-            "resume", "queued_at", "sweep")
+            "resume", "queued_at", "sweep", "params")
     cur = store.conn.execute(
         f"SELECT {', '.join(cols)} FROM runs WHERE status = ? "
         "AND coalesce(backend, 'local') = 'local' ORDER BY priority DESC, queued_at, created_at",

@@ -13,6 +13,7 @@ with nothing queued. It starts workers through core.backends.local and never imp
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from core.backends.local import start_worker
 from core.backends.procs import marked, python_env
 from core.backends.queue.order import queued_rows
 from core.backends.queue.placement import Lease, after_of, leases_of, need_of, place, states
+from core.backends.space import expected_bytes, free_bytes, shortfall
 from core.errors import NkdError
 from core.registry.queue import QueueConfig
 from core.registry.workspace import Workspace
@@ -128,10 +130,17 @@ class Queue:
         statuses = self._statuses({a for r in rows for a in after_of(r)})
         out = []
         gpu_states = None  # computed once, again only after a run is placed
+        free = free_bytes(self.ws.checkpoints_dir)
         for row in rows:
             state, reason = _dependencies(after_of(row), statuses)
             if state != "ready":
                 out.append(Decision(row, state, reason))
+                continue
+            params = json.loads(row.get("params") or "{}")
+            short = None if row.get("resume") else shortfall(  # a resumed run has its files
+                self.ws, self.store, row["experiment"], row.get("recipe"), params, free)
+            if short:
+                out.append(Decision(row, "wait", f"waits for disk space: {short}"))
                 continue
             if gpu_states is None:
                 gpu_states = states(gpus, leases, config, pids)
@@ -145,6 +154,9 @@ class Queue:
             leases.append(Lease(row["id"], tuple(g.visible_id for g in placed),
                                 row.get("gpu_memory")))
             gpu_states = None
+            expected = expected_bytes(self.store, row["experiment"], row.get("recipe"), params)
+            if free is not None and expected and not row.get("resume"):
+                free -= expected[0]  # and so does the space it will write
         return out
 
     def _statuses(self, ids: set[str]) -> dict[str, str]:
