@@ -34,6 +34,7 @@ from core.runs.machine import record_worker
 from core.store import Store
 from core.store.reporter import Reporter
 from core.store.states import Status, ended_badly
+from core.util import cache_use
 from core.util.files import read_json, tree_bytes
 from core.util.names import run_path
 from core.util.threads import apply_env, apply_torch, cores, plan
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             Status.LOST: orphaned[0] if orphaned else "",
         }.get(status)
         reporter.status(status, exit_code=code, **({"error": error} if error else {}),
-                        **usage(bool(config.get("command"))), folder_bytes=tree_bytes(run_dir))
+                        **usage(bool(config.get("command"))), folder_bytes=tree_bytes(run_dir),
+                        **cache_use.summary())
         _release()
         return 1 if ended_badly(status) else 0
     except Exception as exc:
@@ -108,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         reporter.status(Status.FAILED, exit_code=1, error=message,
-                        **usage(bool(config.get("command"))), folder_bytes=tree_bytes(run_dir))
+                        **usage(bool(config.get("command"))), folder_bytes=tree_bytes(run_dir),
+                        **cache_use.summary())
         _release()
         return 1
     finally:

@@ -131,7 +131,8 @@ def test_gc_frees_what_nothing_needs_and_keeps_the_chain(
     capsys.readouterr()
     assert nkd(ws, "du") == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split() == ["EXPERIMENT", "RUNS", "CHECKPOINTS", "FOLDERS", "SIZE"]
+    assert out.splitlines()[0].split() == ["EXPERIMENT", "RUNS", "CHECKPOINTS", "FOLDERS", "CACHES",
+                                          "SIZE"]
     assert "free on the disk of" in out
 
 
@@ -223,6 +224,33 @@ def test_a_run_the_disk_cannot_hold_is_refused_and_a_full_disk_is_said(
     _run(ws, "tick_queued", "tick", "queued", {}, T0 + 10)
     assert nkd(ws, "ps") == 0
     assert f"free on the disk of {tmpfs}: the next checkpoint" in capsys.readouterr().err
+
+
+def test_runs_that_used_the_same_cache_entries_share_their_bytes(
+        ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs that used the same prepared audio (one key) each carry half of it; a run of
+    other data carries all of its own; `nkd du`, `nkd ps --json` and `nkd show` say so."""
+    store = ws.store()
+    for run_id, experiment, key, size in (("a_1", "a", "k1", 60 * MB), ("a_2", "a", "k1", 60 * MB),
+                                          ("b_1", "b", "k2", 10 * MB)):
+        run_dir = ws.root / "runs" / run_id
+        run_dir.mkdir(parents=True)
+        rep = Reporter(run_id, run_dir, store)
+        rep.event({"type": "run", "experiment": experiment, "run_dir": str(run_dir), "t": T0})
+        rep.event({"type": "status", "status": "finished", "folder_bytes": 0, "cache_bytes": size,
+                   "cache_key": key, "t": T0 + 1})
+        rep.close()
+    store.close()
+    capsys.readouterr()
+    assert nkd(ws, "du") == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("a "))
+    assert line.split()[1:] == ["2", "0B", "0B", "60M", "60M"]  # two halves of 60M
+    assert nkd(ws, "ps", "--json") == 0
+    shares = {r["id"]: r["cache_share_bytes"] for r in json.loads(capsys.readouterr().out)}
+    assert shares == {"a_1": 30 * MB, "a_2": 30 * MB, "b_1": 10 * MB}
+    assert nkd(ws, "show", "a_1") == 0
+    assert "its share of the caches 30M (of 60M" in capsys.readouterr().out
 
 
 def test_a_first_run_is_expected_to_write_its_models_size_times_the_files_it_keeps(

@@ -189,6 +189,11 @@ def test_training_lowers_validation_loss_and_scores_every_stem(space: Space) -> 
     prepared = list((space.root / "cache" / "audio").rglob("*.npy"))
     assert len(prepared) == 5 * (3 + 2 + 2)  # mixture and stems of 3 train, 2 val, 2 test tracks
     assert not any((space.root / "data").rglob("*.npy"))
+    # and its share of that cache is on its row: the entries it used (its train and validation
+    # tracks; the test tracks were prepared for another run), named by one key
+    sizes = sorted(p.stat().st_size for p in prepared)
+    assert sum(sizes[:25]) <= run["cache_bytes"] <= sum(sizes[-25:])
+    assert run["cache_key"] and len(run["cache_key"]) == 16
 
 
 def test_data_prepare_fills_the_cache_once_and_names_unknown_sources(space: Space,

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from core.data import audio
+from core.util import cache_use
 from core.util.files import atomic_write
 
 FORMAT = 1  # bump when the stored layout changes: old entries are then simply not found
@@ -161,6 +162,7 @@ def _open(target: Path) -> Prepared | None:
     except (OSError, ValueError):
         target.unlink(missing_ok=True)
         return None
+    cache_use.note(target, size)  # the run's share of the cache counts it
     return Prepared(target, int(shape[0]), int(shape[1]), offset)
 
 

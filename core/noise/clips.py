@@ -15,6 +15,7 @@ from core.data.cache import AudioCache
 from core.data.features import SEGMENT_FRAMES, LogMel, MelSettings, segments
 from core.data.noise_index import Row
 from core.training import checkpoint
+from core.util import cache_use
 
 CACHE_FORMAT = "nkd.features/1"
 CHUNK = 256  # clips per feature batch
@@ -47,6 +48,7 @@ def load(
     path = cache_dir / "features" / f"{_key(rows, settings, samples)}.pt"
     if path.is_file():
         cached = checkpoint.load(path, kind="features")
+        cache_use.note(path, path.stat().st_size)
         return Clips(rows, cached["state_dict"]["waves"], cached["state_dict"]["mels"])
     waves = read_waves(rows, settings.sample_rate, samples, AudioCache(cache_dir))
     mels = compute(waves, settings, device)
@@ -56,6 +58,7 @@ def load(
         {"waves": waves, "mels": mels},
         {"settings": asdict(settings), "segment_seconds": segment_seconds, "clips": len(rows)},
     )
+    cache_use.note(path, path.stat().st_size)
     return Clips(rows, waves, mels)
 
 

@@ -117,6 +117,9 @@ EVENTS: dict[str, dict[str, Field]] = {
         "gpus": _t(400, column=True), "peak_rss_mb": Field("number", column=True),
         "cpu_s": Field("number", column=True), "by": _t(),
         "folder_bytes": _i(column=True),  # the run folder's size when it ended
+        # the derived-cache entries it used (core/util/cache_use.py): bytes, and the key of
+        # that set, which the runs that used the same entries share
+        "cache_bytes": _i(column=True), "cache_key": _t(40, column=True),
     },
     "worker": {**_PROCESS, "gpus": _t(400)},  # the process a launcher started
     "queue": {"priority": _i(None)},

@@ -205,6 +205,16 @@ class RunQueries:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
+    def cache_shares(self, run_id: str | None = None) -> dict[str, tuple[int, int, int]]:
+        """Each run's share of the derived caches (`run_id`: that run's alone): run ->
+        (its share in bytes, the bytes of the entries it used, the runs that used them)."""
+        rows = self.conn.execute(
+            "WITH n AS (SELECT cache_key, COUNT(*) AS runs FROM runs WHERE cache_key IS NOT NULL "
+            "GROUP BY cache_key) SELECT r.id, r.cache_bytes, n.runs FROM runs r JOIN n "
+            "USING (cache_key)" + (" WHERE r.id = ?" if run_id else ""),
+            (run_id,) if run_id else ()).fetchall()
+        return {run: ((size or 0) // runs, size or 0, runs) for run, size, runs in rows}
+
     def deleted_checkpoint(self, path: str) -> dict[str, Any] | None:
         """The record of a checkpoint file that was deleted (when, by what, its sha256), or
         None."""

@@ -16,29 +16,35 @@ def cmd_du(args: argparse.Namespace) -> int:
     from nkd_tui.format import fmt_bytes
 
     ws, store = open_workspace(args)
-    size = "COALESCE(checkpoint_bytes, 0) + COALESCE(folder_bytes, 0)"
+    shares = store.cache_shares()
+    runs = store.conn.execute(
+        "SELECT id, experiment, status, COALESCE(checkpoint_bytes, 0), COALESCE(folder_bytes, 0) "
+        "FROM runs").fetchall()
+    # run or experiment -> [runs, checkpoints, folder, share of the caches]
+    sums: dict[str, list[int]] = {}
+    about: dict[str, tuple[str, str]] = {}
+    for run, experiment, status, ckpt, folder in runs:
+        key = run if args.by == "run" else experiment
+        about[key] = (experiment, status)
+        got = sums.setdefault(key, [0, 0, 0, 0])
+        for i, value in enumerate((1, ckpt, folder, shares.get(run, (0,))[0])):
+            got[i] += value
+    order = sorted(sums, key=lambda k: (-sum(sums[k][1:]), k))
     if args.by == "run":
-        rows = store.conn.execute(
-            f"SELECT id, experiment, status, checkpoint_bytes, folder_bytes, {size} AS b "
-            f"FROM runs ORDER BY b DESC, id").fetchall()
-        table = [[r[0], r[1], r[2], fmt_bytes(r[3]), fmt_bytes(r[4]), fmt_bytes(r[5])]
-                 for r in rows]
-        header = ["RUN", "EXPERIMENT", "STATUS", "CHECKPOINTS", "FOLDER", "SIZE"]
+        table = [[k, *about[k], *(fmt_bytes(v) for v in sums[k][1:]), fmt_bytes(sum(sums[k][1:]))]
+                 for k in order]
+        header = ["RUN", "EXPERIMENT", "STATUS", "CHECKPOINTS", "FOLDER", "CACHES", "SIZE"]
     else:
-        rows = store.conn.execute(
-            f"SELECT experiment, COUNT(*), SUM(COALESCE(checkpoint_bytes, 0)), "
-            f"SUM(COALESCE(folder_bytes, 0)), SUM({size}) AS b FROM runs GROUP BY experiment "
-            f"ORDER BY b DESC, experiment").fetchall()
-        table = [[r[0], str(r[1]), fmt_bytes(r[2]), fmt_bytes(r[3]), fmt_bytes(r[4])]
-                 for r in rows]
-        header = ["EXPERIMENT", "RUNS", "CHECKPOINTS", "FOLDERS", "SIZE"]
+        table = [[k, str(sums[k][0]), *(fmt_bytes(v) for v in sums[k][1:]),
+                  fmt_bytes(sum(sums[k][1:]))] for k in order]
+        header = ["EXPERIMENT", "RUNS", "CHECKPOINTS", "FOLDERS", "CACHES", "SIZE"]
     print(text_table(table, header) if table else "no runs yet")
-    total = sum(r[-1] or 0 for r in rows)
+    total = sum(sum(v[1:]) for v in sums.values())
     where = ws.checkpoints_dir if ws.checkpoints_dir.exists() else ws.root
     free = shutil.disk_usage(where).free
-    print(f"\nworkspace: {fmt_bytes(total)} in {len(rows)} "
-          f"{'runs' if args.by == 'run' else 'experiments'}; {fmt_bytes(free)} free on the disk "
-          f"of {where}")
+    print(f"\nworkspace: {fmt_bytes(total)} in {len(sums)} "
+          f"{'runs' if args.by == 'run' else 'experiments'} (CACHES: each run's share of the "
+          f"prepared audio and features it used); {fmt_bytes(free)} free on the disk of {where}")
     return EXIT_OK
 
 

@@ -121,8 +121,10 @@ def cmd_ps(args: argparse.Namespace) -> int:
             "error",
             "note",
         )
-        print(json.dumps([{**{k: r[k] for k in keys}, "tags": tags_of(r),
-                           "archived": bool(r["archived"])} for r in rows], indent=2))
+        shares = store.cache_shares()
+        print(json.dumps([{**{k: r[k] for k in keys}, "cache_share_bytes": shares.get(
+            r["id"], (None,))[0], "tags": tags_of(r), "archived": bool(r["archived"])}
+            for r in rows], indent=2))
         return 0
     backend, waiting = cache(backend_named), MAY["cancel"]
     table = [
@@ -185,6 +187,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         ]
         out["metrics"] = metrics
         out["checkpoints"] = checkpoints
+        out["cache_share_bytes"] = store.cache_shares(run_id).get(run_id, (None,))[0]
         from core.runs import provenance
 
         out["provenance"] = provenance.read(Path(row["run_dir"] or ""))
@@ -214,10 +217,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     say(f"folder      {row['run_dir']}")
     if run_bytes(row) is not None:
         gone = sum(1 for c in checkpoints if c.get("deleted_at"))
+        share = store.cache_shares(row["id"]).get(row["id"])
         say(f"disk        {fmt_bytes(run_bytes(row))}: checkpoints "
             f"{fmt_bytes(row.get('checkpoint_bytes'))} ({len(checkpoints) - gone} files"
             + (f", {gone} deleted" if gone else "") + "), folder "
-            + fmt_bytes(row.get("folder_bytes")))
+            + fmt_bytes(row.get("folder_bytes"))
+            + (f"; its share of the caches {fmt_bytes(share[0])} (of {fmt_bytes(share[1])} "
+               f"of prepared audio and features used by {share[2]} run(s))" if share else ""))
     from core.runs.annotate import tags_of
 
     if tags_of(row) or row.get("archived"):
