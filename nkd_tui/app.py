@@ -88,7 +88,8 @@ class NkdApp(ReportsWorkerErrors, RunActions, TreeActions, App[None]):
         self.marked: list[str] = []  # runs marked for the compare screen, in marking order
         self._log_text = ""
         self._latest: dict[str, str] | None = None  # each experiment's latest status
-        self._summaries: dict[str, tuple[int, float | None, int]] = {}  # live, best, bytes
+        self._summaries: dict[str, tuple[int, float | None]] = {}  # live runs, best score
+        self._sizes: dict[str, int] = {}  # each experiment's bytes on disk
         self._adhoc: dict[str, tuple[str, str | None, str]] = {}  # evaluations, blends
         self.poller.known = set(registry.experiments)
         self._chart = None  # the LossChart, once mounted (just after the first paint)
@@ -253,8 +254,9 @@ class NkdApp(ReportsWorkerErrors, RunActions, TreeActions, App[None]):
             if snap.adhoc != self._adhoc:  # an evaluation or blend made since: it joins the tree
                 self._adhoc = snap.adhoc
                 self._refill_tree()
+            self._sizes = snap.sizes
             self._update_tree(snap.latest, snap.summaries)
-            self._show_workspace(snap.summaries, snap.free)
+            self._show_workspace(snap.free)
             table = self.query_one(RunTable)
             table.follow_run = self.run_id
             table.show_rows(snap.runs)

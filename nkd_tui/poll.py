@@ -67,15 +67,17 @@ class Snapshot:
     gpus: GpuReading | None = None  # only while the GPU panel is shown
     ended: tuple[tuple[str, str], ...] = ()  # runs that ended since the last poll, and how
     progress: str = ""  # the followed run's place inside its epoch and its ETA, while it runs
-    # experiment -> (live runs, best finished score, bytes on disk): the tree's `▶2`, best
-    # value and size
-    summaries: dict[str, tuple[int, float | None, int]] = field(default_factory=dict)
+    # experiment -> (live runs, best finished score): the tree's `▶2` and best value
+    summaries: dict[str, tuple[int, float | None]] = field(default_factory=dict)
     partial: bool = False  # only the newest runs were read (the first paint): a full read follows
     # experiments with runs that the registry does not name (nkd eval, nkd blend):
     # name -> (group, the experiment it scores or None, description)
     adhoc: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)
     disk: str = ""  # a warning while runs go and the checkpoints' disk is nearly full
-    free: int | None = None  # free bytes on the checkpoints' disk (read with the liveness check)
+    # read with the liveness check, not each poll: free bytes on the checkpoints' disk, and
+    # experiment -> its runs' bytes on disk
+    free: int | None = None
+    sizes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class Poller:
         self._next_reconcile = 0.0
         self._disk = ""  # the low-disk warning, read with the liveness check
         self._free: int | None = None  # the checkpoints' disk's free bytes, read with it
+        self._sizes: dict[str, int] | None = None  # each experiment's bytes, read with it
         self._gpu_reading: tuple[float, tuple[dict, ...], str] | None = None
         self._next_slurm = 0.0
         self._active: set[str] | None = None  # runs active at the last poll
@@ -141,6 +144,9 @@ class Poller:
 
             self._free = free_bytes(self.ws.checkpoints_dir)
             self._disk = low_space(self.ws, self.store, self._free) or ""
+            self._sizes = None
+        if self._sizes is None:  # with the liveness check, and for the first paint
+            self._sizes = self.store.experiment_bytes()
         if reconcile_runs and now >= self._next_slurm:
             # Slurm runs: their new events, ingested by byte offset, and squeue's view of them
             self._next_slurm = now + SLURM_EVERY_S
@@ -163,7 +169,8 @@ class Poller:
                         self.ended_since_last() if reconcile_runs else (), progress,
                         self.store.experiment_summaries(),
                         partial=limit is not None and len(runs) >= limit,
-                        adhoc=self.adhoc(latest), disk=self._disk, free=self._free)
+                        adhoc=self.adhoc(latest), disk=self._disk, free=self._free,
+                        sizes=self._sizes)
 
     def adhoc(self, latest: dict[str, str]) -> dict[str, tuple[str, str | None, str]]:
         """The experiments with runs that the registry does not name, read again only when

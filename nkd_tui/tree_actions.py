@@ -57,7 +57,7 @@ class TreeActions:
 
     def _update_tree(
         self, latest: dict[str, str],
-        summaries: dict[str, tuple[int, float | None, int]] | None = None,
+        summaries: dict[str, tuple[int, float | None]] | None = None,
     ) -> None:
         """Each experiment: its latest run's status, or `▶N` while N of its runs are live (an
         older run may be running while a newer one finished), its best score so far, and its
@@ -70,7 +70,8 @@ class TreeActions:
         for branch in tree.root.children:
             for leaf in branch.children:
                 status = latest.get(leaf.data)
-                live, best, size = summaries.get(leaf.data, (0, None, 0))
+                live, best = summaries.get(leaf.data, (0, None))
+                size = self._sizes.get(leaf.data, 0)
                 symbol = f"▶{live}" if live > 1 or (live and status not in ACTIVE) \
                     else STATUS_SYMBOL.get(status or "", " ")
                 score = f" {best:.3g}" if best is not None else ""
@@ -82,11 +83,10 @@ class TreeActions:
                 if str(leaf.label) != label:
                     leaf.set_label(label)
 
-    def _show_workspace(self, summaries: dict[str, tuple[int, float | None, int]],
-                        free: int | None) -> None:
+    def _show_workspace(self, free: int | None) -> None:
         """The line under the tree: every run's size on disk, and the free space on the disk of
         the checkpoints (`runs` left out where the line would not fit)."""
-        total = sum(size for _live, _best, size in summaries.values())
+        total = sum(self._sizes.values())
         text = fmt_bytes(total) + (f" · {fmt_bytes(free)} free" if free is not None else "")
         box = self.query_one("#workspace", Static)
         if len(text) + 5 <= box.size.width - 1:  # its padding

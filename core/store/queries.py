@@ -183,18 +183,23 @@ class RunQueries:
         )
         return {experiment: status for experiment, status, _ in rows}
 
-    def experiment_summaries(self) -> dict[str, tuple[int, float | None, int]]:
-        """Each experiment's number of live runs, the best score of its finished runs
-        (validation SDR, else accuracy) and its runs' bytes on disk, for the TUI's tree. An index
-        (schema.TREE_INDEX) covers every column read: no run's wide row is touched."""
+    def experiment_summaries(self) -> dict[str, tuple[int, float | None]]:
+        """Each experiment's number of live runs and the best score of its finished runs
+        (validation SDR, else accuracy), for the TUI's tree. An index (schema.TREE_INDEX)
+        covers every column read: no run's wide row is touched."""
         marks = ", ".join("?" * len(HOLDING))
         rows = self.conn.execute(
             f"SELECT experiment, sum(status IN ({marks})), "
-            "max(CASE WHEN status = ? THEN coalesce(sdr, accuracy) END), "
-            "total(checkpoint_bytes) + total(folder_bytes) "
+            "max(CASE WHEN status = ? THEN coalesce(sdr, accuracy) END) "
             "FROM runs GROUP BY experiment", (*HOLDING, Status.FINISHED))
-        return {experiment: (int(live or 0), best, int(size))
-                for experiment, live, best, size in rows}
+        return {experiment: (int(live or 0), best) for experiment, live, best in rows}
+
+    def experiment_bytes(self) -> dict[str, int]:
+        """Each experiment's runs' bytes on disk (checkpoints and folders), for the TUI's tree;
+        from the same covering index."""
+        rows = self.conn.execute("SELECT experiment, total(checkpoint_bytes) + "
+                                 "total(folder_bytes) FROM runs GROUP BY experiment")
+        return {experiment: int(size) for experiment, size in rows}
 
     def metrics(self, run_id: str) -> list[dict[str, Any]]:
         cur = self.conn.execute(
