@@ -159,13 +159,16 @@ def bss_scores(
         scores = bsseval.bss_eval(refs, est.transpose(0, 2, 1), window=rate, hop=rate,
                                   device=device)
         result = scores.medians()
+        if scores.caveat:  # said once per track; its rows carry it into the store
+            print(f"{track.name}: {scores.caveat}", flush=True)
         glob = keeper.add(track, est, scores.sdr.double().cpu().numpy(),
                           {stem: float(result["sdr"][i]) for i, stem in enumerate(stems)}) \
             if keeper is not None else {}
         for i, stem in enumerate(stems):
             per_track[stem].append({"track": track.name,
                                     **{k: float(result[k][i]) for k in METRICS},
-                                    **({"sdr_global": glob[stem]} if glob else {})})
+                                    **({"sdr_global": glob[stem]} if glob else {}),
+                                    **({"caveat": scores.caveat} if scores.caveat else {})})
     return per_track
 
 
@@ -213,12 +216,12 @@ def score(
             for k in (*METRICS, "sdr_global"):
                 if np.isfinite(row.get(k, np.nan)):
                     ctx.reporter.metric(k, row[k], stem=stem, track=row["track"], **where,
-                                        definition=_definition(k))
+                                        definition=_definition(k), **_caveat(k, [row]))
         for k in METRICS:
             values = [r[k] for r in rows if np.isfinite(r[k])]
             if values:
                 ctx.reporter.metric(k, float(np.median(values)), stem=stem, **where,
-                                    definition=_definition(k))
+                                    definition=_definition(k), **_caveat(k, rows))
         _write_csv(ctx.run_dir / f"eval_result_{stem}{suffix}.csv", rows)
     summary = summarize(per_track)
     if summary:
@@ -249,6 +252,17 @@ def global_summary(per_track: dict[str, list[dict[str, float]]]) -> dict[str, fl
     if out:
         out["mean"] = float(np.mean(list(out.values())))
     return out
+
+
+def _caveat(metric: str, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The caveat of an ISR, SIR or SAR whose filters were regularised on some of the rows'
+    tracks (SDR and SI-SDR need no filter)."""
+    hit = [r for r in rows if r.get("caveat")]
+    if not hit or metric not in ("isr", "sir", "sar"):
+        return {}
+    text = hit[0]["caveat"]
+    return {"caveat": (text if len(rows) == 1 else f"{len(hit)} of {len(rows)} tracks: {text}")
+            [:200]}
 
 
 def _definition(metric: str) -> str:
