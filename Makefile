@@ -42,6 +42,8 @@ bench: $(VENV_STAMP)
 	$(PY) bench/results_bench.py
 	$(PY) bench/features_bench.py
 	$(PY) bench/sdr_bench.py
+	$(PY) bench/bsseval_content_bench.py
+	$(PY) bench/disk_bench.py
 	$(PY) bench/lost_race.py
 	$(PY) bench/queue_bench.py
 	$(PY) bench/capture_bench.py

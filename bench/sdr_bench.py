@@ -2,7 +2,8 @@
 ours against museval in the same run, with the largest difference of each metric in dB.
 
 Target on the 2-core reference machine: >= 20x faster than museval, no difference above 0.01 dB.
-museval must import (it needs ffmpeg installed); without it only our time is printed.
+museval's metrics are loaded alone (bench/museval_ref.py: no ffmpeg needed); without museval
+installed only our time is printed.
 Usage: python bench/sdr_bench.py [--seconds 30] [--repeats 5] [--device cpu|cuda]
 """
 
@@ -19,6 +20,7 @@ from scipy.signal import lfilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.museval_ref import museval_metrics, v4  # noqa: E402
 from core.separation.bsseval import bss_eval  # noqa: E402
 
 SR = 44100
@@ -69,13 +71,12 @@ def main() -> None:
         f"  ours ({args.device})   {ours_s:7.2f} s per track (median of {args.repeats}; "
         f"best {min(ours_times):.2f} s)"
     )
-    try:
-        import museval
-    except Exception as exc:  # noqa: BLE001 - museval needs ffmpeg to import
-        print(f"  museval not importable ({type(exc).__name__}); no comparison")
+    metrics = museval_metrics()
+    if metrics is None:
+        print("  museval is not installed; no comparison")
         return
     t = time.perf_counter()
-    theirs = museval.evaluate(refs, ests)
+    theirs = v4(metrics, refs, ests, SR)
     museval_s = time.perf_counter() - t
     print(f"  museval      {museval_s:7.2f} s per track")
     print(f"  speed-up     {museval_s / ours_s:7.1f}x (our median; target >= 20x)")
