@@ -23,6 +23,7 @@ from typing import Any
 from core.backends import backend_of
 from core.backends.liveness import identity
 from core.backends.procs import end_processes, python_env, run_processes
+from core.backends.queue.wake import wake
 from core.backends.this_box import active_here
 from core.capture.command import CommandRun
 from core.errors import RunError
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                         **usage(bool(config.get("command"))), folder_bytes=tree_bytes(run_dir),
                         **cache_use.summary())
         _release()
+        wake(Path(config.get("root") or run_dir.parent.parent))  # the next queued run, now
         return 1 if ended_badly(status) else 0
     except Exception as exc:
         traceback.print_exc()
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                         **usage(bool(config.get("command"))), folder_bytes=tree_bytes(run_dir),
                         **cache_use.summary())
         _release()
+        wake(Path(config.get("root") or run_dir.parent.parent))
         return 1
     finally:
         watching.set()

@@ -299,3 +299,33 @@ def test_a_claim_whose_worker_never_started_goes_back_to_the_queue(
     assert reconcile(store, Paths.at(queue_ws.registry)) == []
     row = store.get_run(run_id)
     assert row["status"] == "queued" and row["resume"] == 1
+
+
+def test_a_worker_wakes_the_scheduler_through_its_pipe_and_nothing_else(tmp_path: Path) -> None:
+    """The scheduler waits on a named pipe; a write wakes it at once. With no scheduler
+    reading, with a regular file or a link in the pipe's place, nothing is written."""
+    import time as clock
+
+    from core.backends.queue.wake import WAKE_NAME, Waker, wake
+
+    assert wake(tmp_path) is False  # no pipe: no scheduler
+    waker = Waker(tmp_path)
+    try:
+        start = clock.monotonic()
+        assert waker.wait(0.05) is False and clock.monotonic() - start >= 0.04
+        assert wake(tmp_path) is True
+        start = clock.monotonic()
+        assert waker.wait(5.0) is True and clock.monotonic() - start < 1.0
+        assert waker.wait(0.01) is False  # drained
+    finally:
+        waker.close()
+    (tmp_path / WAKE_NAME).unlink()
+    (tmp_path / WAKE_NAME).write_text("a file of that name")
+    assert wake(tmp_path) is False
+    assert (tmp_path / WAKE_NAME).read_text() == "a file of that name"
+    (tmp_path / WAKE_NAME).unlink()
+    (tmp_path / "elsewhere").write_text("")
+    (tmp_path / WAKE_NAME).symlink_to(tmp_path / "elsewhere")
+    assert wake(tmp_path) is False and (tmp_path / "elsewhere").read_text() == ""
+    Waker(tmp_path).close()  # a link in its place: the scheduler only polls
+    assert (tmp_path / WAKE_NAME).is_symlink()

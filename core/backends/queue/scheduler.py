@@ -8,6 +8,8 @@ claimed (`queued` -> `starting`, under the store's write lock, `start_queued`) b
 is started, so a restarted scheduler never starts it twice; a claim whose worker was never
 started goes back to the queue (see `core.runs.status.record_if_lost`). It exits after a while
 with nothing queued. It starts workers through core.backends.local and never imports core.runs.
+Between cycles it waits on `nkd.queue.wake` (core/backends/queue/wake.py): a worker whose run
+ended wakes it at once, so the next run starts without waiting out the poll.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from core.backends.local import start_worker
 from core.backends.procs import marked, python_env
 from core.backends.queue.order import queued_rows
 from core.backends.queue.placement import Lease, after_of, leases_of, need_of, place, states
+from core.backends.queue.wake import Waker
 from core.backends.space import expected_bytes, free_bytes, shortfall
 from core.errors import NkdError
 from core.registry.queue import QueueConfig
@@ -251,6 +254,7 @@ def serve(registry_path: Path, idle_exit: float = IDLE_EXIT_S) -> int:
         return 0  # another scheduler has this workspace
     store = Store(ws.db_path)
     queue = Queue(ws, store)
+    waker = Waker(ws.root)  # a worker whose run ended wakes it before the next poll
     (ws.root / PID_NAME).write_text(f"{os.getpid()}\n")
     print(f"nkd queue: scheduler {os.getpid()} for {ws.registry_path}", flush=True)
     idle_since = time.monotonic()
@@ -271,8 +275,9 @@ def serve(registry_path: Path, idle_exit: float = IDLE_EXIT_S) -> int:
                 idle_since = now
             elif now - idle_since > idle_exit:
                 return 0
-            time.sleep(CYCLE_S)
+            waker.wait(CYCLE_S)
     finally:
+        waker.close()
         store.close()
         (ws.root / PID_NAME).unlink(missing_ok=True)
         os.close(lock)
