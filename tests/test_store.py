@@ -254,3 +254,31 @@ def test_two_registries_sharing_one_runs_folder_are_warned(
     copy = tmp_path.parent / f"{tmp_path.name}-copy"
     assert main(["--registry", str(copy / "a" / "experiments.toml"), "ps"]) == 0
     assert "warning" not in capsys.readouterr().err  # a copy's runs folder is its own
+
+
+def test_a_batch_of_events_is_recorded_in_order_in_one_write(tmp_path: Path) -> None:
+    """Events made inside `Reporter.batch()` reach events.jsonl and the store together, in
+    order; one the schema refuses is left out alone; a final status made inside it is
+    recorded after what came before it."""
+    from core.store.events import EventLog
+    from core.store.reporter import Reporter
+
+    store = Store(tmp_path / "nkd.db")
+    run_dir = tmp_path / "runs" / "r1"
+    run_dir.mkdir(parents=True)
+    rep = Reporter("r1", run_dir, store)
+    rep.event({"type": "run", "experiment": "x", "run_dir": str(run_dir)})
+    with rep.batch():
+        for e in range(1, 4):
+            rep.event({"type": "epoch", "epoch": e, "train_loss": 1.0 / e})
+        assert store.epochs("r1") == []  # held until the batch ends
+        rep.event({"type": "epoch", "epoch": "four"})  # refused by the schema, alone
+        rep.event({"type": "epoch", "epoch": 5, "train_loss": 0.2})
+        rep.event({"type": "status", "status": "finished"})
+    rep.close()
+    assert [e["epoch"] for e in store.epochs("r1")] == [1, 2, 3, 5]
+    assert store.get_run("r1")["status"] == "finished"
+    kinds = [(e["type"], e.get("epoch")) for e in EventLog(run_dir / "events.jsonl")]
+    assert kinds[-1] == ("status", None) and kinds[1:4] == [("epoch", 1), ("epoch", 2),
+                                                            ("epoch", 3)]
+    store.close()

@@ -128,18 +128,22 @@ class CommandRun:
         while True:
             # a bounded batch of output, then control: a chatty script cannot starve a pause
             try:
+                if eof:  # all output read: wait for the script itself, not for more lines
+                    self.proc.wait(timeout=0.1)
+                    raise queue.Empty
                 line = lines.get(timeout=0.1)
                 handled = 0
-                while True:
-                    if line is None:
-                        eof = True
-                        break
-                    self._handle_line(line)
-                    handled += 1
-                    if handled >= MAX_LINES_PER_TICK:
-                        break
-                    line = lines.get_nowait()
-            except queue.Empty:
+                with self.reporter.batch():  # a burst of records: one write, one transaction
+                    while True:
+                        if line is None:
+                            eof = True
+                            break
+                        self._handle_line(line)
+                        handled += 1
+                        if handled >= MAX_LINES_PER_TICK:
+                            break
+                        line = lines.get_nowait()
+            except (queue.Empty, subprocess.TimeoutExpired):
                 pass
             while not self.requests.empty():
                 deadlines += self._handle_request(self.requests.get())

@@ -125,6 +125,21 @@ class Store(RunQueries):
         with self.write() as conn:
             handler(conn, run_id, event)
 
+    def apply_many(self, run_id: str, events: list[dict[str, Any]]) -> list[BadEvent]:
+        """Apply events in order in one transaction (a script's burst of records); those that
+        break the schema are left out and returned, the others all applied or none."""
+        bad, good = [], []
+        for event in events:
+            try:
+                good.append((HANDLERS.get(check(event)["type"]), event))
+            except BadEvent as exc:
+                bad.append(exc)
+        with self.write() as conn:
+            for handler, event in good:
+                if handler is not None:
+                    handler(conn, run_id, event)
+        return bad
+
     def end_unrecorded(self, run_id: str, event: dict[str, Any], reason: str) -> None:
         """A worker's final status that its events.jsonl could not take (disk full, read-only
         folder). The store never claims an end the run's record lacks: the row says `lost`,

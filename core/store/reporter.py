@@ -14,6 +14,8 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,38 @@ class Reporter:
         self._mend_torn_line(path)
         self._reserve: Path | None = None
         self._torn = False  # the last line written was cut short by the disk
+        self._batch: list[tuple[dict[str, Any], bytes]] | None = None  # inside `batch()`
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Events made inside are recorded together at its end, in order: their lines in one
+        write to events.jsonl, then one transaction in the store (a script printing thousands
+        of records a second). A final status is never held back."""
+        self._batch = []
+        try:
+            yield
+        finally:
+            held, self._batch = self._batch, None
+            if held:
+                self._record_held(held)
+
+    def _record_held(self, held: list[tuple[dict[str, Any], bytes]]) -> None:
+        try:
+            self._write(b"".join(line for _, line in held), False)
+        except OSError as exc:  # the store still gets them; `nkd reindex` cannot, so say so
+            self.failed("events.jsonl", exc)
+        if self.store is None:
+            return
+        if self.store.replaced():
+            self._reopen()  # its replay holds these events too: they are in the file
+            return
+        try:
+            for exc in self.store.apply_many(self.run_id, [event for event, _ in held]):
+                print(f"nkd: {self.run_id}: event not recorded ({exc})", file=sys.stderr,
+                      flush=True)
+        except Exception:  # one at a time, with each event's own handling of what fails
+            for event, _ in held:
+                self._apply(event)
 
     def reserve(self, size: int = RESERVE_BYTES) -> None:
         """Set disk space aside for the final status: on a full disk it is freed just before
@@ -98,6 +132,12 @@ class Reporter:
             event["error"] = "; ".join(said + self.write_errors)[:8000]
         final = event.get("type") == "status" and event.get("status") in FINAL
         line = (json.dumps(event, sort_keys=True) + "\n").encode("utf-8")
+        if self._batch is not None:
+            if not final:
+                self._batch.append((event, line))
+                return event
+            held, self._batch = self._batch, []  # what came before it is recorded before it
+            self._record_held(held)
         try:
             self._write(line, final)
         except OSError as exc:  # the store still gets it; `nkd reindex` cannot, so say so
