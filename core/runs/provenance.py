@@ -112,8 +112,26 @@ def installed() -> tuple[str, ...]:
     many runs from one)."""
     from importlib import metadata
 
-    return tuple(sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()
-                         if d.metadata["Name"]}, key=str.lower))
+    found = (_name_version(d) for d in metadata.distributions())
+    return tuple(sorted({f"{n}=={v}" for n, v in found if n}, key=str.lower))
+
+
+def _name_version(dist: Any) -> tuple[str | None, str | None]:
+    """A distribution's Name and Version from the head of its metadata file: the same values
+    as `dist.metadata` gives, without parsing the whole file as e-mail (a tenth of the time,
+    on every launch)."""
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    name = version = None
+    for line in text.splitlines():
+        if not line:  # the headers end at the first blank line
+            break
+        if name is None and line.startswith("Name:"):
+            name = line[5:].strip()
+        elif version is None and line.startswith("Version:"):
+            version = line[8:].strip()
+        if name and version:
+            break
+    return name, version
 
 
 def environment(run_dir: Path) -> dict[str, Any]:

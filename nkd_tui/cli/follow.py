@@ -18,6 +18,7 @@ from nkd_tui.cli.context import say_skipped, sync_slurm
 from nkd_tui.format import best_text, fmt_num, scored_on
 
 SLURM_SYNC_S = 1.0  # how often a foreground Slurm run is ingested and asked about
+FIRST_POLL_S, POLL_S = 0.01, 0.3  # the store is read often just after the start, then 0.3 s
 
 
 def follow_run(store: Store, ws: Workspace, run_id: str) -> int:
@@ -31,6 +32,7 @@ def follow_run(store: Store, ws: Workspace, run_id: str) -> int:
     interrupts = 0
     synced = 0.0
     stepped = None
+    pause = FIRST_POLL_S
     while True:
         try:
             row = store.get_run(run_id)
@@ -55,7 +57,8 @@ def follow_run(store: Store, ws: Workspace, run_id: str) -> int:
                     print()
                 code = report_end(store, run_id)
                 return EXIT_INTERRUPTED if interrupts else code
-            time.sleep(0.3)
+            time.sleep(pause)
+            pause = min(POLL_S, pause * 1.5)  # a short run's end is seen at once
         except KeyboardInterrupt:
             interrupts += 1
             if interrupts == 1:
