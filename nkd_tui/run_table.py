@@ -26,7 +26,7 @@ COLUMNS: tuple[tuple[str, int], ...] = (
 NUMERIC = ("epoch", "best val", "score")
 ESSENTIAL = 6
 SCROLLBAR = 2  # the vertical scrollbar, once there are more runs than rows
-LATER_S = 0.05  # rows below the screen are added this long after the first ones
+LATER_S = 0.25  # rows below the screen are added this long after the first ones (after the paint)
 
 
 def columns_for(width: int) -> tuple[str, ...]:
