@@ -1,9 +1,12 @@
-"""Mini-batches of in-memory tensors on the training device, as sized epochs."""
+"""Mini-batches of in-memory tensors on the training device, as sized epochs; and batches made
+a step ahead in a thread (`Prefetched`), so reading them overlaps the model's step."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Sized
 from typing import Any
 
 import torch
@@ -73,3 +76,60 @@ class Epoch:
 
     def __iter__(self) -> Iterator[Batch]:
         return self._batches
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class Prefetched:
+    """The batches of an iterable made `depth` ahead in a thread: the next batch is read (file
+    reads and numpy, mostly outside the interpreter's lock) while the model trains on this one.
+    The same batches in the same order; its length is the wrapped one's; an iteration left
+    early (a pause, a stop) ends the thread; an error in it is raised where the batch is used."""
+
+    _END = object()
+
+    def __init__(self, batches: Iterable[Batch], depth: int = 2) -> None:
+        self.batches, self.depth = batches, depth
+
+    def __len__(self) -> int:
+        assert isinstance(self.batches, Sized)
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[Batch]:
+        ready: queue.Queue[Any] = queue.Queue(self.depth)
+        stop = threading.Event()
+
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def fill() -> None:
+            try:
+                for batch in self.batches:
+                    if not put(batch):
+                        return
+                put(self._END)
+            except BaseException as exc:  # raised again where the batch is used
+                put(_Failed(exc))
+
+        thread = threading.Thread(target=fill, name="nkd-prefetch", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = ready.get()
+                if item is self._END:
+                    return
+                if isinstance(item, _Failed):
+                    raise item.exc
+                yield item
+        finally:
+            stop.set()
+            thread.join(timeout=5)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from core.data.batches import Prefetched
 from core.data.tracks import TrackFiles
 from core.errors import RunError
 from core.separation.spectral import MagNorm, Stft
@@ -143,8 +144,9 @@ def loader(
     device: torch.device,
     batch_sampler: Sampler | None = None,
     batch_size: int = 1,
-) -> DataLoader:
-    """A DataLoader over worker processes (when asked), pinning batches for a CUDA device."""
+) -> DataLoader | Prefetched:
+    """A DataLoader over worker processes (when asked; else its batches made a step ahead in a
+    thread), pinning batches for a CUDA device."""
     common: dict[str, Any] = {
         "num_workers": workers,
         "pin_memory": device.type == "cuda",
@@ -154,5 +156,8 @@ def loader(
         "generator": torch.Generator().manual_seed(0),
     }
     if batch_sampler is not None:
-        return DataLoader(dataset, batch_sampler=batch_sampler, **common)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
+        made = DataLoader(dataset, batch_sampler=batch_sampler, **common)
+    else:
+        made = DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
+    # without worker processes, a thread reads the next batch while the model trains
+    return made if workers else Prefetched(made)
