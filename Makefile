@@ -48,6 +48,7 @@ bench: $(VENV_STAMP)
 	$(PY) bench/queue_bench.py
 	$(PY) bench/capture_bench.py
 	$(PY) bench/data_bench.py
+	$(PY) bench/epoch_bench.py
 	$(PY) bench/separation_quality.py --quick
 
 snapshot-update: $(VENV_STAMP)

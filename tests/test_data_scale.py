@@ -168,3 +168,27 @@ def test_resuming_inside_an_epoch_with_loader_workers_is_bit_identical(
               (tmp_path / "a" / "run" / "events.jsonl").read_text().splitlines()]
     progress = [e for e in events if e["type"] == "progress"]
     assert progress and progress[0]["step"] == 1 and progress[0]["steps"] == -(-len(dataset) // 4)
+
+
+def test_prefetched_batches_are_the_same_and_stop_with_their_reader() -> None:
+    """A step ahead in a thread: the same batches in the same order and its length; left
+    early, its thread ends; an error in it is raised where the batch is used."""
+    import threading
+
+    from core.data.batches import Prefetched
+
+    assert list(Prefetched(range(10))) == list(range(10)) and len(Prefetched(range(7))) == 7
+    it = iter(Prefetched(range(1000), depth=2))
+    assert [next(it), next(it)] == [0, 1]
+    it.close()  # a pause or a stop leaves the epoch early
+    assert not any(t.name == "nkd-prefetch" and t.is_alive() for t in threading.enumerate())
+
+    def broken():
+        yield 1
+        raise ValueError("a damaged file")
+
+    got = []
+    with pytest.raises(ValueError, match="a damaged file"):
+        for batch in Prefetched(broken()):
+            got.append(batch)
+    assert got == [1]
