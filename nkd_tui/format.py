@@ -13,7 +13,7 @@ S = Status
 STATUS_SYMBOL: dict[str, str] = {
     S.QUEUED: "…", S.STARTING: "…", S.RUNNING: "▶", S.PAUSED: "⏸", S.STOPPING: "■",
     S.SUSPENDING: "■", S.SUSPENDED: "⏾", S.FINISHED: "✓", S.STOPPED: "■", S.FAILED: "✗",
-    S.KILLED: "✗", S.LOST: "?", S.BLOCKED: "⊘", S.CANCELLED: "■",
+    S.KILLED: "✗", S.LOST: "?", S.BLOCKED: "⊘", S.CANCELLED: "■", S.PRUNED: "✂",
 }
 
 

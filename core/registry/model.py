@@ -13,8 +13,9 @@ from core.registry import folders
 from core.registry.build import build_experiments
 from core.registry.experiment import DataSource, Experiment
 from core.registry.keys import KEYS
-from core.registry.queue import QueueConfig, Sweep
+from core.registry.queue import QueueConfig
 from core.registry.slurm import SlurmConfig
+from core.registry.sweeps import Sweep
 from core.registry.validate import parse_override, suggest
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +43,7 @@ QUEUE_KEYS = {
     "foreign_memory_ceiling": "share of a GPU's memory others may use before it is busy (0.5)",
     "max_running": "on a box without GPUs: how many queued runs run at once (1)",
 }
-SWEEP_KEYS = {
-    "experiment": "the experiment the sweep runs",
-    "grid": "a table of key -> list of values; the sweep is every combination",
-    "description": "one line saying what the sweep is for",
-}
+
 
 
 def parse_queue(path: Path, table: Any, problems: list[str]) -> QueueConfig:
@@ -88,44 +84,3 @@ def parse_queue(path: Path, table: Any, problems: list[str]) -> QueueConfig:
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-@dataclass(frozen=True)
-class Sweep:
-    name: str
-    experiment: str
-    grid: dict[str, list[Any]] = field(default_factory=dict)
-
-
-def parse_sweeps(
-    path: Path, tables: Any, experiments: dict[str, Any], problems: list[str]
-) -> dict[str, Sweep]:
-    if tables is None:
-        return {}
-    if not isinstance(tables, dict):
-        problems.append(f"{path}: [sweeps] must be a table of named sweeps")
-        return {}
-    out = {}
-    for name, table in tables.items():
-        where = f"{path}: sweep '{name}'"
-        if not isinstance(table, dict):
-            problems.append(f"{where} must be a table")
-            continue
-        unknown = [k for k in table if k not in SWEEP_KEYS]
-        if unknown:
-            problems.append(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(SWEEP_KEYS)})")
-            continue
-        experiment = table.get("experiment")
-        if experiment not in experiments:
-            problems.append(f"{where}: key 'experiment': unknown experiment {experiment!r}")
-            continue
-        grid = table.get("grid")
-        if not isinstance(grid, dict) or not grid or not all(
-                isinstance(v, list) and v for v in grid.values()):
-            problems.append(f"{where}: key 'grid' must be a table of key -> non-empty list")
-            continue
-        if name in experiments:
-            problems.append(f"{where}: an experiment has the same name")
-            continue
-        out[name] = Sweep(name, experiment, {k: list(v) for k, v in grid.items()})
-    return out

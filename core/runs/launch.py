@@ -17,6 +17,7 @@ from typing import Any
 from core.backends import backend_named
 from core.backends.gpus import Gpu
 from core.backends.local import visible_ids
+from core.backends.queue.halving import set_rung
 from core.backends.space import check_launch as check_space
 from core.backends.this_box import LOCAL
 from core.errors import RunError
@@ -98,6 +99,7 @@ def launch_experiment(
     sweep: str | None = None,
     made: provenance.Snapshot | None = None,
     rerun: dict[str, Any] | None = None,
+    halving: dict[str, Any] | None = None,
 ) -> Launched:
     """Record and start a run of a resolved experiment (one from the registry, or an ad-hoc
     one such as `nkd blend` makes). With `queued` the run is recorded `queued` and the
@@ -132,7 +134,8 @@ def launch_experiment(
         with backend.placement(ws, need, name, queued and not backend.starts_queued,
                                store) as (gpus, notice):
             launched = _record_run(registry, ws, exp, store, queued, list(after),
-                                   sweep, cwd, gpus, notice, backend.name, skipped, made, rerun)
+                                   sweep, cwd, gpus, notice, backend.name, skipped, made, rerun,
+                                   halving)
             if queued and not backend.starts_queued:  # the workspace's scheduler starts it
                 return launched
             pid, said = backend.start(store, launched.run_dir, gpus, depends, exp.params,
@@ -175,6 +178,7 @@ def _record_run(
     skipped: list[str] | None = None,
     made: provenance.Snapshot | None = None,
     rerun: dict[str, Any] | None = None,
+    halving: dict[str, Any] | None = None,
 ) -> Launched:
     """The run folder, config.json, provenance.json and the run's first event (`queued`, or
     `starting` for a worker started next); nothing is started here."""
@@ -220,8 +224,11 @@ def _record_run(
         },
         "backend": backend,
         "created_at": time.time(),
+        **({"halving": halving} if halving else {}),  # its sweep's successive halving
     }
     atomic_write_json(run_dir / "config.json", config, sort_keys=False)  # class order matters
+    if halving:  # a trial trains to its sweep's first rung, then waits to be promoted
+        set_rung(run_dir, halving["rungs"][0])
     if made is None:  # what made the run: code, data, environment (never fails it)
         made = provenance.snapshot(code_folder(cwd), data_roots(registry, exp), ws.cache_dir)
     said, recorded = provenance.record(run_dir, made, rerun)

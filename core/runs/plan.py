@@ -15,7 +15,9 @@ from typing import Any
 
 from core.errors import RegistryError
 from core.registry import Experiment, Reference, Registry
-from core.runs.sweeps import expand, grid_combos
+from core.registry.sampling import Halving
+from core.registry.sweeps import halving_problem
+from core.runs.sweeps import draws, expand, grid_combos
 from core.util.names import check_name
 
 
@@ -26,6 +28,7 @@ class Planned:
     sweep: str | None = None
     parents: list[int] = field(default_factory=list)  # indices of earlier planned runs
     pinned: dict[str, int] = field(default_factory=dict)  # reference key -> planned index
+    halving: Halving | None = None  # its sweep's successive halving
 
 
 @dataclass
@@ -46,6 +49,8 @@ def make_plan(
     after: list[str],
     sweep_name: str | None,
     queue: bool,
+    trials: int | None = None,
+    seed: int = 0,
 ) -> Plan:
     """Resolve every run of the command (RegistryError before anything is written)."""
     if sweep_name is not None:
@@ -55,11 +60,17 @@ def make_plan(
     started: dict[str, list[int]] = {}  # experiment -> indices of its planned runs
     for name in names:
         where = f"{registry.path}: experiment '{name}'"
-        combos = expand(sets, where)
+        combos = expand(sets, where, trials, seed)
+        halving = None
         if name in registry.sweeps:
             sweep = registry.sweeps[name]
-            grid = grid_combos(sweep.grid, f"{registry.path}: sweep '{name}'")
+            grid = grid_combos(sweep.grid, f"{registry.path}: sweep '{name}'") if sweep.grid \
+                else [[]]
+            if sweep.sample:
+                grid = [g + d for d in draws(sweep.sample, sweep.trials, sweep.seed)
+                        for g in grid]
             combos = [g + c for g in grid for c in combos]
+            halving = sweep.halving
             experiment, label = sweep.experiment, sweep_name or f"{name}_{stamp}"
         else:
             experiment = name
@@ -67,7 +78,11 @@ def make_plan(
         first = len(runs)
         for combo in combos:
             exp = registry.resolve(experiment, combo)
-            planned = Planned(exp, combo, label)
+            planned = Planned(exp, combo, label, halving=halving)
+            if halving is not None:  # --set epochs=2 may have moved the end before a rung
+                why = halving_problem(halving, exp)
+                if why:
+                    raise RegistryError(f"{registry.path}: sweep '{name}': key 'halving': {why}")
             for key, ref in _refs(exp):
                 parents = started.get(ref.target, []) if ref.kind == "experiment" else []
                 planned.parents += [i for i in parents if i not in planned.parents]

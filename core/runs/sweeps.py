@@ -1,15 +1,18 @@
 """Sweeps: `--set lr=1e-3,1e-4 --set alpha=0.5,0.7` (or `range(a,b,step)`), or a registry
-`[sweeps.NAME]` grid, expanded to every combination of settings."""
+`[sweeps.NAME]` grid, expanded to every combination of settings; and sampled sweeps:
+`--set lr=loguniform(1e-4,1e-2) --trials 16` or a registry `sample`, N trials drawn with a seed."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import random
 import re
 import tomllib
 from typing import Any
 
 from core.errors import RegistryError
+from core.registry.sampling import Distribution, is_distribution, parse_distribution
 
 RANGE = re.compile(r"range\(\s*([^,()]+)\s*,\s*([^,()]+)\s*(?:,\s*([^,()]+)\s*)?\)")
 MAX_RUNS = 1000  # a grid larger than this is almost certainly a typo
@@ -55,17 +58,44 @@ def _range(m: re.Match[str], where: str) -> list[str]:
             for i in range(count)]
 
 
-def expand(overrides: list[str], where: str) -> list[list[str]]:
+def expand(overrides: list[str], where: str, trials: int | None = None,
+           seed: int = 0) -> list[list[str]]:
     """Every combination of the overrides' values, as lists of `key=value` (one list when
-    nothing is swept)."""
-    axes = []
+    nothing is swept); overrides that name a distribution (`lr=loguniform(1e-4,1e-2)`) are
+    drawn `trials` times with `seed`, and each draw goes with every combination."""
+    axes, sample = [], {}
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
             axes.append([item])  # refused, with its own message, when it is resolved
             continue
+        if is_distribution(text):
+            got = parse_distribution(text.strip())
+            if isinstance(got, str):
+                raise RegistryError(f"{where}: --set '{item}': {got}")
+            sample[key.strip()] = got
+            continue
         axes.append([f"{key}={v}" for v in split_values(text, f"{where}: --set '{item}'")])
-    return _product(axes, where)
+    if sample and not trials:
+        raise RegistryError(f"{where}: --set '{next(k for k in sample)}=...' draws values: say "
+                            f"how many trials with --trials N")
+    if trials and not sample:
+        raise RegistryError(f"{where}: --trials needs a --set key=uniform(a,b), "
+                            f"loguniform(a,b), int(a,b) or [a list] to draw from")
+    combos = _product(axes, where)
+    if sample:
+        combos = [c + d for d in draws(sample, int(trials or 0), seed) for c in combos]
+        if len(combos) > MAX_RUNS:
+            raise RegistryError(f"{where}: the sweep has {len(combos)} runs; at most {MAX_RUNS}")
+    return combos
+
+
+def draws(sample: dict[str, Distribution], trials: int, seed: int) -> list[list[str]]:
+    """`trials` draws of the sampled keys, each a list of `key=value`: the same seed, the same
+    trials."""
+    rng = random.Random(seed)
+    return [[f"{key}={_toml(dist.draw(rng))}" for key, dist in sample.items()]
+            for _ in range(trials)]
 
 
 def grid_combos(grid: dict[str, list[Any]], where: str) -> list[list[str]]:

@@ -26,6 +26,7 @@ class Status(StrEnum):
     LOST = "lost"  # its worker vanished without a final status
     BLOCKED = "blocked"  # a run it waits for ended without finishing
     CANCELLED = "cancelled"  # taken out of the queue before it started
+    PRUNED = "pruned"  # a halving sweep's trial not promoted past a rung (its record stays)
 
 
 S = Status
@@ -33,14 +34,15 @@ S = Status
 WAITING = (S.QUEUED,)
 LIVE = (S.STARTING, S.RUNNING, S.PAUSED, S.STOPPING, S.SUSPENDING)  # a worker, holding its GPUs
 ACTIVE = WAITING + LIVE
-FINAL = (S.FINISHED, S.STOPPED, S.SUSPENDED, S.FAILED, S.KILLED, S.LOST, S.BLOCKED, S.CANCELLED)
+FINAL = (S.FINISHED, S.STOPPED, S.SUSPENDED, S.FAILED, S.KILLED, S.LOST, S.BLOCKED, S.CANCELLED,
+         S.PRUNED)
 STATUSES = ACTIVE + FINAL
 HOLDING = LIVE  # a run in these holds its GPUs (a lease)
 PROGRESSING = (S.RUNNING, S.PAUSED, S.SUSPENDING)  # inside an epoch: its step is shown
 
 # how an ended run ended, apart from where it is in its life: as asked (its record is whole),
 # or not (exit status 1, a bell and a notice in the TUI); a cancelled run never started
-ENDED_AS_ASKED = (S.FINISHED, S.STOPPED, S.SUSPENDED)
+ENDED_AS_ASKED = (S.FINISHED, S.STOPPED, S.SUSPENDED, S.PRUNED)
 ENDED_BADLY = (S.FAILED, S.KILLED, S.LOST, S.BLOCKED)
 
 # which status each action may move a run from; an action's call site reads its row here
@@ -58,8 +60,9 @@ MAY: dict[str, tuple[Status, ...]] = {
     "kill": ACTIVE,
     # a new worker goes on from the saved state: a suspended run by `resume`, any of these by
     # `restart`
-    "restart": (S.STOPPED, S.FAILED, S.LOST, S.SUSPENDED, S.KILLED),
+    "restart": (S.STOPPED, S.FAILED, S.LOST, S.SUSPENDED, S.KILLED, S.PRUNED),
     "resume_saved": (S.SUSPENDED,),
+    "prune": (S.SUSPENDED,),  # a halving sweep's trial left at its rung
     "archive": FINAL,
 }
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.backends.queue.halving import rung_until
 from core.data.batches import Batch, Batcher, Epoch
 from core.errors import RunError
 from core.registry.keys import SELECT_BY
@@ -192,6 +193,7 @@ class Trainer:
                     break
                 self._one_epoch()
                 self.ctx.control.epoch_end()
+                self._rung_end()
         finally:
             self.plot()
         best = self.best_value()
@@ -207,6 +209,14 @@ class Trainer:
             "best_value": best,
             "early_stopped": stopped_early,
         }
+
+    def _rung_end(self) -> None:
+        """A halving sweep's trial stops at its rung (its state is saved): suspended, for the
+        queue to promote it or prune it."""
+        until = rung_until(self.ctx.run_dir)
+        if until is not None and until == self.epoch < self.epochs:
+            print(f"halving: rung {until} reached; suspended until its sweep decides", flush=True)
+            raise StopRun("suspend")
 
     def best_value(self) -> float:
         """The best epoch's `select_by` value, as recorded (the loop keeps it negated when

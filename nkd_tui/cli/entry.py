@@ -24,6 +24,7 @@ from nkd_tui.cli import (
     queue,
     results,
     runs,
+    sweeps,
 )
 from nkd_tui.cli.context import registry_path
 
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_parsers(add, sub)
     data.add_parsers(add, sub)
     disk.add_parsers(add, sub)
+    sweeps.add_parsers(add, sub)
     return parser
 
 

@@ -27,7 +27,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     sets = list(args.set or [])
     if args.on:
         sets.append(f"backend={args.on}")
-    plan = make_plan(registry, args.experiment, sets, after, args.sweep_name, args.queue)
+    plan = make_plan(registry, args.experiment, sets, after, args.sweep_name, args.queue,
+                     args.trials, args.draw_seed)
     if args.priority is not None:
         for planned in plan.runs:
             planned.experiment = dataclasses.replace(
@@ -43,7 +44,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         exp = pin(planned.experiment, {k: ids[i] for k, i in planned.pinned.items()})
         waits = plan.after + [ids[i] for i in planned.parents]
         launched = launch_experiment(registry, exp, store=store, queued=True, after=waits,
-                                     sweep=planned.sweep)
+                                     sweep=planned.sweep, halving=planned.halving.as_dict()
+                                     if planned.halving else None)
         ids.append(launched.run_id)
         say_skipped(launched)
         swept = " ".join(planned.overrides) if planned.sweep else ""
@@ -141,13 +143,19 @@ def add_parsers(add: Any, sub: Any) -> None:
     p = add(sub, "run", help="start runs: one now, or a chain or sweep through the queue")
     p.add_argument("experiment", nargs="+", help="experiments (a chain, in order) or a sweep")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a setting; a comma list or range(a,b,step) sweeps it")
+                   help="override a setting; a comma list or range(a,b,step) sweeps it, "
+                        "loguniform(a,b) and friends draw it (--trials)")
     p.add_argument("--queue", "-q", action="store_true",
                    help="wait in the queue for free GPUs (chains and sweeps always do)")
     p.add_argument("--after", action="append", metavar="RUN",
                    help="start only after this run (or experiment's latest run) finished")
     p.add_argument("--priority", type=int, help="queue priority (higher first)")
     p.add_argument("--sweep-name", help="the sweep's id (default <experiment>_sweep_<time>)")
+    p.add_argument("--trials", type=int, metavar="N",
+                   help="draw N trials from the --set values that are distributions "
+                        "(uniform(a,b), loguniform(a,b), int(a,b), [a list])")
+    p.add_argument("--draw-seed", type=int, default=0, metavar="S",
+                   help="the seed of those draws (default 0)")
     p.add_argument("--on", choices=list(KEYS["backend"].choices),
                    help="where to run (default: the experiment's backend, else this box)")
     p.add_argument("--detach", "-d", action="store_true", help="return at once")

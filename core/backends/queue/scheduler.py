@@ -29,6 +29,7 @@ from typing import Any
 from core.backends.gpus import Gpu, GpuError, read_gpus
 from core.backends.local import start_worker
 from core.backends.procs import marked, python_env
+from core.backends.queue.halving import Halver
 from core.backends.queue.order import queued_rows
 from core.backends.queue.placement import Lease, after_of, leases_of, need_of, place, states
 from core.backends.queue.wake import Waker
@@ -254,6 +255,7 @@ def serve(registry_path: Path, idle_exit: float = IDLE_EXIT_S) -> int:
         return 0  # another scheduler has this workspace
     store = Store(ws.db_path)
     queue = Queue(ws, store)
+    halver = Halver(ws, store)  # halving sweeps: promote and prune trials at their rungs
     waker = Waker(ws.root)  # a worker whose run ended wakes it before the next poll
     (ws.root / PID_NAME).write_text(f"{os.getpid()}\n")
     print(f"nkd queue: scheduler {os.getpid()} for {ws.registry_path}", flush=True)
@@ -263,10 +265,12 @@ def serve(registry_path: Path, idle_exit: float = IDLE_EXIT_S) -> int:
             try:
                 if store.replaced():
                     store.close()
-                    store = queue.store = Store(ws.db_path)
+                    store = queue.store = halver.store = Store(ws.db_path)
+                for line in halver.cycle():
+                    print(f"nkd queue: {line}", flush=True)
                 for run_id in queue.cycle():
                     print(f"nkd queue: started {run_id}", flush=True)
-                has_work = bool(queued_rows(store))
+                has_work = bool(queued_rows(store)) or halver.busy()
             except Exception as exc:  # a busy or broken database: try again next cycle
                 print(f"nkd queue: {type(exc).__name__}: {exc}", flush=True)
                 has_work = True

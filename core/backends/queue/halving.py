@@ -1,0 +1,169 @@
+"""Successive halving of a sweep's trials, run by the queue's scheduler (asynchronous, as ASHA).
+
+Each trial of a halving sweep trains to its rung (`rung.json` in its run folder says until
+which epoch; the training loop suspends the trial there, its state saved). As soon as enough
+trials of a rung have reported, the best `keep` share of those that reached it are promoted:
+their rung moves to the next (or to the end after the last) and they go back to the queue to
+resume from their saved state, on whichever GPU is free. A trial suspended at a rung that can no
+longer be among the best share (every trial of the sweep has reached that rung or ended) ends
+`pruned`, keeping its record and checkpoints. A promotion is a status change under the store's
+write lock from `suspended`, so a restarted scheduler never promotes a trial twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.registry.workspace import Workspace
+from core.store import Store
+from core.store.states import FINAL, LIVE, MAY, Status
+from core.store.transition import transition
+from core.util.files import atomic_write_json, read_json
+
+RUNG_FILE = "rung.json"
+
+
+def rung_until(run_dir: Path) -> int | None:
+    """The epoch at which the trial is to be suspended for its sweep to decide, or None."""
+    try:
+        until = read_json(run_dir / RUNG_FILE).get("until")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(until) if isinstance(until, int) and not isinstance(until, bool) else None
+
+
+def set_rung(run_dir: Path, until: int | None) -> None:
+    atomic_write_json(run_dir / RUNG_FILE, {"until": until})
+
+
+@dataclass
+class Trial:
+    run_id: str
+    status: str
+    epoch: int  # epochs trained
+    until: int | None  # the rung it trains to now (None: to the end)
+    values: dict[int, float] = field(default_factory=dict)  # rung epoch -> metric there
+
+
+@dataclass
+class Decisions:
+    promote: list[tuple[str, int | None]] = field(default_factory=list)  # run, its next rung
+    prune: list[tuple[str, str]] = field(default_factory=list)  # run, why
+
+
+def decide(trials: list[Trial], rungs: tuple[int, ...], keep: float, maximize: bool
+           ) -> Decisions:
+    """What to promote and what to prune now (pure: the store is read and written elsewhere)."""
+    out = Decisions()
+    total = len(trials)
+    for k, rung in enumerate(rungs):
+        nxt = rungs[k + 1] if k + 1 < len(rungs) else None
+        reached = [t for t in trials if rung in t.values]
+        ranked = sorted(reached, key=lambda t: (-t.values[rung] if maximize
+                                                else t.values[rung], t.run_id))
+        best = {t.run_id for t in ranked[:math.floor(len(reached) * keep)]}
+        # a trial still on its way to this rung, or waiting to, may yet reach it
+        pending = [t for t in trials if rung not in t.values and t.status not in FINAL]
+        # suspended at this rung (a promotion whose rung file was written but whose status
+        # change was not, is done again)
+        waiting = [t for t in reached if t.status == Status.SUSPENDED and t.epoch == rung]
+        for t in waiting:
+            if t.run_id in best:
+                out.promote.append((t.run_id, nxt))
+            elif not pending and len(reached) + _ended_before(trials, rung) >= total:
+                place = [r.run_id for r in ranked].index(t.run_id) + 1
+                out.prune.append((t.run_id, f"pruned at rung {rung}: {place} of {len(reached)} "
+                                            f"(the best {len(best)} go on)"))
+    return out
+
+
+def _ended_before(trials: list[Trial], rung: int) -> int:
+    """Trials that ended (failed, stopped, ...) before reaching the rung."""
+    return sum(1 for t in trials if rung not in t.values and t.status in FINAL)
+
+
+class Halver:
+    """The scheduler's view of the workspace's halving sweeps."""
+
+    def __init__(self, ws: Workspace, store: Store) -> None:
+        self.ws, self.store = ws, store
+        self._specs: dict[str, dict[str, Any] | None] = {}  # sweep -> its halving, or None
+
+    def spec(self, sweep: str, run_dir: Path) -> dict[str, Any] | None:
+        if sweep not in self._specs:
+            try:
+                self._specs[sweep] = read_json(run_dir / "config.json").get("halving")
+            except (OSError, ValueError):
+                return None
+        return self._specs[sweep]
+
+    def busy(self) -> bool:
+        """Whether a sweep's trial is live: it may reach a rung the scheduler must act on."""
+        marks = ", ".join("?" * len(LIVE))
+        return self.store.conn.execute(
+            f"SELECT 1 FROM runs WHERE sweep IS NOT NULL AND status IN ({marks}) LIMIT 1",
+            tuple(LIVE)).fetchone() is not None
+
+    def cycle(self) -> list[str]:
+        """Promote and prune what can be now; one line per change."""
+        rows = self.store.conn.execute(
+            "SELECT DISTINCT sweep FROM runs WHERE status = ? AND sweep IS NOT NULL",
+            (Status.SUSPENDED,)).fetchall()
+        said = []
+        for (sweep,) in rows:
+            said += self.sweep(sweep)
+        return said
+
+    def trials(self, sweep: str) -> tuple[list[Trial], dict[str, Any] | None]:
+        """The sweep's trials with their metric at each rung, and its halving."""
+        rows = self.store.conn.execute(
+            "SELECT id, status, epoch, run_dir FROM runs WHERE sweep = ? ORDER BY created_at",
+            (sweep,)).fetchall()
+        if not rows:
+            return [], None
+        spec = self.spec(sweep, Path(rows[0][3] or self.ws.run_dir(rows[0][0])))
+        if not spec:
+            return [], None
+        metric, rungs = spec["metric"], tuple(spec["rungs"])
+        trials = {run: Trial(run, status, int(epoch or 0), rung_until(
+            Path(run_dir or self.ws.run_dir(run)))) for run, status, epoch, run_dir in rows}
+        marks = ", ".join("?" * len(rungs))
+        for run, epoch, train, val, extra in self.store.conn.execute(
+                f"SELECT e.run, e.epoch, e.train_loss, e.val_loss, e.extra FROM epochs e "
+                f"JOIN runs r ON r.id = e.run WHERE r.sweep = ? AND e.epoch IN ({marks})",
+                (sweep, *rungs)):
+            value = {"train_loss": train, "val_loss": val}.get(metric)
+            if value is None and extra:
+                value = json.loads(extra).get(metric)
+            if isinstance(value, int | float) and math.isfinite(value):
+                trials[run].values[int(epoch)] = float(value)
+        return list(trials.values()), spec
+
+    def sweep(self, sweep: str) -> list[str]:
+        trials, spec = self.trials(sweep)
+        if not spec:
+            return []
+        chosen = decide(trials, tuple(spec["rungs"]), float(spec["keep"]),
+                        spec.get("mode", "max") == "max")
+        said = []
+        for run_id, nxt in chosen.promote:
+            run_dir = self.ws.run_dir(run_id)
+            set_rung(run_dir, nxt)
+            if transition(self.store, self.ws, run_id, MAY["resume_saved"],
+                          {"type": "status", "status": Status.QUEUED, "resume": 1,
+                           "by": f"halving: promoted to {f'rung {nxt}' if nxt else 'the end'}"}):
+                said.append(f"{run_id}: promoted to {f'rung {nxt}' if nxt else 'the end'}")
+        for run_id, why in chosen.prune:
+            if transition(self.store, self.ws, run_id, MAY["prune"],
+                          {"type": "status", "status": Status.PRUNED, "error": why,
+                           "t": time.time()}):
+                said.append(f"{run_id}: {why}")
+        return said
+
+
+__all__ = ["RUNG_FILE", "Decisions", "Halver", "Trial", "decide", "rung_until", "set_rung"]

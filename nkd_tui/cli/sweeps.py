@@ -1,0 +1,86 @@
+"""`nkd sweep show ID` (a sweep's trials, what each was given, its metric at each rung, promoted,
+pruned or running, and the best so far) and `nkd sweep resume ID` (its scheduler started again
+after a restart or a reboot, and what can be promoted or pruned done now)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+from core.errors import EXIT_OK, RunError
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from core.backends.queue.halving import Halver
+    from core.backends.queue.scheduler import ensure_running
+    from core.runs.status import reconcile
+    from nkd_tui.cli.context import open_workspace, text_table
+    from nkd_tui.format import fmt_num, status_text
+
+    ws, store = open_workspace(args)
+    rows = store.conn.execute(
+        "SELECT id, experiment, status, epoch, epochs_total, params FROM runs WHERE sweep = ? "
+        "ORDER BY created_at, id", (args.id,)).fetchall()
+    if not rows:
+        known = [s for (s,) in store.conn.execute(
+            "SELECT DISTINCT sweep FROM runs WHERE sweep IS NOT NULL ORDER BY sweep")]
+        raise RunError(f"no sweep '{args.id}' in {store.path}"
+                       + (f" (sweeps: {', '.join(known[-5:])})" if known else ""))
+    halver = Halver(ws, store)
+    if args.action == "resume":
+        reconcile(store, ws)
+        said = halver.sweep(args.id)
+        for line in said:
+            print(line)
+        started = ensure_running(ws)
+        print(f"sweep {args.id}: {len(said)} promoted or pruned now; scheduler "
+              f"{'started' if started else 'running'}")
+        return EXIT_OK
+    trials, spec = halver.trials(args.id)
+    by_id = {t.run_id: t for t in trials}
+    params = {r[0]: json.loads(r[5] or "{}") for r in rows}
+    swept = sorted(k for k in set().union(*params.values())
+                   if len({json.dumps(p.get(k), sort_keys=True) for p in params.values()}) > 1)
+    rungs = list(spec["rungs"]) if spec else []
+    head = f"sweep {args.id}: {rows[0][1]}, {len(rows)} trials"
+    if spec:
+        head += (f"; halving by {spec['metric']} ({spec.get('mode', 'max')}), rungs {rungs}, "
+                 f"keep {spec['keep']:g}")
+    print(head)
+    table = []
+    for run_id, _exp, status, epoch, total, _params in rows:
+        values = by_id[run_id].values if run_id in by_id else {}
+        table.append([run_id, " ".join(f"{k}={_show(params[run_id].get(k))}" for k in swept),
+                      *(fmt_num(values.get(r)) for r in rungs),
+                      f"{epoch or 0}/{total or '-'}", status_text(status)])
+    print(text_table(table, ["TRIAL", "SETTINGS", *(f"RUNG {r}" for r in rungs), "EPOCH",
+                             "STATUS"]))
+    best = _best(trials, spec) if spec else None
+    if best is not None:
+        run_id, rung, value = best
+        print(f"best so far: {run_id}, {spec['metric']} {value:.4g} at rung {rung}")
+    return EXIT_OK
+
+
+def _best(trials: list[Any], spec: dict[str, Any]) -> tuple[str, int, float] | None:
+    """The trial with the best metric at the highest rung any trial reached."""
+    for rung in sorted(spec["rungs"], reverse=True):
+        there = [(t.values[rung], t.run_id) for t in trials if rung in t.values]
+        if there:
+            value, run_id = (max if spec.get("mode", "max") == "max" else min)(there)
+            return run_id, rung, value
+    return None
+
+
+def _show(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def add_parsers(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
+    p = add(sub, "sweep", help="a sweep's trials by rung (show), or its halving going on "
+            "again after a restart (resume)")
+    p.add_argument("action", choices=("show", "resume"))
+    p.add_argument("id", help="the sweep's id (nkd run prints it; nkd ps --sweep lists runs)")
+    p.set_defaults(func=cmd_sweep)

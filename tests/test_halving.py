@@ -1,0 +1,128 @@
+"""Sampled sweeps and successive halving: trials drawn with a seed, run through the queue to
+their first rung, suspended there, the best share promoted (resumed from their state) and the
+rest pruned, keeping their records."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from core.backends.queue.halving import Trial, decide
+from core.registry.sampling import parse_distribution
+from core.runs.sweeps import draws, expand
+from core.store import Store
+from nkd_tui.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_draws_are_the_seeds_and_in_their_bounds() -> None:
+    sample = {"lr": parse_distribution("loguniform(1e-4, 1e-2)"),
+              "hidden_size": parse_distribution([32, 64]),
+              "num_layers": parse_distribution("int(1, 3)"),
+              "dropout": parse_distribution("uniform(0, 0.5)")}
+    first, again = draws(sample, 20, seed=3), draws(sample, 20, seed=3)
+    assert first == again and draws(sample, 20, seed=4) != first
+    for trial in first:
+        values = dict(item.split("=") for item in trial)
+        assert 1e-4 <= float(values["lr"]) < 1e-2 and values["hidden_size"] in ("32", "64")
+        assert values["num_layers"] in ("1", "2", "3") and 0 <= float(values["dropout"]) < 0.5
+    # on the command line: each draw goes with every combination of the listed values
+    combos = expand(["lr=loguniform(1e-4,1e-2)", "batch_size=4,8"], "x", trials=3)
+    assert len(combos) == 6 and len({c[1] for c in combos}) == 3
+
+
+@pytest.mark.parametrize("value,why", [
+    ("gaussian(0, 1)", "unknown distribution 'gaussian'"),
+    ("uniform(2, 1)", "needs a < b"),
+    ("loguniform(0, 1)", "loguniform needs bounds above 0"),
+    ("int(1.5, 3)", "int needs whole-number bounds"),
+    ([], "an empty list"),
+])
+def test_a_bad_distribution_says_why(value, why) -> None:
+    got = parse_distribution(value)
+    assert isinstance(got, str) and why in got
+
+
+def _trial(run: str, status: str, epoch: int, values: dict[int, float]) -> Trial:
+    return Trial(run, status, epoch, epoch, values)
+
+
+def test_halving_promotes_the_best_share_at_once_and_prunes_when_the_rung_is_full() -> None:
+    """Asynchronous: with 3 of 6 trials at rung 1, the best of them goes on at once (a third of
+    three); the rest wait while trials may still reach the rung, then are pruned (a failed
+    trial counts as having left the rung)."""
+    rungs, keep = (1, 3), 1 / 3
+    early = [_trial("a", "suspended", 1, {1: 3.0}), _trial("b", "suspended", 1, {1: 5.0}),
+             _trial("c", "suspended", 1, {1: 1.0}), _trial("d", "running", 0, {}),
+             _trial("e", "queued", 0, {}), _trial("f", "queued", 0, {})]
+    got = decide(early, rungs, keep, maximize=True)
+    assert got.promote == [("b", 3)] and got.prune == []
+    full = [_trial("a", "suspended", 1, {1: 3.0}), _trial("b", "queued", 1, {1: 5.0}),
+            _trial("c", "suspended", 1, {1: 1.0}), _trial("d", "suspended", 1, {1: 4.0}),
+            _trial("e", "suspended", 1, {1: 0.5}), _trial("f", "failed", 0, {})]
+    got = decide(full, rungs, keep, maximize=True)
+    assert got.promote == []  # a third of the five that reached it: b, promoted already
+    assert sorted(r for r, _ in got.prune) == ["a", "c", "d", "e"]
+    assert "pruned at rung 1: 3 of 5" in dict(got.prune)["a"]
+    # minimising: the lowest values go on
+    assert decide(full, rungs, keep, maximize=False).promote[0][0] == "e"
+
+
+HALVING = """
+[sweeps.tune]
+experiment = "crnn_long"
+sample = { lr = "loguniform(1e-3, 1e-2)", hidden_size = [16, 32] }
+trials = 4
+seed = 1
+halving = { metric = "val_loss", mode = "min", rungs = [1, 2], keep = 0.5 }
+"""
+SMALL = ["--set", "num_layers=1", "--set", "segment_seconds=1.0", "--set", "epochs=2",
+         "--set", "batch_size=4"]
+
+
+def test_a_halving_sweep_suspends_promotes_and_prunes_through_the_queue(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """4 sampled trials, rungs [1, 2], keep a half: all 4 suspended at epoch 1, the best 2
+    resumed from their state to epoch 2, the other 2 pruned with their records kept, and
+    `nkd sweep show` prints the rungs."""
+    shutil.copy(ROOT / "experiments.toml", tmp_path / "experiments.toml")
+    with open(tmp_path / "experiments.toml", "a") as fh:
+        fh.write(HALVING + '\n[queue]\nmax_running = 2\n')
+    reg = str(tmp_path / "experiments.toml")
+    assert main(["--registry", reg, "data", "synth", "separation", "--tracks", "3",
+                 "--seconds", "4"]) == 0
+    assert main(["--registry", reg, "run", "tune", "--sweep-name", "tune1", *SMALL]) == 0
+    store = Store(tmp_path / "nkd.db")
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            rows = store.list_runs(sweep="tune1", columns=("id", "status", "epoch"))
+            if len(rows) == 4 and all(r["status"] in ("finished", "pruned", "failed")
+                                      for r in rows):
+                break
+            time.sleep(0.5)
+        rows = {r["id"]: r for r in store.list_runs(sweep="tune1",
+                                                    columns=("id", "status", "epoch"))}
+        assert sorted(r["status"] for r in rows.values()) == ["finished", "finished",
+                                                              "pruned", "pruned"]
+        for run_id, row in rows.items():
+            events = store.conn.execute(
+                "SELECT COUNT(*) FROM epochs WHERE run = ?", (run_id,)).fetchone()[0]
+            assert events == (2 if row["status"] == "finished" else 1), run_id
+        # the promoted ones went on from their state: their log says they resumed at epoch 1
+        for run_id, row in rows.items():
+            log = (tmp_path / "runs" / run_id / "output.log").read_text()
+            assert ("halving: rung 1 reached" in log)
+            if row["status"] == "finished":
+                assert "resumed separator after epoch 1" in log
+    finally:
+        store.close()
+    capsys.readouterr()
+    assert main(["--registry", reg, "sweep", "show", "tune1"]) == 0
+    out = capsys.readouterr().out
+    assert "rung 1" in out and "rung 2" in out and out.count("pruned") >= 2
+    assert "best" in out
