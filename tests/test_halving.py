@@ -51,25 +51,30 @@ def _trial(run: str, status: str, epoch: int, values: dict[int, float]) -> Trial
     return Trial(run, status, epoch, epoch, values)
 
 
-def test_halving_promotes_the_best_share_at_once_and_prunes_when_the_rung_is_full() -> None:
-    """Asynchronous: with 3 of 6 trials at rung 1, the best of them goes on at once (a third of
-    three); the rest wait while trials may still reach the rung, then are pruned (a failed
-    trial counts as having left the rung)."""
+def test_halving_promotes_and_prunes_as_soon_as_a_trial_is_sure_of_its_place() -> None:
+    """Six trials, a third go on (a quota of 2). With three at rung 1 and three yet to come,
+    the worst of the three is sure to be out: pruned at once; the others wait. Once every trial
+    has reported (one failed: the quota is of five), exactly the quota goes on."""
     rungs, keep = (1, 3), 1 / 3
     early = [_trial("a", "suspended", 1, {1: 3.0}), _trial("b", "suspended", 1, {1: 5.0}),
              _trial("c", "suspended", 1, {1: 1.0}), _trial("d", "running", 0, {}),
              _trial("e", "queued", 0, {}), _trial("f", "queued", 0, {})]
     got = decide(early, rungs, keep, maximize=True)
-    assert got.promote == [("b", 3)] and got.prune == []
-    full = [_trial("a", "suspended", 1, {1: 3.0}), _trial("b", "queued", 1, {1: 5.0}),
-            _trial("c", "suspended", 1, {1: 1.0}), _trial("d", "suspended", 1, {1: 4.0}),
-            _trial("e", "suspended", 1, {1: 0.5}), _trial("f", "failed", 0, {})]
+    assert got.promote == [] and [r for r, _ in got.prune] == ["c"]
+    full = [_trial("a", "suspended", 1, {1: 3.0}), _trial("b", "suspended", 1, {1: 5.0}),
+            _trial("d", "suspended", 1, {1: 4.0}), _trial("e", "suspended", 1, {1: 0.5}),
+            _trial("g", "suspended", 1, {1: 0.7}), _trial("f", "failed", 0, {})]
     got = decide(full, rungs, keep, maximize=True)
-    assert got.promote == []  # a third of the five that reached it: b, promoted already
-    assert sorted(r for r, _ in got.prune) == ["a", "c", "d", "e"]
-    assert "pruned at rung 1: 3 of 5" in dict(got.prune)["a"]
+    assert got.promote == [("b", 3), ("d", 3)]
+    assert sorted(r for r, _ in got.prune) == ["a", "e", "g"]
+    assert "pruned at rung 1: 3 of 5 (the best 2 go on)" in dict(got.prune)["a"]
     # minimising: the lowest values go on
-    assert decide(full, rungs, keep, maximize=False).promote[0][0] == "e"
+    assert [r for r, _ in decide(full, rungs, keep, maximize=False).promote] == ["e", "g"]
+    # promoted ones are not promoted again; the last rung's go on to the end
+    again = [_trial("c", "queued", 1, {1: 9.0}), _trial("b", "suspended", 3, {1: 5.0, 3: 1.0}),
+             _trial("d", "suspended", 3, {1: 4.0, 3: 2.0})]
+    got = decide(again, rungs, 0.5, maximize=True)
+    assert got.promote == [("d", None)] and got.prune == []  # b waits for c
 
 
 HALVING = """
@@ -81,7 +86,7 @@ seed = 1
 halving = { metric = "val_loss", mode = "min", rungs = [1, 2], keep = 0.5 }
 """
 SMALL = ["--set", "num_layers=1", "--set", "segment_seconds=1.0", "--set", "epochs=2",
-         "--set", "batch_size=4"]
+         "--set", "batch_size=4", "--set", "threads=1"]
 
 
 def test_a_halving_sweep_suspends_promotes_and_prunes_through_the_queue(
@@ -121,8 +126,25 @@ def test_a_halving_sweep_suspends_promotes_and_prunes_through_the_queue(
                 assert "resumed separator after epoch 1" in log
     finally:
         store.close()
+    # a promoted trial went on bit-identically: the same settings trained straight to epoch 2
+    # give the same losses
+    store = Store(tmp_path / "nkd.db")
+    try:
+        done = next(r for r in rows.values() if r["status"] == "finished")
+        params = store.get_run(done["id"])["params"]
+        drawn = [x for k in ("lr", "hidden_size") for x in ("--set", f"{k}={params[k]}")]
+        assert main(["--registry", reg, "run", "crnn_long", *SMALL, *drawn]) == 0
+        straight = store.latest_run("crnn_long")
+        assert straight["id"] not in rows
+
+        def losses(run_id: str) -> list[tuple[float, float]]:
+            return [(e["train_loss"], e["val_loss"]) for e in store.epochs(run_id)]
+
+        assert losses(straight["id"]) == losses(done["id"])
+    finally:
+        store.close()
     capsys.readouterr()
     assert main(["--registry", reg, "sweep", "show", "tune1"]) == 0
     out = capsys.readouterr().out
-    assert "rung 1" in out and "rung 2" in out and out.count("pruned") >= 2
+    assert "RUNG 1" in out and "RUNG 2" in out and out.count("pruned") >= 2
     assert "best" in out

@@ -40,7 +40,6 @@ class Prepared:
     frames: int
     channels: int
     offset: int  # byte offset of the samples in the .npy
-    inode: int = 0  # the file's identity when it was checked: a replaced file is opened anew
 
     def array(self) -> np.ndarray:
         """All samples [channels, frames] as a read-only memory map (a transposed view)."""
@@ -57,8 +56,7 @@ class Prepared:
         have = max(0, min(self.frames, start + length) - start)
         if have:
             want = have * self.channels * 4
-            got = os.preadv(_descriptor(self.path, self.inode),
-                            [memoryview(out).cast("B")[:want]],
+            got = os.preadv(_descriptor(self.path), [memoryview(out).cast("B")[:want]],
                             self.offset + start * self.channels * 4)
             if got < want:  # pragma: no cover - a file cut short under us
                 raise OSError(f"{self.path}: {got} of {want} bytes read")
@@ -66,24 +64,23 @@ class Prepared:
         return out.T
 
 
-_OPEN: dict[tuple[Path, int], int] = {}  # prepared files kept open for segment reads
+# prepared files kept open for segment reads. An entry's name is its content (the source's
+# sha256, rate, layout), so one replaced under us (another run prepared it at the same time)
+# holds the same samples, and the descriptor of either reads the same
+_OPEN: dict[Path, int] = {}
 _OPEN_MAX = 256  # beyond this many, the oldest is closed
 _OPEN_PID = [os.getpid()]  # descriptors are this process's own: a forked loader opens its own
 
 
-def _descriptor(path: Path, inode: int) -> int:
+def _descriptor(path: Path) -> int:
     if _OPEN_PID[0] != os.getpid():
         _OPEN.clear()  # inherited from the parent: leave them to it
         _OPEN_PID[0] = os.getpid()
-    fd = _OPEN.get((path, inode))
+    fd = _OPEN.get(path)
     if fd is None:
         if len(_OPEN) >= _OPEN_MAX:
             os.close(_OPEN.pop(next(iter(_OPEN))))
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        if inode and os.fstat(fd).st_ino != inode:  # replaced since it was checked
-            os.close(fd)
-            raise OSError(f"{path}: the prepared file changed while it was in use")
-        _OPEN[(path, inode)] = fd
+        fd = _OPEN[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     return fd
 
 
@@ -178,8 +175,7 @@ def _open(target: Path) -> Prepared | None:
                       else np.lib.format.read_array_header_2_0)
             shape, fortran, dtype = header(fh)
             offset = fh.tell()
-        st = target.stat()
-        size = st.st_size
+        size = target.stat().st_size
         if (dtype != np.float32 or fortran or len(shape) != 2
                 or offset + shape[0] * shape[1] * 4 != size):
             raise ValueError("unexpected layout")
@@ -187,7 +183,7 @@ def _open(target: Path) -> Prepared | None:
         target.unlink(missing_ok=True)
         return None
     cache_use.note(target, size)  # the run's share of the cache counts it
-    return Prepared(target, int(shape[0]), int(shape[1]), offset, st.st_ino)
+    return Prepared(target, int(shape[0]), int(shape[1]), offset)
 
 
 def _write_atomic(target: Path, data: np.ndarray) -> None:

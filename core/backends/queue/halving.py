@@ -1,13 +1,13 @@
 """Successive halving of a sweep's trials, run by the queue's scheduler (asynchronous, as ASHA).
 
 Each trial of a halving sweep trains to its rung (`rung.json` in its run folder says until
-which epoch; the training loop suspends the trial there, its state saved). As soon as enough
-trials of a rung have reported, the best `keep` share of those that reached it are promoted:
-their rung moves to the next (or to the end after the last) and they go back to the queue to
-resume from their saved state, on whichever GPU is free. A trial suspended at a rung that can no
-longer be among the best share (every trial of the sweep has reached that rung or ended) ends
-`pruned`, keeping its record and checkpoints. A promotion is a status change under the store's
-write lock from `suspended`, so a restarted scheduler never promotes a trial twice.
+which epoch; the training loop suspends the trial there, its state saved). A trial waiting at a
+rung is promoted as soon as enough trials have reported for it to be sure of a place in the
+best `keep` share (`decide`): its rung moves to the next (or to the end after the last) and it
+goes back to the queue to resume from its saved state, on whichever GPU is free. A trial sure
+not to be among them ends `pruned`, keeping its record and checkpoints. A promotion is a status
+change under the store's write lock from `suspended`, so a restarted scheduler never promotes a
+trial twice.
 """
 
 from __future__ import annotations
@@ -58,33 +58,31 @@ class Decisions:
 
 def decide(trials: list[Trial], rungs: tuple[int, ...], keep: float, maximize: bool
            ) -> Decisions:
-    """What to promote and what to prune now (pure: the store is read and written elsewhere)."""
+    """What to promote and what to prune now (pure: the store is read and written elsewhere).
+
+    At each rung the quota is the `keep` share (rounded, at least one) of the trials that
+    reached it or still may. A trial waiting there is promoted as soon as it is sure to be
+    within the quota (those already better, and those yet to report, are fewer than the quota),
+    and pruned as soon as it is sure not to be (as many already better): no trial waits for the
+    slowest unless its place depends on it, and exactly the quota goes on."""
     out = Decisions()
-    total = len(trials)
     for k, rung in enumerate(rungs):
         nxt = rungs[k + 1] if k + 1 < len(rungs) else None
         reached = [t for t in trials if rung in t.values]
+        pending = [t for t in trials if rung not in t.values and t.status not in FINAL]
+        quota = max(1, round((len(reached) + len(pending)) * keep))
         ranked = sorted(reached, key=lambda t: (-t.values[rung] if maximize
                                                 else t.values[rung], t.run_id))
-        best = {t.run_id for t in ranked[:math.floor(len(reached) * keep)]}
-        # a trial still on its way to this rung, or waiting to, may yet reach it
-        pending = [t for t in trials if rung not in t.values and t.status not in FINAL]
-        # suspended at this rung (a promotion whose rung file was written but whose status
-        # change was not, is done again)
-        waiting = [t for t in reached if t.status == Status.SUSPENDED and t.epoch == rung]
-        for t in waiting:
-            if t.run_id in best:
+        for place, t in enumerate(ranked):  # `place` trials are better than this one
+            if t.status != Status.SUSPENDED or t.epoch != rung:
+                continue  # promoted already, or not waiting here
+            if place + len(pending) < quota:
                 out.promote.append((t.run_id, nxt))
-            elif not pending and len(reached) + _ended_before(trials, rung) >= total:
-                place = [r.run_id for r in ranked].index(t.run_id) + 1
-                out.prune.append((t.run_id, f"pruned at rung {rung}: {place} of {len(reached)} "
-                                            f"(the best {len(best)} go on)"))
+            elif place >= quota:
+                out.prune.append((t.run_id, f"pruned at rung {rung}: {place + 1} of "
+                                            f"{len(reached) + len(pending)} (the best {quota} "
+                                            f"go on)"))
     return out
-
-
-def _ended_before(trials: list[Trial], rung: int) -> int:
-    """Trials that ended (failed, stopped, ...) before reaching the rung."""
-    return sum(1 for t in trials if rung not in t.values and t.status in FINAL)
 
 
 class Halver:
