@@ -261,6 +261,15 @@ def _cases() -> list[Case]:
         cases.append(Case(f"queue-set-{value}", ["run", "tick", "--set", value],
                           ["experiment 'tick'", *words]))
     cases += [
+        Case("sample-without-trials", ["run", "tick", "--set", "lr=loguniform(1e-4,1e-2)"],
+             ["experiment 'tick'", "lr=...' draws values", "--trials N"]),
+        Case("trials-without-sample", ["run", "tick", "--trials", "4"],
+             ["experiment 'tick'", "--trials needs a --set key=uniform(a,b)"]),
+        Case("sample-bad-bounds", ["run", "tick", "--set", "lr=loguniform(-1,1)", "--trials",
+                                   "2"], ["experiment 'tick'", "loguniform needs bounds above 0"]),
+        Case("sample-unknown", ["run", "tick", "--set", "lr=normal(0,1)", "--trials", "2"],
+             ["experiment 'tick'", "unknown distribution 'normal'"]),
+        Case("sweep-show-unknown", ["sweep", "show", "nosuch"], ["no sweep 'nosuch'"]),
         Case("queue-sweep-name", ["run", "tick", "--set", "epochs=1,2", "--sweep-name", "../x"],
              ["--sweep-name", "'../x' is not a valid name"]),
         Case("queue-after-unknown", ["run", "tick", "--after", "nope"],

@@ -224,6 +224,25 @@ BAD += [
      ["sweep 's'", "key 'grid' must be a table of key -> non-empty list"]),
     ("[experiments.a]\ncommand = ['t']\n[sweeps.a]\nexperiment = 'a'\ngrid = { lr = [1] }",
      ["sweep 'a'", "an experiment has the same name"]),
+    # sampled sweeps and halving
+    ("[data.d]\nroot = 'd'\nkind = 'separation'\n[experiments.s1]\nrecipe = 'separation.train'\ndata = 'd'\nepochs = 10\n[sweeps.h]\nexperiment = 's1'\nsample = { lr = 'gaussian(0, 1)' }\ntrials = 4",  # noqa: E501
+     ["sweep 'h'", "key 'sample.lr'", "unknown distribution 'gaussian'"]),
+    ("[data.d]\nroot = 'd'\nkind = 'separation'\n[experiments.s1]\nrecipe = 'separation.train'\ndata = 'd'\nepochs = 10\n[sweeps.h]\nexperiment = 's1'\nsample = { lr = 'uniform(2, 1)' }\ntrials = 4", ["sweep 'h'", "needs a < b"]),  # noqa: E501
+    ("[data.d]\nroot = 'd'\nkind = 'separation'\n[experiments.s1]\nrecipe = 'separation.train'\ndata = 'd'\nepochs = 10\n[sweeps.h]\nexperiment = 's1'\nsample = { lr = 'loguniform(0, 1)' }\ntrials = 4",  # noqa: E501
+     ["sweep 'h'", "loguniform needs bounds above 0"]),
+    ("[data.d]\nroot = 'd'\nkind = 'separation'\n[experiments.s1]\nrecipe = 'separation.train'\ndata = 'd'\nepochs = 10\n[sweeps.h]\nexperiment = 's1'\nsample = { lr = 'loguniform(1e-4, 1e-2)' }",  # noqa: E501
+     ["sweep 'h'", "key 'trials' must be an integer in [1, 1000]"]),
+    ("[data.d]\nroot = 'd'\nkind = 'separation'\n[experiments.s1]\nrecipe = 'separation.train'\ndata = 'd'\nepochs = 10\n[sweeps.h]\nexperiment = 's1'\nsample = { lr = [1e-3] }\ntrials = 4\nhalving = { metric = 'val_sdr', rungs = [3, 2] }",  # noqa: E501
+     ["sweep 'h'", "key 'halving'", "key 'rungs' must increase"]),
+    ("[data.d]\nroot = 'd'\nkind = 'separation'\n[experiments.s1]\nrecipe = 'separation.train'\ndata = 'd'\nepochs = 10\n[sweeps.h]\nexperiment = 's1'\nsample = { lr = [1e-3] }\ntrials = 4\nhalving = { metric = 'val_sdr', rungs = [5, 20] }",  # noqa: E501
+     ["sweep 'h'", "key 'halving'", "rung 20 is beyond the experiment's 10 epochs"]),
+    ("[data.d]\nroot = 'd'\nkind = 'separation'\n[experiments.s1]\nrecipe = 'separation.train'\ndata = 'd'\nepochs = 10\n[sweeps.h]\nexperiment = 's1'\nsample = { lr = [1e-3] }\ntrials = 4\nhalving = { metric = 'val_accuracy', rungs = [2] }",  # noqa: E501
+     ["sweep 'h'", "metric 'val_accuracy' is never recorded by separation.train"]),
+    ("[data.d]\nroot = 'd'\nkind = 'separation'\n[experiments.s1]\nrecipe = 'separation.train'\ndata = 'd'\nepochs = 10\n[sweeps.h]\nexperiment = 's1'\nsample = { lr = [1e-3] }\ntrials = 4\nhalving = { metric = 'val_sdr', rungs = [2], keep = 1.5 }",  # noqa: E501
+     ["sweep 'h'", "key 'keep' must be a share in (0, 1)"]),
+    ("[experiments.c]\ncommand = ['t']\n[sweeps.h]\nexperiment = 'c'\nsample = { lr = [1] }\n"
+     "trials = 2\nhalving = { metric = 'loss', rungs = [2] }",
+     ["sweep 'h'", "needs a built-in training recipe"]),
     # own scripts
     ("[experiments.a]\ncommand = ['t']\ncheckpoints = { worst = 'x_*.pth' }",
      ["key 'checkpoints' must be a list of glob patterns, or a table of role"]),
