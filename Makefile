@@ -46,6 +46,7 @@ bench: $(VENV_STAMP)
 	$(PY) bench/disk_bench.py
 	$(PY) bench/lost_race.py
 	$(PY) bench/queue_bench.py
+	$(PY) bench/halving_bench.py
 	$(PY) bench/capture_bench.py
 	$(PY) bench/data_bench.py
 	$(PY) bench/epoch_bench.py
