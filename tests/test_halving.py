@@ -148,3 +148,25 @@ def test_a_halving_sweep_suspends_promotes_and_prunes_through_the_queue(
     out = capsys.readouterr().out
     assert "RUNG 1" in out and "RUNG 2" in out and out.count("pruned") >= 2
     assert "best" in out
+
+
+def test_a_sweep_is_cancelled_and_compared_as_one(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Drawn trials held in a paused queue: `nkd sweep cancel` takes them all out at once, and
+    `nkd compare --sweep` puts them side by side."""
+    reg = tmp_path / "experiments.toml"
+    reg.write_text('[experiments.tick]\ncommand = ["python", "-c", "pass"]\n')
+    assert main(["--registry", str(reg), "queue", "pause"]) == 0
+    assert main(["--registry", str(reg), "run", "tick", "--set", "priority=int(1, 9)",
+                 "--trials", "3", "--draw-seed", "5", "--sweep-name", "s3"]) == 0
+    capsys.readouterr()
+    assert main(["--registry", str(reg), "compare", "--sweep", "s3"]) == 0
+    out = capsys.readouterr().out
+    assert "#3" in out and "priority" in out
+    assert main(["--registry", str(reg), "sweep", "cancel", "s3"]) == 0
+    assert "3 trial(s) cancelled" in capsys.readouterr().out
+    store = Store(tmp_path / "nkd.db")
+    try:
+        assert {r["status"] for r in store.list_runs(sweep="s3")} == {"cancelled"}
+    finally:
+        store.close()

@@ -1,6 +1,7 @@
 """`nkd sweep show ID` (a sweep's trials, what each was given, its metric at each rung, promoted,
-pruned or running, and the best so far) and `nkd sweep resume ID` (its scheduler started again
-after a restart or a reboot, and what can be promoted or pruned done now)."""
+pruned or running, and the best so far), `nkd sweep resume ID` (its scheduler started again
+after a restart or a reboot, and what can be promoted or pruned done now), and `nkd sweep cancel
+| stop ID` (all its trials at once)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise RunError(f"no sweep '{args.id}' in {store.path}"
                        + (f" (sweeps: {', '.join(known[-5:])})" if known else ""))
     halver = Halver(ws, store)
+    if args.action in ("stop", "cancel"):
+        return _end(store, ws, args.id, args.action, [(r[0], r[2]) for r in rows])
     if args.action == "resume":
         reconcile(store, ws)
         said = halver.sweep(args.id)
@@ -64,6 +67,25 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _end(store: Any, ws: Any, sweep: str, action: str, trials: list[tuple[str, str]]) -> int:
+    """`cancel`: every queued trial out of the queue; `stop`: those, and the live ones stopped,
+    so that nothing of the sweep trains on (its ended trials keep their records)."""
+    from core.runs.actions import cancel, send
+    from core.store.states import LIVE, MAY
+
+    done = 0
+    for run_id, status in trials:
+        if status in MAY["cancel"]:
+            print(cancel(store, ws, run_id))
+            done += 1
+        elif action == "stop" and status in LIVE:
+            print(send(store, ws, run_id, "stop"))
+            done += 1
+    what = "cancelled or stopped" if action == "stop" else "cancelled"
+    print(f"sweep {sweep}: {done} trial(s) {what}")
+    return EXIT_OK
+
+
 def _best(trials: list[Any], spec: dict[str, Any]) -> tuple[str, int, float] | None:
     """The trial with the best metric at the highest rung any trial reached."""
     for rung in sorted(spec["rungs"], reverse=True):
@@ -79,8 +101,9 @@ def _show(value: Any) -> str:
 
 
 def add_parsers(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
-    p = add(sub, "sweep", help="a sweep's trials by rung (show), or its halving going on "
-            "again after a restart (resume)")
-    p.add_argument("action", choices=("show", "resume"))
+    p = add(sub, "sweep", help="a sweep's trials by rung (show); its halving going on again "
+            "after a restart (resume); its queued trials cancelled (cancel), and its running "
+            "ones stopped too (stop)")
+    p.add_argument("action", choices=("show", "resume", "cancel", "stop"))
     p.add_argument("id", help="the sweep's id (nkd run prints it; nkd ps --sweep lists runs)")
     p.set_defaults(func=cmd_sweep)
