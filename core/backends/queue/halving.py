@@ -119,6 +119,8 @@ class Halver:
 
     def trials(self, sweep: str) -> tuple[list[Trial], dict[str, Any] | None]:
         """The sweep's trials with their metric at each rung, and its halving."""
+        if sweep in self._specs and self._specs[sweep] is None:
+            return [], None  # a sweep without halving (a trial of it suspended by hand)
         rows = self.store.conn.execute(
             "SELECT id, status, epoch, run_dir FROM runs WHERE sweep = ? ORDER BY created_at",
             (sweep,)).fetchall()
