@@ -205,7 +205,8 @@ def refresh(store: Store, ws: Workspace) -> list[str]:
     for row in active:
         job = listed.get(row["job_id"])
         if job and row["status"] == Status.QUEUED and job.get("job_state") == "PENDING" \
-                and _reason(job) == "BeginTime" and _requeued(store, row["id"]):
+                and _reason(job) == "BeginTime" and _requeued(store, row["id"]) \
+                and time.time() - (row.get("status_at") or 0) >= REQUEUE_SETTLE_S:
             _release_requeued(row["job_id"])
     with store.write() as conn:
         for row in active:
@@ -231,8 +232,14 @@ def _requeued(store: Store, run_id: str) -> bool:
     return bool(row and row[0])
 
 
+# a requeued job released sooner than this after its requeue may be allocated again before its
+# old credential is cleared: slurmctld then kills it ("non-startable: Job credential revoked")
+REQUEUE_SETTLE_S = 3.0
+
+
 def _release_requeued(job_id: str) -> None:
-    """A requeued job waits about two minutes before it is eligible; ours go on at once."""
+    """A requeued job waits about two minutes before it is eligible; ours go on once the requeue
+    has settled (REQUEUE_SETTLE_S)."""
     try:
         _slurm("scontrol", "update", f"JobId={job_id}", "StartTime=now")
     except RunError:
