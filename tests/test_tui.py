@@ -506,18 +506,17 @@ async def test_slash_filters_the_tree_as_you_type(tmp_path: Path) -> None:
                     for leaf in branch.children]
 
         assert shown() == ["tick", "crnn_long", "crnn_large"]
+        # each keystroke's refill is a message of its own: wait for the last, not a fixed pause
         await pilot.press("slash", *"larg")
-        await pilot.pause()
-        assert shown() == ["crnn_large"]
+        await _until(pilot, lambda: shown() == ["crnn_large"])
         await pilot.press("l")  # typed into the filter, not the launch key
-        await pilot.pause()
-        assert shown() == [] and type(app.screen).__name__ == "Screen"
+        await _until(pilot, lambda: shown() == [])
+        assert type(app.screen).__name__ == "Screen"
         await pilot.press("backspace", "enter")  # keep "larg": the tree has the focus again
-        await pilot.pause()
-        assert shown() == ["crnn_large"] and app.focused is app.query_one("#experiments")
+        await _until(pilot, lambda: shown() == ["crnn_large"])
+        assert app.focused is app.query_one("#experiments")
         await pilot.press("slash", "escape")  # esc clears it
-        await pilot.pause()
-        assert shown() == ["tick", "crnn_long", "crnn_large"]
+        await _until(pilot, lambda: shown() == ["tick", "crnn_long", "crnn_large"])
 
 
 async def test_the_progress_title_stays_visible_at_80_columns(tmp_path: Path) -> None:
