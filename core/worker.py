@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         reporter.status(status, exit_code=code, **({"error": error} if error else {}),
                         **usage(bool(config.get("command"))), folder_bytes=tree_bytes(run_dir),
                         **cache_use.summary())
-        _release()
-        wake(Path(config.get("root") or run_dir.parent.parent))  # the next queued run, now
+        _release(config, run_dir)
         return 1 if ended_badly(status) else 0
     except Exception as exc:
         traceback.print_exc()
@@ -114,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         reporter.status(Status.FAILED, exit_code=1, error=message,
                         **usage(bool(config.get("command"))), folder_bytes=tree_bytes(run_dir),
                         **cache_use.summary())
-        _release()
-        wake(Path(config.get("root") or run_dir.parent.parent))
+        _release(config, run_dir)
         return 1
     finally:
         watching.set()
@@ -138,14 +136,16 @@ _held: list[int] = []  # the lock's descriptor, open for the worker's whole life
 LOCK_WAIT_S = 10.0  # a worker that recorded its end may still be ending its processes
 
 
-def _release() -> None:
-    """Let go of the run once its end is recorded: a restart typed right after may start."""
+def _release(config: dict[str, Any], run_dir: Path) -> None:
+    """Let go of the run once its end is recorded: a restart typed right after may start, and
+    the workspace's scheduler is woken to start the next queued run now."""
     while _held:
         fd = _held.pop()
         try:
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+    wake(Path(config.get("root") or run_dir.parent.parent))
 
 
 def _hold(run_dir: Path) -> bool:

@@ -38,6 +38,12 @@ RECORDED_BY = {
     "val_sdr": ("separation.train",),
     "val_accuracy": ("noise.teacher", "noise.student", "noise.hybrid_kd"),
 }
+def recorded_each_epoch(recipe: str) -> set[str]:
+    """The epoch values a built-in recipe records: train and validation loss for all, and the
+    scores of RECORDED_BY for those that record them."""
+    return {"val_loss", "train_loss"} | {v for v, by in RECORDED_BY.items() if recipe in by}
+
+
 SEP_TRAIN = ("separation.train",)
 HYBRID = ("noise.hybrid_kd",)
 

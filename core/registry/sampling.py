@@ -39,11 +39,6 @@ class Distribution:
             return float(f"{math.exp(rng.uniform(math.log(self.low), math.log(self.high))):.6g}")
         return float(f"{rng.uniform(self.low, self.high):.6g}")  # as a person would write it
 
-    def text(self) -> str:
-        if self.kind == "choice":
-            return "[" + ", ".join(map(str, self.choices)) + "]"
-        return f"{self.kind}({self.low:g}, {self.high:g})"
-
 
 def parse_distribution(value: Any) -> Distribution | str:
     """The distribution a sample value names, or why it names none (one phrase)."""
@@ -87,9 +82,6 @@ class Halving:
     mode: str  # max | min
     rungs: tuple[int, ...]  # the epochs at which trials are compared, increasing
     keep: float  # the share of a rung's trials promoted to the next
-
-    def better(self, a: float, b: float) -> bool:
-        return a > b if self.mode == "max" else a < b
 
     def as_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "mode": self.mode, "rungs": list(self.rungs),

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.registry.key import RECORDED_BY, TRAINING
+from core.registry.key import TRAINING, recorded_each_epoch
 from core.registry.keys import KEYS
 from core.registry.sampling import Distribution, Halving, parse_distribution, parse_halving
 
@@ -22,7 +22,7 @@ SWEEP_KEYS = {
     "halving": "successive halving: { metric, mode = max|min, rungs = [epochs], keep = share }",
     "description": "one line saying what the sweep is for",
 }
-MAX_TRIALS = 1000
+MAX_RUNS = 1000  # a sweep larger than this is almost certainly a typo (a grid, or trials)
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,8 @@ def _sweep(where: str, name: str, table: Any, experiments: dict[str, Any],
                 drawn[key] = got
     trials, seed = table.get("trials"), table.get("seed", 0)
     if sample is not None and (isinstance(trials, bool) or not isinstance(trials, int)
-                               or not 1 <= trials <= MAX_TRIALS):
-        problems.append(f"{where}: key 'trials' must be an integer in [1, {MAX_TRIALS}] with a "
+                               or not 1 <= trials <= MAX_RUNS):
+        problems.append(f"{where}: key 'trials' must be an integer in [1, {MAX_RUNS}] with a "
                         f"sample, got {trials!r}")
     if sample is None and trials is not None:
         problems.append(f"{where}: key 'trials' needs a 'sample' to draw from")
@@ -130,11 +130,11 @@ def halving_problem(halving: Halving, exp: Any, epochs: int | None = None) -> st
     if halving.rungs[-1] > epochs:
         return (f"rung {halving.rungs[-1]} is beyond the experiment's {epochs} epochs "
                 f"(rungs {list(halving.rungs)})")
-    recorded = {"val_loss", "train_loss"} | {m for m, by in RECORDED_BY.items() if recipe in by}
+    recorded = recorded_each_epoch(recipe)
     if halving.metric not in recorded:
         return (f"metric '{halving.metric}' is never recorded by {recipe} (it records "
                 f"{', '.join(sorted(recorded))} each epoch)")
     return None
 
 
-__all__ = ["MAX_TRIALS", "SWEEP_KEYS", "Sweep", "halving_problem", "parse_sweeps"]
+__all__ = ["MAX_RUNS", "SWEEP_KEYS", "Sweep", "halving_problem", "parse_sweeps"]

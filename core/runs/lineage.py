@@ -78,8 +78,8 @@ def describe(store: Store, run_id: str) -> str:
     else:
         metric = "-"
     counts = store.conn.execute(
-        "SELECT CASE WHEN deleted_at IS NULL THEN NULL ELSE COALESCE(deleted_by, 'nkd gc') END "
-        "AS by, COUNT(*) FROM checkpoints WHERE run = ? GROUP BY by ORDER BY by",
+        "SELECT CASE WHEN deleted_at IS NULL THEN NULL ELSE deleted_by END AS by, COUNT(*) "
+        "FROM checkpoints WHERE run = ? GROUP BY by ORDER BY by",
         (run_id,)).fetchall()
     live = sum(n for by, n in counts if by is None)
     gone = [(by, n) for by, n in counts if by is not None]

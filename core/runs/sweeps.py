@@ -13,9 +13,9 @@ from typing import Any
 
 from core.errors import RegistryError
 from core.registry.sampling import Distribution, is_distribution, parse_distribution
+from core.registry.sweeps import MAX_RUNS
 
 RANGE = re.compile(r"range\(\s*([^,()]+)\s*,\s*([^,()]+)\s*(?:,\s*([^,()]+)\s*)?\)")
-MAX_RUNS = 1000  # a grid larger than this is almost certainly a typo
 
 
 def split_values(text: str, where: str) -> list[str]:

@@ -227,7 +227,7 @@ class RunQueries:
             "SELECT id, deleted_at, sha256, deleted_by FROM checkpoints WHERE path = ? AND "
             "deleted_at IS NOT NULL ORDER BY deleted_at DESC LIMIT 1", (path,)).fetchone()
         return None if row is None else {"id": row[0], "deleted_at": row[1], "sha256": row[2],
-                                         "deleted_by": row[3] or "nkd gc"}
+                                         "deleted_by": row[3]}
 
     def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
         cur = self.conn.execute(

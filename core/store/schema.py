@@ -200,6 +200,7 @@ def _v11(db: sqlite_utils.Database) -> None:
     # epoch out of its K best. And an index that covers what the TUI's tree sums per experiment
     # (live runs, best score, bytes on disk): each poll reads it alone, never a run's wide row.
     db["checkpoints"].add_column("deleted_by", str)
+    db.execute("UPDATE checkpoints SET deleted_by = 'nkd gc' WHERE deleted_at IS NOT NULL")
     # the derived caches (prepared audio, features) a run used: their bytes, and a key naming
     # that set of entries, shared by the runs that used the same ones (its share: bytes / runs)
     db["runs"].add_column("cache_bytes", int)

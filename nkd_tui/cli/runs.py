@@ -246,7 +246,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if checkpoints:
         say("checkpoints")
         for c in checkpoints:
-            gone = (f"  (deleted by {c.get('deleted_by') or 'nkd gc'}; sha256 "
+            gone = (f"  (deleted by {c['deleted_by']}; sha256 "
                     f"{(c.get('sha256') or '-')[:12]})") if c.get("deleted_at") else ""
             say(
                 f"  {c['role'] or '-':<6} epoch {c['epoch'] if c['epoch'] is not None else '-'}"

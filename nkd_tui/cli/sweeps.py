@@ -49,7 +49,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     rungs = list(spec["rungs"]) if spec else []
     head = f"sweep {args.id}: {rows[0][1]}, {len(rows)} trials"
     if spec:
-        head += (f"; halving by {spec['metric']} ({spec.get('mode', 'max')}), rungs {rungs}, "
+        head += (f"; halving by {spec['metric']} ({spec['mode']}), rungs {rungs}, "
                  f"keep {spec['keep']:g}")
     print(head)
     table = []
@@ -91,7 +91,7 @@ def _best(trials: list[Any], spec: dict[str, Any]) -> tuple[str, int, float] | N
     for rung in sorted(spec["rungs"], reverse=True):
         there = [(t.values[rung], t.run_id) for t in trials if rung in t.values]
         if there:
-            value, run_id = (max if spec.get("mode", "max") == "max" else min)(there)
+            value, run_id = (max if spec["mode"] == "max" else min)(there)
             return run_id, rung, value
     return None
 

@@ -149,7 +149,7 @@ class Halver:
         if not spec:
             return []
         chosen = decide(trials, tuple(spec["rungs"]), float(spec["keep"]),
-                        spec.get("mode", "max") == "max")
+                        spec["mode"] == "max")
         said = []
         for run_id, nxt in chosen.promote:
             run_dir = self.ws.run_dir(run_id)
