@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import platform
 import shutil
 import subprocess
@@ -109,28 +110,47 @@ def _new_file(top: Path, rel: str) -> str:
 @functools.cache
 def installed() -> tuple[str, ...]:
     """`name==version` of every installed package, read once per process (a sweep launches
-    many runs from one)."""
-    from importlib import metadata
+    many runs from one): every distribution on sys.path, as `importlib.metadata` lists them."""
+    found: set[str] = set()
+    for entry in sys.path:
+        try:
+            names = sorted(os.listdir(entry or "."))
+        except OSError:  # a zip file or a folder that is gone
+            continue
+        for name in names:
+            if name.endswith(".dist-info"):
+                meta = os.path.join(entry, name, "METADATA")
+            elif name.endswith(".egg-info"):
+                meta = os.path.join(entry, name, "PKG-INFO")
+                if os.path.isfile(os.path.join(entry, name)):  # an old single-file egg-info
+                    meta = os.path.join(entry, name)
+            else:
+                continue
+            dist, version = _name_version(meta)
+            if dist:
+                found.add(f"{dist}=={version}")
+    return tuple(sorted(found, key=str.lower))
 
-    found = (_name_version(d) for d in metadata.distributions())
-    return tuple(sorted({f"{n}=={v}" for n, v in found if n}, key=str.lower))
 
-
-def _name_version(dist: Any) -> tuple[str | None, str | None]:
+def _name_version(path: str) -> tuple[str | None, str | None]:
     """A distribution's Name and Version from the head of its metadata file: the same values
-    as `dist.metadata` gives, without parsing the whole file as e-mail (a tenth of the time,
-    on every launch)."""
-    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    as `importlib.metadata` gives, without importing it or parsing the file as e-mail (a tenth
+    of the time, on every launch)."""
     name = version = None
-    for line in text.splitlines():
-        if not line:  # the headers end at the first blank line
-            break
-        if name is None and line.startswith("Name:"):
-            name = line[5:].strip()
-        elif version is None and line.startswith("Version:"):
-            version = line[8:].strip()
-        if name and version:
-            break
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                line = line.rstrip("\r\n")
+                if not line:  # the headers end at the first blank line
+                    break
+                if name is None and line.startswith("Name:"):
+                    name = line[5:].strip()
+                elif version is None and line.startswith("Version:"):
+                    version = line[8:].strip()
+                if name and version:
+                    break
+    except OSError:
+        return None, None
     return name, version
 
 

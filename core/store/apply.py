@@ -102,28 +102,29 @@ def _on_progress(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> N
                  (ev.get("step"), ev.get("steps"), ev["t"], run_id))
 
 
+_EPOCH_INSERT = ("INSERT OR REPLACE INTO epochs (run, epoch, train_loss, val_loss, lr, extra, "
+                 "seconds, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_EPOCH_KNOWN = frozenset({"type", "t", "epoch", "train_loss", "val_loss", "lr", "seconds"})
+
+
 def _on_epoch(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None:
-    known = {"type", "t", "epoch", "train_loss", "val_loss", "lr", "seconds"}
-    extra = {k: v for k, v in ev.items() if k not in known}
-    epoch = int(ev["epoch"])
-    conn.execute(
-        "INSERT OR REPLACE INTO epochs (run, epoch, train_loss, val_loss, lr, extra, seconds, at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            run_id,
-            epoch,
-            ev.get("train_loss"),
-            ev.get("val_loss"),
-            ev.get("lr"),
-            json.dumps(extra) if extra else None,
-            ev.get("seconds"),
-            ev["t"],
-        ),
-    )
-    # the epoch reached, and the best epoch by the run's own select_by (the loop keeps the same
-    # one's weights), in one statement: an epoch is recorded as often as a script prints one
-    values = {field: _number(ev.get(field)) for field, _ in SELECT_BY.values()}
-    conn.execute(_EPOCH_UPDATE, {**values, "epoch": epoch, "id": run_id})
+    on_epochs(conn, run_id, [ev])
+
+
+def on_epochs(conn: sqlite3.Connection, run_id: str, evs: list[dict[str, Any]]) -> None:
+    """Epochs in order, as many statements as one epoch takes (a script's burst of records):
+    each epoch's row, then the epoch reached and the best epoch by the run's own select_by (the
+    loop keeps the same one's weights), one UPDATE per epoch in order."""
+    rows, updates = [], []
+    for ev in evs:
+        extra = {k: v for k, v in ev.items() if k not in _EPOCH_KNOWN}
+        epoch = int(ev["epoch"])
+        rows.append((run_id, epoch, ev.get("train_loss"), ev.get("val_loss"), ev.get("lr"),
+                     json.dumps(extra) if extra else None, ev.get("seconds"), ev["t"]))
+        values = {field: _number(ev.get(field)) for field, _ in SELECT_BY.values()}
+        updates.append({**values, "epoch": epoch, "id": run_id})
+    conn.executemany(_EPOCH_INSERT, rows)
+    conn.executemany(_EPOCH_UPDATE, updates)
 
 
 def _number(value: Any) -> float | None:

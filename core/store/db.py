@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import StoreError
-from core.store.apply import HANDLERS, apply_guarded
+from core.store.apply import HANDLERS, apply_guarded, on_epochs
 from core.store.events import ACTIVE, FINAL, BadEvent, EventLog, check
 from core.store.queries import RunQueries
 from core.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -135,9 +135,18 @@ class Store(RunQueries):
             except BadEvent as exc:
                 bad.append(exc)
         with self.write() as conn:
+            epochs: list[dict[str, Any]] = []  # a stretch of epochs: their statements at once
             for handler, event in good:
+                if handler is HANDLERS["epoch"]:
+                    epochs.append(event)
+                    continue
+                if epochs:
+                    on_epochs(conn, run_id, epochs)
+                    epochs = []
                 if handler is not None:
                     handler(conn, run_id, event)
+            if epochs:
+                on_epochs(conn, run_id, epochs)
         return bad
 
     def end_unrecorded(self, run_id: str, event: dict[str, Any], reason: str) -> None:

@@ -143,11 +143,12 @@ class RunQueries:
         )
         return [r[0] for r in cur]
 
-    def epochs(self, run_id: str) -> list[dict[str, Any]]:
+    def epochs(self, run_id: str, after: int | None = None) -> list[dict[str, Any]]:
+        """A run's epochs in order; only those after epoch `after` when it is given."""
         cur = self.conn.execute(
             "SELECT epoch, train_loss, val_loss, lr, extra, seconds, at FROM epochs "
-            "WHERE run = ? ORDER BY epoch",
-            (run_id,),
+            "WHERE run = ? AND (? IS NULL OR epoch > ?) ORDER BY epoch",
+            (run_id, after, after),
         )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

@@ -4,8 +4,10 @@ Ctrl-C stops it, a second kills it; its end said with its headline scores."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from core.backends import backend_of
@@ -18,7 +20,19 @@ from nkd_tui.cli.context import say_skipped, sync_slurm
 from nkd_tui.format import best_text, fmt_num, scored_on
 
 SLURM_SYNC_S = 1.0  # how often a foreground Slurm run is ingested and asked about
-FIRST_POLL_S, POLL_S = 0.01, 0.3  # the store is read often just after the start, then 0.3 s
+# The run's record (events.jsonl) is looked at every TICK_S, a stat and nothing more; the store
+# is read when the record has grown within the last SETTLE_S (the store follows its record by a
+# moment), and at least every POLL_S whatever the record does.
+TICK_S, SETTLE_S, POLL_S = 0.01, 0.1, 0.3
+
+
+def _record_mark(row: dict[str, Any]) -> tuple[int, int] | None:
+    """The run's record file's size and change time: what tells a step of the run happened."""
+    try:
+        st = os.stat(Path(row["run_dir"]) / "events.jsonl")
+    except (OSError, KeyError, TypeError):
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def follow_run(store: Store, ws: Workspace, run_id: str) -> int:
@@ -28,24 +42,33 @@ def follow_run(store: Store, ws: Workspace, run_id: str) -> int:
     from core.runs.status import current_status
 
     tty = sys.stdout.isatty()
-    shown = 0
+    shown: int | None = None  # the last epoch printed
     interrupts = 0
     synced = 0.0
     stepped = None
-    pause = FIRST_POLL_S
+    row: dict[str, Any] = {}
+    mark: tuple[int, int] | None = None  # the record as last seen, and when it last changed
+    changed = read = 0.0
     while True:
         try:
+            now = time.monotonic()
+            if read and now - changed > SETTLE_S and now - read < POLL_S:
+                time.sleep(TICK_S)  # the record is still: look again at it, not at the store
+                seen = _record_mark(row)
+                if seen != mark:
+                    mark, changed = seen, time.monotonic()
+                continue
+            read = now
             row = store.get_run(run_id)
             assert row is not None
             if not backend_of(row).writes_store and time.monotonic() - synced >= SLURM_SYNC_S:
                 synced = time.monotonic()
                 sync_slurm(store, ws)  # a compute node writes only its folder: ingest it
                 row = store.get_run(run_id) or row
-            epochs = store.epochs(run_id)
-            for ep in epochs[shown:]:
+            for ep in store.epochs(run_id, after=shown):
                 line = epoch_line(ep, row.get("epochs_total"), row.get("select_by"))
                 print(("\r\033[K" if tty else "") + line, end="" if tty else "\n", flush=True)
-            shown = len(epochs)
+                shown = ep["epoch"]
             if tty and row.get("step_at") != stepped:  # inside an epoch: step k/n and the ETA
                 stepped = row.get("step_at")
                 text = progress_text(store.conn, run_id, time.time())
@@ -57,8 +80,10 @@ def follow_run(store: Store, ws: Workspace, run_id: str) -> int:
                     print()
                 code = report_end(store, run_id)
                 return EXIT_INTERRUPTED if interrupts else code
-            time.sleep(pause)
-            pause = min(POLL_S, pause * 1.5)  # a short run's end is seen at once
+            time.sleep(TICK_S)
+            seen = _record_mark(row)
+            if seen != mark:
+                mark, changed = seen, time.monotonic()
         except KeyboardInterrupt:
             interrupts += 1
             if interrupts == 1:

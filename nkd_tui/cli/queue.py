@@ -15,7 +15,6 @@ from core.store.states import Status
 
 def cmd_run(args: argparse.Namespace) -> int:
     from core.backends import backend_named
-    from core.backends.queue.scheduler import ensure_running
     from core.runs.launch import launch_experiment
     from core.runs.plan import make_plan, pin
     from core.runs.status import resolve_run
@@ -57,6 +56,8 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"(nkd ps --sweep {sweep})")
     if any(not backend_named(p.experiment.params.get("backend")).starts_queued
            for p in plan.runs):
+        from core.backends.queue.scheduler import ensure_running
+
         ensure_running(ws)  # the workspace's scheduler starts this box's queued runs
     if backend.starts_queued and len(ids) == 1 and not args.detach and not plan.after:
         return follow_run(store, ws, ids[0])
