@@ -126,7 +126,8 @@ class NkdApp(ReportsWorkerErrors, RunActions, TreeActions, App[None]):
                     # the chart (and plotext's import) comes just after the first paint
                     yield Vertical(id="chart-pane")
                     yield LogPane(id="log", highlight=False, auto_scroll=True)
-        yield Footer()
+        # the footer comes just after the first paint too: composed now, it would be composed
+        # again for each change of focus and bindings before that paint (a third of its time)
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit(event.size.width, event.size.height)
@@ -167,7 +168,7 @@ class NkdApp(ReportsWorkerErrors, RunActions, TreeActions, App[None]):
             self._apply(prefetched)
         else:
             self.refresh_data()
-        self.call_after_refresh(self._mount_chart)
+        self.call_after_refresh(self._after_first_paint)
         if self.poll_enabled:
             self.set_interval(POLL_S, self.refresh_data)
         if self.message:
@@ -208,12 +209,15 @@ class NkdApp(ReportsWorkerErrors, RunActions, TreeActions, App[None]):
     def chart(self):  # noqa: ANN201 - a LossChart, or None before it is mounted
         return self._chart
 
-    def _mount_chart(self) -> None:
-        """The chart pane's legend and plot, mounted after the first paint: importing plotext
-        and drawing the plot would otherwise hold back the run table's first paint."""
+    async def _after_first_paint(self) -> None:
+        """The footer, and the chart pane's legend and plot: importing plotext and drawing the
+        plot would otherwise hold back the run table's first paint."""
         pane = self.query_one("#chart-pane")
         if not pane.is_attached:  # quit before the first paint was done
             return
+        # a footer composes its keys when the screen says its bindings changed: said once more
+        await self.mount(Footer())
+        self.screen.refresh_bindings()
         from nkd_tui.run_chart import chart_widgets
 
         legend, chart = chart_widgets()
