@@ -271,6 +271,7 @@ def _cases() -> list[Case]:
              ["experiment 'tick'", "unknown distribution 'normal'"]),
         Case("sweep-show-unknown", ["sweep", "show", "nosuch"], ["no sweep 'nosuch'"]),
         Case("sweep-stop-unknown", ["sweep", "stop", "nosuch"], ["no sweep 'nosuch'"]),
+        Case("sweep-pause-unknown", ["sweep", "pause", "nosuch"], ["no sweep 'nosuch'"]),
         Case("compare-sweep-unknown", ["compare", "--sweep", "nosuch"], ["no sweep 'nosuch'"]),
         Case("compare-nothing", ["compare"], ["nkd compare: which runs?"]),
         Case("queue-sweep-name", ["run", "tick", "--set", "epochs=1,2", "--sweep-name", "../x"],

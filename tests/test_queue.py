@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -329,3 +330,44 @@ def test_a_worker_wakes_the_scheduler_through_its_pipe_and_nothing_else(tmp_path
     assert wake(tmp_path) is False and (tmp_path / "elsewhere").read_text() == ""
     Waker(tmp_path).close()  # a link in its place: the scheduler only polls
     assert (tmp_path / WAKE_NAME).is_symlink()
+
+
+def test_a_paused_sweep_pauses_its_live_trials_and_holds_its_queued_ones(
+    queue_ws: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """3 trials, 2 at once: `nkd sweep pause` pauses the 2 running and holds the third, which
+    stays queued (saying why) even once a slot is free; `nkd sweep resume` lets all go on."""
+    monkeypatch.setenv("NKD_GPUS", str(_gpus(tmp_path / "gpus.json", 0)))
+    queue_ws.registry.write_text(queue_ws.registry.read_text() + "\n[queue]\nmax_running = 2\n")
+    assert nkd(queue_ws, "run", "slow", "--set", "seed=1,2,3", "--queue",
+               "--sweep-name", "sp") == 0
+    store = queue_ws.store()
+
+    def by_status() -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for r in store.list_runs(sweep="sp"):
+            out.setdefault(r["status"], []).append(r["id"])
+        return out
+
+    wait_until(lambda: len(by_status().get("running", [])) == 2, 60, "two trials running")
+    capsys.readouterr()
+    assert nkd(queue_ws, "sweep", "pause", "sp") == 0
+    assert "2 trial(s) paused, 1 queued held" in capsys.readouterr().out
+    wait_until(lambda: len(by_status().get("paused", [])) == 2, 20, "both trials paused")
+    held = by_status()["queued"][0]
+    assert nkd(queue_ws, "stop", by_status()["paused"][0]) == 0  # a slot is free again
+    wait_until(lambda: len(by_status().get("stopped", [])) == 1, 30, "the stopped trial")
+    time.sleep(1.5)  # several scheduler cycles: the held trial does not start
+    assert store.get_run(held)["status"] == "queued"
+    capsys.readouterr()
+    assert nkd(queue_ws, "queue", "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed[0]["run"] == held and listed[0]["waits"].startswith("its sweep is paused")
+    assert nkd(queue_ws, "sweep", "show", "sp") == 0
+    assert "paused (nkd sweep resume sp)" in capsys.readouterr().out
+    assert nkd(queue_ws, "sweep", "resume", "sp") == 0
+    assert "1 paused trial(s) resumed" in capsys.readouterr().out
+    wait_until(lambda: len(by_status().get("running", [])) == 2, 60, "both going on")
+    assert nkd(queue_ws, "sweep", "stop", "sp") == 0
+    wait_until(lambda: set(by_status()) == {"stopped"}, 60, "the sweep to stop")

@@ -1,7 +1,8 @@
 """`nkd sweep show ID` (a sweep's trials, what each was given, its metric at each rung, promoted,
-pruned or running, and the best so far), `nkd sweep resume ID` (its scheduler started again
-after a restart or a reboot, and what can be promoted or pruned done now), and `nkd sweep cancel
-| stop ID` (all its trials at once)."""
+pruned or running, and the best so far), `nkd sweep pause ID` (its live trials paused, its
+queued ones held), `nkd sweep resume ID` (those paused or held going on, its scheduler started
+again after a restart or a reboot, and what can be promoted or pruned done now), and `nkd sweep
+cancel | stop ID` (all its trials at once)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     ws, store = open_workspace(args)
     rows = store.conn.execute(
-        "SELECT id, experiment, status, epoch, epochs_total, params FROM runs WHERE sweep = ? "
-        "ORDER BY created_at, id", (args.id,)).fetchall()
+        "SELECT id, experiment, status, epoch, epochs_total, params, coalesce(backend, 'local') "
+        "FROM runs WHERE sweep = ? ORDER BY created_at, id", (args.id,)).fetchall()
     if not rows:
         known = [s for (s,) in store.conn.execute(
             "SELECT DISTINCT sweep FROM runs WHERE sweep IS NOT NULL ORDER BY sweep")]
@@ -32,14 +33,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     halver = Halver(ws, store)
     if args.action in ("stop", "cancel"):
         return _end(store, ws, args.id, args.action, [(r[0], r[2]) for r in rows])
+    if args.action == "pause":
+        return _pause(store, ws, args.id, [(r[0], r[2], r[6]) for r in rows])
     if args.action == "resume":
         reconcile(store, ws)
+        went_on = _unpause(store, ws, args.id, [(r[0], r[2]) for r in rows])
         said = halver.sweep(args.id)
         for line in said:
             print(line)
         started = ensure_running(ws)
-        print(f"sweep {args.id}: {len(said)} promoted or pruned now; scheduler "
-              f"{'started' if started else 'running'}")
+        print(f"sweep {args.id}: {went_on} paused trial(s) resumed, {len(said)} promoted or "
+              f"pruned now; scheduler {'started' if started else 'running'}")
         return EXIT_OK
     trials, spec = halver.trials(args.id)
     by_id = {t.run_id: t for t in trials}
@@ -51,9 +55,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if spec:
         head += (f"; halving by {spec['metric']} ({spec['mode']}), rungs {rungs}, "
                  f"keep {spec['keep']:g}")
+    from core.backends.queue.sweep_hold import paused_sweeps
+
+    if args.id in paused_sweeps(ws):
+        head += f"; paused (nkd sweep resume {args.id})"
     print(head)
     table = []
-    for run_id, _exp, status, epoch, total, _params in rows:
+    for run_id, _exp, status, epoch, total, _params, _backend in rows:
         values = by_id[run_id].values if run_id in by_id else {}
         table.append([run_id, " ".join(f"{k}={_show(params[run_id].get(k))}" for k in swept),
                       *(fmt_num(values.get(r)) for r in rungs),
@@ -86,6 +94,49 @@ def _end(store: Any, ws: Any, sweep: str, action: str, trials: list[tuple[str, s
     return EXIT_OK
 
 
+def _pause(store: Any, ws: Any, sweep: str, trials: list[tuple[str, str, str]]) -> int:
+    """Every live trial paused where it is (its GPU kept), and those queued here held: nothing
+    of the sweep starts until `nkd sweep resume`. A trial pending in Slurm's queue is not held
+    (`nkd sweep cancel` takes it out)."""
+    from core.backends.queue.sweep_hold import set_sweep_paused
+    from core.runs.actions import send
+    from core.store.states import MAY, WAITING, Status
+
+    set_sweep_paused(ws, sweep, True)
+    paused = 0
+    for run_id, status, _backend in trials:
+        if status in MAY["pause"] and status not in (Status.PAUSED, Status.STOPPING,
+                                                     Status.SUSPENDING):
+            try:
+                print(send(store, ws, run_id, "pause"))
+                paused += 1
+            except RunError as exc:  # ended meanwhile: the others are paused all the same
+                print(f"nkd: {exc}")
+    held = sum(status in WAITING and backend == "local" for _, status, backend in trials)
+    pending = sum(status in WAITING and backend != "local" for _, status, backend in trials)
+    print(f"sweep {sweep}: {paused} trial(s) paused, {held} queued held (nkd sweep resume "
+          f"{sweep} goes on)" + (f"; {pending} pending in Slurm not held" if pending else ""))
+    return EXIT_OK
+
+
+def _unpause(store: Any, ws: Any, sweep: str, trials: list[tuple[str, str]]) -> int:
+    """The hold lifted and every paused trial resumed; returns how many were."""
+    from core.backends.queue.sweep_hold import set_sweep_paused
+    from core.runs.actions import send
+    from core.store.states import Status
+
+    set_sweep_paused(ws, sweep, False)
+    resumed = 0
+    for run_id, status in trials:
+        if status == Status.PAUSED:
+            try:
+                print(send(store, ws, run_id, "resume"))
+                resumed += 1
+            except RunError as exc:
+                print(f"nkd: {exc}")
+    return resumed
+
+
 def _best(trials: list[Any], spec: dict[str, Any]) -> tuple[str, int, float] | None:
     """The trial with the best metric at the highest rung any trial reached."""
     for rung in sorted(spec["rungs"], reverse=True):
@@ -101,9 +152,10 @@ def _show(value: Any) -> str:
 
 
 def add_parsers(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
-    p = add(sub, "sweep", help="a sweep's trials by rung (show); its halving going on again "
-            "after a restart (resume); its queued trials cancelled (cancel), and its running "
-            "ones stopped too (stop)")
-    p.add_argument("action", choices=("show", "resume", "cancel", "stop"))
+    p = add(sub, "sweep", help="a sweep's trials by rung (show); its live trials paused and "
+            "queued ones held (pause); those going on, and its halving after a restart "
+            "(resume); its queued trials cancelled (cancel), and its running ones stopped too "
+            "(stop)")
+    p.add_argument("action", choices=("show", "pause", "resume", "cancel", "stop"))
     p.add_argument("id", help="the sweep's id (nkd run prints it; nkd ps --sweep lists runs)")
     p.set_defaults(func=cmd_sweep)

@@ -32,6 +32,7 @@ from core.backends.procs import marked, python_env
 from core.backends.queue.halving import Halver
 from core.backends.queue.order import queued_rows
 from core.backends.queue.placement import Lease, after_of, leases_of, need_of, place, states
+from core.backends.queue.sweep_hold import paused_sweeps
 from core.backends.queue.wake import Waker
 from core.backends.space import expected_bytes, free_bytes, shortfall
 from core.errors import NkdError
@@ -135,10 +136,15 @@ class Queue:
         out = []
         gpu_states = None  # computed once, again only after a run is placed
         free = free_bytes(self.ws.checkpoints_dir)
+        held = paused_sweeps(self.ws)
         for row in rows:
             state, reason = _dependencies(after_of(row), statuses)
             if state != "ready":
                 out.append(Decision(row, state, reason))
+                continue
+            if row.get("sweep") in held:
+                out.append(Decision(row, "wait", f"its sweep is paused (nkd sweep resume "
+                                                 f"{row['sweep']})"))
                 continue
             params = json.loads(row.get("params") or "{}")
             short = None if row.get("resume") else shortfall(  # a resumed run has its files
