@@ -66,6 +66,7 @@ class NkdApp(ReportsWorkerErrors, RunActions, TreeActions, App[None]):
         Binding("a", "archive", "Archive", id="run.archive", show=False),
         Binding("A", "show_archived", "Show archived", id="app.show_archived", show=False),
         Binding("S", "compare_sweep", "Compare sweep", id="run.compare_sweep", show=False),
+        Binding("w", "sweep", "Sweep", id="run.sweep", show=False),
         Binding("v", "log", "View log", id="run.log", show=False),
         # priority: checked before the key goes to the focused widget, so the keys typed right
         # after it (tmux send-keys, a paste) already find the filter box focused

@@ -142,3 +142,13 @@ def run_bytes(row: dict[str, Any]) -> int | None:
     """A run's size on disk: its live checkpoints and its folder (as of its end)."""
     parts = [row.get("checkpoint_bytes"), row.get("folder_bytes")]
     return None if all(p is None for p in parts) else sum(p or 0 for p in parts)
+
+
+def settings_text(settings: dict[str, Any], keys: list[str]) -> str:
+    """`lr=0.0003162 hidden_size=256`: the named settings of a run, as a sweep's trial shows
+    them."""
+    return " ".join(f"{k}={_setting(settings.get(k))}" for k in keys)
+
+
+def _setting(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -104,3 +104,12 @@ def report_worker_error(app: Any, worker: Worker[Any]) -> str:
             pass
     app.notify(visible(text + where), severity="error", timeout=10)
     return text
+
+
+@dataclass
+class SweepRead(Message):
+    """A sweep as its view shows it (core.runs.sweep_summary.SweepSummary), or why there is
+    none."""
+
+    summary: Any
+    error: str | None = None

@@ -278,6 +278,18 @@ class RunActions:
                                        self.workspace.root / "exports", clock=self.poller.clock,
                                        poll=self.poll_enabled))
 
+    def action_sweep(self) -> None:
+        """The highlighted trial's sweep: trials × rungs, the best so far, and settings against
+        the metric in parallel coordinates."""
+        row = self.poller.store.get_run(self.run_id) if self._sync_run() else None
+        if not row or not row.get("sweep"):
+            self.notify("the highlighted run is not part of a sweep", severity="warning")
+            return
+        from nkd_tui.sweep_screen import SweepScreen
+
+        self.push_screen(SweepScreen(self.workspace.registry_path, row["sweep"],
+                                     poll=self.poll_enabled))
+
     def action_lineage(self) -> None:
         if not self._sync_run():
             self.notify("no run highlighted", severity="warning")

@@ -170,3 +170,34 @@ def test_a_sweep_is_cancelled_and_compared_as_one(tmp_path: Path,
         assert {r["status"] for r in store.list_runs(sweep="s3")} == {"cancelled"}
     finally:
         store.close()
+
+
+def test_parallel_axes_place_settings_and_colour_trials_by_their_metric() -> None:
+    """A learning rate over more than a decade goes on a log axis, a list on evenly spaced
+    places; trials are coloured by their metric's third, one not scored yet is grey."""
+    from core.runs.sweep_summary import SweepSummary, TrialRow
+    from nkd_tui.parallel import axes_and_lines, axis_of
+
+    lr = axis_of("lr", [1e-4, 1e-3, 1e-2])
+    assert lr.kind == "log" and lr.position(1e-3) == pytest.approx(0.5)
+    assert axis_of("alpha", [0.2, 0.8]).position(0.5) == pytest.approx(0.5)
+    size = axis_of("hidden_size", [256, 512, 384])
+    assert size.kind == "linear" and size.position(384) == pytest.approx(0.5)
+    norm = axis_of("norm", ["batch", "layer", "none"])
+    assert norm.kind == "choice" and [norm.position(v) for v in ("batch", "none")] == [0, 1]
+    assert norm.position("group") is None and lr.position(None) is None
+
+    def trial(n: int, lr: float, value: float | None) -> TrialRow:
+        return TrialRow(f"t{n}", {"lr": lr, "epochs": 5}, "finished", 5, 5,
+                        {} if value is None else {5: value})
+
+    summary = SweepSummary("s", "crnn", [trial(0, 1e-4, 2.0), trial(1, 1e-3, 4.0),
+                                         trial(2, 1e-2, 1.0), trial(3, 3e-4, None)],
+                           ["lr"], {"metric": "val_sdr", "mode": "max", "rungs": [5],
+                                    "keep": 0.5}, "val_loss", False)
+    axes, lines = axes_and_lines(summary)
+    assert [a.name for a in axes] == ["lr", "val_sdr"]
+    colours = {run: colour for run, _ys, colour in lines}
+    assert colours == {"t1": "green", "t0": "orange", "t2": "red", "t3": "gray"}
+    assert dict((run, ys[-1]) for run, ys, _c in lines)["t1"] == pytest.approx(1.0)
+    assert summary.best() == ("t1", 5, 4.0)

@@ -890,3 +890,60 @@ def test_the_table_and_the_chart_title_say_the_eta_in_the_same_units() -> None:
                                  (3912, "1h05m12s", "ETA 1h05"), (40_000, "11h06m40s", "ETA 11h")):
         assert (fmt_eta(seconds), eta_short(seconds)) == (title, cell)
         assert title.startswith(cell.removeprefix("ETA "))  # the cell is the title, cut
+
+
+def _sweep_workspace(root: Path) -> Path:
+    """The fixture workspace and a halving sweep of crnn_long beside it: 6 trials drawn over lr
+    and hidden_size, rungs [1, 3], keep a third: 2 promoted (one finished, one at epoch 2), 4
+    pruned at rung 1."""
+    import json
+
+    registry = _fixture_workspace(root)
+    store = Store(root / "nkd.db")
+    halving = {"metric": "val_sdr", "mode": "max", "rungs": [1, 3], "keep": 0.33}
+    draws = [(3e-4, 256, 2.1, None), (2e-3, 512, 1.2, None), (8e-5, 256, 0.4, None),
+             (1e-3, 512, 2.6, 3.9), (5e-3, 256, 0.9, None), (1.5e-4, 512, 1.0, None)]
+    for n, (lr, hidden, at1, at3) in enumerate(draws):
+        run_id = f"crnn_long_20260111_0900{n:02d}"
+        run_dir = root / "runs" / run_id
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.json").write_text(json.dumps({"run_id": run_id,
+                                                          "halving": halving}))
+        rep = Reporter(run_id, run_dir, store)
+        t = T0 + 10 * 86_400 + 60 * n
+        rep.event({"type": "run", "experiment": "crnn_long", "recipe": "separation.train",
+                   "epochs_total": 3, "sweep": "tune1", "select_by": "val_sdr",
+                   "params": {"lr": lr, "hidden_size": hidden, "epochs": 3}, "t": t})
+        rep.event({"type": "status", "status": "running", "t": t + 1})
+        promoted = at3 is not None or n == 0
+        for e, value in ((1, at1), (2, at1 + 0.5), (3, at3)):
+            if value is None or (e > 1 and not promoted):
+                break
+            rep.event({"type": "epoch", "epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e,
+                       "val_sdr": value, "t": t + 10 * e})
+        if n == 0:  # promoted, at epoch 2 of 3
+            pass
+        elif promoted:
+            rep.event({"type": "status", "status": "finished", "t": t + 40})
+        else:
+            rep.event({"type": "status", "status": "suspended", "t": t + 12})
+            rep.event({"type": "status", "status": "pruned", "t": t + 13,
+                       "error": "pruned at rung 1"})
+        rep.close()
+    store.close()
+    return registry
+
+
+def test_snapshot_sweep_view(tmp_path: Path, snap_compare) -> None:
+    """`w` on a trial: trials × rungs, the best so far, and settings against val_sdr in
+    parallel coordinates."""
+    app = make_app(_sweep_workspace(tmp_path), clock=lambda: T0 + 11 * 86_400, poll=False)
+
+    async def run_before(pilot) -> None:
+        await _settle(pilot)
+        assert pilot.app.run_id.startswith("crnn_long_20260111")
+        await pilot.press("w")
+        await _settle(pilot)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)

@@ -7,7 +7,6 @@ cancel | stop ID` (all its trials at once)."""
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -18,61 +17,62 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from core.backends.queue.halving import Halver
     from core.backends.queue.scheduler import ensure_running
     from core.runs.status import reconcile
-    from nkd_tui.cli.context import open_workspace, text_table
-    from nkd_tui.format import fmt_num, status_text
+    from core.runs.sweep_summary import sweep_summary
+    from nkd_tui.cli.context import open_workspace
 
     ws, store = open_workspace(args)
-    rows = store.conn.execute(
-        "SELECT id, experiment, status, epoch, epochs_total, params, coalesce(backend, 'local') "
-        "FROM runs WHERE sweep = ? ORDER BY created_at, id", (args.id,)).fetchall()
-    if not rows:
-        known = [s for (s,) in store.conn.execute(
-            "SELECT DISTINCT sweep FROM runs WHERE sweep IS NOT NULL ORDER BY sweep")]
-        raise RunError(f"no sweep '{args.id}' in {store.path}"
-                       + (f" (sweeps: {', '.join(known[-5:])})" if known else ""))
-    halver = Halver(ws, store)
+    summary = sweep_summary(store, ws, args.id)
+    trials = [(t.run_id, t.status) for t in summary.trials]
     if args.action in ("stop", "cancel"):
-        return _end(store, ws, args.id, args.action, [(r[0], r[2]) for r in rows])
+        return _end(store, ws, args.id, args.action, trials)
     if args.action == "pause":
-        return _pause(store, ws, args.id, [(r[0], r[2], r[6]) for r in rows])
+        from core.backends import backend_named
+
+        # a trial waits in this box's queue, where the hold applies, or in Slurm's
+        here = {run: not backend_named(b).starts_queued for run, b in store.conn.execute(
+            "SELECT id, backend FROM runs WHERE sweep = ?", (args.id,))}
+        return _pause(store, ws, args.id, [(r, s, here[r]) for r, s in trials])
     if args.action == "resume":
         reconcile(store, ws)
-        went_on = _unpause(store, ws, args.id, [(r[0], r[2]) for r in rows])
-        said = halver.sweep(args.id)
+        went_on = _unpause(store, ws, args.id, trials)
+        said = Halver(ws, store).sweep(args.id)
         for line in said:
             print(line)
         started = ensure_running(ws)
         print(f"sweep {args.id}: {went_on} paused trial(s) resumed, {len(said)} promoted or "
               f"pruned now; scheduler {'started' if started else 'running'}")
         return EXIT_OK
-    trials, spec = halver.trials(args.id)
-    by_id = {t.run_id: t for t in trials}
-    params = {r[0]: json.loads(r[5] or "{}") for r in rows}
-    swept = sorted(k for k in set().union(*params.values())
-                   if len({json.dumps(p.get(k), sort_keys=True) for p in params.values()}) > 1)
+    print(show_text(summary))
+    return EXIT_OK
+
+
+def show_text(summary: Any) -> str:
+    """`nkd sweep show`: the head line, trials × rungs, and the best so far."""
+    from nkd_tui.cli.context import text_table
+    from nkd_tui.format import fmt_num, settings_text, status_text
+
+    spec = summary.halving
     rungs = list(spec["rungs"]) if spec else []
-    head = f"sweep {args.id}: {rows[0][1]}, {len(rows)} trials"
+    head = f"sweep {summary.sweep}: {summary.experiment}, {len(summary.trials)} trials"
     if spec:
         head += (f"; halving by {spec['metric']} ({spec['mode']}), rungs {rungs}, "
                  f"keep {spec['keep']:g}")
-    from core.backends.queue.sweep_hold import paused_sweeps
-
-    if args.id in paused_sweeps(ws):
-        head += f"; paused (nkd sweep resume {args.id})"
-    print(head)
-    table = []
-    for run_id, _exp, status, epoch, total, _params, _backend in rows:
-        values = by_id[run_id].values if run_id in by_id else {}
-        table.append([run_id, " ".join(f"{k}={_show(params[run_id].get(k))}" for k in swept),
-                      *(fmt_num(values.get(r)) for r in rungs),
-                      f"{epoch or 0}/{total or '-'}", status_text(status)])
-    print(text_table(table, ["TRIAL", "SETTINGS", *(f"RUNG {r}" for r in rungs), "EPOCH",
-                             "STATUS"]))
-    best = _best(trials, spec) if spec else None
+    if summary.paused:
+        head += f"; paused (nkd sweep resume {summary.sweep})"
+    table = [[t.run_id, settings_text(t.settings, summary.swept),
+              *(fmt_num(t.at_rungs.get(r)) for r in rungs),
+              *([] if spec else [fmt_num(t.best_value)]),
+              f"{t.epoch}/{t.epochs_total or '-'}", status_text(t.status)]
+             for t in summary.trials]
+    lines = [head, text_table(table, ["TRIAL", "SETTINGS", *(f"RUNG {r}" for r in rungs),
+                                      *([] if spec else [summary.metric.upper()]),
+                                      "EPOCH", "STATUS"])]
+    best = summary.best()
     if best is not None:
         run_id, rung, value = best
-        print(f"best so far: {run_id}, {spec['metric']} {value:.4g} at rung {rung}")
-    return EXIT_OK
+        at = f" at rung {rung}" if rung is not None else ""
+        lines.append(f"best so far: {run_id}, {summary.metric} {value:.4g}{at}")
+    return "\n".join(lines)
 
 
 def _end(store: Any, ws: Any, sweep: str, action: str, trials: list[tuple[str, str]]) -> int:
@@ -94,7 +94,7 @@ def _end(store: Any, ws: Any, sweep: str, action: str, trials: list[tuple[str, s
     return EXIT_OK
 
 
-def _pause(store: Any, ws: Any, sweep: str, trials: list[tuple[str, str, str]]) -> int:
+def _pause(store: Any, ws: Any, sweep: str, trials: list[tuple[str, str, bool]]) -> int:
     """Every live trial paused where it is (its GPU kept), and those queued here held: nothing
     of the sweep starts until `nkd sweep resume`. A trial pending in Slurm's queue is not held
     (`nkd sweep cancel` takes it out)."""
@@ -104,7 +104,7 @@ def _pause(store: Any, ws: Any, sweep: str, trials: list[tuple[str, str, str]]) 
 
     set_sweep_paused(ws, sweep, True)
     paused = 0
-    for run_id, status, _backend in trials:
+    for run_id, status, _here in trials:
         if status in MAY["pause"] and status not in (Status.PAUSED, Status.STOPPING,
                                                      Status.SUSPENDING):
             try:
@@ -112,8 +112,8 @@ def _pause(store: Any, ws: Any, sweep: str, trials: list[tuple[str, str, str]]) 
                 paused += 1
             except RunError as exc:  # ended meanwhile: the others are paused all the same
                 print(f"nkd: {exc}")
-    held = sum(status in WAITING and backend == "local" for _, status, backend in trials)
-    pending = sum(status in WAITING and backend != "local" for _, status, backend in trials)
+    held = sum(status in WAITING and here for _, status, here in trials)
+    pending = sum(status in WAITING and not here for _, status, here in trials)
     print(f"sweep {sweep}: {paused} trial(s) paused, {held} queued held (nkd sweep resume "
           f"{sweep} goes on)" + (f"; {pending} pending in Slurm not held" if pending else ""))
     return EXIT_OK
@@ -135,20 +135,6 @@ def _unpause(store: Any, ws: Any, sweep: str, trials: list[tuple[str, str]]) -> 
             except RunError as exc:
                 print(f"nkd: {exc}")
     return resumed
-
-
-def _best(trials: list[Any], spec: dict[str, Any]) -> tuple[str, int, float] | None:
-    """The trial with the best metric at the highest rung any trial reached."""
-    for rung in sorted(spec["rungs"], reverse=True):
-        there = [(t.values[rung], t.run_id) for t in trials if rung in t.values]
-        if there:
-            value, run_id = (max if spec["mode"] == "max" else min)(there)
-            return run_id, rung, value
-    return None
-
-
-def _show(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def add_parsers(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
