@@ -19,10 +19,9 @@ from core.util.files import atomic_write_text
 from nkd_tui.chart import STYLES, decimate, legend
 from nkd_tui.compare import Comparison, compare, fmt, param_text
 from nkd_tui.format import fit_number, middle
-from nkd_tui.messages import ComparisonRead, ReportsWorkerErrors
+from nkd_tui.messages import ComparisonRead, ReadsWhileLive, ReportsWorkerErrors
 
 CURVE_POINTS = 200  # per run: the overlaid chart is small
-LIVE_S = 1.0  # how often a live comparison is read again
 RUN_WIDTH = 30  # run ids are shortened in the middle beyond this
 TEXT_WIDTH = 24  # tags, note, experiment
 KEY_WIDTH = 18  # setting names
@@ -52,7 +51,7 @@ class CurvesPlot(PlotextPlot):
         return super().render()
 
 
-class CompareScreen(ReportsWorkerErrors, Screen[None]):
+class CompareScreen(ReadsWhileLive, ReportsWorkerErrors, Screen[None]):
     """Live: while a compared run is still going the comparison is read again every second, so
     its epochs, metrics and curves keep up with the run table behind it."""
 
@@ -91,14 +90,8 @@ class CompareScreen(ReportsWorkerErrors, Screen[None]):
                 yield Static("", id="compare-value")
         yield Footer()
 
-    def on_mount(self) -> None:
-        self._load()
-        if self.poll:
-            self.set_interval(LIVE_S, self._reload)
-
-    def _reload(self) -> None:
-        if self.comparison is not None and self.comparison.active:
-            self._load()
+    def live(self) -> bool:
+        return self.comparison is not None and self.comparison.active
 
     @work(thread=True, exclusive=True, group="compare", name="compare", exit_on_error=False)
     def _load(self) -> None:

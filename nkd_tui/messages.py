@@ -113,3 +113,28 @@ class SweepRead(Message):
 
     summary: Any
     error: str | None = None
+
+
+LIVE_S = 1.0  # how often a screen of runs, one of them going, reads them again
+
+
+class ReadsWhileLive:
+    """For a screen that reads its runs in a thread (`_load`): once when mounted, then every
+    LIVE_S while `live()` says one of them is still going (and `poll` is on)."""
+
+    poll: bool
+
+    def on_mount(self) -> None:
+        self._load()
+        if self.poll:
+            self.set_interval(LIVE_S, self._reload)  # type: ignore[attr-defined]
+
+    def _reload(self) -> None:
+        if self.live():
+            self._load()
+
+    def live(self) -> bool:
+        raise NotImplementedError
+
+    def _load(self) -> None:
+        raise NotImplementedError

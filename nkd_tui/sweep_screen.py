@@ -14,13 +14,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from nkd_tui.format import fmt_num, settings_text, status_text
-from nkd_tui.messages import ReportsWorkerErrors, SweepRead
+from nkd_tui.messages import ReadsWhileLive, ReportsWorkerErrors, SweepRead
 from nkd_tui.parallel import ParallelChart, axes_and_lines
 
-LIVE_S = 1.0
 
-
-class SweepScreen(ReportsWorkerErrors, Screen[None]):
+class SweepScreen(ReadsWhileLive, ReportsWorkerErrors, Screen[None]):
     BINDINGS = [Binding("escape,q", "app.pop_screen", "Back", id="sweep.back")]
 
     def __init__(self, registry_path: Path, sweep: str, poll: bool = True) -> None:
@@ -36,16 +34,10 @@ class SweepScreen(ReportsWorkerErrors, Screen[None]):
         yield Static("", id="sweep-axes")
         yield Footer()
 
-    def on_mount(self) -> None:
-        self._load()
-        if self.poll:
-            self.set_interval(LIVE_S, self._reload)
-
-    def _reload(self) -> None:
+    def live(self) -> bool:
         from core.store.states import ACTIVE
 
-        if self.summary is not None and any(t.status in ACTIVE for t in self.summary.trials):
-            self._load()
+        return self.summary is not None and any(t.status in ACTIVE for t in self.summary.trials)
 
     @work(thread=True, exclusive=True, group="sweep", name="sweep", exit_on_error=False)
     def _load(self) -> None:
