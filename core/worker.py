@@ -93,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         if status == "requeue":
             ended = ""  # back in Slurm's queue: not an end
             return _requeue(reporter)
+        if status == Status.SUSPENDED and config.get("halving") \
+                and os.environ.get("SLURM_JOB_ID"):
+            ended = ""  # at its rung, held in Slurm's queue until its sweep decides
+            return _park(reporter)
         if orphaned:  # stopped because its record is gone: the store says so, and why
             status = Status.LOST
         ended = status
@@ -246,6 +250,20 @@ def _requeue(reporter: Reporter) -> int:
     reporter.reopen()
     reporter.status(Status.SUSPENDED, exit_code=0,
                     error="the time-limit warning came and the requeue failed; nkd resume")
+    return 0
+
+
+def _park(reporter: Reporter) -> int:
+    """A halving trial on Slurm at its rung, its state saved: suspended, and its job put back
+    in Slurm's queue held. Its sweep releases the job when it promotes the trial (it resumes
+    from that state) or cancels it when it prunes it. Where Slurm refuses, the job ends here: a
+    promotion submits it again."""
+    from core.backends.slurm import requeue_self
+
+    reporter.status(Status.SUSPENDED, exit_code=0, requeue=1, **usage(False))
+    reporter.close()  # the requeue ends this process: nothing may be left unwritten
+    if not requeue_self(held=True):
+        reporter.reopen()
     return 0
 
 

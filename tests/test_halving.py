@@ -201,3 +201,35 @@ def test_parallel_axes_place_settings_and_colour_trials_by_their_metric() -> Non
     assert colours == {"t1": "green", "t0": "orange", "t2": "red", "t3": "gray"}
     assert dict((run, ys[-1]) for run, ys, _c in lines)["t1"] == pytest.approx(1.0)
     assert summary.best() == ("t1", 5, 4.0)
+
+
+def test_a_stopped_sweep_prunes_its_trials_waiting_at_a_rung(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`nkd sweep stop` ends a trial suspended at its rung as `pruned`: nothing promotes it
+    after the others are gone."""
+    import json
+
+    from core.store.reporter import Reporter
+
+    reg = tmp_path / "experiments.toml"
+    reg.write_text('[experiments.tick]\ncommand = ["python", "-c", "pass"]\n')
+    store = Store(tmp_path / "nkd.db")
+    halving = {"metric": "val_loss", "mode": "min", "rungs": [1, 2], "keep": 0.5}
+    for n, status in enumerate(("suspended", "suspended")):
+        run_id = f"tick_20260101_00000{n}"
+        run_dir = tmp_path / "runs" / run_id
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.json").write_text(json.dumps({"run_id": run_id, "halving": halving}))
+        rep = Reporter(run_id, run_dir, store)
+        rep.event({"type": "run", "experiment": "tick", "sweep": "h1", "t": 1.0 + n})
+        rep.event({"type": "status", "status": "running", "t": 2.0 + n})
+        rep.event({"type": "epoch", "epoch": 1, "train_loss": 1.0, "val_loss": 1.0 + n,
+                   "t": 3.0 + n})
+        rep.event({"type": "status", "status": status, "t": 4.0 + n})
+        rep.close()
+    capsys.readouterr()
+    assert main(["--registry", str(reg), "sweep", "stop", "h1"]) == 0
+    out = capsys.readouterr().out
+    assert "pruned: its sweep was stopped" in out and "2 trial(s) cancelled or stopped" in out
+    assert {r["status"] for r in store.list_runs(sweep="h1")} == {"pruned"}
+    store.close()

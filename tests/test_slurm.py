@@ -248,3 +248,61 @@ def test_a_slurm_run_records_what_made_it_and_a_rerun_checks_it(
     assert worker["starts"][0]["host"]  # written by the worker on the compute node
     prov = json.loads((Path(rerun["run_dir"]) / "provenance.json").read_text())
     assert prov["rerun"]["of"] == first["id"] and len(prov["rerun"]["differs"]) == 2
+
+
+SLURM_HALVING = """
+[sweeps.stune]
+experiment = "crnn_long"
+grid = { lr = [2e-3, 2e-2] }
+halving = { metric = "val_loss", mode = "min", rungs = [1, 2], keep = 0.5 }
+"""
+
+
+def test_a_halving_sweep_on_slurm_promotes_and_prunes_through_requeue(tmp_path: Path) -> None:
+    """2 trials on Slurm, rungs [1, 2], keep a half: each is suspended at epoch 1 with its job
+    requeued and held in Slurm's queue; the better one is released and resumes from its state
+    in the same job to epoch 2, the other is pruned and its held job cancelled."""
+    from core.backends.slurm import jobs
+    from core.store.events import EventLog
+    from nkd_tui.cli import main
+
+    space = Workspace(tmp_path)
+    shutil.copy(ROOT / "experiments.toml", space.registry)
+    space.registry.write_text(space.registry.read_text() + '\n[backends.slurm]\ntime = '
+                              '"0:10:00"\n' + SLURM_HALVING)
+    reg = str(space.registry)
+    small = SEP[:8]  # its size, not its epochs or lr: the sweep sets those
+    try:
+        assert main(["--registry", reg, "data", "synth", "separation", "--tracks", "3",
+                     "--seconds", "4"]) == 0
+        assert main(["--registry", reg, "run", "stune", "--sweep-name", "st1", "--on", "slurm",
+                     *small, "--set", "epochs=2", "--set", "gpus=0"]) == 0
+        store = space.store()
+
+        def trials() -> list[dict]:
+            return store.list_runs(sweep="st1", columns=("id", "status", "job_id", "requeues"))
+
+        ended = set(FINAL) - {"suspended"}  # a trial waiting at its rung is not done
+        _until(space, lambda: len(trials()) == 2 and all(t["status"] in ended
+                                                         for t in trials()), 300, "the sweep")
+        rows = {t["id"]: t for t in trials()}
+        assert sorted(t["status"] for t in rows.values()) == ["finished", "pruned"]
+        for run_id, row in rows.items():
+            events = list(EventLog(space.root / "runs" / run_id / "events.jsonl"))
+            assert sum(e["type"] == "job" for e in events) == 1  # one job: requeued, not anew
+            assert (row["requeues"] or 0) >= 1, run_id  # held in Slurm's queue at its rung
+            log = (space.root / "runs" / run_id / "output.log").read_text()
+            assert "halving: rung 1 reached" in log
+            if row["status"] == "finished":
+                assert "resumed separator after epoch 1" in log
+                assert [e["epoch"] for e in store.epochs(run_id)] == [1, 2]
+            else:
+                assert [e["epoch"] for e in store.epochs(run_id)] == [1]
+                job = jobs([row["job_id"]]).get(row["job_id"])
+                assert job is None or job.get("job_state") in ("CANCELLED", ["CANCELLED"])
+    finally:
+        held = [r["job_id"] for r in space.store().list_runs(sweep="st1", columns=("job_id",))
+                if r["job_id"]]
+        if held:  # a failed test leaves no job held in the queue
+            subprocess.run(["scancel", *held], check=False, capture_output=True)
+        space.cleanup()

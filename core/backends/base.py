@@ -83,6 +83,12 @@ class Backend(ABC):
     def start_again(self, store: Store, ws: Workspace, row: dict[str, Any]) -> str:
         """A new worker for an ended run, going on from its saved state."""
 
+    def rung_decided(self, store: Store, ws: Workspace, row: dict[str, Any],
+                     promoted: bool) -> str:
+        """A halving trial suspended at its rung was promoted (its status is `queued` now) or
+        pruned; returns what was done, or "". This box's queue starts a promoted trial itself."""
+        return ""
+
     # ── what it is ──────────────────────────────────────────────────────────────────────────
 
     @abstractmethod

@@ -280,14 +280,16 @@ def hold(job_id: str, on: bool) -> None:
     _slurm("scontrol", "hold" if on else "release", job_id)
 
 
-def requeue_self() -> bool:
+def requeue_self(held: bool = False) -> bool:
     """From inside a job: put it back in Slurm's queue (the login side's `refresh` makes it
-    eligible at once). False outside a job or where Slurm refuses."""
+    eligible at once), or there held until released. False outside a job or where Slurm
+    refuses."""
     job_id = os.environ.get("SLURM_JOB_ID")
     if not job_id:
         return False
     try:
-        _slurm("scontrol", "requeue", job_id)  # ends this job's processes, this one too
+        # ends this job's processes, this one too
+        _slurm("scontrol", "requeuehold" if held else "requeue", job_id)
     except RunError as exc:
         print(f"nkd: requeue of job {job_id} failed: {exc}", flush=True)
         return False
@@ -386,6 +388,33 @@ class SlurmBackend(Backend):
                                   "pid_start": None, "pid_ticks": None, "resume": 1})
         job = submit(store, ws.run_dir(run_id), text, [])
         return f"submitted again as Slurm job {job}; it resumes from its last state"
+
+    def rung_decided(self, store: Store, ws: Workspace, row: dict[str, Any],
+                     promoted: bool) -> str:
+        """The trial's job waits held in Slurm's queue since its rung (its worker requeued it
+        so): released when promoted, to resume from the state saved there (`refresh` lets it
+        start at once), cancelled when pruned. A job that is gone (Slurm refused the requeue)
+        is submitted again."""
+        job, run_dir = row.get("job_id"), ws.run_dir(row["id"])
+        if not promoted:
+            if job:
+                try:
+                    cancel(job)
+                except RunError:
+                    pass  # ended already
+            return f"Slurm job {job} cancelled" if job else ""
+        _mark_ingested(store, run_dir)  # the promotion was written here, and nothing since
+        if job:
+            try:
+                hold(job, False)
+                return f"Slurm job {job} released"
+            except RunError:
+                pass  # not held there: the job ended
+        try:
+            text = (run_dir / SCRIPT_NAME).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RunError(f"{run_dir / SCRIPT_NAME}: cannot be read ({exc.strerror})") from None
+        return f"submitted again as Slurm job {submit(store, run_dir, text, [])}"
 
     def alive(self, row: dict[str, Any]) -> bool:
         return True  # `sync` asks squeue and records `lost` for a job gone without its end

@@ -123,9 +123,6 @@ def halving_problem(halving: Halving, exp: Any, epochs: int | None = None) -> st
         return (f"trials are suspended at each rung and resumed when promoted, which needs a "
                 f"built-in training recipe ({', '.join(TRAINING)}); '{exp.name}' has "
                 f"{recipe or 'a command'}")
-    if exp.params.get("backend", KEYS["backend"].default) != KEYS["backend"].default:
-        return ("halving promotes trials through this box's queue; a sweep on "
-                f"{exp.params['backend']} is not halved yet (run it without halving)")
     epochs = epochs or int(exp.params.get("epochs", KEYS["epochs"].default))
     if halving.rungs[-1] > epochs:
         return (f"rung {halving.rungs[-1]} is beyond the experiment's {epochs} epochs "

@@ -54,11 +54,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     for sweep in plan.sweeps:
         print(f"sweep {sweep}: {sum(p.sweep == sweep for p in plan.runs)} runs "
               f"(nkd ps --sweep {sweep})")
+    # the workspace's scheduler starts this box's queued runs, and decides halving sweeps
+    # wherever their trials run
     if any(not backend_named(p.experiment.params.get("backend")).starts_queued
-           for p in plan.runs):
+           or p.halving for p in plan.runs):
         from core.backends.queue.scheduler import ensure_running
 
-        ensure_running(ws)  # the workspace's scheduler starts this box's queued runs
+        ensure_running(ws)
     if backend.starts_queued and len(ids) == 1 and not args.detach and not plan.after:
         return follow_run(store, ws, ids[0])
     return EXIT_OK

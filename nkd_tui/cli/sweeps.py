@@ -24,7 +24,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     summary = sweep_summary(store, ws, args.id)
     trials = [(t.run_id, t.status) for t in summary.trials]
     if args.action in ("stop", "cancel"):
-        return _end(store, ws, args.id, args.action, trials)
+        return _end(store, ws, args.id, args.action, trials, summary.halving is not None)
     if args.action == "pause":
         from core.backends import backend_named
 
@@ -75,11 +75,14 @@ def show_text(summary: Any) -> str:
     return "\n".join(lines)
 
 
-def _end(store: Any, ws: Any, sweep: str, action: str, trials: list[tuple[str, str]]) -> int:
+def _end(store: Any, ws: Any, sweep: str, action: str, trials: list[tuple[str, str]],
+         halving: bool) -> int:
     """`cancel`: every queued trial out of the queue; `stop`: those, and the live ones stopped,
-    so that nothing of the sweep trains on (its ended trials keep their records)."""
+    so that nothing of the sweep trains on (its ended trials keep their records). A halving
+    trial waiting at its rung ends `pruned` either way: nothing promotes it later."""
+    from core.backends.queue.halving import prune
     from core.runs.actions import cancel, send
-    from core.store.states import LIVE, MAY
+    from core.store.states import LIVE, MAY, Status
 
     done = 0
     for run_id, status in trials:
@@ -89,6 +92,11 @@ def _end(store: Any, ws: Any, sweep: str, action: str, trials: list[tuple[str, s
         elif action == "stop" and status in LIVE:
             print(send(store, ws, run_id, "stop"))
             done += 1
+        elif halving and status == Status.SUSPENDED:
+            ended = "stopped" if action == "stop" else "cancelled"
+            for line in prune(store, ws, run_id, f"pruned: its sweep was {ended}"):
+                print(line)
+                done += 1
     what = "cancelled or stopped" if action == "stop" else "cancelled"
     print(f"sweep {sweep}: {done} trial(s) {what}")
     return EXIT_OK

@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.backends import backend_named, backend_of
+from core.backends.base import Backend
+from core.errors import NkdError
 from core.registry.workspace import Workspace
 from core.store import Store
-from core.store.states import FINAL, LIVE, MAY, Status
+from core.store.states import ACTIVE, FINAL, LIVE, MAY, Status
 from core.store.transition import transition
 from core.util.files import atomic_write_json, read_json
 
@@ -101,11 +104,28 @@ class Halver:
         return self._specs[sweep]
 
     def busy(self) -> bool:
-        """Whether a sweep's trial is live: it may reach a rung the scheduler must act on."""
+        """Whether a sweep's trial is live, here or waiting on another backend's queue: it may
+        reach a rung the scheduler must act on."""
         marks = ", ".join("?" * len(LIVE))
         return self.store.conn.execute(
             f"SELECT 1 FROM runs WHERE sweep IS NOT NULL AND status IN ({marks}) LIMIT 1",
-            tuple(LIVE)).fetchone() is not None
+            tuple(LIVE)).fetchone() is not None or bool(self.remote())
+
+    def remote(self) -> list[Backend]:
+        """The backends (Slurm) whose halving trials are active and reach the store only when
+        their events are ingested: the scheduler syncs them, to see those trials at their
+        rungs."""
+        marks = ", ".join("?" * len(ACTIVE))
+        found: dict[str, Backend] = {}
+        for sweep, name, run_dir, run_id in self.store.conn.execute(
+                f"SELECT sweep, backend, run_dir, id FROM runs WHERE sweep IS NOT NULL AND "
+                f"backend IS NOT NULL AND status IN ({marks}) GROUP BY sweep, backend",
+                tuple(ACTIVE)):
+            backend = backend_named(name)
+            if not backend.writes_store and self.spec(sweep, Path(run_dir or
+                                                                  self.ws.run_dir(run_id))):
+                found[name] = backend
+        return list(found.values())
 
     def cycle(self) -> list[str]:
         """Promote and prune what can be now; one line per change."""
@@ -157,13 +177,34 @@ class Halver:
             if transition(self.store, self.ws, run_id, MAY["resume_saved"],
                           {"type": "status", "status": Status.QUEUED, "resume": 1,
                            "by": f"halving: promoted to {f'rung {nxt}' if nxt else 'the end'}"}):
-                said.append(f"{run_id}: promoted to {f'rung {nxt}' if nxt else 'the end'}")
+                said.append(f"{run_id}: promoted to {f'rung {nxt}' if nxt else 'the end'}"
+                            + _backend_done(self.store, self.ws, run_id, True))
         for run_id, why in chosen.prune:
-            if transition(self.store, self.ws, run_id, MAY["prune"],
-                          {"type": "status", "status": Status.PRUNED, "error": why,
-                           "t": time.time()}):
-                said.append(f"{run_id}: {why}")
+            said += prune(self.store, self.ws, run_id, why)
         return said
 
 
-__all__ = ["RUNG_FILE", "Decisions", "Halver", "Trial", "decide", "rung_until", "set_rung"]
+
+def _backend_done(store: Store, ws: Workspace, run_id: str, promoted: bool) -> str:
+    """What the trial's backend did once it was promoted or pruned (Slurm: its held job
+    released or cancelled), as the end of the line that says so."""
+    row = store.get_run(run_id)
+    try:
+        done = backend_of(row).rung_decided(store, ws, row, promoted) if row else ""
+    except NkdError as exc:
+        done = f"but {exc}"
+    return f" ({done})" if done else ""
+
+
+def prune(store: Store, ws: Workspace, run_id: str, why: str) -> list[str]:
+    """A trial suspended at its rung ends `pruned` (its record and checkpoints kept), and its
+    backend lets go of it; the line that says so, or none when it was not suspended."""
+    if not transition(store, ws, run_id, MAY["prune"],
+                      {"type": "status", "status": Status.PRUNED, "error": why,
+                       "t": time.time()}):
+        return []
+    return [f"{run_id}: {why}" + _backend_done(store, ws, run_id, False)]
+
+
+__all__ = ["RUNG_FILE", "Decisions", "Halver", "Trial", "decide", "prune", "rung_until",
+           "set_rung"]

@@ -49,6 +49,7 @@ PAUSE_NAME = "nkd.queue.paused"
 LOG_NAME = "nkd.queue.log"
 PID_NAME = "nkd.queue.pid"
 CYCLE_S = 0.2
+REMOTE_SYNC_S = 2.0  # how often halving trials on Slurm are ingested, to be seen at their rungs
 IDLE_EXIT_S = float(os.environ.get("NKD_QUEUE_IDLE_S", "30"))  # exit after this long idle
 
 
@@ -265,13 +266,17 @@ def serve(registry_path: Path, idle_exit: float = IDLE_EXIT_S) -> int:
     waker = Waker(ws.root)  # a worker whose run ended wakes it before the next poll
     (ws.root / PID_NAME).write_text(f"{os.getpid()}\n")
     print(f"nkd queue: scheduler {os.getpid()} for {ws.registry_path}", flush=True)
-    idle_since = time.monotonic()
+    idle_since = synced = time.monotonic()
     try:
         while True:
             try:
                 if store.replaced():
                     store.close()
                     store = queue.store = halver.store = Store(ws.db_path)
+                if time.monotonic() - synced >= REMOTE_SYNC_S:
+                    synced = time.monotonic()
+                    for backend in halver.remote():
+                        backend.sync(store, ws)
                 for line in halver.cycle():
                     print(f"nkd queue: {line}", flush=True)
                 for run_id in queue.cycle():
