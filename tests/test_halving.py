@@ -83,7 +83,7 @@ experiment = "crnn_long"
 sample = { lr = "loguniform(1e-3, 1e-2)", hidden_size = [16, 32] }
 trials = 4
 seed = 1
-halving = { metric = "val_loss", mode = "min", rungs = [1, 2], keep = 0.5 }
+halving = { metric = "val_sdr", mode = "max", rungs = [1, 2], keep = 0.5 }
 """
 SMALL = ["--set", "num_layers=1", "--set", "segment_seconds=1.0", "--set", "epochs=2",
          "--set", "batch_size=4", "--set", "threads=1"]
@@ -233,3 +233,11 @@ def test_a_stopped_sweep_prunes_its_trials_waiting_at_a_rung(
     assert "pruned: its sweep was stopped" in out and "2 trial(s) cancelled or stopped" in out
     assert {r["status"] for r in store.list_runs(sweep="h1")} == {"pruned"}
     store.close()
+
+
+def test_a_trial_without_the_metric_at_its_rung_is_pruned_not_left_waiting() -> None:
+    trials = [Trial("a", "suspended", 1, 1, {1: 2.0}), Trial("b", "suspended", 1, 1, {})]
+    chosen = decide(trials, (1, 3), 0.5, maximize=True)
+    assert chosen.promote == [("a", 3)]
+    assert chosen.prune == [("b", "pruned at rung 1: it recorded no value of the sweep's "
+                                  "metric there")]

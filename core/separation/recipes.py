@@ -230,7 +230,10 @@ def train(ctx: RunContext) -> None:
         device,
         parents=parents,
         trainable=trainable,
-        select=("sdr", _val_sdr(sep, val_tracks)) if p["select_by"] == "val_sdr" else None,
+        # the validation SDR each epoch, where the best epoch or the run's halving sweep goes
+        # by it (a sweep may rank trials by SDR while each keeps its best by loss)
+        select=("sdr", _val_sdr(sep, val_tracks)) if "val_sdr" in (
+            p["select_by"], (ctx.config.get("halving") or {}).get("metric")) else None,
     )
     trainer.fit()
     trainer.load_best()

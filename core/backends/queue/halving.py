@@ -71,6 +71,10 @@ def decide(trials: list[Trial], rungs: tuple[int, ...], keep: float, maximize: b
     out = Decisions()
     for k, rung in enumerate(rungs):
         nxt = rungs[k + 1] if k + 1 < len(rungs) else None
+        for t in trials:  # waiting at the rung without its value: nothing would ever decide
+            if t.status == Status.SUSPENDED and t.epoch == rung and rung not in t.values:
+                out.prune.append((t.run_id, f"pruned at rung {rung}: it recorded no value of "
+                                            f"the sweep's metric there"))
         reached = [t for t in trials if rung in t.values]
         pending = [t for t in trials if rung not in t.values and t.status not in FINAL]
         quota = max(1, round((len(reached) + len(pending)) * keep))
