@@ -6,6 +6,7 @@ and the TUI before a checkpoint write fails."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -74,11 +75,37 @@ def files_kept(params: dict[str, Any]) -> int:
             + (epochs // keep.every if keep.every else 0))
 
 
+class Expectations:
+    """expected_bytes for many runs at once (one pass of the queue): an experiment, recipe,
+    model shape and retention read once, however many queued runs share them."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._known: dict[tuple, tuple[int, str] | None] = {}
+
+    def __call__(self, experiment: str, recipe: str | None,
+                 params: dict[str, Any]) -> tuple[int, str] | None:
+        key = (experiment, recipe, *(_hashable(params.get(k)) for k in
+                                     (*SHAPE_KEYS, "keep_checkpoints", "epochs")))
+        if key not in self._known:
+            self._known[key] = expected_bytes(self.store, experiment, recipe, params)
+        return self._known[key]
+
+
+def _hashable(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
+
+
 def shortfall(ws: Workspace, store: Store, experiment: str, recipe: str | None = None,
               params: dict[str, Any] | None = None, free: int | None = None) -> str | None:
     """Why the checkpoints' disk cannot take a run now (its expected bytes plus the margin
     exceed the free space), or None when it can or nothing is known."""
-    expected = expected_bytes(store, experiment, recipe, params)
+    return short_of(ws, expected_bytes(store, experiment, recipe, params), free)
+
+
+def short_of(ws: Workspace, expected: tuple[int, str] | None, free: int | None) -> str | None:
+    """`shortfall` of a run expected to write `expected` (None: not known), where the disk has
+    `free` bytes (None: read it now)."""
     free = free_bytes(ws.checkpoints_dir) if free is None else free
     if expected is None or free is None:
         return None

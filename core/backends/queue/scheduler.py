@@ -34,7 +34,7 @@ from core.backends.queue.order import queued_rows
 from core.backends.queue.placement import Lease, after_of, leases_of, need_of, place, states
 from core.backends.queue.sweep_hold import paused_sweeps
 from core.backends.queue.wake import Waker
-from core.backends.space import expected_bytes, free_bytes, shortfall
+from core.backends.space import Expectations, free_bytes, short_of
 from core.errors import NkdError
 from core.registry.queue import QueueConfig
 from core.registry.workspace import Workspace
@@ -138,6 +138,7 @@ class Queue:
         gpu_states = None  # computed once, again only after a run is placed
         free = free_bytes(self.ws.checkpoints_dir)
         held = paused_sweeps(self.ws)
+        expect = Expectations(self.store)
         for row in rows:
             state, reason = _dependencies(after_of(row), statuses)
             if state != "ready":
@@ -148,8 +149,10 @@ class Queue:
                                                  f"{row['sweep']})"))
                 continue
             params = json.loads(row.get("params") or "{}")
-            short = None if row.get("resume") else shortfall(  # a resumed run has its files
-                self.ws, self.store, row["experiment"], row.get("recipe"), params, free)
+            # a resumed run has its files already
+            expected = None if row.get("resume") else expect(row["experiment"],
+                                                             row.get("recipe"), params)
+            short = short_of(self.ws, expected, free) if expected and free is not None else None
             if short:
                 out.append(Decision(row, "wait", f"waits for disk space: {short}"))
                 continue
@@ -165,8 +168,7 @@ class Queue:
             leases.append(Lease(row["id"], tuple(g.visible_id for g in placed),
                                 row.get("gpu_memory")))
             gpu_states = None
-            expected = expected_bytes(self.store, row["experiment"], row.get("recipe"), params)
-            if free is not None and expected and not row.get("resume"):
+            if free is not None and expected:
                 free -= expected[0]  # and so does the space it will write
         return out
 
