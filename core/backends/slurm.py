@@ -386,6 +386,11 @@ class SlurmBackend(Backend):
             raise RunError(f"{script}: cannot be read ({exc.strerror})") from None
         claim(store, ws, run_id, {"type": "status", "status": Status.QUEUED, "pid": None,
                                   "pid_start": None, "pid_ticks": None, "resume": 1})
+        if row.get("job_id"):  # a halving trial's job may still wait held in the queue
+            try:
+                cancel(row["job_id"])
+            except RunError:
+                pass  # ended, as a suspended run's job usually has
         job = submit(store, ws.run_dir(run_id), text, [])
         return f"submitted again as Slurm job {job}; it resumes from its last state"
 

@@ -188,7 +188,6 @@ class Halver:
         return said
 
 
-
 def _backend_done(store: Store, ws: Workspace, run_id: str, promoted: bool) -> str:
     """What the trial's backend did once it was promoted or pruned (Slurm: its held job
     released or cancelled), as the end of the line that says so."""
