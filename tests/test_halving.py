@@ -241,3 +241,13 @@ def test_a_trial_without_the_metric_at_its_rung_is_pruned_not_left_waiting() -> 
     assert chosen.promote == [("a", 3)]
     assert chosen.prune == [("b", "pruned at rung 1: it recorded no value of the sweep's "
                                   "metric there")]
+
+
+def test_a_failed_trial_does_not_hold_its_sweep() -> None:
+    """A trial that failed before its rung is neither waited for nor counted: the others are
+    decided as soon as they report."""
+    trials = [Trial("a", "suspended", 1, 1, {1: 3.0}), Trial("b", "suspended", 1, 1, {1: 1.0}),
+              Trial("c", "failed", 0, 1)]
+    chosen = decide(trials, (1, 3), 0.5, maximize=True)
+    assert chosen.promote == [("a", 3)]
+    assert [run for run, _why in chosen.prune] == ["b"]
