@@ -152,3 +152,39 @@ def settings_text(settings: dict[str, Any], keys: list[str]) -> str:
 
 def _setting(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def sweep_head(summary: Any) -> str:
+    """A sweep's line: its experiment, trials, halving and whether it is paused."""
+    spec = summary.halving
+    head = f"sweep {summary.sweep}: {summary.experiment}, {len(summary.trials)} trials"
+    if spec:
+        head += (f"; halving by {spec['metric']} ({spec['mode']}), rungs "
+                 f"{list(spec['rungs'])}, keep {spec['keep']:g}")
+    if summary.paused:
+        head += f"; paused (nkd sweep resume {summary.sweep})"
+    return head
+
+
+def sweep_table(summary: Any) -> tuple[list[str], list[list[str]]]:
+    """A sweep's trials as `nkd sweep show` and the TUI's sweep view lay them out: the header
+    and a row per trial (its settings, the metric at each rung, or its best value without
+    halving, its epoch and status)."""
+    rungs = list(summary.halving["rungs"]) if summary.halving else []
+    header = ["TRIAL", "SETTINGS", *(f"RUNG {r}" for r in rungs),
+              *([] if rungs else [summary.metric.upper()]), "EPOCH", "STATUS"]
+    rows = [[t.run_id, settings_text(t.settings, summary.swept),
+             *(fmt_num(t.at_rungs.get(r)) for r in rungs),
+             *([] if rungs else [fmt_num(t.best_value)]),
+             f"{t.epoch}/{t.epochs_total or '-'}", status_text(t.status)]
+            for t in summary.trials]
+    return header, rows
+
+
+def best_trial_text(summary: Any, best: tuple[str, int | None, float] | None) -> str | None:
+    """`crnn_long_…_8, val_sdr 2.583 at rung 3`: the sweep's best trial so far, or None."""
+    if best is None:
+        return None
+    run_id, rung, value = best
+    return f"{run_id}, {summary.metric} {value:.4g}" + (f" at rung {rung}" if rung is not None
+                                                         else "")

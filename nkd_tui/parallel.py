@@ -92,12 +92,18 @@ class ParallelChart(PlotextPlot):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.summary: Any = None
+        self.axes: list[Axis] = []
+        self.lines: list[tuple[str, list[float], str]] = []
         self._built_for: tuple | None = None
 
-    def show(self, summary: Any) -> None:
+    def show(self, summary: Any) -> list[Axis]:
+        """Chart `summary` at the next render; returns its axes (their ranges are said beside
+        the chart)."""
         self.summary = summary
+        self.axes, self.lines = axes_and_lines(summary)
         self._built_for = None
         self.refresh()
+        return self.axes
 
     def render(self):  # noqa: ANN201 - the plotext widget's renderable
         key = (id(self.summary), self.size.width, self.size.height)
@@ -113,7 +119,7 @@ class ParallelChart(PlotextPlot):
         if self.summary is None or not self.summary.swept:
             plt.title("no settings differ between the trials" if self.summary else "")
             return
-        axes, lines = axes_and_lines(self.summary)
+        axes, lines = self.axes, self.lines
         xs = list(range(len(axes)))
         ranked = sorted(lines, key=lambda line: RANK_COLOURS[::-1].index(line[2])
                         if line[2] in RANK_COLOURS else -1)  # the best drawn last, on top

@@ -13,9 +13,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from nkd_tui.format import fmt_num, settings_text, status_text
+from nkd_tui.format import best_trial_text, sweep_head, sweep_table
 from nkd_tui.messages import ReadsWhileLive, ReportsWorkerErrors, SweepRead
-from nkd_tui.parallel import ParallelChart, axes_and_lines
+from nkd_tui.parallel import ParallelChart
 
 
 class SweepScreen(ReadsWhileLive, ReportsWorkerErrors, Screen[None]):
@@ -62,42 +62,23 @@ class SweepScreen(ReadsWhileLive, ReportsWorkerErrors, Screen[None]):
         if message.summary == self.summary:
             return
         self.summary = summary = message.summary
-        spec = summary.halving
-        title = f"sweep {summary.sweep} · {summary.experiment} · {len(summary.trials)} trials"
-        if spec:
-            title += (f" · halving by {spec['metric']} ({spec['mode']}), rungs "
-                      f"{list(spec['rungs'])}, keep {spec['keep']:g}")
-        if summary.paused:
-            title += " · paused (nkd sweep resume)"
-        self.query_one("#sweep-title", Static).update(title + " · esc back")
-        self._fill_table()
+        self.query_one("#sweep-title", Static).update(f"{sweep_head(summary)} · esc back")
         best = summary.best()
+        self._fill_table(best[0] if best else None)
         line = Text("best so far: ", style="bold")
-        if best is None:
-            line.append(f"no {summary.metric} yet", style="dim")
-        else:
-            run_id, rung, value = best
-            line.append(f"{run_id}  {summary.metric} {value:.4g}"
-                        + (f" at rung {rung}" if rung is not None else ""))
+        said = best_trial_text(summary, best)
+        line.append(said or f"no {summary.metric} yet", style="" if said else "dim")
         self.query_one("#sweep-best", Static).update(line)
-        self.query_one(ParallelChart).show(summary)
-        axes, _lines = axes_and_lines(summary)
+        axes = self.query_one(ParallelChart).show(summary)
         legend = Text("  ".join(a.text() for a in axes), style="dim")
         legend.append("   green: best third · orange: middle · red: worst · grey: none yet")
         self.query_one("#sweep-axes", Static).update(legend)
 
-    def _fill_table(self) -> None:
-        summary = self.summary
+    def _fill_table(self, best: str | None) -> None:
+        header, rows = sweep_table(self.summary)
         table = self.query_one("#sweep-table", DataTable)
-        rungs = list(summary.halving["rungs"]) if summary.halving else []
         table.clear(columns=True)
-        table.add_columns("TRIAL", "SETTINGS", *(f"RUNG {r}" for r in rungs),
-                          *([] if rungs else [summary.metric.upper()]), "EPOCH", "STATUS")
-        best = summary.best()
-        for t in summary.trials:
-            name = Text(t.run_id, style="bold green" if best and best[0] == t.run_id else "")
-            table.add_row(name, settings_text(t.settings, summary.swept),
-                          *(fmt_num(t.at_rungs.get(r)) for r in rungs),
-                          *([] if rungs else [fmt_num(t.best_value)]),
-                          f"{t.epoch}/{t.epochs_total or '-'}", status_text(t.status),
-                          key=t.run_id)
+        table.add_columns(*header)
+        for run_id, *cells in rows:  # the best trial's name in green
+            table.add_row(Text(run_id, style="bold green" if run_id == best else ""), *cells,
+                          key=run_id)

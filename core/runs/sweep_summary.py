@@ -25,6 +25,7 @@ class TrialRow:
     epochs_total: int | None
     at_rungs: dict[int, float] = field(default_factory=dict)  # rung epoch -> metric there
     best_value: float | None = None  # by the run's own select_by (a sweep without halving)
+    backend: str | None = None  # where it runs (None: this box)
 
 
 @dataclass
@@ -76,8 +77,8 @@ def sweep_summary(store: Store, ws: Workspace, sweep: str) -> SweepSummary:
     """The sweep's trials in the order they were made; RunError naming the known sweeps when
     there is none of that id."""
     rows = store.conn.execute(
-        "SELECT id, experiment, status, epoch, epochs_total, params, best_value, select_by "
-        "FROM runs WHERE sweep = ? ORDER BY created_at, id", (sweep,)).fetchall()
+        "SELECT id, experiment, status, epoch, epochs_total, params, best_value, select_by, "
+        "backend FROM runs WHERE sweep = ? ORDER BY created_at, id", (sweep,)).fetchall()
     if not rows:
         known = [s for (s,) in store.conn.execute(
             "SELECT DISTINCT sweep FROM runs WHERE sweep IS NOT NULL ORDER BY sweep")]
@@ -86,8 +87,8 @@ def sweep_summary(store: Store, ws: Workspace, sweep: str) -> SweepSummary:
     trials, spec = Halver(ws, store).trials(sweep)
     values = {t.run_id: t.values for t in trials}
     out = [TrialRow(run_id, json.loads(params or "{}"), status, int(epoch or 0), total,
-                    dict(values.get(run_id, {})), best)
-           for run_id, _exp, status, epoch, total, params, best, _sel in rows]
+                    dict(values.get(run_id, {})), best, backend)
+           for run_id, _exp, status, epoch, total, params, best, _sel, backend in rows]
     swept = sorted(k for k in set().union(*(t.settings for t in out))
                    if len({json.dumps(t.settings.get(k), sort_keys=True) for t in out}) > 1)
     select_by = rows[0][7] or KEYS["select_by"].default

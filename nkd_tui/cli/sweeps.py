@@ -29,9 +29,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from core.backends import backend_named
 
         # a trial waits in this box's queue, where the hold applies, or in Slurm's
-        here = {run: not backend_named(b).starts_queued for run, b in store.conn.execute(
-            "SELECT id, backend FROM runs WHERE sweep = ?", (args.id,))}
-        return _pause(store, ws, args.id, [(r, s, here[r]) for r, s in trials])
+        return _pause(store, ws, args.id, [(t.run_id, t.status,
+                                            not backend_named(t.backend).starts_queued)
+                                           for t in summary.trials])
     if args.action == "resume":
         reconcile(store, ws)
         went_on = _unpause(store, ws, args.id, trials)
@@ -49,29 +49,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def show_text(summary: Any) -> str:
     """`nkd sweep show`: the head line, trials × rungs, and the best so far."""
     from nkd_tui.cli.context import text_table
-    from nkd_tui.format import fmt_num, settings_text, status_text
+    from nkd_tui.format import best_trial_text, sweep_head, sweep_table
 
-    spec = summary.halving
-    rungs = list(spec["rungs"]) if spec else []
-    head = f"sweep {summary.sweep}: {summary.experiment}, {len(summary.trials)} trials"
-    if spec:
-        head += (f"; halving by {spec['metric']} ({spec['mode']}), rungs {rungs}, "
-                 f"keep {spec['keep']:g}")
-    if summary.paused:
-        head += f"; paused (nkd sweep resume {summary.sweep})"
-    table = [[t.run_id, settings_text(t.settings, summary.swept),
-              *(fmt_num(t.at_rungs.get(r)) for r in rungs),
-              *([] if spec else [fmt_num(t.best_value)]),
-              f"{t.epoch}/{t.epochs_total or '-'}", status_text(t.status)]
-             for t in summary.trials]
-    lines = [head, text_table(table, ["TRIAL", "SETTINGS", *(f"RUNG {r}" for r in rungs),
-                                      *([] if spec else [summary.metric.upper()]),
-                                      "EPOCH", "STATUS"])]
-    best = summary.best()
-    if best is not None:
-        run_id, rung, value = best
-        at = f" at rung {rung}" if rung is not None else ""
-        lines.append(f"best so far: {run_id}, {summary.metric} {value:.4g}{at}")
+    header, rows = sweep_table(summary)
+    lines = [sweep_head(summary), text_table(rows, header)]
+    best = best_trial_text(summary, summary.best())
+    if best:
+        lines.append(f"best so far: {best}")
     return "\n".join(lines)
 
 
