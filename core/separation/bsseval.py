@@ -171,58 +171,102 @@ def _gram(p: np.ndarray, taps: int) -> np.ndarray:
     return full[:, :, idx].transpose(0, 2, 1, 3).reshape(m * taps, m * taps)
 
 
+CHECK_EVERY = 8  # blocks between positive-definiteness checks of the prediction error
+# The recursion's cost is mostly numpy's per-call overhead, paid once per block: lags are
+# grouped so that a block is about this many signals wide (fewer, larger steps)
+BLOCK_WIDTH = 16
+
+
 def block_levinson(r: np.ndarray, d: np.ndarray, floor: float = 0.0) -> np.ndarray | None:
     """Solve T x = d for a symmetric positive definite block Toeplitz T, T[i, j] = R(j − i),
     R(−k) = R(k)ᵀ (Whittle's multichannel Levinson recursion): O(N² M³) instead of Cholesky's
     O(N³ M³) on the assembled matrix.
 
     r: [..., N, M, M] the blocks R(0) .. R(N−1); d: [..., N, M, K]. Returns x like d, or None
-    when a prediction-error matrix stops being positive definite, or has an eigenvalue below
-    `floor` times the mean of R(0)'s diagonal (the system is then ill-conditioned).
-    Every sum over past blocks is one matrix product: the blocks are laid out [..., M, N·M].
+    when the backward prediction-error matrix stops being positive definite, or has an
+    eigenvalue below `floor` times the mean of R(0)'s diagonal (the system is then
+    ill-conditioned).
+
+    g consecutive lags are solved as one block: T is also block Toeplitz in blocks of g·M,
+    R'(k)[p, q] = R(g·k + q − p), so the recursion takes N / g steps of g·M signals.
+    """
+    *batch, n_blocks, m, _ = r.shape
+    group = 1
+    while group * 2 * m <= BLOCK_WIDTH and n_blocks % (group * 2) == 0:
+        group *= 2
+    if group == 1:
+        return _levinson(r, d, floor)
+    lags = np.concatenate([np.swapaxes(r[..., group - 1 : 0 : -1, :, :], -1, -2), r], axis=-3)
+    k, p, q = np.ogrid[: n_blocks // group, :group, :group]
+    blocks = lags[..., group * k + q - p + group - 1, :, :]  # [..., N/g, p, q, M, M]
+    blocks = np.swapaxes(blocks, -3, -2).reshape(*batch, n_blocks // group, group * m, group * m)
+    x = _levinson(blocks, d.reshape(*batch, n_blocks // group, group * m, d.shape[-1]), floor)
+    return None if x is None else x.reshape(d.shape)
+
+
+def _levinson(r: np.ndarray, d: np.ndarray, floor: float) -> np.ndarray | None:
+    """block_levinson's recursion, on the blocks as given. The backward prediction error
+    only shrinks as the recursion grows (in exact arithmetic), so it is checked every
+    CHECK_EVERY blocks and at the last; a breakdown in between shows there too, or as a
+    non-finite solution.
+
+    The predictors and the solution are kept transposed, [..., M, N·M], so that every update
+    is a row-contiguous add, and each step costs a few calls: one matrix product for the sums
+    over past blocks of F and x, one for B's, and one each for the three updates
+        B' = [F·β; 0] + [0; B],   F' = F + [0; B·α],   x' = x + B'·γ.
     In numpy: its small matrix products and solves cost a fraction of torch's on the CPU.
     """
     *batch, n_blocks, m, _ = r.shape
     k = d.shape[-1]
+    width = n_blocks * m
     # rows[..., a, (j, b)] = R(n − j)ᵀ[a, b] for the last n blocks; cols: R(j + 1)[a, b]
     rows_all = np.swapaxes(np.swapaxes(r, -1, -2)[..., ::-1, :, :], -3, -2)
-    rows_all = np.ascontiguousarray(rows_all).reshape(*batch, m, n_blocks * m)
-    cols_all = np.ascontiguousarray(np.swapaxes(r, -3, -2)).reshape(*batch, m, n_blocks * m)
-    # the forward predictor F and the solution x side by side: one product gives both sums
-    fx = np.zeros((*batch, n_blocks * m, m + k))
-    fwd, x = fx[..., :m], fx[..., m:]
-    bwd = np.zeros((*batch, n_blocks * m, m))  # the backward predictor, and its next value
+    rows_all = np.ascontiguousarray(rows_all).reshape(*batch, m, width)
+    cols_all = np.ascontiguousarray(np.swapaxes(r, -3, -2)).reshape(*batch, m, width)
+    fx = np.zeros((*batch, m + k, width))  # [Fᵀ; xᵀ]: one product gives both sums
+    bwd = np.zeros((*batch, m, width))  # Bᵀ, and its next value in spare
     spare = np.zeros_like(bwd)
-    fwd[..., :m, :] = np.eye(m)
-    bwd[..., :m, :] = np.eye(m)
+    fx[..., :m, :m] = np.eye(m)
+    bwd[..., :m, :m] = np.eye(m)
     e_f = r[..., 0, :, :].copy()
     e_b = e_f.copy()
     shift = (floor * np.trace(e_b, axis1=-2, axis2=-1) / m)[..., None, None] * np.eye(m)
+    coef = np.empty((*batch, m + k, m))  # [β | βγ]ᵀ, then [α | γ]ᵀ (negated)
+    coef_t = np.swapaxes(coef, -1, -2)
+    rhs = np.empty((*batch, m, k))
     try:
         np.linalg.cholesky(e_b - shift)
-        x[..., :m, :] = np.linalg.solve(e_b, d[..., 0, :, :])
+        fx[..., m:, :m] = np.swapaxes(np.linalg.solve(e_b, d[..., 0, :, :]), -1, -2)
         for n in range(1, n_blocks):
             past = n * m
-            sums = rows_all[..., (n_blocks - 1 - n) * m : (n_blocks - 1) * m] @ fx[..., :past, :]
-            delta_f, eps_x = sums[..., :m], sums[..., m:]
-            delta_b = cols_all[..., m : past + m] @ bwd[..., :past, :]
-            alpha = np.linalg.solve(e_b, -delta_f)
-            beta = np.linalg.solve(e_f, -delta_b)
-            # B' = [F·beta; 0] + [0; B] and F' = F + [0; B·alpha], both from the old F and B
-            np.matmul(fwd[..., :past, :], beta, out=spare[..., :past, :])
-            spare[..., past : past + m, :] = 0
-            spare[..., m : past + m, :] += bwd[..., :past, :]
-            fwd[..., m : past + m, :] += bwd[..., :past, :] @ alpha
+            head = fx[..., :past]
+            sums = rows_all[..., (n_blocks - 1 - n) * m : (n_blocks - 1) * m] @ np.swapaxes(
+                head, -1, -2
+            )
+            delta_f = sums[..., :m]
+            delta_b = cols_all[..., m : past + m] @ np.swapaxes(bwd[..., :past], -1, -2)
+            minus_alpha = np.linalg.solve(e_b, delta_f)
+            minus_beta = np.linalg.solve(e_f, delta_b)
+            e_f -= delta_b @ minus_alpha
+            e_b -= delta_f @ minus_beta
+            if n % CHECK_EVERY == 0 or n == n_blocks - 1:
+                np.linalg.cholesky(e_b - shift)  # raises when no longer (well) positive definite
+            gamma = np.linalg.solve(e_b, np.subtract(d[..., n, :, :], sums[..., m:], out=rhs))
+            coef_t[..., :m] = minus_beta
+            np.matmul(minus_beta, gamma, out=coef_t[..., m:])
+            f_beta = coef @ head[..., :m, :]  # −[β | βγ]ᵀ Fᵀ, from the old F
+            coef_t[..., :m] = minus_alpha
+            np.negative(gamma, out=coef_t[..., m:])
+            fx[..., m:, :past] -= f_beta[..., m:, :]
+            fx[..., m : past + m] -= coef @ bwd[..., :past]
+            np.negative(f_beta[..., :m, :], out=spare[..., :past])
+            spare[..., past : past + m] = 0
+            spare[..., m : past + m] += bwd[..., :past]
             bwd, spare = spare, bwd
-            e_f += delta_b @ alpha
-            e_b += delta_f @ beta
-            sym = 0.5 * (e_b + np.swapaxes(e_b, -1, -2))
-            np.linalg.cholesky(sym - shift)  # raises when no longer (well) positive definite
-            gamma = np.linalg.solve(sym, d[..., n, :, :] - eps_x)
-            x[..., : past + m, :] += bwd[..., : past + m, :] @ gamma
     except np.linalg.LinAlgError:
         return None
-    out = np.ascontiguousarray(x).reshape(*batch, n_blocks, m, k)
+    x = fx[..., m:, :].reshape(*batch, k, n_blocks, m)  # xᵀ: [..., K, (block, M)]
+    out = np.ascontiguousarray(np.swapaxes(np.swapaxes(x, -3, -2), -1, -2))
     return out if np.isfinite(out).all() else None
 
 
