@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.signal import lfilter
 
-from core.separation import bsseval
+from core.separation import bsseval, distortion
 from core.separation.bsseval import bss_eval, frames
 
 SR = 8000
@@ -181,12 +181,12 @@ def test_rank_deficient_references_are_regularised_stably_and_said(
     refs = _tonal()
     ests = _leaky(refs)
     scores = bss_eval(refs, ests, window=SR, hop=SR)
-    assert scores.loading == bsseval.LOADING[0] and "rank-deficient" in scores.caveat
+    assert scores.loading == distortion.LOADING[0] and "rank-deficient" in scores.caveat
     for name in ("sdr", "isr", "sir", "sar"):
         assert np.isfinite(getattr(scores, name).numpy()).all(), name
     assert np.allclose(scores.sdr.numpy(), _simple_sdr_all(refs, ests), atol=1e-9)
     for factor in (1 / 3, 3):
-        monkeypatch.setattr(bsseval, "LOADING", (bsseval.LOADING[0] * factor,))
+        monkeypatch.setattr(distortion, "LOADING", (distortion.LOADING[0] * factor,))
         other = bss_eval(refs, ests, window=SR, hop=SR)
         for name in ("isr", "sir", "sar"):
             moved = np.abs(getattr(other, name).numpy() - getattr(scores, name).numpy())
@@ -240,18 +240,18 @@ def test_block_levinson_matches_a_dense_solve() -> None:
     p = _direct_correlations(signals, signals, 24)
     r = p.transpose(2, 0, 1)  # R(k)[i, j] = r_ij(k)
     d = rng.standard_normal((24, 3, 2))
-    dense = np.linalg.solve(bsseval._gram(p, 24), d.transpose(1, 0, 2).reshape(72, 2))
-    x = bsseval.block_levinson(r, d)
+    dense = np.linalg.solve(distortion.gram(p, 24), d.transpose(1, 0, 2).reshape(72, 2))
+    x = distortion.block_levinson(r, d)
     assert x is not None
     assert np.allclose(x.transpose(1, 0, 2).reshape(72, 2), dense, atol=1e-9)
-    batched = bsseval.block_levinson(np.stack([r, r]), np.stack([d, 2 * d]))
+    batched = distortion.block_levinson(np.stack([r, r]), np.stack([d, 2 * d]))
     assert batched is not None and np.allclose(batched[1], 2 * x, atol=1e-9)
 
 
 def test_block_levinson_refuses_an_indefinite_matrix() -> None:
     r = np.zeros((4, 2, 2))
     r[0] = np.diag([1.0, -1.0])
-    assert bsseval.block_levinson(r, np.ones((4, 2, 1))) is None
+    assert distortion.block_levinson(r, np.ones((4, 2, 1))) is None
 
 
 @pytest.mark.gpu
@@ -271,7 +271,7 @@ def test_dense_fallback_gives_the_recursion_values(monkeypatch: pytest.MonkeyPat
     refs = _sources(2.0, seed=8)
     ests = 0.9 * refs + 0.05 * np.random.default_rng(9).standard_normal(refs.shape)
     recursion = bss_eval(refs, ests, window=SR, hop=SR, taps=64)
-    monkeypatch.setattr(bsseval, "block_levinson", lambda r, d, floor=0.0: None)
+    monkeypatch.setattr(distortion, "block_levinson", lambda r, d, floor=0.0: None)
     dense = bss_eval(refs, ests, window=SR, hop=SR, taps=64)
     for name in ("isr", "sir", "sar"):
         a, b = getattr(recursion, name).numpy(), getattr(dense, name).numpy()
