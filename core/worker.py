@@ -22,6 +22,7 @@ from typing import Any
 
 from core.backends import backend_of
 from core.backends.liveness import identity
+from core.backends.local import WHEN_TOLD, told_to_go
 from core.backends.procs import end_processes, python_env, run_processes
 from core.backends.queue.wake import wake
 from core.backends.this_box import active_here
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_dir = Path(argv[0]).resolve()
     resume = "--resume" in argv[1:]
+    if WHEN_TOLD in argv[1:] and not told_to_go(int(argv[argv.index(WHEN_TOLD) + 1])):
+        return 0  # prestarted, and the launcher started nothing after all
     # output.log may fill a disk or vanish: a lost log line must never end the run
     sys.stdout = _Tolerant(sys.stdout)
     sys.stderr = _Tolerant(sys.stderr)

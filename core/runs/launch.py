@@ -16,7 +16,7 @@ from typing import Any
 
 from core.backends import backend_named
 from core.backends.gpus import Gpu
-from core.backends.local import visible_ids
+from core.backends.local import Prestarted, visible_ids
 from core.backends.queue.halving import set_rung
 from core.backends.space import check_launch as check_space
 from core.backends.this_box import LOCAL
@@ -100,12 +100,15 @@ def launch_experiment(
     made: provenance.Snapshot | None = None,
     rerun: dict[str, Any] | None = None,
     halving: dict[str, Any] | None = None,
+    prestarted: Prestarted | None = None,
 ) -> Launched:
     """Record and start a run of a resolved experiment (one from the registry, or an ad-hoc
     one such as `nkd blend` makes). With `queued` the run is recorded `queued` and the
     workspace's scheduler starts it when its GPUs are free and the runs in `after` finished;
     without, it starts now on a free GPU, or is refused (nothing written) when none is.
-    `made`: its code and data as already read (`nkd rerun`), `rerun`: the run it repeats."""
+    `made`: its code and data as already read (`nkd rerun`), `rerun`: the run it repeats.
+    `prestarted`: a worker already started, waiting on its run folder, for a run that starts
+    now on this box (the caller cancels it when this raises)."""
     name = exp.name
     where = f"{registry.path}: experiment '{name}'"
     if exp.recipe:
@@ -135,11 +138,14 @@ def launch_experiment(
                                store) as (gpus, notice):
             launched = _record_run(registry, ws, exp, store, queued, list(after),
                                    sweep, cwd, gpus, notice, backend.name, skipped, made, rerun,
-                                   halving)
+                                   halving, prestarted and prestarted.run_dir)
             if queued and not backend.starts_queued:  # the workspace's scheduler starts it
                 return launched
-            pid, said = backend.start(store, launched.run_dir, gpus, depends, exp.params,
-                                      registry.backends)
+            if prestarted is not None:
+                pid, said = prestarted.release(store, gpus), None
+            else:
+                pid, said = backend.start(store, launched.run_dir, gpus, depends, exp.params,
+                                          registry.backends)
         return dataclasses.replace(launched, pid=pid, notice=said or launched.notice)
     finally:
         if own_store:
@@ -179,11 +185,13 @@ def _record_run(
     made: provenance.Snapshot | None = None,
     rerun: dict[str, Any] | None = None,
     halving: dict[str, Any] | None = None,
+    run_dir: Path | None = None,
 ) -> Launched:
-    """The run folder, config.json, provenance.json and the run's first event (`queued`, or
-    `starting` for a worker started next); nothing is started here."""
+    """The run folder (`run_dir`: one allocated already), config.json, provenance.json and the
+    run's first event (`queued`, or `starting` for a worker started next); nothing is started
+    here."""
     name = exp.name
-    run_dir = allocate_run_dir(ws.runs_dir, name)
+    run_dir = run_dir or allocate_run_dir(ws.runs_dir, name)
     run_id = run_dir.name
     if skipped:  # said first in the run's log, where its worker's output follows
         log = open_append(run_path(run_dir, "output.log"))

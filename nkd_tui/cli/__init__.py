@@ -10,6 +10,6 @@ lineage      nkd lineage, blend, eval        data      nkd data synth/index/prep
 compare      nkd compare
 """
 
-from nkd_tui.cli.entry import build_parser, main
+from nkd_tui.cli.entry import build_parser, console, main
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "console", "main"]

@@ -6,15 +6,48 @@ import argparse
 import dataclasses
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import EXIT_OK, NkdError
 from core.registry.keys import KEYS
 from core.store.states import Status
 
+if TYPE_CHECKING:
+    from core.backends.local import Prestarted
+
 
 def cmd_run(args: argparse.Namespace) -> int:
+    early = _prestart(args)  # first: its start-up overlaps everything below
+    try:
+        return _run(args, early)
+    finally:
+        if early is not None:
+            early.cancel()  # nothing, once it was released
+
+
+def _prestart(args: argparse.Namespace) -> Prestarted | None:
+    """A worker for what looks like one run starting now on this box, started before the
+    registry is read; None where it would not be (a queue, a sweep, a chain's wait, another
+    backend asked for, a workspace without a runs folder yet) or cannot be."""
+    from core.backends.local import Prestarted
+    from core.registry.workspace import Workspace
+    from core.runs.launch import allocate_run_dir
+    from nkd_tui.cli.context import registry_path
+
+    if args.queue or args.after or args.on or args.sweep_name or args.trials:
+        return None
+    try:
+        runs = Workspace.at(registry_path(args)).runs_dir
+        if not runs.is_dir():
+            return None
+        return Prestarted(allocate_run_dir(runs, args.experiment))
+    except (NkdError, OSError, ValueError):  # said properly by the launch itself
+        return None
+
+
+def _run(args: argparse.Namespace, early: Prestarted | None) -> int:
     from core.backends import backend_named
+    from core.backends.this_box import LOCAL
     from core.runs.launch import launch_experiment
     from core.runs.plan import make_plan, pin
     from core.runs.status import resolve_run
@@ -35,7 +68,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                                             "priority": args.priority})
     backend = backend_named(plan.runs[0].experiment.params.get("backend"))
     if not plan.queued and not backend.starts_queued:
-        launched = launch_experiment(registry, plan.runs[0].experiment, store=store)
+        exp = plan.runs[0].experiment
+        # the prestarted worker, where its folder's name is this run's
+        fits = early is not None and backend is LOCAL \
+            and early.run_dir.name.startswith(f"{exp.name}_")
+        launched = launch_experiment(registry, exp, store=store,
+                                     prestarted=early if fits else None)
         return started(store, ws, launched, args.detach)
     _notice_without_gpus(plan)
     ids: list[str] = []
