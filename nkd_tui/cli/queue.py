@@ -34,13 +34,14 @@ def _prestart(args: argparse.Namespace) -> Prestarted | None:
     from core.runs.launch import allocate_run_dir
     from nkd_tui.cli.context import registry_path
 
-    if args.queue or args.after or args.on or args.sweep_name or args.trials:
+    names = args.experiment if isinstance(args.experiment, list) else [args.experiment]
+    if len(names) != 1 or args.queue or args.after or args.on or args.sweep_name or args.trials:
         return None
     try:
         runs = Workspace.at(registry_path(args)).runs_dir
         if not runs.is_dir():
             return None
-        return Prestarted(allocate_run_dir(runs, args.experiment))
+        return Prestarted(allocate_run_dir(runs, names[0]))
     except (NkdError, OSError, ValueError):  # said properly by the launch itself
         return None
 
