@@ -22,7 +22,7 @@ from typing import Any
 
 from core.backends import backend_of
 from core.backends.liveness import identity
-from core.backends.local import WHEN_TOLD, told_to_go
+from core.backends.prestart import WHEN_TOLD, told_to_go
 from core.backends.procs import end_processes, python_env, run_processes
 from core.backends.queue.wake import wake
 from core.backends.this_box import active_here

@@ -198,7 +198,7 @@ def test_suspend_refused_for_command(ws: Workspace, capsys: pytest.CaptureFixtur
 def test_run_ids_never_collide(tmp_path: Path) -> None:
     from datetime import datetime
 
-    from core.runs.launch import allocate_run_dir
+    from core.util.names import allocate_run_dir
 
     now = datetime(2025, 12, 28, 6, 31, 27)
     a = allocate_run_dir(tmp_path, "crnn_large_final_tune", now)

@@ -10,10 +10,12 @@ import os
 import signal
 import time
 from pathlib import Path
-
-import psutil
+from typing import TYPE_CHECKING
 
 from core.util.project import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    import psutil
 
 MARK = "NKD_RUN_MARK"
 PR_SET_CHILD_SUBREAPER = 36
@@ -80,6 +82,7 @@ def marked() -> dict[int, str]:
 
 def run_processes(run_dir: Path, root: int | None = None) -> list[psutil.Process]:
     """The run's live processes (not this one): marked ones and `root`'s descendants."""
+    import psutil  # on use: a launcher prestarting a worker needs none of it
     pids = {pid for pid, mark in marked().items() if mark == str(run_dir)}
     if root:
         try:
@@ -102,6 +105,7 @@ def run_processes(run_dir: Path, root: int | None = None) -> list[psutil.Process
 def end_processes(procs: list[psutil.Process], grace: float = 2.0) -> int:
     """SIGTERM, then SIGKILL after `grace` seconds for those still there; returns how many
     were signalled."""
+    import psutil  # on use: a launcher prestarting a worker needs none of it
     signalled = len(procs)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         alive = []
@@ -121,6 +125,7 @@ def end_processes(procs: list[psutil.Process], grace: float = 2.0) -> int:
 
 
 def kill_all(procs: list[psutil.Process]) -> int:
+    import psutil  # on use: a launcher prestarting a worker needs none of it
     n = 0
     for proc in procs:
         try:
@@ -132,6 +137,7 @@ def kill_all(procs: list[psutil.Process]) -> int:
 
 
 def _running(proc: psutil.Process) -> bool:
+    import psutil  # on use: a launcher prestarting a worker needs none of it
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

@@ -10,13 +10,12 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.backends import backend_named
 from core.backends.gpus import Gpu
-from core.backends.local import Prestarted, visible_ids
+from core.backends.local import visible_ids
 from core.backends.queue.halving import set_rung
 from core.backends.space import check_launch as check_space
 from core.backends.this_box import LOCAL
@@ -35,8 +34,11 @@ from core.store import Store
 from core.store.reporter import record
 from core.store.states import Status
 from core.util.files import atomic_write_json
-from core.util.names import check_name, inside, open_append, run_path
+from core.util.names import allocate_run_dir, open_append, run_path
 from core.util.project import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from core.backends.prestart import Prestarted
 
 
 @dataclass
@@ -47,30 +49,6 @@ class Launched:
     gpus: str | None = None  # CUDA_VISIBLE_DEVICES it was given
     notice: str | None = None  # one line for the user (a setting ignored on this box)
     skipped: tuple[str, ...] = ()  # optional parts left out (demo data not on disk), one line each
-
-
-def allocate_run_dir(runs_dir: Path, experiment: str, now: datetime | None = None) -> Path:
-    """`runs/<experiment>_<YYYYMMDD_HHMMSS>`, with a suffix on collision; claimed atomically."""
-    check_name(experiment, f"{runs_dir}: experiment", RunError)
-    stamp = (now or datetime.now()).strftime("%Y%m%d_%H%M%S")
-    try:
-        runs_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunError(f"{runs_dir}: cannot create the runs folder ({exc.strerror})") from None
-    base = f"{experiment}_{stamp}"
-    for n in range(1, 1000):
-        candidate = runs_dir / (base if n == 1 else f"{base}_{n}")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise RunError(f"{candidate}: cannot create the run folder ({exc.strerror})") from None
-        if not inside(candidate, runs_dir):  # one more guard: the name rule keeps it inside
-            candidate.rmdir()
-            raise RunError(f"{candidate}: lies outside {runs_dir}; nothing was started")
-        return candidate
-    raise RunError(f"{runs_dir}: cannot allocate a run folder for '{experiment}'")
 
 
 def _command_argv(argv: list[str]) -> list[str]:

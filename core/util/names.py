@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 
 from core.errors import RegistryError, RunError
@@ -60,3 +61,27 @@ def open_append(path: Path) -> int:
         if path.is_symlink():
             raise RunError(f"{path}: is a symbolic link; nkd never writes through one") from None
         raise RunError(f"{path}: cannot be written ({exc.strerror})") from None
+
+
+def allocate_run_dir(runs_dir: Path, experiment: str, now: datetime | None = None) -> Path:
+    """`runs/<experiment>_<YYYYMMDD_HHMMSS>`, with a suffix on collision; claimed atomically."""
+    check_name(experiment, f"{runs_dir}: experiment", RunError)
+    stamp = (now or datetime.now()).strftime("%Y%m%d_%H%M%S")
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{runs_dir}: cannot create the runs folder ({exc.strerror})") from None
+    base = f"{experiment}_{stamp}"
+    for n in range(1, 1000):
+        candidate = runs_dir / (base if n == 1 else f"{base}_{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise RunError(f"{candidate}: cannot create the run folder ({exc.strerror})") from None
+        if not inside(candidate, runs_dir):  # one more guard: the name rule keeps it inside
+            candidate.rmdir()
+            raise RunError(f"{candidate}: lies outside {runs_dir}; nothing was started")
+        return candidate
+    raise RunError(f"{runs_dir}: cannot allocate a run folder for '{experiment}'")

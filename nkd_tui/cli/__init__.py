@@ -10,6 +10,15 @@ lineage      nkd lineage, blend, eval        data      nkd data synth/index/prep
 compare      nkd compare
 """
 
-from nkd_tui.cli.entry import build_parser, console, main
+from typing import Any
 
-__all__ = ["build_parser", "console", "main"]
+__all__ = ["build_parser", "main"]
+
+
+def __getattr__(name: str) -> Any:
+    # on first use: `nkd` itself (nkd_tui.cli.console) starts before the commands are imported
+    if name in __all__:
+        from nkd_tui.cli import entry
+
+        return getattr(entry, name)
+    raise AttributeError(f"module 'nkd_tui.cli' has no attribute {name!r}")

@@ -4,7 +4,6 @@ workspace and store it opens, a plain text table, and a Slurm sync before readin
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,13 +13,14 @@ from core.registry.workspace import Workspace
 from core.store import Store
 from core.store.recover import open_store
 from core.util.text import has_control_but_newline, visible
+from nkd_tui.cli.console import registry_file
 
 if TYPE_CHECKING:  # the registry's modules load only for a command that reads the registry
     from core.registry import Registry
 
 
 def registry_path(args: argparse.Namespace) -> Path:
-    return Path(args.registry or os.environ.get("NKD_REGISTRY") or "experiments.toml")
+    return registry_file(args.registry)
 
 
 def open_registry(args: argparse.Namespace) -> tuple[Registry, Workspace, Store]:

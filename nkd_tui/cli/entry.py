@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import sys
-import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, NkdError
 from core.store.recover import open_store
@@ -29,6 +27,9 @@ from nkd_tui.cli import (
     sweeps,
 )
 from nkd_tui.cli.context import registry_path
+
+if TYPE_CHECKING:
+    from core.backends.prestart import Prestarted
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -82,9 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prestarted: Prestarted | None = None) -> int:
+    """`prestarted`: the worker the `nkd` command started for what looked like `nkd run`
+    (nkd_tui.cli.console); `nkd run` takes it if the run is what it looked like."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.prestarted = prestarted
     if extra:  # argparse ends a `nargs="*"` positional at the first option; a command may say
         spill = getattr(args, "more_positionals", None)  # which list takes the words after it
         if not spill or any(word.startswith("-") for word in extra):
@@ -114,21 +118,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
 
 
-def console() -> None:
-    """The `nkd` command: main, then out at once. A command's work is committed by the time
-    it returns, and tearing down the interpreter's modules would add tens of milliseconds to
-    every command (a third of what `nkd run` adds to a short script); the normal way out is
-    kept while another thread still runs."""
-    code = main()
-    if threading.active_count() > 1:
-        sys.exit(code)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe: nothing more can be said
-            pass
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    console()
+    sys.exit(main())

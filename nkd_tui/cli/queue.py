@@ -13,37 +13,22 @@ from core.registry.keys import KEYS
 from core.store.states import Status
 
 if TYPE_CHECKING:
-    from core.backends.local import Prestarted
+    from core.backends.prestart import Prestarted
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    early = _prestart(args)  # first: its start-up overlaps everything below
+    from nkd_tui.cli.console import prestart
+    from nkd_tui.cli.context import registry_path
+
+    early = getattr(args, "prestarted", None)  # the `nkd` command's, for what it guessed
+    if early is None and len(args.experiment) == 1 and not (
+            args.queue or args.after or args.on or args.sweep_name or args.trials):
+        early = prestart(registry_path(args), args.experiment[0])  # main called as a function
     try:
         return _run(args, early)
     finally:
         if early is not None:
             early.cancel()  # nothing, once it was released
-
-
-def _prestart(args: argparse.Namespace) -> Prestarted | None:
-    """A worker for what looks like one run starting now on this box, started before the
-    registry is read; None where it would not be (a queue, a sweep, a chain's wait, another
-    backend asked for, a workspace without a runs folder yet) or cannot be."""
-    from core.backends.local import Prestarted
-    from core.registry.workspace import Workspace
-    from core.runs.launch import allocate_run_dir
-    from nkd_tui.cli.context import registry_path
-
-    names = args.experiment if isinstance(args.experiment, list) else [args.experiment]
-    if len(names) != 1 or args.queue or args.after or args.on or args.sweep_name or args.trials:
-        return None
-    try:
-        runs = Workspace.at(registry_path(args)).runs_dir
-        if not runs.is_dir():
-            return None
-        return Prestarted(allocate_run_dir(runs, names[0]))
-    except (NkdError, OSError, ValueError):  # said properly by the launch itself
-        return None
 
 
 def _run(args: argparse.Namespace, early: Prestarted | None) -> int:
@@ -70,9 +55,7 @@ def _run(args: argparse.Namespace, early: Prestarted | None) -> int:
     backend = backend_named(plan.runs[0].experiment.params.get("backend"))
     if not plan.queued and not backend.starts_queued:
         exp = plan.runs[0].experiment
-        # the prestarted worker, where its folder's name is this run's
-        fits = early is not None and backend is LOCAL \
-            and early.run_dir.name.startswith(f"{exp.name}_")
+        fits = early is not None and backend is LOCAL and early.experiment == exp.name
         launched = launch_experiment(registry, exp, store=store,
                                      prestarted=early if fits else None)
         return started(store, ws, launched, args.detach)
