@@ -88,8 +88,14 @@ def main(argv: list[str] | None = None) -> int:
                      daemon=True).start()
     try:
         if config.get("command"):
-            record_worker(run_dir)  # the machine it runs on; torch's versions from its files
-            status, code = CommandRun(config, run_dir, reporter).run()
+            # the machine it runs on (torch's versions from its files), read while the script
+            # starts: `uname` and the files are no reason for the script to wait
+            machine = threading.Thread(target=record_worker, args=(run_dir,))
+            machine.start()
+            try:
+                status, code = CommandRun(config, run_dir, reporter).run()
+            finally:
+                machine.join()
         else:
             status, code = _run_recipe(config, run_dir, reporter, resume)
         watching.set()
