@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,11 @@ from core.registry.include import workspace_table
 
 DB_NAME = "nkd.db"
 
+
+
+def registry_file(given: str | None) -> Path:
+    """The registry a command reads: `--registry`, else $NKD_REGISTRY, else ./experiments.toml."""
+    return Path(given or os.environ.get("NKD_REGISTRY") or "experiments.toml")
 
 @dataclass(frozen=True)
 class Workspace:

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import NkdError
-from core.registry.workspace import Workspace
+from core.registry.workspace import Workspace, registry_file
 from core.store import Store
 from core.store.recover import open_store
 from core.util.text import has_control_but_newline, visible
-from nkd_tui.cli.console import registry_file
 
 if TYPE_CHECKING:  # the registry's modules load only for a command that reads the registry
     from core.registry import Registry

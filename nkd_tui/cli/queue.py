@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from nkd_tui.cli.console import prestart
     from nkd_tui.cli.context import registry_path
+    from nkd_tui.cli.early import prestart
 
     early = getattr(args, "prestarted", None)  # the `nkd` command's, for what it guessed
     if early is None and len(args.experiment) == 1 and not (
