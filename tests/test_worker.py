@@ -351,3 +351,77 @@ def test_on_finish_is_told_how_the_run_ended(ws: Workspace, name: str, status: s
     _wait(lambda: (run_dir / "ended.txt").is_file()
           and "hook ran" in (run_dir / "output.log").read_text(), 10, "the hook")
     assert (run_dir / "ended.txt").read_text() == f"{run['id']} {status} {name}"
+
+
+@pytest.mark.parametrize(("argv", "guessed"), [
+    (["run", "tick"], "tick"),
+    (["--registry", "r.toml", "run", "tick", "--set", "epochs=2", "--detach"], "tick"),
+    (["-r", "r.toml", "run", "tick"], "tick"),
+    (["run", "tick", "--queue"], None),
+    (["run", "tick", "--after=x"], None),
+    (["run", "tick", "--on", "slurm"], None),
+    (["run", "tick", "--trials", "3"], None),
+    (["run", "--set", "a=1", "tick"], None),
+    (["ps"], None),
+    (["run"], None),
+])
+def test_the_nkd_command_guesses_a_run_that_starts_now(argv: list[str], guessed: str | None
+                                                        ) -> None:
+    from nkd_tui.cli.early import guess_run
+
+    got = guess_run(argv)
+    assert (got[1] if got else None) == guessed
+    if got and "r.toml" in argv:
+        assert got[0] == Path("r.toml")
+
+
+def _nkd_command(ws: Workspace, *args: str) -> subprocess.CompletedProcess:
+    """The `nkd` command as typed (nkd_tui.cli.console: the prestart, then main)."""
+    return subprocess.run([sys.executable, "-m", "nkd_tui.cli", "--registry", str(ws.registry),
+                           *args], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+
+
+def test_the_worker_prestarted_by_nkd_run_is_the_runs_and_a_refusal_leaves_nothing(
+    ws: Workspace,
+) -> None:
+    runs = Paths.at(ws.registry).runs_dir
+    runs.mkdir(parents=True, exist_ok=True)  # a workspace's first run is not prestarted
+    done = _nkd_command(ws, "run", "tick", "--set", "epochs=2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    store = ws.store()
+    row = store.list_runs()[0]
+    assert row["status"] == "finished" and _epochs(store, row["id"]) == 2
+    events = [json.loads(line) for line in (runs / row["id"] / "events.jsonl").open()]
+    kinds = [e.get("status") or e["type"] for e in events]
+    assert kinds[:3] == ["starting", "worker", "running"], kinds  # recorded, then told to go
+    assert events[1]["pid"] == events[2]["pid"]  # one worker: the one the launcher recorded
+    assert f"started (pid {events[1]['pid']})" in done.stdout
+    folders = lambda: sorted(p.name for p in runs.iterdir() if not p.name.startswith("."))  # noqa: E731
+    assert folders() == [row["id"]]
+    # refusals, each after a worker was prestarted: no folder, no process left behind
+    for args in (["run", "nosuch"], ["run", "tick", "--set", "nosuch_key=1"]):
+        refused = _nkd_command(ws, *args)
+        assert refused.returncode == 2, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert folders() == [row["id"]]
+    # a run that goes to the queue: its own folder, the prestarted one taken back
+    queued = _nkd_command(ws, "run", "tick", "--set", "epochs=1", "--priority", "1", "-q")
+    assert queued.returncode == 0, queued.stderr
+    assert len(folders()) == 2
+
+
+def test_a_prestarted_worker_takes_its_gpus_from_the_word_to_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core.backends.prestart import told_to_go
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    for word, expected, visible in ((b'{"gpus": "2,3"}\n', True, "2,3"),
+                                    (b'{"gpus": null}\n', True, ""), (b"", False, "")):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+        read, write = os.pipe()
+        os.write(write, word)
+        os.close(write)
+        assert told_to_go(read) is expected  # the pipe closed untold: the launcher started nothing
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == visible

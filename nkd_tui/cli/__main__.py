@@ -1,7 +1,5 @@
 """`python -m nkd_tui.cli ...`, the same as `nkd ...`."""
 
-import sys
+from nkd_tui.cli.console import console
 
-from nkd_tui.cli.entry import main
-
-sys.exit(main())
+console()
