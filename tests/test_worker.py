@@ -386,7 +386,8 @@ def test_the_worker_prestarted_by_nkd_run_is_the_runs_and_a_refusal_leaves_nothi
     ws: Workspace,
 ) -> None:
     runs = Paths.at(ws.registry).runs_dir
-    runs.mkdir(parents=True, exist_ok=True)  # a workspace's first run is not prestarted
+    refused = _nkd_command(ws, "run", "nosuch")  # the first, refused: no runs folder made
+    assert refused.returncode == 2 and not runs.exists(), refused.stderr
     done = _nkd_command(ws, "run", "tick", "--set", "epochs=2")
     assert done.returncode == 0, done.stdout + done.stderr
     store = ws.store()
