@@ -217,7 +217,7 @@ def _record_run(
         set_rung(run_dir, halving["rungs"][0])
     if made is None:  # what made the run: code, data, environment (never fails it)
         made = provenance.snapshot(code_folder(cwd), data_roots(registry, exp), ws.cache_dir)
-    said, recorded = provenance.record(run_dir, made, rerun)
+    said, recorded = provenance.record(run_dir, made, rerun, ws.cache_dir)
     if said:
         log = open_append(run_path(run_dir, "output.log"))
         try:

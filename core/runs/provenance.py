@@ -24,7 +24,7 @@ from typing import Any
 
 from core.runs import machine
 from core.runs.fingerprint import cache_file, fingerprint
-from core.util.files import atomic_write_json, atomic_write_text
+from core.util.files import atomic_write_json, atomic_write_text, read_json
 
 DIFF_CAP = 1 << 20  # bytes of uncommitted diff kept in code.diff
 UNTRACKED_CAP = 1 << 16  # bytes of one untracked source file added to it
@@ -154,9 +154,37 @@ def _name_version(path: str) -> tuple[str | None, str | None]:
     return name, version
 
 
-def environment(run_dir: Path) -> dict[str, Any]:
-    """Python, the platform, the host, and the installed packages (packages.txt, its hash)."""
+def packages_cached(cache_dir: Path) -> tuple[str, ...]:
+    """installed(), kept in the workspace's cache with the change times of the folders on
+    sys.path: installing, upgrading or removing a package adds or removes an entry in its
+    folder, which changes that folder's time, and the list is read again. A tenth of the time
+    of reading every package's metadata, on every launch."""
+    key = []
+    for entry in sys.path:
+        try:
+            key.append([entry, os.stat(entry or ".").st_mtime_ns])
+        except OSError:
+            continue
+    path = cache_dir / "packages.json"
+    try:
+        kept = read_json(path)
+        if kept.get("python") == sys.executable and kept.get("key") == key:
+            return tuple(kept["packages"])
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        pass
     packages = installed()
+    try:
+        atomic_write_json(path, {"python": sys.executable, "key": key,
+                                 "packages": list(packages)})
+    except OSError:  # a read-only cache: read each time
+        pass
+    return packages
+
+
+def environment(run_dir: Path, cache_dir: Path | None = None) -> dict[str, Any]:
+    """Python, the platform, the host, and the installed packages (packages.txt, its hash);
+    the package list kept in `cache_dir` (packages_cached)."""
+    packages = packages_cached(cache_dir) if cache_dir else installed()
     text = "\n".join(packages) + "\n"
     atomic_write_text(run_dir / "packages.txt", text)
     versions = {p.split("==")[0].lower(): p.split("==")[1] for p in packages}
@@ -194,10 +222,11 @@ def snapshot(code_folder: Path, data_roots: dict[str, Path],
     return Snapshot(code, diff, data_state(data_roots, cache_dir, notices), notices)
 
 
-def record(run_dir: Path, made: Snapshot, rerun: dict[str, Any] | None = None
-           ) -> tuple[list[str], dict[str, Any]]:
+def record(run_dir: Path, made: Snapshot, rerun: dict[str, Any] | None = None,
+           cache_dir: Path | None = None) -> tuple[list[str], dict[str, Any]]:
     """Write provenance.json (and code.diff, packages.txt) into the run folder; the notices
-    to give and what was written. `rerun`: the run this one repeats, and what differs."""
+    to give and what was written. `rerun`: the run this one repeats, and what differs;
+    `cache_dir`: the workspace's cache, where the package list is kept."""
     notices = list(made.notices)
     if made.diff:
         try:
@@ -205,7 +234,7 @@ def record(run_dir: Path, made: Snapshot, rerun: dict[str, Any] | None = None
         except OSError as exc:
             notices.append(f"code: code.diff not written ({exc.strerror or exc})")
     try:
-        env = environment(run_dir)
+        env = environment(run_dir, cache_dir)
     except Exception as exc:
         env = {"python": platform.python_version(), "why": f"packages not listed ({exc})"}
         notices.append(f"environment: the package list is not recorded ({exc})")
