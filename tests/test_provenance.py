@@ -6,6 +6,7 @@ repository, a huge or binary diff, a detached HEAD, a submodule, a folder that v
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -294,3 +295,32 @@ def test_the_worker_records_its_machine_and_a_new_one_on_resume(
     starts = json.loads((tmp_path / machine.NAME).read_text())["starts"]
     assert len(starts) == 2 and starts[1]["gpus"] == []
     assert provenance.machine_text(starts[0]).endswith("NVIDIA H100 80GB HBM3")
+
+
+def test_the_package_list_is_kept_until_a_folder_on_sys_path_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.setattr(sys, "path", [str(site)])
+
+    def install(name: str, version: str) -> None:
+        meta = site / f"{name}-{version}.dist-info"
+        meta.mkdir()
+        (meta / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        later = site.stat().st_mtime + 1  # the folder's time moves, however coarse the clock
+        os.utime(site, (later, later))
+        provenance.installed.cache_clear()  # a new process, as the next launch is
+
+    install("alpha", "1.0")
+    cache = tmp_path / "cache"
+    assert provenance.packages_cached(cache) == ("alpha==1.0",)
+    assert json.loads((cache / "packages.json").read_text())["packages"] == ["alpha==1.0"]
+    provenance.installed.cache_clear()
+    monkeypatch.setattr(provenance, "installed", lambda: pytest.fail("the list was read again"))
+    assert provenance.packages_cached(cache) == ("alpha==1.0",)  # kept: nothing changed
+    monkeypatch.undo()
+    monkeypatch.setattr(sys, "path", [str(site)])
+    install("beta", "2.0")
+    assert provenance.packages_cached(cache) == ("alpha==1.0", "beta==2.0")
+    provenance.installed.cache_clear()
