@@ -44,7 +44,43 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Unused:
+    """The parser of a command the command line does not name, when it names one: each
+    definition is read and dropped (building every command's parser was a tenth of the time
+    `nkd run` adds to a script)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Unused:
+        return self
+
+
+class _Only:
+    """The commands' group, passing on only the named command's parser (and whether it came)."""
+
+    def __init__(self, sub: Any, command: str) -> None:
+        self.sub, self.command, self.named = sub, command, False
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if name != self.command and self.command not in kwargs.get("aliases", ()):
+            return _Unused()
+        self.named = True
+        return self.sub.add_parser(name, **kwargs)
+
+
+def named_command(argv: Sequence[str]) -> str | None:
+    """The command word of a command line (after `--registry R`), or None."""
+    words = list(argv)
+    i = 0
+    while i < len(words) and words[i].startswith("-"):
+        i += 2 if words[i] in ("--registry", "-r") else 1
+    return words[i] if i < len(words) else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """nkd's parser; with `command`, that command's alone (None if there is no such command:
+    the whole parser says so)."""
     parser = argparse.ArgumentParser(
         prog="nkd", description="Experiment manager for audio distillation and separation runs."
     )
@@ -58,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     def add(group: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
         return group.add_parser(name, parents=[common], **kwargs)
 
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub: Any = parser.add_subparsers(dest="command", metavar="COMMAND")
+    if command is not None:
+        sub = _Only(sub, command)
     p = add(sub, "tui", help="the terminal interface (also: nkd with no command)")
     p.add_argument("--message", help="text shown in a notice when the interface opens (what a "
                    "script printed before it, which the interface would otherwise cover)")
@@ -80,13 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_parsers(add, sub)
     disk.add_parsers(add, sub)
     sweeps.add_parsers(add, sub)
+    if command is not None and not sub.named:
+        return build_parser()
     return parser
 
 
 def main(argv: Sequence[str] | None = None, prestarted: Prestarted | None = None) -> int:
     """`prestarted`: the worker the `nkd` command started for what looked like `nkd run`
     (nkd_tui.cli.console); `nkd run` takes it if the run is what it looked like."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(named_command(argv))
     args, extra = parser.parse_known_args(argv)
     args.prestarted = prestarted
     if extra:  # argparse ends a `nargs="*"` positional at the first option; a command may say
