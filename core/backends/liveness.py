@@ -9,11 +9,10 @@ time is compared with a small tolerance instead.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import psutil
-
-# psutil's create_time() is derived from ticks and the boot time; only the fallback uses it
+# a wall-clock start time is derived from ticks and the boot time; only the fallback uses it
 START_TOLERANCE_S = 0.02
 
 
@@ -46,11 +45,30 @@ def start_ticks(pid: int) -> int | None:
 
 
 def process_start_time(pid: int) -> float | None:
-    """Wall-clock start time, for display and for stores written before start ticks."""
+    """Wall-clock start time, for display and for stores written before start ticks: the boot
+    time plus the start ticks, as psutil's create_time() computes it (read here from /proc, so
+    that a launcher need not import psutil), else psutil's."""
+    ticks, boot = start_ticks(pid), _boot_time()
+    if ticks is not None and boot is not None:
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    import psutil  # no /proc
+
     try:
         return psutil.Process(pid).create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return None
+
+
+def _boot_time() -> float | None:
+    """The kernel's boot time (`btime` of /proc/stat), or None."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"btime"):
+                    return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def is_alive(pid: int | None, start_time: float | None = None, ticks: int | None = None) -> bool:
@@ -65,6 +83,8 @@ def is_alive(pid: int | None, start_time: float | None = None, ticks: int | None
             return False  # /proc works, this pid is not in it
     if start_time is None:
         return False
+    import psutil  # no /proc
+
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
