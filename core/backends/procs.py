@@ -5,7 +5,6 @@ of a worker killed with -9, can still be ended."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import time
@@ -39,6 +38,8 @@ def python_env(run_dir: Path | None) -> dict[str, str]:
 def become_subreaper() -> None:
     """Orphaned descendants are re-parented to this process instead of init (Linux), so the
     worker still sees a script's double-forked children."""
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
