@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from core.backends import backend_named
 from core.backends.gpus import Gpu
 from core.backends.local import visible_ids
-from core.backends.queue.halving import set_rung
 from core.backends.space import check_launch as check_space
 from core.backends.this_box import LOCAL
 from core.errors import RunError
@@ -214,6 +213,8 @@ def _record_run(
     }
     atomic_write_json(run_dir / "config.json", config, sort_keys=False)  # class order matters
     if halving:  # a trial trains to its sweep's first rung, then waits to be promoted
+        from core.backends.queue.halving import set_rung
+
         set_rung(run_dir, halving["rungs"][0])
     if made is None:  # what made the run: code, data, environment (never fails it)
         made = provenance.snapshot(code_folder(cwd), data_roots(registry, exp), ws.cache_dir)
