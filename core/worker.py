@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.backends import backend_of
-from core.backends.liveness import identity
+from core.backends.liveness import identity, ticks_now
 from core.backends.prestart import WHEN_TOLD, told_to_go
 from core.backends.procs import end_processes, python_env, run_processes
 from core.backends.queue.wake import wake
@@ -131,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         watching.set()
         # nothing the run started outlives it (a script's background or setsid children)
-        leftovers = run_processes(run_dir)
+        # (once it let go of the run, only what started before: the run's next worker is not
+        # a leftover)
+        leftovers = run_processes(run_dir, started_before=_released_at[0] if _released_at
+                                  else None)
         if leftovers:
             print(f"nkd: ending {len(leftovers)} leftover process(es) of the run", flush=True)
             end_processes(leftovers)
@@ -149,9 +152,13 @@ _held: list[int] = []  # the lock's descriptor, open for the worker's whole life
 LOCK_WAIT_S = 10.0  # a worker that recorded its end may still be ending its processes
 
 
+_released_at: list[int | None] = []  # when (ticks since boot) this worker let go of its run
+
+
 def _release(config: dict[str, Any], run_dir: Path) -> None:
     """Let go of the run once its end is recorded: a restart typed right after may start, and
     the workspace's scheduler is woken to start the next queued run now."""
+    _released_at.append(ticks_now())
     while _held:
         fd = _held.pop()
         try:

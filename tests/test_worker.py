@@ -426,3 +426,29 @@ def test_a_prestarted_worker_takes_its_gpus_from_the_word_to_go(
         os.close(write)
         assert told_to_go(read) is expected  # the pipe closed untold: the launcher started nothing
         assert os.environ["CUDA_VISIBLE_DEVICES"] == visible
+
+
+def test_a_worker_that_let_go_of_its_run_ends_no_process_started_after(tmp_path: Path) -> None:
+    """A promoted or restarted run's next worker, started the moment the last one let go,
+    carries the same mark: the last one's sweep for leftovers must not end it."""
+    from core.backends.liveness import ticks_now
+    from core.backends.procs import python_env, run_processes
+
+    run_dir = tmp_path / "runs" / "r_1"
+    run_dir.mkdir(parents=True)
+    before = ticks_now()
+    time.sleep(0.05)  # a clock tick or more
+    nxt = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                           env=python_env(run_dir))
+    try:
+        _wait(lambda: any(p.pid == nxt.pid for p in run_processes(run_dir)),
+              what="the marked process")
+        assert before is not None
+        assert all(p.pid != nxt.pid for p in run_processes(run_dir, started_before=before))
+        after = ticks_now()
+        time.sleep(0.05)
+        assert any(p.pid == nxt.pid
+                   for p in run_processes(run_dir, started_before=(after or 0) + 1))
+    finally:
+        nxt.kill()
+        nxt.wait()

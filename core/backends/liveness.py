@@ -97,3 +97,12 @@ def is_alive(pid: int | None, start_time: float | None = None, ticks: int | None
 def identity(pid: int) -> dict[str, float | int | None]:
     """What a status event records so that the process can be recognised later."""
     return {"pid": pid, "pid_start": process_start_time(pid), "pid_ticks": start_ticks(pid)}
+
+
+def ticks_now() -> int | None:
+    """The clock ticks since boot now (the unit of start_ticks), or None (no /proc)."""
+    try:
+        with open("/proc/uptime", "rb") as f:
+            return int(float(f.read().split()[0]) * os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.backends.liveness import start_ticks
 from core.util.project import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -81,9 +82,14 @@ def marked() -> dict[int, str]:
     return found
 
 
-def run_processes(run_dir: Path, root: int | None = None) -> list[psutil.Process]:
-    """The run's live processes (not this one): marked ones and `root`'s descendants."""
+def run_processes(run_dir: Path, root: int | None = None,
+                  started_before: int | None = None) -> list[psutil.Process]:
+    """The run's live processes (not this one): marked ones and `root`'s descendants; with
+    `started_before` (clock ticks since boot), only those started before then: a worker that
+    let go of its run ends what the run left, never the next worker of the run (a promoted
+    or restarted one) that the scheduler may have started in the meantime."""
     import psutil  # on use: a launcher prestarting a worker needs none of it
+
     pids = {pid for pid, mark in marked().items() if mark == str(run_dir)}
     if root:
         try:
@@ -92,6 +98,8 @@ def run_processes(run_dir: Path, root: int | None = None) -> list[psutil.Process
         except psutil.Error:
             pass
     pids.discard(os.getpid())
+    if started_before is not None:
+        pids = {pid for pid in pids if (start_ticks(pid) or started_before) < started_before}
     procs = []
     for pid in sorted(pids):
         try:
@@ -106,7 +114,8 @@ def run_processes(run_dir: Path, root: int | None = None) -> list[psutil.Process
 def end_processes(procs: list[psutil.Process], grace: float = 2.0) -> int:
     """SIGTERM, then SIGKILL after `grace` seconds for those still there; returns how many
     were signalled."""
-    import psutil  # on use: a launcher prestarting a worker needs none of it
+    import psutil
+  # on use: a launcher prestarting a worker needs none of it
     signalled = len(procs)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         alive = []
