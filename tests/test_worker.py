@@ -387,8 +387,9 @@ def test_the_worker_prestarted_by_nkd_run_is_the_runs_and_a_refusal_leaves_nothi
 ) -> None:
     runs = Paths.at(ws.registry).runs_dir
     folders = lambda: sorted(p.name for p in runs.iterdir() if not p.name.startswith("."))  # noqa: E731
-    refused = _nkd_command(ws, "run", "nosuch")  # the workspace's first, refused: no folder
-    assert refused.returncode == 2 and not (runs.exists() and folders()), refused.stderr
+    refused = _nkd_command(ws, "run", "nosuch")  # a workspace's first: not prestarted
+    assert refused.returncode == 2 and not runs.exists(), refused.stderr
+    runs.mkdir()  # as after any first run
     done = _nkd_command(ws, "run", "tick", "--set", "epochs=2")
     assert done.returncode == 0, done.stdout + done.stderr
     store = ws.store()
@@ -452,3 +453,22 @@ def test_a_worker_that_let_go_of_its_run_ends_no_process_started_after(tmp_path:
     finally:
         nxt.kill()
         nxt.wait()
+
+
+def test_nkd_run_releases_the_worker_it_prestarted(ws: Workspace, monkeypatch: pytest.MonkeyPatch
+                                                    ) -> None:
+    from core.backends.prestart import Prestarted
+
+    released: list[int] = []
+    release = Prestarted.release
+
+    def counted(self: Prestarted, *args: object) -> int:
+        released.append(pid := release(self, *args))
+        return pid
+
+    monkeypatch.setattr(Prestarted, "release", counted)
+    Paths.at(ws.registry).runs_dir.mkdir()
+    assert nkd(ws, "run", "tick", "--set", "epochs=1") == 0
+    store = ws.store()
+    row = store.get_run(store.list_runs()[0]["id"])
+    assert row["status"] == "finished" and released == [row["pid"]]

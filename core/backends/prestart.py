@@ -33,7 +33,6 @@ class Prestarted:
         from core.util.names import allocate_run_dir
 
         self.experiment = experiment
-        self.made_runs_dir = not runs_dir.exists()  # a workspace's first run makes it
         self.run_dir = run_dir = allocate_run_dir(runs_dir, experiment)
         self.released = False
         told, self._go = os.pipe()
@@ -76,8 +75,7 @@ class Prestarted:
 
     def cancel(self) -> None:
         """Nothing was started: the worker ends, and the run folder goes if it holds nothing
-        but the worker's log (a run recorded in it before a later refusal keeps it), and the
-        runs folder with it if this made it and it is empty."""
+        but the worker's log (a run recorded in it before a later refusal keeps it)."""
         if self.released:
             return
         self.released = True
@@ -90,8 +88,6 @@ class Prestarted:
                 if entries:
                     run_path(self.run_dir, "output.log").unlink()
                 self.run_dir.rmdir()
-                if self.made_runs_dir:
-                    self.run_dir.parent.rmdir()
         except OSError:
             pass
 

@@ -40,15 +40,15 @@ def guess_run(argv: list[str]) -> tuple[Path, str] | None:
 
 def prestart(registry: Path, experiment: str) -> Prestarted | None:
     """A worker waiting in a new run folder of the registry's workspace, or None where none
-    can be made now (a name that is not one, a workspace folder that is not there): the
-    launch says why."""
+    can be made now (a name that is not one) or should not be (a workspace's first run: a
+    refused one leaves no runs folder behind)."""
     from core.backends.prestart import Prestarted
     from core.errors import NkdError
     from core.registry.workspace import Workspace
 
     try:
         runs = Workspace.at(registry).runs_dir
-        if not runs.is_dir() and not runs.parent.is_dir():
+        if not runs.is_dir():
             return None
         return Prestarted(runs, experiment)
     except (NkdError, OSError, ValueError):
