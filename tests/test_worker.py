@@ -364,6 +364,7 @@ def test_on_finish_is_told_how_the_run_ended(ws: Workspace, name: str, status: s
     (["run", "--set", "a=1", "tick"], None),
     (["ps"], None),
     (["run"], None),
+    (["-r", "run", "run", "tick"], "tick"),
 ])
 def test_the_nkd_command_guesses_a_run_that_starts_now(argv: list[str], guessed: str | None
                                                         ) -> None:

@@ -50,10 +50,12 @@ class Prestarted:
             )
         except BaseException:
             os.close(self._go)
+            os.close(log)
+            self._take_back()
             raise
         finally:
             os.close(told)
-            os.close(log)
+        os.close(log)
 
     def release(self, store: Store, gpus: list[Gpu] | None) -> int:
         """The run is recorded: the worker is recorded too, then told to go (as start_worker
@@ -82,6 +84,10 @@ class Prestarted:
         os.close(self._go)
         self.proc.kill()  # it has done nothing yet: it reads the pipe before anything else
         self.proc.wait()
+        self._take_back()
+
+    def _take_back(self) -> None:
+        """The run folder goes, if it holds nothing but the worker's log."""
         try:
             entries = {p.name for p in self.run_dir.iterdir()}
             if entries <= {"output.log"}:

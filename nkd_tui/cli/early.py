@@ -5,37 +5,55 @@ its start-up overlaps the launcher's. Imported first, so it imports little."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from core.backends.prestart import Prestarted
 
-# `nkd run` options that put the run in a queue, make a sweep or send it elsewhere: no worker
-# of this box starts now. A guess wrong the other way costs a worker that is cancelled.
-NOT_NOW = ("--queue", "-q", "--after", "--on", "--sweep-name", "--trials")
+# `nkd run` options that put the run in a queue, make a sweep or send it elsewhere (option ->
+# its argparse name): no worker of this box starts now. A guess wrong the other way costs a
+# worker that is cancelled.
+NOT_NOW = {"--queue": "queue", "-q": "queue", "--after": "after", "--on": "on",
+           "--sweep-name": "sweep_name", "--trials": "trials"}
+
+
+def named_command(argv: list[str]) -> str | None:
+    """The command word of a command line (after `--registry R`), or None."""
+    at = _command_at(argv)
+    return None if at is None else argv[at]
+
+
+def _command_at(argv: list[str]) -> int | None:
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in ("--registry", "-r") else 1
+    return i if i < len(argv) else None
 
 
 def guess_run(argv: list[str]) -> tuple[Path, str] | None:
     """(registry, experiment) when argv reads as `nkd [-r R] run EXPERIMENT [options]` with
     no option of NOT_NOW; None otherwise (argparse, later, is the judge of what it means)."""
-    registry: str | None = None
     words = list(argv)
+    at = _command_at(words)
+    if at is None or words[at] != "run":
+        return None
+    experiment = words[at + 1] if at + 1 < len(words) else "-"
+    if experiment.startswith("-") or any(w.split("=", 1)[0] in NOT_NOW for w in words):
+        return None
+    registry: str | None = None
     for i, word in enumerate(words):
         if word in ("--registry", "-r") and i + 1 < len(words):
             registry = words[i + 1]
         elif word.startswith("--registry="):
             registry = word.split("=", 1)[1]
-    start = 0
-    while start < len(words) and words[start].startswith("-"):
-        start += 2 if words[start] in ("--registry", "-r") else 1
-    if words[start : start + 1] != ["run"] or start + 1 >= len(words):
-        return None
-    experiment = words[start + 1]
-    if experiment.startswith("-") or any(w.split("=", 1)[0] in NOT_NOW for w in words):
-        return None
     from core.registry.workspace import registry_file
 
     return registry_file(registry), experiment
+
+
+def starts_now(args: Any) -> bool:
+    """`nkd run`'s parsed arguments name one experiment and no option of NOT_NOW."""
+    return len(args.experiment) == 1 and not any(getattr(args, d) for d in NOT_NOW.values())
 
 
 def prestart(registry: Path, experiment: str) -> Prestarted | None:

@@ -27,6 +27,7 @@ from nkd_tui.cli import (
     sweeps,
 )
 from nkd_tui.cli.context import registry_path
+from nkd_tui.cli.early import named_command
 
 if TYPE_CHECKING:
     from core.backends.prestart import Prestarted
@@ -67,15 +68,6 @@ class _Only:
             return _Unused()
         self.named = True
         return self.sub.add_parser(name, **kwargs)
-
-
-def named_command(argv: Sequence[str]) -> str | None:
-    """The command word of a command line (after `--registry R`), or None."""
-    words = list(argv)
-    i = 0
-    while i < len(words) and words[i].startswith("-"):
-        i += 2 if words[i] in ("--registry", "-r") else 1
-    return words[i] if i < len(words) else None
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

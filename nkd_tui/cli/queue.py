@@ -18,12 +18,11 @@ if TYPE_CHECKING:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from nkd_tui.cli.context import registry_path
-    from nkd_tui.cli.early import prestart
+    from nkd_tui.cli.early import prestart, starts_now
 
     early = getattr(args, "prestarted", None)  # the `nkd` command's, for what it guessed
-    if early is None and len(args.experiment) == 1 and not (
-            args.queue or args.after or args.on or args.sweep_name or args.trials):
-        early = prestart(registry_path(args), args.experiment[0])  # main called as a function
+    if early is None and starts_now(args):  # main called as a function: started here
+        early = prestart(registry_path(args), args.experiment[0])
     try:
         return _run(args, early)
     finally:
