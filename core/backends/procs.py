@@ -114,8 +114,8 @@ def run_processes(run_dir: Path, root: int | None = None,
 def end_processes(procs: list[psutil.Process], grace: float = 2.0) -> int:
     """SIGTERM, then SIGKILL after `grace` seconds for those still there; returns how many
     were signalled."""
-    import psutil
-  # on use: a launcher prestarting a worker needs none of it
+    import psutil  # on use: a launcher prestarting a worker needs none of it
+
     signalled = len(procs)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         alive = []
@@ -136,6 +136,7 @@ def end_processes(procs: list[psutil.Process], grace: float = 2.0) -> int:
 
 def kill_all(procs: list[psutil.Process]) -> int:
     import psutil  # on use: a launcher prestarting a worker needs none of it
+
     n = 0
     for proc in procs:
         try:
@@ -148,6 +149,7 @@ def kill_all(procs: list[psutil.Process]) -> int:
 
 def _running(proc: psutil.Process) -> bool:
     import psutil  # on use: a launcher prestarting a worker needs none of it
+
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
