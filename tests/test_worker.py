@@ -473,3 +473,18 @@ def test_nkd_run_releases_the_worker_it_prestarted(ws: Workspace, monkeypatch: p
     store = ws.store()
     row = store.get_run(store.list_runs()[0]["id"])
     assert row["status"] == "finished" and released == [row["pid"]]
+
+
+def test_the_guess_knows_nkd_runs_options_as_the_parser_declares_them() -> None:
+    """nkd_tui.cli.early reads the command line before the parser exists: its option names
+    must be the parser's (a renamed option would make the guess silently wrong)."""
+    import argparse
+
+    from nkd_tui.cli.early import NOT_NOW
+    from nkd_tui.cli.entry import build_parser
+
+    parser = build_parser("run")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    options = {s: a.dest for a in sub.choices["run"]._actions for s in a.option_strings}
+    assert {s: options.get(s) for s in NOT_NOW} == NOT_NOW
+    assert {options["--registry"], options["-r"]} == {"registry"}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.backends.procs import python_env
-from core.util.names import open_append, run_path
+from core.util.names import allocate_run_dir, open_append, run_path
 
 if TYPE_CHECKING:
     from core.backends.gpus import Gpu
@@ -30,8 +30,6 @@ class Prestarted:
     holds nothing but the worker's empty log."""
 
     def __init__(self, runs_dir: Path, experiment: str) -> None:
-        from core.util.names import allocate_run_dir
-
         self.experiment = experiment
         self.run_dir = run_dir = allocate_run_dir(runs_dir, experiment)
         self.released = False

@@ -280,6 +280,27 @@ def hold(job_id: str, on: bool) -> None:
     _slurm("scontrol", "hold" if on else "release", job_id)
 
 
+def _cancel_waiting(job_id: str | None) -> bool:
+    """Cancel a job that may still wait in Slurm's queue; False when there is none (no job,
+    or it ended already, as a suspended run's job usually has)."""
+    if not job_id:
+        return False
+    try:
+        cancel(job_id)
+    except RunError:
+        return False
+    return True
+
+
+def _job_script(run_dir: Path) -> str:
+    """The run's job.sbatch, to submit again."""
+    script = run_dir / SCRIPT_NAME
+    try:
+        return script.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RunError(f"{script}: cannot be read ({exc.strerror})") from None
+
+
 def requeue_self(held: bool = False) -> bool:
     """From inside a job: put it back in Slurm's queue (the login side's `refresh` makes it
     eligible at once), or there held until released. False outside a job or where Slurm
@@ -379,18 +400,10 @@ class SlurmBackend(Backend):
     def start_again(self, store: Store, ws: Workspace, row: dict[str, Any]) -> str:
         """Submit the ended run's job.sbatch again: it resumes from its last state."""
         run_id = row["id"]
-        script = ws.run_dir(run_id) / SCRIPT_NAME
-        try:
-            text = script.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise RunError(f"{script}: cannot be read ({exc.strerror})") from None
+        text = _job_script(ws.run_dir(run_id))
         claim(store, ws, run_id, {"type": "status", "status": Status.QUEUED, "pid": None,
                                   "pid_start": None, "pid_ticks": None, "resume": 1})
-        if row.get("job_id"):  # a halving trial's job may still wait held in the queue
-            try:
-                cancel(row["job_id"])
-            except RunError:
-                pass  # ended, as a suspended run's job usually has
+        _cancel_waiting(row.get("job_id"))  # a halving trial's job may still wait held
         job = submit(store, ws.run_dir(run_id), text, [])
         return f"submitted again as Slurm job {job}; it resumes from its last state"
 
@@ -402,12 +415,7 @@ class SlurmBackend(Backend):
         is submitted again."""
         job, run_dir = row.get("job_id"), ws.run_dir(row["id"])
         if not promoted:
-            if job:
-                try:
-                    cancel(job)
-                except RunError:
-                    pass  # ended already
-            return f"Slurm job {job} cancelled" if job else ""
+            return f"Slurm job {job} cancelled" if _cancel_waiting(job) else ""
         _mark_ingested(store, run_dir)  # the promotion was written here, and nothing since
         if job:
             try:
@@ -415,11 +423,7 @@ class SlurmBackend(Backend):
                 return f"Slurm job {job} released"
             except RunError:
                 pass  # not held there: the job ended
-        try:
-            text = (run_dir / SCRIPT_NAME).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise RunError(f"{run_dir / SCRIPT_NAME}: cannot be read ({exc.strerror})") from None
-        return f"submitted again as Slurm job {submit(store, run_dir, text, [])}"
+        return f"submitted again as Slurm job {submit(store, run_dir, _job_script(run_dir), [])}"
 
     def alive(self, row: dict[str, Any]) -> bool:
         return True  # `sync` asks squeue and records `lost` for a job gone without its end
