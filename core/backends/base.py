@@ -33,6 +33,9 @@ class Backend(ABC):
     checked_by_pid: ClassVar[bool]
     # what `resume` starts again from its saved state (beside a paused worker, which it wakes)
     resumes: ClassVar[tuple[str, ...]]
+    # `nkd run` may start the worker before the run is recorded, and tell it to go after
+    # (core.backends.prestart): a worker that is a process of this box
+    prestarts: ClassVar[bool] = False
 
     # ── starting ────────────────────────────────────────────────────────────────────────────
 

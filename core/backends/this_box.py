@@ -69,6 +69,7 @@ class LocalBackend(Backend):
     name = "local"
     writes_store = True
     checked_by_pid = True
+    prestarts = True
     resumes = MAY["resume_saved"]
 
     @contextmanager

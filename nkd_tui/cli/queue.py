@@ -32,7 +32,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, early: Prestarted | None) -> int:
     from core.backends import backend_named
-    from core.backends.this_box import LOCAL
     from core.runs.launch import launch_experiment
     from core.runs.plan import make_plan, pin
     from core.runs.status import resolve_run
@@ -54,7 +53,7 @@ def _run(args: argparse.Namespace, early: Prestarted | None) -> int:
     backend = backend_named(plan.runs[0].experiment.params.get("backend"))
     if not plan.queued and not backend.starts_queued:
         exp = plan.runs[0].experiment
-        fits = early is not None and backend is LOCAL and early.experiment == exp.name
+        fits = early is not None and backend.prestarts and early.experiment == exp.name
         launched = launch_experiment(registry, exp, store=store,
                                      prestarted=early if fits else None)
         return started(store, ws, launched, args.detach)
