@@ -286,3 +286,20 @@ def test_a_regularised_tracks_caveat_goes_with_its_filter_measures_only() -> Non
     assert _caveat("sir", rows) == {"caveat": "1 of 2 tracks: rank-deficient references"}
     assert _caveat("sar", rows[:1]) == {"caveat": "rank-deficient references"}
     assert _caveat("isr", rows[1:]) == {}
+
+
+def test_frames_in_chunks_give_the_values_of_one_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames go through in chunks (the first beside the filter fit, in a thread): any chunk
+    size gives the same values, and numpy's BLAS gets its thread count back."""
+    from threadpoolctl import threadpool_info
+
+    before = [(i["filepath"], i["num_threads"]) for i in threadpool_info()]
+    refs = _sources()
+    ests = _leaky(refs)
+    whole = bss_eval(refs, ests, window=SR, hop=SR)
+    monkeypatch.setattr(bsseval, "FRAME_CHUNK_BYTES", 1)  # one frame a chunk
+    chunked = bss_eval(refs, ests, window=SR, hop=SR)
+    for name in ("sdr", "isr", "sir", "sar", "si_sdr"):
+        assert np.allclose(getattr(whole, name).numpy(), getattr(chunked, name).numpy(),
+                           rtol=0, atol=1e-9)
+    assert [(i["filepath"], i["num_threads"]) for i in threadpool_info()] == before

@@ -25,12 +25,13 @@ the reference is filtered toward the estimate); `DEFINITION` names what these va
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from core.separation.distortion import fit_filters
+from core.separation.distortion import fit_filters, one_blas_thread
 
 DEFINITION = "bsseval_v4_images"  # museval.evaluate(..., mode="v4"): SDR, ISR, SIR, SAR
 SI_SDR_DEFINITION = "si_sdr"  # scale-invariant SDR, channels pooled, same framing
@@ -82,7 +83,7 @@ def _db(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 CORR_NFFT = 4096  # block FFT size of the correlations (grown for longer filters)
 CORR_GROUP = 8  # blocks transformed together, in buffers reused from group to group
-FRAME_CHUNK_BYTES = 64 << 20  # frames decomposed together, likewise
+FRAME_CHUNK_BYTES = 128 << 20  # frames decomposed together, likewise
 
 
 def _correlations(
@@ -174,16 +175,19 @@ def bss_eval(
     # and q[c, k, a] = Σ_t e_c(t + a) x_k(t) = <x_k delayed a, e_c>; solved on the CPU, where
     # a sequence of small steps is fastest
     p, q = _correlations(ref, est, taps)
-    *filters, loading = fit_filters(p.cpu().numpy(), q.cpu().numpy(), nsrc, nchan)
-    c_all, c_own = (torch.from_numpy(c).to(device) for c in filters)
-
-    # framewise decomposition in the frequency domain: every component is a linear convolution
-    # shorter than nfft, so its energy follows from its spectrum (Parseval)
     spans = frames(n, window, hop)
-    work = _FrameWork(ref, est, c_all, c_own, spans[0][1] - spans[0][0], hop)
-    parts = [
-        work.scores(t, min(t + work.chunk, len(spans))) for t in range(0, len(spans), work.chunk)
-    ]
+    work = _FrameWork(ref, est, taps, spans[0][1] - spans[0][0], hop)
+    chunks = [(t, min(t + work.chunk, len(spans))) for t in range(0, len(spans), work.chunk)]
+    # the recursion is a long sequence of small steps on one core: the first frames' own
+    # transforms (which need no filter) run beside it on the other
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(work.direct, *chunks[0])
+        with one_blas_thread():
+            *filters, loading = fit_filters(p.cpu().numpy(), q.cpu().numpy(), nsrc, nchan)
+        direct = first.result()
+    work.filters(*(torch.from_numpy(c).to(device) for c in filters))
+    parts = [work.projected(*chunks[0], direct)]
+    parts += [work.projected(a, b, work.direct(a, b)) for a, b in chunks[1:]]
     *values, silent_ref, silent_est = (torch.cat(k) for k in zip(*parts, strict=True))
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=device)
     undefined = silent_ref[:, None] | silent_est  # [T, S]: SDR alone is defined for the latter
@@ -193,26 +197,17 @@ def bss_eval(
 
 
 class _FrameWork:
-    """Buffers for decomposing a few frames at a time, reused from chunk to chunk."""
+    """Buffers for decomposing a few frames at a time, reused from chunk to chunk. A chunk's
+    `direct` part (its transforms, SDR and SI-SDR) needs no filter; its `projected` part does."""
 
-    def __init__(
-        self,
-        ref: torch.Tensor,
-        est: torch.Tensor,
-        c_all: torch.Tensor,
-        c_own: torch.Tensor,
-        w: int,
-        hop: int,
-    ) -> None:
+    def __init__(self, ref: torch.Tensor, est: torch.Tensor, taps: int, w: int, hop: int) -> None:
         nsrc, _, nchan = ref.shape
-        nfft = _fast_len(w + c_all.shape[1] - 1)  # linear convolutions of a frame and a filter
+        nfft = _fast_len(w + taps - 1)  # linear convolutions of a frame and a filter
         frame_bytes = 7 * nsrc * nchan * nfft * 8  # samples, spectra and projections of a frame
         chunk = max(1, FRAME_CHUNK_BYTES // frame_bytes)
         self.ref, self.est, self.w, self.hop, self.nfft, self.chunk = ref, est, w, hop, nfft, chunk
         m, bins, dev = nsrc * nchan, nfft // 2 + 1, ref.device
         cplx = {"dtype": torch.complex128, "device": dev}
-        self.all_spec = torch.fft.rfft(c_all.permute(0, 2, 3, 1), n=nfft)  # [M, S, C, F]
-        self.own_spec = torch.fft.rfft(c_own.permute(0, 1, 3, 2), n=nfft)  # [S, r, C, F]
         # Parseval for a real signal's rfft: the bins between DC and Nyquist count twice
         self.root = torch.full((bins,), (2.0 / nfft) ** 0.5, dtype=torch.float64, device=dev)
         self.root[0] = nfft**-0.5
@@ -226,9 +221,15 @@ class _FrameWork:
         self.p_own = torch.empty_like(self.p_all)
         self.tmp = torch.empty_like(self.p_all)
 
-    def scores(self, first: int, last: int) -> tuple[torch.Tensor, ...]:
-        """SDR, ISR, SIR, SAR, SI-SDR [frames, sources], "a reference is silent" [frames] and
-        "this estimate is silent" [frames, sources]."""
+    def filters(self, c_all: torch.Tensor, c_own: torch.Tensor) -> None:
+        """The distortion filters' spectra, from c_all [M, taps, S, C], c_own [S, r, taps, C]."""
+        self.all_spec = torch.fft.rfft(c_all.permute(0, 2, 3, 1), n=self.nfft)  # [M, S, C, F]
+        self.own_spec = torch.fft.rfft(c_own.permute(0, 1, 3, 2), n=self.nfft)  # [S, r, C, F]
+
+    def direct(self, first: int, last: int) -> tuple[torch.Tensor, ...]:
+        """Frames first..last into the buffers and their spectra; their SDR, SI-SDR and
+        reference energy [frames, sources], "a reference is silent" [frames] and "this estimate
+        is silent" [frames, sources]."""
         t, w, hop, nfft = last - first, self.w, self.hop, self.nfft
         nsrc, n, nchan = self.ref.shape
         for buf, track in zip(self.samples, (self.ref, self.est), strict=True):
@@ -238,11 +239,28 @@ class _FrameWork:
                 track.storage_offset() + first * hop * nchan,
             )
             buf[:t].view(t, nsrc, nchan, nfft)[..., :w].copy_(src)
-        x_t, e_t = (b[:t].view(t, nsrc, nchan * nfft) for b in self.samples)
-        xspec, espec = (
+        for b, s in zip(self.samples, self.spectra, strict=True):
             torch.fft.rfft(b[:t], out=s[:t]).mul_(self.root)
-            for b, s in zip(self.samples, self.spectra, strict=True)
-        )
+        x_t, e_t = (b[:t].view(t, nsrc, nchan * nfft) for b in self.samples)
+        # SDR and SI-SDR need no projection: computed on the samples, so that a perfect
+        # estimate is exactly +inf
+        diff = self.diff[:t].view(t, nsrc, nchan * nfft)
+        e_true = _dot(x_t, x_t)
+        sdr = _db(e_true, torch.linalg.vector_norm(torch.sub(e_t, x_t, out=diff), dim=-1).square())
+        alpha = _dot(e_t, x_t) / e_true  # the scale that best fits the reference
+        torch.mul(x_t, alpha[..., None], out=diff).sub_(e_t)
+        si = _db(alpha.square() * e_true, torch.linalg.vector_norm(diff, dim=-1).square())
+        silent_ref, silent_est = ((s == 0).all(-1) for s in (x_t, e_t))
+        return sdr, si, e_true, silent_ref.any(-1), silent_est
+
+    def projected(
+        self, first: int, last: int, direct: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, ...]:
+        """SDR, ISR, SIR, SAR, SI-SDR [frames, sources] and the silences, for the frames whose
+        `direct` part is in the buffers."""
+        t = last - first
+        nsrc, _, nchan = self.ref.shape
+        xspec, espec = (s[:t] for s in self.spectra)
         xs = xspec.view(t, nsrc, nchan, -1)
         espec = espec.view(t, nsrc, nchan, -1)
         p_all, p_own, tmp = self.p_all[:t], self.p_own[:t], self.tmp[:t]
@@ -259,19 +277,11 @@ class _FrameWork:
         def energy_of_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             return energy(torch.sub(a, b, out=tmp))
 
-        # SDR and SI-SDR need no projection: computed on the samples, so that a perfect
-        # estimate is exactly +inf
-        diff = self.diff[:t].view(t, nsrc, nchan * nfft)
-        e_true = _dot(x_t, x_t)
-        sdr = _db(e_true, torch.linalg.vector_norm(torch.sub(e_t, x_t, out=diff), dim=-1).square())
-        alpha = _dot(e_t, x_t) / e_true  # the scale that best fits the reference
-        torch.mul(x_t, alpha[..., None], out=diff).sub_(e_t)
-        si = _db(alpha.square() * e_true, torch.linalg.vector_norm(diff, dim=-1).square())
+        sdr, si, e_true, silent_ref, silent_est = direct
         isr = _db(e_true, energy_of_difference(p_own, xs))
         sir = _db(energy(p_own), energy_of_difference(p_all, p_own))
         sar = _db(energy(p_all), energy_of_difference(espec, p_all))
-        silent_ref, silent_est = ((s.view(t, nsrc, nchan * nfft) == 0).all(-1) for s in (x_t, e_t))
-        return sdr, isr, sir, sar, si, silent_ref.any(-1), silent_est
+        return sdr, isr, sir, sar, si, silent_ref, silent_est
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
