@@ -10,7 +10,6 @@ import fcntl
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ from core.registry import PLACEHOLDER
 from core.registry.settings import of_config
 from core.runs import context as recipes
 from core.runs.control import Control, StopRun
-from core.runs.machine import record_worker
+from core.runs.machine import host, record_worker
 from core.store import Store
 from core.store.reporter import Reporter
 from core.store.states import Status, ended_badly
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         stream.on_error = lambda exc: reporter.failed("output.log", exc)
     where = {}
     if os.environ.get("SLURM_JOB_ID"):
-        where = {"node": socket.gethostname()[:200]}
+        where = {"node": host()[:200]}
         if os.environ.get("CUDA_VISIBLE_DEVICES"):
             where["gpus"] = os.environ["CUDA_VISIBLE_DEVICES"][:400]
     reporter.status(Status.RUNNING, **identity(os.getpid()), device=config.get("device"), **where)
@@ -389,7 +388,7 @@ def _others_active(config: dict[str, Any], run_dir: Path) -> int:
     except Exception:  # noqa: BLE001 - no store: no sharing to plan for
         return 0
     try:
-        return active_here(store, run_dir.name, socket.gethostname())
+        return active_here(store, run_dir.name, host())
     finally:
         store.close()
 

@@ -324,3 +324,28 @@ def test_the_package_list_is_kept_until_a_folder_on_sys_path_changes(
     install("beta", "2.0")
     assert provenance.packages_cached(cache) == ("alpha==1.0", "beta==2.0")
     provenance.installed.cache_clear()
+
+
+def test_the_cheap_answers_agree_with_git_and_platform(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Launches skip starting git outside any repository and read the platform from uname:
+    the same answers as git's own search and as the platform module give."""
+    import platform
+    import subprocess
+
+    from core.runs import machine
+
+    plain, repo = tmp_path / "plain" / "deep", tmp_path / "repo"
+    plain.mkdir(parents=True)
+    (repo / "sub").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    for folder, inside in ((plain, False), (repo / "sub", True)):
+        found = subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel"],
+                               capture_output=True, check=False).returncode == 0
+        assert found is inside
+        assert provenance._outside_repositories(folder) is not inside
+    monkeypatch.setenv("GIT_DIR", str(repo / ".git"))
+    assert not provenance._outside_repositories(plain)  # git is asked: GIT_DIR names one
+    assert machine.platform_text() == platform.platform()
+    assert machine.python_version() == platform.python_version()
+    assert machine.host() == platform.node()

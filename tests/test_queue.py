@@ -266,7 +266,8 @@ def test_resume_puts_a_suspended_queued_run_back_in_the_queue(
     rep.status("running")
     rep.status("suspended", exit_code=0)
     rep.close()
-    from core.backends.queue.scheduler import Queue, lease_rows
+    from core.backends.queue.placement import lease_rows
+    from core.backends.queue.scheduler import Queue
     from core.registry.workspace import Workspace as Paths
 
     assert lease_rows(store) == []  # the suspended run holds no GPU

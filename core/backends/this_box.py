@@ -41,8 +41,7 @@ def place_now(ws: Workspace, row: dict[str, Any], store: Store
     """(this box's GPUs, the ones the run gets now or None, why none): read the GPUs and the
     processes on them, count nkd's own leases as used. Call it under `placement_lock`."""
     from core.backends.gpus import GpuError, read_gpus
-    from core.backends.queue.placement import need_of, place
-    from core.backends.queue.scheduler import lease_rows, nkd_pids
+    from core.backends.queue.placement import lease_rows, need_of, nkd_pids, place
 
     try:
         gpus = read_gpus()
@@ -76,7 +75,7 @@ class LocalBackend(Backend):
     def placement(self, ws: Workspace, need: dict[str, Any], name: str, queued: bool,
                   store: Store) -> Iterator[tuple[list[Gpu] | None, str | None]]:
         """For a run started now: its GPUs, chosen and recorded under the placement lock."""
-        from core.backends.queue.scheduler import placement_lock
+        from core.backends.queue.place_lock import placement_lock
         from core.registry.queue import parse_memory
 
         if queued:
@@ -158,7 +157,8 @@ class LocalBackend(Backend):
         `starting` is recorded with no process first, so nothing mistakes the old, gone worker
         for the new one."""
         from core.backends.local import start_worker, visible_ids
-        from core.backends.queue.scheduler import ensure_running, placement_lock
+        from core.backends.queue.place_lock import placement_lock
+        from core.backends.queue.scheduler import ensure_running
 
         run_id = row["id"]
         run_dir = ws.run_dir(run_id)

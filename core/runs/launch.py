@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import sys
 import time
 from collections.abc import Iterable
@@ -26,7 +25,7 @@ from core.registry.queue import parse_memory
 from core.registry.settings import DEFAULT, gpus_of
 from core.registry.settings import resolve as resolve_settings
 from core.registry.workspace import Workspace
-from core.runs import differences, provenance
+from core.runs import differences, machine, provenance
 from core.runs.device_check import check_device
 from core.runs.inputs import check_inputs
 from core.store import Store
@@ -239,7 +238,7 @@ def _record_run(
             "select_by": settings.get("select_by"),
             "run_dir": str(run_dir),
             "seed": settings.get("seed"),
-            "host": socket.gethostname(),
+            "host": machine.host(),
             # a recipe that trains nothing (soft labels, an ensemble, an evaluation, a blend)
             # has no epochs, whatever `epochs` it inherits: its EPOCH column says `-`
             "epochs_total": settings.get("epochs") if not exp.recipe or exp.recipe in TRAINING

@@ -11,9 +11,7 @@ list (its hash in the summary). Nothing here blocks or fails a run: what cannot 
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -43,6 +41,22 @@ def _git(repo: Path, *args: str) -> str:
     return done.stdout.decode("utf-8", "replace")
 
 
+def _sha256(data: bytes) -> str:
+    import hashlib  # loading OpenSSL's library is a few ms of every launch: only when hashing
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _outside_repositories(folder: Path) -> bool:
+    """No `.git` in the folder or any folder above it, and no GIT_DIR naming a repository:
+    git's own search would find none. Said without starting git (a few ms of every launch
+    from outside a repository); anywhere else, git itself decides."""
+    if os.environ.get("GIT_DIR"):
+        return False
+    folder = Path(os.path.abspath(folder))
+    return not any(os.path.lexists(d / ".git") for d in (folder, *folder.parents))
+
+
 def code_state(folder: Path) -> tuple[dict[str, Any], list[str], bytes]:
     """The repository holding `folder`: commit, branch, dirty, untracked source files, and
     its uncommitted diff (capped; untracked source files included as new files).
@@ -51,10 +65,13 @@ def code_state(folder: Path) -> tuple[dict[str, Any], list[str], bytes]:
     if shutil.which("git") is None:
         return {"repository": None, "why": "git is not installed"}, \
             ["code: git is not installed; the code state is not recorded"], b""
+    outside = {"repository": None, "why": f"{folder} is not in a git repository"}, [], b""
+    if _outside_repositories(folder):
+        return outside
     try:
         top = Path(_git(folder, "rev-parse", "--show-toplevel").strip())
     except (OSError, subprocess.TimeoutExpired):
-        return {"repository": None, "why": f"{folder} is not in a git repository"}, [], b""
+        return outside
     notices: list[str] = []
     state: dict[str, Any] = {"repository": str(top)}
     try:
@@ -85,7 +102,7 @@ def code_state(folder: Path) -> tuple[dict[str, Any], list[str], bytes]:
                            f"{DIFF_CAP:,} are kept in code.diff")
             data = data[:DIFF_CAP]
             state["diff_cut"] = True
-        state["diff_sha256"] = hashlib.sha256(data).hexdigest()
+        state["diff_sha256"] = _sha256(data)
         state["diff_bytes"] = len(data)
     return state, notices, data
 
@@ -159,6 +176,15 @@ def packages_cached(cache_dir: Path) -> tuple[str, ...]:
     sys.path: installing, upgrading or removing a package adds or removes an entry in its
     folder, which changes that folder's time, and the list is read again. A tenth of the time
     of reading every package's metadata, on every launch."""
+    return _kept_packages(cache_dir)[0]
+
+
+def _package_text(packages: tuple[str, ...]) -> str:
+    return "\n".join(packages) + "\n"
+
+
+def _kept_packages(cache_dir: Path) -> tuple[tuple[str, ...], str]:
+    """packages_cached, and the hash of packages.txt's text, kept with it."""
     key = []
     for entry in sys.path:
         try:
@@ -169,30 +195,36 @@ def packages_cached(cache_dir: Path) -> tuple[str, ...]:
     try:
         kept = read_json(path)
         if kept.get("python") == sys.executable and kept.get("key") == key:
-            return tuple(kept["packages"])
+            packages = tuple(kept["packages"])
+            return packages, kept.get("sha256") or _sha256(_package_text(packages).encode())
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         pass
     packages = installed()
+    digest = _sha256(_package_text(packages).encode())
     try:
         atomic_write_json(path, {"python": sys.executable, "key": key,
-                                 "packages": list(packages)})
+                                 "packages": list(packages), "sha256": digest})
     except OSError:  # a read-only cache: read each time
         pass
-    return packages
+    return packages, digest
 
 
 def environment(run_dir: Path, cache_dir: Path | None = None) -> dict[str, Any]:
     """Python, the platform, the host, and the installed packages (packages.txt, its hash);
     the package list kept in `cache_dir` (packages_cached)."""
-    packages = packages_cached(cache_dir) if cache_dir else installed()
-    text = "\n".join(packages) + "\n"
+    if cache_dir:
+        packages, digest = _kept_packages(cache_dir)
+    else:
+        packages = installed()
+        digest = _sha256(_package_text(packages).encode())
+    text = _package_text(packages)
     atomic_write_text(run_dir / "packages.txt", text)
     versions = {p.split("==")[0].lower(): p.split("==")[1] for p in packages}
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            "host": platform.node(), "executable": sys.executable,
+    return {"python": machine.python_version(), "platform": machine.platform_text(),
+            "host": machine.host(), "executable": sys.executable,
             "torch": versions.get("torch"), "numpy": versions.get("numpy"),
             "packages": len(packages),
-            "packages_sha256": hashlib.sha256(text.encode()).hexdigest()[:16]}
+            "packages_sha256": digest[:16]}
 
 
 @dataclass
@@ -236,7 +268,7 @@ def record(run_dir: Path, made: Snapshot, rerun: dict[str, Any] | None = None,
     try:
         env = environment(run_dir, cache_dir)
     except Exception as exc:
-        env = {"python": platform.python_version(), "why": f"packages not listed ({exc})"}
+        env = {"python": machine.python_version(), "why": f"packages not listed ({exc})"}
         notices.append(f"environment: the package list is not recorded ({exc})")
     doc = {"code": made.code, "data": made.data, "environment": env,
            **({"rerun": rerun} if rerun else {})}

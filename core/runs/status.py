@@ -3,7 +3,6 @@ status changes made only from the status a run still has (under the store's writ
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -13,6 +12,7 @@ from typing import Any
 from core.backends import backend_of
 from core.errors import RunError
 from core.registry.workspace import Workspace
+from core.runs import machine
 from core.store import ACTIVE, Store
 from core.store.events import last_status
 from core.store.states import MAY, Status
@@ -39,7 +39,7 @@ def effective_status(row: dict[str, Any], host: str | None = None) -> str:
         return status
     if not backend_of(row).checked_by_pid:
         return status  # followed by its backend (Slurm: squeue), not a pid
-    if row.get("host") and row["host"] != (host or socket.gethostname()):
+    if row.get("host") and row["host"] != (host or machine.host()):
         return status  # another machine's process cannot be checked from here
     return Status.LOST if _gone(row, time.time()) else status
 
@@ -98,7 +98,7 @@ def _try_record_lost(store: Store, ws: Workspace, run_id: str) -> bool:
 
 def reconcile(store: Store, ws: Workspace) -> list[str]:
     """Check every run that claims to be alive; record `lost` for those that are."""
-    host = socket.gethostname()
+    host = machine.host()
     suspects = [r["id"] for r in store.active_runs() if effective_status(r, host) == Status.LOST]
     return [run_id for run_id in suspects if _try_record_lost(store, ws, run_id)]
 

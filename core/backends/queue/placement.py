@@ -16,6 +16,8 @@ from typing import Any
 
 from core.backends.gpus import Gpu
 from core.registry.queue import QueueConfig
+from core.store import Store
+from core.store.events import HOLDING
 
 
 @dataclass(frozen=True)
@@ -136,3 +138,20 @@ def after_of(row: dict[str, Any]) -> list[str]:
     except ValueError:
         return []
     return [a for a in after if isinstance(a, str)]
+
+
+def nkd_pids() -> set[int]:
+    """Processes of nkd's runs (they carry the run's mark), so their GPU memory is not others'."""
+    from core.backends.procs import marked
+
+    return set(marked())
+
+
+def lease_rows(store: Store) -> list[Lease]:
+    marks = ", ".join("?" * len(HOLDING))
+    cur = store.conn.execute(
+        f"SELECT id, gpus, gpu_memory FROM runs WHERE status IN ({marks}) "
+        "AND coalesce(backend, 'local') = 'local' ORDER BY created_at",
+        HOLDING,
+    )
+    return leases_of([{"id": i, "gpus": g, "gpu_memory": m} for i, g, m in cur.fetchall()])

@@ -20,18 +20,25 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.backends.gpus import Gpu, GpuError, read_gpus
 from core.backends.local import start_worker
-from core.backends.procs import marked, python_env
+from core.backends.procs import python_env
 from core.backends.queue.halving import Halver
 from core.backends.queue.order import queued_rows
-from core.backends.queue.placement import Lease, after_of, leases_of, need_of, place, states
+from core.backends.queue.place_lock import placement_lock
+from core.backends.queue.placement import (
+    Lease,
+    after_of,
+    lease_rows,
+    need_of,
+    nkd_pids,
+    place,
+    states,
+)
 from core.backends.queue.sweep_hold import paused_sweeps
 from core.backends.queue.wake import Waker
 from core.backends.space import Expectations, free_bytes, short_of
@@ -39,35 +46,17 @@ from core.errors import NkdError
 from core.registry.queue import QueueConfig
 from core.registry.workspace import Workspace
 from core.store import Store
-from core.store.events import FINAL, HOLDING
+from core.store.events import FINAL
 from core.store.states import MAY, Status
 from core.store.transition import transition
 
 LOCK_NAME = "nkd.queue.lock"
-PLACE_LOCK_NAME = "nkd.place.lock"
 PAUSE_NAME = "nkd.queue.paused"
 LOG_NAME = "nkd.queue.log"
 PID_NAME = "nkd.queue.pid"
 CYCLE_S = 0.2
 REMOTE_SYNC_S = 2.0  # how often halving trials on Slurm are ingested, to be seen at their rungs
 IDLE_EXIT_S = float(os.environ.get("NKD_QUEUE_IDLE_S", "30"))  # exit after this long idle
-
-
-def nkd_pids() -> set[int]:
-    """Processes of nkd's runs (they carry the run's mark), so their GPU memory is not others'."""
-    return set(marked())
-
-
-@contextmanager
-def placement_lock(ws: Workspace) -> Iterator[None]:
-    """Held while GPUs are chosen and the choice recorded: a direct `nkd run` and the
-    scheduler never hand out the same free GPU twice."""
-    fd = os.open(ws.root / PLACE_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def paused(ws: Workspace) -> bool:
@@ -80,16 +69,6 @@ def set_paused(ws: Workspace, on: bool) -> None:
         path.write_text(f"{time.time()}\n")
     else:
         path.unlink(missing_ok=True)
-
-
-def lease_rows(store: Store) -> list[Lease]:
-    marks = ", ".join("?" * len(HOLDING))
-    cur = store.conn.execute(
-        f"SELECT id, gpus, gpu_memory FROM runs WHERE status IN ({marks}) "
-        "AND coalesce(backend, 'local') = 'local' ORDER BY created_at",
-        HOLDING,
-    )
-    return leases_of([{"id": i, "gpus": g, "gpu_memory": m} for i, g, m in cur.fetchall()])
 
 
 @dataclass
