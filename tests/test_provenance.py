@@ -297,7 +297,7 @@ def test_the_worker_records_its_machine_and_a_new_one_on_resume(
     assert provenance.machine_text(starts[0]).endswith("NVIDIA H100 80GB HBM3")
 
 
-def test_the_package_list_is_kept_until_a_folder_on_sys_path_changes(
+def test_the_package_list_is_kept_until_a_package_on_sys_path_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     site = tmp_path / "site"
@@ -319,6 +319,8 @@ def test_the_package_list_is_kept_until_a_folder_on_sys_path_changes(
     provenance.installed.cache_clear()
     monkeypatch.setattr(provenance, "installed", lambda: pytest.fail("the list was read again"))
     assert provenance.packages_cached(cache) == ("alpha==1.0",)  # kept: nothing changed
+    (site / "nkd.db-journal").write_text("")  # the folder's other entries come and go
+    assert provenance.packages_cached(cache) == ("alpha==1.0",)  # still kept
     monkeypatch.undo()
     monkeypatch.setattr(sys, "path", [str(site)])
     install("beta", "2.0")

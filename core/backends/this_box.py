@@ -41,7 +41,6 @@ def place_now(ws: Workspace, row: dict[str, Any], store: Store
     """(this box's GPUs, the ones the run gets now or None, why none): read the GPUs and the
     processes on them, count nkd's own leases as used. Call it under `placement_lock`."""
     from core.backends.gpus import GpuError, read_gpus
-    from core.backends.queue.placement import lease_rows, need_of, nkd_pids, place
 
     try:
         gpus = read_gpus()
@@ -49,6 +48,8 @@ def place_now(ws: Workspace, row: dict[str, Any], store: Store
         raise RunError(str(exc)) from None
     if not gpus:
         return gpus, None, ""
+    from core.backends.queue.placement import lease_rows, need_of, nkd_pids, place
+
     pids = nkd_pids() if any(g.processes for g in gpus) else set()
     placed, why = place(need_of(row, True), gpus, lease_rows(store), registry_queue(ws), pids)
     return gpus, placed, why

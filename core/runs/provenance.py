@@ -172,10 +172,12 @@ def _name_version(path: str) -> tuple[str | None, str | None]:
 
 
 def packages_cached(cache_dir: Path) -> tuple[str, ...]:
-    """installed(), kept in the workspace's cache with the change times of the folders on
-    sys.path: installing, upgrading or removing a package adds or removes an entry in its
-    folder, which changes that folder's time, and the list is read again. A tenth of the time
-    of reading every package's metadata, on every launch."""
+    """installed(), kept in the workspace's cache with the names of the metadata folders on
+    sys.path: installing, upgrading or removing a package adds or removes one (a .dist-info
+    folder's name holds its version; an .egg-info folder counts with its change time), and
+    the list is read again. A tenth of the time of reading every package's metadata, on every
+    launch; a folder's other entries changing (the project's own, on sys.path in an editable
+    install) does not count."""
     return _kept_packages(cache_dir)[0]
 
 
@@ -188,9 +190,14 @@ def _kept_packages(cache_dir: Path) -> tuple[tuple[str, ...], str]:
     key = []
     for entry in sys.path:
         try:
-            key.append([entry, os.stat(entry or ".").st_mtime_ns])
-        except OSError:
+            with os.scandir(entry or ".") as found:
+                names = sorted(
+                    e.name if e.name.endswith(".dist-info")
+                    else f"{e.name} {e.stat(follow_symlinks=False).st_mtime_ns}"
+                    for e in found if e.name.endswith((".dist-info", ".egg-info")))
+        except OSError:  # a zip file or a folder that is gone
             continue
+        key.append([entry, names])
     path = cache_dir / "packages.json"
     try:
         kept = read_json(path)

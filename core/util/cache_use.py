@@ -6,7 +6,6 @@ key."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,8 @@ def summary() -> dict[str, Any]:
     final status event."""
     if not _USED:
         return {}
+    import hashlib  # only for a run that used a cache: the others skip loading OpenSSL
+
     names = "\n".join(sorted(Path(p).name for p in _USED))
     return {"cache_bytes": sum(_USED.values()),
             "cache_key": hashlib.sha256(names.encode()).hexdigest()[:16]}
