@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_dir = Path(argv[0]).resolve()
     resume = "--resume" in argv[1:]
-    if WHEN_TOLD in argv[1:] and not told_to_go(int(argv[argv.index(WHEN_TOLD) + 1])):
-        return 0  # prestarted, and the launcher started nothing after all
+    if WHEN_TOLD in argv[1:]:
+        if not told_to_go(int(argv[argv.index(WHEN_TOLD) + 1])):
+            return 0  # prestarted, and the launcher started nothing after all
+        os.chdir(run_dir)  # where start_worker starts a worker; a prestarted one moves there
     # output.log may fill a disk or vanish: a lost log line must never end the run
     sys.stdout = _Tolerant(sys.stdout)
     sys.stderr = _Tolerant(sys.stderr)

@@ -414,6 +414,30 @@ def test_the_worker_prestarted_by_nkd_run_is_the_runs_and_a_refusal_leaves_nothi
     assert len(folders()) == 2
 
 
+def test_a_prestarted_worker_holds_no_descriptor_of_its_launcher(tmp_path: Path) -> None:
+    """A descriptor the command inherited (a pipe its caller reads to the end) is not kept
+    open by the detached worker, which would hold the caller's read open for the whole run;
+    its log, its session and its pipe are as start_worker gives."""
+    from core.backends.prestart import Prestarted
+
+    read, write = os.pipe()
+    os.set_inheritable(write, True)
+    early = Prestarted(tmp_path / "runs", "tick")
+    try:
+        ours = os.readlink(f"/proc/self/fd/{write}")
+        theirs = {os.readlink(f"/proc/{early.pid}/fd/{fd}")
+                  for fd in os.listdir(f"/proc/{early.pid}/fd")}
+        assert ours not in theirs
+        assert os.readlink(f"/proc/{early.pid}/fd/1") == str(early.run_dir / "output.log")
+        assert os.readlink(f"/proc/{early.pid}/fd/0") == os.devnull
+        assert os.getsid(early.pid) == early.pid  # its own session: it outlives the terminal
+    finally:
+        early.cancel()
+        os.close(read)
+        os.close(write)
+    assert not early.run_dir.exists()
+
+
 def test_a_prestarted_worker_takes_its_gpus_from_the_word_to_go(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

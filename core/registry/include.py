@@ -8,7 +8,6 @@ a cycle is refused with one line.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,8 @@ WORKSPACE_KEYS = ("runs", "checkpoints", "db", "cache")
 
 def _read(path: Path, by: Path, item: str) -> dict[str, Any]:
     """An included registry; a failure names the file that includes it, and the entry."""
+    import tomllib
+
     where = f"{by}: include '{item}'"
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
@@ -64,10 +65,21 @@ def with_includes(path: Path, doc: dict[str, Any], seen: tuple[Path, ...] = ()) 
 
 
 def workspace_table(registry_path: Path) -> dict[str, str]:
-    """The registry's [workspace] paths (unchecked here: `nkd check` reports a bad one)."""
+    """The registry's [workspace] paths (unchecked here: `nkd check` reports a bad one). A
+    registry whose text never says `workspace` has none, and is not parsed for it: this is
+    read before a run's worker is prestarted, and the TOML parser's import alone costs more
+    than the rest of that."""
     try:
-        table = tomllib.loads(registry_path.read_text(encoding="utf-8")).get("workspace", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        text = registry_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    if "workspace" not in text:
+        return {}
+    import tomllib
+
+    try:
+        table = tomllib.loads(text).get("workspace", {})
+    except tomllib.TOMLDecodeError:
         return {}
     if not isinstance(table, dict):
         return {}

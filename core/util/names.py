@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import RegistryError, RunError
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 NAME_MAX = 80
 # letters, digits, then also . _ - ; no slash, no leading dot, never "." or ".."
@@ -63,10 +67,13 @@ def open_append(path: Path) -> int:
         raise RunError(f"{path}: cannot be written ({exc.strerror})") from None
 
 
+STAMP = "%Y%m%d_%H%M%S"  # a run folder's time, after its experiment's name
+
+
 def allocate_run_dir(runs_dir: Path, experiment: str, now: datetime | None = None) -> Path:
     """`runs/<experiment>_<YYYYMMDD_HHMMSS>`, with a suffix on collision; claimed atomically."""
     check_name(experiment, f"{runs_dir}: experiment", RunError)
-    stamp = (now or datetime.now()).strftime("%Y%m%d_%H%M%S")
+    stamp = now.strftime(STAMP) if now else time.strftime(STAMP)  # local time, either way
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
