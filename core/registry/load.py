@@ -14,8 +14,6 @@ from core.registry.include import check_workspace, with_includes
 from core.registry.keys import DATA_KEYS, KEYS, TOP_LEVEL
 from core.registry.model import Registry
 from core.registry.queue import parse_queue
-from core.registry.slurm import parse_backends
-from core.registry.sweeps import parse_sweeps
 from core.registry.validate import check_keys, suggest
 from core.util.names import name_problem
 
@@ -70,8 +68,15 @@ def parse_registry(path: Path, doc: dict[str, Any]) -> Registry:
         except RegistryError as exc:
             problems += str(exc).splitlines()
     queue = parse_queue(path, doc.get("queue"), problems)
-    sweeps = parse_sweeps(path, doc.get("sweeps"), raw, problems, built)
-    backends = parse_backends(path, doc.get("backends"), problems)
+    sweeps, backends = {}, {}  # their parsers load only for a registry that has them
+    if doc.get("sweeps") is not None:
+        from core.registry.sweeps import parse_sweeps
+
+        sweeps = parse_sweeps(path, doc.get("sweeps"), raw, problems, built)
+    if doc.get("backends") is not None:
+        from core.registry.slurm import parse_backends
+
+        backends = parse_backends(path, doc.get("backends"), problems)
     for name, exp in built.items():
         backend = exp.params.get("backend", KEYS["backend"].default)
         if backend != KEYS["backend"].default and backend not in backends:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import RegistryError
 from core.registry import folders
@@ -14,9 +14,11 @@ from core.registry.build import build_experiments
 from core.registry.experiment import DataSource, Experiment
 from core.registry.keys import KEYS
 from core.registry.queue import QueueConfig
-from core.registry.slurm import SlurmConfig
-from core.registry.sweeps import Sweep
 from core.registry.validate import parse_override, suggest
+
+if TYPE_CHECKING:
+    from core.registry.slurm import SlurmConfig
+    from core.registry.sweeps import Sweep
 
 
 def data_source(registry: Registry, value: str) -> DataSource:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import RegistryError
 from core.registry import Experiment, Reference, Registry
-from core.registry.sampling import Halving
-from core.registry.sweeps import halving_problem
-from core.runs.sweeps import draws, expand, grid_combos
 from core.util.names import check_name
+
+if TYPE_CHECKING:
+    from core.registry.sampling import Halving
 
 
 @dataclass
@@ -60,9 +60,11 @@ def make_plan(
     started: dict[str, list[int]] = {}  # experiment -> indices of its planned runs
     for name in names:
         where = f"{registry.path}: experiment '{name}'"
-        combos = expand(sets, where, trials, seed)
+        combos = _combos(sets, where, trials, seed)
         halving = None
         if name in registry.sweeps:
+            from core.runs.sweeps import draws, grid_combos
+
             sweep = registry.sweeps[name]
             grid = grid_combos(sweep.grid, f"{registry.path}: sweep '{name}'") if sweep.grid \
                 else [[]]
@@ -80,6 +82,8 @@ def make_plan(
             exp = registry.resolve(experiment, combo)
             planned = Planned(exp, combo, label, halving=halving)
             if halving is not None:  # --set epochs=2 may have moved the end before a rung
+                from core.registry.sweeps import halving_problem
+
                 why = halving_problem(halving, exp)
                 if why:
                     raise RegistryError(f"{registry.path}: sweep '{name}': key 'halving': {why}")
@@ -93,6 +97,16 @@ def make_plan(
     if not runs:
         raise RegistryError(f"{registry.path}: no experiment named")
     return Plan(runs, after, queue or len(runs) > 1 or bool(after))
+
+
+def _combos(sets: list[str], where: str, trials: int | None, seed: int) -> list[list[str]]:
+    """The runs' `--set` combinations (core.runs.sweeps.expand); one run with none asks for
+    nothing to expand, and the sweep modules stay unloaded."""
+    if not sets and not trials:
+        return [[]]
+    from core.runs.sweeps import expand
+
+    return expand(sets, where, trials, seed)
 
 
 def _refs(exp: Experiment) -> list[tuple[str, Reference]]:
