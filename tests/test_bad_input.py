@@ -13,6 +13,7 @@ import hashlib
 import shutil
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -520,11 +521,10 @@ def _tree(root: Path) -> dict[str, str]:
     db = root / "nkd.db"
     if db.is_file():
         try:
-            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-            for table in ("runs", "epochs", "metrics", "checkpoints", "lineage"):
-                rows = conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
-                out[f"table:{table}"] = hashlib.sha256(repr(rows).encode()).hexdigest()
-            conn.close()
+            with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                for table in ("runs", "epochs", "metrics", "checkpoints", "lineage"):
+                    rows = conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+                    out[f"table:{table}"] = hashlib.sha256(repr(rows).encode()).hexdigest()
         except sqlite3.Error:
             out["db-bytes"] = hashlib.sha256(db.read_bytes()).hexdigest()
     return out
@@ -543,10 +543,11 @@ def test_bad_input(
     root = shared
     if case.db is not None:  # a copy of the workspace, so its database can be broken
         root = tmp_path / "ws"
-        shutil.copytree(shared, root, symlinks=True)
-        for suffix in ("-wal", "-shm"):
-            Path(f"{root / 'nkd.db'}{suffix}").unlink(missing_ok=True)
-        sqlite3.connect(shared / "nkd.db").execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+        # without the database's side files, which come and go with its connections
+        shutil.copytree(shared, root, symlinks=True,
+                        ignore=shutil.ignore_patterns("nkd.db-wal", "nkd.db-shm"))
+        with closing(sqlite3.connect(shared / "nkd.db")) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         shutil.copy(shared / "nkd.db", root / "nkd.db")
         case.db(root / "nkd.db")
     registry = root / "experiments.toml"

@@ -512,3 +512,27 @@ def test_the_guess_knows_nkd_runs_options_as_the_parser_declares_them() -> None:
     options = {s: a.dest for a in sub.choices["run"]._actions for s in a.option_strings}
     assert {s: options.get(s) for s in NOT_NOW} == NOT_NOW
     assert {options["--registry"], options["-r"]} == {"registry"}
+
+
+def test_a_command_called_as_a_function_closes_the_stores_it_opened(ws: Workspace) -> None:
+    """`main` as a function (a test, a script) leaves no connection to the workspace's database
+    for the garbage collector to close at some later moment (which removes the database's
+    side files under whoever is copying the folder then)."""
+    import gc
+    import sqlite3
+
+    def open_here() -> int:
+        count = 0
+        for obj in gc.get_objects():
+            if isinstance(obj, sqlite3.Connection):
+                try:
+                    files = [row[2] for row in obj.execute("PRAGMA database_list")]
+                except sqlite3.ProgrammingError:  # closed
+                    continue
+                count += str(ws.db) in files
+        return count
+
+    gc.collect()
+    assert nkd(ws, "run", "tick", "--set", "epochs=1") == 0
+    assert nkd(ws, "ps") == 0
+    assert open_here() == 0

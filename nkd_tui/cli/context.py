@@ -18,6 +18,21 @@ if TYPE_CHECKING:  # the registry's modules load only for a command that reads t
     from core.registry import Registry
 
 
+_OPENED: list[Store] = []  # the stores this command opened, closed when it returns (close_all)
+
+
+def close_all() -> None:
+    """Close the stores the command opened: `main` called as a function (a test, a script) leaves
+    no connection for the garbage collector to close at a random moment later."""
+    while _OPENED:
+        _OPENED.pop().close()
+
+
+def _opened(store: Store) -> Store:
+    _OPENED.append(store)
+    return store
+
+
 def registry_path(args: argparse.Namespace) -> Path:
     return registry_file(args.registry)
 
@@ -27,7 +42,7 @@ def open_registry(args: argparse.Namespace) -> tuple[Registry, Workspace, Store]
 
     registry = load_registry(registry_path(args))
     ws = Workspace.at(registry.path)
-    return registry, ws, open_store(ws)
+    return registry, ws, _opened(open_store(ws))
 
 
 def open_workspace(args: argparse.Namespace) -> tuple[Workspace, Store]:
@@ -36,7 +51,7 @@ def open_workspace(args: argparse.Namespace) -> tuple[Workspace, Store]:
     if not path.is_file():
         raise NkdError(f"{path}: registry file not found")
     ws = Workspace.at(path)
-    return ws, open_store(ws)
+    return ws, _opened(open_store(ws))
 
 
 def text_table(rows: list[list[str]], header: list[str]) -> str:

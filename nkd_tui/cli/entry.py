@@ -26,7 +26,7 @@ from nkd_tui.cli import (
     runs,
     sweeps,
 )
-from nkd_tui.cli.context import registry_path
+from nkd_tui.cli.context import close_all, registry_path
 from nkd_tui.cli.early import named_command
 
 if TYPE_CHECKING:
@@ -149,6 +149,8 @@ def main(argv: Sequence[str] | None = None, prestarted: Prestarted | None = None
         print(visible(f"nkd: {exc.filename or 'a file'}: {exc.strerror or exc}", keep=""),
               file=sys.stderr)
         return EXIT_REFUSED
+    finally:
+        close_all()
 
 
 if __name__ == "__main__":
