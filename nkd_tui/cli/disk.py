@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +40,8 @@ def cmd_du(args: argparse.Namespace) -> int:
     print(text_table(table, header) if table else "no runs yet")
     total = sum(sum(v[1:]) for v in sums.values())
     where = ws.checkpoints_dir if ws.checkpoints_dir.exists() else ws.root
+    import shutil  # on use: every command imports this module to build its parser
+
     free = shutil.disk_usage(where).free
     print(f"\nworkspace: {fmt_bytes(total)} in {len(sums)} "
           f"{'runs' if args.by == 'run' else 'experiments'} (CACHES: each run's share of the "
