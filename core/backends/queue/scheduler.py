@@ -32,6 +32,7 @@ from core.backends.queue.order import queued_rows
 from core.backends.queue.place_lock import placement_lock
 from core.backends.queue.placement import (
     Lease,
+    Need,
     after_of,
     lease_rows,
     need_of,
@@ -118,6 +119,10 @@ class Queue:
         free = free_bytes(self.ws.checkpoints_dir)
         held = paused_sweeps(self.ws)
         expect = Expectations(self.store)
+        # queued runs mostly repeat a few shapes: what a shape is expected to write, and where a
+        # need is placed while nothing has been placed in this pass, are worked out once
+        expected_of: dict[tuple[Any, ...], tuple[int, str] | None] = {}
+        placements: dict[Need, tuple[list[Gpu] | None, str]] = {}
         for row in rows:
             state, reason = _dependencies(after_of(row), statuses)
             if state != "ready":
@@ -127,18 +132,22 @@ class Queue:
                 out.append(Decision(row, "wait", f"its sweep is paused (nkd sweep resume "
                                                  f"{row['sweep']})"))
                 continue
-            params = json.loads(row.get("params") or "{}")
-            # a resumed run has its files already
-            expected = None if row.get("resume") else expect(row["experiment"],
-                                                             row.get("recipe"), params)
+            expected = None  # a resumed run has its files already
+            if not row.get("resume"):
+                shape = (row["experiment"], row.get("recipe"), row.get("params") or "{}")
+                if shape not in expected_of:
+                    expected_of[shape] = expect(shape[0], shape[1], json.loads(shape[2]))
+                expected = expected_of[shape]
             short = short_of(self.ws, expected, free) if expected and free is not None else None
             if short:
                 out.append(Decision(row, "wait", f"waits for disk space: {short}"))
                 continue
-            if gpu_states is None:
-                gpu_states = states(gpus, leases, config, pids)
-            placed, why = place(need_of(row, bool(gpus)), gpus, leases, config, pids,
-                                gpu_states)
+            need = need_of(row, bool(gpus))
+            if need not in placements:
+                if gpu_states is None:
+                    gpu_states = states(gpus, leases, config, pids)
+                placements[need] = place(need, gpus, leases, config, pids, gpu_states)
+            placed, why = placements[need]
             if placed is None:
                 out.append(Decision(row, "wait", why))
                 continue
@@ -147,6 +156,7 @@ class Queue:
             leases.append(Lease(row["id"], tuple(g.visible_id for g in placed),
                                 row.get("gpu_memory")))
             gpu_states = None
+            placements.clear()
             if free is not None and expected:
                 free -= expected[0]  # and so does the space it will write
         return out
