@@ -303,3 +303,11 @@ def test_frames_in_chunks_give_the_values_of_one_chunk(monkeypatch: pytest.Monke
         assert np.allclose(getattr(whole, name).numpy(), getattr(chunked, name).numpy(),
                            rtol=0, atol=1e-9)
     assert [(i["filepath"], i["num_threads"]) for i in threadpool_info()] == before
+
+
+def test_the_callers_torch_threads_are_kept() -> None:
+    """The frames' first half runs on one thread of torch's in a helper thread; the caller's
+    own thread count is not changed by it."""
+    before = torch.get_num_threads()
+    bss_eval(_sources(1.0), _leaky(_sources(1.0)), window=SR, hop=SR)
+    assert torch.get_num_threads() == before

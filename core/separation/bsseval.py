@@ -25,8 +25,10 @@ the reference is filtered toward the estimate); `DEFINITION` names what these va
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +38,7 @@ from core.separation.distortion import fit_filters, one_blas_thread
 DEFINITION = "bsseval_v4_images"  # museval.evaluate(..., mode="v4"): SDR, ISR, SIR, SAR
 SI_SDR_DEFINITION = "si_sdr"  # scale-invariant SDR, channels pooled, same framing
 FILTERS = 512
+T = TypeVar("T")
 
 
 @dataclass
@@ -182,9 +185,10 @@ def bss_eval(
     work = _FrameWork(ref, est, taps, spans[0][1] - spans[0][0], hop)
     chunks = [(t, min(t + work.chunk, len(spans))) for t in range(0, len(spans), work.chunk)]
     # the recursion is a long sequence of small steps on one core: the first frames' own
-    # transforms (which need no filter) run beside it on the other
+    # transforms (which need no filter) run beside it, on one thread of torch's (a setting of
+    # that thread alone), which leaves the recursion its core
     with ThreadPoolExecutor(1) as pool:
-        first = pool.submit(work.direct, *chunks[0])
+        first = pool.submit(_on_one_thread, work.direct, *chunks[0])
         with one_blas_thread():
             *filters, loading = fit_filters(p.cpu().numpy(), q.cpu().numpy(), nsrc, nchan)
         direct = first.result()
@@ -285,6 +289,11 @@ class _FrameWork:
         sir = _db(energy(p_own), energy_of_difference(p_all, p_own))
         sar = _db(energy(p_all), energy_of_difference(espec, p_all))
         return sdr, isr, sir, sar, si, silent_ref, silent_est
+
+
+def _on_one_thread(fn: Callable[..., T], *args: Any) -> T:
+    torch.set_num_threads(1)  # this thread's: the caller's threads keep their count
+    return fn(*args)
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
