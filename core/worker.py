@@ -29,7 +29,6 @@ from core.capture.command import CommandRun
 from core.errors import RunError
 from core.registry import PLACEHOLDER
 from core.registry.settings import of_config
-from core.runs import context as recipes
 from core.runs.control import Control, StopRun
 from core.runs.machine import host, record_worker
 from core.store import Store
@@ -336,6 +335,8 @@ def _heartbeat(reporter: Reporter, stop: threading.Event) -> None:
 def _run_recipe(
     config: dict[str, Any], run_dir: Path, reporter: Reporter, resume: bool
 ) -> tuple[str, int]:
+    from core.runs import context as recipes  # a recipe's: a command's worker starts without
+
     control = Control(run_dir, on_change=lambda state: reporter.status(state))
     control.install()
     stop = threading.Event()

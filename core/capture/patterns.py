@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -54,14 +53,22 @@ IGNORED = {"epoch", "step", "it", "iter", "iteration", "batch", "v_num", "s", "e
 STEMS = ("vocals", "drums", "bass", "other", "mean", "median")
 
 
-@dataclass
 class Capture:
-    """What one line said: an epoch, values, or standalone metrics (SDR, accuracy)."""
+    """What one line said: an epoch, values, or standalone metrics (SDR, accuracy). (A plain
+    class: the worker of every command run imports this, and starts sooner without the
+    dataclasses module.)"""
 
-    epoch: int | None = None
-    total: int | None = None
-    values: dict[str, float] = field(default_factory=dict)
-    metrics: list[dict[str, Any]] = field(default_factory=list)
+    __slots__ = ("epoch", "total", "values", "metrics")
+
+    def __init__(self) -> None:
+        self.epoch: int | None = None
+        self.total: int | None = None
+        self.values: dict[str, float] = {}
+        self.metrics: list[dict[str, Any]] = []
+
+    def __repr__(self) -> str:
+        return (f"Capture(epoch={self.epoch!r}, total={self.total!r}, values={self.values!r}, "
+                f"metrics={self.metrics!r})")
 
     def __bool__(self) -> bool:
         return self.epoch is not None or bool(self.values) or bool(self.metrics)

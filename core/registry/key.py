@@ -4,8 +4,7 @@ keys. The keys themselves are in core/registry/keys.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class _NoDefault:
@@ -48,10 +47,10 @@ SEP_TRAIN = ("separation.train",)
 HYBRID = ("noise.hybrid_kd",)
 
 
-@dataclass(frozen=True)
-class Per:
+class Per(NamedTuple):
     """A default that depends on another setting: the recipe's family (`on = "family"`) or the
-    value of a key such as `model`."""
+    value of a key such as `model`. (Named tuples, this and Key: the store reads them, and a
+    run's worker starts sooner without the dataclasses module.)"""
 
     on: str
     values: dict[str, Any]
@@ -81,8 +80,7 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(NamedTuple):
     kind: str  # str | int | float | bool | list[str] | classes | weights | table | device ...
     help: str
     choices: tuple[str, ...] = ()

@@ -15,8 +15,7 @@ keeps epochs N, 2N, ... for good.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 DEFAULT = ["best", "last"]
 FORM = ('a list of "best" or "best:K" (the K best epochs), "last", "every:N" (epochs N, 2N, ...), '
@@ -24,8 +23,7 @@ FORM = ('a list of "best" or "best:K" (the K best epochs), "last", "every:N" (ep
 _ITEM = re.compile(r"(best|last|every)(?::([1-9]\d{0,5}))?")
 
 
-@dataclass(frozen=True)
-class Keep:
+class Keep(NamedTuple):
     top: int = 1  # the K best epochs kept; 1 is the best file alone
     last: bool = True
     every: int = 0  # epochs N, 2N, ... kept for good (0: none)

@@ -14,7 +14,6 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -203,13 +202,15 @@ class Store(RunQueries):
         return report
 
 
-@dataclass
 class ReindexReport:
-    """What a reindex did: runs indexed, lines skipped per run, folders left out and why."""
+    """What a reindex did: runs indexed, lines skipped per run, folders left out and why. (A
+    plain class: every process that opens the store imports this module, and a run's worker
+    starts sooner without the dataclasses module.)"""
 
-    runs: int = 0
-    skipped: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
-    ignored: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.runs = 0
+        self.skipped: dict[str, list[tuple[int, str]]] = {}
+        self.ignored: list[str] = []
 
     @property
     def skipped_lines(self) -> int:

@@ -11,9 +11,8 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from core.registry.keys import KEYS, SELECT_BY
 from core.store.states import ACTIVE, FINAL, HOLDING, STATUSES
@@ -69,8 +68,7 @@ def _show(value: Any) -> str:
 # the writers build events through `event(kind, ...)`, which checks them against it.
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(NamedTuple):
     kind: str  # number | int | text | table | list | ids | tags | parents | choice | flag | status
     required: bool = False
     minimum: int | None = 0  # ints
