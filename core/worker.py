@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         _release(config, run_dir)
         return 1 if ended_badly(status) else 0
     except Exception as exc:
+        import traceback  # on a failure only: a worker starts without it
+
         traceback.print_exc()
         sys.stdout.flush()
         message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +100,9 @@ class CheckpointWatch:
                 "sha256": digest, "source": str(path)}
 
     def _keep(self, path: Path) -> Path:
+        import shutil  # on a checkpoint's first copy: a run's worker starts without them
+        import tempfile
+
         self.dest.mkdir(parents=True, exist_ok=True)
         target = self.dest / path.name
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=self.dest)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import stat
 import tempfile
 from collections.abc import Callable
@@ -51,6 +50,8 @@ def _disk_full(exc: BaseException, folder: Path) -> bool:
         return True
     if not isinstance(exc, Exception) or isinstance(exc, OSError):
         return False
+    import shutil  # after a failed write only: every process that writes a file imports this
+
     try:
         return shutil.disk_usage(folder).free < FULL_BELOW
     except OSError:
