@@ -23,7 +23,7 @@ SLURM_SYNC_S = 1.0  # how often a foreground Slurm run is ingested and asked abo
 # The run's record (events.jsonl) is looked at every TICK_S, a stat and nothing more; the store
 # is read when the record has grown within the last SETTLE_S (the store follows its record by a
 # moment), and at least every POLL_S whatever the record does.
-TICK_S, SETTLE_S, POLL_S = 0.01, 0.1, 0.3
+TICK_S, SETTLE_S, POLL_S = 0.005, 0.1, 0.3
 
 
 def _record_mark(row: dict[str, Any]) -> tuple[int, int] | None:
