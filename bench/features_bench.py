@@ -116,11 +116,11 @@ def teacher_epochs(epochs: int, per_class: int) -> None:
             return
         seconds = [r["seconds"] for r in rows]
         later = seconds[1:] or seconds
-        clips_train = sum(
-            1
-            for line in (root / "data" / "noise" / "dataset_index.csv").read_text().splitlines()[1:]
-            if ",train," in line
-        )
+        from core.data.noise_index import INDEX_NAME
+        from core.registry.workspace import Workspace, index_dir
+
+        index = index_dir(Workspace.at(root / "experiments.toml").cache_dir, "noise") / INDEX_NAME
+        clips_train = sum(1 for line in index.read_text().splitlines()[1:] if ",train," in line)
         print(
             f"mark1 teacher on cached features ({run['device']}, {clips_train} training clips, "
             f"batch 16): first epoch {seconds[0]:.2f} s, later epochs median "
