@@ -116,12 +116,14 @@ def throughput(ws: Path) -> list[tuple[str, float]]:
     from core.data.cache import AudioCache
     from core.data.tracks import prepare
     from core.registry import load_registry
+    from core.registry.settings import resolve as resolve_settings
     from core.separation.models import build, masks_of
     from core.separation.segments import SegmentSet, StepBatches, loader
     from core.separation.spectral import Stft
 
     registry = load_registry(ws / "experiments.toml")
-    p = registry.resolve("crnn_long").params
+    exp = registry.resolve("crnn_long")
+    p, _origin = resolve_settings(exp.recipe, exp.params, exp.from_defaults)  # as a run reads them
     stems = tuple(p["stems"])
     stft = Stft.from_params(p)
     tracks = prepare(ws / "data" / "train", "musdb_train", stems, stft.sample_rate,
