@@ -102,8 +102,9 @@ def python_version() -> str:
 def platform_text() -> str:
     """The system, its release, the architecture and the C library, as platform.platform()
     writes them on Linux ("Linux-6.1.0-x86_64-with-glibc2.36") without its cost there: it
-    runs `uname -p` for a processor field that Linux leaves unknown (about 15 ms, on every
-    launch and worker start). Elsewhere, platform.platform() itself."""
+    runs `uname -p` (about 15 ms, on every launch and worker start) for a processor field that
+    Debian's uname leaves unknown and others fill with the architecture again, left out here.
+    Elsewhere, platform.platform() itself."""
     u = os.uname()
     try:
         libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
