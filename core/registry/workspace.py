@@ -68,7 +68,7 @@ def index_dir(cache_dir: Path, name: str) -> Path:
     stable folder name of its own."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._")[-60:] or "source"
     if safe != name:
-        import hashlib
+        from core.util.checksum import sha256
 
-        safe = f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+        safe = f"{safe}-{sha256(name.encode()).hexdigest()[:10]}"
     return cache_dir / "index" / safe

@@ -22,17 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.util.checksum import sha256
 from core.util.files import atomic_write_json
 
 RACY_S = 2.0  # a directory changed this recently is read but not cached
 CACHE_VERSION = 1
-
-
-def _sha256(data: bytes = b"") -> Any:
-    """hashlib's sha256, imported on first use: a launch without data skips loading OpenSSL."""
-    import hashlib
-
-    return hashlib.sha256(data)
 
 
 def _dir_entry(path: str) -> tuple[list[str], dict[str, Any]]:
@@ -59,7 +53,7 @@ def _dir_entry(path: str) -> tuple[list[str], dict[str, Any]]:
     except OSError:
         return [], {"digest": "", "files": 0, "bytes": 0, "unreadable": 1}
     files.sort()
-    digest = _sha256(
+    digest = sha256(
         "".join(f"{n}\0{s}\0{m}\n" for n, s, m in files).encode("utf-8", "surrogateescape"))
     return sorted(subdirs), {"digest": digest.hexdigest()[:32], "files": len(files),
                              "bytes": sum(f[1] for f in files), "unreadable": unreadable}
@@ -103,7 +97,7 @@ def fingerprint(root: Path, cache: Path | None = None) -> dict[str, Any]:
         for name in subdirs:
             stack.append((f"{rel}/{name}" if rel else name, os.path.join(path, name)))
     seen.sort(key=lambda item: item[0])
-    digest = _sha256()
+    digest = sha256()
     for rel, entry in seen:
         if entry["files"]:
             digest.update(f"{rel}\0{entry['digest']}\n".encode("utf-8", "surrogateescape"))
@@ -122,5 +116,5 @@ def fingerprint(root: Path, cache: Path | None = None) -> dict[str, Any]:
 
 def cache_file(cache_dir: Path, root: Path) -> Path:
     """Where the digests of the folder `root` are kept in a workspace's cache."""
-    key = _sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    key = sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return cache_dir / "fingerprints" / f"{key}.json"

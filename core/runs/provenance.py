@@ -22,6 +22,7 @@ from typing import Any
 
 from core.runs import machine
 from core.runs.fingerprint import cache_file, fingerprint
+from core.util.checksum import sha256
 from core.util.files import atomic_write_json, atomic_write_text, read_json
 
 DIFF_CAP = 1 << 20  # bytes of uncommitted diff kept in code.diff
@@ -39,12 +40,6 @@ def _git(repo: Path, *args: str) -> str:
         raise OSError(done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or
                       ["git failed"])
     return done.stdout.decode("utf-8", "replace")
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib  # loading OpenSSL's library is a few ms of every launch: only when hashing
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def _outside_repositories(folder: Path) -> bool:
@@ -102,7 +97,7 @@ def code_state(folder: Path) -> tuple[dict[str, Any], list[str], bytes]:
                            f"{DIFF_CAP:,} are kept in code.diff")
             data = data[:DIFF_CAP]
             state["diff_cut"] = True
-        state["diff_sha256"] = _sha256(data)
+        state["diff_sha256"] = sha256(data).hexdigest()
         state["diff_bytes"] = len(data)
     return state, notices, data
 
@@ -185,6 +180,10 @@ def _package_text(packages: tuple[str, ...]) -> str:
     return "\n".join(packages) + "\n"
 
 
+def _package_digest(packages: tuple[str, ...]) -> str:
+    return sha256(_package_text(packages).encode()).hexdigest()
+
+
 def _kept_packages(cache_dir: Path) -> tuple[tuple[str, ...], str]:
     """packages_cached, and the hash of packages.txt's text, kept with it."""
     key = []
@@ -203,11 +202,11 @@ def _kept_packages(cache_dir: Path) -> tuple[tuple[str, ...], str]:
         kept = read_json(path)
         if kept.get("python") == sys.executable and kept.get("key") == key:
             packages = tuple(kept["packages"])
-            return packages, kept.get("sha256") or _sha256(_package_text(packages).encode())
+            return packages, kept.get("sha256") or _package_digest(packages)
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         pass
     packages = installed()
-    digest = _sha256(_package_text(packages).encode())
+    digest = _package_digest(packages)
     try:
         atomic_write_json(path, {"python": sys.executable, "key": key,
                                  "packages": list(packages), "sha256": digest})
@@ -223,7 +222,7 @@ def environment(run_dir: Path, cache_dir: Path | None = None) -> dict[str, Any]:
         packages, digest = _kept_packages(cache_dir)
     else:
         packages = installed()
-        digest = _sha256(_package_text(packages).encode())
+        digest = _package_digest(packages)
     text = _package_text(packages)
     atomic_write_text(run_dir / "packages.txt", text)
     versions = {p.split("==")[0].lower(): p.split("==")[1] for p in packages}

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core.util.checksum import sha256
+
 _USED: dict[str, int] = {}  # entry path -> its bytes
 
 
@@ -22,11 +24,9 @@ def summary() -> dict[str, Any]:
     final status event."""
     if not _USED:
         return {}
-    import hashlib  # only for a run that used a cache: the others skip loading OpenSSL
-
     names = "\n".join(sorted(Path(p).name for p in _USED))
     return {"cache_bytes": sum(_USED.values()),
-            "cache_key": hashlib.sha256(names.encode()).hexdigest()[:16]}
+            "cache_key": sha256(names.encode()).hexdigest()[:16]}
 
 
 __all__ = ["note", "summary"]
