@@ -82,6 +82,7 @@ class Expectations:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._known: dict[tuple, tuple[int, str] | None] = {}
+        self._rows: dict[tuple, tuple[int, str] | None] = {}
 
     def __call__(self, experiment: str, recipe: str | None,
                  params: dict[str, Any]) -> tuple[int, str] | None:
@@ -90,6 +91,14 @@ class Expectations:
         if key not in self._known:
             self._known[key] = expected_bytes(self.store, experiment, recipe, params)
         return self._known[key]
+
+    def of_row(self, row: dict[str, Any]) -> tuple[int, str] | None:
+        """A queued run's expectation, from its row: rows with the same params text (most of a
+        queue repeats a few) are parsed once."""
+        key = (row["experiment"], row.get("recipe"), row.get("params") or "{}")
+        if key not in self._rows:
+            self._rows[key] = self(key[0], key[1], json.loads(key[2]))
+        return self._rows[key]
 
 
 def _hashable(value: Any) -> Any:

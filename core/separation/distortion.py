@@ -10,6 +10,8 @@ rank-deficient (identical channels, pure tones, silence) get a stated diagonal l
 from __future__ import annotations
 
 import contextlib
+import functools
+from typing import Any
 
 import numpy as np
 
@@ -197,17 +199,16 @@ def _solve(g: np.ndarray, d: np.ndarray) -> np.ndarray:
         return np.linalg.lstsq(g, d, rcond=None)[0]
 
 
-_CONTROLLER: list = []  # threadpoolctl's view of the loaded BLAS libraries, made on first use
-
-
 def one_blas_thread() -> contextlib.AbstractContextManager:
     """numpy's BLAS held to one thread, for the recursion: its products are small, and on 2
     cores a second BLAS thread costs more in hand-offs than it gives (the recursion takes about
     a third longer with it)."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # a dependency of scikit-learn, through librosa; without it, as before
-        return contextlib.nullcontext()
-    if not _CONTROLLER:
-        _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0].limit(limits=1, user_api="blas")
+    return _blas_controller().limit(limits=1, user_api="blas")
+
+
+@functools.cache
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the loaded BLAS libraries, made once (it scans them)."""
+    from threadpoolctl import ThreadpoolController  # declared in pyproject.toml
+
+    return ThreadpoolController()

@@ -17,7 +17,7 @@ from typing import Any
 from core.backends.gpus import Gpu
 from core.registry.queue import QueueConfig
 from core.store import Store
-from core.store.events import HOLDING
+from core.store.states import HOLDING
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ ended wakes it at once, so the next run starts without waiting out the poll.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import subprocess
 import sys
@@ -119,9 +118,7 @@ class Queue:
         free = free_bytes(self.ws.checkpoints_dir)
         held = paused_sweeps(self.ws)
         expect = Expectations(self.store)
-        # queued runs mostly repeat a few shapes: what a shape is expected to write, and where a
-        # need is placed while nothing has been placed in this pass, are worked out once
-        expected_of: dict[tuple[Any, ...], tuple[int, str] | None] = {}
+        # where a need is placed, worked out once until something is placed in this pass
         placements: dict[Need, tuple[list[Gpu] | None, str]] = {}
         for row in rows:
             state, reason = _dependencies(after_of(row), statuses)
@@ -132,12 +129,8 @@ class Queue:
                 out.append(Decision(row, "wait", f"its sweep is paused (nkd sweep resume "
                                                  f"{row['sweep']})"))
                 continue
-            expected = None  # a resumed run has its files already
-            if not row.get("resume"):
-                shape = (row["experiment"], row.get("recipe"), row.get("params") or "{}")
-                if shape not in expected_of:
-                    expected_of[shape] = expect(shape[0], shape[1], json.loads(shape[2]))
-                expected = expected_of[shape]
+            # a resumed run has its files already
+            expected = None if row.get("resume") else expect.of_row(row)
             short = short_of(self.ws, expected, free) if expected and free is not None else None
             if short:
                 out.append(Decision(row, "wait", f"waits for disk space: {short}"))
