@@ -25,6 +25,7 @@ the reference is filtered toward the estimate); `DEFINITION` names what these va
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from core.separation.distortion import fit_filters, one_blas_thread
+from core.separation.distortion import fit_all, fit_own, one_blas_thread
 
 DEFINITION = "bsseval_v4_images"  # museval.evaluate(..., mode="v4"): SDR, ISR, SIR, SAR
 SI_SDR_DEFINITION = "si_sdr"  # scale-invariant SDR, channels pooled, same framing
@@ -90,6 +91,11 @@ def _db(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 CORR_NFFT = 2048
 CORR_GROUP = 8  # blocks transformed together, in buffers reused from group to group
 FRAME_CHUNK_BYTES = 128 << 20  # frames decomposed together, likewise
+# the last evaluation's frame buffers (about FRAME_CHUNK_BYTES), kept for the next of the same
+# frame shape: a track's evaluation otherwise spends a fifth of its time having the system
+# supply fresh pages (bench/bsseval_content_bench.py); a concurrent evaluation makes its own
+_SPARE: dict[tuple[Any, ...], tuple[torch.Tensor, ...]] = {}
+_SPARE_LOCK = threading.Lock()
 
 
 def _correlations(
@@ -130,7 +136,7 @@ def _correlations(
             (views[2], ref, step),
         ):
             _blocks_into(view[:, :, :count, :length], track, first * step, step)
-        torch.fft.rfft(pad, out=spec)
+        _rfft(pad, out=spec)
         by_freq[:, : 2 * m].copy_(spec[: 2 * m].permute(2, 0, 1))
         by_freq[:, 2 * m :].copy_(spec[2 * m :].permute(2, 0, 1).conj())
         inner.baddbmm_(by_freq[:, : 2 * m], by_freq[:, 2 * m :].mT)
@@ -183,16 +189,27 @@ def bss_eval(
     p, q = _correlations(ref, est, taps)
     spans = frames(n, window, hop)
     work = _FrameWork(ref, est, taps, spans[0][1] - spans[0][0], hop)
+    try:
+        return _evaluate(work, spans, p, q, device)
+    finally:
+        work.release()
+
+
+def _evaluate(work: _FrameWork, spans: list[tuple[int, int]], p: torch.Tensor, q: torch.Tensor,
+              device: torch.device) -> Scores:
+    """bss_eval's decomposition of every frame, given the track's correlations."""
+    nsrc, _, nchan = work.ref.shape
     chunks = [(t, min(t + work.chunk, len(spans))) for t in range(0, len(spans), work.chunk)]
-    # the recursion is a long sequence of small steps on one core: the first frames' own
-    # transforms (which need no filter) run beside it, on one thread of torch's (a setting of
-    # that thread alone), which leaves the recursion its core
-    with ThreadPoolExecutor(1) as pool:
-        first = pool.submit(_on_one_thread, work.direct, *chunks[0])
-        with one_blas_thread():
-            *filters, loading = fit_filters(p.cpu().numpy(), q.cpu().numpy(), nsrc, nchan)
-        direct = first.result()
-    work.filters(*(torch.from_numpy(c).to(device) for c in filters))
+    # the recursions are long sequences of small steps, each on one core: the all-references
+    # filters' here, and beside it, on one thread of torch's (a setting of that thread alone),
+    # the first frames' own transforms (which need no filter), then the own-reference filters
+    p_np, q_np = p.cpu().numpy(), q.cpu().numpy()
+    with one_blas_thread(), ThreadPoolExecutor(1) as pool:  # numpy's BLAS, for both threads
+        beside = pool.submit(_on_one_thread, _direct_then_own, work, chunks[0], p_np, q_np)
+        c_all, loading = fit_all(p_np, q_np, nsrc, nchan)
+        direct, (c_own, own_loading) = beside.result()
+    loading = max(loading, own_loading)
+    work.filters(*(torch.from_numpy(c).to(device) for c in (c_all, c_own)))
     parts = [work.projected(*chunks[0], direct)]
     parts += [work.projected(a, b, work.direct(a, b)) for a, b in chunks[1:]]
     *values, silent_ref, silent_est = (torch.cat(k) for k in zip(*parts, strict=True))
@@ -205,7 +222,11 @@ def bss_eval(
 
 class _FrameWork:
     """Buffers for decomposing a few frames at a time, reused from chunk to chunk. A chunk's
-    `direct` part (its transforms, SDR and SI-SDR) needs no filter; its `projected` part does."""
+    `direct` part (its transforms, SDR and SI-SDR) needs no filter; its `projected` part does.
+
+    Spectra are kept frequency-major, [bins, frames, signals], so that the projection on all
+    references is one small matrix product per bin (a batched product, several times faster
+    than a sum of broadcast products on the CPU)."""
 
     def __init__(self, ref: torch.Tensor, est: torch.Tensor, taps: int, w: int, hop: int) -> None:
         nsrc, _, nchan = ref.shape
@@ -214,24 +235,44 @@ class _FrameWork:
         chunk = max(1, FRAME_CHUNK_BYTES // frame_bytes)
         self.ref, self.est, self.w, self.hop, self.nfft, self.chunk = ref, est, w, hop, nfft, chunk
         m, bins, dev = nsrc * nchan, nfft // 2 + 1, ref.device
-        cplx = {"dtype": torch.complex128, "device": dev}
-        # Parseval for a real signal's rfft: the bins between DC and Nyquist count twice
-        self.root = torch.full((bins,), (2.0 / nfft) ** 0.5, dtype=torch.float64, device=dev)
-        self.root[0] = nfft**-0.5
-        if nfft % 2 == 0:
-            self.root[-1] = nfft**-0.5
-        self.samples = torch.empty(2, chunk, m, nfft, dtype=torch.float64, device=dev)
-        self.samples[..., w:].zero_()  # each frame zero padded; its samples are copied in
-        self.diff = torch.empty(chunk, m, nfft, dtype=torch.float64, device=dev)
-        self.spectra = torch.empty(2, chunk, m, bins, **cplx)
-        self.p_all = torch.empty(chunk, nsrc, nchan, bins, **cplx)
-        self.p_own = torch.empty_like(self.p_all)
-        self.tmp = torch.empty_like(self.p_all)
+        self.block = bins * chunk * m
+        self.key = (m, nfft, w, chunk, dev)
+        with _SPARE_LOCK:
+            spare = _SPARE.pop(self.key, None)
+        if spare is None:
+            spare = (torch.empty(2, chunk, m, nfft, dtype=torch.float64, device=dev),
+                     torch.empty(chunk, m, nfft, dtype=torch.float64, device=dev),
+                     torch.empty(5 * self.block, dtype=torch.complex128, device=dev))
+            spare[0][..., w:].zero_()  # each frame zero padded; its samples are copied in
+        # the samples of x and ŝ, a difference of them, and for a chunk of t frames,
+        # frequency-major: the spectra of x and ŝ [bins, t, M], their projections on all and
+        # on own references [bins, t, 2·M], and a difference [bins, t, M]
+        self.samples, self.diff, self.store = spare
+
+    def release(self) -> None:
+        """Keep the buffers for the next evaluation of this shape (the last one only)."""
+        with _SPARE_LOCK:
+            _SPARE.clear()
+            _SPARE[self.key] = (self.samples, self.diff, self.store)
+
+    def _frequency_major(self, first: int, t: int, width: int = 1) -> torch.Tensor:
+        """[bins, t, width·M] from block `first` of the store, for a chunk of t frames."""
+        m = self.samples.shape[2]
+        size = self.block // self.chunk * t * width
+        return self.store[first * self.block : first * self.block + size].view(-1, t, width * m)
 
     def filters(self, c_all: torch.Tensor, c_own: torch.Tensor) -> None:
-        """The distortion filters' spectra, from c_all [M, taps, S, C], c_own [S, r, taps, C]."""
-        self.all_spec = torch.fft.rfft(c_all.permute(0, 2, 3, 1), n=self.nfft)  # [M, S, C, F]
-        self.own_spec = torch.fft.rfft(c_own.permute(0, 1, 3, 2), n=self.nfft)  # [S, r, C, F]
+        """The distortion filters' spectra, from c_all [M, taps, S, C], c_own [S, r, taps, C]:
+        [bins, M, 2·S·C], all references' filters then own references' (zero elsewhere)."""
+        m, _, nsrc, nchan = c_all.shape
+        all_spec = _rfft(c_all.permute(0, 2, 3, 1), n=self.nfft)  # [M, S, C, F]
+        own_spec = _rfft(c_own.permute(0, 1, 3, 2), n=self.nfft)  # [S, r, C, F]
+        project = torch.zeros(all_spec.shape[-1], m, 2, nsrc, nchan, dtype=all_spec.dtype,
+                              device=all_spec.device)
+        project[:, :, 0] = all_spec.permute(3, 0, 1, 2)
+        for j in range(nsrc):
+            project[:, j * nchan : (j + 1) * nchan, 1, j] = own_spec[j].permute(2, 0, 1)
+        self.project = project.view(-1, m, 2 * m)
 
     def direct(self, first: int, last: int) -> tuple[torch.Tensor, ...]:
         """Frames first..last into the buffers and their spectra; their SDR, SI-SDR and
@@ -246,18 +287,22 @@ class _FrameWork:
                 track.storage_offset() + first * hop * nchan,
             )
             buf[:t].view(t, nsrc, nchan, nfft)[..., :w].copy_(src)
-        for b, s in zip(self.samples, self.spectra, strict=True):
-            torch.fft.rfft(b[:t], out=s[:t]).mul_(self.root)
+        for row in range(2):
+            _rfft(self.samples[row, :t], out=self._frequency_major(row, t).permute(1, 2, 0))
         x_t, e_t = (b[:t].view(t, nsrc, nchan * nfft) for b in self.samples)
-        # SDR and SI-SDR need no projection: computed on the samples, so that a perfect
-        # estimate is exactly +inf
+        # Σ x², Σ ŝ·x and Σ ŝ² of each frame and source in one pass: pairs (x, ŝ) [t·S, 2, L]
+        pairs = self.samples[:, :t].view(2, t * nsrc, nchan * nfft).transpose(0, 1)
+        gram = torch.bmm(pairs, pairs.mT).view(t, nsrc, 2, 2)
+        e_true, cross, e_est = gram[..., 0, 0], gram[..., 1, 0], gram[..., 1, 1]
+        # SDR and SI-SDR's errors are summed on the samples, so that a perfect estimate is
+        # exactly +inf (a difference of sums would leave rounding)
         diff = self.diff[:t].view(t, nsrc, nchan * nfft)
-        e_true = _dot(x_t, x_t)
         sdr = _db(e_true, torch.linalg.vector_norm(torch.sub(e_t, x_t, out=diff), dim=-1).square())
-        alpha = _dot(e_t, x_t) / e_true  # the scale that best fits the reference
+        alpha = cross / e_true  # the scale that best fits the reference
         torch.mul(x_t, alpha[..., None], out=diff).sub_(e_t)
         si = _db(alpha.square() * e_true, torch.linalg.vector_norm(diff, dim=-1).square())
-        silent_ref, silent_est = ((s == 0).all(-1) for s in (x_t, e_t))
+        # silent: all zeros (or samples too faint to square, below 1e-154)
+        silent_ref, silent_est = e_true == 0, e_est == 0
         return sdr, si, e_true, silent_ref.any(-1), silent_est
 
     def projected(
@@ -267,28 +312,68 @@ class _FrameWork:
         `direct` part is in the buffers."""
         t = last - first
         nsrc, _, nchan = self.ref.shape
-        xspec, espec = (s[:t] for s in self.spectra)
-        xs = xspec.view(t, nsrc, nchan, -1)
-        espec = espec.view(t, nsrc, nchan, -1)
-        p_all, p_own, tmp = self.p_all[:t], self.p_own[:t], self.tmp[:t]
-        torch.mul(xspec[:, 0, None, None, :], self.all_spec[0], out=p_all)
-        for k in range(1, xspec.shape[1]):
-            p_all.addcmul_(xspec[:, k, None, None, :], self.all_spec[k])
-        torch.mul(xs[:, :, 0, None, :], self.own_spec[:, 0], out=p_own)
-        for r in range(1, nchan):
-            p_own.addcmul_(xs[:, :, r, None, :], self.own_spec[:, r])
+        m = nsrc * nchan
+        xspec, espec, tmp = (self._frequency_major(i, t) for i in (0, 1, 4))
+        projections = _matmul(xspec, self.project, out=self._frequency_major(2, t, 2))
+        p_all, p_own = projections[..., :m], projections[..., m:]
 
         def energy(v: torch.Tensor) -> torch.Tensor:
-            return torch.linalg.vector_norm(torch.view_as_real(v), dim=(-1, -2, -3)).square()
+            """Σ over a frame's samples of the squared signal whose rfft is v [bins, t, M],
+            per frame and source."""
+            return _bin_energies(v, self.nfft).view(t, nsrc, nchan).sum(-1)
 
         def energy_of_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             return energy(torch.sub(a, b, out=tmp))
 
         sdr, si, e_true, silent_ref, silent_est = direct
-        isr = _db(e_true, energy_of_difference(p_own, xs))
+        isr = _db(e_true, energy_of_difference(p_own, xspec))
         sir = _db(energy(p_own), energy_of_difference(p_all, p_own))
         sar = _db(energy(p_all), energy_of_difference(espec, p_all))
         return sdr, isr, sir, sar, si, silent_ref, silent_est
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Batched a @ b into out; numpy's on the CPU, twice as fast as torch's there on many
+    small complex products."""
+    if a.device.type != "cpu":
+        return torch.matmul(a, b, out=out)
+    np.matmul(a.numpy(), b.numpy(), out=out.numpy())
+    return out
+
+
+def _bin_energies(v: torch.Tensor, nfft: int) -> torch.Tensor:
+    """Σ over bins of |v|² [..., M] for rfft spectra v [bins, ..., M] of length nfft: the
+    energies of the signals (Parseval: the bins between DC and Nyquist count twice). numpy's
+    einsum on the CPU, several times faster than torch's reductions there."""
+    edges = [0] if nfft % 2 else [0, -1]  # DC and Nyquist
+    if v.device.type != "cpu":
+        parts = torch.view_as_real(v)
+        full = torch.einsum("f...,f...->...", parts, parts)
+        edge = sum(parts[i].square() for i in edges)
+        return (2 * full - edge).sum(-1) / nfft
+    parts = v.numpy().view(np.float64)  # [bins, ..., 2·M]: real and imaginary parts
+    full = np.einsum("f...,f...->...", parts, parts)
+    full = 2 * full - sum(np.square(parts[i]) for i in edges)
+    return torch.from_numpy(full.reshape(*full.shape[:-1], -1, 2).sum(-1) / nfft)
+
+
+def _rfft(x: torch.Tensor, n: int | None = None, out: torch.Tensor | None = None
+          ) -> torch.Tensor:
+    """torch.fft.rfft over the last dimension, into `out` (which may be a strided view), by
+    numpy's pocketfft on the CPU: two to three times faster than torch's there, on these
+    lengths (23040 and 2048 samples), and it lets other threads run meanwhile, as torch's
+    does."""
+    if x.device.type != "cpu":
+        spectrum = torch.fft.rfft(x, n=n)
+        return spectrum if out is None else out.copy_(spectrum)
+    spectrum = np.fft.rfft(x.numpy(), n=n, out=None if out is None else out.numpy())
+    return out if out is not None else torch.from_numpy(spectrum)
+
+
+def _direct_then_own(work: _FrameWork, chunk: tuple[int, int], p: np.ndarray, q: np.ndarray
+                     ) -> tuple[tuple[torch.Tensor, ...], tuple[np.ndarray, float]]:
+    nsrc, _, nchan = work.ref.shape
+    return work.direct(*chunk), fit_own(p, q, nsrc, nchan)
 
 
 def _on_one_thread(fn: Callable[..., T], *args: Any) -> T:
