@@ -119,15 +119,32 @@ def _correlations(
     nfft = max(CORR_NFFT, 4 << (taps - 1).bit_length())
     step = nfft - taps
     blocks = math.ceil(n / step)
+    if ref.device.type != "cpu" or blocks < 2 * CORR_GROUP:
+        inner = _cross_spectra(ref, est, nfft, step, 0, blocks)
+    else:  # the track's two halves on two cores
+        half = blocks // 2
+        with ThreadPoolExecutor(1) as pool:
+            second = pool.submit(_on_one_thread, _cross_spectra, ref, est, nfft, step, half, blocks)
+            inner = _on_one_thread(_cross_spectra, ref, est, nfft, step, 0, half)
+            inner += second.result()
+    r = torch.fft.irfft(inner, n=nfft, dim=0)[:taps]  # [taps, a signal, b signal]
+    return r[:, :m].permute(1, 2, 0), r[:, m:].permute(1, 2, 0)
+
+
+def _cross_spectra(ref: torch.Tensor, est: torch.Tensor, nfft: int, step: int, first: int,
+                   last: int) -> torch.Tensor:
+    """_correlations' cross-spectra [bins, 2·M, M], summed over blocks first..last."""
+    nsrc, _, nchan = ref.shape
+    m = nsrc * nchan
     rows = 3 * m  # x and e read as `a`, then x zero padded as `b`
-    group = max(1, min(blocks, CORR_GROUP))
+    group = max(1, min(last - first, CORR_GROUP))
     pad = torch.zeros(rows, group, nfft, dtype=torch.float64, device=ref.device)
-    spec = torch.empty(rows, group, nfft // 2 + 1, dtype=torch.complex128, device=ref.device)
-    by_freq = torch.empty(nfft // 2 + 1, rows, group, dtype=spec.dtype, device=ref.device)
-    inner = torch.zeros(nfft // 2 + 1, 2 * m, m, dtype=by_freq.dtype, device=ref.device)
+    # spectra frequency-major (written so by the transform), one product per frequency
+    spec = torch.empty(nfft // 2 + 1, rows, group, dtype=torch.complex128, device=ref.device)
+    inner = torch.zeros(nfft // 2 + 1, 2 * m, m, dtype=spec.dtype, device=ref.device)
     views = [v.view(nsrc, nchan, group, nfft) for v in pad.split(m)]  # x, e, padded x
-    for first in range(0, blocks, group):
-        count = min(group, blocks - first)
+    for start in range(first, last, group):
+        count = min(group, last - start)
         if count < group:
             pad.zero_()
         for view, track, length in (
@@ -135,13 +152,10 @@ def _correlations(
             (views[1], est, nfft),
             (views[2], ref, step),
         ):
-            _blocks_into(view[:, :, :count, :length], track, first * step, step)
-        _rfft(pad, out=spec)
-        by_freq[:, : 2 * m].copy_(spec[: 2 * m].permute(2, 0, 1))
-        by_freq[:, 2 * m :].copy_(spec[2 * m :].permute(2, 0, 1).conj())
-        inner.baddbmm_(by_freq[:, : 2 * m], by_freq[:, 2 * m :].mT)
-    r = torch.fft.irfft(inner, n=nfft, dim=0)[:taps]  # [taps, a signal, b signal]
-    return r[:, :m].permute(1, 2, 0), r[:, m:].permute(1, 2, 0)
+            _blocks_into(view[:, :, :count, :length], track, start * step, step)
+        _rfft(pad, out=spec.permute(1, 2, 0))
+        _add_products(inner, spec[:, : 2 * m], spec[:, 2 * m :])
+    return inner
 
 
 def _blocks_into(dst: torch.Tensor, track: torch.Tensor, start: int, step: int) -> None:
@@ -183,16 +197,19 @@ def bss_eval(
     ref, est = ref.contiguous(), est.contiguous()
     nsrc, n, nchan = ref.shape
 
-    # filters fitted on the whole track (v4): the references' correlations (the Gram matrix)
-    # and q[c, k, a] = Σ_t e_c(t + a) x_k(t) = <x_k delayed a, e_c>; solved on the CPU, where
-    # a sequence of small steps is fastest
-    p, q = _correlations(ref, est, taps)
     spans = frames(n, window, hop)
-    work = _FrameWork(ref, est, taps, spans[0][1] - spans[0][0], hop)
-    try:
-        return _evaluate(work, spans, p, q, device)
-    finally:
-        work.release()
+    # numpy's BLAS on one thread for both threads of this evaluation (a process-wide setting,
+    # restored after)
+    with one_blas_thread():
+        # filters fitted on the whole track (v4): the references' correlations (the Gram
+        # matrix) and q[c, k, a] = Σ_t e_c(t + a) x_k(t) = <x_k delayed a, e_c>; solved on
+        # the CPU, where a sequence of small steps is fastest
+        p, q = _correlations(ref, est, taps)
+        work = _FrameWork(ref, est, taps, spans[0][1] - spans[0][0], hop)
+        try:
+            return _evaluate(work, spans, p, q, device)
+        finally:
+            work.release()
 
 
 def _evaluate(work: _FrameWork, spans: list[tuple[int, int]], p: torch.Tensor, q: torch.Tensor,
@@ -204,7 +221,7 @@ def _evaluate(work: _FrameWork, spans: list[tuple[int, int]], p: torch.Tensor, q
     # filters' here, and beside it, on one thread of torch's (a setting of that thread alone),
     # the first frames' own transforms (which need no filter), then the own-reference filters
     p_np, q_np = p.cpu().numpy(), q.cpu().numpy()
-    with one_blas_thread(), ThreadPoolExecutor(1) as pool:  # numpy's BLAS, for both threads
+    with ThreadPoolExecutor(1) as pool:
         beside = pool.submit(_on_one_thread, _direct_then_own, work, chunks[0], p_np, q_np)
         c_all, loading = fit_all(p_np, q_np, nsrc, nchan)
         direct, (c_own, own_loading) = beside.result()
@@ -341,6 +358,15 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor
     return out
 
 
+def _add_products(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """out += a @ bᴴ, batched; numpy's on the CPU, as _matmul."""
+    if a.device.type != "cpu":
+        out.baddbmm_(a, b.mH)
+        return
+    b_h = np.conj(b.numpy()).swapaxes(-1, -2)
+    out.numpy().__iadd__(np.matmul(a.numpy(), b_h))
+
+
 def _bin_energies(v: torch.Tensor, nfft: int) -> torch.Tensor:
     """Σ over bins of |v|² [..., M] for rfft spectra v [bins, ..., M] of length nfft: the
     energies of the signals (Parseval: the bins between DC and Nyquist count twice). numpy's
@@ -377,8 +403,14 @@ def _direct_then_own(work: _FrameWork, chunk: tuple[int, int], p: np.ndarray, q:
 
 
 def _on_one_thread(fn: Callable[..., T], *args: Any) -> T:
-    torch.set_num_threads(1)  # this thread's: the caller's threads keep their count
-    return fn(*args)
+    """fn(*args) on one of torch's threads: a setting of the calling thread alone (other
+    threads keep their count), restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(before)
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

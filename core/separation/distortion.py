@@ -111,9 +111,9 @@ def _solve(g: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 def one_blas_thread() -> contextlib.AbstractContextManager:
-    """numpy's BLAS held to one thread, for the recursion: its products are small, and on 2
-    cores a second BLAS thread costs more in hand-offs than it gives (the recursion takes about
-    a third longer with it)."""
+    """numpy's BLAS held to one thread, for BSS Eval: its products are small, and on 2 cores a
+    second BLAS thread costs more in hand-offs than it gives (the recursion takes about a third
+    longer with it)."""
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
