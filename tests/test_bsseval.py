@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.signal import lfilter
 
-from core.separation import bsseval, distortion
+from core.separation import correlations, distortion, framewise
 from core.separation.bsseval import bss_eval, frames
 
 SR = 8000
@@ -221,12 +221,12 @@ def _direct_correlations(x: np.ndarray, y: np.ndarray, taps: int) -> np.ndarray:
 def test_block_correlations_match_direct_sums(monkeypatch: pytest.MonkeyPatch) -> None:
     # small blocks and groups, and a length that is no multiple of either: every block
     # boundary, a partial group and the zero padding past the end are exercised
-    monkeypatch.setattr(bsseval, "CORR_NFFT", 64)
-    monkeypatch.setattr(bsseval, "CORR_GROUP", 3)
+    monkeypatch.setattr(correlations, "CORR_NFFT", 64)
+    monkeypatch.setattr(correlations, "CORR_GROUP", 3)
     rng = np.random.default_rng(3)
     ref, est = rng.standard_normal((2, 3, 1001, 2))
     both = torch.as_tensor(np.stack([ref, est]))  # est is read at a storage offset
-    p, q = bsseval._correlations(both[0], both[1], 16)
+    p, q = correlations.correlations(both[0], both[1], 16)
     x = ref.transpose(0, 2, 1).reshape(6, -1)  # rows ordered (source, channel)
     e = est.transpose(0, 2, 1).reshape(6, -1)
     assert np.allclose(p.numpy(), _direct_correlations(x, x, 16), atol=1e-10)
@@ -297,7 +297,7 @@ def test_frames_in_chunks_give_the_values_of_one_chunk(monkeypatch: pytest.Monke
     refs = _sources()
     ests = _leaky(refs)
     whole = bss_eval(refs, ests, window=SR, hop=SR)
-    monkeypatch.setattr(bsseval, "FRAME_CHUNK_BYTES", 1)  # one frame a chunk
+    monkeypatch.setattr(framewise, "FRAME_CHUNK_BYTES", 1)  # one frame a chunk
     chunked = bss_eval(refs, ests, window=SR, hop=SR)
     for name in ("sdr", "isr", "sir", "sar", "si_sdr"):
         assert np.allclose(getattr(whole, name).numpy(), getattr(chunked, name).numpy(),
