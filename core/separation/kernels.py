@@ -11,12 +11,17 @@ import numpy as np
 import torch
 
 T = TypeVar("T")
+NUMPY_ON_CPU = True  # False: torch's operations everywhere (the tests compare the two)
+
+
+def _numpy(x: torch.Tensor) -> bool:
+    return NUMPY_ON_CPU and x.device.type == "cpu"
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """Batched a @ b into out; numpy's on the CPU, twice as fast as torch's there on many
     small complex products."""
-    if a.device.type != "cpu":
+    if not _numpy(a):
         return torch.matmul(a, b, out=out)
     np.matmul(a.numpy(), b.numpy(), out=out.numpy())
     return out
@@ -24,7 +29,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 def add_products(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
     """out += a @ bᴴ, batched; numpy's on the CPU, as matmul."""
-    if a.device.type != "cpu":
+    if not _numpy(a):
         out.baddbmm_(a, b.mH)
         return
     b_h = np.conj(b.numpy()).swapaxes(-1, -2)
@@ -35,7 +40,7 @@ def sum_squares(v: torch.Tensor) -> torch.Tensor:
     """Σ |v|² over the first dimension of a complex v [bins, ..., M] whose last dimension is
     contiguous: [..., M]. numpy's einsum on the CPU, several times faster than torch's
     reductions there."""
-    if v.device.type != "cpu":
+    if not _numpy(v):
         parts = torch.view_as_real(v)
         return torch.einsum("f...,f...->...", parts, parts).sum(-1)
     parts = v.numpy().view(np.float64)  # [bins, ..., 2·M]: real and imaginary parts
@@ -49,7 +54,7 @@ def rfft(x: torch.Tensor, n: int | None = None, out: torch.Tensor | None = None
     numpy's pocketfft on the CPU: two to three times faster than torch's there, on these
     lengths (23040 and 2048 samples), and it lets other threads run meanwhile, as torch's
     does."""
-    if x.device.type != "cpu":
+    if not _numpy(x):
         spectrum = torch.fft.rfft(x, n=n)
         return spectrum if out is None else out.copy_(spectrum)
     spectrum = np.fft.rfft(x.numpy(), n=n, out=None if out is None else out.numpy())
