@@ -6,7 +6,6 @@ import errno
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -21,6 +20,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], suffix: str = ""
     `sync=False` skips the fsync (files made again by running again: kept excerpts)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # where a file is written: the worker starts sooner without it
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
