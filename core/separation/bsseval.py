@@ -127,8 +127,12 @@ def _evaluate(work: FrameWork, spans: list[tuple[int, int]], p: torch.Tensor, q:
     with ThreadPoolExecutor(1) as pool:
         beside = pool.submit(on_one_thread, _direct_then_own, work, chunks[0], p_np, q_np)
         c_all, loading = fit_all(p_np, q_np, nsrc, nchan)
-        work.filters_all(torch.from_numpy(c_all).to(device))
+        c_all = torch.from_numpy(c_all).to(device)
+        half = len(c_all) // 2  # their spectra: half here, half on the helper once it is free
+        second = pool.submit(on_one_thread, work.filters_all, c_all, half)
+        work.filters_all(c_all, 0, half)
         direct, own_loading = beside.result()
+        second.result()
     loading = max(loading, own_loading)
     parts = [work.projected(*chunks[0], direct)]
     parts += [work.projected(a, b, work.direct(a, b)) for a, b in chunks[1:]]

@@ -68,10 +68,11 @@ class FrameWork:
         size = self.block // self.chunk * t * width
         return self.store[first * self.block : first * self.block + size].view(-1, t, width * m)
 
-    def filters_all(self, c_all: torch.Tensor) -> None:
-        """The spectra of the filters on all references, c_all [M, taps, S, C]."""
-        out = self.filters[:, :, 0].permute(1, 2, 3, 0)  # [M, S, C, bins]
-        rfft(c_all.permute(0, 2, 3, 1), n=self.nfft, out=out)
+    def filters_all(self, c_all: torch.Tensor, first: int = 0, last: int | None = None) -> None:
+        """The spectra of the filters on all references, c_all [M, taps, S, C]: those of
+        reference signals first..last."""
+        out = self.filters[:, first:last, 0].permute(1, 2, 3, 0)  # [M, S, C, bins]
+        rfft(c_all[first:last].permute(0, 2, 3, 1), n=self.nfft, out=out)
 
     def filters_own(self, c_own: torch.Tensor) -> None:
         """The spectra of the filters on own references, c_own [S, r, taps, C], into the
