@@ -266,3 +266,29 @@ def test_a_checkpoint_left_by_the_run_just_before_is_not_this_runs(tmp_path: Pat
     assert [p.name for p, _ in watch.poll(final=True)] == [new.name]
     old.write_bytes(b"rewritten by this run")
     assert [p.name for p, _ in watch.poll(final=True)] == [old.name]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 16])
+def test_output_is_cut_into_lines_as_a_text_pipe_would(monkeypatch: pytest.MonkeyPatch,
+                                                       chunk: int) -> None:
+    """Lines end at "\\n", "\\r\\n" or a lone "\\r" (universal newlines, as a text-mode pipe
+    reads them), however the reads split the bytes, a multi-byte character included; bytes
+    that are not UTF-8 are replaced; the last line may lack its newline."""
+    import io
+    import os
+
+    from core.capture import output
+
+    data = b"epoch 1\r\nbar 10%\rbar 20%\r\n@nkd {\"epoch\": 2}\n" + "한국어\n".encode()
+    data += b"bad \xff byte\n" + b"last"
+    expected = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace").readlines()
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, data)
+    os.close(write_fd)
+    monkeypatch.setattr(output, "CHUNK", chunk)
+    got: list[list[str] | None] = []
+    output.read_lines(read_fd, got.append)
+    os.close(read_fd)
+    assert got[-1] is None and all(part for part in got[:-1])
+    assert [line for part in got[:-1] for line in part] == expected
+    assert expected[1] == "bar 10%\n" and expected[-1] == "last"

@@ -282,3 +282,43 @@ def test_a_batch_of_events_is_recorded_in_order_in_one_write(tmp_path: Path) -> 
     assert kinds[-1] == ("status", None) and kinds[1:4] == [("epoch", 1), ("epoch", 2),
                                                             ("epoch", 3)]
     store.close()
+
+
+def test_a_burst_of_epochs_keeps_the_best_epoch_the_per_epoch_rule_keeps(tmp_path: Path) -> None:
+    """A burst of epochs is recorded with one UPDATE; on random bursts (every select_by, ties,
+    missing values, epochs recorded again, bursts before and after a best), each row ends as
+    the same rule applied epoch by epoch leaves it."""
+    import random
+
+    from core.registry.key import SELECT_BY
+    from core.store import best
+
+    store = Store(tmp_path / "nkd.db")
+    conn = store.conn
+    rng = random.Random(11)
+    columns = "epoch, best_epoch, best_val_loss, best_train_loss, best_value"
+    for trial in range(300):
+        select_by = rng.choice([*SELECT_BY, None])
+        one, burst = f"one{trial}", f"burst{trial}"
+        start = rng.choice([None, (3, 0.5, 0.6, 0.5)])  # no best yet, or epoch 3 at 0.5
+        for run_id in (one, burst):
+            conn.execute("INSERT INTO runs (id, select_by, epoch, best_epoch, best_val_loss, "
+                         "best_train_loss, best_value) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (run_id, select_by, 3 if start else 0, *(start or (None,) * 4)))
+        first = rng.choice([1, 3, 4, 10])
+        numbers = list(range(first, first + rng.randint(1, 20)))
+        if rng.random() < 0.2:  # an epoch recorded again, or out of order
+            numbers.insert(rng.randrange(len(numbers)), rng.choice(numbers))
+
+        def value() -> float | None:
+            return rng.choice([None, 0.25, 0.5, 0.75, round(rng.random(), 1)])
+
+        epochs = [{"epoch": n, **{field: value() for field in best.FIELDS}} for n in numbers]
+        conn.execute("BEGIN")
+        conn.executemany(best.EPOCH_UPDATE, [{**e, "id": one} for e in epochs])
+        best.record_epochs(conn, burst, epochs)
+        conn.execute("COMMIT")
+        rows = [conn.execute(f"SELECT {columns} FROM runs WHERE id = ?", (r,)).fetchone()
+                for r in (one, burst)]
+        assert rows[0] == rows[1], (select_by, start, epochs)
+    store.close()

@@ -15,11 +15,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 from core.backends.procs import become_subreaper
 from core.capture.checkpoints import CheckpointWatch, fill_placeholders
+from core.capture.output import read_lines
 from core.capture.patterns import Follower
 from core.capture.records import RecordError, parse_record
 from core.capture.references import resolve as resolve_references
@@ -107,19 +109,19 @@ class CommandRun:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            bufsize=1,
+            bufsize=0,
             process_group=0,
         )
         try:
             (self.run_dir / "child.pid").write_text(str(self.proc.pid))
         except OSError:
             pass  # kill finds the script by the run's mark in its environment as well
-        lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        reader = threading.Thread(target=self._read, args=(lines,), daemon=True)
+        chunks: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()  # None: the end
+        assert self.proc.stdout is not None
+        reader = threading.Thread(target=read_lines, args=(self.proc.stdout.fileno(), chunks.put),
+                                  daemon=True)
         reader.start()
+        lines: deque[str] = deque()  # read, not yet handled
         next_beat = time.monotonic() + HEARTBEAT_S
         next_watch = time.monotonic() + CHECKPOINT_POLL_S
         deadlines: list[tuple[float, int]] = []
@@ -128,21 +130,16 @@ class CommandRun:
         while True:
             # a bounded batch of output, then control: a chatty script cannot starve a pause
             try:
-                if eof:  # all output read: wait for the script itself, not for more lines
+                if eof and not lines:  # all output handled: wait for the script itself
                     self.proc.wait(timeout=0.1)
                     raise queue.Empty
-                line = lines.get(timeout=0.1)
-                handled = 0
+                if not lines:
+                    eof = self._take(chunks.get(timeout=0.1), lines)
+                while not eof and len(lines) < MAX_LINES_PER_TICK and not chunks.empty():
+                    eof = self._take(chunks.get_nowait(), lines)
                 with self.reporter.batch():  # a burst of records: one write, one transaction
-                    while True:
-                        if line is None:
-                            eof = True
-                            break
-                        self._handle_line(line)
-                        handled += 1
-                        if handled >= MAX_LINES_PER_TICK:
-                            break
-                        line = lines.get_nowait()
+                    for _ in range(min(len(lines), MAX_LINES_PER_TICK)):
+                        self._handle_line(lines.popleft())
             except (queue.Empty, subprocess.TimeoutExpired):
                 pass
             while not self.requests.empty():
@@ -162,12 +159,12 @@ class CommandRun:
                 except Exception:
                     pass
             if self.proc.poll() is not None:
-                if eof:
+                if eof and not lines:
                     break
                 # the script has exited, but a child it left running holds its output open:
                 # read what is already there, then end the run (the leftovers are ended after)
                 exited_at = exited_at or now
-                if now - exited_at > OUTPUT_DRAIN_S and lines.empty():
+                if now - exited_at > OUTPUT_DRAIN_S and not lines and chunks.empty():
                     break
         code = self.proc.wait()
         for captured in self.scalars.flush():
@@ -182,11 +179,13 @@ class CommandRun:
             return Status.STOPPED, code
         return (Status.FINISHED if code == 0 else Status.FAILED), code
 
-    def _read(self, lines: queue.SimpleQueue[str | None]) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            lines.put(line)
-        lines.put(None)
+    @staticmethod
+    def _take(chunk: list[str] | None, lines: deque[str]) -> bool:
+        """A chunk of lines from the reader onto `lines`; True at the end of the output."""
+        if chunk is None:
+            return True
+        lines.extend(chunk)
+        return False
 
     def _handle_line(self, line: str) -> None:
         try:

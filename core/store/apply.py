@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.registry.key import SELECT_BY, SELECT_FALLBACK
+from core.registry.key import SELECT_FALLBACK
 from core.registry.keys import KEYS
+from core.store.best import FIELDS, record_epochs
 from core.store.events import FINAL, row_fields
 from core.store.states import Status
 
@@ -114,55 +115,25 @@ def _on_epoch(conn: sqlite3.Connection, run_id: str, ev: dict[str, Any]) -> None
 def on_epochs(conn: sqlite3.Connection, run_id: str, evs: list[dict[str, Any]]) -> None:
     """Epochs in order, as many statements as one epoch takes (a script's burst of records):
     each epoch's row, then the epoch reached and the best epoch by the run's own select_by (the
-    loop keeps the same one's weights), one UPDATE per epoch in order."""
+    loop keeps the same one's weights), as core.store.best keeps it."""
     rows, updates = [], []
     for ev in evs:
         extra = {k: v for k, v in ev.items() if k not in _EPOCH_KNOWN}
         epoch = int(ev["epoch"])
         rows.append((run_id, epoch, ev.get("train_loss"), ev.get("val_loss"), ev.get("lr"),
                      json.dumps(extra) if extra else None, ev.get("seconds"), ev["t"]))
-        values = {field: _number(ev.get(field)) for field, _ in SELECT_BY.values()}
-        updates.append({**values, "epoch": epoch, "id": run_id})
+        updates.append({**{field: _number(ev.get(field)) for field in FIELDS}, "epoch": epoch})
     conn.executemany(_EPOCH_INSERT, rows)
-    conn.executemany(_EPOCH_UPDATE, updates)
+    record_epochs(conn, run_id, updates)
 
 
 def _number(value: Any) -> float | None:
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _best_sql() -> str:
-    """The UPDATE of an epoch, its best-epoch rule written from SELECT_BY: the score is the
-    field the run's select_by names (or its SELECT_FALLBACK in a run without that value),
-    compared the way that field is better. Rows from before select_by go by the key's
-    default."""
-    which = f"coalesce(select_by, '{KEYS['select_by'].default}')"
-
-    def value(name: str, field: str) -> str:
-        fallback = SELECT_FALLBACK.get(name)
-        return f"coalesce(:{field}, :{SELECT_BY[fallback][0]})" if fallback else f":{field}"
-
-    score = "CASE " + which + " " + " ".join(
-        f"WHEN '{name}' THEN {value(name, field)}" for name, (field, _) in SELECT_BY.items()
-    ) + " END"
-    better = "CASE " + which + " " + " ".join(
-        f"WHEN '{name}' THEN ({score}) {'>' if higher else '<'} best_value"
-        for name, (_, higher) in SELECT_BY.items()) + " END"
-    new_best = f"({score}) IS NOT NULL AND (best_value IS NULL OR best_epoch = :epoch OR {better})"
-    sets = [f"{column} = CASE WHEN {new_best} THEN {new} ELSE {column} END"
-            for column, new in (("best_epoch", ":epoch"), ("best_val_loss", ":val_loss"),
-                                ("best_train_loss", ":train_loss"), ("best_value", score))]
-    # every SET reads the row as it was, so the four see the same old best
-    return (f"UPDATE runs SET epoch = max(coalesce(epoch, 0), :epoch), {', '.join(sets)} "
-            "WHERE id = :id")
-
-
-_EPOCH_UPDATE = _best_sql()
-
-
 def best_of(row: dict[str, Any]) -> tuple[int | None, str, float | None]:
     """(best epoch, what it was selected by, its value) of a run row: its select_by, or that
-    value's fallback where the run had none of it (the rule of the epoch UPDATE above)."""
+    value's fallback where the run had none of it (the rule of core.store.best)."""
     select_by = row.get("select_by") or KEYS["select_by"].default
     fallback = SELECT_FALLBACK.get(select_by)
     if fallback and row.get(f"best_{select_by}") is None \

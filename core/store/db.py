@@ -54,6 +54,7 @@ class Store(RunQueries):
             if mode != "wal":  # waits out other openers through the busy timeout
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA temp_store = MEMORY")  # core.store.best's table: no file
             self._migrate(migrate_to)
         except sqlite3.Error as exc:
             conn.close()

@@ -27,6 +27,10 @@ from core.util.names import open_append, run_path
 RESERVE_NAME = ".nkd-reserve"
 RESERVE_BYTES = 1 << 20
 
+# json.dumps(event, sort_keys=True), without making an encoder for each event (a script may
+# print thousands of records a second)
+_ENCODE = json.JSONEncoder(sort_keys=True).encode
+
 
 class Reporter:
     """Log dicts for a run. The JSONL file is the durable record; the store is an index of it."""
@@ -131,7 +135,7 @@ class Reporter:
             said = [event["error"]] if event.get("error") else []
             event["error"] = "; ".join(said + self.write_errors)[:8000]
         final = event.get("type") == "status" and event.get("status") in FINAL
-        line = (json.dumps(event, sort_keys=True) + "\n").encode("utf-8")
+        line = (_ENCODE(event) + "\n").encode("utf-8")
         if self._batch is not None:
             if not final:
                 self._batch.append((event, line))
