@@ -78,9 +78,6 @@ def frames(length: int, window: int, hop: int) -> list[tuple[int, int]]:
     return [(t * hop, min(t * hop + window, length)) for t in range(count)]
 
 
-
-
-
 def bss_eval(
     references: np.ndarray | torch.Tensor,
     estimates: np.ndarray | torch.Tensor,
