@@ -292,3 +292,25 @@ def test_output_is_cut_into_lines_as_a_text_pipe_would(monkeypatch: pytest.Monke
     assert got[-1] is None and all(part for part in got[:-1])
     assert [line for part in got[:-1] for line in part] == expected
     assert expected[1] == "bar 10%\n" and expected[-1] == "last"
+
+
+def test_a_line_longer_than_a_chunk_is_read_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line spread over many reads (a script's long JSON dump) comes out as one line, and the
+    lines after it as they were."""
+    import os
+    import threading
+
+    from core.capture import output
+
+    long = "x" * 200_000
+    data = f"first\n{long}\nafter\r\nlast".encode()
+    read_fd, write_fd = os.pipe()
+    writer = threading.Thread(target=lambda: (os.write(write_fd, data), os.close(write_fd)))
+    writer.start()
+    monkeypatch.setattr(output, "CHUNK", 1000)
+    got: list[list[str] | None] = []
+    output.read_lines(read_fd, got.append)
+    writer.join()
+    os.close(read_fd)
+    assert [line for part in got[:-1] for line in part] == ["first\n", long + "\n", "after\n",
+                                                             "last"]

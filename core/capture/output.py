@@ -14,28 +14,33 @@ CHUNK = 1 << 16
 
 
 def read_lines(fd: int, put: Callable[[list[str] | None], None]) -> None:
-    """Read fd to its end: put(lines) for each chunk's complete lines (each ending in "\\n";
-    the last line of the output as it is), then put(None)."""
+    """Read fd to its end: put(lines) for each chunk's complete lines (each ending in "\n";
+    the last line of the output as it is), then put(None). A line longer than a chunk is kept
+    in pieces until its end comes, so that a long one costs no more than its length."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    pending = ""
+    pieces: list[str] = []  # the line not yet ended
+    carried = ""  # a chunk's last "\r": perhaps the first half of "\r\n"
     while True:
         try:
             chunk = os.read(fd, CHUNK)
         except InterruptedError:
             continue
-        text = pending + decoder.decode(chunk, final=not chunk)
-        if chunk and text.endswith("\r"):  # perhaps the first half of "\r\n"
-            text, pending = text[:-1], "\r"
-        else:
-            pending = ""
+        text = carried + decoder.decode(chunk, final=not chunk)
+        carried = ""
+        if chunk and text.endswith("\r"):
+            text, carried = text[:-1], "\r"
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
-        lines = text.split("\n")
-        pending = lines.pop() + pending  # an unfinished line waits for the rest of it
-        if lines:
+        if "\n" in text:
+            lines = text.split("\n")
+            lines[0] = "".join(pieces) + lines[0]
+            pieces = [lines.pop()]
             put([line + "\n" for line in lines])
+        else:
+            pieces.append(text)
         if not chunk:
             break
-    if pending:
-        put([pending])
+    rest = "".join(pieces)
+    if rest:
+        put([rest])
     put(None)
