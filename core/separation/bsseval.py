@@ -107,15 +107,16 @@ def bss_eval(
         p, q = correlations(ref, est, taps)
         work = FrameWork(ref, est, taps, spans[0][1] - spans[0][0], hop)
         try:
-            return _evaluate(work, spans, p, q, device)
+            return _evaluate(work, spans, p, q)
         finally:
             work.release()
 
 
-def _evaluate(work: FrameWork, spans: list[tuple[int, int]], p: torch.Tensor, q: torch.Tensor,
-              device: torch.device) -> Scores:
+def _evaluate(work: FrameWork, spans: list[tuple[int, int]], p: torch.Tensor, q: torch.Tensor
+              ) -> Scores:
     """bss_eval's decomposition of every frame, given the track's correlations."""
     nsrc, _, nchan = work.ref.shape
+    device = work.ref.device
     chunks = [(t, min(t + work.chunk, len(spans))) for t in range(0, len(spans), work.chunk)]
     # the recursions are long sequences of small steps, each on one core: the all-references
     # filters' here, and beside it, on one thread of torch's (a setting of that thread alone),
