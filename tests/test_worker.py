@@ -241,6 +241,7 @@ def test_control_at_batch_boundaries(tmp_path: Path) -> None:
         control.boundary()  # nothing asked: returns at once
         request(tmp_path, "pause")
         os.kill(os.getpid(), signal.SIGUSR1)
+        control.look()
         assert control.paused
 
         def resume_soon() -> None:
@@ -258,13 +259,46 @@ def test_control_at_batch_boundaries(tmp_path: Path) -> None:
         with pytest.raises(StopRun) as info:
             control.boundary()
         assert info.value.action == "suspend"
+        control.close()
         fresh = Control(tmp_path)
         fresh.install()
         os.kill(os.getpid(), signal.SIGTERM)
         with pytest.raises(StopRun) as info:
             fresh.boundary()
         assert info.value.action == "stop"
+        fresh.close()
     finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def test_a_signal_landing_on_another_thread_is_acted_on_by_the_main_loop(tmp_path: Path) -> None:
+    """The kernel may deliver a worker's SIGUSR1 to any of its threads; the main loop acts on it
+    at its next look whether or not the interpreter has run the Python-level handler yet."""
+    import threading
+
+    from core.runs.signals import SignalPipe
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGUSR2)}
+    pipe = SignalPipe((signal.SIGUSR1, signal.SIGUSR2))
+    try:
+        assert pipe.take() == []  # nothing yet: no wait
+        go = threading.Event()
+        done = threading.Event()
+
+        def other() -> None:  # a thread of the worker's own, busy in Python when it lands
+            go.wait()
+            signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+            signal.pthread_kill(threading.get_ident(), signal.SIGUSR2)
+            done.set()
+
+        threading.Thread(target=other).start()
+        go.set()
+        assert done.wait(5)
+        assert pipe.take(1.0) == [signal.SIGUSR1, signal.SIGUSR2]
+        assert pipe.take() == []  # each arrival is read once
+    finally:
+        pipe.close()
         for sig, handler in old.items():
             signal.signal(sig, handler)
 

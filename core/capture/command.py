@@ -28,6 +28,7 @@ from core.capture.references import resolve as resolve_references
 from core.capture.tensorboard import TensorboardWatch
 from core.registry.settings import of_config
 from core.runs.control import read_request
+from core.runs.signals import SignalPipe
 from core.store.reporter import Reporter
 from core.store.states import Status
 
@@ -47,7 +48,6 @@ class CommandRun:
         self.config = config
         self.run_dir = run_dir
         self.reporter = reporter
-        self.requests: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.stopping = False
         self.killed = False
         self.paused = False
@@ -75,13 +75,15 @@ class CommandRun:
                 since=time.time() - 1.0,
             )
 
-    def _on_usr1(self, _signum: int, _frame: object) -> None:
-        action = read_request(self.run_dir)
-        if action:
-            self.requests.put(action)
-
-    def _on_stop(self, _signum: int, _frame: object) -> None:
-        self.requests.put("stop")
+    def _requests(self, signals: SignalPipe) -> list[str]:
+        """What the signals that arrived ask for: SIGUSR1 the request file's action; SIGTERM,
+        SIGINT and SIGUSR2 (Slurm's time limit: a script keeps no state) stop."""
+        asked = []
+        for sig in signals.take():
+            action = read_request(self.run_dir) if sig == signal.SIGUSR1 else "stop"
+            if action:
+                asked.append(action)
+        return asked
 
     def _signal(self, sig: int) -> None:
         try:
@@ -90,11 +92,14 @@ class CommandRun:
             pass
 
     def run(self) -> tuple[str, int]:
-        signal.signal(signal.SIGUSR1, self._on_usr1)
-        signal.signal(signal.SIGTERM, self._on_stop)
-        signal.signal(signal.SIGINT, self._on_stop)
-        signal.signal(signal.SIGUSR2, self._on_stop)  # Slurm's time limit: a script keeps no state
+        signals = SignalPipe((signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGUSR2))
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        try:
+            return self._run(signals)
+        finally:
+            signals.close()
+
+    def _run(self, signals: SignalPipe) -> tuple[str, int]:
         become_subreaper()
         env = {**os.environ, **self.config.get("env", {}), "PYTHONUNBUFFERED": "1",
                "NKD_RUN_ID": self.config["run_id"], "NKD_RUN_DIR": str(self.run_dir),
@@ -142,8 +147,8 @@ class CommandRun:
                         self._handle_line(lines.popleft())
             except (queue.Empty, subprocess.TimeoutExpired):
                 pass
-            while not self.requests.empty():
-                deadlines += self._handle_request(self.requests.get())
+            for action in self._requests(signals):
+                deadlines += self._handle_request(action)
             now = time.monotonic()
             if deadlines and now >= deadlines[0][0]:
                 sig = deadlines.pop(0)[1]

@@ -1,9 +1,9 @@
 """Control of a running worker: the request file plus SIGUSR1, and the worker's side of it.
 
 The controller writes `runs/<id>/control.json` ({"action": ..., "t": ...}) atomically and sends
-SIGUSR1; the worker reads the file in its signal handler and acts at the next batch boundary.
-SIGTERM and SIGINT mean stop. One signal for every request keeps the worker's handler simple and
-lets new actions be added without new signal numbers.
+SIGUSR1; the worker notes the signal (`core.runs.signals`), reads the file and acts at the next
+batch boundary. SIGTERM and SIGINT mean stop. One signal for every request keeps the worker's side
+simple and lets new actions be added without new signal numbers.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from core.runs.signals import SignalPipe
 from core.store.states import Status
 from core.util.files import atomic_write_json, read_json
 
@@ -63,23 +64,32 @@ class Control:
         self.defer_suspend = False
         self._told = False
         self.requeue = False  # Slurm's time-limit warning: suspend, then requeue the job
+        self._signals: SignalPipe | None = None
 
     def install(self) -> None:
-        signal.signal(signal.SIGUSR1, self._on_usr1)
-        signal.signal(signal.SIGTERM, self._on_stop)
-        signal.signal(signal.SIGINT, self._on_stop)
+        """Catch the control signals; they are acted on at `boundary()` and `epoch_end()`."""
+        self._signals = SignalPipe((signal.SIGUSR1, signal.SIGTERM, signal.SIGINT,
+                                    signal.SIGUSR2))
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.signal(signal.SIGUSR2, self._on_time_limit)
 
-    def _on_time_limit(self, _signum: int, _frame: object) -> None:
-        self.requeue = True
-        self.handle("suspend")
+    def close(self) -> None:
+        if self._signals is not None:
+            self._signals.close()
+            self._signals = None
 
-    def _on_usr1(self, _signum: int, _frame: object) -> None:
-        self.handle(read_request(self.run_dir))
-
-    def _on_stop(self, _signum: int, _frame: object) -> None:
-        self.handle("stop")
+    def look(self, timeout: float = 0.0) -> None:
+        """Act on the signals that arrived: SIGUSR1 the request file's action, SIGUSR2
+        Slurm's time-limit warning (suspend, then requeue), SIGTERM and SIGINT stop."""
+        if self._signals is None:
+            return
+        for sig in self._signals.take(timeout):
+            if sig == signal.SIGUSR1:
+                self.handle(read_request(self.run_dir))
+            elif sig == signal.SIGUSR2:
+                self.requeue = True
+                self.handle("suspend")
+            elif sig in (signal.SIGTERM, signal.SIGINT):
+                self.handle("stop")
 
     def handle(self, action: str | None) -> None:
         if action == "pause":
@@ -91,10 +101,13 @@ class Control:
             self.paused = False
 
     def boundary(self) -> None:
+        self.look()
         if self.paused and not self.pending:
             self.on_change(Status.PAUSED)
             while self.paused and not self.pending:
-                time.sleep(0.05)
+                if self._signals is None:
+                    time.sleep(0.05)  # handle() from elsewhere
+                self.look(0.05)
             if not self.pending:
                 self.on_change(Status.RUNNING)
         if self.pending == "suspend" and self.defer_suspend:
@@ -108,5 +121,6 @@ class Control:
 
     def epoch_end(self) -> None:
         """Called by the training loop after it saved the epoch's state."""
+        self.look()
         if self.pending:
             raise StopRun(self.pending)
