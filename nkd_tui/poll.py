@@ -134,6 +134,9 @@ class Poller:
         only the newest runs (the first paint needs a screenful; `partial` says more exist)."""
         lost: tuple[str, ...] = ()
         now = time.monotonic()
+        # a snapshot is read on a thread of its own and two may overlap (the first paint's and
+        # a poll): what one reads is its own, never another's half-made state
+        sizes = self._sizes
         if reconcile_runs and now >= self._next_reconcile:
             self._next_reconcile = now + RECONCILE_EVERY_S
             from core.runs.status import reconcile  # psutil and friends, not needed to paint
@@ -144,9 +147,9 @@ class Poller:
 
             self._free = free_bytes(self.ws.checkpoints_dir)
             self._disk = low_space(self.ws, self.store, self._free) or ""
-            self._sizes = None
-        if self._sizes is None:  # with the liveness check, and for the first paint
-            self._sizes = self.store.experiment_bytes()
+            sizes = None
+        if sizes is None:  # with the liveness check, and for the first paint
+            sizes = self._sizes = self.store.experiment_bytes()
         if reconcile_runs and now >= self._next_slurm:
             # Slurm runs: their new events, ingested by byte offset, and squeue's view of them
             self._next_slurm = now + SLURM_EVERY_S
@@ -170,7 +173,7 @@ class Poller:
                         self.store.experiment_summaries(),
                         partial=limit is not None and len(runs) >= limit,
                         adhoc=self.adhoc(latest), disk=self._disk, free=self._free,
-                        sizes=self._sizes)
+                        sizes=sizes)
 
     def adhoc(self, latest: dict[str, str]) -> dict[str, tuple[str, str | None, str]]:
         """The experiments with runs that the registry does not name, read again only when
