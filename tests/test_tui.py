@@ -947,3 +947,46 @@ def test_snapshot_sweep_view(tmp_path: Path, snap_compare) -> None:
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+
+def test_two_overlapping_snapshots_each_carry_the_experiment_sizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first paint's snapshot and a poll's run on threads of their own. One that starts the
+    liveness check (which reads the sizes again) while the other is half way through must not
+    hand the other a tree without sizes."""
+    import threading
+
+    from core.registry.workspace import Workspace as Paths
+    from nkd_tui.poll import Poller
+
+    _fixture_workspace(tmp_path)
+    poller = Poller(Paths.at(tmp_path / "experiments.toml"))
+    assert poller.snapshot("crnn_long", None, 0, reconcile_runs=False).sizes is not None
+    poll_reads_sizes, paint_may_end = threading.Event(), threading.Event()
+    painting = threading.get_ident()
+    bytes_of, statuses_of = Store.experiment_bytes, Store.latest_statuses
+
+    def slow_bytes(store: Store) -> dict[str, int]:
+        poll_reads_sizes.set()  # the poll is inside its liveness check: sizes being read
+        paint_may_end.wait(5)
+        return bytes_of(store)
+
+    def paint_waits(store: Store) -> dict[str, str]:
+        if threading.get_ident() == painting:  # the paint, half way: the poll begins
+            poller._next_reconcile = 0.0
+            polls.append(threading.Thread(target=poller.snapshot, args=("crnn_long", None, 0)))
+            polls[0].start()
+            assert poll_reads_sizes.wait(5)
+        return statuses_of(store)
+
+    polls: list[threading.Thread] = []
+    monkeypatch.setattr(Store, "experiment_bytes", slow_bytes)
+    monkeypatch.setattr(Store, "latest_statuses", paint_waits)
+    try:
+        snap = poller.snapshot("crnn_long", None, 0, reconcile_runs=False)
+    finally:
+        paint_may_end.set()
+        for poll in polls:
+            poll.join(5)
+    assert snap.sizes is not None and "crnn_long" in snap.sizes
