@@ -27,7 +27,7 @@ demo: $(VENV_STAMP)
 	.venv/bin/nkd tui --message "$$out"
 
 test: $(VENV_STAMP)
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=25
 
 # the edit loop's tier: schema, store, layers, the loop's units (about a minute on 2 cores)
 test-fast: $(VENV_STAMP)

@@ -48,6 +48,33 @@ epochs = 3
 """
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist each worker process gets its own share of the CPUs (gw0 the first, gw1 the
+    second, ...), inherited by every run it starts: a run plans its threads from the cores it
+    may use, so two workers' runs never oversubscribe the machine (each with the threads of
+    all cores, torch's spinning pools made the training tests several times slower)."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get(
+        "PYTEST_XDIST_WORKER_COUNT", "1")
+    if not worker or not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus, n, i = sorted(os.sched_getaffinity(0)), int(count), int(worker[2:])
+    if n > 1 and len(cpus) >= n:
+        os.sched_setaffinity(0, cpus[i::n])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With `-n 2 --dist loadgroup` (pytest-xdist, as `make test` runs the suite): each test
+    module runs whole on one worker process, so that its module fixture (a trained teacher, a
+    user's folders) is built once; the Slurm modules share one worker, as their tests share the
+    one local cluster and count its free CPUs. Without xdist the marks do nothing."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            module = item.module.__name__ if item.module else item.nodeid.split("::")[0]
+            group = "slurm" if module.startswith("test_slurm") else module
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 class Workspace:
     def __init__(self, root: Path) -> None:
         self.root = root
