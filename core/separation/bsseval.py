@@ -95,9 +95,7 @@ def bss_eval(
     if ref.shape != est.shape:
         raise ValueError(f"references {tuple(ref.shape)} and estimates {tuple(est.shape)} differ")
     ref, est = ref.contiguous(), est.contiguous()
-    nsrc, n, nchan = ref.shape
-
-    spans = frames(n, window, hop)
+    spans = frames(ref.shape[1], window, hop)
     # numpy's BLAS on one thread for both threads of this evaluation (a process-wide setting,
     # restored after)
     with one_blas_thread():

@@ -36,10 +36,9 @@ def _better(name: str, it: str, than: str) -> str:
     return f"({it}) {'>' if SELECT_BY[name][1] else '<'} {than}"
 
 
-def _rule(value_of: Callable[[str], str], row: str) -> tuple[str, Callable[[str, str], str]]:
-    """(the score of an epoch, better(score, than)), in SQL, under the row's select_by: `row`
-    is how the run row's columns are named."""
-    which = f"coalesce({row}select_by, '{KEYS['select_by'].default}')"
+def _rule(value_of: Callable[[str], str]) -> tuple[str, Callable[[str, str], str]]:
+    """(the score of an epoch, better(score, than)), in SQL, under the run row's select_by."""
+    which = f"coalesce(select_by, '{KEYS['select_by'].default}')"
     score = "CASE " + which + " " + " ".join(
         f"WHEN '{name}' THEN {_value(name, value_of)}" for name in SELECT_BY) + " END"
 
@@ -53,7 +52,7 @@ def _rule(value_of: Callable[[str], str], row: str) -> tuple[str, Callable[[str,
 def _epoch_sql() -> str:
     """The UPDATE of one epoch: the epoch reached, and the epoch made best when its score is
     better than the best so far (or it is the best epoch, recorded again)."""
-    score, better = _rule(lambda field: f":{field}", "")
+    score, better = _rule(lambda field: f":{field}")
     new_best = (f"({score}) IS NOT NULL AND (best_value IS NULL OR best_epoch = :epoch OR "
                 f"{better(score, 'best_value')})")
     sets = [f"{column} = CASE WHEN {new_best} THEN {new} ELSE {column} END"
